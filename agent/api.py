@@ -1,0 +1,146 @@
+"""The local HTTP API: cabinets as the cloud shows them, and the cloud's command body.
+
+Every answer is JSON; bad input of any kind is a 4xx in the error model
+``{"status_code", "type", "message", "errors"}``, never a 500 or a dropped connection.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import SecretStr
+
+from agent.commands import CommandError, parse_command
+from agent.locker import Locker
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY = 16 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HealthFn = Callable[[], list[str]]
+
+_HTTP_TYPES = {
+    400: "INVALID_REQUEST",
+    401: "INVALID_TOKEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def error_response(err: CommandError) -> web.Response:
+    return web.json_response(err.as_json(), status=err.status)
+
+
+def _token_from(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.query.get("secret_token", "")
+
+
+class LocalApi:
+    def __init__(
+        self, locker: Locker, token: SecretStr, problems: HealthFn, host: str, port: int
+    ) -> None:
+        self._locker = locker
+        self._token = token.get_secret_value().encode()
+        self._problems = problems
+        self._host = host
+        self._port = port
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._auth])
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/api/lockers/cabinets", self._list)
+        self.app.router.add_get("/api/lockers/cabinets/{key}", self._get)
+        self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        assert self._runner is not None
+        return int(self._runner.addresses[0][1])
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        log.info("api.listening", host=self._host, port=self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- middlewares -----------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CommandError as err:
+            return error_response(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            kind = _HTTP_TYPES.get(exc.status, "INVALID_REQUEST")
+            message = exc.reason if exc.status != 413 else f"body over {MAX_BODY} bytes"
+            return error_response(CommandError(exc.status, kind, message))
+        except Exception:
+            log.exception("api.error", path=request.path)
+            return error_response(CommandError(500, "INTERNAL_ERROR", "internal error"))
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/healthz":
+            given = _token_from(request).encode()
+            if not hmac.compare_digest(given, self._token):
+                raise CommandError(401, "INVALID_TOKEN", "missing or wrong token")
+        return await handler(request)
+
+    # --- handlers --------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        reasons = self._problems() if self.ready else ["starting"]
+        status = 200 if not reasons else 503
+        return web.json_response(
+            {"status": "ok" if status == 200 else "degraded", "reasons": reasons}, status=status
+        )
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response([c.as_cloud() for c in self._locker.cabinets.values()])
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._locker.get(_key(request)).as_cloud())
+
+    async def _put(self, request: web.Request) -> web.Response:
+        key = _key(request)
+        self._locker.get(key)  # 404 before reading the body
+        command = parse_command(await _json(request))
+        cabinet = await self._locker.execute(key, command)
+        return web.json_response(cabinet.as_cloud())
+
+
+def _key(request: web.Request) -> int:
+    raw = request.match_info["key"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise CommandError(404, "NOT_FOUND", f"no cabinet with key {raw[:20]!r}")
+    return int(raw)
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise CommandError(413, "PAYLOAD_TOO_LARGE", f"body over {MAX_BODY} bytes") from None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError(400, "INVALID_REQUEST", f"body is not JSON: {exc}") from None

@@ -1,0 +1,104 @@
+"""The agent: builds every part from the config, starts them in order, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+
+from agent import __version__, systemd
+from agent.api import LocalApi
+from agent.cabinet import Cabinet, Door
+from agent.config import Config
+from agent.hardware import Hardware
+from agent.locker import Locker
+from agent.outbox import MemoryOutbox
+from agent.uplink import Uplink
+
+log = structlog.get_logger(__name__)
+
+STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.outbox = MemoryOutbox()
+        self.locker = Locker(
+            (
+                Cabinet(c.key, c.size, rear=Door() if c.rear is not None else None)
+                for c in config.cabinets
+            ),
+            self.outbox,
+        )
+        self.hardware = Hardware(config, self.locker)
+        self.locker.attach(self.hardware)
+        self.uplink = Uplink(
+            config.cloud.url,
+            config.cloud.api_key,
+            self.outbox,
+            self.locker.snapshot,
+            heartbeat_s=config.cloud.heartbeat_s,
+            timeout_s=config.cloud.timeout_s,
+        )
+        self.api = LocalApi(
+            self.locker, config.api.token, self.problems, config.api.host, config.api.port
+        )
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def problems(self) -> list[str]:
+        return self.hardware.problems() + self.uplink.problems()
+
+    async def start(self) -> None:
+        log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
+        await self.api.start()
+        await self.hardware.start()
+        if not await self.hardware.wait_ready(STARTUP_WAIT_S):
+            log.warning("agent.boards_not_ready", problems=self.hardware.problems())
+        self.locker.report_startup()
+        await self.uplink.start()
+        self.api.ready = True
+        self._watchdog = asyncio.create_task(self._feed_watchdog())
+        systemd.notify("READY=1\nSTATUS=running")
+        log.info("agent.ready")
+
+    async def close(self) -> None:
+        systemd.notify("STOPPING=1")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        self.api.ready = False
+        await self.api.close()
+        await self.hardware.close()
+        await self.uplink.close()
+        self.outbox.close()
+        log.info("agent.stopped")
+
+    async def _feed_watchdog(self) -> None:
+        """Pet systemd's watchdog from the loop: a hung loop stops the petting.
+
+        A silent board or an unplugged adapter does not: a restart would not mend
+        either, and the bus reconnects by itself (no boot loop for a dead board)."""
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            systemd.notify("WATCHDOG=1")
+
+
+async def run(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then stop cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(config)
+    try:
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.close()

@@ -1,0 +1,63 @@
+"""Command line: ``run``, ``check-config``, ``simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from agent import __version__, log
+from agent.config import Config, ConfigError, load_config, summary
+
+EX_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="locker-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"locker-agent {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the agent in the foreground until SIGTERM/SIGINT")
+    run.add_argument("--config", required=True, help="the TOML config file")
+    check = sub.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("file")
+    sim = sub.add_parser("simulate", help="run the agent against a simulated locker and cloud")
+    sim.add_argument("--api-port", type=int, default=8080, help="local API port (0: any)")
+    sim.add_argument("--cloud-port", type=int, default=8004, help="fake cloud port (0: any)")
+    return parser
+
+
+def _load_or_report(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.cmd == "check-config":
+        config = _load_or_report(args.file)
+        if config is None:
+            return EX_CONFIG
+        print(summary(config))
+        return 0
+
+    log.configure(level=args.log_level)
+    if args.cmd == "run":
+        from agent.app import run
+
+        config = _load_or_report(args.config)
+        if config is None:
+            return EX_CONFIG
+        asyncio.run(run(config))
+        return 0
+    if args.cmd == "simulate":
+        from simulator.run import simulate
+
+        asyncio.run(simulate(api_port=args.api_port, cloud_port=args.cloud_port))
+        return 0
+    return 2

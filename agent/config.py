@@ -1,0 +1,753 @@
+"""Configuration: the TOML file a field technician writes, validated strictly.
+
+The file format is a contract (``shared/DESIGN.md``, "Config file"); this module turns
+it into frozen pydantic models or into a :class:`ConfigError` that lists *every*
+problem at once, one line each, as ``key.path[index]: what is wrong``. A technician on
+a ladder fixes the file in one go instead of one error per restart, and
+``locker-agent check-config`` prints those lines as they are.
+
+Decisions worth knowing:
+
+- Like Klipper's typed getters, every value is typed (no silent ``"1"`` -> ``1`` or
+  ``true`` -> ``1``) and bounded, and an unknown key is an error naming the nearest
+  valid key: a typo must stop start-up, not fall back to a default.
+- ``[locker]`` and ``[storage]`` may be left out (defaults below). ``[cloud]`` needs
+  ``url`` and a key. The local HTTP API always runs, so ``[api]`` may be left out
+  only in the sense that ``listen`` defaults to ``127.0.0.1:8080``: a token is always
+  required (``api.token`` or ``api.token_file``), because the local API must never be
+  open without auth. Without one the config is invalid.
+- Secrets: exactly one of ``api_key`` / ``api_key_file`` (and ``token`` /
+  ``token_file``). Files are read at load, whitespace stripped; a relative path is
+  taken from the config file's directory (the directory of the path given, symlinks
+  not followed), as is a relative ``storage.dir``. Secrets end up as ``SecretStr``;
+  no problem line or repr ever contains one, and unknown keys never echo their
+  value (a misspelt ``api_kye = "..."`` carries the secret).
+- Cross checks (undeclared bus or board, two doors on one channel, duplicate cabinet
+  keys, bus names, ports or boards) run even when other parts of the file are
+  invalid, on whatever parts are valid, so they are reported together.
+- ``load_config`` raises only :class:`ConfigError`; ``parse_config`` does the same
+  checks on an already-parsed dict (the simulator embeds its own config).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import annotated_types
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+__all__ = [
+    "BAUD_RATES",
+    "ApiConfig",
+    "BusConfig",
+    "CabinetConfig",
+    "CloudConfig",
+    "Config",
+    "ConfigError",
+    "DoorWiring",
+    "LockerConfig",
+    "Side",
+    "StorageConfig",
+    "load_config",
+    "parse_config",
+    "summary",
+]
+
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
+Side = Literal["front", "rear"]
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_STORAGE_DIR = Path("/var/lib/locker-agent")
+# A secret file bigger than this is the wrong file (or /dev/zero), not a key.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+_Loc = tuple[str | int, ...]
+_Problem = tuple[_Loc, str]
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_HOST_RE = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` has one ``path: message`` line each."""
+
+    def __init__(self, problems: Sequence[str], source: str | Path | None = None) -> None:
+        self.problems: list[str] = list(problems)
+        self.source = str(source) if source is not None else None
+        super().__init__("\n".join(self.problems))
+
+    def __repr__(self) -> str:
+        return f"ConfigError({self.problems!r})"
+
+
+class _Model(BaseModel):
+    # strict: TOML is typed, so "1" for an int or true for a channel is a mistake.
+    # hide_input_in_errors: a ValidationError logged by someone else must not carry
+    # a secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, hide_input_in_errors=True)
+
+
+def _non_empty_secret(value: Any) -> Any:
+    if isinstance(value, str):
+        value = SecretStr(value)
+    if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+class LockerConfig(_Model):
+    """What the locker is called and how it behaves as a whole."""
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    # The cloud's locker.timer: auto-close time of motorised doors, seconds.
+    timer_s: int = Field(15, ge=1, le=600)
+
+
+class CloudConfig(_Model):
+    """Where feedback goes ({url}/api/lockers/cabinet/status) and with which key."""
+
+    url: str
+    api_key: SecretStr
+    # Where api_key was read from, absolute; None when it was written inline.
+    api_key_file: Path | None = None
+    heartbeat_s: float = Field(60, ge=5, le=3600)
+    timeout_s: float = Field(10, ge=0.5, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _check_key(cls, value: Any) -> Any:
+        return _non_empty_secret(value)
+
+
+class ApiConfig(_Model):
+    """The local HTTP API; it always requires the bearer token."""
+
+    listen: str = DEFAULT_LISTEN
+    token: SecretStr
+    token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _split_listen(value)
+        return value
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _check_token(cls, value: Any) -> Any:
+        return _non_empty_secret(value)
+
+    @property
+    def host(self) -> str:
+        """Host part of ``listen``, without IPv6 brackets (what aiohttp wants)."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+class StorageConfig(_Model):
+    """Where the outbox and state live; must survive reboots and power cuts."""
+
+    dir: Annotated[Path, Field(strict=False)] = DEFAULT_STORAGE_DIR
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("dir")
+    @classmethod
+    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not value.is_absolute():
+            return Path(base) / value
+        return value
+
+
+class BusConfig(_Model):
+    """One RS-485 line (or TCP gateway) with its lock boards."""
+
+    name: str = Field(min_length=1, max_length=64)
+    driver: Literal["kerong-cu16"] = "kerong-cu16"
+    # Any pyserial URL: /dev/serial/by-id/..., /dev/ttyUSB0, socket://host:port, ...
+    port: str = Field(min_length=1, max_length=512)
+    baud: Baud = 19200
+    boards: list[Annotated[int, Field(ge=0, le=15)]] = Field(min_length=1, max_length=16)
+    reply_timeout_s: float = Field(0.1, ge=0.01, le=5)
+    poll_interval_s: float = Field(0.05, ge=0.005, le=5)
+    # Value of a lock-feedback bit that means "closed": 1 on most boards.
+    locked_bit: Literal[0, 1] = 1
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError("use only letters, digits, '-', '_' and '.'")
+        return value
+
+    @field_validator("boards")
+    @classmethod
+    def _unique_boards(cls, value: list[int]) -> list[int]:
+        seen: set[int] = set()
+        for board in value:
+            if board in seen:
+                raise ValueError(f"board {board} is listed twice")
+            seen.add(board)
+        return value
+
+
+class DoorWiring(_Model):
+    """Which lock (bus, board, channel) opens and reports one door."""
+
+    bus: str = Field(min_length=1, max_length=64)
+    board: int = Field(ge=0, le=15)
+    channel: int = Field(ge=1, le=16)
+
+
+class CabinetConfig(_Model):
+    """One compartment: the cloud's cabinet key, its size, its door(s)."""
+
+    key: int = Field(ge=0, le=2**31 - 1)
+    size: str = Field("mini", min_length=1, max_length=32)
+    front: DoorWiring
+    rear: DoorWiring | None = None  # rear-load door, when the cabinet has one
+
+
+def _missing_is_empty(data: Any, *sections: str) -> Any:
+    """Let an absent section fail on its required keys, which says what to add."""
+    if isinstance(data, dict):
+        data = dict(data)
+        for section in sections:
+            data.setdefault(section, {})
+    return data
+
+
+class Config(_Model):
+    """The whole validated config."""
+
+    locker: LockerConfig = Field(default_factory=LockerConfig)
+    cloud: CloudConfig
+    api: ApiConfig
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    buses: list[BusConfig] = Field(min_length=1)
+    cabinets: list[CabinetConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sections(cls, data: Any) -> Any:
+        return _missing_is_empty(data, "cloud", "api")
+
+    @model_validator(mode="after")
+    def _check_wiring(self, info: ValidationInfo) -> Config:
+        # parse_config runs these itself, also on partly invalid input.
+        if (info.context or {}).get("cross_checks_done"):
+            return self
+        problems = _cross_check(
+            [(i, b.name, b.port, frozenset(b.boards)) for i, b in enumerate(self.buses)],
+            [(i, c.key, _doors_of(c)) for i, c in enumerate(self.cabinets)],
+        )
+        if problems:
+            raise ValueError("; ".join(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
+        return self
+
+    def bus(self, name: str) -> BusConfig:
+        """The bus called ``name``; KeyError if there is none."""
+        for bus in self.buses:
+            if bus.name == name:
+                return bus
+        raise KeyError(name)
+
+    def cabinet(self, key: int) -> CabinetConfig:
+        """The cabinet with the cloud's ``key``; KeyError if there is none."""
+        for cabinet in self.cabinets:
+            if cabinet.key == key:
+                return cabinet
+        raise KeyError(key)
+
+    def door_refs(self) -> Iterator[tuple[int, Side, DoorWiring]]:
+        """Every wired door as (cabinet key, "front"/"rear", wiring), in file order."""
+        for cabinet in self.cabinets:
+            yield cabinet.key, "front", cabinet.front
+            if cabinet.rear is not None:
+                yield cabinet.key, "rear", cabinet.rear
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_url(value: str) -> str:
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError("must not contain spaces")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must start with https:// or http://")
+    if not parts.hostname:
+        raise ValueError("must name a host, like https://lockers.example.com")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain a user or password (use api_key)")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError("must not have a ?query or #fragment (paths are appended to it)")
+    return value.rstrip("/")
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError('must be "host:port", like "127.0.0.1:8080"')
+    if not _HOST_RE.fullmatch(host):
+        raise ValueError('host must be an IP address or a host name, like "127.0.0.1:8080"')
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ValueError('port must be a number, like "127.0.0.1:8080"')
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be between 1 and 65535 (got {port})")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def _doors_of(cabinet: CabinetConfig) -> dict[str, _Door]:
+    doors = {"front": cabinet.front, "rear": cabinet.rear}
+    return {side: (w.bus, w.board, w.channel) for side, w in doors.items() if w is not None}
+
+
+# (index, name, port, boards); None where that part of the entry is invalid.
+_BusEntry = tuple[int, str | None, str | None, frozenset[int] | None]
+# (bus, board, channel) of one door; None where that part is invalid.
+_Door = tuple[str | None, int | None, int | None]
+# (index, key, {"front"/"rear": door}); a side is absent when the cabinet has no such door.
+_CabinetEntry = tuple[int, int | None, Mapping[str, _Door]]
+
+
+def _cross_check(buses: Sequence[_BusEntry], cabinets: Sequence[_CabinetEntry]) -> list[_Problem]:
+    """Problems between entries, on whatever parts of them are valid."""
+    problems: list[_Problem] = []
+    declared: dict[str, int] = {}  # bus name -> index of its first declaration
+    boards: dict[str, frozenset[int] | None] = {}
+    ports: dict[str, int] = {}
+    for i, name, port, bus_boards in buses:
+        if name is not None and name in declared:
+            message = f"bus '{name}' is already declared by buses[{declared[name]}]"
+            problems.append((("buses", i, "name"), message))
+        elif name is not None:
+            declared[name] = i
+            boards[name] = bus_boards
+        if port is not None and port in ports:
+            message = f"port '{port}' is already used by buses[{ports[port]}]"
+            problems.append((("buses", i, "port"), message))
+        elif port is not None:
+            ports[port] = i
+
+    names = ", ".join(declared) if declared else "none"
+    keys: dict[int, int] = {}
+    wired: dict[tuple[str, int, int], str] = {}  # (bus, board, channel) -> "cabinets[i].side"
+    for i, key, doors in cabinets:
+        if key is not None and key in keys:
+            message = f"key {key} is already used by cabinets[{keys[key]}]"
+            problems.append((("cabinets", i, "key"), message))
+        elif key is not None:
+            keys[key] = i
+        for side, (bus, board, channel) in doors.items():
+            if bus is None:
+                continue
+            if bus not in declared:
+                message = f"no bus named '{bus}' (declared: {names})"
+                problems.append((("cabinets", i, side, "bus"), message))
+            elif board is not None and (known := boards[bus]) is not None and board not in known:
+                listed = ", ".join(str(b) for b in sorted(known))
+                message = f"bus '{bus}' has no board {board} (its boards: {listed})"
+                problems.append((("cabinets", i, side, "board"), message))
+            if board is None or channel is None:
+                continue
+            where = (bus, board, channel)
+            if where in wired:
+                message = (
+                    f"bus '{bus}' board {board} channel {channel} is also wired to {wired[where]}"
+                )
+                problems.append((("cabinets", i, side, "channel"), message))
+            else:
+                wired[where] = f"cabinets[{i}].{side}" + ("" if key is None else f" (key {key})")
+    return problems
+
+
+# --------------------------------------------------------------------------- secrets
+
+_SECRETS = (("cloud", "api_key"), ("api", "token"))
+
+
+def _resolve_secrets(data: dict[str, Any], base_dir: Path) -> list[_Problem]:
+    """Turn ``x`` / ``x_file`` into one SecretStr in ``data`` (in place); problems."""
+    problems: list[_Problem] = []
+    for section, key in _SECRETS:
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            continue  # pydantic reports "must be a table"
+        file_key = f"{key}_file"
+        table = dict(table)
+        data[section] = table
+        has_value, has_file = key in table, file_key in table
+        problem: _Problem | None = None
+        secret: SecretStr | None = None
+        file_path: Path | None = None
+        if has_value and has_file:
+            problem = ((section, key), f"give either {key} or {file_key}, not both")
+        elif not has_value and not has_file:
+            problem = ((section, key), f"missing: set {key} or {file_key}")
+        elif has_value:
+            value = table[key]
+            if not isinstance(value, str):
+                problem = ((section, key), f"must be a string (got {_kind(value)})")
+            elif not value.strip():
+                problem = ((section, key), "must not be empty")
+            else:
+                secret = SecretStr(value)
+        else:
+            raw = table[file_key]
+            if not isinstance(raw, str) or not raw.strip():
+                problem = ((section, file_key), "must be a file path (a non-empty string)")
+            else:
+                file_path = Path(raw).expanduser()
+                if not file_path.is_absolute():
+                    file_path = base_dir / file_path
+                text, error = _read_secret_file(file_path)
+                if error is not None:
+                    problem = ((section, file_key), error)
+                else:
+                    secret = SecretStr(text)
+        if problem is not None:
+            problems.append(problem)
+            # A stand-in so pydantic does not report the same key again; the
+            # ConfigError raised for `problem` means it never escapes.
+            secret = SecretStr("-")
+        table.pop(file_key, None)
+        table[key] = secret
+        table[file_key] = file_path
+    return problems
+
+
+def _read_secret_file(path: Path) -> tuple[str, str | None]:
+    """(stripped text, None) or ("", a message naming the path, never the content)."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as e:
+        return "", f"cannot read {path}: {e.strerror or type(e).__name__}"
+    if len(raw) > MAX_SECRET_FILE_BYTES:
+        return "", f"{path} is larger than {MAX_SECRET_FILE_BYTES} bytes: not a key file"
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return "", f"{path} is not UTF-8 text"
+    if not text:
+        return "", f"{path} is empty"
+    return text, None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _format_loc(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _kind(value: Any) -> str:
+    """A value's type in TOML words (never the value: it might be a secret)."""
+    match value:
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a float"
+        case str():
+            return "a string"
+        case list() | tuple():
+            return "an array"
+        case dict():
+            return "a table"
+        case _:
+            return type(value).__name__
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> X; ``Annotated[X, ...]`` stays (its metadata has bounds)."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap(args[0])
+    return tp
+
+
+def _walk(loc: Sequence[str | int]) -> tuple[Any, list[Any]]:
+    """The type at ``loc`` inside Config and its bound metadata (best effort)."""
+    tp: Any = Config
+    metadata: list[Any] = []
+    for part in loc:
+        tp = _unwrap(tp)
+        if get_origin(tp) is Annotated:
+            tp = _unwrap(get_args(tp)[0])
+        if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part)
+            if field is None:
+                return None, []
+            tp, metadata = field.annotation, list(field.metadata)
+        elif isinstance(part, int) and get_origin(tp) is list:
+            tp, metadata = get_args(tp)[0], []
+        else:
+            return None, []
+    tp = _unwrap(tp)
+    if get_origin(tp) is Annotated:
+        for extra in get_args(tp)[1:]:
+            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+        tp = _unwrap(get_args(tp)[0])
+    return tp, metadata
+
+
+def _bounds(loc: Sequence[str | int]) -> tuple[Any, Any]:
+    low = high = None
+    for item in _walk(loc)[1]:
+        if isinstance(item, annotated_types.Ge):
+            low = item.ge
+        elif isinstance(item, annotated_types.Le):
+            high = item.le
+    return low, high
+
+
+def _is_secret(loc: Sequence[str | int]) -> bool:
+    return any(part in ("api_key", "token", "api_key_file", "token_file") for part in loc)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """A human line for one pydantic error; the input is shown only when harmless."""
+    kind, loc, ctx = error["type"], error["loc"], error.get("ctx") or {}
+    value = error.get("input")
+    secret = _is_secret(loc)
+    got = "" if secret else f" (got {value!r})"
+
+    if kind == "extra_forbidden":
+        parent, _ = _walk(loc[:-1])
+        message = "unknown key"
+        if isinstance(parent, type) and issubclass(parent, BaseModel) and isinstance(loc[-1], str):
+            close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1)
+            if close:
+                message += f" (did you mean '{close[0]}'?)"
+        return message
+    if kind == "missing":
+        field_type, _ = _walk(loc)
+        if isinstance(field_type, type) and issubclass(field_type, BaseModel):
+            return "missing (a required table)"
+        if get_origin(field_type) is list:
+            return f"missing: add at least one [[{loc[-1]}]] table"
+        return "missing (required)"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        low, high = _bounds(loc)
+        if low is not None and high is not None:
+            return f"must be between {low} and {high}{got}"
+        bound = next(iter(ctx.values()), "?")
+        word = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">"}
+        return f"must be {word.get(kind, '<')} {bound}{got}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '?')}{got}"
+    if kind in ("too_short", "string_too_short"):
+        if ctx.get("min_length") == 1:
+            return "must not be empty"
+        return f"too short: at least {ctx.get('min_length')}"
+    if kind in ("too_long", "string_too_long"):
+        return f"too long: at most {ctx.get('max_length')}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    expected = {
+        "int_type": "an integer",
+        "int_from_float": "a whole number",
+        "float_type": "a number",
+        "string_type": "a string",
+        "bool_type": "true or false",
+        "list_type": "an array",
+        "model_type": "a table",
+        "model_attributes_type": "a table",
+        "dict_type": "a table",
+        "path_type": "a path (a string)",
+    }.get(kind)
+    if expected is not None:
+        return f"must be {expected} (got {_kind(value)})"
+    if secret:
+        return "invalid"
+    return str(error["msg"])
+
+
+def _problems_of(error: ValidationError) -> list[_Problem]:
+    return [(tuple(e["loc"]), _message(e)) for e in error.errors()]
+
+
+# --------------------------------------------------------------------------- loading
+
+_SECTION_ORDER = {name: i for i, name in enumerate(Config.model_fields)}
+
+
+def _sort_key(problem: _Problem) -> tuple[int, int]:
+    loc = problem[0]
+    top = _SECTION_ORDER.get(loc[0], len(_SECTION_ORDER)) if loc else -1
+    index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1
+    return top, index
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _cross_check_raw(data: Mapping[str, Any]) -> list[_Problem]:
+    """The cross checks on whatever parts of the raw input are valid on their own."""
+    buses: list[_BusEntry] = []
+    raw_buses = data.get("buses")
+    for i, raw in enumerate(raw_buses if isinstance(raw_buses, list) else []):
+        if not isinstance(raw, dict):
+            continue
+        name, port, raw_boards = raw.get("name"), raw.get("port"), raw.get("boards")
+        valid_boards = isinstance(raw_boards, list) and all(_int_in(b, 0, 15) for b in raw_boards)
+        buses.append(
+            (
+                i,
+                name if isinstance(name, str) and name else None,
+                port if isinstance(port, str) and port else None,
+                frozenset(raw_boards) if valid_boards else None,
+            )
+        )
+    cabinets: list[_CabinetEntry] = []
+    raw_cabinets = data.get("cabinets")
+    for i, raw in enumerate(raw_cabinets if isinstance(raw_cabinets, list) else []):
+        if not isinstance(raw, dict):
+            continue
+        key = raw.get("key")
+        doors: dict[str, _Door] = {}
+        for side in ("front", "rear"):
+            door = raw.get(side)
+            if isinstance(door, dict):
+                bus, board, channel = door.get("bus"), door.get("board"), door.get("channel")
+                doors[side] = (
+                    bus if isinstance(bus, str) and bus else None,
+                    board if _int_in(board, 0, 15) else None,
+                    channel if _int_in(channel, 1, 16) else None,
+                )
+        cabinets.append((i, key if _int_in(key, 0, 2**31 - 1) else None, doors))
+    return _cross_check(buses, cabinets)
+
+
+def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
+    """Validate an already-parsed TOML document; relative paths resolve against base_dir."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): must be a table (got {_kind(data)})"])
+    data = _missing_is_empty(data, "cloud", "api")
+    problems = _resolve_secrets(data, Path(base_dir))
+    config: Config | None = None
+    try:
+        config = Config.model_validate(
+            data, context={"base_dir": Path(base_dir), "cross_checks_done": True}
+        )
+    except ValidationError as e:
+        problems += _problems_of(e)
+    problems += _cross_check_raw(data)
+    if problems or config is None:
+        problems.sort(key=_sort_key)
+        lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
+        raise ConfigError(lines or ["(top level): invalid"])
+    return config
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raises ConfigError and nothing else."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"], path) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"], path) from None
+    except OSError as e:
+        raise ConfigError(
+            [f"{path}: cannot read: {e.strerror or type(e).__name__}"], path
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        position = _TOML_POSITION.search(message)
+        if position:
+            message = message[: position.start()]
+            where = f"{path}: line {position[1]}, column {position[2]}"
+        else:
+            where = str(path)
+        raise ConfigError([f"{where}: TOML syntax error: {message}"], path) from None
+    try:
+        return parse_config(data, path.absolute().parent)
+    except ConfigError as e:
+        e.source = str(path)
+        raise
+    except Exception as e:  # a bug here must still end as "exit 78", not a traceback
+        raise ConfigError(
+            [f"{path}: internal error while validating ({type(e).__name__})"], path
+        ) from e
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary(config: Config) -> str:
+    """A few lines for check-config and the start-up log; never a secret."""
+    rear = sum(1 for c in config.cabinets if c.rear is not None)
+    lines = [
+        f"locker: {config.locker.name or '(unnamed)'} (auto-close timer {config.locker.timer_s} s)",
+        f"cabinets: {len(config.cabinets)} ({rear} with a rear door)",
+    ]
+    for bus in config.buses:
+        boards = ", ".join(str(b) for b in bus.boards)
+        lines.append(
+            f"bus {bus.name}: {bus.driver} on {bus.port}, {bus.baud} baud, boards {boards}"
+        )
+    key_from = config.cloud.api_key_file or "inline"
+    token_from = config.api.token_file or "inline"
+    lines += [
+        f"cloud: {config.cloud.url}, heartbeat every {config.cloud.heartbeat_s:g} s"
+        f" (api key: {key_from})",
+        f"api: listening on {config.api.listen} (token: {token_from})",
+        f"storage: {config.storage.dir}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""The uplink: drains the outbox into the cloud's feedback endpoint, and beats.
+
+One task sends, one task appends heartbeats. A failing cloud never stops the
+rest of the agent: every error here turns into a retry with backoff and a
+health problem, never an exception out of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from agent.feedback import EVENT_HEARTBEAT, LockerInfo, build_body, locker_info
+from agent.outbox import Message, Outbox
+
+log = structlog.get_logger(__name__)
+
+FEEDBACK_PATH = "/api/lockers/cabinet/status"
+AUTH_RETRY_S = 60.0  # a wrong api-key will not fix itself quickly: retry slowly
+RETRY_AFTER_MAX_S = 3600.0  # a Retry-After beyond this is a cloud bug, not a plan
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float]) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rand() * min(cap, base * 2 ** min(attempt, 32))
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return None
+
+
+class Uplink:
+    def __init__(
+        self,
+        url: str,
+        api_key: SecretStr,
+        outbox: Outbox,
+        snapshot: Callable[[], list[dict[str, Any]]],
+        *,
+        heartbeat_s: float = 60.0,
+        timeout_s: float = 10.0,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+        auth_retry_s: float = AUTH_RETRY_S,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._endpoint = url.rstrip("/") + FEEDBACK_PATH
+        self._api_key = api_key
+        self._outbox = outbox
+        self._snapshot = snapshot
+        self._heartbeat_s = heartbeat_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._rand = rand
+        self._auth_retry_s = auth_retry_s
+        self._info: LockerInfo = locker_info()
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failures = 0
+        self._problem: str | None = None
+        self.sent = 0
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="uplink-send"),
+            asyncio.create_task(self._heartbeat_loop(), name="uplink-heartbeat"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def problems(self) -> list[str]:
+        return [self._problem] if self._problem else []
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            self._info = locker_info()  # the address may change (DHCP)
+            self._outbox.append("heartbeat", EVENT_HEARTBEAT, self._snapshot())
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._outbox.wait()
+            for msg in self._outbox.peek(1):
+                try:
+                    delay = await self._deliver(msg)
+                except Exception:  # a bug here must not end the uplink for good
+                    log.exception("uplink.error", seq=msg.seq)
+                    delay = self._failed("uplink error", None)
+                if delay:
+                    await asyncio.sleep(delay)
+
+    async def _deliver(self, msg: Message) -> float:
+        """Send one message; returns how long to wait before the next try (0: go on)."""
+        body = build_body(msg.cabinets, msg.event, self._info)
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self._endpoint, json=body, headers={"api-key": self._api_key.get_secret_value()}
+            ) as resp:
+                status = resp.status
+                hint = retry_after(resp.headers.get("Retry-After"))
+                text = (await resp.text())[:500]
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return self._failed(f"cloud unreachable: {type(exc).__name__}", None)
+
+        if 200 <= status < 300:
+            self._outbox.ack([msg.seq])
+            self.sent += 1
+            self._failures = 0
+            self._problem = None
+            log.debug("uplink.sent", seq=msg.seq, event_type=msg.event, cabinets=len(msg.cabinets))
+            return 0.0
+        if status == 401 or status == 403:
+            self._failures += 1
+            self._problem = f"cloud rejects the api-key (HTTP {status})"
+            log.error("uplink.unauthorized", status=status, retry_in_s=self._auth_retry_s)
+            return self._auth_retry_s
+        if status in (408, 429) or status >= 500:
+            return self._failed(f"cloud answers HTTP {status}", hint)
+        # Any other 4xx: the cloud will never accept this body; holding it would block the queue.
+        log.error("uplink.rejected", seq=msg.seq, status=status, answer=text, body=body)
+        self._outbox.ack([msg.seq])
+        return 0.0
+
+    def _failed(self, problem: str, hint: float | None) -> float:
+        delay = backoff_delay(self._failures, self._backoff_base, self._backoff_cap, self._rand)
+        if hint is not None:
+            delay = max(delay, min(hint, RETRY_AFTER_MAX_S))
+        self._failures += 1
+        self._problem = problem
+        log.warning(
+            "uplink.retry", problem=problem, attempt=self._failures, delay_s=round(delay, 2)
+        )
+        return delay

@@ -1,0 +1,507 @@
+"""One RS-485 bus of Kerong KR-CU16 lock boards, driven from asyncio.
+
+The bus owns the serial port: it opens it (and reopens it after an unplug, with
+backoff), polls every board's status continuously, and lets callers unlock and
+read boards. RS-485 is half duplex and the boards only speak when asked, so there
+is exactly one request on the wire at a time, behind a priority lock: commands
+(unlock, read_status) always go before polls waiting for the bus.
+
+See ``shared/protocols/kerong-cu16.md`` for the frames and
+``shared/LESSONS.md`` ("Serial protocols in asyncio") for why it is built this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import serial_asyncio_fast
+import structlog
+
+from drivers.kerong import codec
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BoardStatus:
+    """One board's status with the lock polarity already applied."""
+
+    board: int
+    closed: tuple[bool, ...]  # 16 entries, channel i+1 -> closed[i]
+    items: tuple[bool, ...]  # 16 item-sensor bits, channel i+1 -> items[i]
+
+
+StatusCallback = Callable[[int, BoardStatus | None], None]  # None = board not answering
+ConnectFn = Callable[
+    [Callable[[], asyncio.Protocol]],
+    Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]],
+]
+
+
+class BusUnavailable(Exception):
+    """The port is not open (not yet, unplugged, being reopened, or the bus is closed)."""
+
+
+class BoardTimeout(Exception):
+    """The board did not answer in time."""
+
+
+# Lock priorities: lower goes first.
+_COMMAND = 0
+_POLL = 1
+# USB adapters and TCP gateways add their own latency on top of the wire time;
+# a small margin keeps an unlock from colliding with the next request.
+_GUARD_MARGIN = 0.002
+# A TCP gateway that is switched off can hang a connect for minutes.
+_OPEN_TIMEOUT = 10.0
+# How long close() waits for the transport to report that the port is closed.
+_CLOSE_WAIT = 1.0
+
+
+class _PriorityLock:
+    """A mutex whose waiters are served by (priority, arrival) instead of arrival only.
+
+    The holder hands the lock straight to the best waiter on release, so a task
+    that calls acquire() right after releasing cannot jump the queue.
+    """
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if not self._locked:
+            self._locked = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (priority, next(self._seq), fut)
+        heapq.heappush(self._waiters, entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # The lock was handed to us just as we were cancelled: pass it on.
+                self._release()
+            else:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # ownership passes on; _locked stays True
+                return
+        self._locked = False
+
+
+class _KerongProtocol(asyncio.Protocol):
+    """Bytes in, frames out. Never closes the connection because of bad bytes."""
+
+    def __init__(self, bus: KerongBus) -> None:
+        self._bus = bus
+        self._parser = codec.FrameParser()
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.heard = False  # at least one valid frame arrived on this connection
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._parser.feed(data)
+            for frame in frames:
+                self.heard = True
+                self._bus._frame_received(self, frame)
+        except Exception:
+            # An exception here would make some transports close the connection.
+            log.exception("kerong.receive_error", bus=self._bus.name)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+        self._bus._connection_lost(self, exc)
+
+    @property
+    def dropped(self) -> int:
+        return self._parser.dropped
+
+
+@dataclass(slots=True)
+class _Pending:
+    board: int
+    request: bytes
+    reply: asyncio.Future[codec.Frame]
+
+
+class KerongBus:
+    """Polls the boards of one bus and sends them commands.
+
+    ``on_status(board, status)`` is called on the loop whenever what is known
+    about a board changes: its first good read, any bit change, ``None`` when
+    it stops answering (after ``poll_retries`` retries) or the port goes away,
+    and the status again when it answers again. A board that never answered
+    and cannot be read is reported ``None`` once.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        boards: Sequence[int],
+        on_status: StatusCallback,
+        *,
+        baud: int = 19200,
+        reply_timeout: float = 0.1,
+        poll_retries: int = 1,
+        poll_interval: float = 0.05,
+        offline_poll_interval: float = 1.0,
+        locked_bit: int = 1,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        connect: ConnectFn | None = None,
+        name: str = "kerong",
+    ) -> None:
+        for board in boards:
+            if not 0 <= board <= codec.MAX_BOARD:
+                raise ValueError(f"board {board} out of range 0-{codec.MAX_BOARD}")
+        if len(set(boards)) != len(boards):
+            raise ValueError(f"duplicate board in {list(boards)}")
+        if poll_retries < 0:
+            raise ValueError("poll_retries must be >= 0")
+        if not 0 < reconnect_min <= reconnect_max:
+            raise ValueError("need 0 < reconnect_min <= reconnect_max")
+        self.name = name
+        self._port = port
+        self._boards = tuple(boards)
+        self._on_status = on_status
+        self._baud = baud
+        self._reply_timeout = reply_timeout
+        self._poll_retries = poll_retries
+        self._poll_interval = poll_interval
+        self._offline_poll_interval = offline_poll_interval
+        self._locked_bit = bool(locked_bit)
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self._connect: ConnectFn = connect or self._open_serial
+        self._rng = random.Random()
+
+        self._lock = _PriorityLock()
+        self._transport: asyncio.WriteTransport | None = None
+        self._protocol: _KerongProtocol | None = None
+        self._up = asyncio.Event()
+        self._pending: _Pending | None = None
+        self._last_request = b""
+        self._run_task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._closed = False
+        # What on_status last said per board; a missing key = nothing said yet.
+        self._reported: dict[int, BoardStatus | None] = {}
+        self._offline: set[int] = set()  # boards that failed their last poll
+        self._next_offline_poll: dict[int, float] = {}
+
+    # ---------------------------------------------------------------- public
+
+    async def start(self) -> None:
+        """Start opening the port and polling in the background; returns at once."""
+        if self._closed:
+            raise RuntimeError(f"bus {self.name} is closed")
+        if self._run_task is not None:
+            return
+        self._run_task = asyncio.create_task(self._run(), name=f"kerong-{self.name}-port")
+        self._poll_task = asyncio.create_task(self._poll_loop(), name=f"kerong-{self.name}-poll")
+
+    async def close(self) -> None:
+        """Stop polling and close the port. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        self._fail_pending(BusUnavailable(f"bus {self.name} closed"))
+        protocol, transport = self._protocol, self._transport
+        self._transport = None
+        self._up.clear()
+        if transport is not None:
+            transport.close()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if protocol is not None:
+            # Wait (briefly) until the port is really closed so it can be reopened.
+            await asyncio.wait([protocol.lost], timeout=_CLOSE_WAIT)
+        self._protocol = None
+        log.info("kerong.closed", bus=self.name)
+
+    async def unlock(self, board: int, channel: int) -> None:
+        """Pulse one lock. Returns once the frame is on the wire (the board sends no
+        reliable reply: confirm with the status). Raises BusUnavailable."""
+        request = codec.unlock_request(board, channel)
+        log.info("kerong.unlock", bus=self.name, board=board, channel=channel)
+        await self._transact(request, None, _COMMAND)
+
+    async def unlock_all(self, board: int) -> None:
+        """Pulse every lock of one board. Raises BusUnavailable."""
+        request = codec.unlock_all_request(board)
+        log.info("kerong.unlock_all", bus=self.name, board=board)
+        await self._transact(request, None, _COMMAND)
+
+    async def read_status(self, board: int) -> BoardStatus:
+        """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
+        return await self._read(board, _COMMAND)
+
+    def status(self, board: int) -> BoardStatus | None:
+        """The last known status; None if the board is not answering or never did."""
+        return self._reported.get(board)
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    # ----------------------------------------------------------- transactions
+
+    async def _read(self, board: int, priority: int) -> BoardStatus:
+        request = codec.status_request(board)
+        frame = await self._transact(request, board, priority)
+        assert frame is not None
+        reply = codec.decode_status(frame)
+        status = BoardStatus(
+            board,
+            tuple(bit == self._locked_bit for bit in reply.lock_bits),
+            reply.items,
+        )
+        if board in self._boards:
+            self._offline.discard(board)
+            self._report(board, status)
+        return status
+
+    async def _transact(self, request: bytes, board: int | None, priority: int) -> codec.Frame | None:
+        """Send one request and, if ``board`` is given, wait for its status reply."""
+        async with self._lock.hold(priority):
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                raise BusUnavailable(f"bus {self.name}: port not open")
+            pending = None
+            if board is not None:
+                # Registered before the write: a reply can arrive inside write().
+                reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
+                pending = self._pending = _Pending(board, request, reply)
+            try:
+                await self._send(transport, request, expect_reply=board is not None)
+                if pending is None:
+                    return None
+                try:
+                    async with asyncio.timeout(self._reply_timeout):
+                        return await pending.reply
+                except TimeoutError:
+                    raise BoardTimeout(
+                        f"bus {self.name}: board {board} did not answer "
+                        f"within {self._reply_timeout} s"
+                    ) from None
+            finally:
+                if self._pending is pending:
+                    self._pending = None
+
+    async def _send(
+        self, transport: asyncio.WriteTransport, request: bytes, *, expect_reply: bool
+    ) -> None:
+        """Write a frame; shielded, because bytes half on the wire cannot be taken back
+        and the next request must not start until they are out."""
+        task = asyncio.ensure_future(self._write(transport, request, expect_reply=expect_reply))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller gave up; keep holding the bus until the frame is out.
+            await asyncio.wait([task])
+            raise
+
+    async def _write(
+        self, transport: asyncio.WriteTransport, request: bytes, *, expect_reply: bool
+    ) -> None:
+        self._last_request = request
+        try:
+            transport.write(request)
+        except Exception as exc:
+            log.warning("kerong.write_failed", bus=self.name, error=repr(exc))
+            transport.abort()
+            raise BusUnavailable(f"bus {self.name}: write failed: {exc!r}") from exc
+        if not expect_reply:
+            # No reply comes to pace us: wait until the frame has left the wire.
+            await asyncio.sleep(len(request) * 10 / self._baud + _GUARD_MARGIN)
+
+    def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
+        if protocol is not self._protocol:
+            return
+        pending = self._pending
+        if (
+            pending is not None
+            and frame.cmd == codec.REPLY_STATUS
+            and frame.board == pending.board
+            and not pending.reply.done()
+        ):
+            pending.reply.set_result(frame)
+        elif frame.raw == self._last_request:
+            log.debug("kerong.echo_skipped", bus=self.name, frame=frame.raw.hex(" "))
+        else:
+            log.debug("kerong.unexpected_frame", bus=self.name, frame=frame.raw.hex(" "))
+
+    def _fail_pending(self, exc: Exception) -> None:
+        pending = self._pending
+        if pending is not None and not pending.reply.done():
+            pending.reply.set_exception(exc)
+
+    # ----------------------------------------------------------------- status
+
+    def _report(self, board: int, status: BoardStatus | None) -> None:
+        said_before = board in self._reported
+        previous = self._reported.get(board)
+        if said_before and previous == status:
+            return
+        self._reported[board] = status
+        if status is None:
+            log.warning("kerong.board_offline", bus=self.name, board=board)
+        elif previous is None:
+            log.info("kerong.board_online", bus=self.name, board=board)
+        try:
+            self._on_status(board, status)
+        except Exception:
+            log.exception("kerong.callback_error", bus=self.name, board=board)
+
+    def _report_all_none(self) -> None:
+        for board in self._boards:
+            self._report(board, None)
+
+    # ------------------------------------------------------------------ polls
+
+    async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._up.wait()
+                cycle_start = loop.time()
+                polled = False
+                for board in self._boards:
+                    if not self._up.is_set():
+                        break
+                    if board in self._offline and loop.time() < self._next_offline_poll[board]:
+                        continue  # a dead board must not slow the others down
+                    polled = True
+                    await self._poll_board(board)
+                next_cycle = cycle_start + self._poll_interval
+                if not polled and self._offline and self._up.is_set():
+                    # Every board is offline: sleep until the first one is due.
+                    due = min(self._next_offline_poll[b] for b in self._offline)
+                    next_cycle = max(next_cycle, due)
+                await asyncio.sleep(max(next_cycle - loop.time(), 0))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("kerong.poll_error", bus=self.name)
+                await asyncio.sleep(max(self._poll_interval, 0.01))
+
+    async def _poll_board(self, board: int) -> None:
+        # A board already known to be offline gets one try, not the full retries.
+        attempts = 1 if board in self._offline else 1 + self._poll_retries
+        for attempt in range(attempts):
+            try:
+                await self._read(board, _POLL)
+                return
+            except BoardTimeout:
+                log.debug("kerong.poll_timeout", bus=self.name, board=board, attempt=attempt)
+            except BusUnavailable:
+                return  # the port went away; _connection_lost reports the boards
+        self._offline.add(board)
+        self._next_offline_poll[board] = asyncio.get_running_loop().time() + (
+            self._offline_poll_interval
+        )
+        self._report(board, None)
+
+    # ------------------------------------------------------------- connection
+
+    async def _run(self) -> None:
+        """Keep the port open until close(): open, wait until lost, back off, reopen."""
+        failures = 0
+        while True:
+            try:
+                log.debug("kerong.opening", bus=self.name, port=self._port)
+                async with asyncio.timeout(_OPEN_TIMEOUT):
+                    transport, protocol = await self._connect(lambda: _KerongProtocol(self))
+                if not isinstance(protocol, _KerongProtocol):
+                    transport.close()
+                    raise TypeError(f"connect returned a foreign protocol {protocol!r}")
+                if protocol.lost.done():
+                    raise BusUnavailable(f"closed while opening: {protocol.lost.result()!r}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # OSError, SerialException, termios.error, ...
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning(
+                    "kerong.open_failed",
+                    bus=self.name,
+                    port=self._port,
+                    error=repr(exc),
+                    retry_in=round(delay, 3),
+                )
+                self._report_all_none()
+                await asyncio.sleep(delay)
+                continue
+            self._protocol = protocol
+            self._transport = cast(asyncio.WriteTransport, transport)
+            self._offline.clear()
+            self._up.set()
+            log.info("kerong.connected", bus=self.name, port=self._port)
+            # Shielded: close() cancels this task but still wants to await `lost`.
+            await asyncio.shield(protocol.lost)  # _connection_lost has cleaned up
+            # Start the backoff over only if the link was proven good by a frame.
+            failures = 1 if protocol.heard else failures + 1
+            await asyncio.sleep(self._backoff(failures))
+
+    def _connection_lost(self, protocol: _KerongProtocol, exc: Exception | None) -> None:
+        if protocol is not self._protocol:
+            return
+        self._protocol = None
+        self._transport = None
+        self._up.clear()
+        self._fail_pending(BusUnavailable(f"bus {self.name}: connection lost"))
+        if self._closed:
+            return
+        log.warning("kerong.connection_lost", bus=self.name, error=repr(exc))
+        self._offline.clear()
+        self._report_all_none()
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential backoff with full jitter, kept between reconnect_min and _max."""
+        ceiling = min(self._reconnect_max, self._reconnect_min * 2 ** min(failures, 32))
+        return self._rng.uniform(self._reconnect_min, ceiling)
+
+    async def _open_serial(
+        self, factory: Callable[[], asyncio.Protocol]
+    ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        loop = asyncio.get_running_loop()
+        try:
+            # exclusive: a second agent or a login getty on the same UART would
+            # otherwise garble every frame.
+            return await serial_asyncio_fast.create_serial_connection(
+                loop, factory, url=self._port, baudrate=self._baud, exclusive=True
+            )
+        except (TypeError, ValueError) as exc:
+            if "exclusive" not in str(exc):
+                raise
+            log.info("kerong.exclusive_unsupported", bus=self.name, port=self._port)
+            return await serial_asyncio_fast.create_serial_connection(
+                loop, factory, url=self._port, baudrate=self._baud
+            )

@@ -1,0 +1,306 @@
+"""A fake SYNQ cloud: the v2 feedback endpoint, strict about the spec's shapes.
+
+It validates every body against the OpenAPI document the real cloud
+publishes (a copy lives in ``simulator/spec/``), records what it accepted,
+and can be told to fail, stall or drop connections, so the agent's outbox is
+tested against a real HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hmac
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from aiohttp import web
+from openapi_schema_validator import OAS30Validator
+
+log = structlog.get_logger(__name__)
+
+FEEDBACK_PATH = "/api/lockers/cabinet/status"
+SPEC_PATH = Path(__file__).parent / "spec" / "synq-lockers-api.yaml"
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def _allow_null_in_enums(schema: Any) -> Any:
+    """Add None to the enum of every ``nullable`` schema.
+
+    OAS 3.0.3 says ``nullable`` does not extend an ``enum``, so the validator
+    rejects ``"front_status": null``; the spec marks the field nullable on
+    purpose ("either this or rear_status") and the real cloud accepts null.
+    """
+    if isinstance(schema, dict):
+        schema = {k: _allow_null_in_enums(v) for k, v in schema.items()}
+        if schema.get("nullable") is True and "enum" in schema and None not in schema["enum"]:
+            schema["enum"] = [*schema["enum"], None]
+    elif isinstance(schema, list):
+        schema = [_allow_null_in_enums(v) for v in schema]
+    return schema
+
+
+def load_feedback_schema(path: Path = SPEC_PATH) -> dict[str, Any]:
+    """The requestBody schema of POST /api/lockers/cabinet/status from the spec."""
+    # The C loader when libyaml is there: ten times faster on this 1000-line file.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+    post = spec["paths"][FEEDBACK_PATH]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    return _allow_null_in_enums(schema)
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path)
+
+
+class FeedbackValidator:
+    """Checks a feedback body; returns Laravel-style ``{field: [messages]}``."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._validator = OAS30Validator(schema)
+
+    def errors(self, body: Any) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+
+        def add(field: str, message: str) -> None:
+            messages = errors.setdefault(field or "body", [])
+            if message not in messages:
+                messages.append(message)
+
+        for error in self._validator.iter_errors(body):
+            where = list(error.absolute_path)
+            if error.validator == "required" and isinstance(error.instance, dict):
+                for name in error.validator_value:
+                    if name not in error.instance:
+                        field = _dotted([*where, name])
+                        add(field, f"The {field} field is required.")
+            else:
+                add(_dotted(where), error.message)
+
+        # The spec's prose rule: each cabinet carries a front or a rear status
+        # (null counts as absent, as for Laravel's required_without).
+        cabinets = body.get("cabinets") if isinstance(body, dict) else None
+        if isinstance(cabinets, list):
+            for i, cabinet in enumerate(cabinets):
+                if not isinstance(cabinet, dict):
+                    continue
+                if cabinet.get("front_status") is None and cabinet.get("rear_status") is None:
+                    add(
+                        f"cabinets.{i}.front_status",
+                        f"The cabinets.{i}.front_status field is required when "
+                        f"cabinets.{i}.rear_status is not present.",
+                    )
+        return errors
+
+
+@dataclass(slots=True)
+class _Failure:
+    status: int
+    retry_after: float | None
+
+
+class FakeCloud:
+    """The cloud's feedback endpoint on a real aiohttp server."""
+
+    def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._api_key = api_key
+        self._host = host
+        self._port = port
+        self._validator = FeedbackValidator(load_feedback_schema())
+        # Accepted requests: {"received_at": unix time, "body": the JSON body}.
+        self.received: list[dict[str, Any]] = []
+        # Requests answered 4xx: {"received_at", "status", "body", "response"}.
+        self.rejected: list[dict[str, Any]] = []
+        # Seconds to stall before answering each feedback request.
+        self.delay = 0.0
+        self._failures: list[_Failure] = []
+        self._drops: list[bool] = []  # one per connection to drop: after processing?
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_post(FEEDBACK_PATH, self._feedback)
+        app.router.add_get("/_sim/feedback", self._list)
+        # Access logs off: the structlog lines below say more, and less noise.
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}"
+        log.info("fake cloud started", url=self._url)
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("fake cloud closed", url=self._url)
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("fake cloud not started")
+        return self._url
+
+    # -- fault injection ----------------------------------------------------
+
+    def fail_next(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
+        """Answer ``status`` to the next ``count`` feedback requests, recording nothing.
+
+        ``retry_after`` goes out as whole seconds, rounded up: HTTP's
+        delay-seconds is an integer.
+        """
+        self._failures.extend(_Failure(status, retry_after) for _ in range(count))
+
+    def drop_next(self, count: int = 1, *, after_processing: bool = False) -> None:
+        """Close the next ``count`` connections without an answer.
+
+        With ``after_processing`` the body is validated and recorded first: the
+        cloud took the update but the answer was lost, so the agent resends.
+        """
+        self._drops.extend(after_processing for _ in range(count))
+
+    # -- observation --------------------------------------------------------
+
+    def cabinet_updates(self) -> list[dict[str, Any]]:
+        """Every accepted cabinet entry, in the order received."""
+        return [
+            copy.deepcopy(cabinet)
+            for record in self.received
+            for cabinet in record["body"]["cabinets"]
+        ]
+
+    # The timeout parameter is the agreed test-helper signature.
+    async def wait_for(self, predicate: Predicate, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """The first accepted cabinet entry, or else body, matching ``predicate``.
+
+        Looks at what was already received first, then waits; TimeoutError when
+        nothing matches in time. A predicate raising KeyError/TypeError/IndexError
+        on a shape it did not expect counts as no match.
+        """
+        checked = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                while checked < len(self.received):
+                    body = self.received[checked]["body"]
+                    checked += 1
+                    for candidate in (*body["cabinets"], body):
+                        if _matches(predicate, candidate):
+                            return candidate
+                self._changed.clear()
+                await self._changed.wait()
+
+    # -- handlers -----------------------------------------------------------
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response(self.received)
+
+    async def _feedback(self, request: web.Request) -> web.StreamResponse:
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+        drop_after: bool | None = self._drops.pop(0) if self._drops else None
+        if drop_after is False:
+            return self._drop(request)
+        if drop_after is None and self._failures:
+            failure = self._failures.pop(0)
+            return await self._fail(request, failure)
+
+        response = await self._process(request)
+        if drop_after:
+            return self._drop(request)
+        return response
+
+    async def _process(self, request: web.Request) -> web.Response:
+        now = time.time()
+        text = await request.text()
+        given = request.headers.get("api-key", "")
+        if not hmac.compare_digest(given.encode(), self._api_key.encode()):
+            return self._reject(
+                now, 401, text, {"error": "Unauthorized", "message": "Invalid API key"}
+            )
+        try:
+            body = json.loads(text)
+        except ValueError:
+            errors = {"body": ["The request body must be valid JSON."]}
+            return self._reject(now, 422, text, _unprocessable(errors))
+        errors = self._validator.errors(body)
+        if errors:
+            return self._reject(now, 422, body, _unprocessable(errors))
+        self.received.append({"received_at": now, "body": body})
+        self._changed.set()
+        # "event" is structlog's own key, hence event_body.
+        log.info("fake cloud feedback", cabinets=body["cabinets"], event_body=body.get("event"))
+        return web.json_response({"message": "Updated successfully"})
+
+    def _reject(self, now: float, status: int, body: Any, response: dict[str, Any]) -> web.Response:
+        self.rejected.append(
+            {"received_at": now, "status": status, "body": body, "response": response}
+        )
+        log.info("fake cloud rejected feedback", status=status, response=response)
+        return web.json_response(response, status=status)
+
+    async def _fail(self, request: web.Request, failure: _Failure) -> web.Response:
+        now = time.time()
+        body = _json_or_text(await request.text())
+        headers: dict[str, str] = {}
+        if failure.retry_after is not None:
+            headers["Retry-After"] = str(max(0, math.ceil(failure.retry_after)))
+        message = "Simulated failure"
+        if failure.status == 500:
+            message = "Internal server error"
+        response = {"message": message}
+        if 400 <= failure.status < 500:
+            self.rejected.append(
+                {"received_at": now, "status": failure.status, "body": body, "response": response}
+            )
+        log.info("fake cloud injected failure", status=failure.status, headers=headers)
+        return web.json_response(response, status=failure.status, headers=headers)
+
+    def _drop(self, request: web.Request) -> web.Response:
+        log.info("fake cloud dropped connection")
+        # abort(): no answer at all, the client sees the connection vanish.
+        if request.transport is not None:
+            request.transport.abort()
+        # Never reaches the client; returning keeps aiohttp from logging an error.
+        return web.Response(status=499)
+
+
+def _unprocessable(errors: dict[str, list[str]]) -> dict[str, Any]:
+    first = next(iter(errors.values()))[0]
+    extra = sum(len(m) for m in errors.values()) - 1
+    message = first if extra == 0 else f"{first} (and {extra} more errors)"
+    return {"message": message, "errors": errors}
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _matches(predicate: Predicate, candidate: dict[str, Any]) -> bool:
+    with contextlib.suppress(KeyError, TypeError, IndexError, AttributeError):
+        return bool(predicate(candidate))
+    return False

@@ -1,0 +1,137 @@
+"""The local API on a real aiohttp server on loopback."""
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from agent.api import MAX_BODY, LocalApi
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+async def api(locker, actuator):
+    problems: list[str] = []
+    server = LocalApi(locker, SecretStr(TOKEN), lambda: problems, "127.0.0.1", 0)
+    await server.start()
+    server.ready = True
+    server.problems_list = problems
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def http(api):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(
+        base_url=f"http://127.0.0.1:{api.port}", headers=headers
+    ) as session:
+        yield session
+
+
+async def test_list_and_get(http):
+    async with http.get("/api/lockers/cabinets") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert [c["key"] for c in body] == list(range(6))
+    assert body[0] == {
+        "key": 0,
+        "state": "closed",
+        "enabled": True,
+        "size": "mini",
+        "occupied": 0,
+        "thermal_mode": "ambient",
+        "rear_load_status": "closed",
+    }
+    async with http.get("/api/lockers/cabinets/4") as resp:
+        assert (await resp.json())["rear_load_status"] is None
+
+
+async def test_put_open(http, actuator):
+    async with http.put("/api/lockers/cabinets/5", json={"command": "open"}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["state"] == "open"
+    assert actuator.pulses == [(5, "front")]
+
+
+async def test_secret_token_query_works(api):
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{api.port}/api/lockers/cabinets?secret_token={TOKEN}") as resp,
+    ):
+        assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}, {"Authorization": ""}],
+)
+async def test_wrong_or_missing_token_is_401(api, headers):
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{api.port}/api/lockers/cabinets", headers=headers) as resp,
+    ):
+        assert resp.status == 401
+        body = await resp.json()
+    assert body["type"] == "INVALID_TOKEN"
+    assert TOKEN not in str(body)
+
+
+async def test_healthz_needs_no_auth_and_reports_problems(api):
+    url = f"http://127.0.0.1:{api.port}/healthz"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as resp:
+            assert resp.status == 200
+        api.problems_list.append("bus rs485 board 1: not answering")
+        async with s.get(url) as resp:
+            assert resp.status == 503
+            assert (await resp.json())["reasons"] == ["bus rs485 board 1: not answering"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status", "type_"),
+    [
+        ("PUT", "/api/lockers/cabinets/99", b'{"command":"open"}', 404, "NOT_FOUND"),
+        ("PUT", "/api/lockers/cabinets/abc", b'{"command":"open"}', 404, "NOT_FOUND"),
+        ("PUT", "/api/lockers/cabinets/-1", b'{"command":"open"}', 404, "NOT_FOUND"),
+        ("GET", "/api/lockers/cabinets/99999999999999999999", None, 404, "NOT_FOUND"),
+        ("PUT", "/api/lockers/cabinets/1", b"{not json", 400, "INVALID_REQUEST"),
+        ("PUT", "/api/lockers/cabinets/1", b"\xff\xfe", 400, "INVALID_REQUEST"),
+        ("PUT", "/api/lockers/cabinets/1", b"", 400, "INVALID_REQUEST"),
+        ("PUT", "/api/lockers/cabinets/1", b"[1, 2]", 422, "INVALID_REQUEST"),
+        ("PUT", "/api/lockers/cabinets/1", b'{"command":"resize"}', 422, "INVALID_REQUEST"),
+        ("PUT", "/api/lockers/cabinets/1", b'{"command":"fly"}', 422, "INVALID_REQUEST"),
+        ("PUT", "/api/lockers/cabinets/4", b'{"command":"open","rearload":true}', 409, "CONFLICT"),
+        ("DELETE", "/api/lockers/cabinets/1", None, 405, "METHOD_NOT_ALLOWED"),
+        ("GET", "/nope", None, 404, "NOT_FOUND"),
+    ],
+)
+async def test_bad_requests_are_json_4xx(http, method, path, data, status, type_):
+    async with http.request(method, path, data=data) as resp:
+        assert resp.status == status
+        body = await resp.json()
+    assert body["status_code"] == status
+    assert body["type"] == type_
+    assert body["message"]
+
+
+async def test_422_names_the_field(http):
+    async with http.put("/api/lockers/cabinets/1", json={"command": "resize"}) as resp:
+        body = await resp.json()
+    assert body["errors"] == {"size": ["required when command is resize"]}
+
+
+async def test_oversized_body_is_413(http):
+    data = b'{"command": "open", "reason": "' + b"x" * (MAX_BODY * 2) + b'"}'
+    async with http.put("/api/lockers/cabinets/1", data=data) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["type"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_healthz_is_503_until_ready(api):
+    api.ready = False
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{api.port}/healthz") as resp,
+    ):
+        assert resp.status == 503

@@ -1,0 +1,53 @@
+import pytest
+
+from agent.commands import CommandError, parse_command
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"command": "resize"}, "size"),
+        ({"command": "set_thermal_mode"}, "thermal_mode"),
+        ({"command": "set_thermal_mode", "thermal_mode": "lukewarm"}, "thermal_mode"),
+        ({"command": "explode"}, "command"),
+        ({}, "command"),
+        ({"command": "open", "rearload": "perhaps"}, "rearload"),
+        ({"command": "close", "delay": -1}, "delay"),
+        ({"command": "open", "colour": "red"}, "colour"),
+        ({"command": "open", "acted_by": "bob"}, "acted_by"),
+    ],
+)
+def test_bad_bodies_name_the_field(body, field):
+    with pytest.raises(CommandError) as err:
+        parse_command(body)
+    assert err.value.status == 422
+    assert err.value.type == "INVALID_REQUEST"
+    assert field in err.value.errors
+
+
+def test_resize_error_text():
+    with pytest.raises(CommandError) as err:
+        parse_command({"command": "resize"})
+    assert err.value.errors == {"size": ["required when command is resize"]}
+
+
+@pytest.mark.parametrize("body", [[], "open", 5, None])
+def test_body_must_be_an_object(body):
+    with pytest.raises(CommandError):
+        parse_command(body)
+
+
+def test_full_cloud_body():
+    cmd = parse_command(
+        {
+            "command": "open",
+            "rearload": True,
+            "acted_by": 1201,
+            "order_id": None,
+            "reason": None,
+            "size": None,
+            "thermal_mode": None,
+            "delay": 2,
+        }
+    )
+    assert cmd.rearload and cmd.acted_by == 1201

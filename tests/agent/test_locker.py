@@ -1,0 +1,137 @@
+import asyncio
+
+import pytest
+
+from agent.commands import CommandError, parse_command
+
+
+def changes(outbox):
+    return [(m.kind, m.event, list(m.cabinets)) for m in outbox.peek(100)]
+
+
+def test_startup_snapshot_holds_the_whole_locker(outbox):
+    from agent.cabinet import Cabinet, Door
+    from agent.locker import Locker
+
+    locker = Locker([Cabinet(0, "mini", rear=Door()), Cabinet(1, "mini")], outbox)
+    locker.door_sensed(0, "front", False)
+    locker.door_sensed(0, "rear", True)
+    # cabinet 1's board did not answer: it is left out, not guessed
+    locker.report_startup()
+    assert changes(outbox) == [
+        ("snapshot", "startup", [{"key": 0, "front_status": "closed", "rear_status": "open"}])
+    ]
+    locker.door_sensed(1, "front", True)
+    assert changes(outbox)[-1] == ("change", "door_changed", [{"key": 1, "front_status": "open"}])
+
+
+async def test_open_pulses_and_confirms(locker, actuator, outbox):
+    seen = []
+    task = asyncio.create_task(locker.execute(5, parse_command({"command": "open"})))
+    await asyncio.sleep(0)
+    seen.append(locker.get(5).as_cloud()["state"])
+    cabinet = await task
+    assert seen == ["opening"]
+    assert cabinet.as_cloud()["state"] == "open"
+    assert actuator.pulses == [(5, "front")]
+    assert changes(outbox)[-1] == ("change", "door_changed", [{"key": 5, "front_status": "open"}])
+
+
+async def test_open_door_needs_no_pulse(locker, actuator):
+    locker.door_sensed(3, "front", True)
+    await locker.execute(3, parse_command({"command": "open"}))
+    assert actuator.pulses == []
+
+
+async def test_rearload_opens_the_rear_door(locker, actuator):
+    cabinet = await locker.execute(1, parse_command({"command": "open", "rearload": True}))
+    assert actuator.pulses == [(1, "rear")]
+    assert cabinet.as_cloud()["rear_load_status"] == "open"
+    assert cabinet.as_cloud()["state"] == "closed"
+
+
+async def test_rearload_without_rear_door_is_409(locker, actuator):
+    with pytest.raises(CommandError) as err:
+        await locker.execute(4, parse_command({"command": "open", "rearload": True}))
+    assert err.value.status == 409
+    assert actuator.pulses == []
+
+
+async def test_disabled_cabinet_refuses_open(locker, actuator):
+    await locker.execute(2, parse_command({"command": "disable"}))
+    assert locker.get(2).as_cloud()["enabled"] is False
+    with pytest.raises(CommandError) as err:
+        await locker.execute(2, parse_command({"command": "open"}))
+    assert err.value.status == 409
+    await locker.execute(2, parse_command({"command": "enable"}))
+    await locker.execute(2, parse_command({"command": "open"}))
+    assert actuator.pulses == [(2, "front")]
+
+
+async def test_unknown_door_is_not_pulsed(locker, actuator):
+    locker.door_sensed(2, "front", None)
+    assert locker.get(2).as_cloud()["state"] == "unknown"
+    with pytest.raises(CommandError) as err:
+        await locker.execute(2, parse_command({"command": "open"}))
+    assert err.value.status == 503
+    assert actuator.pulses == []
+
+
+async def test_unknown_is_never_reported(locker, outbox):
+    before = len(outbox.peek(100))
+    locker.door_sensed(2, "front", None)
+    locker.door_sensed(2, "front", False)  # back, as it was: nothing new for the cloud
+    assert len(outbox.peek(100)) == before
+    locker.door_sensed(2, "front", None)
+    locker.door_sensed(2, "front", True)
+    assert changes(outbox)[-1][2] == [{"key": 2, "front_status": "open"}]
+
+
+async def test_lock_that_does_not_open_is_an_error(locker, actuator):
+    actuator.jammed.add((0, "front"))
+    with pytest.raises(CommandError) as err:
+        await locker.execute(0, parse_command({"command": "open"}))
+    assert err.value.status == 504
+    assert locker.get(0).as_cloud()["state"] == "closed"
+
+
+async def test_hardware_unavailable_is_503(locker, actuator):
+    actuator.unavailable = True
+    with pytest.raises(CommandError) as err:
+        await locker.execute(0, parse_command({"command": "open"}))
+    assert err.value.status == 503
+    assert locker.get(0).as_cloud()["state"] == "closed"
+
+
+async def test_commands_on_one_cabinet_never_interleave(locker, actuator):
+    actuator.delay = 0.05
+    order = []
+
+    async def run(body):
+        await locker.execute(0, parse_command(body))
+        order.append(body["command"])
+
+    await asyncio.gather(
+        run({"command": "open"}),
+        run({"command": "disable"}),
+        run({"command": "resize", "size": "large"}),
+    )
+    # open finished (door confirmed) before disable ran: it was not refused
+    assert order == ["open", "disable", "resize"]
+    assert actuator.pulses == [(0, "front")]
+
+
+async def test_close_resize_thermal(locker, actuator):
+    cab = await locker.execute(0, parse_command({"command": "close", "delay": 3}))
+    assert cab.as_cloud()["state"] == "closed"
+    cab = await locker.execute(0, parse_command({"command": "resize", "size": "large"}))
+    assert cab.as_cloud()["size"] == "large"
+    cab = await locker.execute(
+        0, parse_command({"command": "set_thermal_mode", "thermal_mode": "chill"})
+    )
+    assert cab.as_cloud()["thermal_mode"] == "chill"
+
+
+def test_items_set_occupied(locker):
+    locker.item_sensed(3, True)
+    assert locker.get(3).as_cloud()["occupied"] == 1

@@ -1,0 +1,159 @@
+"""The uplink against the fake cloud on loopback (which validates bodies against the spec)."""
+
+import asyncio
+import time
+
+import pytest
+from pydantic import SecretStr
+
+from agent.outbox import MemoryOutbox
+from agent.uplink import Uplink, backoff_delay, retry_after
+from simulator.cloud import FakeCloud
+
+KEY = "the-api-key"
+
+
+@pytest.fixture
+async def cloud():
+    cloud = FakeCloud(KEY)
+    await cloud.start()
+    yield cloud
+    await cloud.close()
+
+
+@pytest.fixture
+def outbox():
+    return MemoryOutbox()
+
+
+@pytest.fixture
+async def make_uplink(cloud, outbox):
+    started = []
+
+    async def make(key=KEY, **kw):
+        kw.setdefault("backoff_base", 0.01)
+        kw.setdefault("backoff_cap", 0.05)
+        uplink = Uplink(cloud.url, SecretStr(key), outbox, lambda: [], **kw)
+        await uplink.start()
+        started.append(uplink)
+        return uplink
+
+    yield make
+    for uplink in started:
+        await uplink.close()
+
+
+def change(outbox, key, status, side="front"):
+    outbox.append("change", "door_changed", [{"key": key, f"{side}_status": status}])
+
+
+async def drained(outbox, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while outbox.peek(1):
+            await asyncio.sleep(0.01)
+
+
+async def test_changes_arrive_in_order_with_header_and_info(cloud, outbox, make_uplink):
+    await make_uplink()
+    for i, status in enumerate(["open", "closed", "open"]):
+        change(outbox, 5, status)
+        change(outbox, i, "closed", side="rear")
+    await drained(outbox)
+    assert cloud.cabinet_updates() == [
+        {"key": 5, "front_status": "open"},
+        {"key": 0, "rear_status": "closed"},
+        {"key": 5, "front_status": "closed"},
+        {"key": 1, "rear_status": "closed"},
+        {"key": 5, "front_status": "open"},
+        {"key": 2, "rear_status": "closed"},
+    ]
+    body = cloud.received[0]["body"]
+    assert body["event"] == {"type": "door_changed"}
+    assert set(body["locker_info"]) == {"ip", "firmware"}
+    assert cloud.rejected == []
+
+
+async def test_5xx_and_dropped_connections_are_retried(cloud, outbox, make_uplink):
+    cloud.fail_next(500, count=2)
+    cloud.drop_next(1)
+    uplink = await make_uplink()
+    change(outbox, 1, "open")
+    change(outbox, 1, "closed")
+    await drained(outbox)
+    assert cloud.cabinet_updates() == [
+        {"key": 1, "front_status": "open"},
+        {"key": 1, "front_status": "closed"},
+    ]
+    assert uplink.problems() == []
+
+
+async def test_cloud_down_keeps_everything_and_says_so(outbox, make_uplink):
+    uplink = Uplink(
+        "http://127.0.0.1:9",
+        SecretStr(KEY),
+        outbox,
+        lambda: [],
+        backoff_base=0.01,
+        backoff_cap=0.02,
+    )
+    await uplink.start()
+    try:
+        change(outbox, 1, "open")
+        await asyncio.sleep(0.2)
+        assert len(outbox.peek(10)) == 1
+        assert uplink.problems() and "unreachable" in uplink.problems()[0]
+    finally:
+        await uplink.close()
+
+
+async def test_wrong_api_key_keeps_the_queue(cloud, outbox, make_uplink):
+    uplink = await make_uplink(key="wrong", auth_retry_s=0.05)
+    change(outbox, 1, "open")
+    await asyncio.sleep(0.3)
+    assert len(outbox.peek(10)) == 1
+    assert "api-key" in uplink.problems()[0]
+    assert cloud.received == []
+    assert "wrong" not in uplink.problems()[0]
+
+
+async def test_rejected_body_does_not_block_the_queue(cloud, outbox, make_uplink):
+    cloud.fail_next(422)
+    await make_uplink()
+    change(outbox, 1, "open")
+    change(outbox, 2, "open")
+    await drained(outbox)
+    assert cloud.cabinet_updates() == [{"key": 2, "front_status": "open"}]
+
+
+async def test_retry_after_is_honoured(cloud, outbox, make_uplink):
+    cloud.fail_next(503, retry_after=1)
+    await make_uplink()
+    started = time.monotonic()
+    change(outbox, 1, "open")
+    await cloud.wait_for(lambda c: c["key"] == 1, timeout=5)
+    assert time.monotonic() - started >= 0.95
+
+
+async def test_heartbeat_carries_the_snapshot(cloud, outbox):
+    snap = [{"key": 0, "front_status": "closed"}]
+    uplink = Uplink(cloud.url, SecretStr(KEY), outbox, lambda: snap, heartbeat_s=0.05)
+    await uplink.start()
+    try:
+        body = await cloud.wait_for(lambda b: b["event"]["type"] == "active", timeout=5)
+        assert body["cabinets"] == snap
+    finally:
+        await uplink.close()
+
+
+def test_backoff_is_full_jitter_and_capped():
+    assert backoff_delay(0, 0.5, 60, lambda: 1.0) == 0.5
+    assert backoff_delay(3, 0.5, 60, lambda: 1.0) == 4.0
+    assert backoff_delay(100, 0.5, 60, lambda: 1.0) == 60
+    assert backoff_delay(5, 0.5, 60, lambda: 0.0) == 0.0
+
+
+def test_retry_after_parsing():
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None
+    assert retry_after("soon") is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0

@@ -1,0 +1,167 @@
+"""The fake SYNQ cloud, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from simulator.cloud import FEEDBACK_PATH, FakeCloud
+
+KEY = "test-api-key"
+WAIT = 5.0
+GOOD = {
+    "cabinets": [{"key": 5, "front_status": "open", "rear_status": "closed"}],
+    "locker_info": {"ip": "10.0.0.2", "firmware": "1.0.0"},
+    "event": {"type": "door"},
+}
+
+
+@pytest.fixture
+async def cloud():
+    fake = FakeCloud(KEY)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def session():
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as s:
+        yield s
+
+
+async def post(session, cloud, body=None, *, data=None, key=KEY):
+    headers = {} if key is None else {"api-key": key}
+    async with session.post(
+        cloud.url + FEEDBACK_PATH, json=body, data=data, headers=headers
+    ) as resp:
+        return resp.status, resp.headers, await resp.json()
+
+
+async def test_accepts_and_records(cloud, session):
+    status, _, answer = await post(session, cloud, GOOD)
+    assert (status, answer) == (200, {"message": "Updated successfully"})
+    second = {
+        "cabinets": [
+            {"key": 1, "front_status": None, "rear_status": "open"},
+            {"key": 2, "front_status": "closed"},
+        ]
+    }
+    assert (await post(session, cloud, second))[0] == 200
+
+    assert [r["body"] for r in cloud.received] == [GOOD, second]
+    assert all(isinstance(r["received_at"], float) for r in cloud.received)
+    assert [c["key"] for c in cloud.cabinet_updates()] == [5, 1, 2]
+    async with session.get(cloud.url + "/_sim/feedback") as resp:
+        assert [r["body"] for r in await resp.json()] == [GOOD, second]
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong"])
+async def test_unauthorized(cloud, session, key):
+    status, _, answer = await post(session, cloud, GOOD, key=key)
+    assert (status, answer) == (401, {"error": "Unauthorized", "message": "Invalid API key"})
+    assert cloud.received == []
+    assert cloud.rejected[-1]["status"] == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "cabinets"),
+        ([], "body"),
+        ({"cabinets": "x"}, "cabinets"),
+        ({"cabinets": [{"front_status": "open"}]}, "cabinets.0.key"),
+        ({"cabinets": [{"key": "5", "front_status": "open"}]}, "cabinets.0.key"),
+        ({"cabinets": [{"key": 5, "front_status": "ajar"}]}, "cabinets.0.front_status"),
+        ({"cabinets": [{"key": 5}]}, "cabinets.0.front_status"),
+        (
+            {"cabinets": [{"key": 5, "front_status": None, "rear_status": None}]},
+            "cabinets.0.front_status",
+        ),
+        ({"cabinets": [{"key": 5, "front_status": "open"}], "event": {"type": 1}}, "event.type"),
+    ],
+)
+async def test_invalid_body(cloud, session, body, field):
+    status, _, answer = await post(session, cloud, body)
+    assert status == 422
+    assert field in answer["errors"], answer
+    assert all(isinstance(m, str) for msgs in answer["errors"].values() for m in msgs)
+    assert isinstance(answer["message"], str)
+    assert cloud.received == []
+    assert cloud.rejected[-1]["body"] == body
+
+
+async def test_not_json(cloud, session):
+    status, _, answer = await post(session, cloud, data=b"{not json")
+    assert status == 422
+    assert "body" in answer["errors"]
+    assert cloud.received == []
+
+
+async def test_fail_next_with_retry_after(cloud, session):
+    cloud.fail_next(503, count=2, retry_after=1.5)
+    for _ in range(2):
+        status, headers, _ = await post(session, cloud, GOOD)
+        assert status == 503
+        assert headers["Retry-After"] == "2"  # whole seconds, rounded up
+    cloud.fail_next(429)
+    status, headers, _ = await post(session, cloud, GOOD)
+    assert status == 429 and "Retry-After" not in headers
+    assert cloud.rejected[-1]["status"] == 429
+    assert cloud.received == []
+    assert (await post(session, cloud, GOOD))[0] == 200
+
+
+async def test_drop_next(cloud, session):
+    cloud.drop_next(1)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post(session, cloud, GOOD)
+    assert cloud.received == []
+
+    cloud.drop_next(1, after_processing=True)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post(session, cloud, GOOD)
+    assert len(cloud.received) == 1  # taken, but the answer was lost
+    assert (await post(session, cloud, GOOD))[0] == 200
+
+
+async def test_delay_still_answers(cloud, session):
+    cloud.delay = 0.05
+    assert (await post(session, cloud, GOOD))[0] == 200
+
+
+async def test_wait_for(cloud, session):
+    waiter = asyncio.create_task(cloud.wait_for(lambda c: c["key"] == 7, WAIT))
+    await asyncio.sleep(0)
+    await post(session, cloud, GOOD)
+    assert not waiter.done()
+    await post(session, cloud, {"cabinets": [{"key": 7, "front_status": "closed"}]})
+    assert await waiter == {"key": 7, "front_status": "closed"}
+
+    # Already received: answers at once; a body-level predicate works too.
+    body = await cloud.wait_for(lambda b: b["event"]["type"] == "door", WAIT)
+    assert body == GOOD
+    with pytest.raises(TimeoutError):
+        await cloud.wait_for(lambda c: c["key"] == 99, 0.05)
+
+
+async def test_close_is_idempotent():
+    fake = FakeCloud(KEY)
+    with pytest.raises(RuntimeError):
+        _ = fake.url
+    await fake.start()
+    assert fake.url.startswith("http://127.0.0.1:")
+    await fake.close()
+    await fake.close()
+
+
+def test_spec_copy_matches_shared():
+    here = Path(__file__).resolve()
+    copy = here.parents[2] / "simulator" / "spec" / "synq-lockers-api.yaml"
+    shared = here.parents[3] / "shared" / "spec" / "synq-lockers-api.yaml"
+    if not shared.exists():
+        pytest.skip("shared spec not present")
+    assert copy.read_bytes() == shared.read_bytes()

@@ -1,0 +1,95 @@
+"""End to end over a real pty: the agent's Kerong driver, the board emulator, the fake cloud."""
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from simulator.run import Simulation
+
+UNLOCK_CAB_5 = bytes.fromhex("02 05 31 03 3B")
+
+
+@pytest.fixture
+async def sim():
+    sim = Simulation()
+    await sim.start()
+    yield sim
+    await sim.close()
+
+
+@pytest.fixture
+async def http(sim):
+    headers = {"Authorization": f"Bearer {sim.token}"}
+    async with aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as session:
+        yield session
+
+
+async def until(predicate, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def updates_for(sim, key):
+    return [c for c in sim.cloud.cabinet_updates() if c["key"] == key]
+
+
+async def test_startup_snapshot_reaches_the_cloud(sim):
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "startup", timeout=5)
+    assert len(body["cabinets"]) == 16
+    assert body["cabinets"][0] == {"key": 0, "front_status": "closed", "rear_status": "closed"}
+    assert body["cabinets"][5] == {"key": 5, "front_status": "closed"}
+
+
+async def test_open_cabinet_5_end_to_end(sim, http):
+    async with http.put("/api/lockers/cabinets/5", json={"command": "open", "acted_by": 7}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["state"] == "open"
+    await sim.boards.wait_for_frame(UNLOCK_CAB_5, timeout=5)
+    await sim.cloud.wait_for(lambda c: c == {"key": 5, "front_status": "open"}, timeout=5)
+
+    sim.boards.shut_door(0, 6)
+    await until(lambda: len(updates_for(sim, 5)) == 3)
+    assert updates_for(sim, 5) == [
+        {"key": 5, "front_status": "closed"},  # the start-up snapshot
+        {"key": 5, "front_status": "open"},
+        {"key": 5, "front_status": "closed"},
+    ]
+    async with http.get("/api/lockers/cabinets/5") as resp:
+        assert (await resp.json())["state"] == "closed"
+    assert sim.cloud.rejected == []
+
+
+async def test_rear_load_door(sim, http):
+    body = {"command": "open", "rearload": True}
+    async with http.put("/api/lockers/cabinets/2", json=body) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["rear_load_status"] == "open"
+    await sim.boards.wait_for_frame(bytes.fromhex("02 12 31 03 48"), timeout=5)
+    await sim.cloud.wait_for(lambda c: c == {"key": 2, "rear_status": "open"}, timeout=5)
+
+
+async def test_a_person_opening_a_door_is_reported(sim):
+    sim.boards.force_open(0, 1)
+    await sim.cloud.wait_for(lambda c: c == {"key": 0, "front_status": "open"}, timeout=5)
+
+
+async def test_silent_board_is_unknown_and_unhealthy_then_recovers(sim, http):
+    sim.boards.set_offline(1)
+    await until(lambda: sim.agent.locker.get(0).as_cloud()["rear_load_status"] == "unknown")
+    async with http.get("/healthz") as resp:
+        assert resp.status == 503
+        assert any("board 1" in r for r in (await resp.json())["reasons"])
+    async with http.get("/api/lockers/cabinets/0") as resp:
+        cabinet = await resp.json()
+    assert cabinet["rear_load_status"] == "unknown"
+    assert cabinet["state"] == "closed"  # board 0 still answers
+
+    sim.boards.set_offline(1, False)
+    await until(lambda: sim.agent.locker.get(0).as_cloud()["rear_load_status"] == "closed")
+    async with http.get("/healthz") as resp:
+        assert resp.status == 200
+    # unknown is never reported: the cloud heard no rear status apart from the snapshot
+    rear = [c for c in sim.cloud.cabinet_updates() if "rear_status" in c and c["key"] == 0]
+    assert rear == [{"key": 0, "front_status": "closed", "rear_status": "closed"}]
