@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 MAX_BODY = 16 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthFn = Callable[[], list[str]]
+DetailsFn = Callable[[], dict[str, Any]]
 
 _HTTP_TYPES = {
     400: "INVALID_REQUEST",
@@ -47,9 +48,16 @@ def _token_from(request: web.Request) -> str:
 
 class LocalApi:
     def __init__(
-        self, locker: Locker, token: SecretStr, problems: HealthFn, host: str, port: int
+        self,
+        locker: Locker,
+        token: SecretStr,
+        problems: HealthFn,
+        host: str,
+        port: int,
+        details: DetailsFn = dict,
     ) -> None:
         self._locker = locker
+        self._details = details
         self._token = token.get_secret_value().encode()
         self._problems = problems
         self._host = host
@@ -110,9 +118,8 @@ class LocalApi:
     async def _healthz(self, request: web.Request) -> web.Response:
         reasons = self._problems() if self.ready else ["starting"]
         status = 200 if not reasons else 503
-        return web.json_response(
-            {"status": "ok" if status == 200 else "degraded", "reasons": reasons}, status=status
-        )
+        body = {"status": "ok" if status == 200 else "degraded", "reasons": reasons}
+        return web.json_response(body | self._details(), status=status)
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response([c.as_cloud() for c in self._locker.cabinets.values()])

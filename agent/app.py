@@ -14,7 +14,7 @@ from agent.cabinet import Cabinet, Door
 from agent.config import Config
 from agent.hardware import Hardware
 from agent.locker import Locker
-from agent.outbox import MemoryOutbox
+from agent.outbox import OUTBOX_FILE, Outbox
 from agent.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -25,7 +25,7 @@ STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's f
 class Agent:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.outbox = MemoryOutbox()
+        self.outbox = Outbox(config.storage.dir / OUTBOX_FILE)
         self.locker = Locker(
             (
                 Cabinet(c.key, c.size, rear=Door() if c.rear is not None else None)
@@ -44,12 +44,17 @@ class Agent:
             timeout_s=config.cloud.timeout_s,
         )
         self.api = LocalApi(
-            self.locker, config.api.token, self.problems, config.api.host, config.api.port
+            self.locker,
+            config.api.token,
+            self.problems,
+            config.api.host,
+            config.api.port,
+            details=lambda: {"outbox": self.outbox.stats()},
         )
         self._watchdog: asyncio.Task[None] | None = None
 
     def problems(self) -> list[str]:
-        return self.hardware.problems() + self.uplink.problems()
+        return self.hardware.problems() + self.uplink.problems() + self.outbox.problems()
 
     async def start(self) -> None:
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))

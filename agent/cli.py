@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="the TOML config file")
     check = sub.add_parser("check-config", help="validate a config file and summarise it")
     check.add_argument("file")
+    box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
+    box.add_argument("--config", required=True, help="the TOML config file")
+    box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
     sim = sub.add_parser("simulate", help="run the agent against a simulated locker and cloud")
     sim.add_argument("--api-port", type=int, default=8080, help="local API port (0: any)")
     sim.add_argument("--cloud-port", type=int, default=8004, help="fake cloud port (0: any)")
@@ -46,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary(config))
         return 0
 
+    if args.cmd == "outbox":
+        config = _load_or_report(args.config)
+        if config is None:
+            return EX_CONFIG
+        return _show_outbox(config, args.limit)
+
     log.configure(level=args.log_level)
     if args.cmd == "run":
         from agent.app import run
@@ -61,3 +70,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(simulate(api_port=args.api_port, cloud_port=args.cloud_port))
         return 0
     return 2
+
+
+def _show_outbox(config: Config, limit: int) -> int:
+    """Print pending and dead rows, one JSON object a line, then the counts."""
+    import json
+
+    from agent.outbox import OUTBOX_FILE, Outbox
+
+    path = config.storage.dir / OUTBOX_FILE
+    if not path.exists():
+        print(f"no outbox at {path}", file=sys.stderr)
+        return 1
+    box = Outbox(path)
+    try:
+        for msg in box.pending(limit):
+            row = {"state": "pending", "seq": msg.seq, "kind": msg.kind, "event": msg.event}
+            print(json.dumps(row | {"cabinets": list(msg.cabinets), "created": msg.created}))
+        for dead in box.dead(limit):
+            dead["cabinets"] = json.loads(dead["cabinets"])
+            print(json.dumps({"state": "dead", **dead}))
+        print(json.dumps(box.stats()), file=sys.stderr)
+    finally:
+        box.close()
+    return 0

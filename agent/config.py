@@ -87,7 +87,11 @@ _HOST_RE = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 class ConfigError(Exception):
-    """The config cannot be used; ``problems`` has one ``path: message`` line each."""
+    """The config cannot be used; ``problems`` has one ``key.path: message`` line each.
+
+    Problems with the file itself (missing, unreadable, TOML syntax) do not repeat
+    the file name, which is in ``source``: the CLI prefixes every line with it.
+    """
 
     def __init__(self, problems: Sequence[str], source: str | Path | None = None) -> None:
         self.problems: list[str] = list(problems)
@@ -128,8 +132,8 @@ class CloudConfig(_Model):
     api_key: SecretStr
     # Where api_key was read from, absolute; None when it was written inline.
     api_key_file: Path | None = None
-    heartbeat_s: float = Field(60, ge=5, le=3600)
-    timeout_s: float = Field(10, ge=0.5, le=120)
+    heartbeat_s: float = Field(60.0, ge=5, le=3600)
+    timeout_s: float = Field(10.0, ge=0.5, le=120)
 
     @field_validator("url")
     @classmethod
@@ -639,7 +643,11 @@ def _cross_check_raw(data: Mapping[str, Any]) -> list[_Problem]:
         if not isinstance(raw, dict):
             continue
         name, port, raw_boards = raw.get("name"), raw.get("port"), raw.get("boards")
-        valid_boards = isinstance(raw_boards, list) and all(_int_in(b, 0, 15) for b in raw_boards)
+        valid_boards = (
+            isinstance(raw_boards, list)
+            and bool(raw_boards)  # empty: already a problem, not one per door
+            and all(_int_in(b, 0, 15) for b in raw_boards)
+        )
         buses.append(
             (
                 i,
@@ -694,17 +702,24 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file; raises ConfigError and nothing else."""
-    path = Path(path)
+    try:
+        return _load(Path(path))
+    except ConfigError as e:
+        e.source = str(path)
+        raise
+    except Exception as e:  # a bug here must still end as "exit 78", not a traceback
+        raise ConfigError([f"cannot load the file ({type(e).__name__})"], path) from e
+
+
+def _load(path: Path) -> Config:
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"], path) from None
+        raise ConfigError(["no such file"]) from None
     except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"], path) from None
+        raise ConfigError(["not UTF-8 text"]) from None
     except OSError as e:
-        raise ConfigError(
-            [f"{path}: cannot read: {e.strerror or type(e).__name__}"], path
-        ) from None
+        raise ConfigError([f"cannot read: {e.strerror or type(e).__name__}"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -712,19 +727,11 @@ def load_config(path: str | Path) -> Config:
         position = _TOML_POSITION.search(message)
         if position:
             message = message[: position.start()]
-            where = f"{path}: line {position[1]}, column {position[2]}"
+            message = f"line {position[1]}, column {position[2]}: TOML syntax error: {message}"
         else:
-            where = str(path)
-        raise ConfigError([f"{where}: TOML syntax error: {message}"], path) from None
-    try:
-        return parse_config(data, path.absolute().parent)
-    except ConfigError as e:
-        e.source = str(path)
-        raise
-    except Exception as e:  # a bug here must still end as "exit 78", not a traceback
-        raise ConfigError(
-            [f"{path}: internal error while validating ({type(e).__name__})"], path
-        ) from e
+            message = f"TOML syntax error: {message}"
+        raise ConfigError([message]) from None
+    return parse_config(data, path.absolute().parent)
 
 
 # --------------------------------------------------------------------------- summary

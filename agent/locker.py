@@ -64,13 +64,14 @@ class Locker:
         if door is None or door.sensed == is_open:
             return
         status = None if is_open is None else ("open" if is_open else "closed")
+        seq = None
         if self._started and status is not None and status != door.reported:
-            self._outbox.append(
+            seq = self._outbox.append(
                 "change", EVENT_DOOR_CHANGED, [{"key": key, f"{side}_status": status}]
-            )
+            ).seq
             door.reported = status
         door.sensed = is_open
-        log.info("door.changed", key=key, side=side, state=door.state.value)
+        log.info("door.changed", key=key, side=side, state=door.state.value, queued=seq)
         self._notify()
 
     def item_sensed(self, key: int, present: bool) -> None:

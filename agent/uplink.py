@@ -77,6 +77,7 @@ class Uplink:
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0
         self._problem: str | None = None
+        self._isolate = False  # after a rejected batch: one message at a time, to find the bad one
         self.sent = 0
 
     async def start(self) -> None:
@@ -109,18 +110,23 @@ class Uplink:
     async def _send_loop(self) -> None:
         while True:
             await self._outbox.wait()
-            for msg in self._outbox.peek(1):
-                try:
-                    delay = await self._deliver(msg)
-                except Exception:  # a bug here must not end the uplink for good
-                    log.exception("uplink.error", seq=msg.seq)
-                    delay = self._failed("uplink error", None)
-                if delay:
-                    await asyncio.sleep(delay)
+            batch = self._outbox.next_batch()
+            if not batch:
+                continue
+            if self._isolate:
+                batch = batch[:1]
+            try:
+                delay = await self._deliver(batch)
+            except Exception:  # a bug here must not end the uplink for good
+                log.exception("uplink.error", seq=batch[0].seq)
+                delay = self._failed("uplink error", None)
+            if delay:
+                await asyncio.sleep(delay)
 
-    async def _deliver(self, msg: Message) -> float:
-        """Send one message; returns how long to wait before the next try (0: go on)."""
-        body = build_body(msg.cabinets, msg.event, self._info)
+    async def _deliver(self, batch: list[Message]) -> float:
+        """POST one batch; returns how long to wait before the next try (0: go on)."""
+        seqs = [m.seq for m in batch]
+        body = build_body([c for m in batch for c in m.cabinets], batch[0].event, self._info)
         assert self._session is not None
         try:
             async with self._session.post(
@@ -133,11 +139,12 @@ class Uplink:
             return self._failed(f"cloud unreachable: {type(exc).__name__}", None)
 
         if 200 <= status < 300:
-            self._outbox.ack([msg.seq])
-            self.sent += 1
+            self._outbox.ack(seqs)
+            self._isolate = False
+            self.sent += len(seqs)
             self._failures = 0
             self._problem = None
-            log.debug("uplink.sent", seq=msg.seq, event_type=msg.event, cabinets=len(msg.cabinets))
+            log.debug("uplink.sent", seqs=seqs, event_type=batch[0].event)
             return 0.0
         if status == 401 or status == 403:
             self._failures += 1
@@ -147,8 +154,11 @@ class Uplink:
         if status in (408, 429) or status >= 500:
             return self._failed(f"cloud answers HTTP {status}", hint)
         # Any other 4xx: the cloud will never accept this body; holding it would block the queue.
-        log.error("uplink.rejected", seq=msg.seq, status=status, answer=text, body=body)
-        self._outbox.ack([msg.seq])
+        if len(batch) > 1:
+            self._isolate = True
+            return 0.0
+        log.error("uplink.rejected", seqs=seqs, status=status, answer=text, body=body)
+        self._outbox.bury(seqs, status, text)
         return 0.0
 
     def _failed(self, problem: str, hint: float | None) -> float:

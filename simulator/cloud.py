@@ -181,6 +181,12 @@ class FakeCloud:
         """
         self._drops.extend(after_processing for _ in range(count))
 
+    def heal(self) -> None:
+        """Forget every injected failure and drop still queued."""
+        self._failures.clear()
+        self._drops.clear()
+        self.delay = 0.0
+
     # -- observation --------------------------------------------------------
 
     def cabinet_updates(self) -> list[dict[str, Any]]:
@@ -192,7 +198,7 @@ class FakeCloud:
         ]
 
     # The timeout parameter is the agreed test-helper signature.
-    async def wait_for(self, predicate: Predicate, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Predicate, timeout: float) -> dict[str, Any]:
         """The first accepted cabinet entry, or else body, matching ``predicate``.
 
         Looks at what was already received first, then waits; TimeoutError when

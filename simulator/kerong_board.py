@@ -187,7 +187,7 @@ class KerongBoardEmulator:
     # -- observation --------------------------------------------------------
 
     # The timeout parameter is the agreed test-helper signature.
-    async def wait_for_frame(self, raw: bytes, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait_for_frame(self, raw: bytes, timeout: float) -> None:
         """Return once ``raw`` has been received (earlier or later); TimeoutError if not."""
         if raw in self.received:
             return

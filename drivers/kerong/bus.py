@@ -129,7 +129,7 @@ class _KerongProtocol(asyncio.Protocol):
                 self._bus._frame_received(self, frame)
         except Exception:
             # An exception here would make some transports close the connection.
-            log.exception("kerong.receive_error", bus=self._bus.name)
+            log.exception("kerong.receive_error", bus=self._bus._name)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
@@ -144,7 +144,6 @@ class _KerongProtocol(asyncio.Protocol):
 @dataclass(slots=True)
 class _Pending:
     board: int
-    request: bytes
     reply: asyncio.Future[codec.Frame]
 
 
@@ -184,7 +183,7 @@ class KerongBus:
             raise ValueError("poll_retries must be >= 0")
         if not 0 < reconnect_min <= reconnect_max:
             raise ValueError("need 0 < reconnect_min <= reconnect_max")
-        self.name = name
+        self._name = name
         self._port = port
         self._boards = tuple(boards)
         self._on_status = on_status
@@ -218,11 +217,11 @@ class KerongBus:
     async def start(self) -> None:
         """Start opening the port and polling in the background; returns at once."""
         if self._closed:
-            raise RuntimeError(f"bus {self.name} is closed")
+            raise RuntimeError(f"bus {self._name} is closed")
         if self._run_task is not None:
             return
-        self._run_task = asyncio.create_task(self._run(), name=f"kerong-{self.name}-port")
-        self._poll_task = asyncio.create_task(self._poll_loop(), name=f"kerong-{self.name}-poll")
+        self._run_task = asyncio.create_task(self._run(), name=f"kerong-{self._name}-port")
+        self._poll_task = asyncio.create_task(self._poll_loop(), name=f"kerong-{self._name}-poll")
 
     async def close(self) -> None:
         """Stop polling and close the port. Idempotent."""
@@ -232,7 +231,7 @@ class KerongBus:
         tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
         for task in tasks:
             task.cancel()
-        self._fail_pending(BusUnavailable(f"bus {self.name} closed"))
+        self._fail_pending(BusUnavailable(f"bus {self._name} closed"))
         protocol, transport = self._protocol, self._transport
         self._transport = None
         self._up.clear()
@@ -244,19 +243,19 @@ class KerongBus:
             # Wait (briefly) until the port is really closed so it can be reopened.
             await asyncio.wait([protocol.lost], timeout=_CLOSE_WAIT)
         self._protocol = None
-        log.info("kerong.closed", bus=self.name)
+        log.info("kerong.closed", bus=self._name)
 
     async def unlock(self, board: int, channel: int) -> None:
         """Pulse one lock. Returns once the frame is on the wire (the board sends no
         reliable reply: confirm with the status). Raises BusUnavailable."""
         request = codec.unlock_request(board, channel)
-        log.info("kerong.unlock", bus=self.name, board=board, channel=channel)
+        log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
         await self._transact(request, None, _COMMAND)
 
     async def unlock_all(self, board: int) -> None:
         """Pulse every lock of one board. Raises BusUnavailable."""
         request = codec.unlock_all_request(board)
-        log.info("kerong.unlock_all", bus=self.name, board=board)
+        log.info("kerong.unlock_all", bus=self._name, board=board)
         await self._transact(request, None, _COMMAND)
 
     async def read_status(self, board: int) -> BoardStatus:
@@ -288,32 +287,44 @@ class KerongBus:
             self._report(board, status)
         return status
 
-    async def _transact(self, request: bytes, board: int | None, priority: int) -> codec.Frame | None:
+    async def _transact(
+        self, request: bytes, board: int | None, priority: int
+    ) -> codec.Frame | None:
         """Send one request and, if ``board`` is given, wait for its status reply."""
         async with self._lock.hold(priority):
             transport = self._transport
             if transport is None or transport.is_closing():
-                raise BusUnavailable(f"bus {self.name}: port not open")
+                raise BusUnavailable(f"bus {self._name}: port not open")
             pending = None
             if board is not None:
                 # Registered before the write: a reply can arrive inside write().
                 reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
-                pending = self._pending = _Pending(board, request, reply)
+                pending = self._pending = _Pending(board, reply)
             try:
                 await self._send(transport, request, expect_reply=board is not None)
                 if pending is None:
                     return None
                 try:
                     async with asyncio.timeout(self._reply_timeout):
-                        return await pending.reply
+                        frame = await pending.reply
                 except TimeoutError:
                     raise BoardTimeout(
-                        f"bus {self.name}: board {board} did not answer "
+                        f"bus {self._name}: board {board} did not answer "
                         f"within {self._reply_timeout} s"
                     ) from None
+                if self._transport is not transport:
+                    # The port went away between the reply and now: the boards are
+                    # already reported unknown, do not report this stale status.
+                    raise BusUnavailable(f"bus {self._name}: connection lost")
+                return frame
             finally:
                 if self._pending is pending:
                     self._pending = None
+                if pending is not None:
+                    if not pending.reply.done():
+                        pending.reply.cancel()
+                    elif not pending.reply.cancelled():
+                        pending.reply.exception()  # failed while nobody awaited it: seen
 
     async def _send(
         self, transport: asyncio.WriteTransport, request: bytes, *, expect_reply: bool
@@ -326,6 +337,8 @@ class KerongBus:
         except asyncio.CancelledError:
             # The caller gave up; keep holding the bus until the frame is out.
             await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # nobody else will look at it
             raise
 
     async def _write(
@@ -335,9 +348,9 @@ class KerongBus:
         try:
             transport.write(request)
         except Exception as exc:
-            log.warning("kerong.write_failed", bus=self.name, error=repr(exc))
+            log.warning("kerong.write_failed", bus=self._name, error=repr(exc))
             transport.abort()
-            raise BusUnavailable(f"bus {self.name}: write failed: {exc!r}") from exc
+            raise BusUnavailable(f"bus {self._name}: write failed: {exc!r}") from exc
         if not expect_reply:
             # No reply comes to pace us: wait until the frame has left the wire.
             await asyncio.sleep(len(request) * 10 / self._baud + _GUARD_MARGIN)
@@ -354,9 +367,9 @@ class KerongBus:
         ):
             pending.reply.set_result(frame)
         elif frame.raw == self._last_request:
-            log.debug("kerong.echo_skipped", bus=self.name, frame=frame.raw.hex(" "))
+            log.debug("kerong.echo_skipped", bus=self._name, frame=frame.raw.hex(" "))
         else:
-            log.debug("kerong.unexpected_frame", bus=self.name, frame=frame.raw.hex(" "))
+            log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
 
     def _fail_pending(self, exc: Exception) -> None:
         pending = self._pending
@@ -372,13 +385,13 @@ class KerongBus:
             return
         self._reported[board] = status
         if status is None:
-            log.warning("kerong.board_offline", bus=self.name, board=board)
+            log.warning("kerong.board_offline", bus=self._name, board=board)
         elif previous is None:
-            log.info("kerong.board_online", bus=self.name, board=board)
+            log.info("kerong.board_online", bus=self._name, board=board)
         try:
             self._on_status(board, status)
         except Exception:
-            log.exception("kerong.callback_error", bus=self.name, board=board)
+            log.exception("kerong.callback_error", bus=self._name, board=board)
 
     def _report_all_none(self) -> None:
         for board in self._boards:
@@ -409,7 +422,7 @@ class KerongBus:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("kerong.poll_error", bus=self.name)
+                log.exception("kerong.poll_error", bus=self._name)
                 await asyncio.sleep(max(self._poll_interval, 0.01))
 
     async def _poll_board(self, board: int) -> None:
@@ -420,7 +433,7 @@ class KerongBus:
                 await self._read(board, _POLL)
                 return
             except BoardTimeout:
-                log.debug("kerong.poll_timeout", bus=self.name, board=board, attempt=attempt)
+                log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=attempt)
             except BusUnavailable:
                 return  # the port went away; _connection_lost reports the boards
         self._offline.add(board)
@@ -436,7 +449,7 @@ class KerongBus:
         failures = 0
         while True:
             try:
-                log.debug("kerong.opening", bus=self.name, port=self._port)
+                log.debug("kerong.opening", bus=self._name, port=self._port)
                 async with asyncio.timeout(_OPEN_TIMEOUT):
                     transport, protocol = await self._connect(lambda: _KerongProtocol(self))
                 if not isinstance(protocol, _KerongProtocol):
@@ -451,7 +464,7 @@ class KerongBus:
                 delay = self._backoff(failures)
                 log.warning(
                     "kerong.open_failed",
-                    bus=self.name,
+                    bus=self._name,
                     port=self._port,
                     error=repr(exc),
                     retry_in=round(delay, 3),
@@ -463,7 +476,7 @@ class KerongBus:
             self._transport = cast(asyncio.WriteTransport, transport)
             self._offline.clear()
             self._up.set()
-            log.info("kerong.connected", bus=self.name, port=self._port)
+            log.info("kerong.connected", bus=self._name, port=self._port)
             # Shielded: close() cancels this task but still wants to await `lost`.
             await asyncio.shield(protocol.lost)  # _connection_lost has cleaned up
             # Start the backoff over only if the link was proven good by a frame.
@@ -476,10 +489,10 @@ class KerongBus:
         self._protocol = None
         self._transport = None
         self._up.clear()
-        self._fail_pending(BusUnavailable(f"bus {self.name}: connection lost"))
+        self._fail_pending(BusUnavailable(f"bus {self._name}: connection lost"))
         if self._closed:
             return
-        log.warning("kerong.connection_lost", bus=self.name, error=repr(exc))
+        log.warning("kerong.connection_lost", bus=self._name, error=repr(exc))
         self._offline.clear()
         self._report_all_none()
 
@@ -501,7 +514,7 @@ class KerongBus:
         except (TypeError, ValueError) as exc:
             if "exclusive" not in str(exc):
                 raise
-            log.info("kerong.exclusive_unsupported", bus=self.name, port=self._port)
+            log.info("kerong.exclusive_unsupported", bus=self._name, port=self._port)
             return await serial_asyncio_fast.create_serial_connection(
                 loop, factory, url=self._port, baudrate=self._baud
             )

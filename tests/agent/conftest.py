@@ -8,7 +8,7 @@ import pytest
 
 from agent.cabinet import Cabinet, Door, Side
 from agent.locker import HardwareUnavailable, Locker
-from agent.outbox import MemoryOutbox
+from agent.outbox import Outbox
 
 
 class FakeActuator:
@@ -32,12 +32,14 @@ class FakeActuator:
 
 
 @pytest.fixture
-def outbox() -> MemoryOutbox:
-    return MemoryOutbox()
+def outbox(tmp_path):
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    yield box
+    box.close()
 
 
 @pytest.fixture
-def locker(outbox: MemoryOutbox) -> Locker:
+def locker(outbox: Outbox) -> Locker:
     cabinets = [Cabinet(k, "mini", rear=Door() if k < 2 else None) for k in range(6)]
     locker = Locker(cabinets, outbox, confirm_timeout=0.3)
     for cab in cabinets:

@@ -6,7 +6,7 @@ from agent.commands import CommandError, parse_command
 
 
 def changes(outbox):
-    return [(m.kind, m.event, list(m.cabinets)) for m in outbox.peek(100)]
+    return [(m.kind, m.event, list(m.cabinets)) for m in outbox.pending(100)]
 
 
 def test_startup_snapshot_holds_the_whole_locker(outbox):
@@ -78,10 +78,10 @@ async def test_unknown_door_is_not_pulsed(locker, actuator):
 
 
 async def test_unknown_is_never_reported(locker, outbox):
-    before = len(outbox.peek(100))
+    before = len(outbox.pending(100))
     locker.door_sensed(2, "front", None)
     locker.door_sensed(2, "front", False)  # back, as it was: nothing new for the cloud
-    assert len(outbox.peek(100)) == before
+    assert len(outbox.pending(100)) == before
     locker.door_sensed(2, "front", None)
     locker.door_sensed(2, "front", True)
     assert changes(outbox)[-1][2] == [{"key": 2, "front_status": "open"}]

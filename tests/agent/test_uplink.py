@@ -1,12 +1,13 @@
 """The uplink against the fake cloud on loopback (which validates bodies against the spec)."""
 
 import asyncio
+import json
 import time
 
 import pytest
 from pydantic import SecretStr
 
-from agent.outbox import MemoryOutbox
+from agent.outbox import Outbox
 from agent.uplink import Uplink, backoff_delay, retry_after
 from simulator.cloud import FakeCloud
 
@@ -22,8 +23,10 @@ async def cloud():
 
 
 @pytest.fixture
-def outbox():
-    return MemoryOutbox()
+def outbox(tmp_path):
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    yield box
+    box.close()
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def change(outbox, key, status, side="front"):
 
 async def drained(outbox, timeout=5.0):
     async with asyncio.timeout(timeout):
-        while outbox.peek(1):
+        while outbox.pending(1):
             await asyncio.sleep(0.01)
 
 
@@ -100,7 +103,7 @@ async def test_cloud_down_keeps_everything_and_says_so(outbox, make_uplink):
     try:
         change(outbox, 1, "open")
         await asyncio.sleep(0.2)
-        assert len(outbox.peek(10)) == 1
+        assert len(outbox.pending(10)) == 1
         assert uplink.problems() and "unreachable" in uplink.problems()[0]
     finally:
         await uplink.close()
@@ -110,19 +113,27 @@ async def test_wrong_api_key_keeps_the_queue(cloud, outbox, make_uplink):
     uplink = await make_uplink(key="wrong", auth_retry_s=0.05)
     change(outbox, 1, "open")
     await asyncio.sleep(0.3)
-    assert len(outbox.peek(10)) == 1
+    assert len(outbox.pending(10)) == 1
     assert "api-key" in uplink.problems()[0]
     assert cloud.received == []
     assert "wrong" not in uplink.problems()[0]
 
 
 async def test_rejected_body_does_not_block_the_queue(cloud, outbox, make_uplink):
-    cloud.fail_next(422)
+    cloud.fail_next(422, count=2)  # the batch, then message 1 alone
     await make_uplink()
     change(outbox, 1, "open")
     change(outbox, 2, "open")
+    change(outbox, 3, "open")
     await drained(outbox)
-    assert cloud.cabinet_updates() == [{"key": 2, "front_status": "open"}]
+    assert cloud.cabinet_updates() == [
+        {"key": 2, "front_status": "open"},
+        {"key": 3, "front_status": "open"},
+    ]
+    [dead] = outbox.dead()
+    assert dead["status"] == 422
+    assert json.loads(dead["cabinets"]) == [{"key": 1, "front_status": "open"}]
+    assert "Simulated failure" in dead["answer"]
 
 
 async def test_retry_after_is_honoured(cloud, outbox, make_uplink):

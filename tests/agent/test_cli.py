@@ -1,0 +1,163 @@
+"""The command line as the contracts say, in real subprocesses."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from simulator.cloud import FakeCloud
+from simulator.kerong_board import KerongBoardEmulator
+from simulator.run import free_port
+
+AGENT = [sys.executable, "-m", "agent"]
+SECRET = "do-not-leak-this-key"
+
+
+def write_config(tmp_path, *, port="/dev/null", cloud="http://127.0.0.1:9", api_port=8080):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f"""
+[cloud]
+url = "{cloud}"
+api_key = "{SECRET}"
+heartbeat_s = 60
+
+[api]
+listen = "127.0.0.1:{api_port}"
+token = "tok"
+
+[storage]
+dir = "{tmp_path}"
+
+[[buses]]
+name = "rs485"
+driver = "kerong-cu16"
+port = "{port}"
+boards = [0]
+
+[[cabinets]]
+key = 5
+front = {{ bus = "rs485", board = 0, channel = 6 }}
+"""
+    )
+    return path
+
+
+def test_check_config_ok(tmp_path):
+    result = subprocess.run(
+        [*AGENT, "check-config", str(write_config(tmp_path))], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cabinets: 1" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_check_config_problems_exit_78_without_traceback(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("channel = 6", "channel = 17") + "\nbogus = 1\n")
+    result = subprocess.run([*AGENT, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 78
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("cabinets[0].front.channel" in line for line in lines)
+    assert any("bogus" in line for line in lines)
+    assert SECRET not in result.stderr
+
+
+def test_run_with_a_bad_config_exits_78(tmp_path):
+    path = tmp_path / "missing.toml"
+    result = subprocess.run([*AGENT, "run", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 78
+    assert "Traceback" not in result.stderr
+
+
+async def wait_healthy(url, timeout=10.0):
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_run_stops_cleanly_on_signal(tmp_path, sig):
+    boards = KerongBoardEmulator([0])
+    cloud = FakeCloud(SECRET)
+    await boards.start()
+    await cloud.start()
+    api_port = free_port()
+    path = write_config(tmp_path, port=boards.port, cloud=cloud.url, api_port=api_port)
+    proc = await asyncio.create_subprocess_exec(
+        *AGENT, "run", "--config", str(path), stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await wait_healthy(f"http://127.0.0.1:{api_port}/healthz")
+        await cloud.wait_for(lambda c: c == {"key": 5, "front_status": "closed"}, timeout=5)
+        started = time.monotonic()
+        proc.send_signal(sig)
+        async with asyncio.timeout(5):
+            code = await proc.wait()
+        assert code == 0
+        assert time.monotonic() - started < 5
+        logs = (await proc.stderr.read()).decode()
+        assert '"event": "agent.stopped"' in logs  # JSON lines when stderr is not a tty
+        assert SECRET not in logs
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await cloud.close()
+        await boards.close()
+
+
+async def test_simulate_runs_and_opens_a_cabinet():
+    api_port, cloud_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        *AGENT,
+        "simulate",
+        "--api-port",
+        str(api_port),
+        "--cloud-port",
+        str(cloud_port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        banner = ""
+        async with asyncio.timeout(10):
+            while "curl" not in banner:
+                banner += (await proc.stdout.readline()).decode()
+        assert f"127.0.0.1:{api_port}" in banner
+        headers = {"Authorization": "Bearer simulator"}
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{api_port}/api/lockers/cabinets/5"
+            async with session.put(url, json={"command": "open"}, headers=headers) as resp:
+                assert resp.status == 200
+            feedback = f"http://127.0.0.1:{cloud_port}/_sim/feedback"
+            async with asyncio.timeout(5):
+                while True:
+                    async with session.get(feedback) as resp:
+                        bodies = [r["body"] for r in await resp.json()]
+                    if {"key": 5, "front_status": "open"} in [
+                        c for b in bodies for c in b["cabinets"]
+                    ]:
+                        break
+                    await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(5):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

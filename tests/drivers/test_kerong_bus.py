@@ -1,0 +1,780 @@
+"""KerongBus: the real protocol code against fake transports (bellows-style), a real
+pseudo-terminal and a real TCP socket (pyserial's socket:// URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import termios
+import tty
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+import serial
+
+from drivers.kerong import codec
+from drivers.kerong.bus import BoardStatus, BoardTimeout, BusUnavailable, KerongBus
+
+WAIT = 5.0  # generous: only bounds how long a broken test hangs
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+class BoardBank:
+    """The boards on the far side of the line: raw lock bits (1 = locked on the
+    default model), item bits, and which boards are dead."""
+
+    def __init__(self, boards, locked_bit: int = 1) -> None:
+        self.locked_bit = bool(locked_bit)
+        self.lock_bits = {b: [self.locked_bit] * 16 for b in boards}
+        self.items = {b: [False] * 16 for b in boards}
+        self.dead: set[int] = set()
+        self.requests: Counter[int] = Counter()  # status requests per board
+        self.unlocked: list[tuple[int, int]] = []
+        self._parser = codec.FrameParser()
+
+    def open_door(self, board: int, channel: int) -> None:
+        self.lock_bits[board][channel - 1] = not self.locked_bit
+
+    def handle(self, data: bytes) -> bytes:
+        out = b""
+        for frame in self._parser.feed(data):
+            board = frame.board
+            if board not in self.lock_bits or board in self.dead:
+                continue
+            if frame.cmd == codec.CMD_STATUS:
+                self.requests[board] += 1
+                out += codec.status_reply(
+                    board, tuple(self.lock_bits[board]), tuple(self.items[board])
+                )
+            elif frame.cmd == codec.CMD_UNLOCK:
+                self.unlocked.append((board, frame.channel))
+                self.open_door(board, frame.channel)
+            elif frame.cmd == codec.CMD_UNLOCK_ALL:
+                self.unlocked.append((board, 0))
+        return out
+
+
+class FakeTransport(asyncio.Transport):
+    """Answers like a board bank, with the line's bad habits on demand."""
+
+    def __init__(
+        self,
+        bank: BoardBank,
+        protocol: asyncio.Protocol,
+        *,
+        byte_by_byte: bool = False,
+        delay: float = 0.0,
+        drop: float = 0.0,
+        corrupt: float = 0.0,
+        garbage: float = 0.0,
+        echo: bool = False,
+        sync: bool = False,
+        hold: bool = False,
+        seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        self.bank = bank
+        self.protocol = protocol
+        self.loop = asyncio.get_running_loop()
+        self.byte_by_byte = byte_by_byte
+        self.delay = delay
+        self.drop = drop
+        self.corrupt = corrupt
+        self.garbage = garbage
+        self.echo = echo
+        self.sync = sync
+        self.held: list[bytes] | None = [] if hold else None
+        self.rng = random.Random(seed)
+        self.written: list[bytes] = []
+        self.fail_next_write: Exception | None = None
+        self.on_write: Callable[[FakeTransport], None] | None = None
+        self.closing = False
+        self.stats: Counter[str] = Counter()
+        self.in_flight = 0  # delayed replies not delivered yet
+
+    # -- transport API
+    def write(self, data) -> None:
+        if self.closing:
+            return
+        if self.fail_next_write is not None:
+            exc, self.fail_next_write = self.fail_next_write, None
+            raise exc
+        data = bytes(data)
+        self.written.append(data)
+        if self.drop and self.rng.random() < self.drop:
+            self.stats["dropped"] += 1
+            return
+        reply = self.bank.handle(data)
+        out = data if self.echo else b""
+        if self.garbage and self.rng.random() < self.garbage:
+            noise = self.rng.randbytes(self.rng.randint(1, 12)) + b"\x02"
+            out += noise
+            self.stats["garbage"] += 1
+        if reply and self.corrupt and self.rng.random() < self.corrupt:
+            i = self.rng.randrange(len(reply))
+            reply = reply[:i] + bytes([reply[i] ^ (1 << self.rng.randrange(8))]) + reply[i + 1 :]
+            self.stats["corrupted"] += 1
+        out += reply
+        if not out:
+            return
+        if self.held is not None:
+            self.held.append(out)
+        elif self.sync:
+            self.protocol.data_received(out)  # inside write(): the matcher must be ready
+            if self.on_write is not None:
+                self.on_write(self)
+        elif self.delay:
+            self.in_flight += 1
+            self.loop.call_later(self.delay, self._deliver_late, out)
+        else:
+            self._deliver(out)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self._lose(None)
+
+    def abort(self) -> None:
+        self._lose(None)
+
+    # -- test controls
+    def release(self, *, keep_holding: bool = False) -> None:
+        """Deliver the held replies; stop holding unless told otherwise."""
+        held, self.held = self.held or [], [] if keep_holding else None
+        for out in held:
+            self._deliver(out)
+
+    def unplug(self, exc: Exception) -> None:
+        self._lose(exc)
+
+    def _lose(self, exc: Exception | None) -> None:
+        if not self.closing:
+            self.closing = True
+            self.loop.call_soon(self.protocol.connection_lost, exc)
+
+    def _deliver_late(self, out: bytes) -> None:
+        self.in_flight -= 1
+        self._deliver(out)
+
+    def _deliver(self, out: bytes) -> None:
+        chunks = [out[i : i + 1] for i in range(len(out))] if self.byte_by_byte else [out]
+        self._drip(chunks)
+
+    def _drip(self, chunks: list[bytes]) -> None:
+        # One chunk per loop iteration, in order, so other tasks run in between.
+        if chunks and not self.closing:
+            self.protocol.data_received(chunks[0])
+            self.loop.call_soon(self._drip, chunks[1:])
+
+
+class FakePort:
+    """An injectable ``connect``: opens FakeTransports on a bank, or fails to open."""
+
+    OPEN_ERRORS = (
+        lambda: OSError(errno.ENOENT, "No such file or directory: '/dev/ttyUSB0'"),
+        lambda: serial.SerialException("could not open port /dev/ttyUSB0"),
+        lambda: termios.error(5, "Input/output error"),
+    )
+
+    def __init__(self, bank: BoardBank, **transport_options) -> None:
+        self.bank = bank
+        self.options = transport_options
+        self.fail_next = 0
+        self.unplugged = False
+        self.hang = False
+        self.attempts = 0
+        self.transports: list[FakeTransport] = []
+
+    async def __call__(self, factory):
+        self.attempts += 1
+        await asyncio.sleep(0)
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.unplugged or self.fail_next > 0:
+            self.fail_next = max(self.fail_next - 1, 0)
+            raise self.OPEN_ERRORS[self.attempts % len(self.OPEN_ERRORS)]()
+        protocol = factory()
+        transport = FakeTransport(self.bank, protocol, **self.options)
+        protocol.connection_made(transport)
+        self.transports.append(transport)
+        return transport, protocol
+
+    @property
+    def transport(self) -> FakeTransport:
+        return self.transports[-1]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, BoardStatus | None]] = []
+
+    def __call__(self, board: int, status: BoardStatus | None) -> None:
+        self.calls.append((board, status))
+
+    def of(self, board: int) -> list[BoardStatus | None]:
+        return [s for b, s in self.calls if b == board]
+
+
+def expected(bank: BoardBank, board: int) -> BoardStatus:
+    closed = tuple(bit == bank.locked_bit for bit in bank.lock_bits[board])
+    return BoardStatus(board, closed, tuple(bank.items[board]))
+
+
+@pytest.fixture
+async def make_bus():
+    buses: list[KerongBus] = []
+
+    def make(connect, boards, on_status, **options) -> KerongBus:
+        settings = {
+            "reply_timeout": 0.2,
+            "poll_interval": 0.001,
+            "poll_retries": 1,
+            "offline_poll_interval": 0.05,
+            "reconnect_min": 0.001,
+            "reconnect_max": 0.01,
+            "connect": connect,
+            "name": "test",
+        }
+        settings.update(options)
+        bus = KerongBus("/dev/ttyFAKE", boards, on_status, **settings)
+        buses.append(bus)
+        return bus
+
+    yield make
+    for bus in buses:
+        await bus.close()
+
+
+# --------------------------------------------------------------------- status
+
+
+@pytest.mark.parametrize("locked_bit", [1, 0])
+async def test_status_callbacks_fire_once_per_change(make_bus, locked_bit):
+    bank = BoardBank([0, 1, 2], locked_bit=locked_bit)
+    rec = Recorder()
+    bus = make_bus(FakePort(bank), [0, 1, 2], rec, locked_bit=locked_bit)
+    await bus.start()
+
+    await eventually(lambda: len(rec.calls) == 3)
+    assert sorted(rec.calls, key=lambda c: c[0]) == [(b, expected(bank, b)) for b in (0, 1, 2)]
+    assert all(status.closed == (True,) * 16 for _, status in rec.calls)
+
+    seen = bank.requests[1]
+    await eventually(lambda: bank.requests[1] >= seen + 10)
+    assert len(rec.calls) == 3  # nothing changed: no callback
+
+    bank.open_door(1, 5)
+    bank.items[1][2] = True
+    await eventually(lambda: len(rec.calls) == 4)
+    board, status = rec.calls[3]
+    assert board == 1
+    assert status == expected(bank, 1)
+    assert status.closed[4] is False and status.closed.count(False) == 1
+    assert status.items[2] is True
+    assert bus.status(1) == status
+
+    seen = bank.requests[1]
+    await eventually(lambda: bank.requests[1] >= seen + 10)
+    assert len(rec.calls) == 4
+
+
+VARIANTS = {
+    "byte_by_byte": {"byte_by_byte": True},
+    "delayed": {"delay": 0.005},
+    "drop_20pct": {"drop": 0.2},
+    "corrupt_and_garbage": {"corrupt": 0.2, "garbage": 0.3},
+    "echo": {"echo": True},
+    "echo_byte_by_byte_garbage": {"echo": True, "byte_by_byte": True, "garbage": 0.3},
+    "reply_inside_write": {"sync": True},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_noisy_lines_give_true_statuses_only(make_bus, variant):
+    bank = BoardBank([0, 3])
+    bank.open_door(3, 2)
+    bank.items[3][6] = True
+    port = FakePort(bank, **VARIANTS[variant])
+    rec = Recorder()
+    bus = make_bus(port, [0, 3], rec, poll_retries=8, reply_timeout=0.03)
+    genuine = {0: [expected(bank, 0)], 3: [expected(bank, 3)]}
+    await bus.start()
+
+    await eventually(lambda: bus.status(0) == genuine[0][0] and bus.status(3) == genuine[3][0])
+    await eventually(lambda: bank.requests[0] >= 25)
+
+    bank.open_door(0, 16)
+    genuine[0].append(expected(bank, 0))
+    await eventually(lambda: bus.status(0) == genuine[0][1])
+
+    await bus.unlock(3, 6)
+    assert codec.unlock_request(3, 6) in port.transport.written
+
+    # Corrupted bytes, echoes and garbage never turn into a wrong status.
+    for board, status in rec.calls:
+        assert status is None or status in genuine[board]
+    options = VARIANTS[variant]
+    if options.get("drop"):
+        assert port.transport.stats["dropped"] > 0
+    if options.get("corrupt"):
+        assert port.transport.stats["corrupted"] > 0
+    if options.get("garbage"):
+        assert port.transport.stats["garbage"] > 0
+
+
+async def test_offline_after_retries_then_back(make_bus):
+    bank = BoardBank([0, 1])
+    bank.dead.add(1)
+    requests_when_offline = []
+
+    rec = Recorder()
+
+    def on_status(board, status):
+        rec(board, status)
+        if board == 1 and status is None:
+            requests_when_offline.append(port.transport.written.count(codec.status_request(1)))
+
+    port = FakePort(bank)
+    bus = make_bus(port, [0, 1], on_status, poll_retries=2, reply_timeout=0.02)
+    await bus.start()
+
+    await eventually(lambda: rec.of(1) == [None])
+    assert requests_when_offline == [3]  # one try and two retries
+    assert bus.status(1) is None
+
+    # Still dead: polled now and then, never reported again.
+    sent = port.transport.written.count(codec.status_request(1))
+    await eventually(lambda: port.transport.written.count(codec.status_request(1)) >= sent + 3)
+    assert rec.of(1) == [None]
+
+    bank.dead.discard(1)
+    await eventually(lambda: len(rec.of(1)) == 2)
+    assert rec.of(1) == [None, expected(bank, 1)]
+    assert rec.of(0) == [expected(bank, 0)]
+
+
+async def test_offline_board_does_not_slow_the_others(make_bus):
+    bank = BoardBank([0, 1])
+    bank.dead.add(1)
+    rec = Recorder()
+    port = FakePort(bank)
+    bus = make_bus(port, [0, 1], rec, reply_timeout=0.02, offline_poll_interval=60)
+    await bus.start()
+
+    await eventually(lambda: rec.of(1) == [None])
+    asked_1 = port.transport.written.count(codec.status_request(1))
+    asked_0 = bank.requests[0]
+    await eventually(lambda: bank.requests[0] >= asked_0 + 30)
+    assert port.transport.written.count(codec.status_request(1)) == asked_1
+
+
+async def test_callback_exception_does_not_stop_polling(make_bus):
+    bank = BoardBank([0])
+    rec = Recorder()
+
+    def on_status(board, status):
+        rec(board, status)
+        if len(rec.calls) == 1:
+            raise RuntimeError("consumer bug")
+
+    bus = make_bus(FakePort(bank), [0], on_status)
+    await bus.start()
+    await eventually(lambda: len(rec.calls) == 1)
+    bank.open_door(0, 3)
+    await eventually(lambda: len(rec.calls) == 2)
+    assert rec.calls[1] == (0, expected(bank, 0))
+
+
+# ------------------------------------------------------------------- commands
+
+
+async def test_unlock_writes_the_exact_frames(make_bus):
+    bank = BoardBank([0])
+    port = FakePort(bank)
+    bus = make_bus(port, [0], Recorder(), poll_interval=0.05)
+    await bus.start()
+    await eventually(lambda: bus.connected)
+
+    await bus.unlock(0, 6)  # returns without a reply: the board sends none to rely on
+    await bus.unlock_all(0)
+    written = port.transport.written
+    assert bytes.fromhex("02 05 31 03 3B") in written
+    assert bytes.fromhex("02 00 33 03 38") in written
+    assert written.index(bytes.fromhex("02 05 31 03 3B")) < written.index(
+        bytes.fromhex("02 00 33 03 38")
+    )
+    assert bank.unlocked == [(0, 6), (0, 0)]
+
+    with pytest.raises(ValueError):
+        await bus.unlock(0, 17)
+
+
+async def test_commands_go_before_waiting_polls(make_bus):
+    bank = BoardBank([0, 1, 2])
+    port = FakePort(bank, hold=True)  # replies wait until release()
+    bus = make_bus(port, [0, 1, 2], Recorder(), poll_interval=0, reply_timeout=WAIT)
+    await bus.start()
+    await eventually(lambda: port.transports and len(port.transport.written) == 1)
+    transport = port.transport
+    assert transport.written == [codec.status_request(0)]  # a poll is in flight
+
+    read = asyncio.create_task(bus.read_status(1))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(transport.written) == 1  # one request on the wire at a time
+
+    # The poll's reply comes; the waiting command goes next; the poll loop queues
+    # its next poll (board 1) behind it, and it is due at once (poll_interval=0).
+    transport.release(keep_holding=True)
+    await eventually(lambda: len(transport.written) == 2)
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+    # A command that arrives after that poll was queued still goes before it.
+    unlock = asyncio.create_task(bus.unlock(2, 6))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    transport.release()
+    assert (await asyncio.wait_for(read, WAIT)) == expected(bank, 1)
+    await asyncio.wait_for(unlock, WAIT)
+    await eventually(lambda: len(transport.written) >= 4)
+    assert transport.written[:4] == [
+        codec.status_request(0),  # the poll that was in flight
+        codec.status_request(1),  # read_status(1)
+        codec.unlock_request(2, 6),  # the later command, ahead of the queued poll
+        codec.status_request(1),  # the poll of board 1, which was waiting first
+    ]
+
+
+async def test_cancelled_unlock_still_holds_the_bus_for_its_wire_time(make_bus):
+    bank = BoardBank([0])
+    port = FakePort(bank)
+    rec = Recorder()
+    # 200 baud: an unlock frame takes a quarter of a second on the wire.
+    bus = make_bus(port, [0], rec, baud=200, poll_interval=60, reply_timeout=WAIT)
+    await bus.start()
+    await eventually(lambda: len(rec.calls) == 1)  # the first poll cycle is done
+    written = port.transport.written
+    unlock = asyncio.create_task(bus.unlock(0, 6))
+    await eventually(lambda: codec.unlock_request(0, 6) in written)
+    unlock.cancel()
+    read = asyncio.create_task(bus.read_status(0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert written[-1] == codec.unlock_request(0, 6)  # the read waits for the wire
+    with pytest.raises(asyncio.CancelledError):
+        await unlock
+    assert await asyncio.wait_for(read, WAIT) == expected(bank, 0)
+    assert written[-1] == codec.status_request(0)
+
+
+async def test_read_status_timeout_then_bus_still_works(make_bus):
+    bank = BoardBank([0, 1])
+    bank.dead.add(1)
+    port = FakePort(bank)
+    bus = make_bus(port, [0, 1], Recorder(), reply_timeout=0.02)
+    await bus.start()
+    await eventually(lambda: bus.connected)
+
+    with pytest.raises(BoardTimeout):
+        await bus.read_status(1)
+    assert await bus.read_status(0) == expected(bank, 0)
+    await bus.unlock(0, 1)
+    assert bank.unlocked == [(0, 1)]
+    bank.dead.discard(1)
+    assert await bus.read_status(1) == expected(bank, 1)
+
+
+async def test_late_reply_is_not_taken_for_the_next_board(make_bus):
+    bank = BoardBank([0, 1])
+    port = FakePort(bank, delay=0.1)  # every reply comes after the timeout
+    rec = Recorder()
+    bus = make_bus(port, [0, 1], rec, reply_timeout=0.02, poll_interval=60)
+    await bus.start()
+    # Let the first poll cycle time out and its late replies drain.
+    await eventually(lambda: rec.calls == [(0, None), (1, None)])
+    await eventually(lambda: port.transport.in_flight == 0)
+
+    with pytest.raises(BoardTimeout):
+        await bus.read_status(1)
+    port.transport.delay = 0
+    bank.open_door(0, 4)
+    assert await bus.read_status(0) == expected(bank, 0)  # not board 1's late reply
+
+
+# ----------------------------------------------------------------- connection
+
+
+async def test_reopens_after_open_failures_and_unplug(make_bus):
+    bank = BoardBank([0])
+    port = FakePort(bank)
+    port.fail_next = 3  # ENOENT, SerialException, termios.error
+    rec = Recorder()
+    bus = make_bus(port, [0], rec)
+    await bus.start()
+
+    await eventually(lambda: bus.status(0) is not None)
+    assert port.attempts == 4
+    assert rec.calls == [(0, None), (0, expected(bank, 0))]  # None once while it failed
+
+    port.unplugged = True
+    port.transport.unplug(serial.SerialException("device reports readiness to read but ..."))
+    await eventually(lambda: len(rec.calls) == 3)
+    assert rec.calls[2] == (0, None)
+    assert not bus.connected
+    with pytest.raises(BusUnavailable):
+        await bus.unlock(0, 1)
+    attempts = port.attempts
+    await eventually(lambda: port.attempts >= attempts + 3)  # keeps trying
+    assert len(rec.calls) == 3
+
+    port.unplugged = False
+    await eventually(lambda: len(rec.calls) == 4)
+    assert rec.calls[3] == (0, expected(bank, 0))
+    assert bus.connected
+    await bus.unlock(0, 1)
+    assert bank.unlocked == [(0, 1)]
+
+
+async def test_pending_request_fails_when_connection_is_lost(make_bus):
+    bank = BoardBank([0])
+    port = FakePort(bank, hold=True)
+    bus = make_bus(port, [0], Recorder(), reply_timeout=WAIT, reconnect_min=1, reconnect_max=1)
+    await bus.start()
+    await eventually(lambda: port.transports and port.transport.written)
+    read = asyncio.create_task(bus.read_status(0))
+    await asyncio.sleep(0)
+    port.transport.unplug(OSError(errno.EIO, "Input/output error"))
+    with pytest.raises(BusUnavailable):
+        await asyncio.wait_for(read, WAIT)
+
+
+async def test_reply_right_before_connection_loss_is_not_reported(make_bus):
+    """A reply that arrived just before the port vanished must not make the board look
+    online while the port is gone."""
+    bank = BoardBank([0])
+    port = FakePort(bank, sync=True)
+
+    def vanish(transport):
+        port.unplugged = True
+        transport.closing = True
+        transport.protocol.connection_lost(OSError(errno.EIO, "Input/output error"))
+
+    real_call = port.__call__
+
+    class FirstTransportVanishes:
+        async def __call__(self, factory):
+            transport, protocol = await real_call(factory)
+            if len(port.transports) == 1:
+                transport.on_write = vanish
+            return transport, protocol
+
+    rec = Recorder()
+    bus = make_bus(FirstTransportVanishes(), [0], rec)
+    await bus.start()
+    await eventually(lambda: port.unplugged and port.attempts >= 3)
+    assert rec.calls == [(0, None)]
+    assert bus.status(0) is None
+
+    port.unplugged = False
+    await eventually(lambda: len(rec.calls) == 2)
+    assert rec.calls[1] == (0, expected(bank, 0))
+
+
+async def test_write_error_reopens_the_port(make_bus):
+    bank = BoardBank([0])
+    port = FakePort(bank)
+    rec = Recorder()
+    bus = make_bus(port, [0], rec)
+    await bus.start()
+    await eventually(lambda: len(rec.calls) == 1)
+    port.transport.fail_next_write = termios.error(5, "Input/output error")
+    await eventually(lambda: len(port.transports) == 2 and len(rec.calls) == 3)
+    assert rec.calls == [(0, expected(bank, 0)), (0, None), (0, expected(bank, 0))]
+
+
+async def test_close_is_prompt_and_idempotent(make_bus):
+    bank = BoardBank([0])
+    port = FakePort(bank, hold=True)  # a poll waits for a reply that never comes
+    bus = make_bus(port, [0], Recorder(), reply_timeout=60)
+    await bus.start()
+    await eventually(lambda: port.transports and port.transport.written)
+    read = asyncio.create_task(bus.read_status(0))
+    await asyncio.sleep(0)
+
+    await asyncio.wait_for(bus.close(), WAIT)
+    assert port.transport.is_closing()
+    assert not bus.connected
+    with pytest.raises(BusUnavailable):
+        await asyncio.wait_for(read, WAIT)
+    await asyncio.wait_for(bus.close(), WAIT)
+    with pytest.raises(BusUnavailable):
+        await bus.unlock(0, 1)
+    with pytest.raises(RuntimeError):
+        await bus.start()
+
+
+async def test_close_while_opening_hangs(make_bus):
+    port = FakePort(BoardBank([0]))
+    port.hang = True
+    bus = make_bus(port, [0], Recorder())
+    await bus.start()
+    await eventually(lambda: port.attempts == 1)
+    await asyncio.wait_for(bus.close(), WAIT)
+
+
+async def test_close_before_start(make_bus):
+    bus = make_bus(FakePort(BoardBank([0])), [0], Recorder())
+    await asyncio.wait_for(bus.close(), WAIT)
+
+
+# ------------------------------------------------------------ real endpoints
+
+
+class PtyBoards:
+    """A board bank on the master side of a real pseudo-terminal."""
+
+    def __init__(self, bank: BoardBank) -> None:
+        self.bank = bank
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.received = b""
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.master, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return
+        self.received += data
+        reply = self.bank.handle(data)
+        if reply:
+            os.write(self.master, reply)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+async def test_real_pty_with_default_connect():
+    bank = BoardBank([0, 1])
+    boards = PtyBoards(bank)
+    rec = Recorder()
+    bus = KerongBus(boards.path, [0, 1], rec, reply_timeout=0.5, poll_interval=0.01)
+    try:
+        await bus.start()
+        await eventually(lambda: len(rec.calls) == 2)
+        assert sorted(rec.calls, key=lambda c: c[0]) == [
+            (0, expected(bank, 0)),
+            (1, expected(bank, 1)),
+        ]
+
+        await bus.unlock(0, 6)
+        await eventually(lambda: bus.status(0) == expected(bank, 0) and rec.calls[-1][0] == 0)
+        assert bytes.fromhex("02 05 31 03 3B") in boards.received
+        assert bank.unlocked == [(0, 6)]
+        assert bus.status(0).closed[5] is False
+    finally:
+        await asyncio.wait_for(bus.close(), WAIT)
+        boards.close()
+
+
+async def test_real_pty_unplugged_and_replugged(tmp_path):
+    """Closing the master makes the slave read fail like a hot-unplugged USB adapter;
+    the bus reports the board unknown, retries, and reopens once the by-id style
+    symlink points at a live port again."""
+    bank = BoardBank([0])
+    link = tmp_path / "usb-FTDI_RS485-if00-port0"
+    first = PtyBoards(bank)
+    link.symlink_to(first.path)
+    rec = Recorder()
+    bus = KerongBus(
+        str(link),
+        [0],
+        rec,
+        reply_timeout=0.5,
+        poll_interval=0.01,
+        reconnect_min=0.01,
+        reconnect_max=0.05,
+    )
+    second = None
+    try:
+        await bus.start()
+        await eventually(lambda: len(rec.calls) == 1)
+
+        link.unlink()
+        first.close()
+        await eventually(lambda: len(rec.calls) == 2)
+        assert rec.calls[1] == (0, None)
+        await asyncio.sleep(0.1)  # a few failed reopen attempts
+        assert not bus.connected
+        with pytest.raises(BusUnavailable):
+            await bus.unlock(0, 1)
+
+        second = PtyBoards(bank)
+        link.symlink_to(second.path)
+        await eventually(lambda: len(rec.calls) == 3)
+        assert rec.calls[2] == (0, expected(bank, 0))
+    finally:
+        await asyncio.wait_for(bus.close(), WAIT)
+        if second is not None:
+            second.close()
+
+
+async def test_real_tcp_socket_url_and_reconnect():
+    """pyserial's socket:// URL (a TCP serial gateway) with the default connect, which
+    passes exclusive=True; the gateway dropping the link makes the bus reconnect."""
+    bank = BoardBank([2])
+    connections: list[asyncio.StreamWriter] = []
+    handlers_done: list[asyncio.Event] = []
+
+    async def gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        done = asyncio.Event()
+        handlers_done.append(done)
+        try:
+            while data := await reader.read(1024):
+                writer.write(bank.handle(data))
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            done.set()
+
+    server = await asyncio.start_server(gateway, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    rec = Recorder()
+    bus = KerongBus(
+        f"socket://127.0.0.1:{port}",
+        [2],
+        rec,
+        reply_timeout=0.5,
+        poll_interval=0.01,
+        reconnect_min=0.01,
+        reconnect_max=0.05,
+    )
+    try:
+        await bus.start()
+        await eventually(lambda: rec.calls == [(2, expected(bank, 2))])
+        connections[0].close()
+        await eventually(lambda: len(rec.calls) == 3)
+        assert rec.calls[1:] == [(2, None), (2, expected(bank, 2))]
+        assert len(connections) == 2
+    finally:
+        await asyncio.wait_for(bus.close(), WAIT)
+        server.close()
+        await server.wait_closed()
+        for done in handlers_done:
+            await asyncio.wait_for(done.wait(), WAIT)
