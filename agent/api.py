@@ -131,8 +131,8 @@ class LocalApi:
         key = _key(request)
         self._locker.get(key)  # 404 before reading the body
         command = parse_command(await _json(request))
-        cabinet = await self._locker.execute(key, command)
-        return web.json_response(cabinet.as_cloud())
+        command_id = request.headers.get("Idempotency-Key")
+        return web.json_response(await self._locker.command(key, command, command_id))
 
 
 def _key(request: web.Request) -> int:

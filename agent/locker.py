@@ -17,6 +17,7 @@ import structlog
 from agent.cabinet import Cabinet, Door, Side
 from agent.commands import CabinetCommand, CommandError
 from agent.feedback import EVENT_DOOR_CHANGED, EVENT_STARTUP
+from agent.idempotency import CommandLog
 from agent.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,7 @@ class Locker:
         self._actuator: Actuator | None = None
         self._started = False
         self._tick = asyncio.Event()
+        self._command_log = CommandLog()
 
     def attach(self, actuator: Actuator) -> None:
         self._actuator = actuator
@@ -95,6 +97,16 @@ class Locker:
         self._started = True
 
     # --- commands --------------------------------------------------------------
+
+    async def command(
+        self, key: int, cmd: CabinetCommand, command_id: str | None = None
+    ) -> dict[str, Any]:
+        """Run a command once per id; answers the cabinet object as it was when it finished."""
+
+        async def act() -> dict[str, Any]:
+            return (await self.execute(key, cmd)).as_cloud()
+
+        return await self._command_log.run(command_id, act)
 
     async def execute(self, key: int, cmd: CabinetCommand) -> Cabinet:
         cabinet = self.get(key)

@@ -135,3 +135,18 @@ async def test_healthz_is_503_until_ready(api):
         s.get(f"http://127.0.0.1:{api.port}/healthz") as resp,
     ):
         assert resp.status == 503
+
+
+async def test_idempotency_key_acts_once(http, actuator, locker):
+    headers = {"Idempotency-Key": "order-46188-open"}
+    url = "/api/lockers/cabinets/3"
+    async with http.put(url, json={"command": "open"}, headers=headers) as resp:
+        first = await resp.json()
+    locker.door_sensed(3, "front", False)  # the door was shut meanwhile
+    async with http.put(url, json={"command": "open"}, headers=headers) as resp:
+        assert resp.status == 200
+        assert await resp.json() == first
+    assert actuator.pulses == [(3, "front")]
+    async with http.put(url, json={"command": "open"}) as resp:  # no key: acts again
+        assert resp.status == 200
+    assert actuator.pulses == [(3, "front"), (3, "front")]

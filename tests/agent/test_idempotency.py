@@ -1,0 +1,70 @@
+import asyncio
+
+import pytest
+
+from agent.commands import CommandError
+from agent.idempotency import CommandLog
+
+
+async def test_concurrent_repeat_waits_for_the_first():
+    log = CommandLog()
+    calls = []
+
+    async def act():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return {"n": len(calls)}
+
+    results = await asyncio.gather(*(log.run("id-1", act) for _ in range(5)))
+    assert calls == [1]
+    assert results == [{"n": 1}] * 5
+
+
+async def test_errors_are_remembered_too():
+    log = CommandLog()
+    calls = []
+
+    async def fail():
+        calls.append(1)
+        raise CommandError(409, "CONFLICT", "disabled")
+
+    for _ in range(2):
+        with pytest.raises(CommandError):
+            await log.run("x", fail)
+    assert calls == [1]
+
+
+async def test_ids_expire():
+    now = [0.0]
+    log = CommandLog(ttl_s=10, clock=lambda: now[0])
+    calls = []
+
+    async def act():
+        calls.append(1)
+        return {}
+
+    await log.run("a", act)
+    now[0] = 5
+    await log.run("a", act)
+    now[0] = 20
+    await log.run("a", act)
+    assert len(calls) == 2
+
+
+async def test_a_crash_inside_is_not_remembered():
+    log = CommandLog()
+
+    async def boom():
+        raise RuntimeError("bug")
+
+    async def ok():
+        return {"ok": True}
+
+    with pytest.raises(RuntimeError):
+        await log.run("a", boom)
+    assert await log.run("a", ok) == {"ok": True}
+
+
+async def test_bad_ids_are_422():
+    with pytest.raises(CommandError):
+        await CommandLog().run("x" * 500, lambda: None)
