@@ -44,8 +44,10 @@ import annotated_types
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -123,6 +125,12 @@ class LockerConfig(_Model):
     name: str | None = Field(None, min_length=1, max_length=100)
     # The cloud's locker.timer: auto-close time of motorised doors, seconds.
     timer_s: int = Field(15, ge=1, le=600)
+    # A door open longer than this raises the door_left_open alarm, seconds.
+    left_open_s: int = Field(120, ge=5, le=86400)
+    # How long an unlock waits for the door switch to confirm, seconds.
+    confirm_s: float = Field(2.0, ge=0.2, le=30)
+    # Pause before the one retry of an unlock whose switch never moved, seconds.
+    jam_retry_s: float = Field(1.0, ge=0.1, le=30)
 
 
 class CloudConfig(_Model):
@@ -134,11 +142,18 @@ class CloudConfig(_Model):
     api_key_file: Path | None = None
     heartbeat_s: float = Field(60.0, ge=5, le=3600)
     timeout_s: float = Field(10.0, ge=0.5, le=120)
+    # Optional websocket the cloud sends commands on (ws:// or wss://).
+    commands_url: str | None = None
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _check_url(value)
+
+    @field_validator("commands_url")
+    @classmethod
+    def _check_commands_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value, schemes=("ws", "wss"))
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -178,6 +193,9 @@ class StorageConfig(_Model):
     """Where the outbox and state live; must survive reboots and power cuts."""
 
     dir: Annotated[Path, Field(strict=False)] = DEFAULT_STORAGE_DIR
+    # Bounds of the outbox; when full, heartbeats go first, then the oldest changes.
+    outbox_max_rows: int = Field(100_000, ge=100, le=10_000_000)
+    outbox_max_mb: int = Field(64, ge=1, le=4096)
 
     @field_validator("dir", mode="before")
     @classmethod
@@ -208,13 +226,11 @@ class BusConfig(_Model):
     poll_interval_s: float = Field(0.05, ge=0.005, le=5)
     # Value of a lock-feedback bit that means "closed": 1 on most boards.
     locked_bit: Literal[0, 1] = 1
+    # Unlock pulses at once on this bus's power supply, and the least time between two.
+    max_concurrent: int = Field(1, ge=1, le=16)
+    stagger_s: float = Field(0.5, ge=0, le=10)
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME_RE.fullmatch(value):
-            raise ValueError("use only letters, digits, '-', '_' and '.'")
-        return value
+    _check_name = field_validator("name")(lambda v: _check_name(v))
 
     @field_validator("boards")
     @classmethod
@@ -227,6 +243,55 @@ class BusConfig(_Model):
         return value
 
 
+class GpioBusConfig(_Model):
+    """The controller's own GPIO header: switches, relays, motors and LEDs."""
+
+    name: str = Field(min_length=1, max_length=64)
+    driver: Literal["gpio"]
+    # gpiozero pin factory: "default" lets gpiozero choose (use "lgpio" on a Pi 5);
+    # "mock" is for the simulator only.
+    pin_factory: Literal["default", "lgpio", "rpigpio", "native", "mock"] = "default"
+    # Actuations at once on this header's power supply, and the least time between two.
+    max_concurrent: int = Field(2, ge=1, le=16)
+    stagger_s: float = Field(0.3, ge=0, le=10)
+    pulse_s: float = Field(0.5, ge=0.05, le=2.0)  # lock relay pulse
+    motor_max_s: float = Field(8.0, ge=0.5, le=60)  # no motor run lasts longer
+    debounce_s: float = Field(0.05, ge=0, le=1)
+
+    _check_name = field_validator("name")(lambda v: _check_name(v))
+
+
+def _bus_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "gpio" if value.get("driver") == "gpio" else "kerong-cu16"
+    return "gpio" if isinstance(value, GpioBusConfig) else "kerong-cu16"
+
+
+AnyBus = Annotated[
+    Annotated[BusConfig, Tag("kerong-cu16")] | Annotated[GpioBusConfig, Tag("gpio")],
+    Discriminator(_bus_tag),
+]
+
+# A GPIO pin, Klipper style: 17, "17", "GPIO17"; "^" pull-up, "!" active low: "^!GPIO5".
+_PIN_RE = re.compile(r"([\^!]{0,2})(?:GPIO)?(\d{1,2})")
+Pin = Annotated[int | str, Field(union_mode="left_to_right")]
+
+
+def _check_pin(value: int | str) -> str:
+    text = str(value).strip()
+    match = _PIN_RE.fullmatch(text)
+    if not match or len(set(match[1])) != len(match[1]) or not 0 <= int(match[2]) <= 53:
+        raise ValueError('must be a GPIO number 0-53, optionally "^" (pull-up) "!" (active low)')
+    return text
+
+
+def pin_number(spec: str) -> int:
+    """The GPIO number of a validated pin spec."""
+    match = _PIN_RE.fullmatch(spec)
+    assert match is not None
+    return int(match[2])
+
+
 class DoorWiring(_Model):
     """Which lock (bus, board, channel) opens and reports one door."""
 
@@ -235,13 +300,81 @@ class DoorWiring(_Model):
     channel: int = Field(ge=1, le=16)
 
 
+class GpioDoorWiring(_Model):
+    """A door on GPIO: its closed switch, and a latch relay or a motor with end switch."""
+
+    bus: str = Field(min_length=1, max_length=64)
+    switch: Pin  # active when the door is shut
+    lock: Pin | None = None  # latch relay, pulsed to open
+    open_switch: Pin | None = None  # active when a motorised door is fully open
+    motor_open: Pin | None = None
+    motor_close: Pin | None = None
+    beam: Pin | None = None  # active when something is in the doorway
+
+    _pins = field_validator("switch", "lock", "open_switch", "motor_open", "motor_close", "beam")(
+        lambda v: None if v is None else _check_pin(v)
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> GpioDoorWiring:
+        if (self.motor_open is None) != (self.motor_close is None):
+            raise ValueError("a motor needs both motor_open and motor_close")
+        if self.motor_open is not None and self.open_switch is None:
+            raise ValueError("a motorised door needs open_switch (its end switch)")
+        if self.motor_open is None and self.lock is None:
+            raise ValueError("a door needs a lock or a motor to open it")
+        return self
+
+    @property
+    def motorised(self) -> bool:
+        return self.motor_open is not None
+
+    def pins(self) -> dict[str, str]:
+        names = ("switch", "lock", "open_switch", "motor_open", "motor_close", "beam")
+        return {n: str(getattr(self, n)) for n in names if getattr(self, n) is not None}
+
+
+def _door_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "gpio" if "switch" in value else "kerong-cu16"
+    return "gpio" if isinstance(value, GpioDoorWiring) else "kerong-cu16"
+
+
+AnyDoor = Annotated[
+    Annotated[DoorWiring, Tag("kerong-cu16")] | Annotated[GpioDoorWiring, Tag("gpio")],
+    Discriminator(_door_tag),
+]
+
+
+class GpioInputWiring(_Model):
+    """One GPIO input, e.g. an item sensor: active when an item is in the cabinet."""
+
+    bus: str = Field(min_length=1, max_length=64)
+    pin: Pin
+
+    _pin = field_validator("pin")(lambda v: _check_pin(v))
+
+
+class IndicatorWiring(_Model):
+    """An RGB LED on three GPIO pins (PWM capable for dim colours)."""
+
+    bus: str = Field(min_length=1, max_length=64)
+    red: Pin
+    green: Pin
+    blue: Pin
+
+    _pins = field_validator("red", "green", "blue")(lambda v: _check_pin(v))
+
+
 class CabinetConfig(_Model):
     """One compartment: the cloud's cabinet key, its size, its door(s)."""
 
     key: int = Field(ge=0, le=2**31 - 1)
     size: str = Field("mini", min_length=1, max_length=32)
-    front: DoorWiring
-    rear: DoorWiring | None = None  # rear-load door, when the cabinet has one
+    front: AnyDoor
+    rear: AnyDoor | None = None  # rear-load door, when the cabinet has one
+    item: GpioInputWiring | None = None  # item sensor on GPIO (lock boards report their own)
+    indicator: IndicatorWiring | None = None
 
 
 def _missing_is_empty(data: Any, *sections: str) -> Any:
@@ -260,7 +393,7 @@ class Config(_Model):
     cloud: CloudConfig
     api: ApiConfig
     storage: StorageConfig = Field(default_factory=StorageConfig)
-    buses: list[BusConfig] = Field(min_length=1)
+    buses: list[AnyBus] = Field(min_length=1)
     cabinets: list[CabinetConfig] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -274,14 +407,14 @@ class Config(_Model):
         if (info.context or {}).get("cross_checks_done"):
             return self
         problems = _cross_check(
-            [(i, b.name, b.port, frozenset(b.boards)) for i, b in enumerate(self.buses)],
+            [(i, b.name, _port(b), _boards(b)) for i, b in enumerate(self.buses)],
             [(i, c.key, _doors_of(c)) for i, c in enumerate(self.cabinets)],
         )
         if problems:
             raise ValueError("; ".join(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
         return self
 
-    def bus(self, name: str) -> BusConfig:
+    def bus(self, name: str) -> BusConfig | GpioBusConfig:
         """The bus called ``name``; KeyError if there is none."""
         for bus in self.buses:
             if bus.name == name:
@@ -295,7 +428,7 @@ class Config(_Model):
                 return cabinet
         raise KeyError(key)
 
-    def door_refs(self) -> Iterator[tuple[int, Side, DoorWiring]]:
+    def door_refs(self) -> Iterator[tuple[int, Side, DoorWiring | GpioDoorWiring]]:
         """Every wired door as (cabinet key, "front"/"rear", wiring), in file order."""
         for cabinet in self.cabinets:
             yield cabinet.key, "front", cabinet.front
@@ -306,7 +439,7 @@ class Config(_Model):
 # --------------------------------------------------------------------------- checks
 
 
-def _check_url(value: str) -> str:
+def _check_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
     if value != value.strip() or any(c.isspace() for c in value):
         raise ValueError("must not contain spaces")
     try:
@@ -314,15 +447,79 @@ def _check_url(value: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ValueError("is not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("must start with https:// or http://")
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(f'{s}://' for s in reversed(schemes))}")
     if not parts.hostname:
-        raise ValueError("must name a host, like https://lockers.example.com")
+        raise ValueError(f"must name a host, like {schemes[-1]}://lockers.example.com")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not contain a user or password (use api_key)")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ValueError("must not have a ?query or #fragment (paths are appended to it)")
     return value.rstrip("/")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError("use only letters, digits, '-', '_' and '.'")
+    return value
+
+
+def _port(bus: BusConfig | GpioBusConfig) -> str | None:
+    return bus.port if isinstance(bus, BusConfig) else None
+
+
+def _boards(bus: BusConfig | GpioBusConfig) -> frozenset[int] | None:
+    return frozenset(bus.boards) if isinstance(bus, BusConfig) else None
+
+
+def _check_gpio(config: Config) -> list[_Problem]:
+    """Doors on the right kind of bus, and no GPIO pin used twice on one header."""
+    problems: list[_Problem] = []
+    drivers = {b.name: b.driver for b in config.buses}
+    used: dict[tuple[str, int], str] = {}
+
+    def claim(loc: _Loc, bus: str, spec: str) -> None:
+        where = (bus, pin_number(spec))
+        if where in used:
+            problems.append((loc, f"GPIO{where[1]} on bus '{bus}' is also used by {used[where]}"))
+        else:
+            used[where] = _format_loc(loc)
+
+    for i, cab in enumerate(config.cabinets):
+        for side in ("front", "rear"):
+            door = getattr(cab, side)
+            if door is None or door.bus not in drivers:
+                continue
+            want = "gpio" if isinstance(door, GpioDoorWiring) else "kerong-cu16"
+            if drivers[door.bus] != want:
+                problems.append(
+                    (
+                        ("cabinets", i, side, "bus"),
+                        f"bus '{door.bus}' is {drivers[door.bus]}, this door is wired for {want}",
+                    )
+                )
+            elif isinstance(door, GpioDoorWiring):
+                for name, spec in door.pins().items():
+                    claim(("cabinets", i, side, name), door.bus, spec)
+        extras: list[tuple[str, str, dict[str, str]]] = []
+        if cab.item is not None:
+            extras.append(("item", cab.item.bus, {"pin": str(cab.item.pin)}))
+        if cab.indicator is not None:
+            ind = cab.indicator
+            extras.append(
+                (
+                    "indicator",
+                    ind.bus,
+                    {"red": str(ind.red), "green": str(ind.green), "blue": str(ind.blue)},
+                )
+            )
+        for part, bus, pins in extras:
+            if drivers.get(bus) != "gpio":
+                problems.append(((("cabinets", i, part, "bus")), f"no GPIO bus named '{bus}'"))
+                continue
+            for name, spec in pins.items():
+                claim(("cabinets", i, part, name), bus, spec)
+    return problems
 
 
 def _split_listen(value: str) -> tuple[str, int]:
@@ -341,7 +538,11 @@ def _split_listen(value: str) -> tuple[str, int]:
 
 def _doors_of(cabinet: CabinetConfig) -> dict[str, _Door]:
     doors = {"front": cabinet.front, "rear": cabinet.rear}
-    return {side: (w.bus, w.board, w.channel) for side, w in doors.items() if w is not None}
+    return {
+        side: (w.bus, w.board, w.channel) if isinstance(w, DoorWiring) else (w.bus, None, None)
+        for side, w in doors.items()
+        if w is not None
+    }
 
 
 # (index, name, port, boards); None where that part of the entry is invalid.
@@ -526,6 +727,9 @@ def _walk(loc: Sequence[str | int]) -> tuple[Any, list[Any]]:
         tp = _unwrap(tp)
         if get_origin(tp) is Annotated:
             tp = _unwrap(get_args(tp)[0])
+        if part in _TAGS and get_origin(tp) in (Union, types.UnionType):
+            tp = _tagged_member(tp, str(part))
+            continue
         if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
             field = tp.model_fields.get(part)
             if field is None:
@@ -541,6 +745,15 @@ def _walk(loc: Sequence[str | int]) -> tuple[Any, list[Any]]:
             metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
         tp = _unwrap(get_args(tp)[0])
     return tp, metadata
+
+
+def _tagged_member(union: Any, tag: str) -> Any:
+    for member in get_args(union):
+        if get_origin(member) is Annotated and any(
+            isinstance(m, Tag) and m.tag == tag for m in get_args(member)[1:]
+        ):
+            return get_args(member)[0]
+    return None
 
 
 def _bounds(loc: Sequence[str | int]) -> tuple[Any, Any]:
@@ -615,8 +828,13 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
+_TAGS = frozenset({"kerong-cu16", "gpio"})
+
+
 def _problems_of(error: ValidationError) -> list[_Problem]:
-    return [(tuple(e["loc"]), _message(e)) for e in error.errors()]
+    # Discriminated unions put their tag in the location (the message needs it to find
+    # the model); the file has no such key, so the reported path leaves it out.
+    return [(tuple(p for p in e["loc"] if p not in _TAGS), _message(e)) for e in error.errors()]
 
 
 # --------------------------------------------------------------------------- loading
@@ -690,6 +908,8 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
     except ValidationError as e:
         problems += _problems_of(e)
     problems += _cross_check_raw(data)
+    if config is not None:
+        problems += _check_gpio(config)
     if problems or config is None:
         problems.sort(key=_sort_key)
         lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
@@ -745,6 +965,18 @@ def summary(config: Config) -> str:
         f"cabinets: {len(config.cabinets)} ({rear} with a rear door)",
     ]
     for bus in config.buses:
+        if isinstance(bus, GpioBusConfig):
+            motors = sum(
+                1
+                for c in config.cabinets
+                for d in (c.front, c.rear)
+                if isinstance(d, GpioDoorWiring) and d.bus == bus.name and d.motorised
+            )
+            lines.append(
+                f"bus {bus.name}: gpio ({bus.pin_factory} pins), {motors} motorised doors,"
+                f" at most {bus.max_concurrent} actuations at once"
+            )
+            continue
         boards = ", ".join(str(b) for b in bus.boards)
         lines.append(
             f"bus {bus.name}: {bus.driver} on {bus.port}, {bus.baud} baud, boards {boards}"

@@ -172,7 +172,7 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_loads(path: Path) -> None:
     config = load_config(path)
-    doors = [(w.bus, w.board, w.channel) for _, _, w in config.door_refs()]
+    doors = [w.model_dump_json() for _, _, w in config.door_refs()]
     assert len(doors) == len(set(doors))
     assert summary(config)
 
@@ -630,3 +630,86 @@ def test_any_mangled_config_gives_config_or_config_error(data: st.DataObject) ->
         assert all(API_KEY not in line and TOKEN not in line for line in e.problems)
     else:
         assert summary(config)
+
+
+# --------------------------------------------------------------------------- GPIO
+
+
+def gpio_base() -> dict[str, Any]:
+    data = base()
+    data["buses"].append({"name": "gpio", "driver": "gpio", "pin_factory": "mock"})
+    data["cabinets"].append(
+        {
+            "key": 1,
+            "front": {
+                "bus": "gpio",
+                "switch": "^!4",
+                "open_switch": "^!17",
+                "motor_open": 27,
+                "motor_close": 22,
+            },
+            "rear": {"bus": "gpio", "switch": "^!9", "lock": 11},
+            "item": {"bus": "gpio", "pin": "^5"},
+            "indicator": {"bus": "gpio", "red": 12, "green": 13, "blue": 19},
+        }
+    )
+    return data
+
+
+def test_gpio_locker_beside_a_kerong_bank() -> None:
+    config = parse_config(gpio_base(), Path("/nonexistent"))
+    front = config.cabinet(1).front
+    assert front.motorised and front.pins()["switch"] == "^!4"
+    assert config.bus("gpio").max_concurrent == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("front", "switch", "GPIO99"), "cabinets[1].front.switch: must be a GPIO number 0-53"),
+        (("front", "switch", "^^4"), "cabinets[1].front.switch: must be a GPIO number 0-53"),
+        (("rear", "lock", 4), "cabinets[1].rear.lock: GPIO4 on bus 'gpio' is also used by"),
+        (("front", "motor_close", None), "cabinets[1].front: a motor needs both"),
+        (("front", "open_switch", None), "cabinets[1].front: a motorised door needs open_switch"),
+        (("front", "bus", "rs485"), "cabinets[1].front.bus: bus 'rs485' is kerong-cu16"),
+        (("front", "swich", "4"), "cabinets[1].front.swich: unknown key (did you mean 'switch'?)"),
+    ],
+)
+def test_gpio_problems_name_the_key(change: tuple[str, str, Any], expected: str) -> None:
+    data = gpio_base()
+    side, key, value = change
+    if value is None:
+        del data["cabinets"][1][side][key]
+    else:
+        data["cabinets"][1][side][key] = value
+    problems = problems_of(data)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_door_without_lock_or_motor() -> None:
+    data = gpio_base()
+    del data["cabinets"][1]["rear"]["lock"]
+    assert any("a door needs a lock or a motor" in p for p in problems_of(data))
+
+
+def test_gpio_bus_keys_are_bounded() -> None:
+    data = gpio_base()
+    data["buses"][1]["pulse_s"] = 5
+    data["buses"][1]["max_concurrent"] = 0
+    problems = problems_of(data)
+    assert "buses[1].pulse_s: must be between 0.05 and 2.0 (got 5)" in problems
+    assert any(p.startswith("buses[1].max_concurrent: must be between 1 and 16") for p in problems)
+
+
+def test_indicator_on_a_kerong_bus_is_refused() -> None:
+    data = gpio_base()
+    data["cabinets"][1]["indicator"]["bus"] = "rs485"
+    assert any("cabinets[1].indicator.bus" in p for p in problems_of(data))
+
+
+def test_commands_url_must_be_a_websocket() -> None:
+    data = base()
+    data["cloud"]["commands_url"] = "https://lockers.example.com/ws"
+    assert only_problem(data).startswith("cloud.commands_url: must start with wss:// or ws://")
+    data["cloud"]["commands_url"] = "wss://lockers.example.com/api/lockers/commands"
+    assert parse_config(data, Path("/x")).cloud.commands_url.startswith("wss://")
