@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from typing import Any
 
 import structlog
 
 from agent import __version__, systemd
 from agent.api import LocalApi
 from agent.cabinet import Cabinet, Door
-from agent.config import Config
+from agent.config import Config, DoorWiring, GpioDoorWiring
 from agent.hardware import Hardware
 from agent.locker import Locker
 from agent.outbox import OUTBOX_FILE, Outbox
@@ -22,19 +23,39 @@ log = structlog.get_logger(__name__)
 STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
 
 
+def _door(wiring: DoorWiring | GpioDoorWiring | None) -> Door | None:
+    if wiring is None:
+        return None
+    return Door(motorised=isinstance(wiring, GpioDoorWiring) and wiring.motorised)
+
+
 class Agent:
-    def __init__(self, config: Config) -> None:
+    """``gpio_factory``: a gpiozero pin factory to use instead of the configured one
+    (the simulator drives mock pins from outside)."""
+
+    def __init__(self, config: Config, *, gpio_factory: Any | None = None) -> None:
         self.config = config
-        self.outbox = Outbox(config.storage.dir / OUTBOX_FILE)
-        self.locker = Locker(
-            (
-                Cabinet(c.key, c.size, rear=Door() if c.rear is not None else None)
-                for c in config.cabinets
-            ),
-            self.outbox,
+        storage = config.storage
+        self.outbox = Outbox(
+            storage.dir / OUTBOX_FILE,
+            max_rows=storage.outbox_max_rows,
+            max_bytes=storage.outbox_max_mb * 1024 * 1024,
         )
-        self.hardware = Hardware(config, self.locker)
-        self.locker.attach(self.hardware)
+        cabinets = []
+        for c in config.cabinets:
+            front = _door(c.front)
+            assert front is not None
+            cabinets.append(Cabinet(c.key, c.size, front=front, rear=_door(c.rear)))
+        locker = config.locker
+        self.locker = Locker(
+            cabinets,
+            self.outbox,
+            confirm_s=locker.confirm_s,
+            jam_retry_s=locker.jam_retry_s,
+            timer_s=locker.timer_s,
+            left_open_s=locker.left_open_s,
+        )
+        self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
         self.uplink = Uplink(
             config.cloud.url,
             config.cloud.api_key,
@@ -42,6 +63,7 @@ class Agent:
             self.locker.snapshot,
             heartbeat_s=config.cloud.heartbeat_s,
             timeout_s=config.cloud.timeout_s,
+            on_link=self.locker.set_link,
         )
         self.api = LocalApi(
             self.locker,
@@ -60,6 +82,7 @@ class Agent:
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
         await self.api.start()
         await self.hardware.start()
+        self.locker.attach(self.hardware)
         if not await self.hardware.wait_ready(STARTUP_WAIT_S):
             log.warning("agent.boards_not_ready", problems=self.hardware.problems())
         self.locker.report_startup()
@@ -77,6 +100,7 @@ class Agent:
                 await self._watchdog
         self.api.ready = False
         await self.api.close()
+        await self.locker.close()
         await self.hardware.close()
         await self.uplink.close()
         self.outbox.close()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 Side = Literal["front", "rear"]
 ThermalMode = Literal["ambient", "heat", "freeze", "chill"]
+Motion = Literal["opening", "closing"]
 
 
 class DoorState(StrEnum):
@@ -21,21 +22,29 @@ class DoorState(StrEnum):
 
 @dataclass(slots=True)
 class Door:
-    """One door. ``sensed`` is the switch (True open, False closed, None unknown);
-    ``motion`` is what a command is doing to it; ``reported`` is what the cloud last got."""
+    """One door.
 
+    ``sensed`` is the closed switch (True open, False closed, None unknown);
+    ``fully_open`` the end switch of a motorised door; ``motion`` what a command
+    is doing to it; ``reported`` what the cloud was last told.
+    """
+
+    motorised: bool = False
     sensed: bool | None = None
-    motion: Literal["opening", "closing"] | None = None
+    fully_open: bool | None = None
+    motion: Motion | None = None
+    announcing: bool = False  # the blue "about to open" before a motor starts
     reported: Literal["open", "closed"] | None = None
 
     @property
     def state(self) -> DoorState:
         if self.sensed is None:
             return DoorState.UNKNOWN
-        if self.motion == "opening" and not self.sensed:
-            return DoorState.OPENING
-        if self.motion == "closing" and self.sensed:
-            return DoorState.CLOSING
+        if self.motion == "opening":
+            done = self.fully_open if self.motorised else self.sensed
+            return DoorState.OPEN if done else DoorState.OPENING
+        if self.motion == "closing":
+            return DoorState.CLOSING if self.sensed else DoorState.CLOSED
         return DoorState.OPEN if self.sensed else DoorState.CLOSED
 
     @property
@@ -55,6 +64,7 @@ class Cabinet:
     enabled: bool = True
     occupied: bool = False
     thermal_mode: ThermalMode = "ambient"
+    alarms: set[tuple[str, str]] = field(default_factory=set)  # (alarm, side)
     # Two commands on one cabinet never interleave.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -62,7 +72,8 @@ class Cabinet:
         return self.front if side == "front" else self.rear
 
     def as_cloud(self) -> dict[str, Any]:
-        """The cloud's cabinet object (GET /api/lockers/locations shape), plus ``unknown``."""
+        """The cloud's cabinet object (GET /api/lockers/locations shape), plus ``unknown``
+        door states and the active ``alarms``."""
         return {
             "key": self.key,
             "state": self.front.state.value,
@@ -71,6 +82,7 @@ class Cabinet:
             "occupied": int(self.occupied),
             "thermal_mode": self.thermal_mode,
             "rear_load_status": self.rear.state.value if self.rear else None,
+            "alarms": [{"type": a, "side": s} for a, s in sorted(self.alarms)],
         }
 
     def feedback(self) -> dict[str, Any] | None:

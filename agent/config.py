@@ -226,9 +226,11 @@ class BusConfig(_Model):
     poll_interval_s: float = Field(0.05, ge=0.005, le=5)
     # Value of a lock-feedback bit that means "closed": 1 on most boards.
     locked_bit: Literal[0, 1] = 1
-    # Unlock pulses at once on this bus's power supply, and the least time between two.
+    # How long a board energises a lock (its own pulse time); an unlock holds one of
+    # max_concurrent power slots that long, and two unlocks start stagger_s apart.
+    pulse_s: float = Field(0.5, ge=0.05, le=5)
     max_concurrent: int = Field(1, ge=1, le=16)
-    stagger_s: float = Field(0.5, ge=0, le=10)
+    stagger_s: float = Field(0.1, ge=0, le=10)
 
     _check_name = field_validator("name")(lambda v: _check_name(v))
 

@@ -20,6 +20,7 @@ import structlog
 from pydantic import SecretStr
 
 from agent.feedback import EVENT_HEARTBEAT, LockerInfo, build_body, locker_info
+from agent.indicator import Link
 from agent.outbox import Message, Outbox
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,7 @@ class Uplink:
         backoff_cap: float = 60.0,
         auth_retry_s: float = AUTH_RETRY_S,
         rand: Callable[[], float] = random.random,
+        on_link: Callable[[Link], None] | None = None,
     ) -> None:
         self._endpoint = url.rstrip("/") + FEEDBACK_PATH
         self._api_key = api_key
@@ -72,6 +74,7 @@ class Uplink:
         self._backoff_cap = backoff_cap
         self._rand = rand
         self._auth_retry_s = auth_retry_s
+        self._on_link = on_link
         self._info: LockerInfo = locker_info()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,6 +103,20 @@ class Uplink:
 
     def problems(self) -> list[str]:
         return [self._problem] if self._problem else []
+
+    @property
+    def link(self) -> Link:
+        if self._problem is None:
+            return "ok"
+        return "no_internet" if self._info.ip.startswith("127.") else "cloud_unreachable"
+
+    def _set_problem(self, problem: str | None) -> None:
+        before = self.link
+        self._problem = problem
+        if problem is not None and problem.startswith("cloud unreachable"):
+            self._info = locker_info()  # did we lose the network itself?
+        if self._on_link is not None and self.link != before:
+            self._on_link(self.link)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -143,12 +160,12 @@ class Uplink:
             self._isolate = False
             self.sent += len(seqs)
             self._failures = 0
-            self._problem = None
+            self._set_problem(None)
             log.debug("uplink.sent", seqs=seqs, event_type=batch[0].event)
             return 0.0
         if status == 401 or status == 403:
             self._failures += 1
-            self._problem = f"cloud rejects the api-key (HTTP {status})"
+            self._set_problem(f"cloud rejects the api-key (HTTP {status})")
             log.error("uplink.unauthorized", status=status, retry_in_s=self._auth_retry_s)
             return self._auth_retry_s
         if status in (408, 429) or status >= 500:
@@ -166,7 +183,7 @@ class Uplink:
         if hint is not None:
             delay = max(delay, min(hint, RETRY_AFTER_MAX_S))
         self._failures += 1
-        self._problem = problem
+        self._set_problem(problem)
         log.warning(
             "uplink.retry", problem=problem, attempt=self._failures, delay_s=round(delay, 2)
         )

@@ -12,14 +12,39 @@ from agent.outbox import Outbox
 
 
 class FakeActuator:
-    """Plays a lock board: a pulse opens the door after ``delay`` unless jammed."""
+    """Plays the hardware: a pulse opens a latch door after ``delay`` unless jammed; a
+    motor reaches its end switch after ``delay`` unless obstructed (then the door
+    stops half open)."""
 
     def __init__(self, locker: Locker) -> None:
         self.locker = locker
         self.pulses: list[tuple[int, Side]] = []
+        self.drives: list[tuple[int, Side, str]] = []
+        self.patterns: dict[int, list[str]] = {}
         self.jammed: set[tuple[int, Side]] = set()
+        self.obstructed: set[tuple[int, Side]] = set()
         self.unavailable = False
         self.delay = 0.01
+
+    def indicate(self, key: int, pattern: str) -> None:
+        self.patterns.setdefault(key, []).append(pattern)
+
+    async def drive(self, key: int, side: Side, opening: bool) -> bool:
+        if self.unavailable:
+            raise HardwareUnavailable("bus gpio: closed")
+        self.drives.append((key, side, "open" if opening else "close"))
+        await asyncio.sleep(self.delay)
+        if (key, side) in self.obstructed:
+            self.locker.door_sensed(key, side, True)  # stuck half way
+            self.locker.door_fully_open(key, side, False)
+            return False
+        if opening:
+            self.locker.door_sensed(key, side, True)
+            self.locker.door_fully_open(key, side, True)
+        else:
+            self.locker.door_fully_open(key, side, False)
+            self.locker.door_sensed(key, side, False)
+        return True
 
     async def release(self, key: int, side: Side) -> None:
         if self.unavailable:
@@ -41,7 +66,7 @@ def outbox(tmp_path):
 @pytest.fixture
 def locker(outbox: Outbox) -> Locker:
     cabinets = [Cabinet(k, "mini", rear=Door() if k < 2 else None) for k in range(6)]
-    locker = Locker(cabinets, outbox, confirm_timeout=0.3)
+    locker = Locker(cabinets, outbox, confirm_s=0.3, jam_retry_s=0.05, announce_s=0)
     for cab in cabinets:
         locker.door_sensed(cab.key, "front", False)
         if cab.rear:
@@ -54,4 +79,32 @@ def locker(outbox: Outbox) -> Locker:
 def actuator(locker: Locker) -> FakeActuator:
     fake = FakeActuator(locker)
     locker.attach(fake)
+    return fake
+
+
+@pytest.fixture
+def touchless(outbox: Outbox) -> Locker:
+    """Cabinets 0-1 with a motorised front door and a latch rear door; short timers."""
+    cabinets = [Cabinet(k, "mini", front=Door(motorised=True), rear=Door()) for k in range(2)]
+    locker = Locker(
+        cabinets,
+        outbox,
+        confirm_s=0.3,
+        jam_retry_s=0.05,
+        announce_s=0.02,
+        timer_s=0.3,
+        left_open_s=0.5,
+    )
+    for cab in cabinets:
+        locker.door_sensed(cab.key, "front", False)
+        locker.door_fully_open(cab.key, "front", False)
+        locker.door_sensed(cab.key, "rear", False)
+    locker.report_startup()
+    return locker
+
+
+@pytest.fixture
+def motors(touchless: Locker) -> FakeActuator:
+    fake = FakeActuator(touchless)
+    touchless.attach(fake)
     return fake

@@ -42,6 +42,7 @@ async def test_list_and_get(http):
         "occupied": 0,
         "thermal_mode": "ambient",
         "rear_load_status": "closed",
+        "alarms": [],
     }
     async with http.get("/api/lockers/cabinets/4") as resp:
         assert (await resp.json())["rear_load_status"] is None

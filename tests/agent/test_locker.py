@@ -92,6 +92,8 @@ async def test_lock_that_does_not_open_is_an_error(locker, actuator):
     with pytest.raises(CommandError) as err:
         await locker.execute(0, parse_command({"command": "open"}))
     assert err.value.status == 504
+    assert err.value.type == "LOCK_JAMMED"
+    assert actuator.pulses == [(0, "front"), (0, "front")]  # one retry
     assert locker.get(0).as_cloud()["state"] == "closed"
 
 
