@@ -1,0 +1,156 @@
+"""Motorised doors, supervision alarms and indicators, against a fake actuator."""
+
+import asyncio
+import time
+
+import pytest
+
+from agent.commands import CommandError, parse_command
+
+
+def events(outbox):
+    return [m.event for m in outbox.pending(1000)]
+
+
+def alarms(locker, key):
+    return [(a["type"], a["side"]) for a in locker.get(key).as_cloud()["alarms"]]
+
+
+async def until(predicate, timeout=3.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+async def test_motorised_open_then_auto_close(touchless, motors, outbox):
+    seen = []
+    task = asyncio.create_task(touchless.execute(0, parse_command({"command": "open"})))
+    await until(lambda: touchless.get(0).front.motion == "opening")
+    seen.append(touchless.get(0).as_cloud()["state"])
+    cabinet = await task
+    assert seen == ["opening"]
+    assert cabinet.as_cloud()["state"] == "open"
+    assert motors.patterns[0][-2:] == ["about_to_open", "open"]
+    # timer_s later it closes by itself
+    await until(lambda: touchless.get(0).as_cloud()["state"] == "closed")
+    assert motors.drives == [(0, "front", "open"), (0, "front", "close")]
+    assert "closing" in motors.patterns[0]
+    assert motors.patterns[0][-1] == "ready"
+    changes = [list(m.cabinets) for m in outbox.pending(100) if m.kind == "change"]
+    assert changes == [[{"key": 0, "front_status": "open"}], [{"key": 0, "front_status": "closed"}]]
+
+
+async def test_close_with_delay_waits(touchless, motors):
+    await touchless.execute(0, parse_command({"command": "open"}))
+    started = time.monotonic()
+    cabinet = await touchless.execute(0, parse_command({"command": "close", "delay": 1}))
+    assert cabinet.as_cloud()["state"] == "open"  # answered at once, closes later
+    await until(lambda: touchless.get(0).as_cloud()["state"] == "closed", timeout=5)
+    assert time.monotonic() - started >= 0.95
+    assert motors.drives.count((0, "front", "close")) == 1
+
+
+async def test_open_cancels_a_pending_close(touchless, motors):
+    await touchless.execute(0, parse_command({"command": "open"}))
+    await touchless.execute(0, parse_command({"command": "close", "delay": 1}))
+    await touchless.execute(0, parse_command({"command": "open"}))  # already open: restarts timer
+    await asyncio.sleep(0.15)
+    assert (0, "front", "close") not in motors.drives
+
+
+async def test_close_now(touchless, motors):
+    await touchless.execute(1, parse_command({"command": "open"}))
+    cabinet = await touchless.execute(1, parse_command({"command": "close"}))
+    assert cabinet.as_cloud()["state"] == "closed"
+
+
+async def test_obstruction_while_closing_reopens_and_alarms(touchless, motors, outbox):
+    await touchless.execute(0, parse_command({"command": "open"}))
+    motors.obstructed.add((0, "front"))
+    await until(lambda: ("door_obstructed", "front") in alarms(touchless, 0))
+    await until(lambda: motors.drives[-1] == (0, "front", "open"))  # a hand in the way wins
+    assert motors.drives[:3] == [(0, "front", "open"), (0, "front", "close"), (0, "front", "open")]
+    motors.obstructed.clear()
+    await until(lambda: touchless.get(0).as_cloud()["state"] == "closed")
+    assert alarms(touchless, 0) == []
+    assert "door_obstructed" in events(outbox)
+    assert "door_obstructed_cleared" in events(outbox)
+
+
+async def test_obstruction_while_opening_backs_off(touchless, motors):
+    motors.obstructed.add((1, "front"))
+    with pytest.raises(CommandError) as err:
+        await touchless.execute(1, parse_command({"command": "open"}))
+    assert err.value.status == 504 and err.value.type == "DOOR_OBSTRUCTED"
+    assert motors.drives == [(1, "front", "open"), (1, "front", "close")]
+    assert ("door_obstructed", "front") in alarms(touchless, 1)
+
+
+async def test_forced_open_alarm_clears_when_shut(locker, actuator, outbox):
+    locker.door_sensed(2, "front", True)  # nobody asked
+    assert alarms(locker, 2) == [("door_forced_open", "front")]
+    [alarm] = [m for m in outbox.pending(100) if m.event == "door_forced_open"]
+    assert list(alarm.cabinets) == [{"key": 2, "front_status": "open"}]
+    locker.door_sensed(2, "front", False)
+    assert alarms(locker, 2) == []
+    assert events(outbox)[-2:] == ["door_changed", "door_forced_open_cleared"]
+
+
+async def test_commanded_open_is_not_forced(locker, actuator):
+    await locker.execute(2, parse_command({"command": "open"}))
+    assert alarms(locker, 2) == []
+
+
+async def test_left_open_alarm(touchless, motors, outbox):
+    await touchless.execute(0, parse_command({"command": "open", "rearload": True}))
+    await until(lambda: ("door_left_open", "rear") in alarms(touchless, 0))
+    touchless.door_sensed(0, "rear", False)
+    assert alarms(touchless, 0) == []
+    assert "door_left_open_cleared" in events(outbox)
+
+
+async def test_jam_retries_once_then_alarms_and_clears(locker, actuator, outbox):
+    actuator.jammed.add((3, "front"))
+    with pytest.raises(CommandError):
+        await locker.execute(3, parse_command({"command": "open"}))
+    assert actuator.pulses == [(3, "front"), (3, "front")]
+    assert alarms(locker, 3) == [("lock_jammed", "front")]
+    actuator.jammed.clear()
+    await locker.execute(3, parse_command({"command": "open"}))
+    assert alarms(locker, 3) == []
+    assert events(outbox)[-3:] == ["lock_jammed", "door_changed", "lock_jammed_cleared"]
+
+
+async def test_rear_opened_while_front_open(touchless, motors):
+    await touchless.execute(0, parse_command({"command": "open"}))
+    await touchless.execute(0, parse_command({"command": "open", "rearload": True}))
+    assert ("rear_opened_while_front_open", "rear") in alarms(touchless, 0)
+    touchless.door_sensed(0, "rear", False)
+    assert ("rear_opened_while_front_open", "rear") not in alarms(touchless, 0)
+
+
+async def test_board_offline_and_back_are_events(locker, outbox):
+    locker.board_health("rs485", 1, False)
+    locker.board_health("rs485", 1, True)
+    assert events(outbox)[-2:] == ["board_offline", "board_online"]
+
+
+async def test_indicator_patterns(touchless, motors):
+    assert motors.patterns[0][-1] == "ready"
+    touchless.set_link("cloud_unreachable")
+    assert motors.patterns[0][-1] == "cloud_unreachable"
+    touchless.set_link("no_internet")
+    assert motors.patterns[1][-1] == "no_internet"
+    await touchless.execute(1, parse_command({"command": "disable"}))
+    assert motors.patterns[1][-1] == "disabled"
+    touchless.set_link("ok")
+    assert motors.patterns[0][-1] == "ready"
+    assert motors.patterns[1][-1] == "disabled"
+
+
+async def test_open_all(locker, actuator):
+    await locker.execute(4, parse_command({"command": "disable"}))
+    results = await locker.open_all()
+    assert [r["key"] for r in results] == [0, 1, 2, 3, 5]
+    assert all(r["ok"] for r in results)
+    assert sorted(actuator.pulses) == [(k, "front") for k in (0, 1, 2, 3, 5)]
