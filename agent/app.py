@@ -12,6 +12,7 @@ import structlog
 from agent import __version__, systemd
 from agent.api import LocalApi
 from agent.cabinet import Cabinet, Door
+from agent.channel import CommandChannel
 from agent.config import Config, DoorWiring, GpioDoorWiring
 from agent.hardware import Hardware
 from agent.locker import Locker
@@ -73,10 +74,16 @@ class Agent:
             config.api.port,
             details=lambda: {"outbox": self.outbox.stats()},
         )
+        self.channel = (
+            CommandChannel(config.cloud.commands_url, config.cloud.api_key, self.locker)
+            if config.cloud.commands_url
+            else None
+        )
         self._watchdog: asyncio.Task[None] | None = None
 
     def problems(self) -> list[str]:
-        return self.hardware.problems() + self.uplink.problems() + self.outbox.problems()
+        channel = self.channel.problems() if self.channel else []
+        return self.hardware.problems() + self.uplink.problems() + channel + self.outbox.problems()
 
     async def start(self) -> None:
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
@@ -87,6 +94,8 @@ class Agent:
             log.warning("agent.boards_not_ready", problems=self.hardware.problems())
         self.locker.report_startup()
         await self.uplink.start()
+        if self.channel is not None:
+            await self.channel.start()
         self.api.ready = True
         self._watchdog = asyncio.create_task(self._feed_watchdog())
         systemd.notify("READY=1\nSTATUS=running")
@@ -99,6 +108,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
         self.api.ready = False
+        if self.channel is not None:
+            await self.channel.close()
         await self.api.close()
         await self.locker.close()
         await self.hardware.close()
