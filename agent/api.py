@@ -69,6 +69,7 @@ class LocalApi:
         self.app.router.add_get("/api/lockers/cabinets", self._list)
         self.app.router.add_get("/api/lockers/cabinets/{key}", self._get)
         self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
+        self.app.router.add_post("/api/lockers/open-all", self._open_all)
 
     @property
     def port(self) -> int:
@@ -133,6 +134,19 @@ class LocalApi:
         command = parse_command(await _json(request))
         command_id = request.headers.get("Idempotency-Key")
         return web.json_response(await self._locker.command(key, command, command_id))
+
+    async def _open_all(self, request: web.Request) -> web.Response:
+        """Technicians: open every enabled cabinet, pulses staggered by the power budget."""
+        body = await _json(request) if request.body_exists else {}
+        if not isinstance(body, dict) or set(body) - {"rearload", "reason"}:
+            raise CommandError(
+                422, "INVALID_REQUEST", 'the body may hold only "rearload" and "reason"'
+            )
+        rearload, reason = body.get("rearload", False), body.get("reason")
+        if not isinstance(rearload, bool) or not isinstance(reason, str | None):
+            raise CommandError(422, "INVALID_REQUEST", "rearload is a boolean, reason a string")
+        side = "rear" if rearload else "front"
+        return web.json_response(await self._locker.open_all(side, reason=reason))
 
 
 def _key(request: web.Request) -> int:

@@ -17,7 +17,10 @@ order. How they map onto gpiozero's inputs (gpiozero ties ``pull_up=True`` to
 
 Outputs are ``DigitalOutputDevice(pin, active_high=not active_low,
 initial_value=False)``: created off, so a restart after a crash clears whatever
-the dead process left on (with lgpio a released line keeps its level).
+the dead process left on (a released line may keep its level). ``close()`` drives
+every output off, then releases the pins; lgpio turns a released pin into a
+floating input, so relay and motor drivers need a resistor that holds them off
+(most relay modules have one).
 
 Safety lives here, not in the caller: every relay pulse and motor run is cut to
 ``pulse_max_s`` / ``motor_max_s`` whatever is asked, holds a slot of the power
@@ -45,7 +48,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,7 +214,10 @@ class _Output:
 
     @property
     def is_on(self) -> bool:
-        return bool(self.device.value)
+        try:
+            return bool(self.device.value)
+        except DeviceClosed:
+            return False
 
     def on(self, limit_s: float) -> None:
         with self._lock:
@@ -282,7 +288,10 @@ class Relay:
             log.info("gpio.pulse", relay=self.name, seconds=duration)
             try:
                 self._output.on(duration)
-                await asyncio.sleep(duration)
+                # Sleep, but end early when the bus closes (the relay is off then).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(duration):
+                        await self._bus._closing.wait()
             finally:
                 self._output.off()
 
@@ -378,10 +387,10 @@ class DoorMotor:
             return False
         return None
 
-    @staticmethod
-    async def _wait(until: GpioInput, abort: GpioInput | None, limit: float) -> str:
+    async def _wait(self, until: GpioInput, abort: GpioInput | None, limit: float) -> str:
         reached = asyncio.ensure_future(until.wait_for(True))
-        waits = [reached]
+        # Closing the bus ends the run at once (its inputs are gone with it).
+        waits = [reached, asyncio.ensure_future(self._bus._closing.wait())]
         if abort is not None:
             waits.append(asyncio.ensure_future(abort.wait_for(True)))
         try:
@@ -392,7 +401,9 @@ class DoorMotor:
         finally:
             for task in waits:
                 task.cancel()
-        return "reached" if reached.done() and not reached.cancelled() else "aborted"
+        if reached.done() and not reached.cancelled():
+            return "reached"
+        return "closed" if self._bus._closed else "aborted"
 
     def stop(self) -> None:
         """Both sides off now. Does not end a run: cancel its task for that."""
@@ -542,17 +553,21 @@ class Indicator:
     @property
     def color(self) -> RGB:
         """What the LED shows right now (as written, 0-1 per component)."""
+        if self._closed:
+            return OFF
         red, green, blue = self._led.value
         return (float(red), float(green), float(blue))
 
     def show(self, pattern: str) -> None:
         """Switch to ``pattern``, replacing the running one. Showing the pattern
         already shown changes nothing (a "closing" is not restarted). Animated
-        patterns need to be called from the event loop."""
+        patterns need to be called from the event loop. Ignored once closed: a
+        late status update during shutdown must not fail the caller."""
         if pattern not in PATTERNS:
             raise ValueError(f"unknown indicator pattern {pattern!r}; known: {PATTERNS}")
         if self._closed:
-            raise RuntimeError(f"indicator {self.name} is closed")
+            log.debug("gpio.indicator_closed", indicator=self.name, pattern=pattern)
+            return
         if pattern == self._pattern and (pattern in _STEADY or self._task is not None):
             return
         self._stop_task()
@@ -562,11 +577,11 @@ class Indicator:
             self._set(_STEADY[pattern])
             return
         if pattern == "ready":
-            body = self._cycle()
+            body = self._cycle
         elif pattern == "closing":
-            body = self._closing()
+            body = self._closing
         else:  # cloud_unreachable
-            body = self._flash(RED)
+            body = self._flash_red
         self._task = asyncio.get_running_loop().create_task(
             self._guard(body), name=f"indicator-{self.name}-{pattern}"
         )
@@ -604,9 +619,11 @@ class Indicator:
             )
         self._led.value = color
 
-    async def _guard(self, body: Any) -> None:
+    async def _guard(self, body: Callable[[], Awaitable[None]]) -> None:
+        # The coroutine is made here, not in show(): a task cancelled before it
+        # ever ran must not leave a never-awaited coroutine behind.
         try:
-            await body
+            await body()
         except DeviceClosed:
             pass  # closed under us during shutdown
         except Exception:
@@ -619,6 +636,9 @@ class Indicator:
             await asyncio.sleep(self._flash_s)
             self._set(OFF)
             await asyncio.sleep(self._flash_s)
+
+    async def _flash_red(self) -> None:
+        await self._flash(RED)
 
     async def _closing(self) -> None:
         loop = asyncio.get_running_loop()
@@ -685,6 +705,7 @@ class GpioBus:
         self._indicators: list[Indicator] = []
         self._devices: list[Any] = []  # every gpiozero device, for the factory check
         self._closed = False
+        self._closing = asyncio.Event()
 
     # parts ---------------------------------------------------------------------
 
@@ -816,6 +837,7 @@ class GpioBus:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         self._all_off()  # first, and for all: the part that matters
         for part in [*self._outputs, *self._inputs]:
             try:

@@ -167,7 +167,7 @@ class KerongBoardEmulator:
         self._set(board, channel, item=present)
 
     def jam(self, board: int, channel: int, on: bool = True) -> None:
-        """A jammed door stays shut when the latch releases."""
+        """A jammed lock: a pulse does not release the latch (LockJammed)."""
         self._set(board, channel, jammed=on)
 
     def set_offline(self, board: int, offline: bool = True) -> None:
@@ -268,10 +268,10 @@ class KerongBoardEmulator:
         self.shut_door(board, channel)
 
     def _unlock(self, board: int, channel: int) -> None:
-        # The pulse releases the latch; the door's spring pushes it open
-        # unless it is jammed.
-        ch = self._channel(board, channel)
-        self._set(board, channel, latched=False, door_open=ch.door_open or not ch.jammed)
+        # The pulse releases the latch and the door's spring pushes it open,
+        # unless the lock is jammed: then nothing moves.
+        if not self._channel(board, channel).jammed:
+            self._set(board, channel, latched=False, door_open=True)
 
     def _on_readable(self) -> None:
         assert self._master is not None

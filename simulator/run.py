@@ -11,6 +11,7 @@ import signal
 import socket
 import tempfile
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,17 @@ def default_config_data() -> dict[str, Any]:
 
 
 def simulated_config(
-    data: dict[str, Any], *, port: str, cloud_url: str, api_port: int, storage_dir: Path
+    data: dict[str, Any],
+    *,
+    port: str,
+    cloud: FakeCloud,
+    api_port: int,
+    storage_dir: Path,
 ) -> Config:
     """The embedded locker with the simulator's live addresses filled in."""
     data["buses"][0]["port"] = port
-    data["cloud"]["url"] = cloud_url
+    data["cloud"]["url"] = cloud.url
+    data["cloud"]["commands_url"] = cloud.commands_url
     data["api"]["listen"] = f"127.0.0.1:{api_port}"
     data["storage"]["dir"] = str(storage_dir)
     return parse_config(data, storage_dir)
@@ -54,8 +61,11 @@ class Simulation:
         cloud_port: int = 0,
         auto_shut_after: float | None = None,
         storage_dir: Path | None = None,
+        adjust: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._data = default_config_data()
+        if adjust is not None:
+            adjust(self._data)  # tests shorten timings
         self._api_port = api_port or free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if storage_dir is None:
@@ -83,7 +93,7 @@ class Simulation:
         config = simulated_config(
             self._data,
             port=self.boards.port,
-            cloud_url=self.cloud.url,
+            cloud=self.cloud,
             api_port=self._api_port,
             storage_dir=self._storage_dir,
         )

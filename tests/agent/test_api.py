@@ -151,3 +151,16 @@ async def test_idempotency_key_acts_once(http, actuator, locker):
     async with http.put(url, json={"command": "open"}) as resp:  # no key: acts again
         assert resp.status == 200
     assert actuator.pulses == [(3, "front"), (3, "front")]
+
+
+async def test_open_all(http, actuator):
+    async with http.post("/api/lockers/open-all") as resp:
+        assert resp.status == 200
+        results = await resp.json()
+    assert [r["key"] for r in results] == list(range(6))
+    assert all(r["ok"] for r in results)
+    async with http.post("/api/lockers/open-all", json={"rearload": True}) as resp:
+        results = await resp.json()
+    assert [r["key"] for r in results] == [0, 1]
+    async with http.post("/api/lockers/open-all", json={"rearload": "yes"}) as resp:
+        assert resp.status == 422

@@ -6,6 +6,7 @@ Timing checks are lower bounds only; WAIT only bounds how long a broken test han
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -33,13 +34,22 @@ WAIT = 5.0
 
 
 class RecordingPin(MockPWMPin):
-    """Records every level change of every pin, in order, with a timestamp."""
+    """Records every level change of every pin, in order, with a timestamp, and the
+    level a pin had when its device let go of it."""
+
+    released = None
 
     def _change_state(self, value):
         changed = super()._change_state(value)
         if changed:
             self.factory.changes.append((time.monotonic(), self.info.name, value))
         return changed
+
+    def close(self):
+        # MockPWMPin.close() then drops the level to 0 (unlike lgpio, which makes
+        # the line an input): what counts is the level at release.
+        self.released = self._state
+        super().close()
 
 
 @pytest.fixture
@@ -258,15 +268,14 @@ async def test_callbacks_from_another_thread_run_on_the_loop(factory, bus):
     inp = bus.input("^!5", on_change)
     pin = factory.pin(5)
     edge_threads: list[int] = []
-    inp._device.when_activated  # noqa: B018 - the callback is gpiozero's now
-    original = inp._activated
 
-    def spy() -> None:
+    def drive_from_worker() -> None:
+        # Mock pins call gpiozero's callbacks on the thread that drives them,
+        # as lgpio calls them on its own thread.
         edge_threads.append(threading.get_ident())
-        original()
+        pin.drive_low()
 
-    inp._device.when_activated = spy
-    await asyncio.to_thread(pin.drive_low)  # gpiozero calls back on that thread
+    await asyncio.to_thread(drive_from_worker)
     await settled(inp, True)
     assert edge_threads and edge_threads[0] != loop_thread
     assert calls == [(True, loop_thread, asyncio.get_running_loop())]
@@ -394,7 +403,7 @@ async def test_pulse_starts_are_staggered(factory):
             await asyncio.gather(*(r.pulse() for r in relays))
         starts = sorted(t for t, _, value in factory.changes if value)
         assert len(starts) == 3
-        for earlier, later in zip(starts, starts[1:], strict=False):
+        for earlier, later in itertools.pairwise(starts):
             assert later - earlier >= 0.03 - 1e-3  # clock read just after the grant
     finally:
         await bus.close()
@@ -626,11 +635,12 @@ async def test_indicator_close_stops_and_darkens(factory, bus):
     led.show("ready")
     await sample(led, lambda s: len(s) >= 3)
     await led.close()
-    await asyncio.sleep(0.1)
-    assert (state(factory, 10), state(factory, 11), state(factory, 12)) == (0, 0, 0)
+    assert [factory.pin(n).released for n in (10, 11, 12)] == [0, 0, 0]
+    await asyncio.sleep(0.1)  # no animation step comes after
+    assert [factory.pin(n).state for n in (10, 11, 12)] == [0, 0, 0]
+    assert led.pattern == "off" and led.color == OFF
+    led.show("open")  # late updates during shutdown are ignored
     assert led.pattern == "off"
-    with pytest.raises(RuntimeError):
-        led.show("open")
     await led.close()  # idempotent
 
 
@@ -668,7 +678,7 @@ async def test_indicator_rejects_bad_pins(bus, pins):
 
 
 async def test_close_leaves_every_output_physically_off(factory):
-    bus = make_bus(factory, pulse_max_s=1.0, motor_max_s=1.0)
+    bus = make_bus(factory, max_concurrent=3, pulse_max_s=1.0, motor_max_s=1.0)
     relay, relay_low = bus.relay(17), bus.relay("!18")
     motor = bus.motor(22, "!23")
     opened = bus.input("^!24")
@@ -683,11 +693,11 @@ async def test_close_leaves_every_output_physically_off(factory):
     await eventually(lambda: relay.is_on and relay_low.is_on and motor.direction == "backward")
     await bus.close()
     off = {17: 0, 18: 1, 22: 0, 23: 1, 10: 0, 11: 0, 12: 0}
-    assert {n: state(factory, n) for n in off} == off
-    for task in busy:
-        task.cancel()
-    await asyncio.gather(*busy, return_exceptions=True)
-    assert {n: state(factory, n) for n in off} == off  # nothing came back on
+    assert {n: factory.pin(n).released for n in off} == off
+    async with asyncio.timeout(WAIT):
+        results = await asyncio.gather(*busy, return_exceptions=True)
+    assert results[2] is False  # the motor run ended with the bus
+    assert all(factory.pin(n).function == "input" for n in off)  # released, not driven
     await bus.close()  # idempotent
     with pytest.raises(RuntimeError):
         bus.relay(19)
@@ -695,7 +705,8 @@ async def test_close_leaves_every_output_physically_off(factory):
         await relay.pulse()
 
 
-async def test_start_clears_outputs_a_crash_left_on(factory):
+async def test_start_clears_outputs_a_crash_left_on():
+    factory = MockFactory(pin_class=MockPin)  # keeps its level when released
     # A dead process left a relay on (physically: high, and low for active-low).
     for number, active_high in ((17, True), (18, False)):
         leftover = DigitalOutputDevice(number, active_high=active_high, pin_factory=factory)
@@ -710,6 +721,7 @@ async def test_start_clears_outputs_a_crash_left_on(factory):
         assert (state(factory, 17), state(factory, 18)) == (0, 1)
     finally:
         await bus.close()
+        factory.reset()
 
 
 async def test_pins_are_claimed_once(bus):

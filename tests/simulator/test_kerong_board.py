@@ -120,10 +120,14 @@ async def test_door_model_latch_jam_and_force(emu, port):
     await asyncio.to_thread(port.write, codec.unlock_request(0, 2))
     await emu.wait_for_frame(codec.unlock_request(0, 2), WAIT)
     state = emu.state(0, 2)
-    assert not state.door_open and not state.latched  # latch released, door stuck
-    assert not emu.feedback_closed(0, 2)  # the switch sees the latch open
-    assert emu.open_door(0, 2) is True
-    assert emu.state(0, 2).door_open
+    assert not state.door_open and state.latched  # a jammed lock does not release
+    assert emu.feedback_closed(0, 2)
+    emu.jam(0, 2, on=False)
+    await asyncio.to_thread(port.write, codec.unlock_request(0, 2))
+    async with asyncio.timeout(WAIT):
+        while emu.received.count(codec.unlock_request(0, 2)) < 2:
+            await asyncio.sleep(0.005)
+    assert emu.state(0, 2).door_open and not emu.feedback_closed(0, 2)
 
     emu.force_open(0, 3)
     assert emu.state(0, 3).door_open and not emu.feedback_closed(0, 3)

@@ -1,0 +1,121 @@
+"""Supervision and safety on the emulated KR-CU16 board, end to end over a pty."""
+
+import asyncio
+import itertools
+import time
+
+import aiohttp
+import pytest
+
+from simulator.run import Simulation
+
+UNLOCK_CAB_2 = bytes.fromhex("02 02 31 03 38")
+
+
+def fast(data):
+    data["locker"].update(confirm_s=0.4, jam_retry_s=0.1, left_open_s=5)
+    data["buses"][0].update(pulse_s=0.1, stagger_s=0.05, max_concurrent=1)
+
+
+@pytest.fixture
+async def sim():
+    sim = Simulation(adjust=fast)
+    await sim.start()
+    yield sim
+    await sim.close()
+
+
+@pytest.fixture
+async def http(sim):
+    headers = {"Authorization": f"Bearer {sim.token}"}
+    async with aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as session:
+        yield session
+
+
+def cloud_events(sim):
+    return [r["body"]["event"]["type"] for r in sim.cloud.received]
+
+
+async def test_jammed_lock_retries_once_then_alarms(sim, http):
+    sim.boards.jam(0, 3)
+    async with http.put("/api/lockers/cabinets/2", json={"command": "open"}) as resp:
+        assert resp.status == 504
+        assert (await resp.json())["type"] == "LOCK_JAMMED"
+    assert sim.boards.received.count(UNLOCK_CAB_2) == 2
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "lock_jammed", timeout=5)
+    assert body["cabinets"] == [{"key": 2, "front_status": "closed", "rear_status": "closed"}]
+    async with http.get("/api/lockers/cabinets/2") as resp:
+        assert (await resp.json())["alarms"] == [{"type": "lock_jammed", "side": "front"}]
+
+    sim.boards.jam(0, 3, on=False)
+    async with http.put("/api/lockers/cabinets/2", json={"command": "open"}) as resp:
+        assert resp.status == 200
+    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "lock_jammed_cleared", timeout=5)
+
+
+async def test_forced_door_is_an_alarm_until_shut(sim):
+    sim.boards.force_open(0, 8)
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "door_forced_open", timeout=5)
+    assert body["cabinets"] == [{"key": 7, "front_status": "open"}]
+    sim.boards.shut_door(0, 8)
+    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "door_forced_open_cleared", timeout=5)
+
+
+async def test_board_offline_and_back_reach_the_cloud(sim):
+    sim.boards.set_offline(1)
+    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=5)
+    sim.boards.set_offline(1, False)
+    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_online", timeout=5)
+
+
+async def test_rear_opened_while_front_open(sim, http):
+    async with http.put("/api/lockers/cabinets/1", json={"command": "open"}) as resp:
+        assert resp.status == 200
+    async with http.put("/api/lockers/cabinets/1", json={"command": "open", "rearload": True}) as r:
+        assert r.status == 200
+    await sim.cloud.wait_for(
+        lambda b: b["event"]["type"] == "rear_opened_while_front_open", timeout=5
+    )
+
+
+async def test_open_all_staggers_the_pulses(sim, http):
+    popped = {}
+    sim.boards.on_change = lambda board, ch: popped.setdefault((board, ch), time.monotonic())
+    async with http.post("/api/lockers/open-all") as resp:
+        assert resp.status == 200
+        results = await resp.json()
+    assert len(results) == 16 and all(r["ok"] for r in results)
+    starts = sorted(t for (board, _), t in popped.items() if board == 0)
+    assert len(starts) == 16
+    # one pulse at a time, each held pulse_s (0.1 s): no two overlap
+    for earlier, later in itertools.pairwise(starts):
+        assert later - earlier >= 0.1 - 0.01
+
+
+async def test_left_open_alarm_on_a_latch_door():
+    def short(data):
+        fast(data)
+        data["locker"]["left_open_s"] = 5  # the config's floor; keep the wait bounded
+
+    sim = Simulation(adjust=short)
+    await sim.start()
+    try:
+        sim.boards.force_open(0, 10)
+        await sim.cloud.wait_for(lambda b: b["event"]["type"] == "door_left_open", timeout=8)
+        sim.boards.shut_door(0, 10)
+        await sim.cloud.wait_for(
+            lambda b: b["event"]["type"] == "door_left_open_cleared", timeout=5
+        )
+    finally:
+        await sim.close()
+
+
+async def test_duplicated_cloud_command_acts_once(sim):
+    await sim.cloud.wait_for_agent(timeout=5)
+    body = {"id": "cmd-1", "key": 5, "command": "open"}
+    first = await sim.cloud.send_command(body)
+    sim.boards.shut_door(0, 6)
+    await asyncio.sleep(0.2)
+    second = await sim.cloud.send_command(body)
+    assert first == second and first["ok"]
+    assert sim.boards.received.count(bytes.fromhex("02 05 31 03 3B")) == 1
