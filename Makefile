@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 simulate: $(STAMP)
-	$(BIN)/locker-agent simulate
+	$(BIN)/locker-agent simulate $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
