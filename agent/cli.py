@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load_or_report(args.config)
         if config is None:
             return EX_CONFIG
+        log.configure(level="warning")
         return _show_outbox(config, args.limit)
 
     log.configure(level=args.log_level)
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_outbox(config: Config, limit: int) -> int:
-    """Print pending and dead rows, one JSON object a line, then the counts."""
+    """Print pending and dead rows, one JSON object a line, then a summary line."""
     import json
 
     from agent.outbox import OUTBOX_FILE, Outbox
@@ -90,7 +91,7 @@ def _show_outbox(config: Config, limit: int) -> int:
         for dead in box.dead(limit):
             dead["cabinets"] = json.loads(dead["cabinets"])
             print(json.dumps({"state": "dead", **dead}))
-        print(json.dumps(box.stats()), file=sys.stderr)
+        print(json.dumps({"summary": box.stats()}))
     finally:
         box.close()
     return 0

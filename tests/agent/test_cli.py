@@ -161,3 +161,23 @@ async def test_simulate_runs_and_opens_a_cabinet():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_outbox_lists_pending_and_dead_rows(tmp_path):
+    import json
+
+    from agent.outbox import OUTBOX_FILE, Outbox
+
+    box = Outbox(tmp_path / OUTBOX_FILE)
+    box.append("change", "door_changed", [{"key": 5, "front_status": "open"}])
+    dead = box.append("change", "door_changed", [{"key": 6, "front_status": "open"}])
+    box.bury([dead.seq], 422, '{"message": "The cabinets field is required."}')
+    box.close()
+    result = subprocess.run(
+        [*AGENT, "outbox", "--config", str(write_config(tmp_path))], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    *rows, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["state"], r["cabinets"][0]["key"]) for r in rows] == [("pending", 5), ("dead", 6)]
+    assert rows[1]["status"] == 422
+    assert summary["summary"]["pending"] == 1 and summary["summary"]["dead"] == 1

@@ -168,3 +168,50 @@ def test_retry_after_parsing():
     assert retry_after(None) is None
     assert retry_after("soon") is None
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+async def test_a_cloud_that_never_answers_times_out_and_is_retried(cloud, outbox, make_uplink):
+    cloud.delay = 0.5
+    uplink = await make_uplink(timeout_s=0.1)
+    change(outbox, 1, "open")
+    async with asyncio.timeout(5):
+        while not uplink.problems():
+            await asyncio.sleep(0.01)
+    assert "unreachable" in uplink.problems()[0]
+    assert len(outbox.pending(10)) == 1  # kept: the cloud may or may not have it
+    cloud.heal()
+    await drained(outbox)
+    # at least once: the slow answers may have been recorded too, never out of order
+    assert {"key": 1, "front_status": "open"} in cloud.cabinet_updates()
+
+
+async def test_429_honours_retry_after(cloud, outbox, make_uplink):
+    cloud.fail_next(429, retry_after=1)
+    await make_uplink()
+    started = time.monotonic()
+    change(outbox, 2, "closed")
+    await cloud.wait_for(lambda c: c["key"] == 2, timeout=5)
+    assert time.monotonic() - started >= 0.95
+
+
+async def test_a_corrected_key_after_restart_delivers_everything(cloud, tmp_path):
+    path = tmp_path / "restart.sqlite3"
+    box = Outbox(path)
+    wrong = Uplink(cloud.url, SecretStr("old-key"), box, lambda: [], auth_retry_s=0.05)
+    await wrong.start()
+    for i in range(3):
+        change(box, i, "open")
+    await asyncio.sleep(0.2)
+    await wrong.close()
+    box.close()
+    assert cloud.received == []
+
+    box = Outbox(path)  # the technician fixed the key and restarted the agent
+    fixed = Uplink(cloud.url, SecretStr(KEY), box, lambda: [])
+    await fixed.start()
+    try:
+        await drained(box)
+    finally:
+        await fixed.close()
+        box.close()
+    assert [c["key"] for c in cloud.cabinet_updates()] == [0, 1, 2]

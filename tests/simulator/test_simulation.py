@@ -90,6 +90,8 @@ async def test_silent_board_is_unknown_and_unhealthy_then_recovers(sim, http):
     await until(lambda: sim.agent.locker.get(0).as_cloud()["rear_load_status"] == "closed")
     async with http.get("/healthz") as resp:
         assert resp.status == 200
+        health = await resp.json()
+    assert set(health["outbox"]) >= {"pending", "bytes", "oldest_age_s", "dead"}
     # unknown is never reported: the cloud heard no rear status apart from the snapshot
     rear = [c for c in sim.cloud.cabinet_updates() if "rear_status" in c and c["key"] == 0]
     assert rear == [{"key": 0, "front_status": "closed", "rear_status": "closed"}]
