@@ -7,6 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from agent import __version__, log
 from agent.config import Config, ConfigError, load_config, summary
 
@@ -63,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load_or_report(args.config)
         if config is None:
             return EX_CONFIG
-        asyncio.run(run(config))
+        try:
+            asyncio.run(run(config))
+        except Exception:  # e.g. the API port is taken: one clear log line, exit 1
+            structlog.get_logger(__name__).exception("agent.failed")
+            return 1
         return 0
     if args.cmd == "simulate":
         from simulator.run import simulate

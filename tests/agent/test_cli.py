@@ -181,3 +181,19 @@ def test_outbox_lists_pending_and_dead_rows(tmp_path):
     assert [(r["state"], r["cabinets"][0]["key"]) for r in rows] == [("pending", 5), ("dead", 6)]
     assert rows[1]["status"] == 422
     assert summary["summary"]["pending"] == 1 and summary["summary"]["dead"] == 1
+
+
+def test_run_fails_cleanly_when_the_api_port_is_taken(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(tmp_path, api_port=port)
+        result = subprocess.run(
+            [*AGENT, "run", "--config", str(path)], capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 1
+    assert '"event": "agent.failed"' in result.stderr
+    assert SECRET not in result.stderr
