@@ -14,17 +14,9 @@ from pydantic import SecretStr
 from agent.channel import CommandChannel
 from simulator.cloud import FakeCloud
 
-KEY = "the-api-key"
+KEY = "the-api-key"  # what the shared `cloud` fixture accepts
 WAIT = 5.0
 HANG_GUARD = 10.0  # only catches a hang (the backoff below would be an hour), not slowness
-
-
-@pytest.fixture
-async def cloud():
-    cloud = FakeCloud(KEY)
-    await cloud.start()
-    yield cloud
-    await cloud.close()
 
 
 @pytest.fixture

@@ -9,24 +9,8 @@ from pydantic import SecretStr
 
 from agent.outbox import Outbox
 from agent.uplink import Uplink, backoff_delay, retry_after
-from simulator.cloud import FakeCloud
 
-KEY = "the-api-key"
-
-
-@pytest.fixture
-async def cloud():
-    cloud = FakeCloud(KEY)
-    await cloud.start()
-    yield cloud
-    await cloud.close()
-
-
-@pytest.fixture
-def outbox(tmp_path):
-    box = Outbox(tmp_path / "outbox.sqlite3")
-    yield box
-    box.close()
+KEY = "the-api-key"  # what the shared `cloud` fixture accepts
 
 
 @pytest.fixture

@@ -10,21 +10,13 @@ import pytest
 
 from simulator.cloud import FEEDBACK_PATH, FakeCloud
 
-KEY = "test-api-key"
+KEY = "the-api-key"  # what the shared `cloud` fixture accepts
 WAIT = 5.0
 GOOD = {
     "cabinets": [{"key": 5, "front_status": "open", "rear_status": "closed"}],
     "locker_info": {"ip": "10.0.0.2", "firmware": "1.0.0"},
     "event": {"type": "door"},
 }
-
-
-@pytest.fixture
-async def cloud():
-    fake = FakeCloud(KEY)
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

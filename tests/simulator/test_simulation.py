@@ -2,27 +2,7 @@
 
 import asyncio
 
-import aiohttp
-import pytest
-
-from simulator.run import Simulation
-
 UNLOCK_CAB_5 = bytes.fromhex("02 05 31 03 3B")
-
-
-@pytest.fixture
-async def sim():
-    sim = Simulation()
-    await sim.start()
-    yield sim
-    await sim.close()
-
-
-@pytest.fixture
-async def http(sim):
-    headers = {"Authorization": f"Bearer {sim.token}"}
-    async with aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as session:
-        yield session
 
 
 async def until(predicate, timeout=5.0):

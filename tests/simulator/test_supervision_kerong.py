@@ -4,9 +4,6 @@ import asyncio
 import itertools
 import time
 
-import aiohttp
-import pytest
-
 from simulator.run import Simulation
 
 UNLOCK_CAB_2 = bytes.fromhex("02 02 31 03 38")
@@ -17,19 +14,7 @@ def fast(data):
     data["buses"][0].update(pulse_s=0.1, stagger_s=0.05, max_concurrent=1)
 
 
-@pytest.fixture
-async def sim():
-    sim = Simulation(adjust=fast)
-    await sim.start()
-    yield sim
-    await sim.close()
-
-
-@pytest.fixture
-async def http(sim):
-    headers = {"Authorization": f"Bearer {sim.token}"}
-    async with aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as session:
-        yield session
+sim_options = {"adjust": fast}
 
 
 def cloud_events(sim):
