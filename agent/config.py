@@ -64,13 +64,21 @@ __all__ = [
     "Config",
     "ConfigError",
     "DoorWiring",
+    "GpioBusConfig",
+    "GpioDoorWiring",
+    "GpioInputWiring",
+    "IndicatorWiring",
     "LockerConfig",
     "Side",
     "StorageConfig",
     "load_config",
     "parse_config",
+    "pin_number",
     "summary",
 ]
+
+# Discriminated unions (bus drivers, door kinds) tag error locations with these.
+_TAGS = frozenset({"kerong-cu16", "gpio"})
 
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
@@ -828,9 +836,6 @@ def _message(error: Mapping[str, Any]) -> str:
     if secret:
         return "invalid"
     return str(error["msg"])
-
-
-_TAGS = frozenset({"kerong-cu16", "gpio"})
 
 
 def _problems_of(error: ValidationError) -> list[_Problem]:
