@@ -55,6 +55,7 @@ class Agent:
             jam_retry_s=locker.jam_retry_s,
             timer_s=locker.timer_s,
             left_open_s=locker.left_open_s,
+            announce_s=locker.announce_s,
         )
         self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
         self.uplink = Uplink(

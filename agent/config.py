@@ -139,6 +139,8 @@ class LockerConfig(_Model):
     confirm_s: float = Field(2.0, ge=0.2, le=30)
     # Pause before the one retry of an unlock whose switch never moved, seconds.
     jam_retry_s: float = Field(1.0, ge=0.1, le=30)
+    # A motorised door shows blue ("about to open") this long before it moves, seconds.
+    announce_s: float = Field(0.5, ge=0, le=5)
 
 
 class CloudConfig(_Model):

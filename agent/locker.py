@@ -152,9 +152,14 @@ class Locker:
         """Queue the whole locker once; from then on every change is queued as it happens."""
         self._outbox.append("snapshot", EVENT_STARTUP, self.snapshot())
         for cabinet in self.cabinets.values():
-            for door in (cabinet.front, cabinet.rear):
-                if door is not None:
-                    door.reported = door.status
+            for side, door in (("front", cabinet.front), ("rear", cabinet.rear)):
+                if door is None:
+                    continue
+                door.reported = door.status
+                if door.sensed:  # found open: supervised and closed like any open door
+                    self.supervisor.door_opened(cabinet, side, commanded=True)
+                    if door.motorised:
+                        self._schedule_close(cabinet, side, self._timer_s)
         self._started = True
 
     # --- commands --------------------------------------------------------------
@@ -298,22 +303,27 @@ class Locker:
             return  # a latch door locks itself when shut: the state follows the switch
         self._cancel_close(cabinet, side)
         try:
-            await self._drive_closed(cabinet, side, door)
+            closed = await self._drive_closed(cabinet, side, door)
         except HardwareUnavailable as exc:
             raise CommandError(503, "UNAVAILABLE", str(exc)) from None
+        if not closed:
+            raise CommandError(
+                504, "DOOR_OBSTRUCTED", f"cabinet {cabinet.key} {side} door: obstructed, reopened"
+            )
 
-    async def _drive_closed(self, cabinet: Cabinet, side: Side, door: Door) -> None:
+    async def _drive_closed(self, cabinet: Cabinet, side: Side, door: Door) -> bool:
         """Drive shut; an obstruction (a hand, a bag) stops it and opens the door again."""
         actuator = self._actuator_or_503()
         with self._moving(cabinet, door, "closing"):
             reached = await actuator.drive(cabinet.key, side, False)
         if reached:
             self.supervisor.clear(cabinet, OBSTRUCTED, side)
-            return
+            return True
         self.supervisor.raise_(cabinet, OBSTRUCTED, side)
         with self._moving(cabinet, door, "opening"):
             await actuator.drive(cabinet.key, side, True)
         self._schedule_close(cabinet, side, self._timer_s)
+        return False
 
     # --- delayed and automatic closing ----------------------------------------
 

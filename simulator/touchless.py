@@ -284,7 +284,7 @@ class _Door:
             "closed": self.position <= 0.0,
             "fully_open": self.position >= 1.0,
             "motorised": self.motorised,
-            "motor": self.motor,
+            "motor": _motor_state(self),
             "motor_broken": self.motor_broken,
             "beam": None if self.beam is None else self.blocked,
             "latch": self.lock is not None,

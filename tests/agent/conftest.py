@@ -82,8 +82,7 @@ def actuator(locker: Locker) -> FakeActuator:
     return fake
 
 
-@pytest.fixture
-def touchless(outbox: Outbox) -> Locker:
+def make_touchless(outbox, open_at_start=frozenset()):
     """Cabinets 0-1 with a motorised front door and a latch rear door; short timers."""
     cabinets = [Cabinet(k, "mini", front=Door(motorised=True), rear=Door()) for k in range(2)]
     locker = Locker(
@@ -96,11 +95,29 @@ def touchless(outbox: Outbox) -> Locker:
         left_open_s=0.5,
     )
     for cab in cabinets:
-        locker.door_sensed(cab.key, "front", False)
-        locker.door_fully_open(cab.key, "front", False)
-        locker.door_sensed(cab.key, "rear", False)
+        for side in ("front", "rear"):
+            is_open = (cab.key, side) in open_at_start
+            locker.door_sensed(cab.key, side, is_open)
+            if side == "front":
+                locker.door_fully_open(cab.key, side, is_open)
+    return locker
+
+
+@pytest.fixture
+def touchless(outbox: Outbox) -> Locker:
+    locker = make_touchless(outbox)
     locker.report_startup()
     return locker
+
+
+@pytest.fixture
+async def open_at_start(outbox: Outbox):
+    """Cabinet 0's front and cabinet 1's rear door were open when the agent started."""
+    locker = make_touchless(outbox, {(0, "front"), (1, "rear")})
+    fake = FakeActuator(locker)
+    locker.attach(fake)
+    locker.report_startup()
+    return locker, fake
 
 
 @pytest.fixture

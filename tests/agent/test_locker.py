@@ -9,7 +9,7 @@ def changes(outbox):
     return [(m.kind, m.event, list(m.cabinets)) for m in outbox.pending(100)]
 
 
-def test_startup_snapshot_holds_the_whole_locker(outbox):
+async def test_startup_snapshot_holds_the_whole_locker(outbox):
     from agent.cabinet import Cabinet, Door
     from agent.locker import Locker
 

@@ -154,3 +154,13 @@ async def test_open_all(locker, actuator):
     assert [r["key"] for r in results] == [0, 1, 2, 3, 5]
     assert all(r["ok"] for r in results)
     assert sorted(actuator.pulses) == [(k, "front") for k in (0, 1, 2, 3, 5)]
+
+
+async def test_doors_found_open_at_start_are_supervised_and_closed(open_at_start, outbox):
+    locker, motors = open_at_start
+    # cabinet 0's motorised front door was open when the agent started: it closes
+    await until(lambda: locker.get(0).as_cloud()["state"] == "closed")
+    assert motors.drives == [(0, "front", "close")]
+    # cabinet 1's rear latch door was open too: left open raises the alarm
+    await until(lambda: ("door_left_open", "rear") in alarms(locker, 1))
+    assert ("door_forced_open", "rear") not in alarms(locker, 1)  # we cannot know

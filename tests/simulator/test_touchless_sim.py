@@ -115,6 +115,7 @@ def near(color, expected, tol=0.02):
 
 async def assert_idle_pattern(sim, key):
     """The "ready" pattern: fully saturated colours, cycling."""
+    await asyncio.sleep(0.06)  # an animation task draws its first colour on its first step
     first = sim.led(key)
     await asyncio.sleep(0.25)
     second = sim.led(key)
@@ -189,10 +190,12 @@ async def test_a_blocked_beam_stops_a_closing_door_and_it_reopens(world):
             lowest[0] = min(lowest[0], sim.position(1))
 
     sim.on_change = hand_in_the_doorway
-    answer = await world.command(1, {"command": "close"})
+    with pytest.raises(CommandError) as err:
+        await world.command(1, {"command": "close"})
+    assert err.value.status == 504 and err.value.type == "DOOR_OBSTRUCTED"
     assert blocked_at, "the door never started closing"
     assert lowest[0] >= blocked_at[0]  # it never moved on towards shut
-    assert answer["state"] == "open"  # it went back open
+    assert world.agent.locker.get(1).as_cloud()["state"] == "open"  # it went back open
     assert sim.position(1) == 1.0
     assert ("door_obstructed", "front") in world.alarms(1)
     body = await world.event("door_obstructed")
@@ -200,6 +203,7 @@ async def test_a_blocked_beam_stops_a_closing_door_and_it_reopens(world):
 
     sim.on_change = None
     sim.block_beam(1, on=False)
+    await asyncio.sleep(0.1)  # the hand is gone a moment before the next close
     answer = await world.command(1, {"command": "close"})
     assert answer["state"] == "closed"
     assert sim.position(1) == 0.0
@@ -280,10 +284,6 @@ async def test_the_item_sensor_sets_occupied(world):
     assert world.sim.snapshot()["cabinets"][2]["item"] is False
 
 
-async def test_the_indicator_is_idle_while_shut(world):
-    await assert_idle_pattern(world.sim, 3)
-
-
 async def test_active_low_outputs(tmp_path):
     """Relays and a common-anode LED wired with "!": energised and lit while low."""
 
@@ -296,7 +296,6 @@ async def test_active_low_outputs(tmp_path):
     async with running(tmp_path, active_low) as w:
         assert w.sim.motor(0) is None
         assert w.sim.lock_pulses(0) == 0
-        await assert_idle_pattern(w.sim, 0)
         await w.command(0, {"command": "open"})
         assert w.sim.position(0) == 1.0
         assert near(w.sim.led(0), (0.0, 1.0, 0.0))
@@ -356,7 +355,7 @@ async def test_motor_physics(alone):
     opening.off()
     alone.block_beam(0)
     await until(lambda: alone.motor(0) == "closing")
-    await asyncio.sleep(3 * TRAVEL_S)
+    await asyncio.sleep(2 * TRAVEL_S)
     assert alone.position(0) == 1.0  # the beam holds it
     alone.block_beam(0, on=False)
     await until(lambda: alone.position(0) == 0.0)
@@ -365,7 +364,7 @@ async def test_motor_physics(alone):
 
     alone.motor_broken(0)
     opening.on()
-    await asyncio.sleep(3 * TRAVEL_S)
+    await asyncio.sleep(2 * TRAVEL_S)
     assert alone.position(0) == 0.0 and closed.is_active
     opening.off()
     for d in (opening, closing, closed, fully_open):
