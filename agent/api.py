@@ -78,7 +78,11 @@ class LocalApi:
         return int(self._runner.addresses[0][1])
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # A command still running at shutdown gets a second, then is cancelled (its
+        # motor or pulse stops in the driver): the agent must stop within 5 s.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
         log.info("api.listening", host=self._host, port=self.port)
@@ -109,7 +113,7 @@ class LocalApi:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != "/healthz":
-            given = _token_from(request).encode()
+            given = _token_from(request).encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, self._token):
                 raise CommandError(401, "INVALID_TOKEN", "missing or wrong token")
         return await handler(request)
@@ -128,7 +132,12 @@ class LocalApi:
     async def _get(self, request: web.Request) -> web.Response:
         return web.json_response(self._locker.get(_key(request)).as_cloud())
 
+    def _check_ready(self) -> None:
+        if not self.ready:  # before the start-up snapshot, a change would not be queued
+            raise CommandError(503, "UNAVAILABLE", "the agent is starting")
+
     async def _put(self, request: web.Request) -> web.Response:
+        self._check_ready()
         key = _key(request)
         self._locker.get(key)  # 404 before reading the body
         command = parse_command(await _json(request))
@@ -137,6 +146,7 @@ class LocalApi:
 
     async def _open_all(self, request: web.Request) -> web.Response:
         """Technicians: open every enabled cabinet, pulses staggered by the power budget."""
+        self._check_ready()
         body = await _json(request) if request.body_exists else {}
         if not isinstance(body, dict) or set(body) - {"rearload", "reason"}:
             raise CommandError(
@@ -145,13 +155,15 @@ class LocalApi:
         rearload, reason = body.get("rearload", False), body.get("reason")
         if not isinstance(rearload, bool) or not isinstance(reason, str | None):
             raise CommandError(422, "INVALID_REQUEST", "rearload is a boolean, reason a string")
+        if reason is not None and len(reason) > 500:
+            raise CommandError(422, "INVALID_REQUEST", "reason: at most 500 characters")
         side = "rear" if rearload else "front"
         return web.json_response(await self._locker.open_all(side, reason=reason))
 
 
 def _key(request: web.Request) -> int:
     raw = request.match_info["key"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise CommandError(404, "NOT_FOUND", f"no cabinet with key {raw[:20]!r}")
     return int(raw)
 
@@ -163,5 +175,5 @@ async def _json(request: web.Request) -> Any:
         raise CommandError(413, "PAYLOAD_TOO_LARGE", f"body over {MAX_BODY} bytes") from None
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(400, "INVALID_REQUEST", f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        raise CommandError(400, "INVALID_REQUEST", f"body is not JSON: {exc}"[:200]) from None

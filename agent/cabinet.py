@@ -35,6 +35,7 @@ class Door:
     motion: Motion | None = None
     announcing: bool = False  # the blue "about to open" before a motor starts
     reported: Literal["open", "closed"] | None = None
+    known: bool | None = None  # the last sensed value that was not unknown
 
     @property
     def state(self) -> DoorState:

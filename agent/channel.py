@@ -239,7 +239,7 @@ class CommandChannel:
             return _failure(None, _invalid("binary messages are not accepted: send JSON text"))
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _failure(None, _invalid("the message is not JSON"))
         if not isinstance(data, dict):
             return _failure(None, _invalid("the message must be a JSON object"))
@@ -268,7 +268,7 @@ class CommandChannel:
         try:
             cmd = parse_command(data)
             # Own namespace: a cloud id never collides with a local Idempotency-Key.
-            cabinet = await self._locker.command(raw_key, cmd, command_id=f"cloud:{command_id}")
+            cabinet = await self._locker.command(raw_key, cmd, command_id=f"cloud:{command_id!r}")
         except CommandError as err:
             return _failure(command_id, err)
         except Exception:  # a bug in one command must not end the channel

@@ -243,6 +243,12 @@ class Hardware:
         return on_status
 
     def _board_status(self, bus_name: str, board: int, status: BoardStatus | None) -> None:
+        # Doors first, then the board event: the event then carries no stale door state.
+        for channel, key, side in self._points.get((bus_name, board), ()):
+            is_open = None if status is None else not status.closed[channel - 1]
+            self._sink.door_sensed(key, side, is_open)
+            if status is not None and side == "front":
+                self._sink.item_sensed(key, status.items[channel - 1])
         offline = self._offline[bus_name]
         if status is None and board not in offline:
             offline.add(board)
@@ -250,11 +256,6 @@ class Hardware:
         elif status is not None and board in offline:
             offline.discard(board)
             self._sink.board_health(bus_name, board, True)
-        for channel, key, side in self._points.get((bus_name, board), ()):
-            is_open = None if status is None else not status.closed[channel - 1]
-            self._sink.door_sensed(key, side, is_open)
-            if status is not None and side == "front":
-                self._sink.item_sensed(key, status.items[channel - 1])
         self._heard[bus_name].add(board)
         if all(self._heard[n] >= boards for n, boards in self._expected.items()):
             self._ready.set()

@@ -29,13 +29,17 @@ class CommandLog:
         self._ttl = ttl_s
         self._max = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = (
+        self._entries: OrderedDict[str, tuple[float, str, asyncio.Future[dict[str, Any]]]] = (
             OrderedDict()
         )
 
     async def run(
-        self, command_id: str | None, action: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        command_id: str | None,
+        action: Callable[[], Awaitable[dict[str, Any]]],
+        fingerprint: str = "",
     ) -> dict[str, Any]:
+        """``fingerprint`` names what the command does: an id reused for another is refused."""
         if command_id is None:
             return await action()
         if not command_id or len(command_id) > MAX_ID_LENGTH:
@@ -45,9 +49,13 @@ class CommandLog:
         self._expire()
         known = self._entries.get(command_id)
         if known is not None:
-            return await asyncio.shield(known[1])
+            if known[1] != fingerprint:
+                raise CommandError(
+                    422, "INVALID_REQUEST", "this command id was used for a different command"
+                )
+            return await asyncio.shield(known[2])
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._entries[command_id] = (self._clock(), future)
+        self._entries[command_id] = (self._clock(), fingerprint, future)
         try:
             result = await action()
         except CommandError as err:
@@ -65,7 +73,7 @@ class CommandLog:
     def _expire(self) -> None:
         now = self._clock()
         while self._entries:
-            command_id, (at, future) = next(iter(self._entries.items()))
+            command_id, (at, _, future) = next(iter(self._entries.items()))
             if now - at < self._ttl and len(self._entries) < self._max:
                 break
             if not future.done():

@@ -20,7 +20,7 @@ from agent.commands import CabinetCommand, CommandError
 from agent.feedback import EVENT_DOOR_CHANGED, EVENT_STARTUP
 from agent.idempotency import CommandLog
 from agent.indicator import Link, pattern_for
-from agent.outbox import Outbox
+from agent.outbox import Kind, Outbox, OutboxError
 from agent.supervision import JAMMED, OBSTRUCTED, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -69,6 +69,8 @@ class Locker:
         self._link: Link = "ok"
         self._shown: dict[int, str] = {}
         self._closers: dict[tuple[int, Side], asyncio.Task[None]] = {}
+        self._explicit: set[tuple[int, Side]] = set()  # closers a command asked for
+        self._silent_at_start: set[tuple[str, int]] = set()
         self.supervisor = Supervisor(self._emit_alarm, left_open_s=left_open_s)
 
     def attach(self, actuator: Actuator) -> None:
@@ -100,19 +102,27 @@ class Locker:
         door = cabinet.door(side)
         if door is None or door.sensed == is_open:
             return
-        status = None if is_open is None else ("open" if is_open else "closed")
+        if not self._started:  # the start-up snapshot will carry it
+            door.sensed = is_open
+            self._changed(cabinet)
+            return
         seq = None
-        if self._started and status is not None and status != door.reported:
-            seq = self._outbox.append(
+        if is_open is not None and (status := "open" if is_open else "closed") != door.reported:
+            seq = self._queue(
                 "change", EVENT_DOOR_CHANGED, [{"key": key, f"{side}_status": status}]
-            ).seq
-            door.reported = status
-        was_open = door.sensed
+            )
+            if seq is not None:
+                door.reported = status
         door.sensed = is_open
         log.info("door.changed", key=key, side=side, state=door.state.value, queued=seq)
-        if self._started and is_open is not None and was_open is not None:
+        # Supervise against the last *known* state, so a spell of "unknown" (a silent
+        # board) neither hides a change nor leaves an alarm behind.
+        if is_open is not None and is_open != door.known:
+            first = door.known is None
+            door.known = is_open
             if is_open:
-                self.supervisor.door_opened(cabinet, side, commanded=door.motion == "opening")
+                commanded = door.motion == "opening" or first
+                self.supervisor.door_opened(cabinet, side, commanded=commanded)
                 if door.motorised and door.motion is None:
                     self._schedule_close(cabinet, side, self._timer_s)
             else:
@@ -136,6 +146,10 @@ class Locker:
     def board_health(self, bus: str, board: int, online: bool) -> None:
         if self._started:
             self.supervisor.board(bus, board, online)
+        elif online:
+            self._silent_at_start.discard((bus, board))
+        else:
+            self._silent_at_start.add((bus, board))
 
     def set_link(self, link: Link) -> None:
         """The cloud link's state, for the indicators."""
@@ -150,17 +164,24 @@ class Locker:
 
     def report_startup(self) -> None:
         """Queue the whole locker once; from then on every change is queued as it happens."""
-        self._outbox.append("snapshot", EVENT_STARTUP, self.snapshot())
+        snapshot = self.snapshot()
+        if snapshot and self._queue("snapshot", EVENT_STARTUP, snapshot) is not None:
+            for cabinet in self.cabinets.values():
+                for door in (cabinet.front, cabinet.rear):
+                    if door is not None:
+                        door.reported = door.status
+        self._started = True
         for cabinet in self.cabinets.values():
             for side, door in (("front", cabinet.front), ("rear", cabinet.rear)):
                 if door is None:
                     continue
-                door.reported = door.status
+                door.known = door.sensed
                 if door.sensed:  # found open: supervised and closed like any open door
                     self.supervisor.door_opened(cabinet, side, commanded=True)
                     if door.motorised:
                         self._schedule_close(cabinet, side, self._timer_s)
-        self._started = True
+        for bus, board in sorted(self._silent_at_start):
+            self.supervisor.board(bus, board, online=False)
 
     # --- commands --------------------------------------------------------------
 
@@ -172,7 +193,8 @@ class Locker:
         async def act() -> dict[str, Any]:
             return (await self.execute(key, cmd)).as_cloud()
 
-        return await self._command_log.run(command_id, act)
+        fingerprint = f"{key}:{cmd.model_dump_json()}"
+        return await self._command_log.run(command_id, act, fingerprint)
 
     async def execute(self, key: int, cmd: CabinetCommand) -> Cabinet:
         cabinet = self.get(key)
@@ -187,18 +209,19 @@ class Locker:
             order_id=cmd.order_id,
             reason=cmd.reason,
         )
-        if cmd.command == "close" and cmd.delay:
-            door = self._door(cabinet, side)
-            if door.motorised:
-                self._schedule_close(cabinet, side, cmd.delay)
-            return cabinet
         async with cabinet.lock:
             if cmd.command == "open":
                 await self._open(cabinet, side)
+            elif cmd.command == "close" and cmd.delay:
+                if self._door(cabinet, side).motorised:
+                    self._schedule_close(cabinet, side, cmd.delay, explicit=True)
             elif cmd.command == "close":
                 await self._close(cabinet, side)
             elif cmd.command in ("enable", "disable"):
                 cabinet.enabled = cmd.command == "enable"
+                if not cabinet.enabled:  # a technician at work: no door moves by itself
+                    self._cancel_close(cabinet, "front")
+                    self._cancel_close(cabinet, "rear")
                 self._refresh(cabinet)
             elif cmd.command == "resize":
                 assert cmd.size is not None
@@ -219,10 +242,13 @@ class Locker:
         )
         out = []
         for key, result in zip(keys, results, strict=True):
-            if isinstance(result, CommandError):
-                out.append({"key": key, "ok": False, "error": result.as_json()})
-            elif isinstance(result, BaseException):
+            if isinstance(result, asyncio.CancelledError):
                 raise result
+            if isinstance(result, BaseException):
+                if not isinstance(result, CommandError):
+                    log.error("open_all.failed", key=key, error=repr(result))
+                    result = CommandError(500, "INTERNAL_ERROR", "internal error")
+                out.append({"key": key, "ok": False, "error": result.as_json()})
             else:
                 out.append({"key": key, "ok": True, "cabinet": result.as_cloud()})
         return out
@@ -327,13 +353,22 @@ class Locker:
 
     # --- delayed and automatic closing ----------------------------------------
 
-    def _schedule_close(self, cabinet: Cabinet, side: Side, delay: float) -> None:
+    def _schedule_close(
+        self, cabinet: Cabinet, side: Side, delay: float, *, explicit: bool = False
+    ) -> None:
+        """Close in ``delay`` s; the timer never replaces a close a command asked for."""
+        where = (cabinet.key, side)
+        if not cabinet.enabled or (not explicit and where in self._explicit):
+            return
         self._cancel_close(cabinet, side)
-        self._closers[(cabinet.key, side)] = asyncio.create_task(
+        if explicit:
+            self._explicit.add(where)
+        self._closers[where] = asyncio.create_task(
             self._close_later(cabinet, side, delay), name=f"close-{cabinet.key}-{side}"
         )
 
     def _cancel_close(self, cabinet: Cabinet, side: Side) -> None:
+        self._explicit.discard((cabinet.key, side))
         task = self._closers.pop((cabinet.key, side), None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -344,8 +379,9 @@ class Locker:
             if self._closers.get((cabinet.key, side)) is not asyncio.current_task():
                 return  # replaced while waiting for the lock
             del self._closers[(cabinet.key, side)]
+            self._explicit.discard((cabinet.key, side))
             door = self._door(cabinet, side)
-            if door.sensed:
+            if door.sensed and cabinet.enabled:
                 log.info("door.auto_close", key=cabinet.key, side=side)
                 try:
                     await self._drive_closed(cabinet, side, door)
@@ -376,7 +412,20 @@ class Locker:
             self._actuator.indicate(cabinet.key, pattern)
 
     def _emit_alarm(self, event: str, cabinets: list[dict[str, Any]]) -> None:
-        self._outbox.append("alarm", event, cabinets)
+        # The cloud requires a non-empty cabinets list: an event with no door of its
+        # own (a silent board) carries what is known of the rest of the locker.
+        cabinets = cabinets or self.snapshot()
+        if not cabinets:
+            log.warning("event.not_sent", event_type=event, reason="no door state known")
+            return
+        self._queue("alarm", event, cabinets)
+
+    def _queue(self, kind: Kind, event: str, cabinets: list[dict[str, Any]]) -> int | None:
+        """Append to the outbox; None when the disk refused (logged and in /healthz)."""
+        try:
+            return self._outbox.append(kind, event, cabinets).seq
+        except OutboxError:
+            return None
 
     async def _wait_until(self, done: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+class OutboxError(Exception):
+    """The outbox could not write (disk full, I/O error): said in /healthz until a write works."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One queued message: the spec's ``cabinets`` entries plus ``event.type``."""
@@ -108,6 +112,7 @@ class Outbox:
         self._max_rows = max_rows
         self._max_bytes = max_bytes
         self.batch_limit = batch_limit
+        self._write_error: str | None = None
         self._ready = asyncio.Event()
         self._recount()
         if self._rows:
@@ -119,16 +124,29 @@ class Outbox:
     # --- writing ---------------------------------------------------------------
 
     def append(self, kind: Kind, event: str, cabinets: list[dict[str, Any]]) -> Message:
+        """Commit one message; OutboxError when the disk refuses (nothing half-written)."""
         payload = json.dumps(cabinets, separators=(",", ":"))
         created = time.time()
-        with self._transaction():
-            if kind == "heartbeat":
-                self._delete_where("kind = 'heartbeat'")
-            self._make_room(len(payload))
-            cur = self._db.execute(
-                "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
-                (kind, event, payload, created),
+        try:
+            with self._transaction():
+                if kind == "heartbeat":
+                    self._delete_where("kind = 'heartbeat'")
+                self._make_room(len(payload))
+                cur = self._db.execute(
+                    "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
+                    (kind, event, payload, created),
+                )
+        except sqlite3.Error as exc:
+            self._write_error = f"outbox cannot write: {exc}"
+            log.error(
+                "outbox.write_failed",
+                kind=kind,
+                event_type=event,
+                cabinets=cabinets,
+                error=str(exc),
             )
+            raise OutboxError(self._write_error) from exc
+        self._write_error = None
         self._rows += 1
         self._bytes += len(payload)
         self._ready.set()
@@ -205,6 +223,8 @@ class Outbox:
         }
 
     def problems(self) -> list[str]:
+        if self._write_error:
+            return [self._write_error]
         if self._rows >= 0.9 * self._max_rows or self._bytes >= 0.9 * self._max_bytes:
             return [f"outbox nearly full: {self._rows} messages, {self._bytes} bytes pending"]
         return []

@@ -74,16 +74,16 @@ class Supervisor:
     def raise_(self, cabinet: Cabinet, alarm: str, side: Side) -> None:
         if (alarm, side) in cabinet.alarms:
             return
+        self._emit(alarm, _entries(cabinet))  # queued before it is shown
         cabinet.alarms.add((alarm, side))
         log.warning("alarm.raised", alarm=alarm, key=cabinet.key, side=side)
-        self._emit(alarm, _entries(cabinet))
 
     def clear(self, cabinet: Cabinet, alarm: str, side: Side) -> None:
         if (alarm, side) not in cabinet.alarms:
             return
+        self._emit(f"{alarm}_cleared", _entries(cabinet))
         cabinet.alarms.discard((alarm, side))
         log.info("alarm.cleared", alarm=alarm, key=cabinet.key, side=side)
-        self._emit(f"{alarm}_cleared", _entries(cabinet))
 
 
 def _entries(cabinet: Cabinet) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from agent.feedback import EVENT_HEARTBEAT, LockerInfo, build_body, locker_info
 from agent.indicator import Link
-from agent.outbox import Message, Outbox
+from agent.outbox import Message, Outbox, OutboxError
 
 log = structlog.get_logger(__name__)
 
@@ -122,20 +122,24 @@ class Uplink:
         while True:
             await asyncio.sleep(self._heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
-            self._outbox.append("heartbeat", EVENT_HEARTBEAT, self._snapshot())
+            snapshot = self._snapshot()
+            if not snapshot:
+                continue  # nothing known to report: the cloud refuses an empty cabinets list
+            with contextlib.suppress(OutboxError):  # logged there; the next beat tries again
+                self._outbox.append("heartbeat", EVENT_HEARTBEAT, snapshot)
 
     async def _send_loop(self) -> None:
         while True:
             await self._outbox.wait()
-            batch = self._outbox.next_batch()
-            if not batch:
-                continue
-            if self._isolate:
-                batch = batch[:1]
             try:
+                batch = self._outbox.next_batch()
+                if not batch:
+                    continue
+                if self._isolate:
+                    batch = batch[:1]
                 delay = await self._deliver(batch)
-            except Exception:  # a bug here must not end the uplink for good
-                log.exception("uplink.error", seq=batch[0].seq)
+            except Exception:  # a disk error or a bug must not end the uplink for good
+                log.exception("uplink.error")
                 delay = self._failed("uplink error", None)
             if delay:
                 await asyncio.sleep(delay)

@@ -1,5 +1,7 @@
 """The local API on a real aiohttp server on loopback."""
 
+import asyncio
+
 import aiohttp
 import pytest
 from pydantic import SecretStr
@@ -164,3 +166,46 @@ async def test_open_all(http, actuator):
     assert [r["key"] for r in results] == [0, 1]
     async with http.post("/api/lockers/open-all", json={"rearload": "yes"}) as resp:
         assert resp.status == 422
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status"),
+    [
+        ("GET", "/api/lockers/cabinets/%C2%B2", None, 404),  # "²" is a digit to str.isdigit
+        ("PUT", "/api/lockers/cabinets/1", b"[" * 5000, 400),  # nesting past the parser
+        ("PUT", "/api/lockers/cabinets/1", b"9" * 5000, 400),  # an int past Python's limit
+        ("POST", "/api/lockers/open-all", b'{"reason": "' + b"x" * 600 + b'"}', 422),
+    ],
+)
+async def test_hostile_input_is_never_a_500(http, method, path, data, status):
+    async with http.request(method, path, data=data) as resp:
+        assert resp.status == status
+        assert (await resp.json())["status_code"] == status
+
+
+async def test_non_utf8_authorization_is_401(api):
+    request = (
+        b"GET /api/lockers/cabinets HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    writer.write(request)
+    answer = await reader.read()
+    writer.close()
+    assert answer.split(b" ")[1] in (b"400", b"401"), answer[:100]
+
+
+async def test_an_id_reused_for_another_command_is_refused(http, actuator):
+    headers = {"Idempotency-Key": "k-1"}
+    async with http.put("/api/lockers/cabinets/1", json={"command": "open"}, headers=headers) as r:
+        assert r.status == 200
+    async with http.put("/api/lockers/cabinets/2", json={"command": "open"}, headers=headers) as r:
+        assert r.status == 422
+    assert actuator.pulses == [(1, "front")]
+
+
+async def test_commands_wait_until_ready(api, http, actuator):
+    api.ready = False
+    async with http.put("/api/lockers/cabinets/1", json={"command": "open"}) as resp:
+        assert resp.status == 503
+    assert actuator.pulses == []

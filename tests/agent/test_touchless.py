@@ -164,3 +164,59 @@ async def test_doors_found_open_at_start_are_supervised_and_closed(open_at_start
     # cabinet 1's rear latch door was open too: left open raises the alarm
     await until(lambda: ("door_left_open", "rear") in alarms(locker, 1))
     assert ("door_forced_open", "rear") not in alarms(locker, 1)  # we cannot know
+
+
+async def test_an_alarm_does_not_stick_across_a_silent_board(locker, outbox):
+    locker.door_sensed(2, "front", True)  # forced
+    locker.door_sensed(2, "front", None)  # the board goes silent
+    locker.door_sensed(2, "front", False)  # it answers: shut meanwhile
+    assert alarms(locker, 2) == []
+    locker.door_sensed(2, "front", None)
+    locker.door_sensed(2, "front", True)  # opened while nobody could see
+    assert alarms(locker, 2) == [("door_forced_open", "front")]
+
+
+async def test_a_board_silent_at_boot_is_reported_once_started(outbox):
+    from agent.cabinet import Cabinet
+    from agent.locker import Locker
+
+    locker = Locker([Cabinet(0, "mini"), Cabinet(1, "mini")], outbox)
+    locker.door_sensed(0, "front", False)
+    locker.board_health("rs485", 1, False)  # cabinet 1's board never answered
+    locker.report_startup()
+    [event] = [m for m in outbox.pending(10) if m.event == "board_offline"]
+    # an event needs a cabinet entry: it carries what is known of the locker
+    assert list(event.cabinets) == [{"key": 0, "front_status": "closed"}]
+
+
+async def test_a_delayed_close_is_not_replaced_by_the_timer(touchless, motors):
+    opening = asyncio.create_task(touchless.execute(0, parse_command({"command": "open"})))
+    await asyncio.sleep(0)
+    await touchless.execute(0, parse_command({"command": "close", "delay": 1}))
+    await opening
+    await asyncio.sleep(0.6)  # past timer_s (0.3): the explicit delay wins
+    assert touchless.get(0).as_cloud()["state"] == "open"
+    await until(lambda: touchless.get(0).as_cloud()["state"] == "closed", timeout=5)
+
+
+async def test_disable_stops_the_auto_close(touchless, motors):
+    await touchless.execute(0, parse_command({"command": "open"}))
+    await touchless.execute(0, parse_command({"command": "disable"}))
+    await asyncio.sleep(0.6)
+    assert touchless.get(0).as_cloud()["state"] == "open"
+    assert (0, "front", "close") not in motors.drives
+
+
+async def test_a_disk_that_refuses_does_not_hide_the_door(locker, outbox, monkeypatch):
+    import sqlite3
+
+    def refuse(*_a, **_k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(outbox, "_make_room", refuse)
+    locker.door_sensed(4, "front", True)
+    assert locker.get(4).as_cloud()["state"] == "open"
+    assert outbox.problems() == ["outbox cannot write: database or disk is full"]
+    monkeypatch.undo()
+    locker.door_sensed(4, "front", False)
+    assert outbox.problems() == []

@@ -199,3 +199,22 @@ async def test_a_corrected_key_after_restart_delivers_everything(cloud, tmp_path
         await fixed.close()
         box.close()
     assert [c["key"] for c in cloud.cabinet_updates()] == [0, 1, 2]
+
+
+async def test_a_disk_error_does_not_end_the_uplink(cloud, outbox, make_uplink, monkeypatch):
+    import sqlite3
+
+    real = outbox.next_batch
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real()
+
+    monkeypatch.setattr(outbox, "next_batch", flaky)
+    await make_uplink()
+    change(outbox, 1, "open")
+    await drained(outbox)
+    assert cloud.cabinet_updates() == [{"key": 1, "front_status": "open"}]
