@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run the agent against a simulated locker and cloud")
     sim.add_argument("--api-port", type=int, default=8080, help="local API port (0: any)")
     sim.add_argument("--cloud-port", type=int, default=8004, help="fake cloud port (0: any)")
+    sim.add_argument(
+        "--locker",
+        choices=["kerong", "touchless"],
+        default="kerong",
+        help="kerong: 16 cabinets on emulated RS-485 lock boards; touchless: 4 motorised "
+        "cabinets on GPIO",
+    )
     return parser
 
 
@@ -74,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "simulate":
         from simulator.run import simulate
 
-        asyncio.run(simulate(api_port=args.api_port, cloud_port=args.cloud_port))
+        asyncio.run(
+            simulate(locker=args.locker, api_port=args.api_port, cloud_port=args.cloud_port)
+        )
         return 0
     return 2
 

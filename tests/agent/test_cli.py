@@ -119,12 +119,15 @@ async def test_run_stops_cleanly_on_signal(tmp_path, sig):
         await boards.close()
 
 
-async def test_simulate_runs_and_opens_a_cabinet():
+@pytest.mark.parametrize(("locker", "key"), [("kerong", 5), ("touchless", 1)])
+async def test_simulate_runs_and_opens_a_cabinet(locker, key):
     api_port, cloud_port = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
         *AGENT,
         "simulate",
+        "--locker",
+        locker,
         "--api-port",
         str(api_port),
         "--cloud-port",
@@ -141,7 +144,7 @@ async def test_simulate_runs_and_opens_a_cabinet():
         assert f"127.0.0.1:{api_port}" in banner
         headers = {"Authorization": "Bearer simulator"}
         async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{api_port}/api/lockers/cabinets/5"
+            url = f"http://127.0.0.1:{api_port}/api/lockers/cabinets/{key}"
             async with session.put(url, json={"command": "open"}, headers=headers) as resp:
                 assert resp.status == 200
             feedback = f"http://127.0.0.1:{cloud_port}/_sim/feedback"
@@ -149,7 +152,7 @@ async def test_simulate_runs_and_opens_a_cabinet():
                 while True:
                     async with session.get(feedback) as resp:
                         bodies = [r["body"] for r in await resp.json()]
-                    if {"key": 5, "front_status": "open"} in [
+                    if {"key": key, "front_status": "open"} in [
                         c for b in bodies for c in b["cabinets"]
                     ]:
                         break

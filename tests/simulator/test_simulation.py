@@ -2,6 +2,10 @@
 
 import asyncio
 
+import aiohttp
+
+from simulator.run import Simulation
+
 UNLOCK_CAB_5 = bytes.fromhex("02 05 31 03 3B")
 
 
@@ -83,3 +87,26 @@ async def test_silent_board_is_unknown_and_unhealthy_then_recovers(sim, http):
             assert rear0 == []
         if body["event"]["type"] == "board_online":
             assert rear0 == [{"key": 0, "front_status": "closed", "rear_status": "closed"}]
+
+
+async def test_touchless_simulation_opens_a_motorised_door():
+    def quick(data):
+        data["locker"]["announce_s"] = 0
+
+    sim = Simulation(locker="touchless", adjust=quick)
+    await sim.start()
+    try:
+        headers = {"Authorization": f"Bearer {sim.token}"}
+        async with (
+            aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as http,
+            http.put("/api/lockers/cabinets/1", json={"command": "open"}) as resp,
+        ):
+            assert resp.status == 200
+            assert (await resp.json())["state"] == "open"
+        assert sim.touchless.position(1) == 1.0
+        await sim.cloud.wait_for(lambda c: c == {"key": 1, "front_status": "open"}, timeout=5)
+        # the cloud's websocket reaches the same locker
+        answer = await sim.cloud.send_command({"id": "c-1", "key": 1, "command": "close"})
+        assert answer["ok"] and answer["cabinet"]["state"] == "closed"
+    finally:
+        await sim.close()
