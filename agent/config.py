@@ -134,7 +134,7 @@ class LockerConfig(_Model):
     # The cloud's locker.timer: auto-close time of motorised doors, seconds.
     timer_s: int = Field(15, ge=1, le=600)
     # A door open longer than this raises the door_left_open alarm, seconds.
-    left_open_s: int = Field(120, ge=5, le=86400)
+    left_open_s: int = Field(120, ge=1, le=86400)
     # How long an unlock waits for the door switch to confirm, seconds.
     confirm_s: float = Field(2.0, ge=0.2, le=30)
     # Pause before the one retry of an unlock whose switch never moved, seconds.

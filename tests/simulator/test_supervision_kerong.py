@@ -80,13 +80,13 @@ async def test_open_all_staggers_the_pulses(sim, http):
 async def test_left_open_alarm_on_a_latch_door():
     def short(data):
         fast(data)
-        data["locker"]["left_open_s"] = 5  # the config's floor; keep the wait bounded
+        data["locker"]["left_open_s"] = 1
 
     sim = Simulation(adjust=short)
     await sim.start()
     try:
         sim.boards.force_open(0, 10)
-        await sim.cloud.wait_for(lambda b: b["event"]["type"] == "door_left_open", timeout=8)
+        await sim.cloud.wait_for(lambda b: b["event"]["type"] == "door_left_open", timeout=5)
         sim.boards.shut_door(0, 10)
         await sim.cloud.wait_for(
             lambda b: b["event"]["type"] == "door_left_open_cleared", timeout=5

@@ -394,3 +394,21 @@ def test_pins_past_the_header_need_the_full_bank_factory(tmp_path):
     with pytest.raises(ValueError, match="mock_factory"):
         TouchlessLocker(config, MockFactory(pin_class=MockPWMPin))
     assert TouchlessLocker(config, mock_factory()).keys == [0, 1, 2, 3]
+
+
+async def test_left_open_and_rear_while_front_open_on_mock_pins(tmp_path):
+    def short(data):
+        data["locker"].update(left_open_s=1, timer_s=30)
+
+    async with running(tmp_path, short) as world:
+        await world.command(2, {"command": "open"})
+        await world.command(2, {"command": "open", "rearload": True})
+        body = await world.event("rear_opened_while_front_open")
+        assert body["cabinets"] == [{"key": 2, "front_status": "open", "rear_status": "open"}]
+        await world.event("door_left_open")
+        assert ("door_left_open", "front") in world.alarms(2)
+        world.sim.shut_rear(2)
+        await world.event("rear_opened_while_front_open_cleared")
+        await world.command(2, {"command": "close"})
+        await world.event("door_left_open_cleared")
+        assert world.alarms(2) == []
