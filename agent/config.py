@@ -413,19 +413,6 @@ class Config(_Model):
     def _default_sections(cls, data: Any) -> Any:
         return _missing_is_empty(data, "cloud", "api")
 
-    @model_validator(mode="after")
-    def _check_wiring(self, info: ValidationInfo) -> Config:
-        # parse_config runs these itself, also on partly invalid input.
-        if (info.context or {}).get("cross_checks_done"):
-            return self
-        problems = _cross_check(
-            [(i, b.name, _port(b), _boards(b)) for i, b in enumerate(self.buses)],
-            [(i, c.key, _doors_of(c)) for i, c in enumerate(self.cabinets)],
-        )
-        if problems:
-            raise ValueError("; ".join(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
-        return self
-
     def bus(self, name: str) -> BusConfig | GpioBusConfig:
         """The bus called ``name``; KeyError if there is none."""
         for bus in self.buses:
@@ -474,14 +461,6 @@ def _check_name(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise ValueError("use only letters, digits, '-', '_' and '.'")
     return value
-
-
-def _port(bus: BusConfig | GpioBusConfig) -> str | None:
-    return bus.port if isinstance(bus, BusConfig) else None
-
-
-def _boards(bus: BusConfig | GpioBusConfig) -> frozenset[int] | None:
-    return frozenset(bus.boards) if isinstance(bus, BusConfig) else None
 
 
 def _check_gpio(config: Config) -> list[_Problem]:
@@ -546,15 +525,6 @@ def _split_listen(value: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be between 1 and 65535 (got {port})")
     return host.removeprefix("[").removesuffix("]"), port
-
-
-def _doors_of(cabinet: CabinetConfig) -> dict[str, _Door]:
-    doors = {"front": cabinet.front, "rear": cabinet.rear}
-    return {
-        side: (w.bus, w.board, w.channel) if isinstance(w, DoorWiring) else (w.bus, None, None)
-        for side, w in doors.items()
-        if w is not None
-    }
 
 
 # (index, name, port, boards); None where that part of the entry is invalid.
@@ -911,9 +881,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
     problems = _resolve_secrets(data, Path(base_dir))
     config: Config | None = None
     try:
-        config = Config.model_validate(
-            data, context={"base_dir": Path(base_dir), "cross_checks_done": True}
-        )
+        config = Config.model_validate(data, context={"base_dir": Path(base_dir)})
     except ValidationError as e:
         problems += _problems_of(e)
     problems += _cross_check_raw(data)

@@ -14,10 +14,6 @@ from pydantic import ValidationError
 
 from agent.config import (
     ApiConfig,
-    BusConfig,
-    CabinetConfig,
-    CloudConfig,
-    Config,
     ConfigError,
     DoorWiring,
     load_config,
@@ -384,17 +380,6 @@ def test_empty_or_missing_lists() -> None:
         "buses: must not be empty",
         "cabinets: missing: add at least one [[cabinets]] table",
     ]
-
-
-def test_cross_checks_also_guard_configs_built_in_code() -> None:
-    # The simulator builds its Config in Python: the same rules hold.
-    with pytest.raises(ValidationError, match="no bus named 'x'"):
-        Config(
-            cloud=CloudConfig(url="https://c.example", api_key="k"),
-            api=ApiConfig(token="t"),
-            buses=[BusConfig(name="rs485", port="/dev/ttyUSB0", boards=[0])],
-            cabinets=[CabinetConfig(key=0, front=DoorWiring(bus="x", board=0, channel=1))],
-        )
 
 
 # --------------------------------------------------------------------------- secrets
