@@ -1,0 +1,90 @@
+"""sd_notify over a real Unix datagram socket, and the agent's messages under systemd."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+from agent import systemd
+from simulator.cloud import FakeCloud
+from simulator.kerong_board import KerongBoardEmulator
+from simulator.run import free_port
+
+
+def test_notify_sends_one_datagram(tmp_path, monkeypatch):
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        assert systemd.notify("READY=1")
+        assert sock.recv(100) == b"READY=1"
+
+
+def test_abstract_namespace(monkeypatch):
+    name = f"locker-agent-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert systemd.notify("WATCHDOG=1")
+        assert sock.recv(100) == b"WATCHDOG=1"
+
+
+def test_nothing_without_systemd(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert systemd.notify("READY=1") is False
+
+
+def test_watchdog_interval(monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert systemd.watchdog_interval() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
+    assert systemd.watchdog_interval() is None
+
+
+async def test_the_agent_under_systemd(tmp_path):
+    """READY=1 once started, WATCHDOG=1 from the loop, STOPPING=1 at SIGTERM."""
+    boards, cloud = KerongBoardEmulator([0]), FakeCloud("k")
+    await boards.start()
+    await cloud.start()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[cloud]\nurl = "{cloud.url}"\napi_key = "k"\n'
+        f'[api]\nlisten = "127.0.0.1:{free_port()}"\ntoken = "t"\n'
+        f'[storage]\ndir = "{tmp_path}"\n'
+        f'[[buses]]\nname = "b"\nport = "{boards.port}"\nboards = [0]\n'
+        '[[cabinets]]\nkey = 0\nfront = { bus = "b", board = 0, channel = 1 }\n'
+    )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.setblocking(False)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "run",
+        "--config",
+        str(config),
+        env=env,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    loop = asyncio.get_running_loop()
+    seen: list[bytes] = []
+    try:
+        async with asyncio.timeout(15):
+            while b"WATCHDOG=1" not in seen:
+                seen.append(await loop.sock_recv(sock, 200))
+            proc.send_signal(signal.SIGTERM)
+            while b"STOPPING=1" not in seen:
+                seen.append(await loop.sock_recv(sock, 200))
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        sock.close()
+        await cloud.close()
+        await boards.close()
+    assert seen[0].startswith(b"READY=1")
