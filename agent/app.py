@@ -17,6 +17,7 @@ from agent.config import Config, DoorWiring, GpioDoorWiring
 from agent.hardware import Hardware
 from agent.locker import Locker
 from agent.outbox import OUTBOX_FILE, Outbox
+from agent.store import STATE_FILE, StateStore
 from agent.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -47,10 +48,12 @@ class Agent:
             front = _door(c.front)
             assert front is not None
             cabinets.append(Cabinet(c.key, c.size, front=front, rear=_door(c.rear)))
+        self.store = StateStore(storage.dir / STATE_FILE)
         locker = config.locker
         self.locker = Locker(
             cabinets,
             self.outbox,
+            self.store,
             confirm_s=locker.confirm_s,
             jam_retry_s=locker.jam_retry_s,
             timer_s=locker.timer_s,
@@ -116,6 +119,7 @@ class Agent:
         await self.hardware.close()
         await self.uplink.close()
         self.outbox.close()
+        self.store.close()
         log.info("agent.stopped")
 
     async def _feed_watchdog(self) -> None:

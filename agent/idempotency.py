@@ -1,37 +1,34 @@
-"""Commands deduplicated by id: a retried command returns the first result without acting again."""
+"""Commands deduplicated by id: a retried command returns the first result without acting again.
+
+Finished results live in the state store, so this holds across restarts too;
+a repeat that arrives while the first is still running waits for it and gets
+the same answer. An unlock is never sent twice by a retry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.commands import CommandError
+from agent.store import StateStore
 
 MAX_ID_LENGTH = 200
 
 
 class CommandLog:
-    """Results by command id, kept ``ttl_s`` seconds (at most ``max_entries``).
-
-    A repeat that arrives while the first is still running waits for it and gets
-    the same answer: an unlock is never sent twice by a retry.
-    """
-
     def __init__(
         self,
+        store: StateStore,
         ttl_s: float = 24 * 3600,
-        max_entries: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._store = store
         self._ttl = ttl_s
-        self._max = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, str, asyncio.Future[dict[str, Any]]]] = (
-            OrderedDict()
-        )
+        self._running: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
 
     async def run(
         self,
@@ -46,36 +43,41 @@ class CommandLog:
             raise CommandError(
                 422, "INVALID_REQUEST", f"a command id is 1 to {MAX_ID_LENGTH} characters"
             )
-        self._expire()
-        known = self._entries.get(command_id)
-        if known is not None:
-            if known[1] != fingerprint:
-                raise CommandError(
-                    422, "INVALID_REQUEST", "this command id was used for a different command"
-                )
-            return await asyncio.shield(known[2])
+        running = self._running.get(command_id)
+        if running is not None:
+            _check(running[0], fingerprint)
+            return await asyncio.shield(running[1])
+        now = self._clock()
+        self._store.forget_commands(now - self._ttl)
+        done = self._store.command(command_id)
+        if done is not None:
+            _check(done[0], fingerprint)
+            status, answer = done[2], done[3]
+            if status == 200:
+                return answer
+            raise CommandError(status, answer["type"], answer["message"], answer.get("errors"))
+
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._entries[command_id] = (self._clock(), fingerprint, future)
+        self._running[command_id] = (fingerprint, future)
         try:
             result = await action()
         except CommandError as err:
+            self._store.save_command(command_id, fingerprint, now, err.status, err.as_json())
             future.set_exception(err)
             future.exception()  # retrieved: no "never retrieved" warning if nobody repeats
             raise
         except BaseException:
-            # Not an answer (a bug, a cancellation): let a retry act.
-            del self._entries[command_id]
-            future.cancel()
+            future.cancel()  # not an answer (a bug, a cancellation): a retry may act
             raise
+        finally:
+            del self._running[command_id]
+        self._store.save_command(command_id, fingerprint, now, 200, result)
         future.set_result(result)
         return result
 
-    def _expire(self) -> None:
-        now = self._clock()
-        while self._entries:
-            command_id, (at, _, future) = next(iter(self._entries.items()))
-            if now - at < self._ttl and len(self._entries) < self._max:
-                break
-            if not future.done():
-                break  # still running: keep it and everything after
-            del self._entries[command_id]
+
+def _check(known: str, fingerprint: str) -> None:
+    if known != fingerprint:
+        raise CommandError(
+            422, "INVALID_REQUEST", "this command id was used for a different command"
+        )

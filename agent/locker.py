@@ -21,6 +21,7 @@ from agent.feedback import EVENT_DOOR_CHANGED, EVENT_STARTUP
 from agent.idempotency import CommandLog
 from agent.indicator import Link, pattern_for
 from agent.outbox import Kind, Outbox, OutboxError
+from agent.store import StateStore
 from agent.supervision import JAMMED, OBSTRUCTED, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class Locker:
         self,
         cabinets: Iterable[Cabinet],
         outbox: Outbox,
+        store: StateStore,
         *,
         confirm_s: float = 2.0,
         jam_retry_s: float = 1.0,
@@ -58,6 +60,12 @@ class Locker:
     ) -> None:
         self.cabinets: dict[int, Cabinet] = {c.key: c for c in cabinets}
         self._outbox = outbox
+        self._store = store
+        for key, saved in store.settings().items():  # what commands set before a restart
+            if key in self.cabinets:
+                cabinet = self.cabinets[key]
+                cabinet.enabled, cabinet.size = saved["enabled"], saved["size"]
+                cabinet.thermal_mode = saved["thermal_mode"]
         self._confirm_s = confirm_s
         self._jam_retry_s = jam_retry_s
         self._timer_s = timer_s
@@ -65,7 +73,7 @@ class Locker:
         self._actuator: Actuator | None = None
         self._started = False
         self._tick = asyncio.Event()
-        self._command_log = CommandLog()
+        self._command_log = CommandLog(store)
         self._link: Link = "ok"
         self._shown: dict[int, str] = {}
         self._closers: dict[tuple[int, Side], asyncio.Task[None]] = {}
@@ -218,18 +226,29 @@ class Locker:
             elif cmd.command == "close":
                 await self._close(cabinet, side)
             elif cmd.command in ("enable", "disable"):
-                cabinet.enabled = cmd.command == "enable"
+                self._settle(cabinet, enabled=cmd.command == "enable")
                 if not cabinet.enabled:  # a technician at work: no door moves by itself
                     self._cancel_close(cabinet, "front")
                     self._cancel_close(cabinet, "rear")
                 self._refresh(cabinet)
             elif cmd.command == "resize":
                 assert cmd.size is not None
-                cabinet.size = cmd.size
+                self._settle(cabinet, size=cmd.size)
             elif cmd.command == "set_thermal_mode":
                 assert cmd.thermal_mode is not None
-                cabinet.thermal_mode = cmd.thermal_mode
+                self._settle(cabinet, thermal_mode=cmd.thermal_mode)
         return cabinet
+
+    def _settle(self, cabinet: Cabinet, **change: Any) -> None:
+        """Change a cabinet setting: on disk first, so a restart keeps it."""
+        settings = {
+            "enabled": cabinet.enabled,
+            "size": cabinet.size,
+            "thermal_mode": cabinet.thermal_mode,
+        } | change
+        self._store.save_settings(cabinet.key, **settings)
+        for name, value in change.items():
+            setattr(cabinet, name, value)
 
     async def open_all(
         self, side: Side = "front", reason: str | None = None

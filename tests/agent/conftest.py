@@ -9,6 +9,7 @@ import pytest
 from agent.cabinet import Cabinet, Door, Side
 from agent.locker import HardwareUnavailable, Locker
 from agent.outbox import Outbox
+from agent.store import StateStore
 
 
 class FakeActuator:
@@ -64,9 +65,16 @@ def outbox(tmp_path):
 
 
 @pytest.fixture
-def locker(outbox: Outbox) -> Locker:
+def store(tmp_path):
+    state = StateStore(tmp_path / "state.sqlite3")
+    yield state
+    state.close()
+
+
+@pytest.fixture
+def locker(outbox: Outbox, store: StateStore) -> Locker:
     cabinets = [Cabinet(k, "mini", rear=Door() if k < 2 else None) for k in range(6)]
-    locker = Locker(cabinets, outbox, confirm_s=0.3, jam_retry_s=0.05, announce_s=0)
+    locker = Locker(cabinets, outbox, store, confirm_s=0.3, jam_retry_s=0.05, announce_s=0)
     for cab in cabinets:
         locker.door_sensed(cab.key, "front", False)
         if cab.rear:
@@ -82,12 +90,13 @@ def actuator(locker: Locker) -> FakeActuator:
     return fake
 
 
-def make_touchless(outbox, open_at_start=frozenset()):
+def make_touchless(outbox, store, open_at_start=frozenset()):
     """Cabinets 0-1 with a motorised front door and a latch rear door; short timers."""
     cabinets = [Cabinet(k, "mini", front=Door(motorised=True), rear=Door()) for k in range(2)]
     locker = Locker(
         cabinets,
         outbox,
+        store,
         confirm_s=0.3,
         jam_retry_s=0.05,
         announce_s=0.02,
@@ -104,16 +113,16 @@ def make_touchless(outbox, open_at_start=frozenset()):
 
 
 @pytest.fixture
-def touchless(outbox: Outbox) -> Locker:
-    locker = make_touchless(outbox)
+def touchless(outbox: Outbox, store: StateStore) -> Locker:
+    locker = make_touchless(outbox, store)
     locker.report_startup()
     return locker
 
 
 @pytest.fixture
-async def open_at_start(outbox: Outbox):
+async def open_at_start(outbox: Outbox, store: StateStore):
     """Cabinet 0's front and cabinet 1's rear door were open when the agent started."""
-    locker = make_touchless(outbox, {(0, "front"), (1, "rear")})
+    locker = make_touchless(outbox, store, {(0, "front"), (1, "rear")})
     fake = FakeActuator(locker)
     locker.attach(fake)
     locker.report_startup()

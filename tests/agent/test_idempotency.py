@@ -4,10 +4,15 @@ import pytest
 
 from agent.commands import CommandError
 from agent.idempotency import CommandLog
+from agent.store import StateStore
 
 
-async def test_concurrent_repeat_waits_for_the_first():
-    log = CommandLog()
+@pytest.fixture
+def log(store):
+    return CommandLog(store)
+
+
+async def test_concurrent_repeat_waits_for_the_first(log):
     calls = []
 
     async def act():
@@ -20,8 +25,7 @@ async def test_concurrent_repeat_waits_for_the_first():
     assert results == [{"n": 1}] * 5
 
 
-async def test_errors_are_remembered_too():
-    log = CommandLog()
+async def test_errors_are_remembered_too(log):
     calls = []
 
     async def fail():
@@ -29,14 +33,15 @@ async def test_errors_are_remembered_too():
         raise CommandError(409, "CONFLICT", "disabled")
 
     for _ in range(2):
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandError) as err:
             await log.run("x", fail)
+        assert err.value.status == 409 and err.value.type == "CONFLICT"
     assert calls == [1]
 
 
-async def test_ids_expire():
-    now = [0.0]
-    log = CommandLog(ttl_s=10, clock=lambda: now[0])
+async def test_ids_expire(store):
+    now = [1000.0]
+    log = CommandLog(store, ttl_s=10, clock=lambda: now[0])
     calls = []
 
     async def act():
@@ -44,16 +49,14 @@ async def test_ids_expire():
         return {}
 
     await log.run("a", act)
-    now[0] = 5
+    now[0] += 5
     await log.run("a", act)
-    now[0] = 20
+    now[0] += 20
     await log.run("a", act)
     assert len(calls) == 2
 
 
-async def test_a_crash_inside_is_not_remembered():
-    log = CommandLog()
-
+async def test_a_crash_inside_is_not_remembered(log):
     async def boom():
         raise RuntimeError("bug")
 
@@ -65,6 +68,23 @@ async def test_a_crash_inside_is_not_remembered():
     assert await log.run("a", ok) == {"ok": True}
 
 
-async def test_bad_ids_are_422():
+async def test_bad_ids_are_422(log):
     with pytest.raises(CommandError):
-        await CommandLog().run("x" * 500, lambda: None)
+        await log.run("x" * 500, lambda: None)
+
+
+async def test_results_survive_a_restart(tmp_path):
+    calls = []
+
+    async def act():
+        calls.append(1)
+        return {"key": 5, "state": "open"}
+
+    store = StateStore(tmp_path / "s.sqlite3")
+    assert await CommandLog(store).run("cloud:'c-7'", act, "5:open") == {"key": 5, "state": "open"}
+    store.close()
+    store = StateStore(tmp_path / "s.sqlite3")  # the agent restarted; the cloud retries
+    again = await CommandLog(store).run("cloud:'c-7'", act, "5:open")
+    store.close()
+    assert again == {"key": 5, "state": "open"}
+    assert calls == [1]

@@ -9,11 +9,11 @@ def changes(outbox):
     return [(m.kind, m.event, list(m.cabinets)) for m in outbox.pending(100)]
 
 
-async def test_startup_snapshot_holds_the_whole_locker(outbox):
+async def test_startup_snapshot_holds_the_whole_locker(outbox, store):
     from agent.cabinet import Cabinet, Door
     from agent.locker import Locker
 
-    locker = Locker([Cabinet(0, "mini", rear=Door()), Cabinet(1, "mini")], outbox)
+    locker = Locker([Cabinet(0, "mini", rear=Door()), Cabinet(1, "mini")], outbox, store)
     locker.door_sensed(0, "front", False)
     locker.door_sensed(0, "rear", True)
     # cabinet 1's board did not answer: it is left out, not guessed
@@ -137,3 +137,18 @@ async def test_close_resize_thermal(locker, actuator):
 def test_items_set_occupied(locker):
     locker.item_sensed(3, True)
     assert locker.get(3).as_cloud()["occupied"] == 1
+
+
+async def test_settings_survive_a_restart(outbox, store, actuator, locker):
+    from agent.cabinet import Cabinet
+    from agent.locker import Locker
+
+    await locker.execute(2, parse_command({"command": "disable"}))
+    await locker.execute(3, parse_command({"command": "resize", "size": "large"}))
+    await locker.execute(3, parse_command({"command": "set_thermal_mode", "thermal_mode": "heat"}))
+    # a power cut later, a new process reads the same store
+    again = Locker([Cabinet(k, "mini") for k in range(6)], outbox, store)
+    assert again.get(2).as_cloud()["enabled"] is False
+    assert again.get(3).as_cloud()["size"] == "large"
+    assert again.get(3).as_cloud()["thermal_mode"] == "heat"
+    assert again.get(4).as_cloud()["enabled"] is True

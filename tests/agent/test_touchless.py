@@ -176,11 +176,11 @@ async def test_an_alarm_does_not_stick_across_a_silent_board(locker, outbox):
     assert alarms(locker, 2) == [("door_forced_open", "front")]
 
 
-async def test_a_board_silent_at_boot_is_reported_once_started(outbox):
+async def test_a_board_silent_at_boot_is_reported_once_started(outbox, store):
     from agent.cabinet import Cabinet
     from agent.locker import Locker
 
-    locker = Locker([Cabinet(0, "mini"), Cabinet(1, "mini")], outbox)
+    locker = Locker([Cabinet(0, "mini"), Cabinet(1, "mini")], outbox, store)
     locker.door_sensed(0, "front", False)
     locker.board_health("rs485", 1, False)  # cabinet 1's board never answered
     locker.report_startup()

@@ -1,0 +1,91 @@
+"""What the agent remembers across restarts, besides the outbox.
+
+- Cabinet settings changed by commands (enabled, size, thermal mode): a cabinet
+  a technician disabled stays disabled after a power cut. A setting changed by a
+  command wins over the config file's default.
+- Command results by id: a command retried after a restart returns its first
+  answer instead of pulsing the lock again.
+
+One SQLite file under ``[storage] dir`` (WAL, ``synchronous=FULL``), written
+before the change is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cabinet_settings (
+    key          INTEGER PRIMARY KEY,
+    enabled      INTEGER NOT NULL,
+    size         TEXT    NOT NULL,
+    thermal_mode TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id          TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    at          REAL NOT NULL,
+    status      INTEGER NOT NULL,
+    answer      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_at ON commands (at);
+"""
+
+
+class StateStore:
+    def __init__(self, path: str | Path, *, max_commands: int = 10_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._max_commands = max_commands
+
+    def close(self) -> None:
+        self._db.close()
+
+    def settings(self) -> dict[int, dict[str, Any]]:
+        rows = self._db.execute("SELECT key, enabled, size, thermal_mode FROM cabinet_settings")
+        return {
+            key: {"enabled": bool(enabled), "size": size, "thermal_mode": thermal}
+            for key, enabled, size, thermal in rows
+        }
+
+    def save_settings(self, key: int, *, enabled: bool, size: str, thermal_mode: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO cabinet_settings VALUES (?, ?, ?, ?)",
+            (key, int(enabled), size, thermal_mode),
+        )
+
+    def command(self, command_id: str) -> tuple[str, float, int, dict[str, Any]] | None:
+        """(fingerprint, when, HTTP status, answer) of a finished command, or None."""
+        row = self._db.execute(
+            "SELECT fingerprint, at, status, answer FROM commands WHERE id = ?", (command_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        fingerprint, at, status, answer = row
+        return fingerprint, at, status, json.loads(answer)
+
+    def save_command(
+        self, command_id: str, fingerprint: str, at: float, status: int, answer: dict[str, Any]
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?)",
+            (command_id, fingerprint, at, status, json.dumps(answer)),
+        )
+
+    def forget_commands(self, before: float) -> None:
+        """Drop results older than ``before``, and the oldest past the cap."""
+        self._db.execute("DELETE FROM commands WHERE at < ?", (before,))
+        self._db.execute(
+            "DELETE FROM commands WHERE id IN (SELECT id FROM commands ORDER BY at DESC"
+            " LIMIT -1 OFFSET ?)",
+            (self._max_commands,),
+        )
