@@ -171,6 +171,7 @@ class KerongBus:
         locked_bit: int = 1,
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
+        silent_reopen_s: float = 10.0,
         connect: ConnectFn | None = None,
         name: str = "kerong",
     ) -> None:
@@ -195,6 +196,10 @@ class KerongBus:
         self._locked_bit = bool(locked_bit)
         self._reconnect_min = reconnect_min
         self._reconnect_max = reconnect_max
+        # Liveness: every board silent and no frame for this long while the port
+        # looks open (a hung TCP gateway, a wedged USB adapter): reopen the port.
+        self._silent_reopen_s = silent_reopen_s
+        self._last_frame = 0.0
         self._connect: ConnectFn = connect or self._open_serial
         self._rng = random.Random()
 
@@ -358,6 +363,7 @@ class KerongBus:
     def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
         if protocol is not self._protocol:
             return
+        self._last_frame = asyncio.get_running_loop().time()
         pending = self._pending
         if (
             pending is not None
@@ -413,6 +419,7 @@ class KerongBus:
                         continue  # a dead board must not slow the others down
                     polled = True
                     await self._poll_board(board)
+                self._check_liveness(loop.time())
                 next_cycle = cycle_start + self._poll_interval
                 if not polled and self._offline and self._up.is_set():
                     # Every board is offline: sleep until the first one is due.
@@ -424,6 +431,16 @@ class KerongBus:
             except Exception:
                 log.exception("kerong.poll_error", bus=self._name)
                 await asyncio.sleep(max(self._poll_interval, 0.01))
+
+    def _check_liveness(self, now: float) -> None:
+        transport = self._transport
+        if (
+            transport is not None
+            and self._offline.issuperset(self._boards)
+            and now - self._last_frame > self._silent_reopen_s
+        ):
+            log.warning("kerong.silent_link_reopen", bus=self._name, silent_s=self._silent_reopen_s)
+            transport.abort()  # connection_lost follows; _run reopens with backoff
 
     async def _poll_board(self, board: int) -> None:
         # A board already known to be offline gets one try, not the full retries.
@@ -475,6 +492,7 @@ class KerongBus:
             self._protocol = protocol
             self._transport = cast(asyncio.WriteTransport, transport)
             self._offline.clear()
+            self._last_frame = asyncio.get_running_loop().time()
             self._up.set()
             log.info("kerong.connected", bus=self._name, port=self._port)
             # Shielded: close() cancels this task but still wants to await `lost`.

@@ -778,3 +778,29 @@ async def test_real_tcp_socket_url_and_reconnect():
         await server.wait_closed()
         for done in handlers_done:
             await asyncio.wait_for(done.wait(), WAIT)
+
+
+async def test_a_silent_link_that_looks_open_is_reopened(make_bus):
+    # A TCP gateway that hangs keeps its socket open but answers nothing.
+    bank = BoardBank([0, 1])
+    port = FakePort(bank)
+    rec = Recorder()
+    bus = make_bus(port, [0, 1], rec, silent_reopen_s=0.2)
+    await bus.start()
+    await eventually(lambda: bus.status(0) is not None and bus.status(1) is not None)
+    bank.dead = {0, 1}
+    await eventually(lambda: len(port.transports) >= 2)  # given up on, reopened
+    assert port.transports[0].closing
+    bank.dead = set()
+    await eventually(lambda: bus.status(0) is not None)
+
+
+async def test_one_silent_board_does_not_reopen_the_port(make_bus):
+    bank = BoardBank([0, 1])
+    port = FakePort(bank)
+    bus = make_bus(port, [0, 1], Recorder(), silent_reopen_s=0.1)
+    await bus.start()
+    await eventually(lambda: bus.status(0) is not None)
+    bank.dead = {1}
+    await asyncio.sleep(0.5)
+    assert len(port.transports) == 1
