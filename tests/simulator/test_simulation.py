@@ -110,3 +110,28 @@ async def test_touchless_simulation_opens_a_motorised_door():
         assert answer["ok"] and answer["cabinet"]["state"] == "closed"
     finally:
         await sim.close()
+
+
+async def test_a_noisy_echoing_line_loses_nothing_and_invents_nothing(sim, http):
+    sim.boards.echo = True  # the USB adapter echoes every request
+
+    async def noise():
+        while True:
+            sim.boards.inject(b"\x02\x00\x35\xff\x13\x37garbage\x03")
+            await asyncio.sleep(0.013)
+
+    noisy = asyncio.create_task(noise())
+    try:
+        async with http.put("/api/lockers/cabinets/5", json={"command": "open"}) as resp:
+            assert resp.status == 200
+        sim.boards.shut_door(0, 6)
+        await until(lambda: len(updates_for(sim, 5)) == 3)
+        await asyncio.sleep(0.3)  # time for a phantom change to show up, if there were one
+    finally:
+        noisy.cancel()
+    assert updates_for(sim, 5)[1:] == [
+        {"key": 5, "front_status": "open"},
+        {"key": 5, "front_status": "closed"},
+    ]
+    changed = {c["key"] for r in sim.cloud.received[1:] for c in r["body"]["cabinets"]}
+    assert changed == {5}
