@@ -966,4 +966,6 @@ def summary(config: Config) -> str:
         f"api: listening on {config.api.listen} (token: {token_from})",
         f"storage: {config.storage.dir}",
     ]
+    if config.cloud.commands_url:
+        lines.insert(-2, f"cloud commands: {config.cloud.commands_url}")
     return "\n".join(lines)
