@@ -15,7 +15,6 @@ import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
-from drivers import gpio
 from drivers.gpio import (
     BLUE,
     DIM_WHITE,
@@ -27,6 +26,7 @@ from drivers.gpio import (
     Debouncer,
     GpioBus,
     PinSpec,
+    outputs,
     parse_pin,
 )
 
@@ -410,7 +410,7 @@ async def test_pulse_starts_are_staggered(factory):
 
 
 async def test_backstop_switches_off_when_the_loop_hangs(factory, bus, monkeypatch):
-    monkeypatch.setattr(gpio, "_BACKSTOP_MARGIN_S", 0.01)
+    monkeypatch.setattr(outputs, "_BACKSTOP_MARGIN_S", 0.01)
     relay = bus.relay(17)
     task = asyncio.create_task(relay.pulse(0.02))
     await eventually(lambda: relay.is_on)
@@ -506,7 +506,7 @@ def assert_never_both(factory, a: str, b: str) -> None:
 
 
 async def test_motor_reversal_pauses_and_never_drives_both(factory, door, monkeypatch):
-    monkeypatch.setattr(gpio, "_REVERSE_PAUSE_S", 0.05)
+    monkeypatch.setattr(outputs, "_REVERSE_PAUSE_S", 0.05)
     motor, opened, _ = door
     assert await motor.run(True, until=opened, max_s=0.02) is False
     assert await motor.run(False, until=opened, max_s=0.02) is False
