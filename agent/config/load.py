@@ -1,0 +1,143 @@
+"""Loading: a TOML file or parsed dict becomes a Config, or a ConfigError with every problem.
+
+Also ``summary``: the few lines ``check-config`` and the start-up log print.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.config.checks import _check_gpio, _cross_check_raw
+from agent.config.messages import _format_loc, _kind, _Problem, _problems_of
+from agent.config.schema import Config, GpioBusConfig, GpioDoorWiring, _missing_is_empty
+from agent.config.secrets import _resolve_secrets
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` has one ``key.path: message`` line each.
+
+    Problems with the file itself (missing, unreadable, TOML syntax) do not repeat
+    the file name, which is in ``source``: the CLI prefixes every line with it.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | Path | None = None) -> None:
+        self.problems: list[str] = list(problems)
+        self.source = str(source) if source is not None else None
+        super().__init__("\n".join(self.problems))
+
+    def __repr__(self) -> str:
+        return f"ConfigError({self.problems!r})"
+
+
+_SECTION_ORDER = {name: i for i, name in enumerate(Config.model_fields)}
+
+
+def _sort_key(problem: _Problem) -> tuple[int, int]:
+    loc = problem[0]
+    top = _SECTION_ORDER.get(loc[0], len(_SECTION_ORDER)) if loc else -1
+    index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1
+    return top, index
+
+
+def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
+    """Validate an already-parsed TOML document; relative paths resolve against base_dir."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): must be a table (got {_kind(data)})"])
+    data = _missing_is_empty(data, "cloud", "api")
+    problems = _resolve_secrets(data, Path(base_dir))
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data, context={"base_dir": Path(base_dir)})
+    except ValidationError as e:
+        problems += _problems_of(e)
+    problems += _cross_check_raw(data)
+    if config is not None:
+        problems += _check_gpio(config)
+    if problems or config is None:
+        problems.sort(key=_sort_key)
+        lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
+        raise ConfigError(lines or ["(top level): invalid"])
+    return config
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raises ConfigError and nothing else."""
+    try:
+        return _load(Path(path))
+    except ConfigError as e:
+        e.source = str(path)
+        raise
+    except Exception as e:  # a bug here must still end as "exit 78", not a traceback
+        raise ConfigError([f"cannot load the file ({type(e).__name__})"], path) from e
+
+
+def _load(path: Path) -> Config:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["no such file"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["not UTF-8 text"]) from None
+    except OSError as e:
+        raise ConfigError([f"cannot read: {e.strerror or type(e).__name__}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        position = _TOML_POSITION.search(message)
+        if position:
+            message = message[: position.start()]
+            message = f"line {position[1]}, column {position[2]}: TOML syntax error: {message}"
+        else:
+            message = f"TOML syntax error: {message}"
+        raise ConfigError([message]) from None
+    return parse_config(data, path.absolute().parent)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary(config: Config) -> str:
+    """A few lines for check-config and the start-up log; never a secret."""
+    rear = sum(1 for c in config.cabinets if c.rear is not None)
+    lines = [
+        f"locker: {config.locker.name or '(unnamed)'} (auto-close timer {config.locker.timer_s} s)",
+        f"cabinets: {len(config.cabinets)} ({rear} with a rear door)",
+    ]
+    for bus in config.buses:
+        if isinstance(bus, GpioBusConfig):
+            motors = sum(
+                1
+                for c in config.cabinets
+                for d in (c.front, c.rear)
+                if isinstance(d, GpioDoorWiring) and d.bus == bus.name and d.motorised
+            )
+            lines.append(
+                f"bus {bus.name}: gpio ({bus.pin_factory} pins), {motors} motorised doors,"
+                f" at most {bus.max_concurrent} actuations at once"
+            )
+            continue
+        boards = ", ".join(str(b) for b in bus.boards)
+        lines.append(
+            f"bus {bus.name}: {bus.driver} on {bus.port}, {bus.baud} baud, boards {boards}"
+        )
+    key_from = config.cloud.api_key_file or "inline"
+    token_from = config.api.token_file or "inline"
+    lines += [
+        f"cloud: {config.cloud.url}, heartbeat every {config.cloud.heartbeat_s:g} s"
+        f" (api key: {key_from})",
+        f"api: listening on {config.api.listen} (token: {token_from})",
+        f"storage: {config.storage.dir}",
+    ]
+    if config.cloud.commands_url:
+        lines.insert(-2, f"cloud commands: {config.cloud.commands_url}")
+    return "\n".join(lines)
