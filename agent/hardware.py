@@ -142,8 +142,6 @@ class Hardware:
             await bus.start()
 
     async def close(self) -> None:
-        for indicator in self._indicators.values():
-            indicator.off()
         for bus in self._gpio.values():
             await bus.close()
         for kerong in self._kerong.values():
@@ -256,6 +254,7 @@ class Hardware:
         elif status is not None and board in offline:
             offline.discard(board)
             self._sink.board_health(bus_name, board, True)
-        self._heard[bus_name].add(board)
-        if all(self._heard[n] >= boards for n, boards in self._expected.items()):
-            self._ready.set()
+        if not self._ready.is_set():
+            self._heard[bus_name].add(board)
+            if all(self._heard[n] >= boards for n, boards in self._expected.items()):
+                self._ready.set()

@@ -16,6 +16,7 @@ from agent.commands import CommandError
 from agent.store import StateStore
 
 MAX_ID_LENGTH = 200
+SWEEP_S = 3600.0
 
 
 class CommandLog:
@@ -29,6 +30,7 @@ class CommandLog:
         self._ttl = ttl_s
         self._clock = clock
         self._running: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._next_sweep = 0.0  # old results are deleted now and then, not on every command
 
     async def run(
         self,
@@ -48,9 +50,11 @@ class CommandLog:
             _check(running[0], fingerprint)
             return await asyncio.shield(running[1])
         now = self._clock()
-        self._store.forget_commands(now - self._ttl)
+        if now >= self._next_sweep:
+            self._store.forget_commands(now - self._ttl)
+            self._next_sweep = now + SWEEP_S
         done = self._store.command(command_id)
-        if done is not None:
+        if done is not None and now - done[1] < self._ttl:
             _check(done[0], fingerprint)
             status, answer = done[2], done[3]
             if status == 200:

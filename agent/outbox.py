@@ -174,13 +174,9 @@ class Outbox:
 
     def next_batch(self) -> list[Message]:
         """The oldest message, with the door changes right behind it while doors differ."""
-        rows = self._db.execute(
-            "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
-            (self.batch_limit,),
-        ).fetchall()
         batch: list[Message] = []
         doors: set[tuple[int, str]] = set()
-        for msg in map(_row, rows):
+        for msg in self.pending(self.batch_limit):
             if batch and (
                 msg.kind != "change" or batch[0].kind != "change" or msg.event != batch[0].event
             ):

@@ -81,7 +81,6 @@ class Uplink:
         self._failures = 0
         self._problem: str | None = None
         self._isolate = False  # after a rejected batch: one message at a time, to find the bad one
-        self.sent = 0
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
@@ -162,7 +161,6 @@ class Uplink:
         if 200 <= status < 300:
             self._outbox.ack(seqs)
             self._isolate = False
-            self.sent += len(seqs)
             self._failures = 0
             self._set_problem(None)
             log.debug("uplink.sent", seqs=seqs, event_type=batch[0].event)

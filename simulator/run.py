@@ -59,8 +59,10 @@ class Simulation:
         auto_shut_after: float | None = None,
         storage_dir: Path | None = None,
         adjust: Callable[[dict[str, Any]], None] | None = None,
+        travel_s: float = 1.5,
     ) -> None:
         self.locker = locker
+        self._travel_s = travel_s  # how long a motorised door takes to open (touchless)
         self._data = default_config_data(locker)
         if adjust is not None:
             adjust(self._data)
@@ -108,7 +110,7 @@ class Simulation:
         else:
             config = self._config()
             gpio_factory = mock_factory()
-            self.touchless = TouchlessLocker(config, gpio_factory)
+            self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
             self.touchless.auto_shut_rear_after = self._auto_shut_after
             await self.touchless.start()  # a quiet locker on the pins before the agent looks
         self.agent = Agent(config, gpio_factory=gpio_factory)

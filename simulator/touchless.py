@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.resources
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -214,12 +212,6 @@ class FullBankMockFactory(MockFactory):
 def mock_factory() -> MockFactory:
     """A fresh mock pin factory for the simulator: PWM pins, BCM GPIO 0-53."""
     return FullBankMockFactory(pin_class=MockPWMPin)
-
-
-def config_data() -> dict[str, Any]:
-    """The touchless locker of ``simulator/touchless.toml``, as a TOML dict to fill in."""
-    text = importlib.resources.files("simulator").joinpath("touchless.toml").read_text()
-    return tomllib.loads(text)
 
 
 # ------------------------------------------------------------------- the model

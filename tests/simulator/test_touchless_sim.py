@@ -3,9 +3,7 @@
 import asyncio
 import contextlib
 import json
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,23 +14,27 @@ from agent.app import Agent
 from agent.commands import CommandError, parse_command
 from agent.config import Config, parse_config
 from simulator.cloud import FakeCloud
-from simulator.run import free_port
+from simulator.run import Simulation, default_config_data, free_port
 from simulator.touchless import TouchlessLocker, mock_factory
 
-TOML = Path(__file__).resolve().parents[2] / "simulator" / "touchless.toml"
 TRAVEL_S = 0.1
 
 
 def touchless_data():
-    return tomllib.loads(TOML.read_text())
+    return default_config_data("touchless")
 
 
-def fast(data, tmp_path, cloud_url="http://127.0.0.1:9"):
-    data["cloud"]["url"] = cloud_url
-    data["storage"]["dir"] = str(tmp_path)
-    data["api"]["listen"] = f"127.0.0.1:{free_port()}"
+def quick(data):
     data["locker"].update(timer_s=1, confirm_s=0.2, jam_retry_s=0.1)
     data["buses"][0].update(pulse_s=0.05, motor_max_s=0.5, stagger_s=0.0, debounce_s=0.01)
+
+
+def fast(data, tmp_path):
+    """For the simulator alone: addresses nothing listens on, quick timings."""
+    data["cloud"]["url"] = "http://127.0.0.1:9"
+    data["storage"]["dir"] = str(tmp_path)
+    data["api"]["listen"] = f"127.0.0.1:{free_port()}"
+    quick(data)
     return data
 
 
@@ -72,29 +74,20 @@ class World:
 
 @contextlib.asynccontextmanager
 async def running(tmp_path, change=None):
-    """Fake cloud, then the simulated locker, then the agent; stopped in reverse."""
-    data = touchless_data()
-    cloud = FakeCloud(data["cloud"]["api_key"])
-    await cloud.start()
-    try:
-        fast(data, tmp_path, cloud.url)
+    """The touchless simulation (fake cloud, simulated locker, agent) with quick timings."""
+
+    def adjust(data):
+        quick(data)
         if change is not None:
             change(data)
-        config = parse_config(data, tmp_path)
-        factory = mock_factory()
-        sim = TouchlessLocker(config, factory, travel_s=TRAVEL_S)
-        await sim.start()
-        try:
-            agent = Agent(config, gpio_factory=factory)
-            await agent.start()
-            try:
-                yield World(config, factory, sim, agent, cloud)
-            finally:
-                await agent.close()
-        finally:
-            await sim.close()
+
+    sim = Simulation(locker="touchless", storage_dir=tmp_path, adjust=adjust, travel_s=TRAVEL_S)
+    await sim.start()
+    try:
+        assert sim.agent is not None and sim.touchless is not None
+        yield World(sim.agent.config, sim.touchless.factory, sim.touchless, sim.agent, sim.cloud)
     finally:
-        await cloud.close()
+        await sim.close()
 
 
 @pytest.fixture
