@@ -18,7 +18,7 @@ import structlog
 
 from agent.cabinet import Side
 from agent.config import BusConfig, Config, DoorWiring, GpioBusConfig, GpioDoorWiring
-from agent.locker import HardwareUnavailable
+from agent.errors import Unavailable
 from drivers.gpio import DoorMotor, GpioBus, GpioInput, Indicator, Relay
 from drivers.kerong.bus import BoardStatus, BusUnavailable, KerongBus
 from drivers.power import PowerBudget
@@ -160,7 +160,7 @@ class Hardware:
         if (key, side) in self._gpio_doors:
             relay = self._gpio_doors[(key, side)].lock
             if relay is None:
-                raise HardwareUnavailable(f"cabinet {key} {side} door has no lock relay")
+                raise Unavailable(f"cabinet {key} {side} door has no lock relay")
             await relay.pulse()
             return
         bus_name, board, channel = self._kerong_doors[(key, side)]
@@ -170,12 +170,12 @@ class Hardware:
                 await self._kerong[bus_name].unlock(board, channel)
                 await asyncio.sleep(pulse_s)  # the board energises the lock this long
         except BusUnavailable as exc:
-            raise HardwareUnavailable(f"bus {bus_name}: {exc or 'port not open'}") from None
+            raise Unavailable(f"bus {bus_name}: {exc or 'port not open'}") from None
 
     async def drive(self, key: int, side: Side, opening: bool) -> bool:
         door = self._gpio_doors.get((key, side))
         if door is None or door.motor is None:
-            raise HardwareUnavailable(f"cabinet {key} {side} door has no motor")
+            raise Unavailable(f"cabinet {key} {side} door has no motor")
         until = door.open_switch if opening else door.switch
         assert until is not None
         # Closing, the beam (a hand, a bag) aborts; opening, it does not matter.

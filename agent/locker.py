@@ -17,6 +17,7 @@ import structlog
 
 from agent.cabinet import Cabinet, Door, Motion, Side
 from agent.commands import CabinetCommand, CommandError
+from agent.errors import Unavailable
 from agent.feedback import EVENT_DOOR_CHANGED, EVENT_STARTUP
 from agent.idempotency import CommandLog
 from agent.indicator import Link, pattern_for
@@ -27,8 +28,7 @@ from agent.supervision import JAMMED, OBSTRUCTED, Supervisor
 log = structlog.get_logger(__name__)
 
 
-class HardwareUnavailable(Exception):
-    """The actuator cannot reach the hardware right now (port closed, board silent)."""
+HardwareUnavailable = Unavailable  # the renovation removes this alias
 
 
 class Actuator(Protocol):
