@@ -15,7 +15,8 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from agent.commands import CommandError, parse_command
+from agent.commands import error_body, parse_command, parse_open_all, problem
+from agent.errors import LockerError, NotFound, Unavailable
 from agent.locker import Locker
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,21 @@ _HTTP_TYPES = {
 }
 
 
-def error_response(err: CommandError) -> web.Response:
-    return web.json_response(err.as_json(), status=err.status)
+def _error(status: int, type_: str, message: str) -> web.Response:
+    return web.json_response(problem(status, type_, message), status=status)
+
+
+def _domain_error(err: LockerError) -> web.Response:
+    status, body = error_body(err)
+    return web.json_response(body, status=status)
+
+
+class _HttpProblem(Exception):
+    """An HTTP-level refusal (auth, body size, not JSON): the edge's own errors."""
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message = status, type_, message
 
 
 def _token_from(request: web.Request) -> str:
@@ -47,6 +61,10 @@ def _token_from(request: web.Request) -> str:
 
 
 class LocalApi:
+    """The local HTTP API on ``host``:``port``, every route but ``/healthz`` behind
+    the bearer ``token``. ``problems()`` gives /healthz its reasons; ``details()``
+    adds figures to it. ``start()`` binds, ``close()`` stops."""
+
     def __init__(
         self,
         locker: Locker,
@@ -78,6 +96,7 @@ class LocalApi:
         return int(self._runner.addresses[0][1])
 
     async def start(self) -> None:
+        """Bind and serve; raises OSError when the address is taken."""
         # A command still running at shutdown gets a second, then is cancelled (its
         # motor or pulse stops in the driver): the agent must stop within 5 s.
         self._runner = web.AppRunner(
@@ -88,6 +107,7 @@ class LocalApi:
         log.info("api.listening", host=self._host, port=self.port)
 
     async def close(self) -> None:
+        """Stop serving; commands still running get a second, then are cancelled."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -98,24 +118,26 @@ class LocalApi:
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except CommandError as err:
-            return error_response(err)
+        except LockerError as err:
+            return _domain_error(err)
+        except _HttpProblem as exc:
+            return _error(exc.status, exc.type, exc.message)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             kind = _HTTP_TYPES.get(exc.status, "INVALID_REQUEST")
             message = exc.reason if exc.status != 413 else f"body over {MAX_BODY} bytes"
-            return error_response(CommandError(exc.status, kind, message))
+            return _error(exc.status, kind, message)
         except Exception:
             log.exception("api.error", path=request.path)
-            return error_response(CommandError(500, "INTERNAL_ERROR", "internal error"))
+            return _error(500, "INTERNAL_ERROR", "internal error")
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != "/healthz":
             given = _token_from(request).encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, self._token):
-                raise CommandError(401, "INVALID_TOKEN", "missing or wrong token")
+                raise _HttpProblem(401, "INVALID_TOKEN", "missing or wrong token")
         return await handler(request)
 
     # --- handlers --------------------------------------------------------------
@@ -134,7 +156,7 @@ class LocalApi:
 
     def _check_ready(self) -> None:
         if not self.ready:  # before the start-up snapshot, a change would not be queued
-            raise CommandError(503, "UNAVAILABLE", "the agent is starting")
+            raise Unavailable("the agent is starting")
 
     async def _put(self, request: web.Request) -> web.Response:
         self._check_ready()
@@ -147,24 +169,21 @@ class LocalApi:
     async def _open_all(self, request: web.Request) -> web.Response:
         """Technicians: open every enabled cabinet, pulses staggered by the power budget."""
         self._check_ready()
-        body = await _json(request) if request.body_exists else {}
-        if not isinstance(body, dict) or set(body) - {"rearload", "reason"}:
-            raise CommandError(
-                422, "INVALID_REQUEST", 'the body may hold only "rearload" and "reason"'
-            )
-        rearload, reason = body.get("rearload", False), body.get("reason")
-        if not isinstance(rearload, bool) or not isinstance(reason, str | None):
-            raise CommandError(422, "INVALID_REQUEST", "rearload is a boolean, reason a string")
-        if reason is not None and len(reason) > 500:
-            raise CommandError(422, "INVALID_REQUEST", "reason: at most 500 characters")
-        side = "rear" if rearload else "front"
-        return web.json_response(await self._locker.open_all(side, reason=reason))
+        body = parse_open_all(await _json(request) if request.body_exists else {})
+        side = "rear" if body.rearload else "front"
+        out = []
+        for key, result in await self._locker.open_all(side, reason=body.reason):
+            if isinstance(result, LockerError):
+                out.append({"key": key, "ok": False, "error": error_body(result)[1]})
+            else:
+                out.append({"key": key, "ok": True, "cabinet": result.as_cloud()})
+        return web.json_response(out)
 
 
 def _key(request: web.Request) -> int:
     raw = request.match_info["key"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise CommandError(404, "NOT_FOUND", f"no cabinet with key {raw[:20]!r}")
+        raise NotFound(f"no cabinet with key {raw[:20]!r}")
     return int(raw)
 
 
@@ -172,8 +191,8 @@ async def _json(request: web.Request) -> Any:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise CommandError(413, "PAYLOAD_TOO_LARGE", f"body over {MAX_BODY} bytes") from None
+        raise _HttpProblem(413, "PAYLOAD_TOO_LARGE", f"body over {MAX_BODY} bytes") from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
-        raise CommandError(400, "INVALID_REQUEST", f"body is not JSON: {exc}"[:200]) from None
+        raise _HttpProblem(400, "INVALID_REQUEST", f"body is not JSON: {exc}"[:200]) from None

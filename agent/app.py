@@ -11,9 +11,10 @@ import structlog
 
 from agent import __version__, systemd
 from agent.api import LocalApi
-from agent.cabinet import Cabinet, Door
+from agent.cabinet import Cabinet
 from agent.channel import CommandChannel
 from agent.config import Config, DoorWiring, GpioDoorWiring
+from agent.door import Door
 from agent.hardware import Hardware
 from agent.locker import Locker
 from agent.outbox import OUTBOX_FILE, Outbox

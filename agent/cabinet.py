@@ -1,63 +1,26 @@
-"""A cabinet and its doors: what the switches say, what a command is doing, what was reported."""
+"""A cabinet: its doors, its settings, its active alarms, and how the cloud sees it."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Literal
 
-Side = Literal["front", "rear"]
+from agent.config import Side
+from agent.door import Door
+
 ThermalMode = Literal["ambient", "heat", "freeze", "chill"]
-Motion = Literal["opening", "closing"]
 
 
-class DoorState(StrEnum):
-    CLOSED = "closed"
-    OPENING = "opening"
-    OPEN = "open"
-    CLOSING = "closing"
-    UNKNOWN = "unknown"  # the board does not answer: never a guess
+@dataclass(slots=True, eq=False)
+class Cabinet:
+    """One compartment, by the cloud's cabinet ``key``.
 
-
-@dataclass(slots=True)
-class Door:
-    """One door.
-
-    ``sensed`` is the closed switch (True open, False closed, None unknown);
-    ``fully_open`` the end switch of a motorised door; ``motion`` what a command
-    is doing to it; ``reported`` what the cloud was last told.
+    ``alarms`` holds ``(alarm, side)`` pairs the cloud has been told of (the journal
+    adds and removes them once the event is queued). ``lock`` keeps two commands on
+    one cabinet from interleaving.
     """
 
-    motorised: bool = False
-    sensed: bool | None = None
-    fully_open: bool | None = None
-    motion: Motion | None = None
-    announcing: bool = False  # the blue "about to open" before a motor starts
-    reported: Literal["open", "closed"] | None = None
-    known: bool | None = None  # the last sensed value that was not unknown
-
-    @property
-    def state(self) -> DoorState:
-        if self.sensed is None:
-            return DoorState.UNKNOWN
-        if self.motion == "opening":
-            done = self.fully_open if self.motorised else self.sensed
-            return DoorState.OPEN if done else DoorState.OPENING
-        if self.motion == "closing":
-            return DoorState.CLOSING if self.sensed else DoorState.CLOSED
-        return DoorState.OPEN if self.sensed else DoorState.CLOSED
-
-    @property
-    def status(self) -> Literal["open", "closed"] | None:
-        """What the switch says, in the feedback's words; None while unknown."""
-        if self.sensed is None:
-            return None
-        return "open" if self.sensed else "closed"
-
-
-@dataclass(slots=True)
-class Cabinet:
     key: int
     size: str
     front: Door = field(default_factory=Door)
@@ -65,16 +28,24 @@ class Cabinet:
     enabled: bool = True
     occupied: bool = False
     thermal_mode: ThermalMode = "ambient"
-    alarms: set[tuple[str, str]] = field(default_factory=set)  # (alarm, side)
-    # Two commands on one cabinet never interleave.
+    alarms: set[tuple[str, Side]] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def door(self, side: Side) -> Door | None:
+        """The front or rear door; None when the cabinet has no rear door."""
         return self.front if side == "front" else self.rear
 
+    def doors(self) -> list[tuple[Side, Door]]:
+        """Every door the cabinet has, front first."""
+        return [("front", self.front)] + ([("rear", self.rear)] if self.rear else [])
+
+    def settings(self) -> dict[str, Any]:
+        """What commands change and the state store keeps."""
+        return {"enabled": self.enabled, "size": self.size, "thermal_mode": self.thermal_mode}
+
     def as_cloud(self) -> dict[str, Any]:
-        """The cloud's cabinet object (GET /api/lockers/locations shape), plus ``unknown``
-        door states and the active ``alarms``."""
+        """The cloud's cabinet object (GET /api/lockers/locations shape), plus
+        ``unknown`` door states and the active ``alarms``."""
         return {
             "key": self.key,
             "state": self.front.state.value,
@@ -87,10 +58,10 @@ class Cabinet:
         }
 
     def feedback(self) -> dict[str, Any] | None:
-        """This cabinet's entry in a feedback body: the known door statuses, or None."""
+        """This cabinet's entry in a feedback body (shown door statuses), or None
+        when no door state is known."""
         entry: dict[str, Any] = {"key": self.key}
-        if self.front.status:
-            entry["front_status"] = self.front.status
-        if self.rear and self.rear.status:
-            entry["rear_status"] = self.rear.status
+        for side, door in self.doors():
+            if door.status:
+                entry[f"{side}_status"] = door.status
         return entry if len(entry) > 1 else None

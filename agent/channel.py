@@ -29,7 +29,8 @@ import structlog
 from pydantic import SecretStr
 from yarl import URL
 
-from agent.commands import CommandError, parse_command
+from agent.commands import error_body, parse_command, problem
+from agent.errors import Invalid, LockerError
 from agent.idempotency import MAX_ID_LENGTH
 from agent.locker import Locker
 from agent.uplink import backoff_delay
@@ -236,13 +237,13 @@ class CommandChannel:
 
     async def _answer(self, text: str | None) -> dict[str, Any]:
         if text is None:
-            return _failure(None, _invalid("binary messages are not accepted: send JSON text"))
+            return _failure(None, Invalid("binary messages are not accepted: send JSON text"))
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):
-            return _failure(None, _invalid("the message is not JSON"))
+            return _failure(None, Invalid("the message is not JSON"))
         if not isinstance(data, dict):
-            return _failure(None, _invalid("the message must be a JSON object"))
+            return _failure(None, Invalid("the message must be a JSON object"))
 
         raw_id = data.pop("id", None)
         raw_key = data.pop("key", None)
@@ -258,7 +259,7 @@ class CommandChannel:
             errors["key"] = ["must be an integer"]
         if errors:
             first = next(iter(errors.items()))
-            err = CommandError(422, "INVALID_REQUEST", f"{first[0]}: {first[1][0]}", errors)
+            err = Invalid(f"{first[0]}: {first[1][0]}", errors)
             # Echo an id the cloud can match, even one we refuse to act on.
             echo = (
                 raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
@@ -269,11 +270,12 @@ class CommandChannel:
             cmd = parse_command(data)
             # Own namespace: a cloud id never collides with a local Idempotency-Key.
             cabinet = await self._locker.command(raw_key, cmd, command_id=f"cloud:{command_id!r}")
-        except CommandError as err:
+        except LockerError as err:
             return _failure(command_id, err)
         except Exception:  # a bug in one command must not end the channel
             log.exception("channel.command_failed", id=command_id, key=raw_key)
-            return _failure(command_id, CommandError(500, "INTERNAL_ERROR", "internal error"))
+            error = problem(500, "INTERNAL_ERROR", "internal error")
+            return {"id": command_id, "ok": False, "error": error}
         return {"id": command_id, "ok": True, "cabinet": cabinet}
 
 
@@ -285,9 +287,5 @@ def _is_id(value: Any) -> bool:
     return (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH) or _is_int(value)
 
 
-def _invalid(message: str) -> CommandError:
-    return CommandError(422, "INVALID_REQUEST", message)
-
-
-def _failure(command_id: str | int | None, err: CommandError) -> dict[str, Any]:
-    return {"id": command_id, "ok": False, "error": err.as_json()}
+def _failure(command_id: str | int | None, err: LockerError) -> dict[str, Any]:
+    return {"id": command_id, "ok": False, "error": error_body(err)[1]}

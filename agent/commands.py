@@ -1,18 +1,61 @@
-"""Cabinet commands: the body of the cloud's "Update the state of a locker cabinet"."""
+"""Cabinet commands, and the one table that turns domain errors into answers.
+
+``parse_command`` reads the body of the cloud's "Update the state of a locker
+cabinet"; the local API and the cloud's command channel both parse through it,
+and both answer errors through ``error_body``: the Lok error ``type`` vocabulary
+with the HTTP status it goes with (``../shared/DESIGN.md``, "Local HTTP API").
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from agent.cabinet import ThermalMode
+from agent.errors import (
+    Conflict,
+    Invalid,
+    Jammed,
+    LockerError,
+    NotFound,
+    Obstructed,
+    Unavailable,
+)
 
 CommandName = Literal["open", "close", "enable", "disable", "resize", "set_thermal_mode"]
 
+# Domain error -> (HTTP status, Lok error type). The only place they meet.
+ERRORS: dict[type[LockerError], tuple[int, str]] = {
+    Invalid: (422, "INVALID_REQUEST"),
+    NotFound: (404, "NOT_FOUND"),
+    Conflict: (409, "CONFLICT"),
+    Unavailable: (503, "UNAVAILABLE"),
+    Jammed: (504, "LOCK_JAMMED"),
+    Obstructed: (504, "DOOR_OBSTRUCTED"),
+}
+
+
+def problem(
+    status: int, type_: str, message: str, errors: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """A body in the JSON error model: ``status_code``, ``type``, ``message``, ``errors``."""
+    body: dict[str, Any] = {"status_code": status, "type": type_, "message": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def error_body(err: LockerError) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON error body) for a domain error."""
+    status, type_ = ERRORS.get(type(err), (500, "INTERNAL_ERROR"))
+    return status, problem(status, type_, err.message, err.errors)
+
 
 class CabinetCommand(BaseModel):
+    """One cabinet command; ``delay`` in seconds (0-3600), ``size`` the cloud's size name."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: CommandName
@@ -33,42 +76,34 @@ class CabinetCommand(BaseModel):
         return self
 
 
+class OpenAll(BaseModel):
+    """The body of ``POST /api/lockers/open-all`` (technicians)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    rearload: bool = False
+    reason: str | None = Field(default=None, max_length=500)
+
+
+M = TypeVar("M", bound=BaseModel)
 _NEEDED_FIELD = {"resize": "size", "set_thermal_mode": "thermal_mode"}
 
 
-class CommandError(Exception):
-    """A command that cannot be carried out, in the JSON error model of the local API."""
-
-    def __init__(
-        self,
-        status: int,
-        type_: str,
-        message: str,
-        errors: dict[str, list[str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.type = type_
-        self.message = message
-        self.errors = errors or {}
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "status_code": self.status,
-            "type": self.type,
-            "message": self.message,
-        }
-        if self.errors:
-            body["errors"] = self.errors
-        return body
-
-
 def parse_command(data: Any) -> CabinetCommand:
-    """Validate a command body; any problem becomes a 422 CommandError naming the fields."""
+    """Validate a command body; raises ``Invalid`` naming every field that is wrong."""
+    return _parse(CabinetCommand, data)
+
+
+def parse_open_all(data: Any) -> OpenAll:
+    """Validate an open-all body; raises ``Invalid``."""
+    return _parse(OpenAll, data)
+
+
+def _parse(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
-        raise CommandError(422, "INVALID_REQUEST", "the body must be a JSON object")
+        raise Invalid("the body must be a JSON object")
     try:
-        return CabinetCommand.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errors: dict[str, list[str]] = {}
         for err in exc.errors(include_input=False, include_url=False):
@@ -78,4 +113,4 @@ def parse_command(data: Any) -> CabinetCommand:
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             errors.setdefault(loc, []).append(msg)
         first = next(iter(errors.items()))
-        raise CommandError(422, "INVALID_REQUEST", f"{first[0]}: {first[1][0]}", errors) from None
+        raise Invalid(f"{first[0]}: {first[1][0]}", errors) from None

@@ -2,24 +2,49 @@
 
 Finished results live in the state store, so this holds across restarts too;
 a repeat that arrives while the first is still running waits for it and gets
-the same answer. An unlock is never sent twice by a retry.
+the same answer. An unlock is never sent twice by a retry (Open-Locker: dedupe
+commands by id).
+
+- A result that could not be saved (disk full) is still the answer: the first
+  caller and every waiter get it, and it is kept in memory for later repeats.
+- ``Unavailable`` is not a result but a moment (the board was silent): it is not
+  remembered, so the same id acts once the hardware is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.commands import CommandError
-from agent.store import StateStore
+import structlog
+
+from agent import errors
+from agent.errors import Invalid, LockerError, Unavailable
+from agent.store import StateStore, StoreError
+
+log = structlog.get_logger(__name__)
 
 MAX_ID_LENGTH = 200
 SWEEP_S = 3600.0
+MEMORY_RESULTS = 1000  # results kept in memory when the store cannot save them
+
+Result = tuple[str, float, bool, dict[str, Any]]  # fingerprint, when, ok, answer or error
+
+
+def _error_from(saved: dict[str, Any]) -> LockerError:
+    cls = getattr(errors, str(saved.get("error")), None)
+    if not (isinstance(cls, type) and issubclass(cls, LockerError)):
+        cls = errors.Conflict  # a result written by another version
+    return cls(str(saved.get("message", "")), saved.get("errors"))
 
 
 class CommandLog:
+    """Runs a command once per id. ``ttl_s``: seconds a result is remembered;
+    ``clock``: seconds, for the age of results."""
+
     def __init__(
         self,
         store: StateStore,
@@ -30,6 +55,7 @@ class CommandLog:
         self._ttl = ttl_s
         self._clock = clock
         self._running: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._unsaved: OrderedDict[str, Result] = OrderedDict()
         self._next_sweep = 0.0  # old results are deleted now and then, not on every command
 
     async def run(
@@ -38,35 +64,33 @@ class CommandLog:
         action: Callable[[], Awaitable[dict[str, Any]]],
         fingerprint: str = "",
     ) -> dict[str, Any]:
-        """``fingerprint`` names what the command does: an id reused for another is refused."""
+        """Run ``action`` unless ``command_id`` already ran; ``fingerprint`` names what
+        the command does, so an id reused for another command is refused (``Invalid``).
+        Raises what ``action`` raises, or the remembered domain error."""
         if command_id is None:
             return await action()
         if not command_id or len(command_id) > MAX_ID_LENGTH:
-            raise CommandError(
-                422, "INVALID_REQUEST", f"a command id is 1 to {MAX_ID_LENGTH} characters"
-            )
+            raise Invalid(f"a command id is 1 to {MAX_ID_LENGTH} characters")
         running = self._running.get(command_id)
         if running is not None:
             _check(running[0], fingerprint)
             return await asyncio.shield(running[1])
         now = self._clock()
-        if now >= self._next_sweep:
-            self._store.forget_commands(now - self._ttl)
-            self._next_sweep = now + SWEEP_S
-        done = self._store.command(command_id)
+        done = self._remembered(command_id, now)
         if done is not None and now - done[1] < self._ttl:
             _check(done[0], fingerprint)
-            status, answer = done[2], done[3]
-            if status == 200:
-                return answer
-            raise CommandError(status, answer["type"], answer["message"], answer.get("errors"))
+            if done[2]:
+                return done[3]
+            raise _error_from(done[3])
 
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._running[command_id] = (fingerprint, future)
         try:
             result = await action()
-        except CommandError as err:
-            self._store.save_command(command_id, fingerprint, now, err.status, err.as_json())
+        except LockerError as err:
+            if not isinstance(err, Unavailable):  # a moment, not an answer
+                answer = {"error": type(err).__name__, "message": err.message, "errors": err.errors}
+                self._save(command_id, (fingerprint, now, False, answer))
             future.set_exception(err)
             future.exception()  # retrieved: no "never retrieved" warning if nobody repeats
             raise
@@ -75,13 +99,33 @@ class CommandLog:
             raise
         finally:
             del self._running[command_id]
-        self._store.save_command(command_id, fingerprint, now, 200, result)
+        self._save(command_id, (fingerprint, now, True, result))
         future.set_result(result)
         return result
+
+    def _remembered(self, command_id: str, now: float) -> Result | None:
+        if command_id in self._unsaved:
+            return self._unsaved[command_id]
+        try:
+            if now >= self._next_sweep:
+                self._store.forget_commands(now - self._ttl)
+                self._next_sweep = now + SWEEP_S
+            return self._store.command(command_id)
+        except StoreError as exc:
+            log.error("commands.store_unreadable", error=str(exc))
+            return None
+
+    def _save(self, command_id: str, result: Result) -> None:
+        """Keep a result; when the disk refuses, in memory (bounded), never lost silently."""
+        try:
+            self._store.save_command(command_id, *result)
+        except StoreError as exc:
+            log.error("commands.result_unsaved", id=command_id, error=str(exc))
+            self._unsaved[command_id] = result
+            while len(self._unsaved) > MEMORY_RESULTS:
+                self._unsaved.popitem(last=False)
 
 
 def _check(known: str, fingerprint: str) -> None:
     if known != fingerprint:
-        raise CommandError(
-            422, "INVALID_REQUEST", "this command id was used for a different command"
-        )
+        raise Invalid("this command id was used for a different command")

@@ -12,12 +12,15 @@ before the change is shown.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.sqlite3"
+_OK, _FAILED = 200, 0  # commands.status: 200 for an answer, anything else an error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cabinet_settings (
@@ -37,7 +40,22 @@ CREATE INDEX IF NOT EXISTS commands_at ON commands (at);
 """
 
 
+class StoreError(Exception):
+    """The state store could not read or write (disk full, I/O error, damaged file)."""
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"state store: {exc}") from exc
+
+
 class StateStore:
+    """Cabinet settings and command results in ``path`` (SQLite); every method may
+    raise ``StoreError``."""
+
     def __init__(self, path: str | Path, *, max_commands: int = 10_000) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,44 +66,55 @@ class StateStore:
         self._max_commands = max_commands
 
     def close(self) -> None:
+        """Close the file."""
         self._db.close()
 
     def settings(self) -> dict[int, dict[str, Any]]:
-        rows = self._db.execute("SELECT key, enabled, size, thermal_mode FROM cabinet_settings")
+        """Saved settings by cabinet key: ``enabled``, ``size``, ``thermal_mode``."""
+        with _errors():
+            rows = self._db.execute(
+                "SELECT key, enabled, size, thermal_mode FROM cabinet_settings"
+            ).fetchall()
         return {
             key: {"enabled": bool(enabled), "size": size, "thermal_mode": thermal}
             for key, enabled, size, thermal in rows
         }
 
     def save_settings(self, key: int, *, enabled: bool, size: str, thermal_mode: str) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO cabinet_settings VALUES (?, ?, ?, ?)",
-            (key, int(enabled), size, thermal_mode),
-        )
+        """Keep one cabinet's settings (committed before this returns)."""
+        with _errors():
+            self._db.execute(
+                "INSERT OR REPLACE INTO cabinet_settings VALUES (?, ?, ?, ?)",
+                (key, int(enabled), size, thermal_mode),
+            )
 
-    def command(self, command_id: str) -> tuple[str, float, int, dict[str, Any]] | None:
-        """(fingerprint, when, HTTP status, answer) of a finished command, or None."""
-        row = self._db.execute(
-            "SELECT fingerprint, at, status, answer FROM commands WHERE id = ?", (command_id,)
-        ).fetchone()
+    def command(self, command_id: str) -> tuple[str, float, bool, dict[str, Any]] | None:
+        """(fingerprint, when, succeeded, answer or error) of a finished command, or None."""
+        with _errors():
+            row = self._db.execute(
+                "SELECT fingerprint, at, status, answer FROM commands WHERE id = ?", (command_id,)
+            ).fetchone()
         if row is None:
             return None
         fingerprint, at, status, answer = row
-        return fingerprint, at, status, json.loads(answer)
+        return fingerprint, at, status == _OK, json.loads(answer)
 
     def save_command(
-        self, command_id: str, fingerprint: str, at: float, status: int, answer: dict[str, Any]
+        self, command_id: str, fingerprint: str, at: float, ok: bool, answer: dict[str, Any]
     ) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?)",
-            (command_id, fingerprint, at, status, json.dumps(answer)),
-        )
+        """Keep a finished command's result (``ok``: the answer; else the error)."""
+        with _errors():
+            self._db.execute(
+                "INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?)",
+                (command_id, fingerprint, at, _OK if ok else _FAILED, json.dumps(answer)),
+            )
 
     def forget_commands(self, before: float) -> None:
         """Drop results older than ``before``, and the oldest past the cap."""
-        self._db.execute("DELETE FROM commands WHERE at < ?", (before,))
-        self._db.execute(
-            "DELETE FROM commands WHERE id IN (SELECT id FROM commands ORDER BY at DESC"
-            " LIMIT -1 OFFSET ?)",
-            (self._max_commands,),
-        )
+        with _errors():
+            self._db.execute("DELETE FROM commands WHERE at < ?", (before,))
+            self._db.execute(
+                "DELETE FROM commands WHERE id IN (SELECT id FROM commands ORDER BY at DESC"
+                " LIMIT -1 OFFSET ?)",
+                (self._max_commands,),
+            )

@@ -1,34 +1,35 @@
 """Door supervision: alarms raised by what the doors do, cleared when the cause goes.
 
-Every alarm and every clearing is an event in the feedback's ``event.type`` and
-a log line. Names (after Matter's DoorLock alarms):
+Pure: no asyncio, no I/O. The supervisor observes the journal's entries once they
+are applied (so it reasons about what was queued, in the order it was queued) and
+answers with :class:`AlarmChange` entries, which the journal queues next. It
+never calls anyone. Names (after Matter's DoorLock alarms):
 
 - ``door_forced_open``: a door opens with no command opening it; cleared when shut.
-- ``door_left_open``: a door stays open past ``[locker] left_open_s``; cleared when shut.
-- ``lock_jammed``: an open was commanded, retried once, and the switch never moved;
+- ``door_left_open``: a door stays open past ``left_open_s``; cleared when shut.
+- ``lock_jammed``: an open was pulsed, retried once, and the door never opened;
   cleared when the door opens.
-- ``door_obstructed``: a motorised door missed its end switch in time (or the beam saw
-  something); cleared when it next reaches its end switch.
+- ``door_obstructed``: a motorised door missed its end switch in time (or the beam
+  saw something); cleared when it next reaches its end switch.
 - ``rear_opened_while_front_open``: the rear door opens while the front is open;
   cleared when either is shut.
-- ``board_offline`` / ``board_online``: a lock board stops answering / answers again.
 
-A clearing is the event ``<name>_cleared``.
+A clearing is the event ``<name>_cleared``. Alarms are level-triggered inside:
+the supervisor keeps per-door facts, derives the alarms that should be active and
+compares them with the ones the cloud was told of (``Cabinet.alarms``), so an
+alarm whose event could not be queued is raised on the next check, and a
+``_cleared`` is never sent for an alarm the cloud never received.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-import structlog
-
-from agent.cabinet import Cabinet, Side
-
-log = structlog.get_logger(__name__)
-
-Emit = Callable[[str, list[dict[str, Any]]], None]
+from agent.cabinet import Cabinet
+from agent.config import Side
+from agent.door import DoorSeen
 
 FORCED = "door_forced_open"
 LEFT_OPEN = "door_left_open"
@@ -36,56 +37,159 @@ JAMMED = "lock_jammed"
 OBSTRUCTED = "door_obstructed"
 REAR_WHILE_FRONT = "rear_opened_while_front_open"
 
+Fault = Literal["lock_jammed", "door_obstructed"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """A journal entry: ``alarm`` on ``cabinet``'s ``side`` door is raised or cleared."""
+
+    cabinet: Cabinet
+    alarm: str
+    side: Side
+    raised: bool
+
+    @property
+    def event(self) -> str:
+        return self.alarm if self.raised else f"{self.alarm}_cleared"
+
+    def apply(self) -> None:
+        """Show the alarm as active (or not); called once the event is queued."""
+        if self.raised:
+            self.cabinet.alarms.add((self.alarm, self.side))
+        else:
+            self.cabinet.alarms.discard((self.alarm, self.side))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSeen:
+    """A journal entry from an action: a fault began (``active``) or ended."""
+
+    key: int
+    side: Side
+    fault: Fault
+    active: bool
+
+    def apply(self) -> None:
+        """Nothing to show by itself; the supervisor turns it into alarms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A journal entry: look at ``key``'s alarms again (a timer came due)."""
+
+    key: int
+
+    def apply(self) -> None:
+        """Nothing to show by itself; the supervisor turns it into alarms."""
+
+
+@dataclass(slots=True)
+class _Facts:
+    """What supervision knows of one door."""
+
+    seen: bool = False  # a known state since start: the first one is not "forced"
+    open_since: float | None = None  # clock() when it was last seen opening
+    forced: bool = False
+    faults: set[str] = field(default_factory=set)
+    rear_while_front: bool = False
+
 
 class Supervisor:
-    def __init__(self, emit: Emit, *, left_open_s: float) -> None:
-        self._emit = emit
+    """Derives each cabinet's alarms from the entries the journal applied.
+
+    ``left_open_s``: seconds; ``clock``: monotonic seconds (never the wall clock:
+    a Pi steps it at the first NTP sync).
+    """
+
+    def __init__(
+        self,
+        cabinets: Mapping[int, Cabinet],
+        *,
+        left_open_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._cabinets = cabinets
         self._left_open_s = left_open_s
-        self._timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
+        self._clock = clock
+        self._facts: dict[tuple[int, Side], _Facts] = {
+            (key, side): _Facts() for key, c in cabinets.items() for side, _ in c.doors()
+        }
 
-    def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+    def start(self) -> None:
+        """The start-up snapshot is queued: doors found open are supervised from now
+        as if a command had opened them (nobody can tell who did)."""
+        now = self._clock()
+        for key, cabinet in self._cabinets.items():
+            for side, door in cabinet.doors():
+                facts = self._facts[(key, side)]
+                facts.seen = door.shown is not None
+                facts.open_since = now if door.shown else None
 
-    def door_opened(self, cabinet: Cabinet, side: Side, commanded: bool) -> None:
-        if not commanded:
-            self.raise_(cabinet, FORCED, side)
-        self.clear(cabinet, JAMMED, side)
-        self._timers[(cabinet.key, side)] = asyncio.get_running_loop().call_later(
-            self._left_open_s, self.raise_, cabinet, LEFT_OPEN, side
+    def observe(self, entry: Any) -> list[AlarmChange]:
+        """The alarm changes an applied journal entry calls for, in order."""
+        if isinstance(entry, DoorSeen):
+            if entry.value is None:
+                return []  # supervise the last known state across a silent spell
+            self._door(entry)
+            return self._check(entry.key)
+        if isinstance(entry, FaultSeen):
+            faults = self._facts[(entry.key, entry.side)].faults
+            (faults.add if entry.active else faults.discard)(entry.fault)
+            return self._check(entry.key)
+        if isinstance(entry, Check):
+            return self._check(entry.key)
+        return []
+
+    def next_due(self) -> tuple[float, int] | None:
+        """(clock time, cabinet key) of the next left-open alarm to come due."""
+        due = [
+            (facts.open_since + self._left_open_s, key)
+            for (key, side), facts in self._facts.items()
+            if facts.open_since is not None and (LEFT_OPEN, side) not in self._cabinets[key].alarms
+        ]
+        return min(due) if due else None
+
+    def _door(self, entry: DoorSeen) -> None:
+        facts = self._facts[(entry.key, entry.side)]
+        if entry.value and facts.open_since is None:
+            facts.forced = facts.seen and not entry.commanded
+            facts.open_since = self._clock()
+            facts.faults.discard(JAMMED)
+            front = self._cabinets[entry.key].front
+            if entry.side == "rear" and front.shown:
+                facts.rear_while_front = True
+        elif not entry.value and facts.open_since is not None:
+            facts.open_since = None
+            facts.forced = False
+            rear = self._facts.get((entry.key, "rear"))
+            if rear is not None:  # cleared when either door is shut
+                rear.rear_while_front = False
+        facts.seen = True
+
+    def _wanted(self, key: int) -> set[tuple[str, Side]]:
+        now = self._clock()
+        wanted: set[tuple[str, Side]] = set()
+        for side, _ in self._cabinets[key].doors():
+            facts = self._facts[(key, side)]
+            wanted.update((fault, side) for fault in facts.faults)
+            if facts.forced:
+                wanted.add((FORCED, side))
+            if facts.open_since is not None and now - facts.open_since >= self._left_open_s:
+                wanted.add((LEFT_OPEN, side))
+            if facts.rear_while_front:
+                wanted.add((REAR_WHILE_FRONT, side))
+        return wanted
+
+    def _check(self, key: int) -> list[AlarmChange]:
+        cabinet = self._cabinets[key]
+        wanted = self._wanted(key)
+        return _changes(cabinet, sorted(wanted - cabinet.alarms), raised=True) + _changes(
+            cabinet, sorted(cabinet.alarms - wanted), raised=False
         )
-        if side == "rear" and cabinet.front.sensed:
-            self.raise_(cabinet, REAR_WHILE_FRONT, "rear")
-
-    def door_closed(self, cabinet: Cabinet, side: Side) -> None:
-        timer = self._timers.pop((cabinet.key, side), None)
-        if timer is not None:
-            timer.cancel()
-        self.clear(cabinet, FORCED, side)
-        self.clear(cabinet, LEFT_OPEN, side)
-        self.clear(cabinet, REAR_WHILE_FRONT, "rear")
-
-    def board(self, bus: str, board: int, online: bool) -> None:
-        name = "board_online" if online else "board_offline"
-        (log.info if online else log.warning)(name, bus=bus, board=board)
-        self._emit(name, [])
-
-    def raise_(self, cabinet: Cabinet, alarm: str, side: Side) -> None:
-        if (alarm, side) in cabinet.alarms:
-            return
-        self._emit(alarm, _entries(cabinet))  # queued before it is shown
-        cabinet.alarms.add((alarm, side))
-        log.warning("alarm.raised", alarm=alarm, key=cabinet.key, side=side)
-
-    def clear(self, cabinet: Cabinet, alarm: str, side: Side) -> None:
-        if (alarm, side) not in cabinet.alarms:
-            return
-        self._emit(f"{alarm}_cleared", _entries(cabinet))
-        cabinet.alarms.discard((alarm, side))
-        log.info("alarm.cleared", alarm=alarm, key=cabinet.key, side=side)
 
 
-def _entries(cabinet: Cabinet) -> list[dict[str, Any]]:
-    entry = cabinet.feedback()
-    return [entry] if entry else []
+def _changes(
+    cabinet: Cabinet, alarms: Iterable[tuple[str, Side]], *, raised: bool
+) -> list[AlarmChange]:
+    return [AlarmChange(cabinet, alarm, side, raised) for alarm, side in alarms]

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from agent.cabinet import Cabinet, Door, Side
-from agent.locker import HardwareUnavailable, Locker
+from agent.errors import Unavailable
+from agent.locker import Locker
 from agent.outbox import Outbox
 from agent.store import StateStore
 
@@ -32,7 +33,7 @@ class FakeActuator:
 
     async def drive(self, key: int, side: Side, opening: bool) -> bool:
         if self.unavailable:
-            raise HardwareUnavailable("bus gpio: closed")
+            raise Unavailable("bus gpio: closed")
         self.drives.append((key, side, "open" if opening else "close"))
         await asyncio.sleep(self.delay)
         if (key, side) in self.obstructed:
@@ -49,7 +50,7 @@ class FakeActuator:
 
     async def release(self, key: int, side: Side) -> None:
         if self.unavailable:
-            raise HardwareUnavailable("bus rs485: port not open")
+            raise Unavailable("bus rs485: port not open")
         self.pulses.append((key, side))
         if (key, side) not in self.jammed:
             asyncio.get_running_loop().call_later(

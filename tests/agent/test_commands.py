@@ -1,6 +1,7 @@
 import pytest
 
-from agent.commands import CommandError, parse_command
+from agent.commands import error_body, parse_command
+from agent.errors import LockerError
 
 
 @pytest.mark.parametrize(
@@ -18,22 +19,22 @@ from agent.commands import CommandError, parse_command
     ],
 )
 def test_bad_bodies_name_the_field(body, field):
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         parse_command(body)
-    assert err.value.status == 422
-    assert err.value.type == "INVALID_REQUEST"
+    assert error_body(err.value)[0] == 422
+    assert error_body(err.value)[1]["type"] == "INVALID_REQUEST"
     assert field in err.value.errors
 
 
 def test_resize_error_text():
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         parse_command({"command": "resize"})
     assert err.value.errors == {"size": ["required when command is resize"]}
 
 
 @pytest.mark.parametrize("body", [[], "open", 5, None])
 def test_body_must_be_an_object(body):
-    with pytest.raises(CommandError):
+    with pytest.raises(LockerError):
         parse_command(body)
 
 

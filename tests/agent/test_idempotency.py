@@ -2,7 +2,8 @@ import asyncio
 
 import pytest
 
-from agent.commands import CommandError
+from agent.commands import error_body
+from agent.errors import Conflict, LockerError
 from agent.idempotency import CommandLog
 from agent.store import StateStore
 
@@ -30,12 +31,12 @@ async def test_errors_are_remembered_too(log):
 
     async def fail():
         calls.append(1)
-        raise CommandError(409, "CONFLICT", "disabled")
+        raise Conflict("disabled")
 
     for _ in range(2):
-        with pytest.raises(CommandError) as err:
+        with pytest.raises(LockerError) as err:
             await log.run("x", fail)
-        assert err.value.status == 409 and err.value.type == "CONFLICT"
+        assert error_body(err.value)[0] == 409 and error_body(err.value)[1]["type"] == "CONFLICT"
     assert calls == [1]
 
 
@@ -69,7 +70,7 @@ async def test_a_crash_inside_is_not_remembered(log):
 
 
 async def test_bad_ids_are_422(log):
-    with pytest.raises(CommandError):
+    with pytest.raises(LockerError):
         await log.run("x" * 500, lambda: None)
 
 
@@ -88,3 +89,45 @@ async def test_results_survive_a_restart(tmp_path):
     store.close()
     assert again == {"key": 5, "state": "open"}
     assert calls == [1]
+
+
+async def test_a_result_the_disk_refuses_is_still_the_answer(log, store, monkeypatch):
+    """The lock pulsed: a failed save must neither turn the answer into a 500 nor
+    leave a waiting repeat hanging, nor let a later repeat pulse again."""
+    from agent.store import StoreError
+
+    def refuse(*_a, **_k):
+        raise StoreError("state store: database or disk is full")
+
+    monkeypatch.setattr(store, "save_command", refuse)
+    calls = []
+
+    async def act():
+        calls.append(1)
+        await asyncio.sleep(0.02)
+        return {"key": 3, "state": "open"}
+
+    first, repeat = await asyncio.wait_for(
+        asyncio.gather(log.run("k", act, "3:open"), log.run("k", act, "3:open")), timeout=2
+    )
+    assert first == repeat == {"key": 3, "state": "open"}
+    assert await log.run("k", act, "3:open") == {"key": 3, "state": "open"}
+    assert calls == [1]
+
+
+async def test_unavailable_is_a_moment_not_a_result(log):
+    from agent.errors import Unavailable
+
+    calls = []
+
+    async def act():
+        calls.append(1)
+        if len(calls) == 1:
+            raise Unavailable("board 1 is not answering")
+        return {"ok": True}
+
+    with pytest.raises(Unavailable):
+        await log.run("u", act)
+    assert await log.run("u", act) == {"ok": True}  # the board is back: it acts
+    assert await log.run("u", act) == {"ok": True}  # and now it is remembered
+    assert calls == [1, 1]

@@ -2,7 +2,8 @@ import asyncio
 
 import pytest
 
-from agent.commands import CommandError, parse_command
+from agent.commands import error_body, parse_command
+from agent.errors import LockerError
 
 
 def changes(outbox):
@@ -51,18 +52,18 @@ async def test_rearload_opens_the_rear_door(locker, actuator):
 
 
 async def test_rearload_without_rear_door_is_409(locker, actuator):
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await locker.execute(4, parse_command({"command": "open", "rearload": True}))
-    assert err.value.status == 409
+    assert error_body(err.value)[0] == 409
     assert actuator.pulses == []
 
 
 async def test_disabled_cabinet_refuses_open(locker, actuator):
     await locker.execute(2, parse_command({"command": "disable"}))
     assert locker.get(2).as_cloud()["enabled"] is False
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await locker.execute(2, parse_command({"command": "open"}))
-    assert err.value.status == 409
+    assert error_body(err.value)[0] == 409
     await locker.execute(2, parse_command({"command": "enable"}))
     await locker.execute(2, parse_command({"command": "open"}))
     assert actuator.pulses == [(2, "front")]
@@ -71,9 +72,9 @@ async def test_disabled_cabinet_refuses_open(locker, actuator):
 async def test_unknown_door_is_not_pulsed(locker, actuator):
     locker.door_sensed(2, "front", None)
     assert locker.get(2).as_cloud()["state"] == "unknown"
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await locker.execute(2, parse_command({"command": "open"}))
-    assert err.value.status == 503
+    assert error_body(err.value)[0] == 503
     assert actuator.pulses == []
 
 
@@ -89,19 +90,19 @@ async def test_unknown_is_never_reported(locker, outbox):
 
 async def test_lock_that_does_not_open_is_an_error(locker, actuator):
     actuator.jammed.add((0, "front"))
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await locker.execute(0, parse_command({"command": "open"}))
-    assert err.value.status == 504
-    assert err.value.type == "LOCK_JAMMED"
+    assert error_body(err.value)[0] == 504
+    assert error_body(err.value)[1]["type"] == "LOCK_JAMMED"
     assert actuator.pulses == [(0, "front"), (0, "front")]  # one retry
     assert locker.get(0).as_cloud()["state"] == "closed"
 
 
 async def test_hardware_unavailable_is_503(locker, actuator):
     actuator.unavailable = True
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await locker.execute(0, parse_command({"command": "open"}))
-    assert err.value.status == 503
+    assert error_body(err.value)[0] == 503
     assert locker.get(0).as_cloud()["state"] == "closed"
 
 

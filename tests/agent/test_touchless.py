@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from agent.commands import CommandError, parse_command
+from agent.commands import error_body, parse_command
+from agent.errors import LockerError
 
 
 def events(outbox):
@@ -30,12 +31,13 @@ async def test_motorised_open_then_auto_close(touchless, motors, outbox):
     cabinet = await task
     assert seen == ["opening"]
     assert cabinet.as_cloud()["state"] == "open"
+    await asyncio.sleep(0)  # indicators refresh on the next turn of the loop
     assert motors.patterns[0][-2:] == ["about_to_open", "open"]
     # timer_s later it closes by itself
     await until(lambda: touchless.get(0).as_cloud()["state"] == "closed")
     assert motors.drives == [(0, "front", "open"), (0, "front", "close")]
     assert "closing" in motors.patterns[0]
-    assert motors.patterns[0][-1] == "ready"
+    await until(lambda: motors.patterns[0][-1] == "ready")
     changes = [list(m.cabinets) for m in outbox.pending(100) if m.kind == "change"]
     assert changes == [[{"key": 0, "front_status": "open"}], [{"key": 0, "front_status": "closed"}]]
 
@@ -79,9 +81,9 @@ async def test_obstruction_while_closing_reopens_and_alarms(touchless, motors, o
 
 async def test_obstruction_while_opening_backs_off(touchless, motors):
     motors.obstructed.add((1, "front"))
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await touchless.execute(1, parse_command({"command": "open"}))
-    assert err.value.status == 504 and err.value.type == "DOOR_OBSTRUCTED"
+    assert error_body(err.value)[0] == 504 and error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
     assert motors.drives == [(1, "front", "open"), (1, "front", "close")]
     assert ("door_obstructed", "front") in alarms(touchless, 1)
 
@@ -111,7 +113,7 @@ async def test_left_open_alarm(touchless, motors, outbox):
 
 async def test_jam_retries_once_then_alarms_and_clears(locker, actuator, outbox):
     actuator.jammed.add((3, "front"))
-    with pytest.raises(CommandError):
+    with pytest.raises(LockerError):
         await locker.execute(3, parse_command({"command": "open"}))
     assert actuator.pulses == [(3, "front"), (3, "front")]
     assert alarms(locker, 3) == [("lock_jammed", "front")]
@@ -136,23 +138,27 @@ async def test_board_offline_and_back_are_events(locker, outbox):
 
 
 async def test_indicator_patterns(touchless, motors):
-    assert motors.patterns[0][-1] == "ready"
+    async def shown(key):
+        await asyncio.sleep(0)  # indicators refresh on the next turn of the loop
+        return motors.patterns[key][-1]
+
+    assert await shown(0) == "ready"
     touchless.set_link("cloud_unreachable")
-    assert motors.patterns[0][-1] == "cloud_unreachable"
+    assert await shown(0) == "cloud_unreachable"
     touchless.set_link("no_internet")
-    assert motors.patterns[1][-1] == "no_internet"
+    assert await shown(1) == "no_internet"
     await touchless.execute(1, parse_command({"command": "disable"}))
-    assert motors.patterns[1][-1] == "disabled"
+    assert await shown(1) == "disabled"
     touchless.set_link("ok")
-    assert motors.patterns[0][-1] == "ready"
-    assert motors.patterns[1][-1] == "disabled"
+    assert await shown(0) == "ready"
+    assert await shown(1) == "disabled"
 
 
 async def test_open_all(locker, actuator):
     await locker.execute(4, parse_command({"command": "disable"}))
     results = await locker.open_all()
-    assert [r["key"] for r in results] == [0, 1, 2, 3, 5]
-    assert all(r["ok"] for r in results)
+    assert [key for key, _ in results] == [0, 1, 2, 3, 5]
+    assert all(cabinet.as_cloud()["state"] == "open" for _, cabinet in results)
     assert sorted(actuator.pulses) == [(k, "front") for k in (0, 1, 2, 3, 5)]
 
 
@@ -207,16 +213,31 @@ async def test_disable_stops_the_auto_close(touchless, motors):
     assert (0, "front", "close") not in motors.drives
 
 
-async def test_a_disk_that_refuses_does_not_hide_the_door(locker, outbox, monkeypatch):
+async def test_a_disk_that_refuses_shows_nothing_unqueued_and_loses_nothing(
+    locker, outbox, monkeypatch
+):
     import sqlite3
 
     def refuse(*_a, **_k):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(outbox, "_make_room", refuse)
-    locker.door_sensed(4, "front", True)
-    assert locker.get(4).as_cloud()["state"] == "open"
+    before = len(outbox.pending(100))
+    locker.door_sensed(4, "front", True)  # forced: nobody asked
+    # Not queued, so not shown: the API keeps the last state the cloud will hear.
+    assert locker.get(4).as_cloud()["state"] == "closed"
+    assert alarms(locker, 4) == []
     assert outbox.problems() == ["outbox cannot write: database or disk is full"]
-    monkeypatch.undo()
-    locker.door_sensed(4, "front", False)
-    assert outbox.problems() == []
+    assert locker.journal.problems() == ["1 changes waiting for the outbox to take them"]
+    locker.door_sensed(4, "front", False)  # shut again while the disk is full
+    monkeypatch.undo()  # space comes back; the journal retries by itself
+    await until(lambda: locker.journal.waiting == 0, timeout=3)
+    news = [(m.event, list(m.cabinets)) for m in outbox.pending(100)[before:]]
+    assert news == [
+        ("door_changed", [{"key": 4, "front_status": "open"}]),
+        ("door_forced_open", [{"key": 4, "front_status": "open"}]),
+        ("door_changed", [{"key": 4, "front_status": "closed"}]),
+        ("door_forced_open_cleared", [{"key": 4, "front_status": "closed"}]),
+    ]
+    assert locker.get(4).as_cloud()["state"] == "closed"
+    assert outbox.problems() == [] and locker.journal.problems() == []

@@ -11,8 +11,9 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from agent.app import Agent
-from agent.commands import CommandError, parse_command
+from agent.commands import error_body, parse_command
 from agent.config import Config, parse_config
+from agent.errors import LockerError
 from simulator.cloud import FakeCloud
 from simulator.run import Simulation, default_config_data, free_port
 from simulator.touchless import TouchlessLocker, mock_factory
@@ -183,9 +184,9 @@ async def test_a_blocked_beam_stops_a_closing_door_and_it_reopens(world):
             lowest[0] = min(lowest[0], sim.position(1))
 
     sim.on_change = hand_in_the_doorway
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await world.command(1, {"command": "close"})
-    assert err.value.status == 504 and err.value.type == "DOOR_OBSTRUCTED"
+    assert error_body(err.value)[0] == 504 and error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
     assert blocked_at, "the door never started closing"
     assert lowest[0] >= blocked_at[0]  # it never moved on towards shut
     assert world.agent.locker.get(1).as_cloud()["state"] == "open"  # it went back open
@@ -206,10 +207,10 @@ async def test_a_blocked_beam_stops_a_closing_door_and_it_reopens(world):
 
 async def test_a_broken_motor_never_reaches_the_end_switch(world):
     world.sim.motor_broken(2)
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await world.command(2, {"command": "open"})
-    assert err.value.status == 504
-    assert err.value.type == "DOOR_OBSTRUCTED"
+    assert error_body(err.value)[0] == 504
+    assert error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
     assert world.sim.position(2) == 0.0
     assert world.cabinet(2)["state"] == "closed"
     assert ("door_obstructed", "front") in world.alarms(2)
@@ -241,10 +242,10 @@ async def test_the_rear_latch_opens_on_a_pulse(world):
 
 async def test_a_jammed_rear_latch_is_retried_once_then_alarms(world):
     world.sim.jam_latch(1)
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(LockerError) as err:
         await world.command(1, {"command": "open", "rearload": True})
-    assert err.value.status == 504
-    assert err.value.type == "LOCK_JAMMED"
+    assert error_body(err.value)[0] == 504
+    assert error_body(err.value)[1]["type"] == "LOCK_JAMMED"
     assert world.sim.lock_pulses(1) == 2  # the pulse and its one retry
     assert not world.sim.rear_open(1)
     assert ("lock_jammed", "rear") in world.alarms(1)
