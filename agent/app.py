@@ -87,10 +87,13 @@ class Agent:
         self._watchdog: asyncio.Task[None] | None = None
 
     def problems(self) -> list[str]:
+        """Every part's health lines, for /healthz (empty: healthy)."""
         channel = self.channel.problems() if self.channel else []
         return self.hardware.problems() + self.uplink.problems() + channel + self.outbox.problems()
 
     async def start(self) -> None:
+        """Start every part in order; READY=1 once the start-up snapshot is queued.
+        Raises OSError when the API address is taken."""
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
         await self.api.start()
         await self.hardware.start()
@@ -107,6 +110,7 @@ class Agent:
         log.info("agent.ready")
 
     async def close(self) -> None:
+        """Stop every part in reverse order: outputs off, outbox and store closed."""
         systemd.notify("STOPPING=1")
         if self._watchdog is not None:
             self._watchdog.cancel()

@@ -45,14 +45,18 @@ MAX_MESSAGE_BYTES = 256 * 1024  # commands are tiny; the cloud never needs more
 
 
 class CommandChannel:
+    """The cloud's command websocket at ``url`` (ws:// or wss://), authenticated by
+    ``api_key``; commands go to ``locker``. Seconds: ``backoff_base_s``/``backoff_cap_s``
+    of the reconnect backoff, ``heartbeat_s`` between websocket pings."""
+
     def __init__(
         self,
         url: str,
         api_key: SecretStr,
         locker: Locker,
         *,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 60.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 60.0,
         heartbeat_s: float = 30.0,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -64,8 +68,8 @@ class CommandChannel:
         self._where = str(parsed.with_user(None).with_query(None))
         self._api_key = api_key
         self._locker = locker
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
         self._heartbeat_s = heartbeat_s
         self._rand = rand
         self._session: aiohttp.ClientSession | None = None
@@ -112,9 +116,11 @@ class CommandChannel:
 
     @property
     def connected(self) -> bool:
+        """Whether the websocket is up now."""
         return self._ws is not None and not self._ws.closed
 
     def problems(self) -> list[str]:
+        """Health lines for /healthz; a drop mended within ``DOWN_GRACE_S`` is none."""
         if self._closed or self._supervisor is None or self.connected:
             return []
         if self._auth_problem is not None:
@@ -152,7 +158,9 @@ class CommandChannel:
 
             if up_s is not None and up_s >= STABLE_S:
                 self._failures = 0
-            delay = backoff_delay(self._failures, self._backoff_base, self._backoff_cap, self._rand)
+            delay = backoff_delay(
+                self._failures, self._backoff_base_s, self._backoff_cap_s, self._rand
+            )
             self._failures += 1
             log.warning(
                 "channel.retry",

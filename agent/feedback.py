@@ -19,6 +19,8 @@ EVENT_DOOR_CHANGED = "door_changed"
 
 
 class CabinetStatus(BaseModel):
+    """One ``cabinets`` entry: the cabinet ``key`` and at least one door status."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key: int
@@ -33,6 +35,8 @@ class CabinetStatus(BaseModel):
 
 
 class LockerInfo(BaseModel):
+    """``locker_info``: this controller's address and the agent's version."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ip: str
@@ -40,12 +44,16 @@ class LockerInfo(BaseModel):
 
 
 class Event(BaseModel):
+    """``event``: what happened (``door_changed``, ``startup``, an alarm, ...)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: str
 
 
 class FeedbackBody(BaseModel):
+    """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cabinets: list[CabinetStatus]
@@ -74,4 +82,5 @@ def local_ip() -> str:
 
 
 def locker_info() -> LockerInfo:
+    """This controller's ``locker_info`` now (the address may change with DHCP)."""
     return LockerInfo(ip=local_ip(), firmware=__version__)

@@ -46,7 +46,9 @@ Feedback = list[dict[str, Any]]
 class Entry(Protocol):
     """Anything the journal orders: ``apply()`` makes it visible."""
 
-    def apply(self) -> None: ...
+    def apply(self) -> None:
+        """Make the entry visible in the state the API shows."""
+        ...
 
 
 Observer = Callable[[Any], Iterable[Entry] | None]

@@ -81,6 +81,7 @@ class Message:
     created: float  # wall time, for people only: order is by seq
 
     def doors(self) -> set[tuple[int, str]]:
+        """The (cabinet key, side) of every door status the message carries."""
         return {
             (c["key"], side)
             for c in self.cabinets
@@ -95,6 +96,10 @@ def _row(row: tuple[Any, ...]) -> Message:
 
 
 class Outbox:
+    """The outbox file at ``path``: at most ``max_rows`` messages and ``max_bytes`` of
+    cabinets JSON; batches of at most ``batch_limit`` messages. Raises sqlite3.Error
+    when the file cannot be opened."""
+
     def __init__(
         self,
         path: str | Path,
@@ -119,6 +124,7 @@ class Outbox:
             log.info("outbox.backlog", pending=self._rows, path=str(self.path))
 
     def close(self) -> None:
+        """Close the file (everything is committed already)."""
         self._db.close()
 
     # --- writing ---------------------------------------------------------------
@@ -188,6 +194,7 @@ class Outbox:
         return batch
 
     def pending(self, limit: int = 100) -> list[Message]:
+        """The oldest ``limit`` messages waiting for the cloud, in order."""
         rows = self._db.execute(
             "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
             (limit,),
@@ -195,6 +202,7 @@ class Outbox:
         return [_row(r) for r in rows]
 
     def dead(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Messages the cloud refused for good, with its answer, oldest first."""
         rows = self._db.execute(
             "SELECT seq, kind, event, cabinets, created, died, status, answer FROM dead"
             " ORDER BY seq LIMIT ?",
@@ -208,6 +216,8 @@ class Outbox:
         await self._ready.wait()
 
     def stats(self) -> dict[str, Any]:
+        """Figures for /healthz: ``pending``, ``bytes``, ``oldest_age_s``, ``dead``,
+        ``dropped`` (by kind)."""
         oldest = self._db.execute("SELECT min(created) FROM outbox").fetchone()[0]
         counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         return {
@@ -219,6 +229,7 @@ class Outbox:
         }
 
     def problems(self) -> list[str]:
+        """Health lines: a write that failed, or an outbox nearly full."""
         if self._write_error:
             return [self._write_error]
         if self._rows >= 0.9 * self._max_rows or self._bytes >= 0.9 * self._max_bytes:

@@ -51,6 +51,7 @@ class AlarmChange:
 
     @property
     def event(self) -> str:
+        """The feedback's ``event.type``: the alarm, or ``<alarm>_cleared``."""
         return self.alarm if self.raised else f"{self.alarm}_cleared"
 
     def apply(self) -> None:

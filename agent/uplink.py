@@ -30,9 +30,10 @@ AUTH_RETRY_S = 60.0  # a wrong api-key will not fix itself quickly: retry slowly
 RETRY_AFTER_MAX_S = 3600.0  # a Retry-After beyond this is a cloud bug, not a plan
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float]) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rand() * min(cap, base * 2 ** min(attempt, 32))
+def backoff_delay(attempt: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
+    """Seconds to wait before try ``attempt + 1``: exponential backoff with full jitter,
+    uniform in [0, min(cap_s, base_s * 2**attempt)] (``rand()`` in [0, 1))."""
+    return rand() * min(cap_s, base_s * 2 ** min(attempt, 32))
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -49,6 +50,13 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 
 
 class Uplink:
+    """Sends the outbox to ``{url}/api/lockers/cabinet/status`` with the ``api-key``.
+
+    Seconds: ``heartbeat_s`` between heartbeats, ``timeout_s`` per POST,
+    ``backoff_base_s``/``backoff_cap_s`` of the retry backoff, ``auth_retry_s``
+    after a 401/403. ``on_link`` hears the link state change (for the indicators).
+    """
+
     def __init__(
         self,
         url: str,
@@ -58,8 +66,8 @@ class Uplink:
         *,
         heartbeat_s: float = 60.0,
         timeout_s: float = 10.0,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 60.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 60.0,
         auth_retry_s: float = AUTH_RETRY_S,
         rand: Callable[[], float] = random.random,
         on_link: Callable[[Link], None] | None = None,
@@ -70,8 +78,8 @@ class Uplink:
         self._snapshot = snapshot
         self._heartbeat_s = heartbeat_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
         self._rand = rand
         self._auth_retry_s = auth_retry_s
         self._on_link = on_link
@@ -83,6 +91,7 @@ class Uplink:
         self._isolate = False  # after a rejected batch: one message at a time, to find the bad one
 
     async def start(self) -> None:
+        """Start sending and beating in the background; returns at once."""
         self._session = aiohttp.ClientSession(timeout=self._timeout)
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="uplink-send"),
@@ -90,6 +99,7 @@ class Uplink:
         ]
 
     async def close(self) -> None:
+        """Stop both tasks and close the HTTP session; unsent rows stay in the outbox."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -101,10 +111,12 @@ class Uplink:
             self._session = None
 
     def problems(self) -> list[str]:
+        """Health lines for /healthz: why the cloud did not take the last batch."""
         return [self._problem] if self._problem else []
 
     @property
     def link(self) -> Link:
+        """The link's state for the indicators: ok, cloud_unreachable or no_internet."""
         if self._problem is None:
             return "ok"
         return "no_internet" if self._info.ip.startswith("127.") else "cloud_unreachable"
@@ -181,7 +193,7 @@ class Uplink:
         return 0.0
 
     def _failed(self, problem: str, hint: float | None) -> float:
-        delay = backoff_delay(self._failures, self._backoff_base, self._backoff_cap, self._rand)
+        delay = backoff_delay(self._failures, self._backoff_base_s, self._backoff_cap_s, self._rand)
         if hint is not None:
             delay = max(delay, min(hint, RETRY_AFTER_MAX_S))
         self._failures += 1

@@ -24,8 +24,8 @@ async def make_channel(cloud, locker, actuator):
     started = []
 
     async def make(key=KEY, url=None, **kw):
-        kw.setdefault("backoff_base", 0.01)
-        kw.setdefault("backoff_cap", 0.05)
+        kw.setdefault("backoff_base_s", 0.01)
+        kw.setdefault("backoff_cap_s", 0.05)
         channel = CommandChannel(url or cloud.commands_url, SecretStr(key), locker, **kw)
         await channel.start()
         started.append(channel)
@@ -281,7 +281,7 @@ async def test_close_is_prompt_while_connected(cloud, channel):
 
 
 async def test_close_is_prompt_while_backing_off(cloud, make_channel):
-    channel = await make_channel(key="wrong-key", backoff_base=3600, rand=lambda: 1.0)
+    channel = await make_channel(key="wrong-key", backoff_base_s=3600, rand=lambda: 1.0)
     await until(lambda: channel.problems())  # refused once, now sleeping for an hour
     assert cloud.refused == 1
     await asyncio.wait_for(channel.close(), HANG_GUARD)

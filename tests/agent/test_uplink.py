@@ -18,8 +18,8 @@ async def make_uplink(cloud, outbox):
     started = []
 
     async def make(key=KEY, **kw):
-        kw.setdefault("backoff_base", 0.01)
-        kw.setdefault("backoff_cap", 0.05)
+        kw.setdefault("backoff_base_s", 0.01)
+        kw.setdefault("backoff_cap_s", 0.05)
         uplink = Uplink(cloud.url, SecretStr(key), outbox, lambda: [], **kw)
         await uplink.start()
         started.append(uplink)
@@ -80,8 +80,8 @@ async def test_cloud_down_keeps_everything_and_says_so(outbox, make_uplink):
         SecretStr(KEY),
         outbox,
         lambda: [],
-        backoff_base=0.01,
-        backoff_cap=0.02,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.02,
     )
     await uplink.start()
     try:
