@@ -61,6 +61,10 @@ class Agent:
             left_open_s=locker.left_open_s,
             announce_s=locker.announce_s,
         )
+        for notice in (self.outbox.notice, self.store.notice):
+            if notice:  # a damaged file found at start
+                self.locker.storage_replaced(notice)
+        self.outbox.on_replaced = self.locker.storage_replaced
         self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
         self.uplink = Uplink(
             config.cloud.url,
@@ -77,7 +81,7 @@ class Agent:
             self.problems,
             config.api.host,
             config.api.port,
-            details=lambda: {"outbox": self.outbox.stats()},
+            details=self._details,
         )
         self.channel = (
             CommandChannel(config.cloud.commands_url, config.cloud.api_key, self.locker)
@@ -89,7 +93,20 @@ class Agent:
     def problems(self) -> list[str]:
         """Every part's health lines, for /healthz (empty: healthy)."""
         channel = self.channel.problems() if self.channel else []
-        return self.hardware.problems() + self.uplink.problems() + channel + self.outbox.problems()
+        store = [self.store.notice] if self.store.in_memory and self.store.notice else []
+        return (
+            self.hardware.problems()
+            + self.uplink.problems()
+            + channel
+            + self.outbox.problems()
+            + self.locker.journal.problems()
+            + store
+        )
+
+    def _details(self) -> dict[str, Any]:
+        """Figures for /healthz beside the reasons: the outbox, and storage notices."""
+        notices = [n for n in (self.outbox.notice, self.store.notice) if n]
+        return {"outbox": self.outbox.stats(), "notices": notices}
 
     async def start(self) -> None:
         """Start every part in order; READY=1 once the start-up snapshot is queued.

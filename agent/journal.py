@@ -34,8 +34,8 @@ import structlog
 
 from agent.cabinet import Cabinet
 from agent.door import DoorSeen
-from agent.feedback import EVENT_DOOR_CHANGED, EVENT_STARTUP
-from agent.outbox import Kind, Outbox, OutboxError
+from agent.feedback import EVENT_DOOR_CHANGED, EVENT_STARTUP, EVENT_STORAGE_REPLACED, Kind
+from agent.outbox import Outbox, OutboxError
 from agent.supervision import AlarmChange
 
 log = structlog.get_logger(__name__)
@@ -64,6 +64,17 @@ class BoardSeen:
 
     def apply(self) -> None:
         """Health is read from the buses; the entry only tells the cloud."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageNotice:
+    """A journal entry: a damaged store was set aside and replaced. The cloud hears
+    ``storage_replaced`` with the whole locker, a new snapshot to start again from."""
+
+    notice: str
+
+    def apply(self) -> None:
+        """Nothing to show: /healthz lists the notice itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +205,8 @@ class Journal:
             kind, cabinets = "alarm", self._snapshot()
         elif isinstance(entry, Startup):
             kind, event, cabinets = "snapshot", EVENT_STARTUP, self._snapshot()
+        elif isinstance(entry, StorageNotice):
+            kind, event, cabinets = "snapshot", EVENT_STORAGE_REPLACED, self._snapshot()
         else:
             return None
         # The cloud requires a non-empty cabinets list: with no door state known

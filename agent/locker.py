@@ -29,7 +29,7 @@ from agent.door import DoorSeen
 from agent.errors import Conflict, LockerError, NotFound, Unavailable
 from agent.idempotency import CommandLog
 from agent.indicator import Indicators, Link
-from agent.journal import BoardSeen, Journal, Startup
+from agent.journal import BoardSeen, Journal, Startup, StorageNotice
 from agent.outbox import Outbox
 from agent.store import StateStore, StoreError
 from agent.supervision import AlarmChange, Check, Supervisor
@@ -57,7 +57,12 @@ class Locker:
     ) -> None:
         self.cabinets: dict[int, Cabinet] = {c.key: c for c in cabinets}
         self._store = store
-        for key, saved in store.settings().items():  # what commands set before a restart
+        try:
+            saved_settings = store.settings()
+        except StoreError as exc:  # the config's defaults, said loudly
+            log.error("settings.unreadable", error=str(exc))
+            saved_settings = {}
+        for key, saved in saved_settings.items():  # what commands set before a restart
             if key in self.cabinets:
                 cabinet = self.cabinets[key]
                 cabinet.enabled, cabinet.size = saved["enabled"], saved["size"]
@@ -86,6 +91,7 @@ class Locker:
         self._commands = CommandLog(store)
         self._started = False
         self._silent_at_start: set[tuple[str, int]] = set()
+        self._notices: list[str] = []  # storage notices before start
         self._check: asyncio.TimerHandle | None = None
 
     def attach(self, actuator: Actuator) -> None:
@@ -144,6 +150,13 @@ class Locker:
         else:
             self._silent_at_start.add((bus, board))
 
+    def storage_replaced(self, notice: str) -> None:
+        """A damaged store was set aside and replaced: the cloud gets a new snapshot."""
+        if self._started:
+            self.journal.publish(StorageNotice(notice))
+        else:
+            self._notices.append(notice)
+
     def set_link(self, link: Link) -> None:
         """The cloud link's state, for the indicators."""
         self.indicators.set_link(link)
@@ -159,6 +172,7 @@ class Locker:
         self.journal.publish(Startup(tuple(self.cabinets.values())))
         self.actions.start()
         self.journal.publish(*(BoardSeen(b, n, False) for b, n in sorted(self._silent_at_start)))
+        self.journal.publish(*(StorageNotice(n) for n in self._notices))
 
     # --- commands ----------------------------------------------------------------
 

@@ -12,6 +12,10 @@ One SQLite file under ``[storage] dir``. Rules:
   changes are never merged into one POST, so none can be merged away.
 - A body the cloud will never accept (a 4xx other than auth and throttling) moves
   to the ``dead`` table with the answer, so the queue never blocks for good.
+- A damaged file (at start or while running) is set aside and replaced
+  (``agent.sqlite``): ``on_replaced`` is called so the locker can queue a fresh
+  snapshot; a row whose cabinets are not JSON is moved to ``dead``, never a plug.
+- In-memory counts move only after a COMMIT; ages come from the monotonic clock.
 - Bounded (rows and bytes). When full, what goes first: pending heartbeats, then
   start-up snapshots, then the oldest door changes, each dropped change logged
   and counted (never silently). A new heartbeat replaces a pending one: it says
@@ -21,48 +25,35 @@ One SQLite file under ``[storage] dir``. Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 import structlog
+
+from agent.feedback import Kind, Message
+from agent.sqlite import Database
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
 
-Kind = Literal["change", "snapshot", "heartbeat", "alarm"]
-
 # Lower goes first when the outbox is full.
 _DROP_ORDER: tuple[Kind, ...] = ("heartbeat", "snapshot", "alarm", "change")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind     TEXT    NOT NULL,
-    event    TEXT    NOT NULL,
-    cabinets TEXT    NOT NULL,
-    created  REAL    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dead (
-    seq      INTEGER PRIMARY KEY,
-    kind     TEXT    NOT NULL,
-    event    TEXT    NOT NULL,
-    cabinets TEXT    NOT NULL,
-    created  REAL    NOT NULL,
-    died     REAL    NOT NULL,
-    status   INTEGER NOT NULL,
-    answer   TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL,
+    died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -70,35 +61,11 @@ class OutboxError(Exception):
     """The outbox could not write (disk full, I/O error): said in /healthz until a write works."""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One queued message: the spec's ``cabinets`` entries plus ``event.type``."""
-
-    seq: int
-    kind: Kind
-    event: str
-    cabinets: tuple[dict[str, Any], ...]
-    created: float  # wall time, for people only: order is by seq
-
-    def doors(self) -> set[tuple[int, str]]:
-        """The (cabinet key, side) of every door status the message carries."""
-        return {
-            (c["key"], side)
-            for c in self.cabinets
-            for side in ("front", "rear")
-            if c.get(f"{side}_status")
-        }
-
-
-def _row(row: tuple[Any, ...]) -> Message:
-    seq, kind, event, cabinets, created = row
-    return Message(seq, kind, event, tuple(json.loads(cabinets)), created)
-
-
 class Outbox:
     """The outbox file at ``path``: at most ``max_rows`` messages and ``max_bytes`` of
-    cabinets JSON; batches of at most ``batch_limit`` messages. Raises sqlite3.Error
-    when the file cannot be opened."""
+    cabinets JSON; batches of at most ``batch_limit`` messages. ``on_replaced(why)``
+    is called after a damaged file was set aside and replaced while running.
+    ``clock``: monotonic seconds, for ages. Never raises for the file's sake."""
 
     def __init__(
         self,
@@ -107,18 +74,22 @@ class Outbox:
         max_rows: int = 100_000,
         max_bytes: int = 64 * 1024 * 1024,
         batch_limit: int = 50,
+        on_replaced: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # per connection; NORMAL can lose commits
-        self._db.executescript(SCHEMA)
         self._max_rows = max_rows
         self._max_bytes = max_bytes
         self.batch_limit = batch_limit
+        self.on_replaced = on_replaced
+        self._clock = clock
         self._write_error: str | None = None
         self._ready = asyncio.Event()
+        self.appended = asyncio.Event()  # set on every append; a reader clears it
+        self._file = Database(self.path, SCHEMA, self._replaced)
+        self._db = self._file.db
+        self._ages: deque[tuple[int, float]] = deque()  # (seq, clock()) this process
+        self._opened_at = clock()
         self._recount()
         if self._rows:
             log.info("outbox.backlog", pending=self._rows, path=str(self.path))
@@ -133,15 +104,20 @@ class Outbox:
         """Commit one message; OutboxError when the disk refuses (nothing half-written)."""
         payload = json.dumps(cabinets, separators=(",", ":"))
         created = time.time()
+
+        def write() -> int:
+            if kind == "heartbeat":
+                self._delete_where("kind = 'heartbeat'")
+            self._make_room(len(payload))
+            cur = self._db.execute(
+                "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
+                (kind, event, payload, created),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
         try:
-            with self._transaction():
-                if kind == "heartbeat":
-                    self._delete_where("kind = 'heartbeat'")
-                self._make_room(len(payload))
-                cur = self._db.execute(
-                    "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
-                    (kind, event, payload, created),
-                )
+            seq = self._commit(write)
         except sqlite3.Error as exc:
             self._write_error = f"outbox cannot write: {exc}"
             log.error(
@@ -153,28 +129,34 @@ class Outbox:
             )
             raise OutboxError(self._write_error) from exc
         self._write_error = None
-        self._rows += 1
-        self._bytes += len(payload)
-        self._ready.set()
-        assert cur.lastrowid is not None
-        return Message(cur.lastrowid, kind, event, tuple(cabinets), created)
+        self._ages.append((seq, self._clock()))
+        self.appended.set()
+        return Message(seq, kind, event, tuple(cabinets), created)
 
     def ack(self, seqs: list[int]) -> None:
-        """The cloud took these: forget them."""
-        with self._transaction():
-            self._delete_where(f"seq IN ({','.join('?' * len(seqs))})", seqs)
+        """The cloud took these: forget them. Raises OutboxError when the disk refuses."""
+        try:
+            self._commit(lambda: self._delete_where(f"seq IN ({_marks(seqs)})", seqs))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox cannot delete: {exc}") from exc
 
     def bury(self, seqs: list[int], status: int, answer: str) -> None:
-        """The cloud will never take these: keep them aside, with its answer."""
-        marks = ",".join("?" * len(seqs))
-        with self._transaction():
+        """The cloud will never take these: keep them aside, with its answer. Raises
+        OutboxError when the disk refuses."""
+
+        def move() -> None:
             self._db.execute(
                 "INSERT OR REPLACE INTO dead (seq, kind, event, cabinets, created, died, status,"
-                f" answer) SELECT seq, kind, event, cabinets, created, ?, ?, ? FROM outbox"
-                f" WHERE seq IN ({marks})",
+                " answer) SELECT seq, kind, event, cabinets, created, ?, ?, ? FROM outbox"
+                f" WHERE seq IN ({_marks(seqs)})",
                 (time.time(), status, answer, *seqs),
             )
-            self._delete_where(f"seq IN ({marks})", seqs)
+            self._delete_where(f"seq IN ({_marks(seqs)})", seqs)
+
+        try:
+            self._commit(move)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox cannot bury: {exc}") from exc
 
     # --- reading ---------------------------------------------------------------
 
@@ -194,12 +176,25 @@ class Outbox:
         return batch
 
     def pending(self, limit: int = 100) -> list[Message]:
-        """The oldest ``limit`` messages waiting for the cloud, in order."""
-        rows = self._db.execute(
-            "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [_row(r) for r in rows]
+        """The oldest ``limit`` messages waiting for the cloud, in order; a damaged row
+        is moved to ``dead`` on the way. Raises OutboxError when the file cannot be read."""
+        try:
+            rows = self._db.execute(
+                "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            if self._file.replace_if_damaged(exc):
+                return []  # a fresh file: nothing pending (the locker queues a snapshot)
+            raise OutboxError(f"outbox cannot read: {exc}") from exc
+        out = []
+        for row in rows:
+            try:
+                out.append(Message.from_row(row))
+            except ValueError as exc:
+                log.error("outbox.damaged_row", seq=row[0], error=str(exc))
+                self.bury([row[0]], 0, f"damaged row: {exc}")
+        return out
 
     def dead(self, limit: int = 100) -> list[dict[str, Any]]:
         """Messages the cloud refused for good, with its answer, oldest first."""
@@ -216,44 +211,77 @@ class Outbox:
         await self._ready.wait()
 
     def stats(self) -> dict[str, Any]:
-        """Figures for /healthz: ``pending``, ``bytes``, ``oldest_age_s``, ``dead``,
-        ``dropped`` (by kind)."""
-        oldest = self._db.execute("SELECT min(created) FROM outbox").fetchone()[0]
-        counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        """Figures for /healthz: ``pending``, ``bytes``, ``oldest_age_s`` (monotonic,
+        at least since this process opened the file), ``dead``, ``dropped`` (by kind)."""
+        try:
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            dead = self._db.execute("SELECT count(*) FROM dead").fetchone()[0]
+            oldest = self._db.execute("SELECT seq FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        except sqlite3.Error:
+            counters, dead, oldest = {}, None, None
         return {
             "pending": self._rows,
             "bytes": self._bytes,
-            "oldest_age_s": round(max(0.0, time.time() - oldest), 1) if oldest else 0.0,
-            "dead": self._db.execute("SELECT count(*) FROM dead").fetchone()[0],
+            "oldest_age_s": round(self._age(oldest[0]), 1) if oldest else 0.0,
+            "dead": dead,
             "dropped": counters,
         }
 
     def problems(self) -> list[str]:
-        """Health lines: a write that failed, or an outbox nearly full."""
+        """Health lines: a write that failed, no durable file, or an outbox nearly full."""
+        out = []
         if self._write_error:
-            return [self._write_error]
+            out.append(self._write_error)
+        if self._file.in_memory and self.notice:
+            out.append(self.notice)
         if self._rows >= 0.9 * self._max_rows or self._bytes >= 0.9 * self._max_bytes:
-            return [f"outbox nearly full: {self._rows} messages, {self._bytes} bytes pending"]
-        return []
+            out.append(f"outbox nearly full: {self._rows} messages, {self._bytes} bytes pending")
+        return out
 
     # --- internals -------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._recount()
-            raise
-        self._db.execute("COMMIT")
+    def _commit(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in one transaction; the counts move only once it committed."""
+
+        def counted() -> T:
+            self._delta = [0, 0]
+            return work()
+
+        result = self._file.transaction(counted)
+        self._rows += self._delta[0]
+        self._bytes += self._delta[1]
+        self._set_ready()
+        return result
+
+    def _replaced(self, notice: str) -> None:
+        """The file was damaged and replaced (by ``Database``): count afresh, tell."""
+        self._db = self._file.db
+        self._ages.clear()
+        self._recount()
+        if self.on_replaced is not None:
+            self.on_replaced(notice)
+
+    @property
+    def notice(self) -> str | None:
+        """What went wrong with the file since start (set aside, or not kept), if anything."""
+        return self._file.notice
+
+    def _age(self, seq: int) -> float:
+        while self._ages and self._ages[0][0] < seq:
+            self._ages.popleft()
+        since = self._opened_at
+        if self._ages and self._ages[0][0] == seq:
+            since = self._ages[0][1]
+        return max(0.0, self._clock() - since)
 
     def _recount(self) -> None:
         self._rows, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(length(cabinets)), 0) FROM outbox"
         ).fetchone()
-        if self._rows:
+        self._set_ready()
+
+    def _set_ready(self) -> None:
+        if self._rows > 0:
             self._ready.set()
         else:
             self._ready.clear()
@@ -262,27 +290,33 @@ class Outbox:
         gone = self._db.execute(
             f"DELETE FROM outbox WHERE {where} RETURNING length(cabinets)", params
         ).fetchall()
-        self._rows -= len(gone)
-        self._bytes -= sum(n for (n,) in gone)
-        if not self._rows:
-            self._ready.clear()
+        self._delta[0] -= len(gone)
+        self._delta[1] -= sum(n for (n,) in gone)
 
     def _make_room(self, size: int) -> None:
-        while self._rows and (
-            self._rows + 1 > self._max_rows or self._bytes + size > self._max_bytes
+        self._delta[0] += 1
+        self._delta[1] += size
+        while (rows := self._rows + self._delta[0]) > 1 and (
+            rows > self._max_rows or self._bytes + self._delta[1] > self._max_bytes
         ):
             victim = self._db.execute(
-                "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY"
+                "SELECT seq, kind, cabinets FROM outbox ORDER BY"
                 " CASE kind "
                 + " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(_DROP_ORDER))
                 + " END, seq LIMIT 1"
             ).fetchone()
-            msg = _row(victim)
-            self._delete_where("seq = ?", (msg.seq,))
+            if victim is None:
+                return
+            seq, kind, cabinets = victim
+            self._delete_where("seq = ?", (seq,))
             self._db.execute(
                 "INSERT INTO counters VALUES (?, 1)"
                 " ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                (msg.kind,),
+                (kind,),
             )
-            level = log.error if msg.kind in ("change", "alarm") else log.warning
-            level("outbox.full_dropped", seq=msg.seq, kind=msg.kind, cabinets=list(msg.cabinets))
+            level = log.error if kind in ("change", "alarm") else log.warning
+            level("outbox.full_dropped", seq=seq, kind=kind, cabinets=cabinets)
+
+
+def _marks(seqs: list[int]) -> str:
+    return ",".join("?" * len(seqs))

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.sqlite import Database
+
 STATE_FILE = "state.sqlite3"
 _OK, _FAILED = 200, 0  # commands.status: 200 for an answer, anything else an error
 
@@ -44,35 +46,43 @@ class StoreError(Exception):
     """The state store could not read or write (disk full, I/O error, damaged file)."""
 
 
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StoreError(f"state store: {exc}") from exc
-
-
 class StateStore:
     """Cabinet settings and command results in ``path`` (SQLite); every method may
     raise ``StoreError``."""
 
     def __init__(self, path: str | Path, *, max_commands: int = 10_000) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        # A damaged file is set aside and replaced (settings fall back to the config,
+        # remembered results are lost: said loudly); see ``agent.sqlite``.
+        self._file = Database(self.path, SCHEMA)
         self._max_commands = max_commands
+
+    @property
+    def notice(self) -> str | None:
+        """What went wrong with the file since start, if anything."""
+        return self._file.notice
+
+    @property
+    def in_memory(self) -> bool:
+        """True when nothing is kept on disk (no writable place)."""
+        return self._file.in_memory
 
     def close(self) -> None:
         """Close the file."""
-        self._db.close()
+        self._file.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._file.db
+        except sqlite3.Error as exc:
+            self._file.replace_if_damaged(exc)
+            raise StoreError(f"state store: {exc}") from exc
 
     def settings(self) -> dict[int, dict[str, Any]]:
         """Saved settings by cabinet key: ``enabled``, ``size``, ``thermal_mode``."""
-        with _errors():
-            rows = self._db.execute(
+        with self._errors() as db:
+            rows = db.execute(
                 "SELECT key, enabled, size, thermal_mode FROM cabinet_settings"
             ).fetchall()
         return {
@@ -82,16 +92,16 @@ class StateStore:
 
     def save_settings(self, key: int, *, enabled: bool, size: str, thermal_mode: str) -> None:
         """Keep one cabinet's settings (committed before this returns)."""
-        with _errors():
-            self._db.execute(
+        with self._errors() as db:
+            db.execute(
                 "INSERT OR REPLACE INTO cabinet_settings VALUES (?, ?, ?, ?)",
                 (key, int(enabled), size, thermal_mode),
             )
 
     def command(self, command_id: str) -> tuple[str, float, bool, dict[str, Any]] | None:
         """(fingerprint, when, succeeded, answer or error) of a finished command, or None."""
-        with _errors():
-            row = self._db.execute(
+        with self._errors() as db:
+            row = db.execute(
                 "SELECT fingerprint, at, status, answer FROM commands WHERE id = ?", (command_id,)
             ).fetchone()
         if row is None:
@@ -103,17 +113,17 @@ class StateStore:
         self, command_id: str, fingerprint: str, at: float, ok: bool, answer: dict[str, Any]
     ) -> None:
         """Keep a finished command's result (``ok``: the answer; else the error)."""
-        with _errors():
-            self._db.execute(
+        with self._errors() as db:
+            db.execute(
                 "INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?)",
                 (command_id, fingerprint, at, _OK if ok else _FAILED, json.dumps(answer)),
             )
 
     def forget_commands(self, before: float) -> None:
         """Drop results older than ``before``, and the oldest past the cap."""
-        with _errors():
-            self._db.execute("DELETE FROM commands WHERE at < ?", (before,))
-            self._db.execute(
+        with self._errors() as db:
+            db.execute("DELETE FROM commands WHERE at < ?", (before,))
+            db.execute(
                 "DELETE FROM commands WHERE id IN (SELECT id FROM commands ORDER BY at DESC"
                 " LIMIT -1 OFFSET ?)",
                 (self._max_commands,),

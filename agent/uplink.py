@@ -19,15 +19,17 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from agent.feedback import EVENT_HEARTBEAT, LockerInfo, build_body, locker_info
+from agent.feedback import EVENT_HEARTBEAT, LockerInfo, Message, build_body, locker_info
 from agent.indicator import Link
-from agent.outbox import Message, Outbox, OutboxError
+from agent.outbox import Outbox, OutboxError
 
 log = structlog.get_logger(__name__)
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 AUTH_RETRY_S = 60.0  # a wrong api-key will not fix itself quickly: retry slowly
-RETRY_AFTER_MAX_S = 3600.0  # a Retry-After beyond this is a cloud bug, not a plan
+RETRY_AFTER_MAX_S = 300.0  # a Retry-After beyond this is a cloud bug, not a plan
+ANSWER_BYTES = 512  # of a refusal, for the log; an acceptance is judged by its status alone
+EARLY_TRY_S = 2.0  # during a backoff, fresh news is tried at most this often
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
@@ -88,6 +90,7 @@ class Uplink:
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0
         self._problem: str | None = None
+        self._hold = False  # the cloud asked for time: no early tries
         self._isolate = False  # after a rejected batch: one message at a time, to find the bad one
 
     async def start(self) -> None:
@@ -144,45 +147,75 @@ class Uplink:
             await self._outbox.wait()
             try:
                 batch = self._outbox.next_batch()
-                if not batch:
-                    continue
                 if self._isolate:
                     batch = batch[:1]
-                delay = await self._deliver(batch)
-            except Exception:  # a disk error or a bug must not end the uplink for good
+                # An empty batch (every row just buried as damaged) waits a moment:
+                # no path through this loop may run without awaiting.
+                delay = await self._deliver(batch) if batch else 0.1
+            except OutboxError as exc:
+                delay = self._failed(str(exc), None)
+            except Exception:  # a bug must not end the uplink for good
                 log.exception("uplink.error")
                 delay = self._failed("uplink error", None)
             if delay:
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+
+    async def _pause(self, delay_s: float) -> None:
+        """Sleep ``delay_s``, but try again early (at most every ``EARLY_TRY_S``) when a
+        new message arrives: after an outage, a fresh change need not wait out a
+        minute of backoff. A throttled or refused cloud gets no early tries."""
+        if self._hold:
+            await asyncio.sleep(delay_s)
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay_s
+        self._outbox.appended.clear()
+        await asyncio.sleep(min(delay_s, EARLY_TRY_S))
+        remaining = end - loop.time()
+        if remaining > 0 and not self._outbox.appended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.appended.wait(), remaining)
 
     async def _deliver(self, batch: list[Message]) -> float:
         """POST one batch; returns how long to wait before the next try (0: go on)."""
         seqs = [m.seq for m in batch]
         body = build_body([c for m in batch for c in m.cabinets], batch[0].event, self._info)
         assert self._session is not None
+        self._hold = False
         try:
+            # Never a redirect: the api-key would follow it to whoever sent it.
             async with self._session.post(
-                self._endpoint, json=body, headers={"api-key": self._api_key.get_secret_value()}
+                self._endpoint,
+                json=body,
+                headers={"api-key": self._api_key.get_secret_value()},
+                allow_redirects=False,
             ) as resp:
                 status = resp.status
                 hint = retry_after(resp.headers.get("Retry-After"))
-                text = (await resp.text())[:500]
+                text = "" if 200 <= status < 300 else await _answer(resp)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return self._failed(f"cloud unreachable: {type(exc).__name__}", None)
 
         if 200 <= status < 300:
-            self._outbox.ack(seqs)
+            try:
+                self._outbox.ack(seqs)
+            except OutboxError as exc:  # sent again later: at least once, never lost
+                return self._failed(str(exc), None)
             self._isolate = False
             self._failures = 0
             self._set_problem(None)
             log.debug("uplink.sent", seqs=seqs, event_type=batch[0].event)
             return 0.0
+        if 300 <= status < 400:
+            return self._failed(f"cloud answers HTTP {status} (redirects are not followed)", None)
         if status == 401 or status == 403:
             self._failures += 1
+            self._hold = True
             self._set_problem(f"cloud rejects the api-key (HTTP {status})")
             log.error("uplink.unauthorized", status=status, retry_in_s=self._auth_retry_s)
             return self._auth_retry_s
         if status in (408, 429) or status >= 500:
+            self._hold = hint is not None or status == 429
             return self._failed(f"cloud answers HTTP {status}", hint)
         # Any other 4xx: the cloud will never accept this body; holding it would block the queue.
         if len(batch) > 1:
@@ -202,3 +235,13 @@ class Uplink:
             "uplink.retry", problem=problem, attempt=self._failures, delay_s=round(delay, 2)
         )
         return delay
+
+
+async def _answer(resp: aiohttp.ClientResponse) -> str:
+    """At most ``ANSWER_BYTES`` of a refusal's body, for the log; whatever its encoding
+    (not UTF-8, a gzip that is not, or gigabytes), never an error."""
+    try:
+        raw = await resp.content.read(ANSWER_BYTES)
+    except (aiohttp.ClientError, ValueError, OSError, TimeoutError):
+        return "(unreadable body)"
+    return raw.decode("utf-8", "replace")

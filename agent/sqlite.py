@@ -1,0 +1,187 @@
+"""Opening the agent's SQLite files so that a damaged SD card never keeps a locker down.
+
+SQLite files do get damaged on SD cards (power cuts, ``data=writeback``). A file
+that is not a database, or whose pages are malformed, is moved aside (kept for a
+person, named with the time: ``outbox.sqlite3.damaged-20261129T101500Z``) and
+replaced by a fresh one; the caller is told, so that it can say so loudly and
+send the cloud a new snapshot. A directory where nothing can be written gives an
+in-memory database instead, with the path in the problem: the locker goes on
+polling and opening, and ``/healthz`` says what is not being kept.
+
+Damage is told apart from a passing fault by SQLite's own codes: SQLITE_CORRUPT
+and SQLITE_NOTADB are damage; a full disk or an I/O error is not (the write is
+retried, the file kept).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+_CORRUPT = 11  # SQLITE_CORRUPT
+_NOTADB = 26  # SQLITE_NOTADB
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an sqlite3 error says the file itself is damaged (not a full disk)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and code is not None
+        and code & 0xFF
+        in (
+            _CORRUPT,
+            _NOTADB,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An open database; ``problem`` says what went wrong on the way, if anything
+    (a damaged file set aside, or no writable directory)."""
+
+    db: sqlite3.Connection
+    problem: str | None = None
+    set_aside: Path | None = None  # where a damaged file was moved
+
+
+def open_db(path: Path, schema: str) -> Opened:
+    """Open ``path`` (WAL, ``synchronous=FULL``) with ``schema`` applied; a damaged file
+    is set aside and replaced; an unwritable place gives an in-memory database.
+    Never raises for the file's sake."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return Opened(_open(path, schema))
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            return _in_memory(path, schema, exc)
+        aside = set_aside(path)
+        log.error("storage.damaged", path=str(path), error=str(exc), set_aside=str(aside))
+        try:
+            db = _open(path, schema)
+        except (sqlite3.Error, OSError) as again:
+            return _in_memory(path, schema, again)
+        problem = f"{path} was damaged ({exc}); set aside as {aside.name}, started afresh"
+        return Opened(db, problem, aside)
+    except OSError as exc:
+        return _in_memory(path, schema, exc)
+
+
+def set_aside(path: Path) -> Path:
+    """Move ``path`` and its WAL files aside, named with the time; returns the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        try:
+            src.rename(Path(f"{aside}{suffix}"))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # cannot move it: get it out of the way at least
+            log.error("storage.set_aside_failed", path=str(src), error=str(exc))
+            src.unlink(missing_ok=True)
+    return aside
+
+
+def _open(path: Path, schema: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # per connection; NORMAL can lose commits
+        (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+        if verdict != "ok":
+            error = sqlite3.DatabaseError(f"quick_check: {verdict}")
+            error.sqlite_errorcode = _CORRUPT  # type: ignore[attr-defined]
+            raise error
+        db.executescript(schema)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _in_memory(path: Path, schema: str, exc: BaseException) -> Opened:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    problem = f"cannot keep {path} ({reason}): nothing survives a restart"
+    log.error("storage.unwritable", path=str(path), error=reason)
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(schema)
+    return Opened(db, problem)
+
+
+class Database:
+    """One SQLite file that replaces itself when it turns out damaged.
+
+    ``on_replaced(notice)`` is called after a damaged file was set aside and a
+    fresh one opened, before the failed work is tried again, so the owner can
+    reset what it counted. ``notice`` says what went wrong with the file (until
+    restart); ``in_memory`` is True when nothing is kept on disk.
+    """
+
+    def __init__(
+        self, path: Path, schema: str, on_replaced: Callable[[str], None] | None = None
+    ) -> None:
+        self.path = path
+        self._schema = schema
+        self.on_replaced = on_replaced
+        opened = open_db(path, schema)
+        self.db = opened.db
+        self.notice = opened.problem
+        self.in_memory = opened.problem is not None and opened.set_aside is None
+
+    def close(self) -> None:
+        """Close the file."""
+        self.db.close()
+
+    def transaction(self, work: Callable[[], T]) -> T:
+        """Run ``work`` inside BEGIN IMMEDIATE ... COMMIT (rolled back on any error).
+        On a damaged file: replace it and run ``work`` once more. Raises sqlite3.Error."""
+        for attempt in (1, 2):
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work()
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.Error as exc:
+                if attempt == 2 or not self.replace_if_damaged(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """All rows of a query; a damaged file is replaced (and the error raised)."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            self.replace_if_damaged(exc)
+            raise
+
+    def replace_if_damaged(self, exc: BaseException) -> bool:
+        """Set the file aside and start afresh if ``exc`` says it is damaged; whether it did."""
+        if not is_damage(exc):
+            return False
+        self.db.close()
+        aside = set_aside(self.path)
+        opened = open_db(self.path, self._schema)
+        self.db = opened.db
+        self.in_memory = opened.problem is not None and opened.set_aside is None
+        self.notice = f"{self.path} was damaged ({exc}); set aside as {aside.name}, started afresh"
+        log.error("storage.replaced", path=str(self.path), error=str(exc), set_aside=str(aside))
+        if self.on_replaced is not None:
+            self.on_replaced(self.notice)
+        return True
