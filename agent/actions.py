@@ -129,14 +129,20 @@ class Actions:
         self.cancel_close(cabinet, side)
         if door.motorised:
             await self._drive_open(cabinet, side, door)
-        elif not door.sensed:  # an open latch door needs no pulse
+        else:
             await self._release(cabinet, side, door)
 
     async def _release(self, cabinet: Cabinet, side: Side, door: Door) -> None:
-        """Pulse, confirm by any opening sensed since the pulse began; one retry after
-        a pause, then the jam alarm."""
+        """Pulse, confirm by any opening sensed since the pulse began (a quick hand may
+        shut the door before the pulse ends); one retry after a pause, then the jam
+        alarm. A door whose switch already says open is pulsed once all the same and
+        not confirmed: a broken feedback wire must not lock a customer out, and a
+        pulse does nothing to an open latch (Open-Locker #302)."""
         actuator = self._actuator_or_unavailable()
         with self._moving(cabinet, door, "opening"):
+            if door.sensed:
+                await actuator.release(cabinet.key, side)
+                return
             for attempt in (1, 2):
                 before = door.opens
                 await actuator.release(cabinet.key, side)

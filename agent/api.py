@@ -16,7 +16,8 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from agent.commands import error_body, parse_command, parse_open_all, problem
-from agent.errors import LockerError, NotFound, Unavailable
+from agent.errors import Invalid, LockerError, NotFound, Unavailable
+from agent.idempotency import MAX_ID_LENGTH
 from agent.locker import Locker
 
 log = structlog.get_logger(__name__)
@@ -163,7 +164,11 @@ class LocalApi:
         key = _key(request)
         self._locker.get(key)  # 404 before reading the body
         command = parse_command(await _json(request))
-        command_id = request.headers.get("Idempotency-Key")
+        given = request.headers.get("Idempotency-Key")
+        if given is not None and not 0 < len(given) <= MAX_ID_LENGTH:
+            raise Invalid(f"Idempotency-Key is 1 to {MAX_ID_LENGTH} characters")
+        # Own namespace: a local key never collides with a cloud command id.
+        command_id = None if given is None else f"local:{given}"
         return web.json_response(await self._locker.command(key, command, command_id))
 
     async def _open_all(self, request: web.Request) -> web.Response:

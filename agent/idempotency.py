@@ -9,6 +9,9 @@ commands by id).
   caller and every waiter get it, and it is kept in memory for later repeats.
 - ``Unavailable`` is not a result but a moment (the board was silent): it is not
   remembered, so the same id acts once the hardware is back.
+- Results are forgotten by count only (``StateStore.max_commands``): no clock step
+  can make a resent id act twice. Ids come namespaced from the edges
+  (``local:<Idempotency-Key>``, ``cloud:<id>``), so they never collide.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from agent.store import StateStore, StoreError
 
 log = structlog.get_logger(__name__)
 
-MAX_ID_LENGTH = 200
-SWEEP_S = 3600.0
+MAX_ID_LENGTH = 200  # of the id a client or the cloud gives, before its namespace
+TRIM_EVERY = 100  # saves between two trims of the stored results
 MEMORY_RESULTS = 1000  # results kept in memory when the store cannot save them
 
-Result = tuple[str, float, bool, dict[str, Any]]  # fingerprint, when, ok, answer or error
+Result = tuple[str, float, bool, dict[str, Any]]  # fingerprint, wall time, ok, answer or error
 
 
 def _error_from(saved: dict[str, Any]) -> LockerError:
@@ -42,21 +45,13 @@ def _error_from(saved: dict[str, Any]) -> LockerError:
 
 
 class CommandLog:
-    """Runs a command once per id. ``ttl_s``: seconds a result is remembered;
-    ``clock``: seconds, for the age of results."""
+    """Runs a command once per (namespaced) id, remembering results in ``store``."""
 
-    def __init__(
-        self,
-        store: StateStore,
-        ttl_s: float = 24 * 3600,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, store: StateStore) -> None:
         self._store = store
-        self._ttl = ttl_s
-        self._clock = clock
+        self._saves = 0
         self._running: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._unsaved: OrderedDict[str, Result] = OrderedDict()
-        self._next_sweep = 0.0  # old results are deleted now and then, not on every command
 
     async def run(
         self,
@@ -69,15 +64,13 @@ class CommandLog:
         Raises what ``action`` raises, or the remembered domain error."""
         if command_id is None:
             return await action()
-        if not command_id or len(command_id) > MAX_ID_LENGTH:
-            raise Invalid(f"a command id is 1 to {MAX_ID_LENGTH} characters")
         running = self._running.get(command_id)
         if running is not None:
             _check(running[0], fingerprint)
             return await asyncio.shield(running[1])
-        now = self._clock()
-        done = self._remembered(command_id, now)
-        if done is not None and now - done[1] < self._ttl:
+        now = time.time()  # for people reading the store; never compared
+        done = self._remembered(command_id)
+        if done is not None:
             _check(done[0], fingerprint)
             if done[2]:
                 return done[3]
@@ -103,13 +96,10 @@ class CommandLog:
         future.set_result(result)
         return result
 
-    def _remembered(self, command_id: str, now: float) -> Result | None:
+    def _remembered(self, command_id: str) -> Result | None:
         if command_id in self._unsaved:
             return self._unsaved[command_id]
         try:
-            if now >= self._next_sweep:
-                self._store.forget_commands(now - self._ttl)
-                self._next_sweep = now + SWEEP_S
             return self._store.command(command_id)
         except StoreError as exc:
             log.error("commands.store_unreadable", error=str(exc))
@@ -119,6 +109,9 @@ class CommandLog:
         """Keep a result; when the disk refuses, in memory (bounded), never lost silently."""
         try:
             self._store.save_command(command_id, *result)
+            self._saves += 1
+            if self._saves % TRIM_EVERY == 0:
+                self._store.trim_commands()
         except StoreError as exc:
             log.error("commands.result_unsaved", id=command_id, error=str(exc))
             self._unsaved[command_id] = result

@@ -4,7 +4,9 @@
   a technician disabled stays disabled after a power cut. A setting changed by a
   command wins over the config file's default.
 - Command results by id: a command retried after a restart returns its first
-  answer instead of pulsing the lock again.
+  answer instead of pulsing the lock again. Results are forgotten by count
+  (``max_commands``), never by age: a Pi steps its wall clock at the first NTP
+  sync, and a result that expired by a clock step would let a resent id act twice.
 
 One SQLite file under ``[storage] dir`` (WAL, ``synchronous=FULL``), written
 before the change is shown.
@@ -119,12 +121,11 @@ class StateStore:
                 (command_id, fingerprint, at, _OK if ok else _FAILED, json.dumps(answer)),
             )
 
-    def forget_commands(self, before: float) -> None:
-        """Drop results older than ``before``, and the oldest past the cap."""
+    def trim_commands(self) -> None:
+        """Keep the newest ``max_commands`` results (by insertion, never by a clock)."""
         with self._errors() as db:
-            db.execute("DELETE FROM commands WHERE at < ?", (before,))
             db.execute(
-                "DELETE FROM commands WHERE id IN (SELECT id FROM commands ORDER BY at DESC"
-                " LIMIT -1 OFFSET ?)",
+                "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands"
+                " ORDER BY rowid DESC LIMIT -1 OFFSET ?)",
                 (self._max_commands,),
             )

@@ -209,3 +209,11 @@ async def test_commands_wait_until_ready(api, http, actuator):
     async with http.put("/api/lockers/cabinets/1", json={"command": "open"}) as resp:
         assert resp.status == 503
     assert actuator.pulses == []
+
+
+async def test_an_idempotency_key_too_long_is_422(http, actuator):
+    headers = {"Idempotency-Key": "x" * 500}
+    async with http.put("/api/lockers/cabinets/1", json={"command": "open"}, headers=headers) as r:
+        assert r.status == 422
+        assert (await r.json())["type"] == "INVALID_REQUEST"
+    assert actuator.pulses == []

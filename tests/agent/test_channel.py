@@ -291,3 +291,28 @@ async def test_close_is_prompt_while_backing_off(cloud, make_channel):
 def test_only_websocket_urls(locker):
     with pytest.raises(ValueError):
         CommandChannel("https://cloud.example.com", SecretStr(KEY), locker)
+
+
+async def test_a_local_key_spelled_like_a_cloud_id_is_another_command(
+    cloud, channel, locker, actuator
+):
+    """Local Idempotency-Keys and cloud ids live in separate namespaces."""
+    import aiohttp
+
+    from agent.api import LocalApi
+
+    api = LocalApi(locker, SecretStr("t"), list, "127.0.0.1", 0)
+    await api.start()
+    api.ready = True
+    try:
+        first = await cloud.send_command({"id": "x", "key": 2, "command": "open"})
+        assert first["ok"] is True
+        locker.door_sensed(2, "front", False)  # shut again
+        headers = {"Authorization": "Bearer t", "Idempotency-Key": "cloud:'x'"}
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{api.port}/api/lockers/cabinets/2"
+            async with http.put(url, json={"command": "open"}, headers=headers) as resp:
+                assert resp.status == 200
+        assert actuator.pulses == [(2, "front"), (2, "front")]  # both acted
+    finally:
+        await api.close()

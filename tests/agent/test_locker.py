@@ -38,10 +38,35 @@ async def test_open_pulses_and_confirms(locker, actuator, outbox):
     assert changes(outbox)[-1] == ("change", "door_changed", [{"key": 5, "front_status": "open"}])
 
 
-async def test_open_door_needs_no_pulse(locker, actuator):
+async def test_an_open_reading_still_pulses_once(locker, actuator):
+    """A feedback wire stuck at "open" must not lock a customer out: pulse anyway
+    (nothing happens to an open latch) and report what the sensor shows."""
     locker.door_sensed(3, "front", True)
-    await locker.execute(3, parse_command({"command": "open"}))
-    assert actuator.pulses == []
+    cabinet = await locker.execute(3, parse_command({"command": "open"}))
+    assert actuator.pulses == [(3, "front")]
+    assert cabinet.as_cloud()["state"] == "open"
+
+
+async def test_a_quick_shut_during_the_pulse_confirms_the_open(locker, actuator, monkeypatch):
+    """The person opens and shuts the door before the pulse ends: one pulse, success."""
+
+    async def quick_hand(key, side):
+        actuator.pulses.append((key, side))
+        locker.door_sensed(key, side, True)  # opened by the pulse...
+        locker.door_sensed(key, side, False)  # ...and shut again within it
+        await asyncio.sleep(0.05)  # the rest of the pulse
+
+    monkeypatch.setattr(actuator, "release", quick_hand)
+    cabinet = await locker.execute(2, parse_command({"command": "open"}))
+    assert actuator.pulses == [(2, "front")]
+    assert cabinet.as_cloud()["state"] == "closed"
+    assert locker.get(2).as_cloud()["alarms"] == []
+    assert [m.cabinets[0]["front_status"] for m in changes_of(locker)] == ["open", "closed"]
+
+
+def changes_of(locker):
+    outbox = locker.journal._outbox
+    return [m for m in outbox.pending(100) if m.kind == "change"]
 
 
 async def test_rearload_opens_the_rear_door(locker, actuator):
