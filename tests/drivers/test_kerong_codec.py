@@ -213,3 +213,70 @@ def test_reply_found_after_any_noise_without_stx(garbage, board, locks, items):
     parser = codec.FrameParser()
     assert [f.raw for f in parser.feed(garbage + raw)] == [raw]
     assert parser.dropped == len(garbage)
+
+
+# --- fuzzing: any byte stream -------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_boards = st.integers(0, codec.MAX_BOARD)
+_bits16 = st.tuples(*[st.booleans()] * codec.CHANNELS)
+_valid_frames = st.one_of(
+    _boards.map(codec.status_request),
+    st.tuples(_boards, st.integers(1, codec.CHANNELS)).map(lambda a: codec.unlock_request(*a)),
+    _boards.map(codec.unlock_all_request),
+    st.just(codec.bus_status_request()),
+    st.tuples(_boards, _bits16, _bits16).map(lambda a: codec.status_reply(*a)),
+)
+_no_stx = st.binary(max_size=40).map(lambda b: b.replace(bytes([codec.STX]), b"\x00"))
+_fuzz = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _is_valid(raw: bytes) -> bool:
+    length = codec.FRAME_LENGTH.get(raw[2]) if len(raw) > 2 else None
+    return (
+        length == len(raw)
+        and raw[0] == codec.STX
+        and raw[-2] == codec.ETX
+        and codec.checksum(raw[:-1]) == raw[-1]
+    )
+
+
+def _feed_in_chunks(data: bytes, cuts: list[int]) -> list[codec.Frame]:
+    parser = codec.FrameParser()
+    frames, last = [], 0
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
+        frames += parser.feed(data[last:cut])
+        last = cut
+    return frames
+
+
+@_fuzz
+@given(st.binary(max_size=2000), st.lists(st.integers(0, 2000), max_size=20))
+def test_any_byte_stream_gives_only_valid_frames(data, cuts):
+    parser = codec.FrameParser()
+    frames = parser.feed(data)
+    assert all(_is_valid(f.raw) for f in frames)
+    assert len(parser._buf) <= codec.MAX_BUFFER
+    # However the line splits the bytes, the same frames come out.
+    assert [f.raw for f in _feed_in_chunks(data, cuts)] == [f.raw for f in frames]
+
+
+@_fuzz
+@given(st.lists(st.tuples(_no_stx, _valid_frames), max_size=12), _no_stx, st.lists(st.integers()))
+def test_every_valid_frame_inside_garbage_is_found(pieces, tail, cuts):
+    stream = b"".join(garbage + frame for garbage, frame in pieces) + tail
+    found = [f.raw for f in _feed_in_chunks(stream, cuts)]
+    assert found == [frame for _, frame in pieces]
+
+
+@_fuzz
+@given(st.lists(_valid_frames, min_size=1, max_size=5))
+def test_a_damaged_frame_is_never_accepted(frames):
+    """Flip one byte of a valid frame: it is dropped, and the frames after it survive."""
+    bad = bytearray(frames[0])
+    bad[-1] ^= 0x5A  # a wrong SUM
+    stream = bytes(bad) + b"".join(frames[1:])
+    found = [f.raw for f in codec.FrameParser().feed(stream)]
+    assert found == frames[1:]
