@@ -86,12 +86,36 @@ async def bench_latency(tmp: Path, n: int = 50) -> None:
     )
 
 
+def bench_stats_on_a_backlog(tmp: Path, n: int = 95_000) -> None:
+    """What one /healthz costs the loop with a large backlog (outbox.stats())."""
+    box = Outbox(tmp / "backlog.sqlite3", max_rows=200_000)
+    with box._file.db:  # one transaction: filling is not what is measured
+        for i in range(n):
+            box._file.db.execute(
+                "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
+                ("change", "door_changed", f'[{{"key":{i % 48},"front_status":"open"}}]', 0.0),
+            )
+    box._recount()
+    samples = []
+    for _ in range(200):
+        started = time.perf_counter()
+        box.stats()
+        samples.append((time.perf_counter() - started) * 1000)
+    box.close()
+    samples.sort()
+    print(
+        f"outbox stats (one /healthz) with {n:,} pending rows: median "
+        f"{statistics.median(samples):.3f} ms, max {samples[-1]:.3f} ms (200 calls)"
+    )
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as d:
         tmp = Path(d)
         bench_writes(tmp)
         asyncio.run(bench_drain(tmp))
         asyncio.run(bench_latency(tmp))
+        bench_stats_on_a_backlog(tmp)
 
 
 if __name__ == "__main__":
