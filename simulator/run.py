@@ -45,7 +45,7 @@ def default_config_data(locker: LockerKind = "kerong") -> dict[str, Any]:
 class Simulation:
     """A simulated locker + fake cloud + the agent, started and stopped together.
 
-    ``auto_shut_after``: a simulated person shuts a door (Kerong) or a rear door
+    ``auto_shut_after_s``: a simulated person shuts a door (Kerong) or a rear door
     (touchless) that long after it opened. ``adjust`` edits the config dict
     before it is validated (tests shorten timings).
     """
@@ -56,7 +56,7 @@ class Simulation:
         locker: LockerKind = "kerong",
         api_port: int = 0,
         cloud_port: int = 0,
-        auto_shut_after: float | None = None,
+        auto_shut_after_s: float | None = None,
         storage_dir: Path | None = None,
         adjust: Callable[[dict[str, Any]], None] | None = None,
         travel_s: float = 1.5,
@@ -67,7 +67,7 @@ class Simulation:
         if adjust is not None:
             adjust(self._data)
         self._api_port = api_port or free_port()
-        self._auto_shut_after = auto_shut_after
+        self._auto_shut_after_s = auto_shut_after_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if storage_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="locker-agent-sim-")
@@ -78,7 +78,7 @@ class Simulation:
         self.touchless: TouchlessLocker | None = None
         if locker == "kerong":
             self.boards = KerongBoardEmulator(self._data["buses"][0]["boards"])
-            self.boards.auto_shut_after = auto_shut_after
+            self.boards.auto_shut_after_s = auto_shut_after_s
         self.agent: Agent | None = None
 
     @property
@@ -111,7 +111,7 @@ class Simulation:
             config = self._config()
             gpio_factory = mock_factory()
             self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
-            self.touchless.auto_shut_rear_after = self._auto_shut_after
+            self.touchless.auto_shut_rear_after = self._auto_shut_after_s
             await self.touchless.start()  # a quiet locker on the pins before the agent looks
         self.agent = Agent(config, gpio_factory=gpio_factory)
         await self.agent.start()
@@ -156,7 +156,7 @@ async def simulate(
     *, locker: LockerKind = "kerong", api_port: int = 8080, cloud_port: int = 8004
 ) -> None:
     """Run the simulation until SIGINT/SIGTERM; a simulated person shuts doors after 5 s."""
-    sim = Simulation(locker=locker, api_port=api_port, cloud_port=cloud_port, auto_shut_after=5.0)
+    sim = Simulation(locker=locker, api_port=api_port, cloud_port=cloud_port, auto_shut_after_s=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

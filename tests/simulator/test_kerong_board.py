@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 import serial
@@ -159,8 +160,10 @@ async def test_echo_sends_request_back_before_reply(emu, port):
 
 
 async def test_reply_delay_still_answers(emu, port):
-    emu.reply_delay = 0.05
+    emu.reply_delay_s = 0.05
+    started = time.monotonic()
     assert await transact(port, STATUS_B0, 9) == ALL_CLOSED_B0
+    assert time.monotonic() - started >= 0.05
 
 
 async def test_offline_and_unknown_boards_stay_silent(emu, port):
@@ -188,8 +191,8 @@ async def test_garbage_in_both_directions(emu, port):
     assert [f.raw for f in codec.FrameParser().feed(data)] == [ALL_CLOSED_B0]
 
 
-async def test_auto_shut_after(emu, port):
-    emu.auto_shut_after = 0.05
+async def test_auto_shut_after_s(emu, port):
+    emu.auto_shut_after_s = 0.05
     shut = asyncio.Event()
 
     def changed(board: int, channel: int) -> None:
@@ -239,6 +242,9 @@ async def test_bad_arguments_and_idempotent_close():
     emu = KerongBoardEmulator([0])
     with pytest.raises(RuntimeError):
         _ = emu.port
+    for renamed in ("reply_delay", "auto_shut_after"):  # now *_s: setting the old name raises
+        with pytest.raises(AttributeError):
+            setattr(emu, renamed, 0.05)
     await emu.start()
     with pytest.raises(ValueError):
         emu.shut_door(3, 1)
