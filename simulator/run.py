@@ -24,7 +24,8 @@ from agent.app import Agent
 from agent.config import Config, parse_config
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
-from simulator.touchless import TouchlessLocker, mock_factory
+from simulator.mock_pins import mock_factory
+from simulator.touchless import TouchlessLocker
 
 LockerKind = Literal["kerong", "touchless"]
 LOCKERS: dict[str, str] = {"kerong": "default.toml", "touchless": "touchless.toml"}
@@ -111,7 +112,7 @@ class Simulation:
             config = self._config()
             gpio_factory = mock_factory()
             self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
-            self.touchless.auto_shut_rear_after = self._auto_shut_after_s
+            self.touchless.auto_shut_rear_after_s = self._auto_shut_after_s
             await self.touchless.start()  # a quiet locker on the pins before the agent looks
         self.agent = Agent(config, gpio_factory=gpio_factory)
         await self.agent.start()

@@ -14,8 +14,9 @@ from agent.app import Agent
 from agent.commands import CommandError, parse_command
 from agent.config import Config, parse_config
 from simulator.cloud import FakeCloud
+from simulator.mock_pins import mock_factory
 from simulator.run import Simulation, default_config_data, free_port
-from simulator.touchless import TouchlessLocker, mock_factory
+from simulator.touchless import TouchlessLocker
 
 TRAVEL_S = 0.1
 
@@ -257,7 +258,7 @@ async def test_a_jammed_rear_latch_is_retried_once_then_alarms(world):
 
 
 async def test_a_staff_member_shuts_the_rear_door(world):
-    world.sim.auto_shut_rear_after = 0.1
+    world.sim.auto_shut_rear_after_s = 0.1
     await world.command(2, {"command": "open", "rearload": True})
     await world.update({"key": 2, "rear_status": "closed"})
     assert not world.sim.rear_open(2)
