@@ -1,20 +1,18 @@
-"""A touchless locker on GPIO: the doors' physics, played through gpiozero's mock pins.
+"""A touchless locker on GPIO, played from outside through gpiozero's mock pins.
 
-What it plays, per cabinet of the config whose parts are wired to GPIO:
+What it plays, per cabinet of the config whose parts are wired to GPIO (the
+physics of each part is in :mod:`simulator.doors`):
 
-- a motorised front door: a position from 0.0 (shut) to 1.0 (fully open) that
-  moves at ``1 / travel_s`` per second while exactly one of its motor outputs is
-  energised; its closed switch is active iff the position is 0, its open end
-  switch iff the position is 1. Both motor outputs energised at once moves
-  nothing and is logged as a fault. Something in the doorway (the light beam)
-  physically stops a closing door;
+- a motorised front door with closed and open end switches and a light beam:
+  it moves while exactly one of its motor outputs is energised, and something
+  in the doorway physically stops it closing;
 - a latch door (a rear-load door, usually): a pulse of its lock relay releases
   the latch and the door springs open, unless the latch is jammed;
 - an item sensor, and an RGB indicator read back from its three output pins.
 
 The agent is not told any of this: it creates its gpiozero devices on the same
 ``MockFactory`` in its own ``start()``, drives the outputs and reads the inputs,
-exactly as on a Raspberry Pi. This class reads the outputs every 10 ms (relay
+exactly as on a Raspberry Pi. This class steps the doors every 10 ms (relay
 pulses are counted on the pin, so none is missed) and sets each input to what
 its switch, beam or sensor sees; :mod:`simulator.mock_pins` turns that into line
 levels and gives the factory with every BCM GPIO 0-53 (:func:`mock_factory`).
@@ -30,144 +28,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from agent.config import Config, GpioDoorWiring
-from simulator.mock_pins import InputLine, OutputLine, WorldPins, mock_factory
+from simulator.doors import RGB, Cabinet, Door, Motor, Side
+from simulator.mock_pins import WorldPins, mock_factory
 
 if TYPE_CHECKING:
     from gpiozero.pins.mock import MockFactory
 
 log = structlog.get_logger(__name__)
 
-Side = Literal["front", "rear"]
-Motor = Literal["opening", "closing", "fault"]
-RGB = tuple[float, float, float]
 ChangeCallback = Callable[[int], None]
 
 TICK_S = 0.01  # how often the outputs are looked at and the doors moved
 MAX_STEP_S = 0.05  # the most a door moves in one step, in seconds of travel
 FORCED_POSITION = 0.2  # how far a forced door opens: off the closed switch, not to the end
-_ROUND = 4  # digits kept when deciding whether something changed, and in snapshots
-
-
-@dataclass(slots=True)
-class _Door:
-    key: int
-    side: Side
-    switch: InputLine  # active while shut
-    open_switch: InputLine | None = None  # active while fully open
-    beam: InputLine | None = None  # active while something is in the doorway
-    lock: OutputLine | None = None
-    motor_open: OutputLine | None = None
-    motor_close: OutputLine | None = None
-    position: float = 0.0  # 0 shut .. 1 fully open
-    blocked: bool = False  # something in the doorway
-    motor_broken: bool = False  # the motor runs, the door does not move
-    jammed: bool = False  # the latch does not let go
-    pulses: int = 0  # lock pulses taken
-    pulses_seen: int = 0  # the lock line's energising edges already taken
-    motor_was: Motor | None = None  # the motor state as last stepped
-    auto_shut: asyncio.TimerHandle | None = None
-
-    @property
-    def motorised(self) -> bool:
-        return self.motor_open is not None and self.motor_close is not None
-
-    @property
-    def shut(self) -> bool:
-        return self.position <= 0.0
-
-    def motor(self) -> Motor | None:
-        """What the motor outputs do now; None for no motor or a motor at rest."""
-        if self.motor_open is None or self.motor_close is None:
-            return None
-        opening, closing = self.motor_open.on, self.motor_close.on
-        if opening and closing:
-            return "fault"
-        return "opening" if opening else "closing" if closing else None
-
-    def update_inputs(self) -> None:
-        self.switch.set(self.position <= 0.0)
-        if self.open_switch is not None:
-            self.open_switch.set(self.position >= 1.0)
-        if self.beam is not None:
-            self.beam.set(self.blocked)
-
-    def take_pulses(self) -> bool:
-        """Count the lock's new pulses; True if there were any."""
-        if self.lock is None:
-            return False
-        count = self.lock.edges  # read once: a relay may pulse from a gpiozero thread
-        new, self.pulses_seen = count - self.pulses_seen, count
-        if new <= 0:
-            return False
-        self.pulses += new
-        return True
-
-    def release(self) -> None:
-        """A lock pulse on a latch door: it springs open unless the latch is jammed."""
-        if self.jammed:
-            log.info("simulated latch jammed: door stays shut", key=self.key, side=self.side)
-        elif self.shut:
-            log.info("simulated latch released: door springs open", key=self.key, side=self.side)
-            self.position = 1.0
-
-    def move(self, dt: float, travel_s: float) -> None:
-        """Run the motor for ``dt`` seconds; a full travel takes ``travel_s``."""
-        state = self.motor()
-        if state != self.motor_was:
-            if state == "fault":
-                log.error("simulated motor fault: both directions energised", key=self.key)
-            self.motor_was = state
-        if state is None or state == "fault" or self.motor_broken:
-            return
-        if state == "opening":
-            self.position = min(1.0, self.position + dt / travel_s)
-        elif not self.blocked:  # a closing door cannot push through what is in the way
-            self.position = max(0.0, self.position - dt / travel_s)
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "position": round(self.position, _ROUND),
-            "closed": self.position <= 0.0,
-            "fully_open": self.position >= 1.0,
-            "motorised": self.motorised,
-            "motor": self.motor(),
-            "motor_broken": self.motor_broken,
-            "beam": None if self.beam is None else self.blocked,
-            "latch": self.lock is not None,
-            "jammed": self.jammed,
-            "lock_pulses": self.pulses,
-        }
-
-
-@dataclass(slots=True)
-class _Cabinet:
-    key: int
-    doors: dict[str, _Door] = field(default_factory=dict)
-    item: InputLine | None = None
-    item_present: bool = False
-    led: tuple[OutputLine, OutputLine, OutputLine] | None = None
-
-    def color(self) -> RGB | None:
-        if self.led is None:
-            return None
-        r, g, b = (round(line.brightness, _ROUND) for line in self.led)
-        return (r, g, b)
-
-    def view(self) -> dict[str, Any]:
-        color = self.color()
-        return {
-            "key": self.key,
-            "front": self.doors["front"].view() if "front" in self.doors else None,
-            "rear": self.doors["rear"].view() if "rear" in self.doors else None,
-            "item": None if self.item is None else self.item_present,
-            "led": None if color is None else list(color),
-        }
 
 
 class TouchlessLocker:
@@ -184,6 +62,7 @@ class TouchlessLocker:
     """
 
     __slots__ = (
+        "_auto_shut",
         "_cabinets",
         "_last_tick",
         "_levels_set",
@@ -213,6 +92,7 @@ class TouchlessLocker:
         self._last_tick = 0.0
         self._views: dict[int, dict[str, Any]] = {}
         self._levels_set = False  # the inputs have been driven (start() ran once)
+        self._auto_shut: dict[int, asyncio.TimerHandle] = {}  # rear doors, by cabinet key
 
     @classmethod
     def from_config(
@@ -253,10 +133,9 @@ class TouchlessLocker:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        for door in self._doors():
-            if door.auto_shut is not None:
-                door.auto_shut.cancel()
-                door.auto_shut = None
+        for handle in self._auto_shut.values():
+            handle.cancel()
+        self._auto_shut.clear()
         log.info("touchless locker closed")
 
     @property
@@ -330,17 +209,15 @@ class TouchlessLocker:
         """Whether the rear door is off its closed switch."""
         return not self._door(key, "rear").shut
 
-    def motor(self, key: int, side: Side = "front") -> str | None:
+    def motor(self, key: int, side: Side = "front") -> Motor | None:
         """What the motor outputs do now: "opening", "closing", "fault" (both) or None."""
         return self._door(key, side).motor()
 
     def lock_pulses(self, key: int, side: Side = "rear") -> int:
         """How many lock pulses the door's relay has had (0 without a relay)."""
         door = self._door(key, side)
-        if door.lock is None:
-            return 0
         # Also the pulses the loop has not stepped over yet (without taking them).
-        return door.pulses + max(0, door.lock.edges - door.pulses_seen)
+        return door.pulses + door.pending_pulses()
 
     def led(self, key: int) -> RGB:
         """The indicator's colour now, (r, g, b) each 0-1, polarity applied."""
@@ -360,16 +237,16 @@ class TouchlessLocker:
 
     # -- internals -------------------------------------------------------------
 
-    def _build(self) -> dict[int, _Cabinet]:
+    def _build(self) -> dict[int, Cabinet]:
         """The cabinets the config puts on GPIO, their pins claimed on the factory."""
         pins, cabinets = self._pins, {}
         for cab in self.config.cabinets:
-            cabinet = _Cabinet(cab.key)
+            cabinet = Cabinet(cab.key)
             for side in ("front", "rear"):
                 wiring = getattr(cab, side)
                 if not isinstance(wiring, GpioDoorWiring):
                     continue
-                door = _Door(cab.key, side, pins.input(wiring.switch))
+                door = Door(cab.key, side, pins.input(wiring.switch))
                 if wiring.open_switch is not None:
                     door.open_switch = pins.input(wiring.open_switch)
                 if wiring.beam is not None:
@@ -390,49 +267,47 @@ class TouchlessLocker:
             raise ValueError("no cabinet of this config has anything on GPIO")
         return cabinets
 
-    def _cabinet(self, key: int) -> _Cabinet:
+    def _cabinet(self, key: int) -> Cabinet:
         try:
             return self._cabinets[key]
         except KeyError:
             raise ValueError(f"cabinet {key} is not simulated here") from None
 
-    def _door(self, key: int, side: Side) -> _Door:
+    def _door(self, key: int, side: Side) -> Door:
         door = self._cabinet(key).doors.get(side)
         if door is None:
             raise ValueError(f"cabinet {key} has no {side} door on GPIO")
         return door
 
-    def _doors(self) -> list[_Door]:
-        return [door for cab in self._cabinets.values() for door in cab.doors.values()]
-
-    def _shut(self, door: _Door) -> None:
+    def _shut(self, door: Door) -> None:
         if door.position > 0.0:
             log.info("simulated person shuts door", key=door.key, side=door.side)
             door.position = 0.0
             self._touched(door)
 
-    def _touched(self, door: _Door) -> None:
+    def _touched(self, door: Door) -> None:
         """A door's physical state changed: inputs, auto-shut, observers."""
         if self._levels_set:
             door.update_inputs()
         self._schedule_auto_shut(door)
         self._notify(door.key)
 
-    def _schedule_auto_shut(self, door: _Door) -> None:
+    def _schedule_auto_shut(self, door: Door) -> None:
+        """A simulated staff member shuts an open rear door after ``auto_shut_rear_after_s``."""
         if door.side != "rear":
             return
         if door.shut:
-            if door.auto_shut is not None:
-                door.auto_shut.cancel()
-                door.auto_shut = None
+            handle = self._auto_shut.pop(door.key, None)
+            if handle is not None:
+                handle.cancel()
             return
         delay_s, loop = self.auto_shut_rear_after_s, self._loop
         running = loop is not None and self._task is not None
-        if door.auto_shut is None and delay_s is not None and running:
-            door.auto_shut = loop.call_later(delay_s, self._auto_shut_now, door)
+        if door.key not in self._auto_shut and delay_s is not None and running:
+            self._auto_shut[door.key] = loop.call_later(delay_s, self._auto_shut_now, door)
 
-    def _auto_shut_now(self, door: _Door) -> None:
-        door.auto_shut = None
+    def _auto_shut_now(self, door: Door) -> None:
+        self._auto_shut.pop(door.key, None)
         self._shut(door)
 
     def _notify(self, key: int) -> None:
@@ -454,20 +329,20 @@ class TouchlessLocker:
             now = self._loop.time()
             # A stalled loop (a busy test machine) slows the doors down instead of
             # making them jump past a switch or a beam in one step.
-            dt, self._last_tick = min(now - self._last_tick, MAX_STEP_S), now
+            dt_s, self._last_tick = min(now - self._last_tick, MAX_STEP_S), now
             try:
-                self._step(dt)
+                self._step(dt_s)
             except Exception:
                 log.exception("touchless locker step failed")
 
-    def _step(self, dt: float) -> None:
+    def _step(self, dt_s: float) -> None:
         for key, cabinet in self._cabinets.items():
             for door in cabinet.doors.values():
                 before = door.position
                 if door.take_pulses() and not door.motorised:
                     door.release()
                 if door.motorised:
-                    door.move(dt, self.travel_s)
+                    door.move(dt_s, self.travel_s)
                 if door.position != before:
                     door.update_inputs()
                     self._schedule_auto_shut(door)

@@ -380,6 +380,8 @@ async def test_unknown_cabinets_and_parts_are_refused(alone):
         alone.position(7)
     with pytest.raises(ValueError):
         alone.motor_broken(0, side="rear")  # a latch door has no motor
+    with pytest.raises(AttributeError):
+        alone.auto_shut_rear_after = 0.1  # renamed auto_shut_rear_after_s: no silent no-op
 
 
 def test_pins_past_the_header_need_the_full_bank_factory(tmp_path):
