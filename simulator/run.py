@@ -39,6 +39,7 @@ def free_port() -> int:
 
 
 def default_config_data(locker: LockerKind = "kerong") -> dict[str, Any]:
+    """The embedded config of ``locker`` as a raw TOML dict (a fresh copy each call)."""
     text = resources.files("simulator").joinpath(LOCKERS[locker]).read_text()
     return tomllib.loads(text)
 
@@ -84,10 +85,12 @@ class Simulation:
 
     @property
     def token(self) -> str:
+        """The local API's bearer token."""
         return str(self._data["api"]["token"])
 
     @property
     def api_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the agent's local API, once started."""
         assert self.agent is not None
         return f"http://127.0.0.1:{self.agent.api.port}"
 
@@ -103,6 +106,7 @@ class Simulation:
         return parse_config(data, self._storage_dir)
 
     async def start(self) -> None:
+        """Start the cloud, then the simulated hardware, then the agent on it."""
         await self.cloud.start()
         gpio_factory = None
         if self.boards is not None:
@@ -118,6 +122,7 @@ class Simulation:
         await self.agent.start()
 
     async def close(self) -> None:
+        """Stop the agent, the hardware and the cloud, and remove a temporary storage dir."""
         if self.agent is not None:
             await self.agent.close()
             self.agent = None
@@ -131,6 +136,7 @@ class Simulation:
             self._tmp = None
 
     def banner(self) -> str:
+        """Where to look: the addresses, the token and a curl line that opens a cabinet."""
         key = 5 if self.locker == "kerong" else 1
         if self.boards is not None:
             boards = ", ".join(f"board {b}" for b in self._data["buses"][0]["boards"])
