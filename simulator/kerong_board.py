@@ -31,7 +31,7 @@ class KerongBoardEmulator:
 
     ``locked_bit``, ``has_items`` and ``seed`` go to the :class:`KerongBank` core
     (ValueError for a bad board id or polarity). Knobs, changeable at any time:
-    ``reply_delay_s`` (everything the line sends back comes that much later),
+    ``reply_delay_s`` (the boards answer that much later; an echo does not wait),
     ``auto_shut_after_s`` (a simulated person shuts a door that long after it
     opened; None: never), :attr:`echo`; the other byte faults (garbage, corrupt)
     are on :attr:`bank`. ``on_change(board, channel)`` is called after any
@@ -244,6 +244,10 @@ class KerongBoardEmulator:
             return
         seen = len(self.bank.received)
         out = self.bank.feed(data)
+        if self.bank.echo:
+            # The adapter's echo is local and immediate; only the boards take reply_delay_s.
+            self._write(out[: len(data)])
+            out = out[len(data) :]
         for raw in self.bank.received[seen:]:
             for wanted, fut in self._frame_waiters:
                 if wanted == raw and not fut.done():

@@ -159,6 +159,24 @@ async def test_echo_sends_request_back_before_reply(emu, port):
     assert await transact(port, STATUS_B0, 5 + 9) == STATUS_B0 + ALL_CLOSED_B0
 
 
+async def test_echo_does_not_wait_for_the_reply_delay(emu, port):
+    emu.echo = True
+    emu.reply_delay_s = 0.5
+
+    def run() -> tuple[bytes, float, bytes, float]:
+        started = time.monotonic()
+        port.write(STATUS_B0)
+        echo = port.read(5)
+        echoed_s = time.monotonic() - started
+        reply = port.read(9)
+        return echo, echoed_s, reply, time.monotonic() - started
+
+    echo, echoed_s, reply, replied_s = await asyncio.to_thread(run)
+    assert (echo, reply) == (STATUS_B0, ALL_CLOSED_B0)
+    assert echoed_s < 0.4
+    assert replied_s >= 0.5
+
+
 async def test_reply_delay_still_answers(emu, port):
     emu.reply_delay_s = 0.05
     started = time.monotonic()
