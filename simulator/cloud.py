@@ -78,6 +78,7 @@ class FeedbackValidator:
         self._validator = OAS30Validator(schema)
 
     def errors(self, body: Any) -> dict[str, list[str]]:
+        """The body's problems by dotted field (``cabinets.0.key``); empty when valid."""
         errors: dict[str, list[str]] = {}
 
         def add(field: str, message: str) -> None:
@@ -114,7 +115,7 @@ class FeedbackValidator:
 @dataclass(slots=True)
 class _Failure:
     status: int
-    retry_after: float | None
+    retry_after_s: float | None
 
 
 @dataclass(slots=True)
@@ -135,7 +136,8 @@ class FakeCloud:
         self.received: list[dict[str, Any]] = []
         # Requests answered 4xx: {"received_at", "status", "body", "response"}.
         self.rejected: list[dict[str, Any]] = []
-        # Seconds to stall before answering each feedback request.
+        # Seconds to stall before answering each feedback request. NOTE: not
+        # delay_s, unlike the rest of the simulator: the agent's tests set it.
         self.delay = 0.0
         self._failures: list[_Failure] = []
         self._drops: list[bool] = []  # one per connection to drop: after processing?
@@ -155,6 +157,7 @@ class FakeCloud:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen on ``host``:``port`` (0: a free port, see :attr:`url`). Idempotent."""
         if self._runner is not None:
             return
         app = web.Application()
@@ -178,6 +181,7 @@ class FakeCloud:
         log.info("fake cloud started", url=self._url)
 
     async def close(self) -> None:
+        """Stop listening and close the agents' websockets. Idempotent."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -185,6 +189,7 @@ class FakeCloud:
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT``, the cloud URL to configure. RuntimeError before start."""
         if self._url is None:
             raise RuntimeError("fake cloud not started")
         return self._url
@@ -273,7 +278,8 @@ class FakeCloud:
     def fail_next(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Answer ``status`` to the next ``count`` feedback requests, recording nothing.
 
-        ``retry_after`` goes out as whole seconds, rounded up: HTTP's
+        ``retry_after`` (seconds; named after the HTTP header, and the agent's
+        tests call it so) goes out as whole seconds, rounded up: HTTP's
         delay-seconds is an integer.
         """
         self._failures.extend(_Failure(status, retry_after) for _ in range(count))
@@ -427,8 +433,8 @@ class FakeCloud:
         now = time.time()
         body = _json_or_text(await request.text())
         headers: dict[str, str] = {}
-        if failure.retry_after is not None:
-            headers["Retry-After"] = str(max(0, math.ceil(failure.retry_after)))
+        if failure.retry_after_s is not None:
+            headers["Retry-After"] = str(max(0, math.ceil(failure.retry_after_s)))
         message = "Simulated failure"
         if failure.status == 500:
             message = "Internal server error"

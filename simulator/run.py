@@ -24,7 +24,8 @@ from agent.app import Agent
 from agent.config import Config, parse_config
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
-from simulator.touchless import TouchlessLocker, mock_factory
+from simulator.mock_pins import mock_factory
+from simulator.touchless import TouchlessLocker
 
 LockerKind = Literal["kerong", "touchless"]
 LOCKERS: dict[str, str] = {"kerong": "default.toml", "touchless": "touchless.toml"}
@@ -38,6 +39,7 @@ def free_port() -> int:
 
 
 def default_config_data(locker: LockerKind = "kerong") -> dict[str, Any]:
+    """The embedded config of ``locker`` as a raw TOML dict (a fresh copy each call)."""
     text = resources.files("simulator").joinpath(LOCKERS[locker]).read_text()
     return tomllib.loads(text)
 
@@ -45,7 +47,7 @@ def default_config_data(locker: LockerKind = "kerong") -> dict[str, Any]:
 class Simulation:
     """A simulated locker + fake cloud + the agent, started and stopped together.
 
-    ``auto_shut_after``: a simulated person shuts a door (Kerong) or a rear door
+    ``auto_shut_after_s``: a simulated person shuts a door (Kerong) or a rear door
     (touchless) that long after it opened. ``adjust`` edits the config dict
     before it is validated (tests shorten timings).
     """
@@ -56,7 +58,7 @@ class Simulation:
         locker: LockerKind = "kerong",
         api_port: int = 0,
         cloud_port: int = 0,
-        auto_shut_after: float | None = None,
+        auto_shut_after_s: float | None = None,
         storage_dir: Path | None = None,
         adjust: Callable[[dict[str, Any]], None] | None = None,
         travel_s: float = 1.5,
@@ -67,7 +69,7 @@ class Simulation:
         if adjust is not None:
             adjust(self._data)
         self._api_port = api_port or free_port()
-        self._auto_shut_after = auto_shut_after
+        self._auto_shut_after_s = auto_shut_after_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if storage_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="locker-agent-sim-")
@@ -78,15 +80,17 @@ class Simulation:
         self.touchless: TouchlessLocker | None = None
         if locker == "kerong":
             self.boards = KerongBoardEmulator(self._data["buses"][0]["boards"])
-            self.boards.auto_shut_after = auto_shut_after
+            self.boards.auto_shut_after_s = auto_shut_after_s
         self.agent: Agent | None = None
 
     @property
     def token(self) -> str:
+        """The local API's bearer token."""
         return str(self._data["api"]["token"])
 
     @property
     def api_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the agent's local API, once started."""
         assert self.agent is not None
         return f"http://127.0.0.1:{self.agent.api.port}"
 
@@ -102,6 +106,7 @@ class Simulation:
         return parse_config(data, self._storage_dir)
 
     async def start(self) -> None:
+        """Start the cloud, then the simulated hardware, then the agent on it."""
         await self.cloud.start()
         gpio_factory = None
         if self.boards is not None:
@@ -111,12 +116,13 @@ class Simulation:
             config = self._config()
             gpio_factory = mock_factory()
             self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
-            self.touchless.auto_shut_rear_after = self._auto_shut_after
+            self.touchless.auto_shut_rear_after_s = self._auto_shut_after_s
             await self.touchless.start()  # a quiet locker on the pins before the agent looks
         self.agent = Agent(config, gpio_factory=gpio_factory)
         await self.agent.start()
 
     async def close(self) -> None:
+        """Stop the agent, the hardware and the cloud, and remove a temporary storage dir."""
         if self.agent is not None:
             await self.agent.close()
             self.agent = None
@@ -130,6 +136,7 @@ class Simulation:
             self._tmp = None
 
     def banner(self) -> str:
+        """Where to look: the addresses, the token and a curl line that opens a cabinet."""
         key = 5 if self.locker == "kerong" else 1
         if self.boards is not None:
             boards = ", ".join(f"board {b}" for b in self._data["buses"][0]["boards"])
@@ -156,7 +163,7 @@ async def simulate(
     *, locker: LockerKind = "kerong", api_port: int = 8080, cloud_port: int = 8004
 ) -> None:
     """Run the simulation until SIGINT/SIGTERM; a simulated person shuts doors after 5 s."""
-    sim = Simulation(locker=locker, api_port=api_port, cloud_port=cloud_port, auto_shut_after=5.0)
+    sim = Simulation(locker=locker, api_port=api_port, cloud_port=cloud_port, auto_shut_after_s=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

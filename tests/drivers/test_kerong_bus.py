@@ -17,6 +17,7 @@ import serial
 
 from drivers.kerong import codec
 from drivers.kerong.bus import BoardStatus, BoardTimeout, BusUnavailable, KerongBus
+from simulator.kerong_core import KerongBank
 
 WAIT = 5.0  # generous: only bounds how long a broken test hangs
 
@@ -27,55 +28,20 @@ async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> No
             await asyncio.sleep(0.001)
 
 
-class BoardBank:
-    """The boards on the far side of the line: raw lock bits (1 = locked on the
-    default model), item bits, and which boards are dead."""
-
-    def __init__(self, boards, locked_bit: int = 1) -> None:
-        self.locked_bit = bool(locked_bit)
-        self.lock_bits = {b: [self.locked_bit] * 16 for b in boards}
-        self.items = {b: [False] * 16 for b in boards}
-        self.dead: set[int] = set()
-        self.requests: Counter[int] = Counter()  # status requests per board
-        self.unlocked: list[tuple[int, int]] = []
-        self._parser = codec.FrameParser()
-
-    def open_door(self, board: int, channel: int) -> None:
-        self.lock_bits[board][channel - 1] = not self.locked_bit
-
-    def handle(self, data: bytes) -> bytes:
-        out = b""
-        for frame in self._parser.feed(data):
-            board = frame.board
-            if board not in self.lock_bits or board in self.dead:
-                continue
-            if frame.cmd == codec.CMD_STATUS:
-                self.requests[board] += 1
-                out += codec.status_reply(
-                    board, tuple(self.lock_bits[board]), tuple(self.items[board])
-                )
-            elif frame.cmd == codec.CMD_UNLOCK:
-                self.unlocked.append((board, frame.channel))
-                self.open_door(board, frame.channel)
-            elif frame.cmd == codec.CMD_UNLOCK_ALL:
-                self.unlocked.append((board, 0))
-        return out
-
-
 class FakeTransport(asyncio.Transport):
-    """Answers like a board bank, with the line's bad habits on demand."""
+    """The host's end of a line to a board bank (the simulator's KerongBank core), with
+    the transport's bad habits on demand: requests dropped, replies late, held, split
+    into single bytes or delivered inside write(). The byte faults of the line itself
+    (echo, garbage, corrupted replies) are the bank's knobs."""
 
     def __init__(
         self,
-        bank: BoardBank,
+        bank: KerongBank,
         protocol: asyncio.Protocol,
         *,
         byte_by_byte: bool = False,
         delay: float = 0.0,
         drop: float = 0.0,
-        corrupt: float = 0.0,
-        garbage: float = 0.0,
-        echo: bool = False,
         sync: bool = False,
         hold: bool = False,
         seed: int = 1234,
@@ -87,9 +53,6 @@ class FakeTransport(asyncio.Transport):
         self.byte_by_byte = byte_by_byte
         self.delay = delay
         self.drop = drop
-        self.corrupt = corrupt
-        self.garbage = garbage
-        self.echo = echo
         self.sync = sync
         self.held: list[bytes] | None = [] if hold else None
         self.rng = random.Random(seed)
@@ -112,17 +75,7 @@ class FakeTransport(asyncio.Transport):
         if self.drop and self.rng.random() < self.drop:
             self.stats["dropped"] += 1
             return
-        reply = self.bank.handle(data)
-        out = data if self.echo else b""
-        if self.garbage and self.rng.random() < self.garbage:
-            noise = self.rng.randbytes(self.rng.randint(1, 12)) + b"\x02"
-            out += noise
-            self.stats["garbage"] += 1
-        if reply and self.corrupt and self.rng.random() < self.corrupt:
-            i = self.rng.randrange(len(reply))
-            reply = reply[:i] + bytes([reply[i] ^ (1 << self.rng.randrange(8))]) + reply[i + 1 :]
-            self.stats["corrupted"] += 1
-        out += reply
+        out = self.bank.feed(data)
         if not out:
             return
         if self.held is not None:
@@ -185,9 +138,23 @@ class FakePort:
         lambda: termios.error(5, "Input/output error"),
     )
 
-    def __init__(self, bank: BoardBank, **transport_options) -> None:
+    def __init__(
+        self,
+        bank: KerongBank,
+        *,
+        echo: bool | None = None,
+        garbage: float | None = None,
+        corrupt: float | None = None,
+        seed: int = 1234,
+        **transport_options,
+    ) -> None:
+        # The line's byte faults are the bank's knobs (None: leave the bank's as they are).
+        for knob, value in (("echo", echo), ("garbage", garbage), ("corrupt", corrupt)):
+            if value is not None:
+                setattr(bank, knob, value)
+        bank.rng.seed(seed)  # a noisy run replays
         self.bank = bank
-        self.options = transport_options
+        self.options = {"seed": seed, **transport_options}
         self.fail_next = 0
         self.unplugged = False
         self.hang = False
@@ -224,9 +191,10 @@ class Recorder:
         return [s for b, s in self.calls if b == board]
 
 
-def expected(bank: BoardBank, board: int) -> BoardStatus:
-    closed = tuple(bit == bank.locked_bit for bit in bank.lock_bits[board])
-    return BoardStatus(board, closed, tuple(bank.items[board]))
+def expected(bank: KerongBank, board: int) -> BoardStatus:
+    """What the bus must report for ``board``: the raw bits on the wire, polarity undone."""
+    closed = tuple(bit == bool(bank.locked_bit) for bit in bank.lock_bits(board))
+    return BoardStatus(board, closed, bank.item_bits(board))
 
 
 @pytest.fixture
@@ -259,7 +227,7 @@ async def make_bus():
 
 @pytest.mark.parametrize("locked_bit", [1, 0])
 async def test_status_callbacks_fire_once_per_change(make_bus, locked_bit):
-    bank = BoardBank([0, 1, 2], locked_bit=locked_bit)
+    bank = KerongBank([0, 1, 2], locked_bit=locked_bit)
     rec = Recorder()
     bus = make_bus(FakePort(bank), [0, 1, 2], rec, locked_bit=locked_bit)
     await bus.start()
@@ -268,12 +236,12 @@ async def test_status_callbacks_fire_once_per_change(make_bus, locked_bit):
     assert sorted(rec.calls, key=lambda c: c[0]) == [(b, expected(bank, b)) for b in (0, 1, 2)]
     assert all(status.closed == (True,) * 16 for _, status in rec.calls)
 
-    seen = bank.requests[1]
-    await eventually(lambda: bank.requests[1] >= seen + 10)
+    seen = bank.status_reads[1]
+    await eventually(lambda: bank.status_reads[1] >= seen + 10)
     assert len(rec.calls) == 3  # nothing changed: no callback
 
-    bank.open_door(1, 5)
-    bank.items[1][2] = True
+    bank.force_open(1, 5)
+    bank.set_item(1, 3, True)
     await eventually(lambda: len(rec.calls) == 4)
     board, status = rec.calls[3]
     assert board == 1
@@ -282,8 +250,8 @@ async def test_status_callbacks_fire_once_per_change(make_bus, locked_bit):
     assert status.items[2] is True
     assert bus.status(1) == status
 
-    seen = bank.requests[1]
-    await eventually(lambda: bank.requests[1] >= seen + 10)
+    seen = bank.status_reads[1]
+    await eventually(lambda: bank.status_reads[1] >= seen + 10)
     assert len(rec.calls) == 4
 
 
@@ -300,9 +268,9 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_noisy_lines_give_true_statuses_only(make_bus, variant):
-    bank = BoardBank([0, 3])
-    bank.open_door(3, 2)
-    bank.items[3][6] = True
+    bank = KerongBank([0, 3])
+    bank.force_open(3, 2)
+    bank.set_item(3, 7, True)
     port = FakePort(bank, **VARIANTS[variant])
     rec = Recorder()
     bus = make_bus(port, [0, 3], rec, poll_retries=8, reply_timeout=0.03)
@@ -310,9 +278,9 @@ async def test_noisy_lines_give_true_statuses_only(make_bus, variant):
     await bus.start()
 
     await eventually(lambda: bus.status(0) == genuine[0][0] and bus.status(3) == genuine[3][0])
-    await eventually(lambda: bank.requests[0] >= 25)
+    await eventually(lambda: bank.status_reads[0] >= 25)
 
-    bank.open_door(0, 16)
+    bank.force_open(0, 16)
     genuine[0].append(expected(bank, 0))
     await eventually(lambda: bus.status(0) == genuine[0][1])
 
@@ -326,14 +294,14 @@ async def test_noisy_lines_give_true_statuses_only(make_bus, variant):
     if options.get("drop"):
         assert port.transport.stats["dropped"] > 0
     if options.get("corrupt"):
-        assert port.transport.stats["corrupted"] > 0
+        assert bank.faults["corrupted"] > 0
     if options.get("garbage"):
-        assert port.transport.stats["garbage"] > 0
+        assert bank.faults["garbage"] > 0
 
 
 async def test_offline_after_retries_then_back(make_bus):
-    bank = BoardBank([0, 1])
-    bank.dead.add(1)
+    bank = KerongBank([0, 1])
+    bank.offline.add(1)
     requests_when_offline = []
 
     rec = Recorder()
@@ -356,15 +324,15 @@ async def test_offline_after_retries_then_back(make_bus):
     await eventually(lambda: port.transport.written.count(codec.status_request(1)) >= sent + 3)
     assert rec.of(1) == [None]
 
-    bank.dead.discard(1)
+    bank.offline.discard(1)
     await eventually(lambda: len(rec.of(1)) == 2)
     assert rec.of(1) == [None, expected(bank, 1)]
     assert rec.of(0) == [expected(bank, 0)]
 
 
 async def test_offline_board_does_not_slow_the_others(make_bus):
-    bank = BoardBank([0, 1])
-    bank.dead.add(1)
+    bank = KerongBank([0, 1])
+    bank.offline.add(1)
     rec = Recorder()
     port = FakePort(bank)
     bus = make_bus(port, [0, 1], rec, reply_timeout=0.02, offline_poll_interval=60)
@@ -372,13 +340,13 @@ async def test_offline_board_does_not_slow_the_others(make_bus):
 
     await eventually(lambda: rec.of(1) == [None])
     asked_1 = port.transport.written.count(codec.status_request(1))
-    asked_0 = bank.requests[0]
-    await eventually(lambda: bank.requests[0] >= asked_0 + 30)
+    asked_0 = bank.status_reads[0]
+    await eventually(lambda: bank.status_reads[0] >= asked_0 + 30)
     assert port.transport.written.count(codec.status_request(1)) == asked_1
 
 
 async def test_callback_exception_does_not_stop_polling(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     rec = Recorder()
 
     def on_status(board, status):
@@ -389,7 +357,7 @@ async def test_callback_exception_does_not_stop_polling(make_bus):
     bus = make_bus(FakePort(bank), [0], on_status)
     await bus.start()
     await eventually(lambda: len(rec.calls) == 1)
-    bank.open_door(0, 3)
+    bank.force_open(0, 3)
     await eventually(lambda: len(rec.calls) == 2)
     assert rec.calls[1] == (0, expected(bank, 0))
 
@@ -398,7 +366,7 @@ async def test_callback_exception_does_not_stop_polling(make_bus):
 
 
 async def test_unlock_writes_the_exact_frames(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank)
     bus = make_bus(port, [0], Recorder(), poll_interval=0.05)
     await bus.start()
@@ -419,7 +387,7 @@ async def test_unlock_writes_the_exact_frames(make_bus):
 
 
 async def test_commands_go_before_waiting_polls(make_bus):
-    bank = BoardBank([0, 1, 2])
+    bank = KerongBank([0, 1, 2])
     port = FakePort(bank, hold=True)  # replies wait until release()
     bus = make_bus(port, [0, 1, 2], Recorder(), poll_interval=0, reply_timeout=WAIT)
     await bus.start()
@@ -456,7 +424,7 @@ async def test_commands_go_before_waiting_polls(make_bus):
 
 
 async def test_cancelled_unlock_still_holds_the_bus_for_its_wire_time(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank)
     rec = Recorder()
     # 200 baud: an unlock frame takes a quarter of a second on the wire.
@@ -478,8 +446,8 @@ async def test_cancelled_unlock_still_holds_the_bus_for_its_wire_time(make_bus):
 
 
 async def test_read_status_timeout_then_bus_still_works(make_bus):
-    bank = BoardBank([0, 1])
-    bank.dead.add(1)
+    bank = KerongBank([0, 1])
+    bank.offline.add(1)
     port = FakePort(bank)
     bus = make_bus(port, [0, 1], Recorder(), reply_timeout=0.02)
     await bus.start()
@@ -490,12 +458,12 @@ async def test_read_status_timeout_then_bus_still_works(make_bus):
     assert await bus.read_status(0) == expected(bank, 0)
     await bus.unlock(0, 1)
     assert bank.unlocked == [(0, 1)]
-    bank.dead.discard(1)
+    bank.offline.discard(1)
     assert await bus.read_status(1) == expected(bank, 1)
 
 
 async def test_late_reply_is_not_taken_for_the_next_board(make_bus):
-    bank = BoardBank([0, 1])
+    bank = KerongBank([0, 1])
     port = FakePort(bank, delay=0.1)  # every reply comes after the timeout
     rec = Recorder()
     bus = make_bus(port, [0, 1], rec, reply_timeout=0.02, poll_interval=60)
@@ -507,7 +475,7 @@ async def test_late_reply_is_not_taken_for_the_next_board(make_bus):
     with pytest.raises(BoardTimeout):
         await bus.read_status(1)
     port.transport.delay = 0
-    bank.open_door(0, 4)
+    bank.force_open(0, 4)
     assert await bus.read_status(0) == expected(bank, 0)  # not board 1's late reply
 
 
@@ -515,7 +483,7 @@ async def test_late_reply_is_not_taken_for_the_next_board(make_bus):
 
 
 async def test_reopens_after_open_failures_and_unplug(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank)
     port.fail_next = 3  # ENOENT, SerialException, termios.error
     rec = Recorder()
@@ -546,7 +514,7 @@ async def test_reopens_after_open_failures_and_unplug(make_bus):
 
 
 async def test_pending_request_fails_when_connection_is_lost(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank, hold=True)
     bus = make_bus(port, [0], Recorder(), reply_timeout=WAIT, reconnect_min=1, reconnect_max=1)
     await bus.start()
@@ -561,7 +529,7 @@ async def test_pending_request_fails_when_connection_is_lost(make_bus):
 async def test_reply_right_before_connection_loss_is_not_reported(make_bus):
     """A reply that arrived just before the port vanished must not make the board look
     online while the port is gone."""
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank, sync=True)
 
     def vanish(transport):
@@ -591,7 +559,7 @@ async def test_reply_right_before_connection_loss_is_not_reported(make_bus):
 
 
 async def test_write_error_reopens_the_port(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank)
     rec = Recorder()
     bus = make_bus(port, [0], rec)
@@ -603,7 +571,7 @@ async def test_write_error_reopens_the_port(make_bus):
 
 
 async def test_close_is_prompt_and_idempotent(make_bus):
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     port = FakePort(bank, hold=True)  # a poll waits for a reply that never comes
     bus = make_bus(port, [0], Recorder(), reply_timeout=60)
     await bus.start()
@@ -624,7 +592,7 @@ async def test_close_is_prompt_and_idempotent(make_bus):
 
 
 async def test_close_while_opening_hangs(make_bus):
-    port = FakePort(BoardBank([0]))
+    port = FakePort(KerongBank([0]))
     port.hang = True
     bus = make_bus(port, [0], Recorder())
     await bus.start()
@@ -633,7 +601,7 @@ async def test_close_while_opening_hangs(make_bus):
 
 
 async def test_close_before_start(make_bus):
-    bus = make_bus(FakePort(BoardBank([0])), [0], Recorder())
+    bus = make_bus(FakePort(KerongBank([0])), [0], Recorder())
     await asyncio.wait_for(bus.close(), WAIT)
 
 
@@ -643,7 +611,7 @@ async def test_close_before_start(make_bus):
 class PtyBoards:
     """A board bank on the master side of a real pseudo-terminal."""
 
-    def __init__(self, bank: BoardBank) -> None:
+    def __init__(self, bank: KerongBank) -> None:
         self.bank = bank
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
@@ -658,7 +626,7 @@ class PtyBoards:
         except OSError:
             return
         self.received += data
-        reply = self.bank.handle(data)
+        reply = self.bank.feed(data)
         if reply:
             os.write(self.master, reply)
 
@@ -669,7 +637,7 @@ class PtyBoards:
 
 
 async def test_real_pty_with_default_connect():
-    bank = BoardBank([0, 1])
+    bank = KerongBank([0, 1])
     boards = PtyBoards(bank)
     rec = Recorder()
     bus = KerongBus(boards.path, [0, 1], rec, reply_timeout=0.5, poll_interval=0.01)
@@ -695,7 +663,7 @@ async def test_real_pty_unplugged_and_replugged(tmp_path):
     """Closing the master makes the slave read fail like a hot-unplugged USB adapter;
     the bus reports the board unknown, retries, and reopens once the by-id style
     symlink points at a live port again."""
-    bank = BoardBank([0])
+    bank = KerongBank([0])
     link = tmp_path / "usb-FTDI_RS485-if00-port0"
     first = PtyBoards(bank)
     link.symlink_to(first.path)
@@ -736,7 +704,7 @@ async def test_real_pty_unplugged_and_replugged(tmp_path):
 async def test_real_tcp_socket_url_and_reconnect():
     """pyserial's socket:// URL (a TCP serial gateway) with the default connect, which
     passes exclusive=True; the gateway dropping the link makes the bus reconnect."""
-    bank = BoardBank([2])
+    bank = KerongBank([2])
     connections: list[asyncio.StreamWriter] = []
     handlers_done: list[asyncio.Event] = []
 
@@ -746,7 +714,7 @@ async def test_real_tcp_socket_url_and_reconnect():
         handlers_done.append(done)
         try:
             while data := await reader.read(1024):
-                writer.write(bank.handle(data))
+                writer.write(bank.feed(data))
         except ConnectionError:
             pass
         finally:
@@ -782,25 +750,25 @@ async def test_real_tcp_socket_url_and_reconnect():
 
 async def test_a_silent_link_that_looks_open_is_reopened(make_bus):
     # A TCP gateway that hangs keeps its socket open but answers nothing.
-    bank = BoardBank([0, 1])
+    bank = KerongBank([0, 1])
     port = FakePort(bank)
     rec = Recorder()
     bus = make_bus(port, [0, 1], rec, silent_reopen_s=0.2)
     await bus.start()
     await eventually(lambda: bus.status(0) is not None and bus.status(1) is not None)
-    bank.dead = {0, 1}
+    bank.offline = {0, 1}
     await eventually(lambda: len(port.transports) >= 2)  # given up on, reopened
     assert port.transports[0].closing
-    bank.dead = set()
+    bank.offline = set()
     await eventually(lambda: bus.status(0) is not None)
 
 
 async def test_one_silent_board_does_not_reopen_the_port(make_bus):
-    bank = BoardBank([0, 1])
+    bank = KerongBank([0, 1])
     port = FakePort(bank)
     bus = make_bus(port, [0, 1], Recorder(), silent_reopen_s=0.1)
     await bus.start()
     await eventually(lambda: bus.status(0) is not None)
-    bank.dead = {1}
+    bank.offline = {1}
     await asyncio.sleep(0.5)
     assert len(port.transports) == 1

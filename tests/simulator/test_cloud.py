@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
@@ -122,7 +123,11 @@ async def test_drop_next(cloud, session):
 
 async def test_delay_still_answers(cloud, session):
     cloud.delay = 0.05
+    started = time.monotonic()
     assert (await post(session, cloud, GOOD))[0] == 200
+    assert time.monotonic() - started >= 0.05
+    cloud.heal()
+    assert cloud.delay == 0.0
 
 
 async def test_wait_for(cloud, session):

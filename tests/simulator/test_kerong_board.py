@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 import serial
@@ -158,9 +159,29 @@ async def test_echo_sends_request_back_before_reply(emu, port):
     assert await transact(port, STATUS_B0, 5 + 9) == STATUS_B0 + ALL_CLOSED_B0
 
 
+async def test_echo_does_not_wait_for_the_reply_delay(emu, port):
+    emu.echo = True
+    emu.reply_delay_s = 0.5
+
+    def run() -> tuple[bytes, float, bytes, float]:
+        started = time.monotonic()
+        port.write(STATUS_B0)
+        echo = port.read(5)
+        echoed_s = time.monotonic() - started
+        reply = port.read(9)
+        return echo, echoed_s, reply, time.monotonic() - started
+
+    echo, echoed_s, reply, replied_s = await asyncio.to_thread(run)
+    assert (echo, reply) == (STATUS_B0, ALL_CLOSED_B0)
+    assert echoed_s < 0.4
+    assert replied_s >= 0.5
+
+
 async def test_reply_delay_still_answers(emu, port):
-    emu.reply_delay = 0.05
+    emu.reply_delay_s = 0.05
+    started = time.monotonic()
     assert await transact(port, STATUS_B0, 9) == ALL_CLOSED_B0
+    assert time.monotonic() - started >= 0.05
 
 
 async def test_offline_and_unknown_boards_stay_silent(emu, port):
@@ -188,8 +209,8 @@ async def test_garbage_in_both_directions(emu, port):
     assert [f.raw for f in codec.FrameParser().feed(data)] == [ALL_CLOSED_B0]
 
 
-async def test_auto_shut_after(emu, port):
-    emu.auto_shut_after = 0.05
+async def test_auto_shut_after_s(emu, port):
+    emu.auto_shut_after_s = 0.05
     shut = asyncio.Event()
 
     def changed(board: int, channel: int) -> None:
@@ -239,6 +260,9 @@ async def test_bad_arguments_and_idempotent_close():
     emu = KerongBoardEmulator([0])
     with pytest.raises(RuntimeError):
         _ = emu.port
+    for renamed in ("reply_delay", "auto_shut_after"):  # now *_s: setting the old name raises
+        with pytest.raises(AttributeError):
+            setattr(emu, renamed, 0.05)
     await emu.start()
     with pytest.raises(ValueError):
         emu.shut_door(3, 1)

@@ -15,8 +15,9 @@ from agent.commands import error_body, parse_command
 from agent.config import Config, parse_config
 from agent.errors import LockerError
 from simulator.cloud import FakeCloud
+from simulator.mock_pins import mock_factory
 from simulator.run import Simulation, default_config_data, free_port
-from simulator.touchless import TouchlessLocker, mock_factory
+from simulator.touchless import TouchlessLocker
 
 TRAVEL_S = 0.1
 
@@ -258,7 +259,7 @@ async def test_a_jammed_rear_latch_is_retried_once_then_alarms(world):
 
 
 async def test_a_staff_member_shuts_the_rear_door(world):
-    world.sim.auto_shut_rear_after = 0.1
+    world.sim.auto_shut_rear_after_s = 0.1
     await world.command(2, {"command": "open", "rearload": True})
     await world.update({"key": 2, "rear_status": "closed"})
     assert not world.sim.rear_open(2)
@@ -380,6 +381,8 @@ async def test_unknown_cabinets_and_parts_are_refused(alone):
         alone.position(7)
     with pytest.raises(ValueError):
         alone.motor_broken(0, side="rear")  # a latch door has no motor
+    with pytest.raises(AttributeError):
+        alone.auto_shut_rear_after = 0.1  # renamed auto_shut_rear_after_s: no silent no-op
 
 
 def test_pins_past_the_header_need_the_full_bank_factory(tmp_path):

@@ -1,0 +1,307 @@
+"""A bank of Kerong KR-CU16 lock boards as bytes in, bytes out.
+
+:meth:`KerongBank.feed` takes the bytes the host wrote on the RS-485 line and
+returns the bytes that come back: the boards' replies, and whatever the line
+adds on its own (an adapter's echo, noise, a flipped bit). No asyncio, no file
+descriptor, no clock: the pty emulator (:mod:`simulator.kerong_board`) and the
+driver tests' fake transports both wrap this one core, so there is a single
+idea of what a board answers.
+
+Behind each channel sits a small physical model (door, latch, item, jam) that
+simulated people act on; a board's status reply is read off that model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import structlog
+
+from drivers.kerong import codec
+
+log = structlog.get_logger(__name__)
+
+REQUEST_COMMANDS = frozenset(
+    (codec.CMD_STATUS, codec.CMD_UNLOCK, codec.CMD_BUS_STATUS, codec.CMD_UNLOCK_ALL)
+)
+MAX_GARBAGE = 12  # the most noise bytes one garbage burst puts on the line
+
+ChangeCallback = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class ChannelState:
+    """One compartment as the physical world has it.
+
+    ``latched`` implies the door is shut: a door that is open cannot be held by
+    the latch. The board's lock feedback says "closed" only when the door is
+    shut *and* latched.
+    """
+
+    door_open: bool = False
+    latched: bool = True
+    item: bool = False
+    jammed: bool = False
+
+    @property
+    def closed(self) -> bool:
+        """True when the door is shut and latched: what the lock feedback reports."""
+        return self.latched and not self.door_open
+
+
+class KerongBank:
+    """Boards ``boards`` (ids 0-15) on one line, answering KR-CU16 request frames.
+
+    ``locked_bit`` is the raw lock bit a closed channel reports (1 on most boards,
+    0 on the inverted models); ``has_items=False`` plays boards without infrared
+    sensors (every item bit 0). ``seed`` seeds :attr:`rng`, which decides the
+    random line faults. Raises ValueError for a board id out of 0-15 or a
+    ``locked_bit`` other than 0 or 1.
+
+    Fault knobs, changeable at any time:
+
+    - :attr:`offline`: boards that ignore everything on the line (unpowered,
+      cable cut); a mutable set, also set through :meth:`set_offline`;
+    - :attr:`echo`: the request comes back first, as some USB RS-485 adapters do;
+    - :attr:`garbage`: probability (0.0-1.0), per :meth:`feed`, that a burst of
+      1-12 random bytes and a stray STX goes out before the replies;
+    - :attr:`corrupt`: probability (0.0-1.0), per :meth:`feed` with a reply, that
+      one bit of the replies is flipped.
+
+    Observation: :attr:`received` (every request frame, in order),
+    :attr:`unlocked` (every pulse a board acted on, ``(board, channel)``, channel
+    0 for unlock-all), :attr:`status_reads` (0x30
+    requests each board answered), :attr:`faults` (how many ``"garbage"`` bursts
+    and ``"corrupted"`` replies went out) and ``on_change(board, channel)``,
+    called after any change of a channel's physical state.
+    """
+
+    # Slots: a misspelt or renamed knob (``dead``, ``reply_delay``) is an
+    # AttributeError, not a silently ignored new attribute.
+    __slots__ = (
+        "_channels",
+        "_parser",
+        "corrupt",
+        "echo",
+        "faults",
+        "garbage",
+        "has_items",
+        "locked_bit",
+        "offline",
+        "on_change",
+        "received",
+        "rng",
+        "status_reads",
+        "unlocked",
+    )
+
+    def __init__(
+        self,
+        boards: Iterable[int],
+        *,
+        locked_bit: int = 1,
+        has_items: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        ids = sorted(set(boards))
+        for board in ids:
+            if not 0 <= board <= codec.MAX_BOARD:
+                raise ValueError(f"board {board} out of range 0-{codec.MAX_BOARD}")
+        if locked_bit not in (0, 1):
+            raise ValueError("locked_bit must be 0 or 1")
+        self._channels = {b: [ChannelState() for _ in range(codec.CHANNELS)] for b in ids}
+        self.locked_bit = locked_bit
+        self.has_items = has_items
+        self.offline: set[int] = set()
+        self.echo = False
+        self.garbage = 0.0
+        self.corrupt = 0.0
+        self.rng = random.Random(seed)
+        self.received: list[bytes] = []
+        self.unlocked: list[tuple[int, int]] = []
+        self.status_reads: Counter[int] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.on_change: ChangeCallback | None = None
+        self._parser = codec.FrameParser()
+
+    @property
+    def boards(self) -> list[int]:
+        """The board ids of this bank, ascending."""
+        return list(self._channels)
+
+    # -- the line -----------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes the host wrote in; the bytes the line carries back out.
+
+        A frame may arrive split over several calls; bytes that are not a valid
+        request (noise, a wrong SUM) are dropped and the parser resynchronises
+        on the next STX. Out comes, in order: the echo (if :attr:`echo`), a
+        garbage burst (see :attr:`garbage`), then every reply of the requests
+        completed by ``data`` (``b""`` when nobody answers).
+        """
+        out = bytearray(data if self.echo else b"")
+        if self.garbage and self.rng.random() < self.garbage:
+            noise = self.rng.randbytes(self.rng.randint(1, MAX_GARBAGE))
+            out += noise + bytes((codec.STX,))
+            self.faults["garbage"] += 1
+        dropped = self._parser.dropped
+        reply = b"".join(self._answer(frame) for frame in self._parser.feed(data))
+        if self._parser.dropped != dropped:
+            log.debug("kerong bank dropped garbage", count=self._parser.dropped - dropped)
+        if reply and self.corrupt and self.rng.random() < self.corrupt:
+            i = self.rng.randrange(len(reply))
+            bit = 1 << self.rng.randrange(8)
+            reply = reply[:i] + bytes((reply[i] ^ bit,)) + reply[i + 1 :]
+            self.faults["corrupted"] += 1
+        return bytes(out + reply)
+
+    def lock_bits(self, board: int) -> tuple[bool, ...]:
+        """The 16 raw lock bits ``board`` reports now (polarity applied), channel 1 first."""
+        channels = self._board(board)
+        return tuple(ch.closed == bool(self.locked_bit) for ch in channels)
+
+    def item_bits(self, board: int) -> tuple[bool, ...]:
+        """The 16 item sensor bits ``board`` reports now (all False without sensors)."""
+        return tuple(ch.item and self.has_items for ch in self._board(board))
+
+    def status_reply(self, board: int) -> bytes:
+        """The 9-byte 0x35 frame ``board`` would answer to a status request now."""
+        return codec.status_reply(board, self.lock_bits(board), self.item_bits(board))
+
+    # -- people and the physical world --------------------------------------
+
+    def state(self, board: int, channel: int) -> ChannelState:
+        """A copy of one channel's physical state (channel 1-16). ValueError if unknown."""
+        return replace(self._channel(board, channel))
+
+    def feedback_closed(self, board: int, channel: int) -> bool:
+        """Whether the channel's lock feedback means "closed" right now."""
+        return self._channel(board, channel).closed
+
+    def open_door(self, board: int, channel: int) -> bool:
+        """A person pulls the door; a latched door does not move. True if it opened."""
+        if self._channel(board, channel).latched:
+            return False
+        self._set(board, channel, door_open=True)
+        return True
+
+    def force_open(self, board: int, channel: int) -> None:
+        """The door is forced open, latch or not (a break-in, a bent door)."""
+        self._set(board, channel, door_open=True, latched=False)
+
+    def shut_door(self, board: int, channel: int) -> None:
+        """A person pushes the door shut; the latch catches it."""
+        self._set(board, channel, door_open=False, latched=True)
+
+    def set_item(self, board: int, channel: int, present: bool) -> None:
+        """An item is put in (True) or taken out (False) of the compartment."""
+        self._set(board, channel, item=present)
+
+    def jam(self, board: int, channel: int, on: bool = True) -> None:
+        """A jammed lock: a pulse does not release the latch (LockJammed)."""
+        self._set(board, channel, jammed=on)
+
+    def set_offline(self, board: int, offline: bool = True) -> None:
+        """An offline board ignores everything on the line. ValueError if not in the bank."""
+        self._board(board)
+        if offline:
+            self.offline.add(board)
+        else:
+            self.offline.discard(board)
+        log.info("kerong board online changed", board=board, online=not offline)
+
+    def is_online(self, board: int) -> bool:
+        """Whether ``board`` answers the line. ValueError if not in the bank."""
+        self._board(board)
+        return board not in self.offline
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every board and channel with the fault knobs, JSON-able, for a web view."""
+        return {
+            "locked_bit": self.locked_bit,
+            "has_items": self.has_items,
+            "echo": self.echo,
+            "garbage": self.garbage,
+            "corrupt": self.corrupt,
+            "boards": [
+                {
+                    "board": board,
+                    "online": board not in self.offline,
+                    "channels": [
+                        {"channel": i + 1, "closed": ch.closed, **asdict(ch)}
+                        for i, ch in enumerate(channels)
+                    ],
+                }
+                for board, channels in self._channels.items()
+            ],
+        }
+
+    # -- internals ----------------------------------------------------------
+
+    def _board(self, board: int) -> list[ChannelState]:
+        try:
+            return self._channels[board]
+        except KeyError:
+            raise ValueError(f"board {board} is not in this bank") from None
+
+    def _channel(self, board: int, channel: int) -> ChannelState:
+        if not 1 <= channel <= codec.CHANNELS:
+            raise ValueError(f"channel {channel} out of range 1-{codec.CHANNELS}")
+        return self._board(board)[channel - 1]
+
+    def _set(self, board: int, channel: int, **changes: bool) -> None:
+        ch = self._channel(board, channel)
+        before = replace(ch)
+        for name, value in changes.items():
+            setattr(ch, name, value)
+        if ch == before:
+            return
+        log.debug("kerong channel changed", board=board, channel=channel, **asdict(ch))
+        if self.on_change is not None:
+            try:
+                self.on_change(board, channel)
+            except Exception:
+                # An observer's bug must not take the boards down.
+                log.exception("on_change observer failed", board=board, channel=channel)
+
+    def _unlock(self, board: int, channel: int) -> None:
+        # The pulse releases the latch and the door's spring pushes it open,
+        # unless the lock is jammed: then nothing moves.
+        if not self._channel(board, channel).jammed:
+            self._set(board, channel, latched=False, door_open=True)
+
+    def _answer(self, frame: codec.Frame) -> bytes:
+        """What the bank sends back for one well-formed frame (often nothing)."""
+        if frame.cmd not in REQUEST_COMMANDS:
+            log.debug("kerong bank ignored non-request frame", raw=frame.raw.hex(" "))
+            return b""
+        self.received.append(frame.raw)
+        if frame.cmd == codec.CMD_BUS_STATUS:
+            if frame.addr != codec.BUS_ADDR:
+                return b""
+            return b"".join(
+                codec.encode(board << 4, codec.REPLY_BUS_STATUS, self.status_reply(board)[3:7])
+                for board in self._channels
+                if board not in self.offline
+            )
+        board = frame.board
+        if board not in self._channels or board in self.offline:
+            return b""  # nobody with that address on the bus: silence
+        if frame.cmd == codec.CMD_STATUS:
+            self.status_reads[board] += 1
+            return self.status_reply(board)
+        if frame.cmd == codec.CMD_UNLOCK:
+            log.info("kerong unlock pulse", board=board, channel=frame.channel)
+            self.unlocked.append((board, frame.channel))
+            self._unlock(board, frame.channel)
+        elif frame.cmd == codec.CMD_UNLOCK_ALL:
+            log.info("kerong unlock-all pulse", board=board)
+            self.unlocked.append((board, 0))
+            for channel in range(1, codec.CHANNELS + 1):
+                self._unlock(board, channel)
+        return b""
