@@ -9,6 +9,9 @@ commands by id).
   caller and every waiter get it, and it is kept in memory for later repeats.
 - ``Unavailable`` is not a result but a moment (the board was silent): it is not
   remembered, so the same id acts once the hardware is back.
+- The intent is written before the command acts: a command the process died in
+  the middle of is answered ``Conflict`` (outcome unknown) on a retry, never run
+  again. A bug or a cancellation inside a command is treated the same way.
 - Results are forgotten by count only (``StateStore.max_commands``): no clock step
   can make a resent id act twice. Ids come namespaced from the edges
   (``local:<Idempotency-Key>``, ``cloud:<id>``), so they never collide.
@@ -25,8 +28,8 @@ from typing import Any
 import structlog
 
 from agent import errors
-from agent.errors import Invalid, LockerError, Unavailable
-from agent.store import StateStore, StoreError
+from agent.errors import Conflict, Invalid, LockerError, Unavailable
+from agent.store import Outcome, StateStore, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +37,11 @@ MAX_ID_LENGTH = 200  # of the id a client or the cloud gives, before its namespa
 TRIM_EVERY = 100  # saves between two trims of the stored results
 MEMORY_RESULTS = 1000  # results kept in memory when the store cannot save them
 
-Result = tuple[str, float, bool, dict[str, Any]]  # fingerprint, wall time, ok, answer or error
+Result = tuple[str, float, Outcome, dict[str, Any]]  # fingerprint, wall time, outcome, answer
+INTERRUPTED = (
+    "this command began before a restart and may have acted; its outcome is unknown:"
+    " read the cabinet's state instead of sending it again"
+)
 
 
 def _error_from(saved: dict[str, Any]) -> LockerError:
@@ -68,55 +75,75 @@ class CommandLog:
         if running is not None:
             _check(running[0], fingerprint)
             return await asyncio.shield(running[1])
-        now = time.time()  # for people reading the store; never compared
         done = self._remembered(command_id)
         if done is not None:
             _check(done[0], fingerprint)
-            if done[2]:
+            if done[2] == "ok":
                 return done[3]
-            raise _error_from(done[3])
+            if done[2] == "failed":
+                raise _error_from(done[3])
+            # It began and never finished: it may have pulsed. Never twice.
+            raise Conflict(INTERRUPTED)
 
+        now = time.time()  # for people reading the store; never compared
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._running[command_id] = (fingerprint, future)
         try:
+            self._save(command_id, (fingerprint, now, "running", {}))  # intent, before acting
             result = await action()
-        except LockerError as err:
-            if not isinstance(err, Unavailable):  # a moment, not an answer
-                answer = {"error": type(err).__name__, "message": err.message, "errors": err.errors}
-                self._save(command_id, (fingerprint, now, False, answer))
+        except Unavailable as err:  # a moment, not an answer: it did not act
+            self._forget(command_id)
             future.set_exception(err)
             future.exception()  # retrieved: no "never retrieved" warning if nobody repeats
             raise
+        except LockerError as err:
+            answer = {"error": type(err).__name__, "message": err.message, "errors": err.errors}
+            self._save(command_id, (fingerprint, now, "failed", answer))
+            future.set_exception(err)
+            future.exception()
+            raise
         except BaseException:
-            future.cancel()  # not an answer (a bug, a cancellation): a retry may act
+            # A bug or a cancellation: it may have acted. The intent stays, so a retry
+            # is told the outcome is unknown instead of acting again.
+            future.cancel()
             raise
         finally:
             del self._running[command_id]
-        self._save(command_id, (fingerprint, now, True, result))
+        self._save(command_id, (fingerprint, now, "ok", result))
         future.set_result(result)
         return result
 
     def _remembered(self, command_id: str) -> Result | None:
+        """The record of ``command_id``; ``Unavailable`` when it cannot be read (acting
+        without knowing could act twice)."""
         if command_id in self._unsaved:
             return self._unsaved[command_id]
         try:
             return self._store.command(command_id)
         except StoreError as exc:
             log.error("commands.store_unreadable", error=str(exc))
-            return None
+            raise Unavailable(f"cannot read the command log: {exc}") from None
 
     def _save(self, command_id: str, result: Result) -> None:
-        """Keep a result; when the disk refuses, in memory (bounded), never lost silently."""
+        """Keep a record; when the disk refuses, in memory (bounded), never lost silently."""
         try:
             self._store.save_command(command_id, *result)
+            self._unsaved.pop(command_id, None)
             self._saves += 1
             if self._saves % TRIM_EVERY == 0:
                 self._store.trim_commands()
         except StoreError as exc:
-            log.error("commands.result_unsaved", id=command_id, error=str(exc))
+            log.error("commands.record_unsaved", id=command_id, error=str(exc))
             self._unsaved[command_id] = result
             while len(self._unsaved) > MEMORY_RESULTS:
                 self._unsaved.popitem(last=False)
+
+    def _forget(self, command_id: str) -> None:
+        self._unsaved.pop(command_id, None)
+        try:
+            self._store.forget_command(command_id)
+        except StoreError as exc:  # the intent stays: a retry is told "unknown"
+            log.error("commands.intent_unforgotten", id=command_id, error=str(exc))
 
 
 def _check(known: str, fingerprint: str) -> None:

@@ -19,12 +19,14 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.sqlite import Database
 
 STATE_FILE = "state.sqlite3"
-_OK, _FAILED = 200, 0  # commands.status: 200 for an answer, anything else an error
+Outcome = Literal["ok", "failed", "running"]
+# commands.status: 200 an answer, -1 began and never finished, anything else an error
+_OUTCOMES: dict[int, Outcome] = {200: "ok", 0: "failed", -1: "running"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cabinet_settings (
@@ -100,8 +102,9 @@ class StateStore:
                 (key, int(enabled), size, thermal_mode),
             )
 
-    def command(self, command_id: str) -> tuple[str, float, bool, dict[str, Any]] | None:
-        """(fingerprint, when, succeeded, answer or error) of a finished command, or None."""
+    def command(self, command_id: str) -> tuple[str, float, Outcome, dict[str, Any]] | None:
+        """(fingerprint, wall time, outcome, answer or error) of a command, or None.
+        ``running``: it began and never finished (the process died while it ran)."""
         with self._errors() as db:
             row = db.execute(
                 "SELECT fingerprint, at, status, answer FROM commands WHERE id = ?", (command_id,)
@@ -109,17 +112,30 @@ class StateStore:
         if row is None:
             return None
         fingerprint, at, status, answer = row
-        return fingerprint, at, status == _OK, json.loads(answer)
+        outcome = _OUTCOMES.get(status, "failed")
+        return fingerprint, at, outcome, json.loads(answer)
 
     def save_command(
-        self, command_id: str, fingerprint: str, at: float, ok: bool, answer: dict[str, Any]
+        self,
+        command_id: str,
+        fingerprint: str,
+        at: float,
+        outcome: Outcome,
+        answer: dict[str, Any],
     ) -> None:
-        """Keep a finished command's result (``ok``: the answer; else the error)."""
+        """Keep a command's outcome: ``running`` before it acts, then ``ok`` (the answer)
+        or ``failed`` (the error)."""
+        status = next(code for code, name in _OUTCOMES.items() if name == outcome)
         with self._errors() as db:
             db.execute(
                 "INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?)",
-                (command_id, fingerprint, at, _OK if ok else _FAILED, json.dumps(answer)),
+                (command_id, fingerprint, at, status, json.dumps(answer)),
             )
+
+    def forget_command(self, command_id: str) -> None:
+        """Drop a command's record (it did not act: a retry may)."""
+        with self._errors() as db:
+            db.execute("DELETE FROM commands WHERE id = ?", (command_id,))
 
     def trim_commands(self) -> None:
         """Keep the newest ``max_commands`` results (by insertion, never by a clock)."""

@@ -76,16 +76,53 @@ async def test_results_are_forgotten_by_count_only(tmp_path):
     store.close()
 
 
-async def test_a_crash_inside_is_not_remembered(log):
-    async def boom():
-        raise RuntimeError("bug")
+async def test_a_bug_inside_is_an_unknown_outcome_not_a_second_try(log):
+    """The command may have pulsed before it failed: a retry must not pulse again."""
+    calls = []
 
-    async def ok():
-        return {"ok": True}
+    async def boom():
+        calls.append(1)
+        raise RuntimeError("bug")
 
     with pytest.raises(RuntimeError):
         await log.run("a", boom)
-    assert await log.run("a", ok) == {"ok": True}
+    with pytest.raises(Conflict, match="outcome is unknown"):
+        await log.run("a", boom)
+    assert calls == [1]
+
+
+async def test_a_kill_between_pulse_and_result_never_pulses_again(tmp_path):
+    """SIGKILL after the action began and before its result was saved: the intent,
+    written first, survives; the resent id is told the outcome is unknown."""
+    path = tmp_path / "s.sqlite3"
+    script = f"""
+import asyncio, os, signal
+from agent.idempotency import CommandLog
+from agent.store import StateStore
+
+async def main():
+    log = CommandLog(StateStore({str(path)!r}))
+    async def pulse_then_die():
+        os.kill(os.getpid(), signal.SIGKILL)  # the lock pulsed; the result is never saved
+    await log.run("cloud:'c-9'", pulse_then_die, "5:open")
+
+asyncio.run(main())
+"""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await asyncio.wait_for(proc.wait(), 30) == -9
+    store = StateStore(path)
+    calls = []
+
+    async def act():
+        calls.append(1)
+        return {}
+
+    with pytest.raises(Conflict, match="outcome is unknown"):
+        await CommandLog(store).run("cloud:'c-9'", act, "5:open")
+    assert calls == []
+    store.close()
 
 
 async def test_results_survive_a_restart(tmp_path):
