@@ -58,10 +58,13 @@ class Cabinet:
         }
 
     def feedback(self) -> dict[str, Any] | None:
-        """This cabinet's entry in a feedback body (shown door statuses), or None
-        when no door state is known."""
+        """This cabinet's entry in a feedback body, or None when nothing is known.
+
+        A door shows its status; a door whose board is silent repeats what the cloud
+        was last told (no news, and never a guess), so a heartbeat or a
+        ``board_offline`` during an outage still has cabinets to carry."""
         entry: dict[str, Any] = {"key": self.key}
         for side, door in self.doors():
-            if door.status:
-                entry[f"{side}_status"] = door.status
+            if status := door.status or door.reported:
+                entry[f"{side}_status"] = status
         return entry if len(entry) > 1 else None
