@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import structlog
 
 from agent.cabinet import Side
-from agent.config import BusConfig, Config, DoorWiring, GpioBusConfig, GpioDoorWiring
+from agent.config import Config, GpioBusConfig, GpioDoorWiring, KerongBusConfig, KerongDoorWiring
 from agent.errors import Unavailable
 from drivers.gpio import DoorMotor, GpioBus, GpioInput, Indicator, Relay
 from drivers.kerong.bus import BoardStatus, BusUnavailable, KerongBus
@@ -99,18 +99,20 @@ class Hardware:
             else:
                 self._add_kerong(bus)
         for key, side, wiring in config.door_refs():
-            if isinstance(wiring, DoorWiring):
+            if isinstance(wiring, KerongDoorWiring):
                 self._kerong_doors[(key, side)] = (wiring.bus, wiring.board, wiring.channel)
                 self._points.setdefault((wiring.bus, wiring.board), []).append(
                     (wiring.channel, key, side)
                 )
             else:
                 self._gpio_doors[(key, side)] = _GpioDoor(wiring)
-        self._expected = {b.name: set(b.boards) for b in config.buses if isinstance(b, BusConfig)}
+        self._expected = {
+            b.name: set(b.boards) for b in config.buses if isinstance(b, KerongBusConfig)
+        }
         if not self._expected:
             self._ready.set()
 
-    def _add_kerong(self, bus: BusConfig) -> None:
+    def _add_kerong(self, bus: KerongBusConfig) -> None:
         self._heard[bus.name] = set()
         self._offline[bus.name] = set()
         self._budgets[bus.name] = (PowerBudget(bus.max_concurrent, bus.stagger_s), bus.pulse_s)

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.config.checks import _check_gpio, _cross_check_raw
+from agent.config.checks import _cross_check
+from agent.config.entries import validate_buses, validate_cabinets
 from agent.config.messages import _format_loc, _kind, _Problem, _problems_of
 from agent.config.schema import Config, GpioBusConfig, GpioDoorWiring, _missing_is_empty
 from agent.config.secrets import _resolve_secrets
@@ -46,24 +47,40 @@ def _sort_key(problem: _Problem) -> tuple[int, int]:
 
 
 def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
-    """Validate an already-parsed TOML document; relative paths resolve against base_dir."""
+    """Validate an already-parsed TOML document; relative paths resolve against base_dir.
+
+    Returns the frozen ``Config``; raises ``ConfigError`` listing every problem. Each
+    ``[[buses]]`` and ``[[cabinets]]`` entry is validated on its own with its model,
+    then the cross checks run on what is valid of every entry.
+    """
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): must be a table (got {_kind(data)})"])
     data = _missing_is_empty(data, "cloud", "api")
     problems = _resolve_secrets(data, Path(base_dir))
+    buses, cabinets = validate_buses(data.get("buses")), validate_cabinets(data.get("cabinets"))
+    document = dict(data)
+    for key, entries in (("buses", buses), ("cabinets", cabinets)):
+        problems += [p for entry in entries for p in entry.problems]
+        if entries:
+            # Valid entries go in as their models (not validated again), invalid ones as
+            # written: their problems are collected already, so the ones the whole-file
+            # validation finds inside an entry are left out below.
+            document[key] = [e.raw if e.model is None else e.model for e in entries]
     config: Config | None = None
     try:
-        config = Config.model_validate(data, context={"base_dir": Path(base_dir)})
+        config = Config.model_validate(document, context={"base_dir": Path(base_dir)})
     except ValidationError as e:
-        problems += _problems_of(e)
-    problems += _cross_check_raw(data)
-    if config is not None:
-        problems += _check_gpio(config)
+        problems += [p for p in _problems_of(e) if not _inside_entry(p[0])]
+    problems += _cross_check(buses, cabinets)
     if problems or config is None:
         problems.sort(key=_sort_key)
         lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
         raise ConfigError(lines or ["(top level): invalid"])
     return config
+
+
+def _inside_entry(loc: tuple[str | int, ...]) -> bool:
+    return len(loc) > 1 and loc[0] in ("buses", "cabinets") and isinstance(loc[1], int)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")

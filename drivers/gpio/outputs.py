@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+PULSE_MAX_S = 2.0
+"""The longest latch relay pulse, seconds: longer would burn a solenoid."""
+
 # The thread backstop fires this long after an output's own limit: late enough never
 # to race a healthy loop, early enough to matter when the loop hangs.
 _BACKSTOP_MARGIN_S = 0.25
