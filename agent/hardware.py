@@ -21,7 +21,6 @@ from agent.config import Config, GpioBusConfig, GpioDoorWiring, KerongBusConfig,
 from agent.errors import Unavailable
 from drivers.gpio import DoorMotor, GpioBus, GpioInput, Indicator, Relay
 from drivers.kerong.bus import BoardStatus, BusUnavailable, KerongBus
-from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +73,6 @@ class Hardware:
         self._config = config
         self._sink = sink
         self._kerong: dict[str, KerongBus] = {}
-        self._budgets: dict[str, tuple[PowerBudget, float]] = {}
         self._gpio: dict[str, GpioBus] = {}
         self._kerong_doors: dict[tuple[int, Side], tuple[str, int, int]] = {}
         self._gpio_doors: dict[tuple[int, Side], _GpioDoor] = {}
@@ -115,15 +113,17 @@ class Hardware:
     def _add_kerong(self, bus: KerongBusConfig) -> None:
         self._heard[bus.name] = set()
         self._offline[bus.name] = set()
-        self._budgets[bus.name] = (PowerBudget(bus.max_concurrent, bus.stagger_s), bus.pulse_s)
         self._kerong[bus.name] = KerongBus(
             bus.port,
             bus.boards,
             self._on_status_for(bus.name),
             baud=bus.baud,
-            reply_timeout=bus.reply_timeout_s,
-            poll_interval=bus.poll_interval_s,
+            reply_timeout_s=bus.reply_timeout_s,
+            poll_interval_s=bus.poll_interval_s,
             locked_bit=bus.locked_bit,
+            pulse_s=bus.pulse_s,
+            max_concurrent=bus.max_concurrent,
+            stagger_s=bus.stagger_s,
             name=bus.name,
         )
 
@@ -166,11 +166,8 @@ class Hardware:
             await relay.pulse()
             return
         bus_name, board, channel = self._kerong_doors[(key, side)]
-        budget, pulse_s = self._budgets[bus_name]
         try:
-            async with budget.slot():
-                await self._kerong[bus_name].unlock(board, channel)
-                await asyncio.sleep(pulse_s)  # the board energises the lock this long
+            await self._kerong[bus_name].unlock(board, channel)
         except BusUnavailable as exc:
             raise Unavailable(f"bus {bus_name}: {exc or 'port not open'}") from None
 
