@@ -20,6 +20,7 @@ from drivers.gpio import (
     DIM_WHITE,
     DULL_RED,
     GREEN,
+    MAX_PIN,
     OFF,
     RED,
     YELLOW,
@@ -826,3 +827,22 @@ def test_outputs_do_not_import_the_bus():
         node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
     }
     assert "drivers.gpio.bus" not in imported
+
+
+async def test_the_all_pins_mock_factory_has_every_pin_the_grammar_takes():
+    from drivers.gpio.mock import mock_factory
+
+    wide = mock_factory()
+    bus = GpioBus("wide", pin_factory=wide)
+    try:
+        for number in (0, 27, 28, MAX_PIN):
+            bus.relay(number)
+        with pytest.raises(PinRefused):
+            bus.input(2)  # the header's fixed pull-up is kept
+        bus.input("^3")
+        led = bus.rgb(40, 41, 42)
+        led.show("no_internet")
+        assert led.color == pytest.approx(DULL_RED)  # PWM pins
+    finally:
+        await bus.close()
+        wide.close()
