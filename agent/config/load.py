@@ -124,13 +124,21 @@ def _load(path: Path) -> Config:
 
 
 def summary(config: Config) -> str:
-    """A few lines for check-config and the start-up log; never a secret."""
+    """A few lines for check-config and the start-up log; never a secret.
+
+    One line per bus, then one ``power:`` line per power budget: buses naming the same
+    ``supply`` share one (at most ``max_concurrent`` actuations at once, starts
+    ``stagger_s`` apart), a bus without ``supply`` has its own.
+    """
     rear = sum(1 for c in config.cabinets if c.rear is not None)
     lines = [
         f"locker: {config.locker.name or '(unnamed)'} (auto-close timer {config.locker.timer_s} s)",
         f"cabinets: {len(config.cabinets)} ({rear} with a rear door)",
     ]
+    supplies: dict[str, list[str]] = {}
     for bus in config.buses:
+        if bus.supply is not None:
+            supplies.setdefault(bus.supply, []).append(bus.name)
         if isinstance(bus, GpioBusConfig):
             motors = sum(
                 1
@@ -138,14 +146,22 @@ def summary(config: Config) -> str:
                 for d in (c.front, c.rear)
                 if isinstance(d, GpioDoorWiring) and d.bus == bus.name and d.motorised
             )
-            lines.append(
-                f"bus {bus.name}: gpio ({bus.pin_factory} pins), {motors} motorised doors,"
-                f" at most {bus.max_concurrent} actuations at once"
-            )
+            lines.append(f"bus {bus.name}: gpio ({bus.pin_factory} pins), {motors} motorised doors")
             continue
         boards = ", ".join(str(b) for b in bus.boards)
         lines.append(
             f"bus {bus.name}: {bus.driver} on {bus.port}, {bus.baud} baud, boards {boards}"
+        )
+    for bus in config.buses:
+        if bus.supply is None:
+            who = f"bus {bus.name}, its own supply"
+        elif supplies[bus.supply][0] == bus.name:
+            who = f"supply {bus.supply} (buses {', '.join(supplies[bus.supply])})"
+        else:
+            continue
+        lines.append(
+            f"power: {who}: at most {bus.max_concurrent} actuation"
+            f"{'s' if bus.max_concurrent > 1 else ''} at once, starts {bus.stagger_s:g} s apart"
         )
     key_from = config.cloud.api_key_file or "inline"
     token_from = config.api.token_file or "inline"

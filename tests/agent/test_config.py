@@ -182,6 +182,9 @@ def test_examples_show_what_they_promise() -> None:
     assert all(c.front.board == 0 and c.rear and c.rear.board == 1 for c in rear.cabinets)
     tcp = load_config(EXAMPLES_DIR / "kerong-tcp-gateway.toml")
     assert tcp.buses[0].port == "socket://192.0.2.10:5000"
+    shared = load_config(EXAMPLES_DIR / "kerong-and-gpio-one-supply.toml")
+    assert [(b.driver, b.supply) for b in shared.buses] == [("kerong-cu16", "24v"), ("gpio", "24v")]
+    assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once" in summary(shared)
 
 
 # --------------------------------------------------------------------------- field errors
@@ -783,3 +786,54 @@ def test_a_bus_with_a_wrong_driver_still_declares_its_name() -> None:
     data["buses"][0]["driver"] = "modbus"
     data["cabinets"].append({"key": 1, "front": door(board=7)})
     assert only_problem(data).startswith("buses[0].driver: must be one of 'kerong-cu16'")
+
+
+# --------------------------------------------------------------------------- supplies
+
+
+def shared_supply(**gpio: Any) -> dict[str, Any]:
+    data = gpio_base()
+    data["buses"][0].update(supply="24v", max_concurrent=2, stagger_s=0.3)
+    data["buses"][1].update(supply="24v", **gpio)
+    return data
+
+
+def test_buses_on_one_supply() -> None:
+    config = parse_config(shared_supply(), Path("/x"))
+    assert config.bus("rs485").supply == config.bus("gpio").supply == "24v"
+    text = summary(config)
+    assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once, starts" in text
+    assert "0.3 s apart" in text
+
+
+def test_buses_on_one_supply_must_agree_on_its_budget() -> None:
+    assert problems_of(shared_supply(max_concurrent=3, stagger_s=0.5)) == [
+        "buses[1].max_concurrent: supply '24v' is shared with buses[0], whose max_concurrent"
+        " is 2: buses on one supply share its power budget, so give them the same"
+        " max_concurrent and stagger_s",
+        "buses[1].stagger_s: supply '24v' is shared with buses[0], whose stagger_s is 0.3:"
+        " buses on one supply share its power budget, so give them the same max_concurrent"
+        " and stagger_s",
+    ]
+
+
+def test_defaults_count_when_buses_share_a_supply() -> None:
+    data = gpio_base()
+    data["buses"][0]["supply"] = data["buses"][1]["supply"] = "psu"  # kerong 1 / gpio 2
+    problems = problems_of(data)
+    assert [p.split(":")[0] for p in problems] == ["buses[1].max_concurrent", "buses[1].stagger_s"]
+
+
+def test_a_bus_without_supply_has_its_own() -> None:
+    data = gpio_base()
+    data["buses"][0]["supply"] = "a"
+    config = parse_config(data, Path("/x"))
+    assert config.bus("gpio").supply is None
+    assert "power: bus gpio, its own supply: at most 2 actuations at once" in summary(config)
+    assert "power: supply a (buses rs485): at most 1 actuation at once" in summary(config)
+
+
+def test_supply_is_a_plain_name() -> None:
+    data = base()
+    data["buses"][0]["supply"] = "24 V"
+    assert only_problem(data) == "buses[0].supply: use only letters, digits, '-', '_' and '.'"

@@ -404,3 +404,22 @@ async def test_what_a_driver_refuses_at_build_names_the_config_key(boards):
     assert len(problems) == 2, problems
     assert problems[0].startswith("cabinets[1].front.switch: ^!GPIO40: refused by the pin factory")
     assert problems[1].startswith("cabinets[1].indicator: GPIO12/GPIO13/GPIO19: refused")
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+async def test_every_example_builds_dry(path):
+    from agent.config import load_config
+
+    config = load_config(path)
+    factory = mock_factory()
+    hw = Hardware(config, Sink(), gpio_factory=factory)
+    try:
+        hw.build()
+        kerong = [b.name for b in config.buses if b.driver == "kerong-cu16"]
+        assert hw.problems() == [f"bus {name}: port not open" for name in kerong]
+    finally:
+        await hw.close()
+        factory.close()
