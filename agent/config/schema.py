@@ -130,6 +130,7 @@ class ApiConfig(StrictModel):
 
     @property
     def port(self) -> int:
+        """TCP port part of ``listen`` (1-65535)."""
         return _split_listen(self.listen)[1]
 
 

@@ -154,11 +154,11 @@ class Relay:
         """True while the relay is energised."""
         return self._output.is_on
 
-    async def pulse(self, seconds: float | None = None) -> None:
-        """On for ``seconds`` (default ``pulse_s``), cut to ``pulse_max_s``, inside the
-        power budget; off again even if cancelled. Raises ``ValueError`` for a length
-        <= 0, ``BusClosed`` once the bus is closed."""
-        duration = self.pulse_s if seconds is None else seconds
+    async def pulse(self, duration_s: float | None = None) -> None:
+        """On for ``duration_s`` seconds (default ``pulse_s``), cut to ``pulse_max_s``,
+        inside the power budget; off again even if cancelled. Raises ``ValueError`` for
+        a length <= 0, ``BusClosed`` once the bus is closed."""
+        duration = self.pulse_s if duration_s is None else duration_s
         if duration <= 0:
             raise ValueError(f"pulse length must be > 0, not {duration}")
         if duration > self.pulse_max_s:
@@ -166,7 +166,7 @@ class Relay:
             duration = self.pulse_max_s
         async with self._lock, self._budget.slot():
             _check_open(self._closing, f"relay {self.name}")
-            log.info("gpio.pulse", relay=self.name, seconds=duration)
+            log.info("gpio.pulse", relay=self.name, duration_s=duration)
             try:
                 self._output.on(duration)
                 # Sleep, but end early when the bus closes (the relay is off then).
