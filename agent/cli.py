@@ -2,6 +2,13 @@
 
 ``check-config`` validates the file, then builds every driver dry (mock pins, no
 port opened): a config that passes it also starts with ``run``.
+
+More commands (``simulate``) come from other packages through the entry point group
+``locker_agent.commands``: each entry point loads an object with ``help: str``,
+``add_arguments(parser) -> None`` and ``main(args) -> int``, e.g. in pyproject.toml
+``[project.entry-points."locker_agent.commands"] simulate = "simulator.cli:command"``.
+The agent imports nothing of them. A built-in name wins over a plugin's; a plugin
+that fails to load is reported when its command is asked for, and only then.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Protocol
 
 import structlog
 
@@ -18,9 +27,42 @@ from agent.config import Config, ConfigError, Side, load_config, summary
 
 EX_CONFIG = 78
 
+COMMANDS_GROUP = "locker_agent.commands"
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="locker-agent", description=__doc__)
+_BUILT_IN = frozenset({"run", "check-config", "outbox"})
+
+
+class Command(Protocol):
+    """What an entry point of ``COMMANDS_GROUP`` loads."""
+
+    help: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the command's options and arguments to its subparser."""
+
+    def main(self, args: argparse.Namespace) -> int:
+        """Run the command (logging is configured); return the exit status."""
+
+
+def plugin_commands() -> dict[str, Command | Exception]:
+    """The commands of ``COMMANDS_GROUP`` by name (the first of a name wins; built-in
+    names are skipped): the loaded object, or the exception loading it raised."""
+    found: dict[str, Command | Exception] = {}
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.name in _BUILT_IN or entry.name in found:
+            continue
+        try:
+            found[entry.name] = entry.load()
+        except Exception as err:  # a broken plugin must not break the agent's commands
+            found[entry.name] = err
+    return found
+
+
+def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="locker-agent",
+        description="The edge agent of a smart locker: doors, locks, sensors, cloud feedback.",
+    )
     parser.add_argument("--version", action="version", version=f"locker-agent {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -33,16 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
     box.add_argument("--config", required=True, help="the TOML config file")
     box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
-    sim = sub.add_parser("simulate", help="run the agent against a simulated locker and cloud")
-    sim.add_argument("--api-port", type=int, default=8080, help="local API port (0: any)")
-    sim.add_argument("--cloud-port", type=int, default=8004, help="fake cloud port (0: any)")
-    sim.add_argument(
-        "--locker",
-        choices=["kerong", "touchless"],
-        default="kerong",
-        help="kerong: 16 cabinets on emulated RS-485 lock boards; touchless: 4 motorised "
-        "cabinets on GPIO",
-    )
+    for name, command in plugins.items():
+        if isinstance(command, Exception):
+            sub.add_parser(name, help="(cannot be loaded)", add_help=False)
+            continue
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return parser
 
 
@@ -107,7 +144,20 @@ def _check_config(path: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit status (78 for a config problem)."""
+    plugins = plugin_commands()
+    parser = _parser(plugins)
+    args, extra = parser.parse_known_args(argv)
+    command = plugins.get(args.cmd)
+    if isinstance(command, Exception):
+        print(
+            f"locker-agent: the command {args.cmd!r} cannot be loaded:"
+            f" {type(command).__name__}: {command}",
+            file=sys.stderr,
+        )
+        return 1
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check-config":
         return _check_config(args.file)
 
@@ -131,13 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("agent.failed")
             return 1
         return 0
-    if args.cmd == "simulate":
-        from simulator.run import simulate
-
-        asyncio.run(
-            simulate(locker=args.locker, api_port=args.api_port, cloud_port=args.cloud_port)
-        )
-        return 0
+    if command is not None:
+        try:
+            return int(command.main(args))
+        except Exception:  # e.g. a port taken: one clear log line, exit 1, as run does
+            structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
+            return 1
     return 2
 
 
