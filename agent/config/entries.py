@@ -68,18 +68,17 @@ _DOOR_MODELS: dict[str, type[BaseModel]] = {
     "kerong-cu16": KerongDoorWiring,
     "gpio": GpioDoorWiring,
 }
-# The sub-tables of a cabinet, and how to tell which model reads each.
-_CABINET_TABLES: dict[str, Any] = {
-    "front": _door_tag,
-    "rear": _door_tag,
-    "item": lambda _raw: "GpioInputWiring",
-    "indicator": lambda _raw: "IndicatorWiring",
-}
-_TABLE_MODELS: dict[str, type[BaseModel]] = {
-    **_DOOR_MODELS,
-    "GpioInputWiring": GpioInputWiring,
-    "IndicatorWiring": IndicatorWiring,
-}
+# The sub-tables of a cabinet: a door's model depends on what it holds.
+_CABINET_TABLES = ("front", "rear", "item", "indicator")
+
+
+def _table_model(name: str, raw: Mapping[str, Any]) -> tuple[str, type[BaseModel]]:
+    """The kind and model of a cabinet's sub-table ``name`` as written."""
+    if name in ("front", "rear"):
+        kind = _door_tag(raw)
+        return kind, _DOOR_MODELS[kind]
+    model = GpioInputWiring if name == "item" else IndicatorWiring
+    return model.__name__, model
 
 
 _ANY_BUS: TypeAdapter[Any] = TypeAdapter(AnyBus)
@@ -115,14 +114,14 @@ def validate_cabinets(raw: Any) -> list[Entry]:
             entry.problems = _problems_of(e, ("cabinets", i))
             if isinstance(item, dict):
                 fields = _valid_fields(CabinetConfig, item)
-                for name, kind_of in _CABINET_TABLES.items():
+                for name in _CABINET_TABLES:
                     value = fields.get(name)
                     if isinstance(value, BaseModel):
                         fields[name] = _part_of(value)
-                    elif name in item and isinstance(item[name], dict):
+                    elif isinstance(item.get(name), dict):
                         # Invalid as a whole: keep what is valid of it.
-                        kind = kind_of(item[name])
-                        fields[name] = Part(kind, _valid_fields(_TABLE_MODELS[kind], item[name]))
+                        kind, model = _table_model(name, item[name])
+                        fields[name] = Part(kind, _valid_fields(model, item[name]))
                 entry.part = Part("cabinet", fields)
         else:
             entry.part = _part_of(entry.model)
