@@ -13,7 +13,7 @@ from agent import __version__, systemd
 from agent.api import LocalApi
 from agent.cabinet import Cabinet
 from agent.channel import CommandChannel
-from agent.config import Config, DoorWiring, GpioDoorWiring
+from agent.config import Config, GpioDoorWiring, KerongDoorWiring
 from agent.door import Door
 from agent.hardware import Hardware
 from agent.locker import Locker
@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
 
 
-def _door(wiring: DoorWiring | GpioDoorWiring | None) -> Door | None:
+def _door(wiring: KerongDoorWiring | GpioDoorWiring | None) -> Door | None:
     if wiring is None:
         return None
     return Door(motorised=isinstance(wiring, GpioDoorWiring) and wiring.motorised)

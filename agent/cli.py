@@ -1,4 +1,15 @@
-"""Command line: ``run``, ``check-config``, ``simulate``."""
+"""Command line: ``run``, ``check-config``, ``outbox``, and the commands of plugins.
+
+``check-config`` validates the file, then builds every driver dry (mock pins, no
+port opened): a config that passes it also starts with ``run``.
+
+More commands (``simulate``) come from other packages through the entry point group
+``locker_agent.commands``: each entry point loads an object with ``help: str``,
+``add_arguments(parser) -> None`` and ``main(args) -> int``, e.g. in pyproject.toml
+``[project.entry-points."locker_agent.commands"] simulate = "simulator.cli:command"``.
+The agent imports nothing of them. A built-in name wins over a plugin's; a plugin
+that fails to load is reported when its command is asked for, and only then.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +17,69 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Protocol
 
 import structlog
 
 from agent import __version__, log
-from agent.config import Config, ConfigError, load_config, summary
+from agent.config import Config, ConfigError, Side, load_config, summary
 
 EX_CONFIG = 78
 
+COMMANDS_GROUP = "locker_agent.commands"
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="locker-agent", description=__doc__)
+_BUILT_IN = frozenset({"run", "check-config", "outbox"})
+
+
+class Command(Protocol):
+    """What an entry point of ``COMMANDS_GROUP`` loads."""
+
+    help: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the command's options and arguments to its subparser."""
+
+    def main(self, args: argparse.Namespace) -> int:
+        """Run the command (logging is configured); return the exit status."""
+
+
+def plugin_commands() -> dict[str, Command | Exception]:
+    """The commands of ``COMMANDS_GROUP`` by name (the first of a name wins; built-in
+    names are skipped): the loaded object, or the exception loading it raised."""
+    found: dict[str, Command | Exception] = {}
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.name in _BUILT_IN or entry.name in found:
+            continue
+        try:
+            found[entry.name] = entry.load()
+        except Exception as err:  # a broken plugin must not break the agent's commands
+            found[entry.name] = err
+    return found
+
+
+def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="locker-agent",
+        description="The edge agent of a smart locker: doors, locks, sensors, cloud feedback.",
+    )
     parser.add_argument("--version", action="version", version=f"locker-agent {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the agent in the foreground until SIGTERM/SIGINT")
     run.add_argument("--config", required=True, help="the TOML config file")
-    check = sub.add_parser("check-config", help="validate a config file and summarise it")
+    check = sub.add_parser(
+        "check-config", help="validate a config file, build its drivers dry, summarise it"
+    )
     check.add_argument("file")
     box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
     box.add_argument("--config", required=True, help="the TOML config file")
     box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
-    sim = sub.add_parser("simulate", help="run the agent against a simulated locker and cloud")
-    sim.add_argument("--api-port", type=int, default=8080, help="local API port (0: any)")
-    sim.add_argument("--cloud-port", type=int, default=8004, help="fake cloud port (0: any)")
-    sim.add_argument(
-        "--locker",
-        choices=["kerong", "touchless"],
-        default="kerong",
-        help="kerong: 16 cabinets on emulated RS-485 lock boards; touchless: 4 motorised "
-        "cabinets on GPIO",
-    )
+    for name, command in plugins.items():
+        if isinstance(command, Exception):
+            sub.add_parser(name, help="(cannot be loaded)", add_help=False)
+            continue
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return parser
 
 
@@ -49,14 +92,74 @@ def _load_or_report(path: str) -> Config | None:
         return None
 
 
+class _NoSink:
+    """Readings of a dry build go nowhere (nothing is started, so none come)."""
+
+    def door_sensed(self, key: int, side: Side, is_open: bool | None) -> None:
+        pass
+
+    def door_fully_open(self, key: int, side: Side, is_open: bool) -> None:
+        pass
+
+    def item_sensed(self, key: int, present: bool) -> None:
+        pass
+
+    def board_health(self, bus: str, board: int, online: bool) -> None:
+        pass
+
+
+async def build_dry(config: Config) -> list[str]:
+    """Build every driver of ``config`` on mock pins without opening a port, then close
+    them; the ``key.path: message`` lines of what a driver refused (empty: it builds)."""
+    from agent.hardware import Hardware
+    from drivers.gpio.mock import mock_factory
+
+    factory = mock_factory()
+    hardware = Hardware(config, _NoSink(), gpio_factory=factory)
+    try:
+        hardware.build()
+    except ConfigError as err:
+        return err.problems
+    finally:
+        await hardware.close()
+        factory.close()
+    return []
+
+
+def _check_config(path: str) -> int:
+    config = _load_or_report(path)
+    if config is None:
+        return EX_CONFIG
+    log.configure(level="warning")  # the drivers' info lines are not the summary
+    try:
+        problems = asyncio.run(build_dry(config))
+    except Exception as err:  # a bug must still end as "exit 78", not a traceback
+        problems = [f"cannot build the drivers ({type(err).__name__})"]
+    if problems:
+        for problem in problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    print(summary(config))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit status (78 for a config problem)."""
+    plugins = plugin_commands()
+    parser = _parser(plugins)
+    args, extra = parser.parse_known_args(argv)
+    command = plugins.get(args.cmd)
+    if isinstance(command, Exception):
+        print(
+            f"locker-agent: the command {args.cmd!r} cannot be loaded:"
+            f" {type(command).__name__}: {command}",
+            file=sys.stderr,
+        )
+        return 1
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check-config":
-        config = _load_or_report(args.file)
-        if config is None:
-            return EX_CONFIG
-        print(summary(config))
-        return 0
+        return _check_config(args.file)
 
     if args.cmd == "outbox":
         config = _load_or_report(args.config)
@@ -78,13 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("agent.failed")
             return 1
         return 0
-    if args.cmd == "simulate":
-        from simulator.run import simulate
-
-        asyncio.run(
-            simulate(locker=args.locker, api_port=args.api_port, cloud_port=args.cloud_port)
-        )
-        return 0
+    if command is not None:
+        try:
+            return int(command.main(args))
+        except Exception:  # e.g. a port taken: one clear log line, exit 1, as run does
+            structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
+            return 1
     return 2
 
 

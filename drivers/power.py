@@ -22,8 +22,9 @@ log = structlog.get_logger(__name__)
 class PowerBudget:
     """At most ``max_concurrent`` holders at once; starts spaced >= ``stagger_s`` apart.
 
-    Waiters are served in arrival order. ``clock`` measures the spacing; it must
-    advance with real time (the waits are asyncio sleeps).
+    Waiters are served in arrival order. ``clock`` measures the spacing, in seconds;
+    it must advance with real time (the waits are asyncio sleeps). The constructor
+    raises ``ValueError`` for ``max_concurrent < 1`` or ``stagger_s < 0``.
     """
 
     def __init__(
@@ -49,10 +50,12 @@ class PowerBudget:
 
     @property
     def max_concurrent(self) -> int:
+        """Slots at most held at once."""
         return self._max
 
     @property
     def stagger_s(self) -> float:
+        """Least time between two starts, seconds."""
         return self._stagger
 
     @property
@@ -68,6 +71,24 @@ class PowerBudget:
             yield
         finally:
             self._release()
+
+    async def take(self) -> Callable[[], None]:
+        """Take one slot and return its release, for a slot that outlives the block that
+        took it (a lock the board keeps energised after the caller went away).
+
+        The release may be called any number of times; the first frees the slot. A
+        caller cancelled while waiting holds nothing.
+        """
+        await self._acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release()
+
+        return release
 
     async def _acquire(self) -> None:
         async with self._gate:

@@ -8,11 +8,17 @@ a ladder fixes the file in one go instead of one error per restart, and
 
 Where things live:
 
-    schema.py    the models (Config and its sections), their field validators, constants
-    checks.py    cross checks between entries, GPIO pin checks
+    schema.py    the agent's sections, Config composing the drivers' sections
+    entries.py   each [[buses]] / [[cabinets]] entry validated on its own
+    checks.py    cross checks between entries, on what is valid of each
     secrets.py   api_key / api_key_file, token / token_file -> SecretStr
     messages.py  pydantic errors -> ``key.path: message`` lines
     load.py      parse_config, load_config, ConfigError; summary
+
+The drivers own their sections (``drivers/kerong/config.py``: ``KerongBusConfig``,
+``KerongDoorWiring``; ``drivers/gpio/config.py``: ``GpioBusConfig``,
+``GpioDoorWiring``, ``GpioInputWiring``, ``IndicatorWiring``), with the bounds and
+the pin grammar the drivers themselves use; they are exported here too.
 
 Decisions worth knowing:
 
@@ -31,49 +37,45 @@ Decisions worth knowing:
   no problem line or repr ever contains one, and unknown keys never echo their
   value (a misspelt ``api_kye = "..."`` carries the secret).
 - Cross checks (undeclared bus or board, two doors on one channel, duplicate cabinet
-  keys, bus names, ports or boards) run even when other parts of the file are
+  keys, bus names or ports, a GPIO pin used twice, a door on the wrong kind of bus,
+  buses on one ``supply`` that disagree) run even when other parts of the file are
   invalid, on whatever parts are valid, so they are reported together.
+- A config that passes ``parse_config`` also builds: ``locker-agent check-config``
+  then builds every driver dry (``agent.hardware.Hardware.build``, no port opened).
 - ``load_config`` raises only :class:`ConfigError`; ``parse_config`` does the same
   checks on an already-parsed dict (the simulator embeds its own config).
 """
 
 from agent.config.load import ConfigError, load_config, parse_config, summary
 from agent.config.schema import (
-    BAUD_RATES,
     ApiConfig,
-    BusConfig,
     CabinetConfig,
     CloudConfig,
     Config,
-    DoorWiring,
-    GpioBusConfig,
-    GpioDoorWiring,
-    GpioInputWiring,
-    IndicatorWiring,
     LockerConfig,
     Side,
     StorageConfig,
-    pin_number,
 )
+from drivers.gpio.config import GpioBusConfig, GpioDoorWiring, GpioInputWiring, IndicatorWiring
+from drivers.kerong.config import BAUD_RATES, KerongBusConfig, KerongDoorWiring
 
 __all__ = [
     "BAUD_RATES",
     "ApiConfig",
-    "BusConfig",
     "CabinetConfig",
     "CloudConfig",
     "Config",
     "ConfigError",
-    "DoorWiring",
     "GpioBusConfig",
     "GpioDoorWiring",
     "GpioInputWiring",
     "IndicatorWiring",
+    "KerongBusConfig",
+    "KerongDoorWiring",
     "LockerConfig",
     "Side",
     "StorageConfig",
     "load_config",
     "parse_config",
-    "pin_number",
     "summary",
 ]

@@ -1,174 +1,182 @@
 """Cross checks between entries, which no single model can see.
 
-``_cross_check_raw`` works on the raw document, on whatever parts of each entry are
-valid on their own, so its problems (undeclared bus or board, two doors on one
-channel, duplicate cabinet keys, bus names or ports) are reported together with the
-others. ``_check_gpio`` needs a valid config: doors on the right kind of bus, and no
-GPIO pin used twice on one header.
+They run on what is valid of every entry (``entries.Part``), so their problems are
+reported together with the entries' own, and they never judge a value the models
+refused: an undeclared bus, a board not on its bus, two doors on one channel,
+duplicate cabinet keys, bus names or ports, a GPIO pin used twice, a door or a GPIO
+part wired to the wrong kind of bus, and buses on one supply that disagree on its
+power budget.
+
+GPIO pins are unique across every GPIO bus: the buses are the controller's one
+header, split by power supply, and a pin can be claimed once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from agent.config.messages import _format_loc, _Loc, _Problem
-from agent.config.schema import Config, GpioDoorWiring, pin_number
+from agent.config.entries import Entry, Part
+from agent.config.messages import _Problem
+from drivers.gpio.pins import PinSpec
 
-
-def _check_gpio(config: Config) -> list[_Problem]:
-    """Doors on the right kind of bus, and no GPIO pin used twice on one header."""
-    problems: list[_Problem] = []
-    drivers = {b.name: b.driver for b in config.buses}
-    used: dict[tuple[str, int], str] = {}
-
-    def claim(loc: _Loc, bus: str, spec: str) -> None:
-        where = (bus, pin_number(spec))
-        if where in used:
-            problems.append((loc, f"GPIO{where[1]} on bus '{bus}' is also used by {used[where]}"))
-        else:
-            used[where] = _format_loc(loc)
-
-    for i, cab in enumerate(config.cabinets):
-        for side in ("front", "rear"):
-            door = getattr(cab, side)
-            if door is None or door.bus not in drivers:
-                continue
-            want = "gpio" if isinstance(door, GpioDoorWiring) else "kerong-cu16"
-            if drivers[door.bus] != want:
-                problems.append(
-                    (
-                        ("cabinets", i, side, "bus"),
-                        f"bus '{door.bus}' is {drivers[door.bus]}, this door is wired for {want}",
-                    )
-                )
-            elif isinstance(door, GpioDoorWiring):
-                for name, spec in door.pins().items():
-                    claim(("cabinets", i, side, name), door.bus, spec)
-        extras: list[tuple[str, str, dict[str, str]]] = []
-        if cab.item is not None:
-            extras.append(("item", cab.item.bus, {"pin": str(cab.item.pin)}))
-        if cab.indicator is not None:
-            ind = cab.indicator
-            extras.append(
-                (
-                    "indicator",
-                    ind.bus,
-                    {"red": str(ind.red), "green": str(ind.green), "blue": str(ind.blue)},
-                )
-            )
-        for part, bus, pins in extras:
-            if drivers.get(bus) != "gpio":
-                problems.append((("cabinets", i, part, "bus"), f"no GPIO bus named '{bus}'"))
-                continue
-            for name, spec in pins.items():
-                claim(("cabinets", i, part, name), bus, spec)
-    return problems
+# The part of a cabinet on a GPIO bus other than a door, and what to call it.
+_GPIO_PARTS = {"item": "an item sensor", "indicator": "an indicator"}
 
 
-# (index, name, port, boards); None where that part of the entry is invalid.
-_BusEntry = tuple[int, str | None, str | None, frozenset[int] | None]
-
-
-# (bus, board, channel) of one door; None where that part is invalid.
-_Door = tuple[str | None, int | None, int | None]
-
-
-# (index, key, {"front"/"rear": door}); a side is absent when the cabinet has no such door.
-_CabinetEntry = tuple[int, int | None, Mapping[str, _Door]]
-
-
-def _cross_check(buses: Sequence[_BusEntry], cabinets: Sequence[_CabinetEntry]) -> list[_Problem]:
+def _cross_check(buses: Sequence[Entry], cabinets: Sequence[Entry]) -> list[_Problem]:
     """Problems between entries, on whatever parts of them are valid."""
     problems: list[_Problem] = []
-    declared: dict[str, int] = {}  # bus name -> index of its first declaration
-    boards: dict[str, frozenset[int] | None] = {}
-    ports: dict[str, int] = {}
-    for i, name, port, bus_boards in buses:
-        if name is not None and name in declared:
-            message = f"bus '{name}' is already declared by buses[{declared[name]}]"
-            problems.append((("buses", i, "name"), message))
-        elif name is not None:
-            declared[name] = i
-            boards[name] = bus_boards
-        if port is not None and port in ports:
-            message = f"port '{port}' is already used by buses[{ports[port]}]"
-            problems.append((("buses", i, "port"), message))
-        elif port is not None:
-            ports[port] = i
-
+    declared = _check_buses(buses, problems)
     names = ", ".join(declared) if declared else "none"
+    # Names written on buses but refused (e.g. "rs 485"): a door naming one is not
+    # on an undeclared bus; the bus's own problem says what to change.
+    refused = {
+        e.raw["name"]
+        for e in buses
+        if e.part is not None and e.part.get("name") is None and isinstance(e.raw.get("name"), str)
+    }
     keys: dict[int, int] = {}
     wired: dict[tuple[str, int, int], str] = {}  # (bus, board, channel) -> "cabinets[i].side"
-    for i, key, doors in cabinets:
+    pins: dict[int, tuple[str, str]] = {}  # BCM number -> ("cabinets[i].side.field", bus)
+
+    for entry in cabinets:
+        cabinet, i = entry.part, entry.index
+        if cabinet is None:
+            continue
+        key = cabinet.get("key")
         if key is not None and key in keys:
             message = f"key {key} is already used by cabinets[{keys[key]}]"
             problems.append((("cabinets", i, "key"), message))
         elif key is not None:
             keys[key] = i
-        for side, (bus, board, channel) in doors.items():
-            if bus is None:
+        where_key = "" if key is None else f" (key {key})"
+
+        for side in ("front", "rear"):
+            door = cabinet.get(side)
+            if not isinstance(door, Part) or (bus_name := door.get("bus")) is None:
                 continue
-            if bus not in declared:
-                message = f"no bus named '{bus}' (declared: {names})"
-                problems.append((("cabinets", i, side, "bus"), message))
-            elif board is not None and (known := boards[bus]) is not None and board not in known:
-                listed = ", ".join(str(b) for b in sorted(known))
-                message = f"bus '{bus}' has no board {board} (its boards: {listed})"
-                problems.append((("cabinets", i, side, "board"), message))
-            if board is None or channel is None:
+            loc = ("cabinets", i, side)
+            if bus_name in refused:
                 continue
-            where = (bus, board, channel)
-            if where in wired:
-                message = (
-                    f"bus '{bus}' board {board} channel {channel} is also wired to {wired[where]}"
-                )
-                problems.append((("cabinets", i, side, "channel"), message))
+            if bus_name not in declared:
+                problems.append(((*loc, "bus"), f"no bus named '{bus_name}' (declared: {names})"))
+                continue
+            bus = declared[bus_name]
+            if bus.kind is None:
+                continue  # its driver key is wrong: already a problem of its own
+            if bus.kind != door.kind:
+                message = f"bus '{bus_name}' is {bus.kind}, this door is wired for {door.kind}"
+                problems.append(((*loc, "bus"), message))
+            elif door.kind == "gpio":
+                _claim_pins(loc, bus_name, door, pins, problems)
             else:
-                wired[where] = f"cabinets[{i}].{side}" + ("" if key is None else f" (key {key})")
+                _check_lock(loc, bus_name, bus, door, wired, f"{side}{where_key}", problems)
+
+        for name, what in _GPIO_PARTS.items():
+            part = cabinet.get(name)
+            if not isinstance(part, Part) or (bus_name := part.get("bus")) is None:
+                continue
+            loc = ("cabinets", i, name)
+            if bus_name in refused:
+                continue
+            if bus_name not in declared:
+                problems.append(((*loc, "bus"), f"no bus named '{bus_name}' (declared: {names})"))
+            elif (kind := declared[bus_name].kind) != "gpio" and kind is not None:
+                message = f"bus '{bus_name}' is {kind}; {what} needs a gpio bus"
+                problems.append(((*loc, "bus"), message))
+            elif kind == "gpio":
+                _claim_pins(loc, bus_name, part, pins, problems)
     return problems
 
 
-def _int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _cross_check_raw(data: Mapping[str, Any]) -> list[_Problem]:
-    """The cross checks on whatever parts of the raw input are valid on their own."""
-    buses: list[_BusEntry] = []
-    raw_buses = data.get("buses")
-    for i, raw in enumerate(raw_buses if isinstance(raw_buses, list) else []):
-        if not isinstance(raw, dict):
+def _check_buses(buses: Sequence[Entry], problems: list[_Problem]) -> dict[str, Part]:
+    """Duplicate names and ports, supplies that disagree; the declared buses by name."""
+    declared: dict[str, Part] = {}
+    first: dict[str, int] = {}  # bus name -> index of its first declaration
+    ports: dict[str, int] = {}
+    supplies: dict[str, tuple[int, Part]] = {}
+    for entry in buses:
+        bus, i = entry.part, entry.index
+        if bus is None:
             continue
-        name, port, raw_boards = raw.get("name"), raw.get("port"), raw.get("boards")
-        valid_boards = (
-            isinstance(raw_boards, list)
-            and bool(raw_boards)  # empty: already a problem, not one per door
-            and all(_int_in(b, 0, 15) for b in raw_boards)
-        )
-        buses.append(
-            (
-                i,
-                name if isinstance(name, str) and name else None,
-                port if isinstance(port, str) and port else None,
-                frozenset(raw_boards) if valid_boards else None,
-            )
-        )
-    cabinets: list[_CabinetEntry] = []
-    raw_cabinets = data.get("cabinets")
-    for i, raw in enumerate(raw_cabinets if isinstance(raw_cabinets, list) else []):
-        if not isinstance(raw, dict):
+        name, port, supply = bus.get("name"), bus.get("port"), bus.get("supply")
+        if name is not None and name in first:
+            message = f"bus '{name}' is already declared by buses[{first[name]}]"
+            problems.append((("buses", i, "name"), message))
+        elif name is not None:
+            first[name] = i
+            declared[name] = bus
+        if port is not None and port in ports:
+            message = f"port '{port}' is already used by buses[{ports[port]}]"
+            problems.append((("buses", i, "port"), message))
+        elif port is not None:
+            ports[port] = i
+        if supply is None:
             continue
-        key = raw.get("key")
-        doors: dict[str, _Door] = {}
-        for side in ("front", "rear"):
-            door = raw.get(side)
-            if isinstance(door, dict):
-                bus, board, channel = door.get("bus"), door.get("board"), door.get("channel")
-                doors[side] = (
-                    bus if isinstance(bus, str) and bus else None,
-                    board if _int_in(board, 0, 15) else None,
-                    channel if _int_in(channel, 1, 16) else None,
+        if supply not in supplies:
+            supplies[supply] = (i, bus)
+            continue
+        j, other = supplies[supply]
+        for key in ("max_concurrent", "stagger_s"):
+            mine, theirs = bus.get(key), other.get(key)
+            if mine is not None and theirs is not None and mine != theirs:
+                message = (
+                    f"supply '{supply}' is shared with buses[{j}], whose {key} is {theirs:g}:"
+                    " buses on one supply share its power budget, so give them the same"
+                    " max_concurrent and stagger_s"
                 )
-        cabinets.append((i, key if _int_in(key, 0, 2**31 - 1) else None, doors))
-    return _cross_check(buses, cabinets)
+                problems.append((("buses", i, key), message))
+    return declared
+
+
+def _check_lock(
+    loc: tuple[str, int, str],
+    bus_name: str,
+    bus: Part,
+    door: Part,
+    wired: dict[tuple[str, int, int], str],
+    label: str,
+    problems: list[_Problem],
+) -> None:
+    """A Kerong door: its board is on the bus, and its channel is wired once."""
+    board, channel = door.get("board"), door.get("channel")
+    known = bus.get("boards")
+    if board is not None and known is not None and board not in known:
+        listed = ", ".join(str(b) for b in sorted(known))
+        message = f"bus '{bus_name}' has no board {board} (its boards: {listed})"
+        problems.append(((*loc, "board"), message))
+    if board is None or channel is None:
+        return
+    where = (bus_name, board, channel)
+    if where in wired:
+        message = f"bus '{bus_name}' board {board} channel {channel} is also wired to "
+        message += wired[where]
+        problems.append(((*loc, "channel"), message))
+    else:
+        wired[where] = f"cabinets[{loc[1]}].{label}"
+
+
+def _claim_pins(
+    loc: tuple[str, int, str],
+    bus_name: str,
+    part: Part,
+    pins: dict[int, tuple[str, str]],
+    problems: list[_Problem],
+) -> None:
+    """Claim each valid pin of ``part``; a pin claimed before is a problem naming both."""
+    for name, spec in part.fields.items():
+        if not isinstance(spec, PinSpec):
+            continue
+        number = spec.number
+        if number in pins:
+            user, other_bus = pins[number]
+            if other_bus == bus_name:
+                message = f"GPIO{number} on bus '{bus_name}' is also used by {user}"
+            else:
+                message = (
+                    f"GPIO{number} is also used by {user} on bus '{other_bus}'"
+                    " (every GPIO bus is on the controller's one header)"
+                )
+            problems.append(((*loc, name), message))
+        else:
+            pins[number] = (f"cabinets[{loc[1]}].{loc[2]}.{name}", bus_name)

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.config.checks import _check_gpio, _cross_check_raw
+from agent.config.checks import _cross_check
+from agent.config.entries import validate_buses, validate_cabinets
 from agent.config.messages import _format_loc, _kind, _Problem, _problems_of
 from agent.config.schema import Config, GpioBusConfig, GpioDoorWiring, _missing_is_empty
 from agent.config.secrets import _resolve_secrets
@@ -46,24 +47,40 @@ def _sort_key(problem: _Problem) -> tuple[int, int]:
 
 
 def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
-    """Validate an already-parsed TOML document; relative paths resolve against base_dir."""
+    """Validate an already-parsed TOML document; relative paths resolve against base_dir.
+
+    Returns the frozen ``Config``; raises ``ConfigError`` listing every problem. Each
+    ``[[buses]]`` and ``[[cabinets]]`` entry is validated on its own with its model,
+    then the cross checks run on what is valid of every entry.
+    """
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): must be a table (got {_kind(data)})"])
     data = _missing_is_empty(data, "cloud", "api")
     problems = _resolve_secrets(data, Path(base_dir))
+    buses, cabinets = validate_buses(data.get("buses")), validate_cabinets(data.get("cabinets"))
+    document = dict(data)
+    for key, entries in (("buses", buses), ("cabinets", cabinets)):
+        problems += [p for entry in entries for p in entry.problems]
+        if entries:
+            # Valid entries go in as their models (not validated again), invalid ones as
+            # written: their problems are collected already, so the ones the whole-file
+            # validation finds inside an entry are left out below.
+            document[key] = [e.raw if e.model is None else e.model for e in entries]
     config: Config | None = None
     try:
-        config = Config.model_validate(data, context={"base_dir": Path(base_dir)})
+        config = Config.model_validate(document, context={"base_dir": Path(base_dir)})
     except ValidationError as e:
-        problems += _problems_of(e)
-    problems += _cross_check_raw(data)
-    if config is not None:
-        problems += _check_gpio(config)
+        problems += [p for p in _problems_of(e) if not _inside_entry(p[0])]
+    problems += _cross_check(buses, cabinets)
     if problems or config is None:
         problems.sort(key=_sort_key)
         lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
         raise ConfigError(lines or ["(top level): invalid"])
     return config
+
+
+def _inside_entry(loc: tuple[str | int, ...]) -> bool:
+    return len(loc) > 1 and loc[0] in ("buses", "cabinets") and isinstance(loc[1], int)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -107,13 +124,21 @@ def _load(path: Path) -> Config:
 
 
 def summary(config: Config) -> str:
-    """A few lines for check-config and the start-up log; never a secret."""
+    """A few lines for check-config and the start-up log; never a secret.
+
+    One line per bus, then one ``power:`` line per power budget: buses naming the same
+    ``supply`` share one (at most ``max_concurrent`` actuations at once, starts
+    ``stagger_s`` apart), a bus without ``supply`` has its own.
+    """
     rear = sum(1 for c in config.cabinets if c.rear is not None)
     lines = [
         f"locker: {config.locker.name or '(unnamed)'} (auto-close timer {config.locker.timer_s} s)",
         f"cabinets: {len(config.cabinets)} ({rear} with a rear door)",
     ]
+    supplies: dict[str, list[str]] = {}
     for bus in config.buses:
+        if bus.supply is not None:
+            supplies.setdefault(bus.supply, []).append(bus.name)
         if isinstance(bus, GpioBusConfig):
             motors = sum(
                 1
@@ -121,14 +146,22 @@ def summary(config: Config) -> str:
                 for d in (c.front, c.rear)
                 if isinstance(d, GpioDoorWiring) and d.bus == bus.name and d.motorised
             )
-            lines.append(
-                f"bus {bus.name}: gpio ({bus.pin_factory} pins), {motors} motorised doors,"
-                f" at most {bus.max_concurrent} actuations at once"
-            )
+            lines.append(f"bus {bus.name}: gpio ({bus.pin_factory} pins), {motors} motorised doors")
             continue
         boards = ", ".join(str(b) for b in bus.boards)
         lines.append(
             f"bus {bus.name}: {bus.driver} on {bus.port}, {bus.baud} baud, boards {boards}"
+        )
+    for bus in config.buses:
+        if bus.supply is None:
+            who = f"bus {bus.name}, its own supply"
+        elif supplies[bus.supply][0] == bus.name:
+            who = f"supply {bus.supply} (buses {', '.join(supplies[bus.supply])})"
+        else:
+            continue
+        lines.append(
+            f"power: {who}: at most {bus.max_concurrent} actuation"
+            f"{'s' if bus.max_concurrent > 1 else ''} at once, starts {bus.stagger_s:g} s apart"
         )
     key_from = config.cloud.api_key_file or "inline"
     token_from = config.api.token_file or "inline"

@@ -172,7 +172,13 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
-def _problems_of(error: ValidationError) -> list[_Problem]:
-    # Discriminated unions put their tag in the location (the message needs it to find
-    # the model); the file has no such key, so the reported path leaves it out.
-    return [(tuple(p for p in e["loc"] if p not in _TAGS), _message(e)) for e in error.errors()]
+def _problems_of(error: ValidationError, prefix: _Loc = ()) -> list[_Problem]:
+    """One problem per error; ``prefix`` is where the validated value sits in the file
+    (``("buses", 2)`` for an entry validated on its own)."""
+    problems: list[_Problem] = []
+    for e in error.errors():
+        e = {**e, "loc": (*prefix, *e["loc"])}
+        # Discriminated unions put their tag in the location (the message needs it to
+        # find the model); the file has no such key, so the reported path leaves it out.
+        problems.append((tuple(p for p in e["loc"] if p not in _TAGS), _message(e)))
+    return problems

@@ -1,7 +1,11 @@
-"""The config file's shape: strict, frozen pydantic models, their field validators.
+"""The config file's shape: the agent's own sections and the composition of the drivers'.
 
-Every value is typed and bounded, and an unknown key is an error. A field validator
-looks at one value on its own (a URL, the listen address, a bus name, a pin spec);
+``[locker]``, ``[cloud]``, ``[api]`` and ``[storage]`` are the agent's and live here.
+``[[buses]]`` entries and the wiring inside ``[[cabinets]]`` belong to the drivers
+(``drivers/kerong/config.py``, ``drivers/gpio/config.py``): a bus is a discriminated
+union of the driver bus models, picked by its ``driver`` key, a door one of the
+driver door wirings. Every value is typed and bounded, and an unknown key is an
+error. A field validator looks at one value on its own (a URL, the listen address);
 checks between entries are in ``checks.py``, and ``secrets.py`` turns ``x`` /
 ``x_file`` into one ``SecretStr`` before these models see the data.
 """
@@ -15,8 +19,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     SecretStr,
@@ -26,14 +28,17 @@ from pydantic import (
     model_validator,
 )
 
+from drivers.config import StrictModel
+from drivers.gpio.config import (
+    GpioBusConfig,
+    GpioDoorWiring,
+    GpioInputWiring,
+    IndicatorWiring,
+)
+from drivers.kerong.config import KerongBusConfig, KerongDoorWiring
+
 # Discriminated unions (bus drivers, door kinds) tag error locations with these.
 _TAGS = frozenset({"kerong-cu16", "gpio"})
-
-
-BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-
-
-Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
 
 
 Side = Literal["front", "rear"]
@@ -45,17 +50,7 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_STORAGE_DIR = Path("/var/lib/locker-agent")
 
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
-
-
 _HOST_RE = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
-
-
-class _Model(BaseModel):
-    # strict: TOML is typed, so "1" for an int or true for a channel is a mistake.
-    # hide_input_in_errors: a ValidationError logged by someone else must not carry
-    # a secret.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, hide_input_in_errors=True)
 
 
 def _non_empty_secret(value: Any) -> Any:
@@ -66,7 +61,7 @@ def _non_empty_secret(value: Any) -> Any:
     return value
 
 
-class LockerConfig(_Model):
+class LockerConfig(StrictModel):
     """What the locker is called and how it behaves as a whole."""
 
     name: str | None = Field(None, min_length=1, max_length=100)
@@ -82,7 +77,7 @@ class LockerConfig(_Model):
     announce_s: float = Field(0.5, ge=0, le=5)
 
 
-class CloudConfig(_Model):
+class CloudConfig(StrictModel):
     """Where feedback goes ({url}/api/lockers/cabinet/status) and with which key."""
 
     url: str
@@ -110,7 +105,7 @@ class CloudConfig(_Model):
         return _non_empty_secret(value)
 
 
-class ApiConfig(_Model):
+class ApiConfig(StrictModel):
     """The local HTTP API; it always requires the bearer token."""
 
     listen: str = DEFAULT_LISTEN
@@ -135,10 +130,11 @@ class ApiConfig(_Model):
 
     @property
     def port(self) -> int:
+        """TCP port part of ``listen`` (1-65535)."""
         return _split_listen(self.listen)[1]
 
 
-class StorageConfig(_Model):
+class StorageConfig(StrictModel):
     """Where the outbox and state live; must survive reboots and power cuts."""
 
     dir: Annotated[Path, Field(strict=False)] = DEFAULT_STORAGE_DIR
@@ -162,56 +158,6 @@ class StorageConfig(_Model):
         return value
 
 
-class BusConfig(_Model):
-    """One RS-485 line (or TCP gateway) with its lock boards."""
-
-    name: str = Field(min_length=1, max_length=64)
-    driver: Literal["kerong-cu16"] = "kerong-cu16"
-    # Any pyserial URL: /dev/serial/by-id/..., /dev/ttyUSB0, socket://host:port, ...
-    port: str = Field(min_length=1, max_length=512)
-    baud: Baud = 19200
-    boards: list[Annotated[int, Field(ge=0, le=15)]] = Field(min_length=1, max_length=16)
-    reply_timeout_s: float = Field(0.1, ge=0.01, le=5)
-    poll_interval_s: float = Field(0.05, ge=0.005, le=5)
-    # Value of a lock-feedback bit that means "closed": 1 on most boards.
-    locked_bit: Literal[0, 1] = 1
-    # How long a board energises a lock (its own pulse time); an unlock holds one of
-    # max_concurrent power slots that long, and two unlocks start stagger_s apart.
-    pulse_s: float = Field(0.5, ge=0.05, le=5)
-    max_concurrent: int = Field(1, ge=1, le=16)
-    stagger_s: float = Field(0.1, ge=0, le=10)
-
-    _check_name = field_validator("name")(lambda v: _check_name(v))
-
-    @field_validator("boards")
-    @classmethod
-    def _unique_boards(cls, value: list[int]) -> list[int]:
-        seen: set[int] = set()
-        for board in value:
-            if board in seen:
-                raise ValueError(f"board {board} is listed twice")
-            seen.add(board)
-        return value
-
-
-class GpioBusConfig(_Model):
-    """The controller's own GPIO header: switches, relays, motors and LEDs."""
-
-    name: str = Field(min_length=1, max_length=64)
-    driver: Literal["gpio"]
-    # gpiozero pin factory: "default" lets gpiozero choose (use "lgpio" on a Pi 5);
-    # "mock" is for the simulator only.
-    pin_factory: Literal["default", "lgpio", "rpigpio", "native", "mock"] = "default"
-    # Actuations at once on this header's power supply, and the least time between two.
-    max_concurrent: int = Field(2, ge=1, le=16)
-    stagger_s: float = Field(0.3, ge=0, le=10)
-    pulse_s: float = Field(0.5, ge=0.05, le=2.0)  # lock relay pulse
-    motor_max_s: float = Field(8.0, ge=0.5, le=60)  # no motor run lasts longer
-    debounce_s: float = Field(0.05, ge=0, le=1)
-
-    _check_name = field_validator("name")(lambda v: _check_name(v))
-
-
 def _bus_tag(value: Any) -> str:
     if isinstance(value, dict):
         return "gpio" if value.get("driver") == "gpio" else "kerong-cu16"
@@ -219,73 +165,10 @@ def _bus_tag(value: Any) -> str:
 
 
 AnyBus = Annotated[
-    Annotated[BusConfig, Tag("kerong-cu16")] | Annotated[GpioBusConfig, Tag("gpio")],
+    Annotated[KerongBusConfig, Tag("kerong-cu16")] | Annotated[GpioBusConfig, Tag("gpio")],
     Discriminator(_bus_tag),
 ]
-
-
-# A GPIO pin, Klipper style: 17, "17", "GPIO17"; "^" pull-up, "!" active low: "^!GPIO5".
-_PIN_RE = re.compile(r"([\^!]{0,2})(?:GPIO)?(\d{1,2})")
-
-
-Pin = Annotated[int | str, Field(union_mode="left_to_right")]
-
-
-def _check_pin(value: int | str) -> str:
-    text = str(value).strip()
-    match = _PIN_RE.fullmatch(text)
-    if not match or len(set(match[1])) != len(match[1]) or not 0 <= int(match[2]) <= 53:
-        raise ValueError('must be a GPIO number 0-53, optionally "^" (pull-up) "!" (active low)')
-    return text
-
-
-def pin_number(spec: str) -> int:
-    """The GPIO number of a validated pin spec."""
-    match = _PIN_RE.fullmatch(spec)
-    assert match is not None
-    return int(match[2])
-
-
-class DoorWiring(_Model):
-    """Which lock (bus, board, channel) opens and reports one door."""
-
-    bus: str = Field(min_length=1, max_length=64)
-    board: int = Field(ge=0, le=15)
-    channel: int = Field(ge=1, le=16)
-
-
-class GpioDoorWiring(_Model):
-    """A door on GPIO: its closed switch, and a latch relay or a motor with end switch."""
-
-    bus: str = Field(min_length=1, max_length=64)
-    switch: Pin  # active when the door is shut
-    lock: Pin | None = None  # latch relay, pulsed to open
-    open_switch: Pin | None = None  # active when a motorised door is fully open
-    motor_open: Pin | None = None
-    motor_close: Pin | None = None
-    beam: Pin | None = None  # active when something is in the doorway
-
-    _pins = field_validator("switch", "lock", "open_switch", "motor_open", "motor_close", "beam")(
-        lambda v: None if v is None else _check_pin(v)
-    )
-
-    @model_validator(mode="after")
-    def _complete(self) -> GpioDoorWiring:
-        if (self.motor_open is None) != (self.motor_close is None):
-            raise ValueError("a motor needs both motor_open and motor_close")
-        if self.motor_open is not None and self.open_switch is None:
-            raise ValueError("a motorised door needs open_switch (its end switch)")
-        if self.motor_open is None and self.lock is None:
-            raise ValueError("a door needs a lock or a motor to open it")
-        return self
-
-    @property
-    def motorised(self) -> bool:
-        return self.motor_open is not None
-
-    def pins(self) -> dict[str, str]:
-        names = ("switch", "lock", "open_switch", "motor_open", "motor_close", "beam")
-        return {n: str(getattr(self, n)) for n in names if getattr(self, n) is not None}
+"""A ``[[buses]]`` entry: its ``driver`` key picks the driver's model (Kerong by default)."""
 
 
 def _door_tag(value: Any) -> str:
@@ -295,35 +178,22 @@ def _door_tag(value: Any) -> str:
 
 
 AnyDoor = Annotated[
-    Annotated[DoorWiring, Tag("kerong-cu16")] | Annotated[GpioDoorWiring, Tag("gpio")],
+    Annotated[KerongDoorWiring, Tag("kerong-cu16")] | Annotated[GpioDoorWiring, Tag("gpio")],
     Discriminator(_door_tag),
 ]
+"""A door's wiring: a GPIO door has a ``switch``; anything else is read as a Kerong lock."""
 
 
-class GpioInputWiring(_Model):
-    """One GPIO input, e.g. an item sensor: active when an item is in the cabinet."""
-
-    bus: str = Field(min_length=1, max_length=64)
-    pin: Pin
-
-    _pin = field_validator("pin")(lambda v: _check_pin(v))
+CabinetKey = Annotated[int, Field(ge=0, le=2**31 - 1)]
+"""The cloud's cabinet key within this locker."""
 
 
-class IndicatorWiring(_Model):
-    """An RGB LED on three GPIO pins (PWM capable for dim colours)."""
+class CabinetConfig(StrictModel):
+    """One compartment: the cloud's cabinet ``key``, its ``size``, its ``front`` door and
+    optional ``rear`` (rear-load) door, an optional GPIO ``item`` sensor (lock boards
+    report their own) and an optional RGB ``indicator``."""
 
-    bus: str = Field(min_length=1, max_length=64)
-    red: Pin
-    green: Pin
-    blue: Pin
-
-    _pins = field_validator("red", "green", "blue")(lambda v: _check_pin(v))
-
-
-class CabinetConfig(_Model):
-    """One compartment: the cloud's cabinet key, its size, its door(s)."""
-
-    key: int = Field(ge=0, le=2**31 - 1)
+    key: CabinetKey
     size: str = Field("mini", min_length=1, max_length=32)
     front: AnyDoor
     rear: AnyDoor | None = None  # rear-load door, when the cabinet has one
@@ -340,8 +210,10 @@ def _missing_is_empty(data: Any, *sections: str) -> Any:
     return data
 
 
-class Config(_Model):
-    """The whole validated config."""
+class Config(StrictModel):
+    """The whole validated config: the agent's sections, ``buses`` (each a
+    ``KerongBusConfig`` or a ``GpioBusConfig``) and ``cabinets``. Build it with
+    ``parse_config`` / ``load_config``, which add the checks between entries."""
 
     locker: LockerConfig = Field(default_factory=LockerConfig)
     cloud: CloudConfig
@@ -355,7 +227,7 @@ class Config(_Model):
     def _default_sections(cls, data: Any) -> Any:
         return _missing_is_empty(data, "cloud", "api")
 
-    def bus(self, name: str) -> BusConfig | GpioBusConfig:
+    def bus(self, name: str) -> KerongBusConfig | GpioBusConfig:
         """The bus called ``name``; KeyError if there is none."""
         for bus in self.buses:
             if bus.name == name:
@@ -369,7 +241,7 @@ class Config(_Model):
                 return cabinet
         raise KeyError(key)
 
-    def door_refs(self) -> Iterator[tuple[int, Side, DoorWiring | GpioDoorWiring]]:
+    def door_refs(self) -> Iterator[tuple[int, Side, KerongDoorWiring | GpioDoorWiring]]:
         """Every wired door as (cabinet key, "front"/"rear", wiring), in file order."""
         for cabinet in self.cabinets:
             yield cabinet.key, "front", cabinet.front
@@ -397,12 +269,6 @@ def _check_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ValueError("must not have a ?query or #fragment (paths are appended to it)")
     return value.rstrip("/")
-
-
-def _check_name(value: str) -> str:
-    if not _NAME_RE.fullmatch(value):
-        raise ValueError("use only letters, digits, '-', '_' and '.'")
-    return value
 
 
 def _split_listen(value: str) -> tuple[str, int]:

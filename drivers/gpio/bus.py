@@ -17,21 +17,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
 from gpiozero import RGBLED, DigitalInputDevice, DigitalOutputDevice
-from gpiozero.exc import PinPWMUnsupported
+from gpiozero.exc import GPIOPinInUse, PinError, PinPWMUnsupported
 from gpiozero.pins import Factory
 
 from drivers.gpio.indicator import Indicator
 from drivers.gpio.inputs import GpioInput
-from drivers.gpio.outputs import DoorMotor, Relay, _Output
+from drivers.gpio.outputs import PULSE_MAX_S, DoorMotor, Relay, _check_open, _Output
 from drivers.gpio.pins import PinSpec, parse_pin
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
+
+Pin = int | str | PinSpec
+"""A pin as ``parse_pin`` reads it: ``17``, ``"^!GPIO5"``, or a parsed ``PinSpec``."""
+
+
+class PinRefused(ValueError):
+    """The bus cannot use a pin as asked: already claimed, a pull-up on an output, or
+    refused by the pin factory (not on the board, a fixed pull, in use). ``pin`` is
+    the parsed spec, so a caller can tell which of its pins it was (None when the
+    factory refused one of several pins of a part without saying which)."""
+
+    def __init__(self, pin: PinSpec | None, message: str) -> None:
+        super().__init__(message)
+        self.pin = pin
 
 
 class GpioBus:
@@ -40,7 +54,13 @@ class GpioBus:
 
     ``clock`` spaces actuations (power budget, motor reversal); inputs debounce on
     ``loop.time()``. ``power_budget`` shares one budget with other drivers on the
-    same supply; ``max_concurrent`` and ``stagger_s`` are then not used.
+    same supply; ``max_concurrent`` and ``stagger_s`` are then not used. Durations
+    are seconds: ``pulse_s`` (a relay's default pulse, at most ``pulse_max_s``),
+    ``motor_max_s``, ``debounce_s``.
+
+    The constructor raises ``ValueError`` for settings out of range; the part
+    factories raise ``PinRefused`` (a ``ValueError``) for a pin they cannot use and
+    ``BusClosed`` (a ``RuntimeError``) once the bus is closed.
     """
 
     def __init__(
@@ -51,7 +71,7 @@ class GpioBus:
         max_concurrent: int = 2,
         stagger_s: float = 0.3,
         pulse_s: float = 0.5,
-        pulse_max_s: float = 2.0,
+        pulse_max_s: float = PULSE_MAX_S,
         motor_max_s: float = 8.0,
         debounce_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
@@ -77,29 +97,36 @@ class GpioBus:
         self._indicators: list[Indicator] = []
         self._devices: list[Any] = []  # every gpiozero device, for the factory check
         self._closed = False
-        self._closing = asyncio.Event()
+        self._closing = asyncio.Event()  # handed to the parts: set, they stop acting
 
     # parts ---------------------------------------------------------------------
 
-    def input(self, pin: int | str, on_change: Callable[[bool], None] | None = None) -> GpioInput:
-        """A debounced input (door or end switch, item sensor). Call from the loop."""
+    def input(self, pin: Pin, on_change: Callable[[bool], None] | None = None) -> GpioInput:
+        """A debounced input (door or end switch, item sensor); ``on_change(active)``
+        runs on the loop. Call from the loop (``RuntimeError`` otherwise)."""
         self._check_open()
         asyncio.get_running_loop()  # fail here, before claiming the pin
         spec = parse_pin(pin)
         self._claim(spec, "input")
         device = None
         try:
-            device = DigitalInputDevice(
-                spec.number,
-                pull_up=True if spec.pull_up and spec.active_low else None,
-                active_state=None if spec.pull_up and spec.active_low else not spec.active_low,
-                bounce_time=None,
-                pin_factory=self._factory,
-            )
-            if spec.pull_up and not spec.active_low:
-                # gpiozero ties pull_up=True to "low is active": set the pull by hand.
-                device.pin.pull = "up"
-            gpio_input = GpioInput(device, str(spec), self.debounce_s, on_change)
+            with _refusing(spec):
+                if spec.pull_up:
+                    # gpiozero ties pull_up=True to "low is active"; "^5" (active high)
+                    # is read inverted. Never floating first: GPIO2/3 refuse that.
+                    device = DigitalInputDevice(
+                        spec.number, pull_up=True, bounce_time=None, pin_factory=self._factory
+                    )
+                else:
+                    device = DigitalInputDevice(
+                        spec.number,
+                        pull_up=None,
+                        active_state=not spec.active_low,
+                        bounce_time=None,
+                        pin_factory=self._factory,
+                    )
+            invert = spec.pull_up and not spec.active_low
+            gpio_input = GpioInput(device, str(spec), self.debounce_s, on_change, invert=invert)
         except BaseException:
             if device is not None:
                 device.close()
@@ -109,11 +136,17 @@ class GpioBus:
         self._inputs.append(gpio_input)
         return gpio_input
 
-    def relay(self, pin: int | str) -> Relay:
+    def relay(self, pin: Pin) -> Relay:
         """A lock relay, off from the moment it is created."""
-        return Relay(self, self._output(pin, "relay"))
+        return Relay(
+            self._output(pin, "relay"),
+            pulse_s=self.pulse_s,
+            pulse_max_s=self.pulse_max_s,
+            budget=self._budget,
+            closing=self._closing,
+        )
 
-    def motor(self, forward: int | str, backward: int | str) -> DoorMotor:
+    def motor(self, forward: Pin, backward: Pin) -> DoorMotor:
         """A door motor on two outputs, both off from the moment they are created."""
         fwd = self._output(forward, "motor forward")
         try:
@@ -124,28 +157,44 @@ class GpioBus:
             self._pins.pop(fwd.number, None)
             fwd.close()
             raise
-        return DoorMotor(self, fwd, bwd)
+        return DoorMotor(
+            fwd,
+            bwd,
+            motor_max_s=self.motor_max_s,
+            budget=self._budget,
+            closing=self._closing,
+            clock=self.clock,
+        )
 
     def rgb(
         self,
-        red: int | str,
-        green: int | str,
-        blue: int | str,
+        red: Pin,
+        green: Pin,
+        blue: Pin,
         *,
         flash_s: float = 0.25,
         closing_warn_s: float = 3.0,
         cycle_s: float = 6.0,
     ) -> Indicator:
         """A cabinet's RGB indicator. The three pins share one polarity ("!" on all
-        three for a common-anode LED). Falls back to on/off colours without PWM."""
+        three for a common-anode LED; ``ValueError`` otherwise). Falls back to on/off
+        colours without PWM. Times in seconds."""
         self._check_open()
         specs = [parse_pin(p) for p in (red, green, blue)]
         if len({s.active_low for s in specs}) != 1:
-            raise ValueError(f"rgb {red!r}/{green!r}/{blue!r}: mixed polarity ('!')")
-        if any(s.pull_up for s in specs):
-            raise ValueError(f"rgb {red!r}/{green!r}/{blue!r}: '^' is for inputs only")
-        for spec, colour in zip(specs, ("red", "green", "blue"), strict=True):
-            self._claim(spec, f"rgb {colour}")
+            raise ValueError(f"rgb {red!s}/{green!s}/{blue!s}: mixed polarity ('!')")
+        for spec in specs:
+            if spec.pull_up:
+                raise PinRefused(spec, f"{spec}: '^' (pull-up) is for inputs only")
+        claimed: list[int] = []
+        try:
+            for spec, colour in zip(specs, ("red", "green", "blue"), strict=True):
+                self._claim(spec, f"rgb {colour}")
+                claimed.append(spec.number)
+        except BaseException:
+            for n in claimed:
+                self._pins.pop(n, None)
+            raise
         numbers = [s.number for s in specs]
         kwargs: dict[str, Any] = {
             "active_high": not specs[0].active_low,
@@ -153,13 +202,14 @@ class GpioBus:
             "pin_factory": self._factory,
         }
         try:
-            try:
-                led = RGBLED(*numbers, pwm=True, **kwargs)
-                pwm = True
-            except PinPWMUnsupported:
-                log.warning("gpio.pwm_unsupported", bus=self.name, pins=numbers)
-                led = RGBLED(*numbers, pwm=False, **kwargs)
-                pwm = False
+            with _refusing(None, specs):
+                try:
+                    led = RGBLED(*numbers, pwm=True, **kwargs)
+                    pwm = True
+                except PinPWMUnsupported:
+                    log.warning("gpio.pwm_unsupported", bus=self.name, pins=numbers)
+                    led = RGBLED(*numbers, pwm=False, **kwargs)
+                    pwm = False
         except BaseException:
             for n in numbers:
                 self._pins.pop(n, None)
@@ -183,6 +233,7 @@ class GpioBus:
 
     @property
     def budget(self) -> PowerBudget:
+        """The power budget every actuation of this bus takes a slot of."""
         return self._budget
 
     # lifecycle -----------------------------------------------------------------
@@ -238,28 +289,28 @@ class GpioBus:
                 log.exception("gpio.off_failed", bus=self.name, output=indicator.name)
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"gpio bus {self.name} is closed")
+        _check_open(self._closing, f"gpio bus {self.name}")
 
     def _claim(self, spec: PinSpec, use: str) -> None:
         user = self._pins.get(spec.number)
         if user is not None:
-            raise ValueError(f"GPIO{spec.number} is already used by the {user}")
+            raise PinRefused(spec, f"GPIO{spec.number} is already used by the {user}")
         self._pins[spec.number] = use
 
-    def _output(self, pin: int | str, use: str) -> _Output:
+    def _output(self, pin: Pin, use: str) -> _Output:
         self._check_open()
         spec = parse_pin(pin)
         if spec.pull_up:
-            raise ValueError(f"pin {pin!r}: '^' (pull-up) is for inputs only")
+            raise PinRefused(spec, f"{spec}: '^' (pull-up) is for inputs only")
         self._claim(spec, use)
         try:
-            device = DigitalOutputDevice(
-                spec.number,
-                active_high=not spec.active_low,
-                initial_value=False,
-                pin_factory=self._factory,
-            )
+            with _refusing(spec):
+                device = DigitalOutputDevice(
+                    spec.number,
+                    active_high=not spec.active_low,
+                    initial_value=False,
+                    pin_factory=self._factory,
+                )
         except BaseException:
             self._pins.pop(spec.number, None)
             raise
@@ -267,3 +318,16 @@ class GpioBus:
         self._devices.append(device)
         self._outputs.append(output)
         return output
+
+
+@contextlib.contextmanager
+def _refusing(spec: PinSpec | None, specs: list[PinSpec] | None = None) -> Iterator[None]:
+    """The pin factory's refusals of a pin (not on the board, a fixed pull, in use) as
+    ``PinRefused``; other errors (no pin factory at all) pass unchanged."""
+    try:
+        yield
+    except (PinError, GPIOPinInUse) as e:
+        if isinstance(e, PinPWMUnsupported):
+            raise  # the indicator falls back to on/off colours
+        named = "/".join(str(s) for s in specs or [spec])
+        raise PinRefused(spec, f"{named}: refused by the pin factory: {e}") from e

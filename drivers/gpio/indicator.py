@@ -75,6 +75,7 @@ class Indicator:
 
     @property
     def pattern(self) -> str:
+        """The pattern shown (one of ``PATTERNS``)."""
         return self._pattern
 
     @property

@@ -23,8 +23,11 @@ log = structlog.get_logger(__name__)
 class GpioInput:
     """A debounced input. ``value`` is True when active (after polarity).
 
-    Create it from the event loop: gpiozero's callbacks come on its own thread and
-    are handed to this loop; ``on_change(value)`` runs on the loop.
+    Create it from the event loop (``RuntimeError`` otherwise): gpiozero's callbacks
+    come on its own thread and are handed to this loop; ``on_change(value)`` runs on
+    the loop. A level counts once it held ``debounce_s`` seconds. ``invert``: the
+    input is active when gpiozero says inactive (a pulled-up pin that is active high:
+    gpiozero ties a pull-up to "low is active").
     """
 
     def __init__(
@@ -33,24 +36,28 @@ class GpioInput:
         name: str,
         debounce_s: float,
         on_change: Callable[[bool], None] | None,
+        *,
+        invert: bool = False,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._device = device
         self.name = name
         self._on_change = on_change
+        self._invert = invert
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         # Callbacks first, then the initial read: an edge in between arrives as a
         # feed of the level already read, which changes nothing.
         device.when_activated = self._activated
         device.when_deactivated = self._deactivated
-        initial = bool(device.is_active)
+        initial = self._read()
         self._debouncer = Debouncer(debounce_s, initial)
         self._events = {True: asyncio.Event(), False: asyncio.Event()}
         self._events[initial].set()
 
     @property
     def value(self) -> bool:
+        """The debounced level: True when active."""
         return self._debouncer.value
 
     async def wait_for(self, value: bool) -> None:
@@ -58,6 +65,7 @@ class GpioInput:
         await self._events[bool(value)].wait()
 
     def close(self) -> None:
+        """Stop reporting and release the pin. Idempotent."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -69,11 +77,14 @@ class GpioInput:
 
     # gpiozero's thread -------------------------------------------------------
 
+    def _read(self) -> bool:
+        return bool(self._device.is_active) != self._invert
+
     def _activated(self) -> None:
-        self._from_thread(True)
+        self._from_thread(not self._invert)
 
     def _deactivated(self) -> None:
-        self._from_thread(False)
+        self._from_thread(self._invert)
 
     def _from_thread(self, raw: bool) -> None:
         now = self._loop.time()  # time.monotonic(): fine from any thread
@@ -104,7 +115,7 @@ class GpioInput:
         # Read the line once more: an edge lost or coalesced by the pin library
         # must not leave us settled on a level that is no longer there.
         with contextlib.suppress(DeviceClosed):
-            self._debouncer.feed(bool(self._device.is_active), now)
+            self._debouncer.feed(self._read(), now)
         value = self._debouncer.poll(now)
         if value is None:
             self._schedule()  # restarted, or the timer fired a hair early

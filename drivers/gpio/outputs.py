@@ -13,6 +13,10 @@ Safety lives here, not in the caller: every relay pulse and motor run is cut to
 budget, and is switched off in a ``finally`` (also when cancelled). A
 ``threading.Timer`` backstop switches the output off shortly after its limit even
 if the event loop hangs (Klipper's ``maximum_mcu_duration`` idea, host-side).
+
+The parts know nothing of the bus that made them: they are handed their limits,
+the power budget, the bus's ``closing`` event (set by ``GpioBus.close``: a pulse or
+run ends, no new one starts) and a clock.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from gpiozero import DigitalOutputDevice
@@ -28,11 +33,12 @@ from gpiozero.exc import DeviceClosed
 
 from drivers.gpio.inputs import GpioInput
 from drivers.gpio.pins import PinSpec
-
-if TYPE_CHECKING:
-    from drivers.gpio.bus import GpioBus
+from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
+
+PULSE_MAX_S = 2.0
+"""The longest latch relay pulse, seconds: longer would burn a solenoid."""
 
 # The thread backstop fires this long after an output's own limit: late enough never
 # to race a healthy loop, early enough to matter when the loop hangs.
@@ -42,13 +48,22 @@ _BACKSTOP_MARGIN_S = 0.25
 _REVERSE_PAUSE_S = 0.2
 
 
+class BusClosed(RuntimeError):
+    """The GPIO bus these parts belong to is closed: they no longer act."""
+
+
+def _check_open(closing: asyncio.Event, what: str) -> None:
+    if closing.is_set():
+        raise BusClosed(f"{what}: its gpio bus is closed")
+
+
 def _quiet_off(device: Any) -> None:
     with contextlib.suppress(DeviceClosed):
         device.off()
 
 
 class _Output:
-    """One digital output whose "on" always has a deadline.
+    """One digital output whose "on" always has a deadline (``on(limit_s)``).
 
     ``on(limit_s)`` arms a thread timer that switches the output off at
     ``limit_s + _BACKSTOP_MARGIN_S`` unless ``off()`` came first: the asyncio code
@@ -109,45 +124,60 @@ class _Output:
 
 
 class Relay:
-    """A lock relay: short latch pulses, never longer than ``pulse_max_s``."""
+    """A lock relay: short latch pulses of ``pulse_s`` seconds (the default), never
+    longer than ``pulse_max_s``, each inside one slot of ``budget``; ``closing`` set
+    ends a pulse and refuses new ones (``BusClosed``)."""
 
-    def __init__(self, bus: GpioBus, output: _Output) -> None:
-        self._bus = bus
+    def __init__(
+        self,
+        output: _Output,
+        *,
+        pulse_s: float,
+        pulse_max_s: float,
+        budget: PowerBudget,
+        closing: asyncio.Event,
+    ) -> None:
         self._output = output
+        self.pulse_s = pulse_s
+        self.pulse_max_s = pulse_max_s
+        self._budget = budget
+        self._closing = closing
         self._lock = asyncio.Lock()  # pulses of one relay do not overlap
 
     @property
     def name(self) -> str:
+        """The pin spec, e.g. ``"!GPIO18"``."""
         return self._output.name
 
     @property
     def is_on(self) -> bool:
+        """True while the relay is energised."""
         return self._output.is_on
 
-    async def pulse(self, seconds: float | None = None) -> None:
-        """On for ``seconds`` (default ``pulse_s``), cut to ``pulse_max_s``, inside the
-        power budget; off again even if cancelled."""
-        duration = self._bus.pulse_s if seconds is None else seconds
+    async def pulse(self, duration_s: float | None = None) -> None:
+        """On for ``duration_s`` seconds (default ``pulse_s``), cut to ``pulse_max_s``,
+        inside the power budget; off again even if cancelled. Raises ``ValueError`` for
+        a length <= 0, ``BusClosed`` once the bus is closed."""
+        duration = self.pulse_s if duration_s is None else duration_s
         if duration <= 0:
             raise ValueError(f"pulse length must be > 0, not {duration}")
-        if duration > self._bus.pulse_max_s:
-            log.warning(
-                "gpio.pulse_capped", relay=self.name, asked=duration, max=self._bus.pulse_max_s
-            )
-            duration = self._bus.pulse_max_s
-        async with self._lock, self._bus.power():
-            self._bus._check_open()
-            log.info("gpio.pulse", relay=self.name, seconds=duration)
+        if duration > self.pulse_max_s:
+            log.warning("gpio.pulse_capped", relay=self.name, asked=duration, max=self.pulse_max_s)
+            duration = self.pulse_max_s
+        async with self._lock, self._budget.slot():
+            _check_open(self._closing, f"relay {self.name}")
+            log.info("gpio.pulse", relay=self.name, duration_s=duration)
             try:
                 self._output.on(duration)
                 # Sleep, but end early when the bus closes (the relay is off then).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration):
-                        await self._bus._closing.wait()
+                        await self._closing.wait()
             finally:
                 self._output.off()
 
     def off(self) -> None:
+        """Off now (a pulse under way ends early)."""
         self._output.off()
 
 
@@ -157,11 +187,25 @@ class DoorMotor:
 
     One run at a time: a second ``run`` waits for the first; to reverse a moving
     door, cancel its run. The two outputs are never on together: every drive
-    switches the other side off first, and both are off between runs.
+    switches the other side off first, and both are off between runs. A run lasts
+    ``motor_max_s`` seconds at most and holds one slot of ``budget``; ``closing`` set
+    ends a run and refuses new ones; ``clock`` (seconds) times the reversal pause.
     """
 
-    def __init__(self, bus: GpioBus, forward: _Output, backward: _Output) -> None:
-        self._bus = bus
+    def __init__(
+        self,
+        forward: _Output,
+        backward: _Output,
+        *,
+        motor_max_s: float,
+        budget: PowerBudget,
+        closing: asyncio.Event,
+        clock: Callable[[], float],
+    ) -> None:
+        self.motor_max_s = motor_max_s
+        self._budget = budget
+        self._closing = closing
+        self._clock = clock
         self._forward = forward
         self._backward = backward
         self._lock = asyncio.Lock()
@@ -170,6 +214,7 @@ class DoorMotor:
 
     @property
     def name(self) -> str:
+        """The two pin specs, forward first, e.g. ``"GPIO22/GPIO23"``."""
         return f"{self._forward.name}/{self._backward.name}"
 
     @property
@@ -188,9 +233,10 @@ class DoorMotor:
         max_s: float | None = None,
         abort: GpioInput | None = None,
     ) -> bool:
-        """Drive until ``until`` is active (True); False if ``abort`` became active or
-        ``min(max_s, motor_max_s)`` elapsed. Stopped before returning, also when cancelled."""
-        limit = self._bus.motor_max_s if max_s is None else min(max_s, self._bus.motor_max_s)
+        """Drive until ``until`` is active (True); False if ``abort`` became active,
+        ``min(max_s, motor_max_s)`` seconds elapsed or the bus closed. Stopped before
+        returning, also when cancelled. Raises ``BusClosed`` if the bus is closed."""
+        limit = self.motor_max_s if max_s is None else min(max_s, self.motor_max_s)
         async with self._lock:
             settled = self._settled(until, abort)
             if settled is not None:
@@ -198,11 +244,11 @@ class DoorMotor:
             if limit <= 0:
                 return False
             if self._last_forward is not None and self._last_forward != forward:
-                pause = self._stopped_at + _REVERSE_PAUSE_S - self._bus.clock()
+                pause = self._stopped_at + _REVERSE_PAUSE_S - self._clock()
                 if pause > 0:
                     await asyncio.sleep(pause)
-            async with self._bus.power():
-                self._bus._check_open()
+            async with self._budget.slot():
+                _check_open(self._closing, f"motor {self.name}")
                 # The door may have got there (or been blocked) while we waited.
                 settled = self._settled(until, abort)
                 if settled is not None:
@@ -210,7 +256,7 @@ class DoorMotor:
                 on, other = (
                     (self._forward, self._backward) if forward else (self._backward, self._forward)
                 )
-                start = self._bus.clock()
+                start = self._clock()
                 outcome = "interrupted"  # cancelled, or on() failed
                 log.info("gpio.motor_run", motor=self.name, forward=forward, max_s=limit)
                 try:
@@ -220,7 +266,7 @@ class DoorMotor:
                     outcome = await self._wait(until, abort, limit)
                 finally:
                     self.stop()
-                    elapsed = round(self._bus.clock() - start, 3)
+                    elapsed = round(self._clock() - start, 3)
                     if outcome == "timeout":
                         # Commanded motion without the end switch: jammed, blocked or
                         # a broken switch. The caller decides; we only stop.
@@ -242,7 +288,7 @@ class DoorMotor:
     async def _wait(self, until: GpioInput, abort: GpioInput | None, limit: float) -> str:
         reached = asyncio.ensure_future(until.wait_for(True))
         # Closing the bus ends the run at once (its inputs are gone with it).
-        waits = [reached, asyncio.ensure_future(self._bus._closing.wait())]
+        waits = [reached, asyncio.ensure_future(self._closing.wait())]
         if abort is not None:
             waits.append(asyncio.ensure_future(abort.wait_for(True)))
         try:
@@ -255,7 +301,7 @@ class DoorMotor:
                 task.cancel()
         if reached.done() and not reached.cancelled():
             return "reached"
-        return "closed" if self._bus._closed else "aborted"
+        return "closed" if self._closing.is_set() else "aborted"
 
     def stop(self) -> None:
         """Both sides off now. Does not end a run: cancel its task for that."""
@@ -263,4 +309,4 @@ class DoorMotor:
         self._forward.off()
         self._backward.off()
         if was_running:
-            self._stopped_at = self._bus.clock()
+            self._stopped_at = self._clock()

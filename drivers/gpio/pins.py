@@ -12,6 +12,9 @@ order. How they map onto gpiozero's inputs (gpiozero ties ``pull_up=True`` to
     "^5"    up        high          pull_up=None, active_state=True, then pin.pull="up"
 
 ``GpioBus.input`` applies that mapping; outputs take ``!`` only.
+
+``parse_pin`` is the one grammar: the config models (``drivers.gpio.config``) validate
+pin fields with it and store the ``PinSpec``, and the bus takes a ``PinSpec`` as is.
 """
 
 from __future__ import annotations
@@ -22,9 +25,17 @@ from dataclasses import dataclass
 # BCM numbers of the BCM2835 family (compute modules expose more than the header's 0-27).
 MAX_PIN = 53
 
+# GPIO2 and GPIO3 (I2C SDA/SCL) have 1.8 kOhm pull-ups soldered on every Raspberry Pi
+# with the 40-pin header; gpiozero refuses any other pull on them ("fixed pull").
+FIXED_PULL_UP = frozenset({2, 3})
+
 
 @dataclass(frozen=True, slots=True)
 class PinSpec:
+    """One parsed pin: its BCM ``number`` (0 to ``MAX_PIN``), ``pull_up`` (``^``) and
+    ``active_low`` (``!``). ``str()`` gives the canonical spec, e.g. ``"^!GPIO5"``,
+    which ``parse_pin`` reads back to the same value."""
+
     number: int  # BCM
     pull_up: bool
     active_low: bool
@@ -36,11 +47,23 @@ class PinSpec:
 _PIN_RE = re.compile(r"(?:GPIO)?(\d{1,2})", re.IGNORECASE)
 
 
-def parse_pin(spec: int | str) -> PinSpec:
+class PinSpecError(ValueError):
+    """A pin spec ``parse_pin`` cannot read. ``str()`` names the spec; ``reason`` says
+    what is wrong without it (the config puts the key path in front instead)."""
+
+    def __init__(self, spec: object, reason: str) -> None:
+        super().__init__(f"pin {spec!r}: {reason}")
+        self.reason = reason
+
+
+def parse_pin(spec: int | str | PinSpec) -> PinSpec:
     """``17``, ``"17"``, ``"GPIO17"``, with optional ``^`` (pull-up) and ``!`` (active
-    low) prefixes. BCM numbers only (no ``BOARD11``). Raises ValueError."""
+    low) prefixes, in either order; a ``PinSpec`` is returned as is. BCM numbers only
+    (no ``BOARD11``), 0 to ``MAX_PIN``. Raises ``PinSpecError`` (a ``ValueError``)."""
+    if isinstance(spec, PinSpec):
+        return spec
     if isinstance(spec, bool):
-        raise ValueError(f"pin {spec!r}: expected a BCM number or a string like '^!GPIO5'")
+        raise PinSpecError(spec, "expected a BCM number or a string like '^!GPIO5'")
     if isinstance(spec, int):
         number, pull_up, active_low = spec, False, False
     elif isinstance(spec, str):
@@ -49,19 +72,19 @@ def parse_pin(spec: int | str) -> PinSpec:
         while rest[:1] in ("^", "!"):
             if rest[0] == "^":
                 if pull_up:
-                    raise ValueError(f"pin {spec!r}: '^' given twice")
+                    raise PinSpecError(spec, "'^' given twice")
                 pull_up = True
             else:
                 if active_low:
-                    raise ValueError(f"pin {spec!r}: '!' given twice")
+                    raise PinSpecError(spec, "'!' given twice")
                 active_low = True
             rest = rest[1:]
         match = _PIN_RE.fullmatch(rest)
         if match is None:
-            raise ValueError(f"pin {spec!r}: expected a BCM number like 17 or 'GPIO17'")
+            raise PinSpecError(spec, "expected a BCM number like 17 or 'GPIO17'")
         number = int(match.group(1))
     else:
-        raise ValueError(f"pin {spec!r}: expected a BCM number or a string like '^!GPIO5'")
+        raise PinSpecError(spec, "expected a BCM number or a string like '^!GPIO5'")
     if not 0 <= number <= MAX_PIN:
-        raise ValueError(f"pin {spec!r}: BCM number must be between 0 and {MAX_PIN}")
+        raise PinSpecError(spec, f"BCM number must be between 0 and {MAX_PIN}")
     return PinSpec(number, pull_up, active_low)

@@ -6,6 +6,13 @@ read boards. RS-485 is half duplex and the boards only speak when asked, so ther
 is exactly one request on the wire at a time, behind a priority lock: commands
 (unlock, read_status) always go before polls waiting for the bus.
 
+An unlock is an actuation like a GPIO relay pulse: it takes a slot of a
+``drivers.power.PowerBudget`` before it queues for the bus, and keeps it for
+``pulse_s`` (the board energises the lock that long) after the frame is on the
+wire, without holding the bus: polls go on. Buses on one power supply share one
+budget. The bus also tells its health: which boards are silent, whether every
+board has been heard from (or found silent) once, whether the port is open.
+
 See ``shared/protocols/kerong-cu16.md`` for the frames and
 ``shared/LESSONS.md`` ("Serial protocols in asyncio") for why it is built this way.
 """
@@ -25,6 +32,7 @@ import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
+from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +47,7 @@ class BoardStatus:
 
 
 StatusCallback = Callable[[int, BoardStatus | None], None]  # None = board not answering
+HealthCallback = Callable[[int, bool], None]  # (board, online)
 ConnectFn = Callable[
     [Callable[[], asyncio.Protocol]],
     Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]],
@@ -58,11 +67,11 @@ _COMMAND = 0
 _POLL = 1
 # USB adapters and TCP gateways add their own latency on top of the wire time;
 # a small margin keeps an unlock from colliding with the next request.
-_GUARD_MARGIN = 0.002
+_GUARD_MARGIN_S = 0.002
 # A TCP gateway that is switched off can hang a connect for minutes.
-_OPEN_TIMEOUT = 10.0
+_OPEN_TIMEOUT_S = 10.0
 # How long close() waits for the transport to report that the port is closed.
-_CLOSE_WAIT = 1.0
+_CLOSE_WAIT_S = 1.0
 
 
 class _PriorityLock:
@@ -154,7 +163,23 @@ class KerongBus:
     about a board changes: its first good read, any bit change, ``None`` when
     it stops answering (after ``poll_retries`` retries) or the port goes away,
     and the status again when it answers again. A board that never answered
-    and cannot be read is reported ``None`` once.
+    and cannot be read is reported ``None`` once. ``on_health(board, online)``
+    follows it when a board goes silent (``False``, also one never heard) and
+    when a silent board answers again (``True``).
+
+    ``port`` is a pyserial URL (a device path, ``socket://host:port``), ``boards``
+    the addresses 0 to ``codec.MAX_BOARD``, ``baud`` bit/s. Durations are seconds:
+    ``reply_timeout_s`` (one reply), ``poll_interval_s`` (one poll cycle at most
+    this often), ``offline_poll_interval_s`` (a silent board is tried this often),
+    ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
+    (every board silent this long on a port that looks open: reopen it), ``pulse_s``
+    (the board's lock pulse: an unlock holds a power slot that long). The power
+    budget is ``power_budget`` when given (shared with the other drivers on the same
+    supply), else a budget of its own of ``max_concurrent`` and ``stagger_s``.
+    ``locked_bit`` is the lock-feedback bit value meaning "closed".
+
+    The constructor raises ``ValueError`` for boards out of range or listed twice and
+    settings out of range; nothing is opened before ``start()``.
     """
 
     def __init__(
@@ -163,14 +188,19 @@ class KerongBus:
         boards: Sequence[int],
         on_status: StatusCallback,
         *,
+        on_health: HealthCallback | None = None,
         baud: int = 19200,
-        reply_timeout: float = 0.1,
+        reply_timeout_s: float = 0.1,
         poll_retries: int = 1,
-        poll_interval: float = 0.05,
-        offline_poll_interval: float = 1.0,
+        poll_interval_s: float = 0.05,
+        offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
-        reconnect_min: float = 0.5,
-        reconnect_max: float = 30.0,
+        pulse_s: float = 0.5,
+        max_concurrent: int = 1,
+        stagger_s: float = 0.1,
+        power_budget: PowerBudget | None = None,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
         silent_reopen_s: float = 10.0,
         connect: ConnectFn | None = None,
         name: str = "kerong",
@@ -182,20 +212,25 @@ class KerongBus:
             raise ValueError(f"duplicate board in {list(boards)}")
         if poll_retries < 0:
             raise ValueError("poll_retries must be >= 0")
-        if not 0 < reconnect_min <= reconnect_max:
-            raise ValueError("need 0 < reconnect_min <= reconnect_max")
+        if not 0 < reconnect_min_s <= reconnect_max_s:
+            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        if pulse_s <= 0:
+            raise ValueError(f"pulse_s must be > 0, not {pulse_s}")
         self._name = name
         self._port = port
         self._boards = tuple(boards)
         self._on_status = on_status
+        self._on_health = on_health
         self._baud = baud
-        self._reply_timeout = reply_timeout
+        self._reply_timeout_s = reply_timeout_s
         self._poll_retries = poll_retries
-        self._poll_interval = poll_interval
-        self._offline_poll_interval = offline_poll_interval
+        self._poll_interval_s = poll_interval_s
+        self._offline_poll_interval_s = offline_poll_interval_s
         self._locked_bit = bool(locked_bit)
-        self._reconnect_min = reconnect_min
-        self._reconnect_max = reconnect_max
+        self._pulse_s = pulse_s
+        self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
         # Liveness: every board silent and no frame for this long while the port
         # looks open (a hung TCP gateway, a wedged USB adapter): reopen the port.
         self._silent_reopen_s = silent_reopen_s
@@ -214,6 +249,9 @@ class KerongBus:
         self._closed = False
         # What on_status last said per board; a missing key = nothing said yet.
         self._reported: dict[int, BoardStatus | None] = {}
+        self._ready = asyncio.Event()  # every board reported at least once
+        if not self._boards:
+            self._ready.set()
         self._offline: set[int] = set()  # boards that failed their last poll
         self._next_offline_poll: dict[int, float] = {}
 
@@ -246,22 +284,32 @@ class KerongBus:
             await asyncio.gather(*tasks, return_exceptions=True)
         if protocol is not None:
             # Wait (briefly) until the port is really closed so it can be reopened.
-            await asyncio.wait([protocol.lost], timeout=_CLOSE_WAIT)
+            await asyncio.wait([protocol.lost], timeout=_CLOSE_WAIT_S)
         self._protocol = None
         log.info("kerong.closed", bus=self._name)
 
     async def unlock(self, board: int, channel: int) -> None:
-        """Pulse one lock. Returns once the frame is on the wire (the board sends no
-        reliable reply: confirm with the status). Raises BusUnavailable."""
+        """Pulse one lock (board 0 to ``MAX_BOARD``, channel 1 to ``CHANNELS``).
+
+        Takes a slot of the power budget first (waiting for one does not hold the
+        bus), then sends the frame ahead of waiting polls; returns ``pulse_s`` after
+        the frame is on the wire, when the board has let the lock go (the board sends
+        no reliable reply: confirm with the status). The slot is held for the whole
+        pulse, also when the caller is cancelled once the frame is out. Raises
+        ``BusUnavailable`` (nothing was sent), ``codec.CodecError`` (a ValueError)
+        for a board or channel the protocol cannot address.
+        """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
-        await self._transact(request, None, _COMMAND)
+        await self._pulse(request)
 
     async def unlock_all(self, board: int) -> None:
-        """Pulse every lock of one board. Raises BusUnavailable."""
+        """Pulse every lock of one board, inside one power slot held ``pulse_s``
+        (how the board spaces its 16 pulses is its own affair: to stay inside the
+        power budget, unlock channel by channel). Raises ``BusUnavailable``."""
         request = codec.unlock_all_request(board)
         log.info("kerong.unlock_all", bus=self._name, board=board)
-        await self._transact(request, None, _COMMAND)
+        await self._pulse(request)
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
@@ -271,9 +319,41 @@ class KerongBus:
         """The last known status; None if the board is not answering or never did."""
         return self._reported.get(board)
 
+    # ---------------------------------------------------------------- health
+
+    @property
+    def name(self) -> str:
+        """The bus's name (in logs and problems)."""
+        return self._name
+
+    @property
+    def boards(self) -> tuple[int, ...]:
+        """The board addresses polled, in order."""
+        return self._boards
+
+    @property
+    def budget(self) -> PowerBudget:
+        """The power budget unlocks take a slot of (shared when given at construction)."""
+        return self._budget
+
     @property
     def connected(self) -> bool:
+        """True while the port is open."""
         return self._transport is not None
+
+    @property
+    def ready(self) -> bool:
+        """True once every board has answered or been reported silent at least once."""
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        """Return once ``ready`` (at once if it is); bound it with a timeout."""
+        await self._ready.wait()
+
+    def silent_boards(self) -> list[int]:
+        """Boards reported silent and not heard from since, ascending (every board
+        while the port is not open, once reported)."""
+        return sorted(b for b, status in self._reported.items() if status is None)
 
     # ----------------------------------------------------------- transactions
 
@@ -292,10 +372,43 @@ class KerongBus:
             self._report(board, status)
         return status
 
+    async def _pulse(self, request: bytes) -> None:
+        """Send an unlock inside a power slot held until the board's pulse is over."""
+        release = await self._budget.take()
+        loop = asyncio.get_running_loop()
+        energised_until: float | None = None
+
+        def sent() -> None:
+            nonlocal energised_until
+            energised_until = loop.time() + self._wire_time(request) + self._pulse_s
+
+        try:
+            await self._transact(request, None, _COMMAND, on_sent=sent)
+            assert energised_until is not None
+            # The board energises the lock now: the slot stays taken, the bus does
+            # not (polls go on).
+            await asyncio.sleep(max(energised_until - loop.time(), 0))
+        finally:
+            if energised_until is None or loop.time() >= energised_until:
+                release()  # nothing sent, or the pulse is over
+            else:
+                loop.call_at(energised_until, release)  # cancelled mid-pulse
+
+    def _wire_time(self, request: bytes) -> float:
+        # 10 bits a byte (8N1), plus the adapter's latency margin.
+        return len(request) * 10 / self._baud + _GUARD_MARGIN_S
+
     async def _transact(
-        self, request: bytes, board: int | None, priority: int
+        self,
+        request: bytes,
+        board: int | None,
+        priority: int,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> codec.Frame | None:
-        """Send one request and, if ``board`` is given, wait for its status reply."""
+        """Send one request and, if ``board`` is given, wait for its status reply.
+        ``on_sent`` is called once the bytes are handed to the transport (also when the
+        caller is cancelled during the shielded send)."""
         async with self._lock.hold(priority):
             transport = self._transport
             if transport is None or transport.is_closing():
@@ -306,16 +419,18 @@ class KerongBus:
                 reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
                 pending = self._pending = _Pending(board, reply)
             try:
-                await self._send(transport, request, expect_reply=board is not None)
+                await self._send(
+                    transport, request, expect_reply=board is not None, on_sent=on_sent
+                )
                 if pending is None:
                     return None
                 try:
-                    async with asyncio.timeout(self._reply_timeout):
+                    async with asyncio.timeout(self._reply_timeout_s):
                         frame = await pending.reply
                 except TimeoutError:
                     raise BoardTimeout(
                         f"bus {self._name}: board {board} did not answer "
-                        f"within {self._reply_timeout} s"
+                        f"within {self._reply_timeout_s} s"
                     ) from None
                 if self._transport is not transport:
                     # The port went away between the reply and now: the boards are
@@ -332,11 +447,18 @@ class KerongBus:
                         pending.reply.exception()  # failed while nobody awaited it: seen
 
     async def _send(
-        self, transport: asyncio.WriteTransport, request: bytes, *, expect_reply: bool
+        self,
+        transport: asyncio.WriteTransport,
+        request: bytes,
+        *,
+        expect_reply: bool,
+        on_sent: Callable[[], None] | None,
     ) -> None:
         """Write a frame; shielded, because bytes half on the wire cannot be taken back
         and the next request must not start until they are out."""
-        task = asyncio.ensure_future(self._write(transport, request, expect_reply=expect_reply))
+        task = asyncio.ensure_future(
+            self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
+        )
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -347,7 +469,12 @@ class KerongBus:
             raise
 
     async def _write(
-        self, transport: asyncio.WriteTransport, request: bytes, *, expect_reply: bool
+        self,
+        transport: asyncio.WriteTransport,
+        request: bytes,
+        *,
+        expect_reply: bool,
+        on_sent: Callable[[], None] | None,
     ) -> None:
         self._last_request = request
         try:
@@ -356,9 +483,11 @@ class KerongBus:
             log.warning("kerong.write_failed", bus=self._name, error=repr(exc))
             transport.abort()
             raise BusUnavailable(f"bus {self._name}: write failed: {exc!r}") from exc
+        if on_sent is not None:
+            on_sent()
         if not expect_reply:
             # No reply comes to pace us: wait until the frame has left the wire.
-            await asyncio.sleep(len(request) * 10 / self._baud + _GUARD_MARGIN)
+            await asyncio.sleep(self._wire_time(request))
 
     def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
         if protocol is not self._protocol:
@@ -398,6 +527,16 @@ class KerongBus:
             self._on_status(board, status)
         except Exception:
             log.exception("kerong.callback_error", bus=self._name, board=board)
+        # Health after the status: a listener sees the doors' state first.
+        went_silent = status is None  # (None -> None returned above)
+        came_back = status is not None and said_before and previous is None
+        if self._on_health is not None and (went_silent or came_back):
+            try:
+                self._on_health(board, came_back)
+            except Exception:
+                log.exception("kerong.callback_error", bus=self._name, board=board)
+        if not self._ready.is_set() and len(self._reported) == len(self._boards):
+            self._ready.set()
 
     def _report_all_none(self) -> None:
         for board in self._boards:
@@ -420,7 +559,7 @@ class KerongBus:
                     polled = True
                     await self._poll_board(board)
                 self._check_liveness(loop.time())
-                next_cycle = cycle_start + self._poll_interval
+                next_cycle = cycle_start + self._poll_interval_s
                 if not polled and self._offline and self._up.is_set():
                     # Every board is offline: sleep until the first one is due.
                     due = min(self._next_offline_poll[b] for b in self._offline)
@@ -430,7 +569,7 @@ class KerongBus:
                 raise
             except Exception:
                 log.exception("kerong.poll_error", bus=self._name)
-                await asyncio.sleep(max(self._poll_interval, 0.01))
+                await asyncio.sleep(max(self._poll_interval_s, 0.01))
 
     def _check_liveness(self, now: float) -> None:
         transport = self._transport
@@ -455,7 +594,7 @@ class KerongBus:
                 return  # the port went away; _connection_lost reports the boards
         self._offline.add(board)
         self._next_offline_poll[board] = asyncio.get_running_loop().time() + (
-            self._offline_poll_interval
+            self._offline_poll_interval_s
         )
         self._report(board, None)
 
@@ -467,7 +606,7 @@ class KerongBus:
         while True:
             try:
                 log.debug("kerong.opening", bus=self._name, port=self._port)
-                async with asyncio.timeout(_OPEN_TIMEOUT):
+                async with asyncio.timeout(_OPEN_TIMEOUT_S):
                     transport, protocol = await self._connect(lambda: _KerongProtocol(self))
                 if not isinstance(protocol, _KerongProtocol):
                     transport.close()
@@ -515,9 +654,9 @@ class KerongBus:
         self._report_all_none()
 
     def _backoff(self, failures: int) -> float:
-        """Exponential backoff with full jitter, kept between reconnect_min and _max."""
-        ceiling = min(self._reconnect_max, self._reconnect_min * 2 ** min(failures, 32))
-        return self._rng.uniform(self._reconnect_min, ceiling)
+        """Exponential backoff with full jitter, between reconnect_min_s and _max_s."""
+        ceiling = min(self._reconnect_max_s, self._reconnect_min_s * 2 ** min(failures, 32))
+        return self._rng.uniform(self._reconnect_min_s, ceiling)
 
     async def _open_serial(
         self, factory: Callable[[], asyncio.Protocol]

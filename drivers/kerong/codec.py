@@ -40,6 +40,7 @@ class CodecError(ValueError):
 
 
 def checksum(data: bytes | bytearray) -> int:
+    """SUM: the low byte of the sum of ``data`` (0-255)."""
     return sum(data) & 0xFF
 
 
@@ -54,27 +55,33 @@ def _check_channel(channel: int) -> None:
 
 
 def encode(addr: int, cmd: int, data: bytes = b"") -> bytes:
+    """One frame, ``STX ADDR CMD data ETX SUM``, from its address and command bytes."""
     body = bytes((STX, addr, cmd)) + data + bytes((ETX,))
     return body + bytes((checksum(body),))
 
 
 def status_request(board: int) -> bytes:
+    """The 5-byte status request for ``board`` (0 to ``MAX_BOARD``); raises CodecError."""
     _check_board(board)
     return encode(board << 4, CMD_STATUS)
 
 
 def unlock_request(board: int, channel: int) -> bytes:
+    """The 5-byte unlock of one lock: ``board`` 0 to ``MAX_BOARD``, ``channel`` 1 to
+    ``CHANNELS``. Raises CodecError (a ValueError) outside those."""
     _check_board(board)
     _check_channel(channel)
     return encode((board << 4) | (channel - 1), CMD_UNLOCK)
 
 
 def unlock_all_request(board: int) -> bytes:
+    """The 5-byte unlock of every lock of ``board`` (0 to ``MAX_BOARD``); raises CodecError."""
     _check_board(board)
     return encode(board << 4, CMD_UNLOCK_ALL)
 
 
 def bus_status_request() -> bytes:
+    """The 5-byte status request to the bus address (every board: for a bus scan)."""
     return encode(BUS_ADDR, CMD_BUS_STATUS)
 
 
@@ -90,6 +97,9 @@ def _byte_pair(bits: tuple[bool, ...]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
+    """One valid frame: its address and command bytes, the data between them, and the
+    ``raw`` bytes as received (STX to SUM)."""
+
     addr: int
     cmd: int
     data: bytes
@@ -97,10 +107,12 @@ class Frame:
 
     @property
     def board(self) -> int:
+        """The board address: the high nibble of ADDR (0-15)."""
         return self.addr >> 4
 
     @property
     def channel(self) -> int:
+        """The lock channel of an unlock: the low nibble of ADDR plus one (1-16)."""
         return (self.addr & 0x0F) + 1
 
 
@@ -126,6 +138,8 @@ def status_reply(board: int, lock_bits: tuple[bool, ...], items: tuple[bool, ...
 
 
 def decode_status(frame: Frame) -> StatusReply:
+    """A status (or bus status) reply as 16 lock bits and 16 item bits; raises
+    CodecError for a frame of another command."""
     if frame.cmd not in (REPLY_STATUS, REPLY_BUS_STATUS):
         raise CodecError(f"not a status reply: command 0x{frame.cmd:02X}")
     l1, l2, s1, s2 = frame.data
@@ -147,6 +161,7 @@ class FrameParser:
         self.dropped = 0  # bytes discarded while resynchronising
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Take more bytes; the complete valid frames found, in order (never raises)."""
         self._buf += data
         frames: list[Frame] = []
         buf = self._buf
@@ -182,4 +197,5 @@ class FrameParser:
         self.dropped += 1
 
     def reset(self) -> None:
+        """Forget the bytes kept (a new connection)."""
         self._buf.clear()

@@ -200,3 +200,212 @@ def test_run_fails_cleanly_when_the_api_port_is_taken(tmp_path):
     assert result.returncode == 1
     assert '"event": "agent.failed"' in result.stderr
     assert SECRET not in result.stderr
+
+
+GPIO_CONFIG = """
+[cloud]
+url = "http://127.0.0.1:9"
+api_key = "{secret}"
+
+[api]
+token = "tok"
+
+[storage]
+dir = "{dir}"
+
+[[buses]]
+name = "rs485"
+port = "{port}"
+boards = [0]
+
+[[buses]]
+name = "gpio"
+driver = "gpio"
+pin_factory = "mock"
+
+[[cabinets]]
+key = 0
+front = {{ bus = "rs485", board = 0, channel = 1 }}
+rear = {{ bus = "gpio", switch = "^!4", lock = {lock} }}
+indicator = {{ bus = "gpio", red = {red}, green = 13, blue = 19 }}
+"""
+
+
+def write_gpio_config(tmp_path, *, port="/dev/null", lock="11", red="12", switch=None):
+    text = GPIO_CONFIG.format(secret=SECRET, dir=tmp_path, port=port, lock=lock, red=red)
+    if switch is not None:
+        text = text.replace('switch = "^!4"', f'switch = "{switch}"')
+    path = tmp_path / "gpio.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (
+            {"lock": '"^11"'},
+            "cabinets[0].rear.lock: '^' (pull-up) is for inputs only; an output takes only"
+            " '!' (active low)",
+        ),
+        (
+            {"red": '"!12"'},
+            "cabinets[0].indicator: red, green and blue must share one polarity",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["check-config"], ["run", "--config"]])
+def test_what_would_crash_run_is_refused_with_exit_78(tmp_path, change, line, command):
+    path = write_gpio_config(tmp_path, **change)
+    result = subprocess.run(
+        [*AGENT, *command, str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    assert any(text.startswith(f"{path}: {line}") for text in result.stderr.splitlines())
+
+
+async def test_check_config_builds_the_drivers_dry_without_opening_a_port(tmp_path):
+    connections = []
+
+    async def gateway(reader, writer):
+        connections.append(writer)
+        writer.close()
+
+    server = await asyncio.start_server(gateway, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    path = write_gpio_config(tmp_path, port=f"socket://127.0.0.1:{port}")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *AGENT,
+            "check-config",
+            str(path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert proc.returncode == 0, err.decode()
+    assert "bus gpio: gpio (mock pins)" in out.decode()
+    assert err.decode() == ""  # no driver log lines
+    assert connections == []
+
+
+def test_check_config_names_what_a_driver_refuses_when_it_builds(tmp_path, monkeypatch, capsys):
+    # The config is valid; the board is a 40-pin Raspberry Pi header (gpiozero's own
+    # mock of it: GPIO 0-27), which has no GPIO40.
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    import drivers.gpio.mock
+    from agent import cli
+
+    monkeypatch.setattr(
+        drivers.gpio.mock, "mock_factory", lambda: MockFactory(pin_class=MockPWMPin)
+    )
+    import structlog
+
+    path = write_gpio_config(tmp_path, switch="^!40")
+    try:
+        assert cli.main(["check-config", str(path)]) == 78
+    finally:
+        structlog.reset_defaults()  # main() configured logging for this process
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{path}: cabinets[0].rear.switch: ^!GPIO40: refused by the pin")
+
+
+# ------------------------------------------------------------ plugin commands
+
+PLUGIN = """
+class _Hello:
+    help = "say hello"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", default="world")
+
+    def main(self, args):
+        print(f"hello {args.name}")
+        return 3
+
+
+command = _Hello()
+
+
+class _Failing(_Hello):
+    def main(self, args):
+        raise RuntimeError("port 8080 taken")
+
+
+failing = _Failing()
+"""
+
+
+@pytest.fixture
+def plugin_path(tmp_path):
+    """A distribution on a path of its own with entry points of the group: a command,
+    one that fails when it runs, one whose module fails to import, and one that tries
+    to replace `run`."""
+    (tmp_path / "hello_plugin.py").write_text(PLUGIN)
+    (tmp_path / "broken_plugin.py").write_text('raise RuntimeError("boom")\n')
+    info = tmp_path / "hello_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[locker_agent.commands]\n"
+        "hello = hello_plugin:command\n"
+        "failing = hello_plugin:failing\n"
+        "broken = broken_plugin:command\n"
+        "run = hello_plugin:command\n"
+    )
+    return tmp_path
+
+
+def run_agent(args, plugin_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), *sys.path])}
+    return subprocess.run([*AGENT, *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+def test_commands_come_from_the_entry_point_group(plugin_path):
+    result = run_agent(["hello", "--name", "locker"], plugin_path)
+    assert (result.returncode, result.stdout) == (3, "hello locker\n"), result.stderr
+    listed = run_agent(["--help"], plugin_path).stdout
+    assert "hello" in listed and "say hello" in listed
+
+
+def test_a_plugin_that_cannot_load_breaks_only_its_own_command(plugin_path, tmp_path):
+    result = run_agent(["broken", "--anything"], plugin_path)
+    assert result.returncode == 1
+    assert "the command 'broken' cannot be loaded: RuntimeError: boom" in result.stderr
+    assert "Traceback" not in result.stderr
+    checked = run_agent(["check-config", str(write_config(tmp_path))], plugin_path)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_a_command_that_fails_is_one_log_line_and_exit_1(plugin_path):
+    result = run_agent(["failing"], plugin_path)
+    assert result.returncode == 1
+    assert '"event": "command.failed"' in result.stderr
+    assert "port 8080 taken" in result.stderr
+
+
+def test_a_plugin_cannot_replace_a_built_in_command(plugin_path, tmp_path):
+    result = run_agent(["run", "--config", str(tmp_path / "missing.toml")], plugin_path)
+    assert result.returncode == 78  # the agent's own run: no such file
+    assert "hello" not in result.stdout
+
+
+def test_the_agent_imports_nothing_of_the_simulator():
+    import ast
+    from pathlib import Path
+
+    agent_dir = Path(__file__).resolve().parents[2] / "agent"
+    for path in agent_dir.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            assert not [n for n in names if n.split(".")[0] == "simulator"], path

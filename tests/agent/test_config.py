@@ -15,11 +15,12 @@ from pydantic import ValidationError
 from agent.config import (
     ApiConfig,
     ConfigError,
-    DoorWiring,
+    KerongDoorWiring,
     load_config,
     parse_config,
     summary,
 )
+from drivers.gpio.pins import PinSpec
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "config"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
@@ -95,7 +96,7 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
     assert (bus.reply_timeout_s, bus.poll_interval_s) == (0.1, 0.05)
     cabinet = config.cabinet(0)
     assert cabinet.size == "mini"
-    assert cabinet.front == DoorWiring(bus="rs485", board=0, channel=1)
+    assert cabinet.front == KerongDoorWiring(bus="rs485", board=0, channel=1)
     assert cabinet.rear is None
 
 
@@ -105,9 +106,9 @@ def test_helpers_find_buses_cabinets_and_doors() -> None:
     config = parse_config(data, Path("/etc/locker-agent"))
 
     assert list(config.door_refs()) == [
-        (0, "front", DoorWiring(bus="rs485", board=0, channel=1)),
-        (7, "front", DoorWiring(bus="rs485", board=0, channel=2)),
-        (7, "rear", DoorWiring(bus="rs485", board=1, channel=1)),
+        (0, "front", KerongDoorWiring(bus="rs485", board=0, channel=1)),
+        (7, "front", KerongDoorWiring(bus="rs485", board=0, channel=2)),
+        (7, "rear", KerongDoorWiring(bus="rs485", board=1, channel=1)),
     ]
     assert config.cabinet(7).rear is not None
     with pytest.raises(KeyError):
@@ -181,6 +182,9 @@ def test_examples_show_what_they_promise() -> None:
     assert all(c.front.board == 0 and c.rear and c.rear.board == 1 for c in rear.cabinets)
     tcp = load_config(EXAMPLES_DIR / "kerong-tcp-gateway.toml")
     assert tcp.buses[0].port == "socket://192.0.2.10:5000"
+    shared = load_config(EXAMPLES_DIR / "kerong-and-gpio-one-supply.toml")
+    assert [(b.driver, b.supply) for b in shared.buses] == [("kerong-cu16", "24v"), ("gpio", "24v")]
+    assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once" in summary(shared)
 
 
 # --------------------------------------------------------------------------- field errors
@@ -644,7 +648,9 @@ def gpio_base() -> dict[str, Any]:
 def test_gpio_locker_beside_a_kerong_bank() -> None:
     config = parse_config(gpio_base(), Path("/nonexistent"))
     front = config.cabinet(1).front
-    assert front.motorised and front.pins()["switch"] == "^!4"
+    # Pins hold the parsed spec of the one pin grammar (drivers.gpio.pins.parse_pin).
+    assert front.motorised and front.pins()["switch"] == PinSpec(4, pull_up=True, active_low=True)
+    assert str(front.pins()["switch"]) == "^!GPIO4"
     assert config.bus("gpio").max_concurrent == 2
 
 
@@ -698,3 +704,136 @@ def test_commands_url_must_be_a_websocket() -> None:
     assert only_problem(data).startswith("cloud.commands_url: must start with wss:// or ws://")
     data["cloud"]["commands_url"] = "wss://lockers.example.com/api/lockers/commands"
     assert parse_config(data, Path("/x")).cloud.commands_url.startswith("wss://")
+
+
+def test_one_pin_grammar_takes_any_case_of_gpio() -> None:
+    data = gpio_base()
+    data["cabinets"][1]["rear"]["lock"] = "gpio11"
+    assert parse_config(data, Path("/x")).cabinet(1).rear.lock == PinSpec(11, False, False)
+
+
+@pytest.mark.parametrize(("side", "field"), [("rear", "lock"), ("front", "motor_open")])
+def test_an_output_with_a_pull_up_names_the_key(side: str, field: str) -> None:
+    data = gpio_base()
+    data["cabinets"][1][side][field] = "^" + str(data["cabinets"][1][side][field])
+    assert only_problem(data) == (
+        f"cabinets[1].{side}.{field}: '^' (pull-up) is for inputs only;"
+        " an output takes only '!' (active low)"
+    )
+
+
+def test_an_indicator_with_mixed_polarity_names_the_indicator() -> None:
+    data = gpio_base()
+    data["cabinets"][1]["indicator"]["green"] = "!13"
+    assert only_problem(data) == (
+        "cabinets[1].indicator: red, green and blue must share one polarity: '!' on all"
+        " three (common anode) or on none (common cathode)"
+    )
+
+
+def test_a_floating_input_on_a_fixed_pull_up_pin() -> None:
+    data = gpio_base()
+    data["cabinets"][1]["item"]["pin"] = 3
+    assert only_problem(data).startswith(
+        "cabinets[1].item.pin: GPIO3 has a fixed pull-up resistor on a Raspberry Pi"
+    )
+
+
+def test_pins_are_unique_across_gpio_buses() -> None:
+    data = gpio_base()
+    data["buses"].append({"name": "gpio-b", "driver": "gpio", "pin_factory": "mock"})
+    data["cabinets"].append({"key": 2, "front": {"bus": "gpio-b", "switch": "^!6", "lock": "!13"}})
+    assert only_problem(data) == (
+        "cabinets[2].front.lock: GPIO13 is also used by cabinets[1].indicator.green on bus"
+        " 'gpio' (every GPIO bus is on the controller's one header)"
+    )
+
+
+def test_an_invalid_entry_does_not_hide_the_cross_problems_of_others() -> None:
+    data = gpio_base()
+    data["cabinets"][1]["size"] = ""  # cabinet 1 is invalid as a whole...
+    del data["cabinets"][1]["front"]["motor_close"]  # ...and so is its front door
+    data["cabinets"].append(
+        {"key": 1, "front": {"bus": "gpio", "switch": "^!27", "lock": "^!4"}, "size": 5}
+    )
+    assert problems_of(data) == [
+        "cabinets[1].size: must not be empty",
+        "cabinets[1].front: a motor needs both motor_open and motor_close",
+        "cabinets[2].size: must be a string (got an integer)",
+        "cabinets[2].front.lock: '^' (pull-up) is for inputs only; an output takes only"
+        " '!' (active low)",
+        # The valid parts of the invalid entries still meet the cross checks:
+        "cabinets[2].key: key 1 is already used by cabinets[1]",
+        "cabinets[2].front.switch: GPIO27 on bus 'gpio' is also used by"
+        " cabinets[1].front.motor_open",
+    ]
+
+
+def test_parts_on_the_wrong_kind_of_bus() -> None:
+    data = gpio_base()
+    data["cabinets"][0]["rear"] = {"bus": "gpio", "board": 0, "channel": 2}
+    data["cabinets"][1]["item"]["bus"] = "rs485"
+    data["cabinets"][1]["indicator"]["bus"] = "nowhere"
+    assert problems_of(data) == [
+        "cabinets[0].rear.bus: bus 'gpio' is gpio, this door is wired for kerong-cu16",
+        "cabinets[1].item.bus: bus 'rs485' is kerong-cu16; an item sensor needs a gpio bus",
+        "cabinets[1].indicator.bus: no bus named 'nowhere' (declared: rs485, gpio)",
+    ]
+
+
+def test_a_bus_with_a_wrong_driver_still_declares_its_name() -> None:
+    data = base()
+    data["buses"][0]["driver"] = "modbus"
+    data["cabinets"].append({"key": 1, "front": door(board=7)})
+    assert only_problem(data).startswith("buses[0].driver: must be one of 'kerong-cu16'")
+
+
+# --------------------------------------------------------------------------- supplies
+
+
+def shared_supply(**gpio: Any) -> dict[str, Any]:
+    data = gpio_base()
+    data["buses"][0].update(supply="24v", max_concurrent=2, stagger_s=0.3)
+    data["buses"][1].update(supply="24v", **gpio)
+    return data
+
+
+def test_buses_on_one_supply() -> None:
+    config = parse_config(shared_supply(), Path("/x"))
+    assert config.bus("rs485").supply == config.bus("gpio").supply == "24v"
+    text = summary(config)
+    assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once, starts" in text
+    assert "0.3 s apart" in text
+
+
+def test_buses_on_one_supply_must_agree_on_its_budget() -> None:
+    assert problems_of(shared_supply(max_concurrent=3, stagger_s=0.5)) == [
+        "buses[1].max_concurrent: supply '24v' is shared with buses[0], whose max_concurrent"
+        " is 2: buses on one supply share its power budget, so give them the same"
+        " max_concurrent and stagger_s",
+        "buses[1].stagger_s: supply '24v' is shared with buses[0], whose stagger_s is 0.3:"
+        " buses on one supply share its power budget, so give them the same max_concurrent"
+        " and stagger_s",
+    ]
+
+
+def test_defaults_count_when_buses_share_a_supply() -> None:
+    data = gpio_base()
+    data["buses"][0]["supply"] = data["buses"][1]["supply"] = "psu"  # kerong 1 / gpio 2
+    problems = problems_of(data)
+    assert [p.split(":")[0] for p in problems] == ["buses[1].max_concurrent", "buses[1].stagger_s"]
+
+
+def test_a_bus_without_supply_has_its_own() -> None:
+    data = gpio_base()
+    data["buses"][0]["supply"] = "a"
+    config = parse_config(data, Path("/x"))
+    assert config.bus("gpio").supply is None
+    assert "power: bus gpio, its own supply: at most 2 actuations at once" in summary(config)
+    assert "power: supply a (buses rs485): at most 1 actuation at once" in summary(config)
+
+
+def test_supply_is_a_plain_name() -> None:
+    data = base()
+    data["buses"][0]["supply"] = "24 V"
+    assert only_problem(data) == "buses[0].supply: use only letters, digits, '-', '_' and '.'"

@@ -20,15 +20,20 @@ from drivers.gpio import (
     DIM_WHITE,
     DULL_RED,
     GREEN,
+    MAX_PIN,
     OFF,
     RED,
     YELLOW,
+    BusClosed,
     Debouncer,
     GpioBus,
+    PinRefused,
     PinSpec,
+    Relay,
     outputs,
     parse_pin,
 )
+from drivers.power import PowerBudget
 
 WAIT = 5.0
 
@@ -743,3 +748,101 @@ async def test_pins_are_claimed_once(bus):
 def test_bus_rejects_bad_settings(factory, kwargs):
     with pytest.raises(ValueError):
         GpioBus("bad", pin_factory=factory, **kwargs)
+
+
+# ------------------------------------------------------- pins the board constrains
+
+
+async def test_pulled_up_active_high_input_on_a_fixed_pull_up_pin(factory, bus):
+    # GPIO2/3 have a pull-up soldered on: gpiozero refuses any other pull, so "^2"
+    # must never pass through "floating" on its way to "up".
+    seen: list[bool] = []
+    inp = bus.input("^2", seen.append)
+    pin = factory.pin(2)
+    assert pin.pull == "up"
+    assert inp.value is True  # idles high = active
+    pin.drive_low()
+    await settled(inp, False)
+    pin.drive_high()
+    await settled(inp, True)
+    assert seen == [False, True]
+
+
+async def test_the_factory_refusing_a_pin_says_which(factory, bus):
+    with pytest.raises(PinRefused, match="GPIO2: refused by the pin factory") as caught:
+        bus.input("!2")  # floating on a fixed pull-up
+    assert caught.value.pin == PinSpec(2, False, True)
+    with pytest.raises(PinRefused) as caught:
+        bus.relay(40)  # not on this (Pi 3B) mock board
+    assert caught.value.pin.number == 40
+    bus.input("^!2")  # the failed calls kept nothing
+    bus.relay(17)
+
+
+async def test_pin_refusals_are_value_errors_with_the_pin(bus):
+    bus.relay(17)
+    with pytest.raises(PinRefused) as caught:
+        bus.motor(22, "!17")
+    assert caught.value.pin == PinSpec(17, False, True)
+    assert isinstance(caught.value, ValueError)
+
+
+# ---------------------------------------------- outputs know nothing of the bus
+
+
+async def test_a_relay_needs_only_what_it_is_handed(factory):
+    budget = PowerBudget(1, 0)
+    closing = asyncio.Event()
+    device = DigitalOutputDevice(17, initial_value=False, pin_factory=factory)
+    relay = Relay(
+        outputs._Output(device, PinSpec(17, False, False)),
+        pulse_s=0.02,
+        pulse_max_s=0.05,
+        budget=budget,
+        closing=closing,
+    )
+    try:
+        task = asyncio.create_task(relay.pulse(1.0))  # capped at pulse_max_s
+        await eventually(lambda: relay.is_on)
+        assert budget.in_use == 1
+        async with asyncio.timeout(WAIT):
+            await task
+        (t_on, _), (t_off, _) = changes_of(factory, "GPIO17")
+        assert 0.05 <= t_off - t_on < 1.0
+        assert budget.in_use == 0
+        closing.set()
+        with pytest.raises(BusClosed):
+            await relay.pulse()
+        assert state(factory, 17) == 0
+    finally:
+        device.close()
+
+
+def test_outputs_do_not_import_the_bus():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(outputs))
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "drivers.gpio.bus" not in imported
+
+
+async def test_the_all_pins_mock_factory_has_every_pin_the_grammar_takes():
+    from drivers.gpio.mock import mock_factory
+
+    wide = mock_factory()
+    bus = GpioBus("wide", pin_factory=wide)
+    try:
+        for number in (0, 27, 28, MAX_PIN):
+            bus.relay(number)
+        with pytest.raises(PinRefused):
+            bus.input(2)  # the header's fixed pull-up is kept
+        bus.input("^3")
+        led = bus.rgb(40, 41, 42)
+        led.show("no_internet")
+        assert led.color == pytest.approx(DULL_RED)  # PWM pins
+    finally:
+        await bus.close()
+        wide.close()

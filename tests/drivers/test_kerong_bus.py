@@ -203,12 +203,13 @@ async def make_bus():
 
     def make(connect, boards, on_status, **options) -> KerongBus:
         settings = {
-            "reply_timeout": 0.2,
-            "poll_interval": 0.001,
+            "reply_timeout_s": 0.2,
+            "poll_interval_s": 0.001,
             "poll_retries": 1,
-            "offline_poll_interval": 0.05,
-            "reconnect_min": 0.001,
-            "reconnect_max": 0.01,
+            "offline_poll_interval_s": 0.05,
+            "reconnect_min_s": 0.001,
+            "reconnect_max_s": 0.01,
+            "pulse_s": 0.05,
             "connect": connect,
             "name": "test",
         }
@@ -273,7 +274,7 @@ async def test_noisy_lines_give_true_statuses_only(make_bus, variant):
     bank.set_item(3, 7, True)
     port = FakePort(bank, **VARIANTS[variant])
     rec = Recorder()
-    bus = make_bus(port, [0, 3], rec, poll_retries=8, reply_timeout=0.03)
+    bus = make_bus(port, [0, 3], rec, poll_retries=8, reply_timeout_s=0.03)
     genuine = {0: [expected(bank, 0)], 3: [expected(bank, 3)]}
     await bus.start()
 
@@ -286,6 +287,8 @@ async def test_noisy_lines_give_true_statuses_only(make_bus, variant):
 
     await bus.unlock(3, 6)
     assert codec.unlock_request(3, 6) in port.transport.written
+    # The unlock opened door 6, and the polls went on during its pulse: a true status.
+    genuine[3].append(expected(bank, 3))
 
     # Corrupted bytes, echoes and garbage never turn into a wrong status.
     for board, status in rec.calls:
@@ -312,7 +315,7 @@ async def test_offline_after_retries_then_back(make_bus):
             requests_when_offline.append(port.transport.written.count(codec.status_request(1)))
 
     port = FakePort(bank)
-    bus = make_bus(port, [0, 1], on_status, poll_retries=2, reply_timeout=0.02)
+    bus = make_bus(port, [0, 1], on_status, poll_retries=2, reply_timeout_s=0.02)
     await bus.start()
 
     await eventually(lambda: rec.of(1) == [None])
@@ -335,7 +338,7 @@ async def test_offline_board_does_not_slow_the_others(make_bus):
     bank.offline.add(1)
     rec = Recorder()
     port = FakePort(bank)
-    bus = make_bus(port, [0, 1], rec, reply_timeout=0.02, offline_poll_interval=60)
+    bus = make_bus(port, [0, 1], rec, reply_timeout_s=0.02, offline_poll_interval_s=60)
     await bus.start()
 
     await eventually(lambda: rec.of(1) == [None])
@@ -368,7 +371,7 @@ async def test_callback_exception_does_not_stop_polling(make_bus):
 async def test_unlock_writes_the_exact_frames(make_bus):
     bank = KerongBank([0])
     port = FakePort(bank)
-    bus = make_bus(port, [0], Recorder(), poll_interval=0.05)
+    bus = make_bus(port, [0], Recorder(), poll_interval_s=0.05)
     await bus.start()
     await eventually(lambda: bus.connected)
 
@@ -389,7 +392,7 @@ async def test_unlock_writes_the_exact_frames(make_bus):
 async def test_commands_go_before_waiting_polls(make_bus):
     bank = KerongBank([0, 1, 2])
     port = FakePort(bank, hold=True)  # replies wait until release()
-    bus = make_bus(port, [0, 1, 2], Recorder(), poll_interval=0, reply_timeout=WAIT)
+    bus = make_bus(port, [0, 1, 2], Recorder(), poll_interval_s=0, reply_timeout_s=WAIT)
     await bus.start()
     await eventually(lambda: port.transports and len(port.transport.written) == 1)
     transport = port.transport
@@ -401,7 +404,7 @@ async def test_commands_go_before_waiting_polls(make_bus):
     assert len(transport.written) == 1  # one request on the wire at a time
 
     # The poll's reply comes; the waiting command goes next; the poll loop queues
-    # its next poll (board 1) behind it, and it is due at once (poll_interval=0).
+    # its next poll (board 1) behind it, and it is due at once (poll_interval_s=0).
     transport.release(keep_holding=True)
     await eventually(lambda: len(transport.written) == 2)
     for _ in range(20):
@@ -428,7 +431,7 @@ async def test_cancelled_unlock_still_holds_the_bus_for_its_wire_time(make_bus):
     port = FakePort(bank)
     rec = Recorder()
     # 200 baud: an unlock frame takes a quarter of a second on the wire.
-    bus = make_bus(port, [0], rec, baud=200, poll_interval=60, reply_timeout=WAIT)
+    bus = make_bus(port, [0], rec, baud=200, poll_interval_s=60, reply_timeout_s=WAIT)
     await bus.start()
     await eventually(lambda: len(rec.calls) == 1)  # the first poll cycle is done
     written = port.transport.written
@@ -449,7 +452,7 @@ async def test_read_status_timeout_then_bus_still_works(make_bus):
     bank = KerongBank([0, 1])
     bank.offline.add(1)
     port = FakePort(bank)
-    bus = make_bus(port, [0, 1], Recorder(), reply_timeout=0.02)
+    bus = make_bus(port, [0, 1], Recorder(), reply_timeout_s=0.02)
     await bus.start()
     await eventually(lambda: bus.connected)
 
@@ -466,7 +469,7 @@ async def test_late_reply_is_not_taken_for_the_next_board(make_bus):
     bank = KerongBank([0, 1])
     port = FakePort(bank, delay=0.1)  # every reply comes after the timeout
     rec = Recorder()
-    bus = make_bus(port, [0, 1], rec, reply_timeout=0.02, poll_interval=60)
+    bus = make_bus(port, [0, 1], rec, reply_timeout_s=0.02, poll_interval_s=60)
     await bus.start()
     # Let the first poll cycle time out and its late replies drain.
     await eventually(lambda: rec.calls == [(0, None), (1, None)])
@@ -516,7 +519,9 @@ async def test_reopens_after_open_failures_and_unplug(make_bus):
 async def test_pending_request_fails_when_connection_is_lost(make_bus):
     bank = KerongBank([0])
     port = FakePort(bank, hold=True)
-    bus = make_bus(port, [0], Recorder(), reply_timeout=WAIT, reconnect_min=1, reconnect_max=1)
+    bus = make_bus(
+        port, [0], Recorder(), reply_timeout_s=WAIT, reconnect_min_s=1, reconnect_max_s=1
+    )
     await bus.start()
     await eventually(lambda: port.transports and port.transport.written)
     read = asyncio.create_task(bus.read_status(0))
@@ -573,7 +578,7 @@ async def test_write_error_reopens_the_port(make_bus):
 async def test_close_is_prompt_and_idempotent(make_bus):
     bank = KerongBank([0])
     port = FakePort(bank, hold=True)  # a poll waits for a reply that never comes
-    bus = make_bus(port, [0], Recorder(), reply_timeout=60)
+    bus = make_bus(port, [0], Recorder(), reply_timeout_s=60)
     await bus.start()
     await eventually(lambda: port.transports and port.transport.written)
     read = asyncio.create_task(bus.read_status(0))
@@ -640,7 +645,7 @@ async def test_real_pty_with_default_connect():
     bank = KerongBank([0, 1])
     boards = PtyBoards(bank)
     rec = Recorder()
-    bus = KerongBus(boards.path, [0, 1], rec, reply_timeout=0.5, poll_interval=0.01)
+    bus = KerongBus(boards.path, [0, 1], rec, reply_timeout_s=0.5, poll_interval_s=0.01)
     try:
         await bus.start()
         await eventually(lambda: len(rec.calls) == 2)
@@ -672,10 +677,10 @@ async def test_real_pty_unplugged_and_replugged(tmp_path):
         str(link),
         [0],
         rec,
-        reply_timeout=0.5,
-        poll_interval=0.01,
-        reconnect_min=0.01,
-        reconnect_max=0.05,
+        reply_timeout_s=0.5,
+        poll_interval_s=0.01,
+        reconnect_min_s=0.01,
+        reconnect_max_s=0.05,
     )
     second = None
     try:
@@ -728,10 +733,10 @@ async def test_real_tcp_socket_url_and_reconnect():
         f"socket://127.0.0.1:{port}",
         [2],
         rec,
-        reply_timeout=0.5,
-        poll_interval=0.01,
-        reconnect_min=0.01,
-        reconnect_max=0.05,
+        reply_timeout_s=0.5,
+        poll_interval_s=0.01,
+        reconnect_min_s=0.01,
+        reconnect_max_s=0.05,
     )
     try:
         await bus.start()
@@ -772,3 +777,191 @@ async def test_one_silent_board_does_not_reopen_the_port(make_bus):
     bank.offline = {1}
     await asyncio.sleep(0.5)
     assert len(port.transports) == 1
+
+
+# ------------------------------------------------------------- power budget
+
+# Lower bounds only; a slow machine makes the gaps longer, never shorter.
+PULSE = 0.2
+
+
+class TimedBank(KerongBank):
+    """A KerongBank that notes when each unlock frame arrives (loop time)."""
+
+    def __init__(self, boards) -> None:
+        super().__init__(boards)
+        self.unlock_times: list[tuple[float, int, int]] = []
+
+    def feed(self, data: bytes) -> bytes:
+        before = len(self.unlocked)
+        out = super().feed(data)
+        now = asyncio.get_running_loop().time()
+        self.unlock_times += [(now, b, c) for b, c in self.unlocked[before:]]
+        return out
+
+
+async def started(make_bus, bank, **options) -> KerongBus:
+    bus = make_bus(FakePort(bank), bank.boards, Recorder(), **options)
+    await bus.start()
+    await eventually(lambda: bus.ready and bus.connected)
+    return bus
+
+
+async def test_unlock_holds_a_power_slot_for_its_pulse_while_polls_go_on(make_bus):
+    bank = TimedBank([0])
+    bus = await started(make_bus, bank, pulse_s=PULSE, max_concurrent=1, stagger_s=0)
+    loop = asyncio.get_running_loop()
+
+    first = asyncio.create_task(bus.unlock(0, 1))
+    await eventually(lambda: len(bank.unlock_times) == 1)
+    assert bus.budget.in_use == 1
+    second = asyncio.create_task(bus.unlock(0, 2))
+    polls = bank.status_reads[0]
+    await eventually(lambda: bank.status_reads[0] >= polls + 10)  # the bus is not held
+    assert len(bank.unlock_times) == 1  # the second unlock waits for the slot
+    # A command does not wait behind the unlock that waits for power either.
+    async with asyncio.timeout(PULSE / 2):
+        await bus.read_status(0)
+
+    async with asyncio.timeout(WAIT):
+        await first
+    done_first = loop.time()
+    async with asyncio.timeout(WAIT):
+        await second
+    (t1, _, c1), (t2, _, c2) = bank.unlock_times
+    assert (c1, c2) == (1, 2)
+    assert t2 - t1 >= PULSE
+    assert done_first - t1 >= PULSE  # unlock returns when the board let the lock go
+    assert bus.budget.in_use == 0
+
+
+async def test_starts_are_staggered_within_max_concurrent(make_bus):
+    bank = TimedBank([0])
+    bus = await started(make_bus, bank, pulse_s=PULSE, max_concurrent=2, stagger_s=0.05)
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(bus.unlock(0, 1), bus.unlock(0, 2), bus.unlock(0, 3))
+    t1, t2, t3 = (t for t, _, _ in bank.unlock_times)
+    assert t2 - t1 >= 0.05 - 1e-3 and t2 - t1 < PULSE  # two at once, spaced
+    assert t3 - t1 >= PULSE  # the third waits for the first to end
+
+
+async def test_buses_on_one_supply_share_its_budget(make_bus):
+    from drivers.power import PowerBudget
+
+    budget = PowerBudget(1, 0)
+    banks = [TimedBank([0]), TimedBank([0])]
+    buses = [
+        await started(make_bus, bank, pulse_s=PULSE, power_budget=budget, name=f"bus{i}")
+        for i, bank in enumerate(banks)
+    ]
+    assert buses[0].budget is buses[1].budget is budget
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(buses[0].unlock(0, 1), buses[1].unlock(0, 1))
+    (t_a, _, _), (t_b, _, _) = banks[0].unlock_times + banks[1].unlock_times
+    assert abs(t_b - t_a) >= PULSE
+
+
+async def test_cancelled_mid_pulse_the_slot_stays_taken_until_the_pulse_ends(make_bus):
+    bank = TimedBank([0])
+    bus = await started(make_bus, bank, pulse_s=PULSE, max_concurrent=1, stagger_s=0)
+    loop = asyncio.get_running_loop()
+    unlock = asyncio.create_task(bus.unlock(0, 1))
+    await eventually(lambda: bank.unlock_times)
+    unlock.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await unlock
+    assert bus.budget.in_use == 1  # the coil is still energised
+    async with asyncio.timeout(WAIT):
+        await bus.unlock(0, 2)
+    (t1, _, _), (t2, _, _) = bank.unlock_times
+    assert t2 - t1 >= PULSE
+    await eventually(lambda: bus.budget.in_use == 0)
+    assert loop.time() - t1 >= PULSE
+
+
+async def test_cancelled_while_waiting_for_power_sends_nothing(make_bus):
+    bank = TimedBank([0])
+    bus = await started(make_bus, bank, pulse_s=PULSE, max_concurrent=1, stagger_s=0)
+    first = asyncio.create_task(bus.unlock(0, 1))
+    await eventually(lambda: bank.unlock_times)
+    waiting = asyncio.create_task(bus.unlock(0, 2))
+    await asyncio.sleep(0.02)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    async with asyncio.timeout(WAIT):
+        await first
+    await asyncio.sleep(PULSE / 2)
+    assert bank.unlocked == [(0, 1)]  # no door opened for a caller that gave up
+    assert bus.budget.in_use == 0
+
+
+async def test_unlock_on_a_closed_port_frees_its_slot_at_once(make_bus):
+    bus = make_bus(FakePort(KerongBank([0])), [0], Recorder(), pulse_s=PULSE)
+    with pytest.raises(BusUnavailable):
+        await bus.unlock(0, 1)  # never started: no port
+    assert bus.budget.in_use == 0
+
+
+def test_pulse_must_be_positive():
+    with pytest.raises(ValueError, match="pulse_s"):
+        KerongBus("/dev/null", [0], Recorder(), pulse_s=0)
+
+
+# ------------------------------------------------------------------- health
+
+
+async def test_health_silent_boards_and_readiness(make_bus):
+    bank = KerongBank([0, 1, 2])
+    bank.offline.add(1)
+    events: list[tuple[str, int, object]] = []
+    bus = make_bus(
+        FakePort(bank),
+        [0, 1, 2],
+        lambda board, status: events.append(("status", board, status)),
+        on_health=lambda board, online: events.append(("health", board, online)),
+        reply_timeout_s=0.02,
+    )
+    assert not bus.ready and bus.silent_boards() == [] and not bus.connected
+    await bus.start()
+    async with asyncio.timeout(WAIT):
+        await bus.wait_ready()
+    assert bus.ready and bus.connected
+    assert bus.silent_boards() == [1]
+    # A board first heard online says nothing about health; one going silent does,
+    # after its (unknown) status.
+    assert [e for e in events if e[1] == 1] == [("status", 1, None), ("health", 1, False)]
+    assert [e[0] for e in events if e[1] in (0, 2)] == ["status", "status"]
+
+    bank.offline.discard(1)
+    await eventually(lambda: ("health", 1, True) in events)
+    assert events[-2:] == [("status", 1, expected(bank, 1)), ("health", 1, True)]
+    assert bus.silent_boards() == []
+
+
+async def test_health_when_the_port_goes_away(make_bus):
+    bank = KerongBank([0, 1])
+    port = FakePort(bank)
+    online: list[tuple[int, bool]] = []
+    bus = make_bus(port, [0, 1], Recorder(), on_health=lambda b, up: online.append((b, up)))
+    await bus.start()
+    async with asyncio.timeout(WAIT):
+        await bus.wait_ready()
+    port.unplugged = True
+    port.transport.unplug(OSError(errno.EIO, "Input/output error"))
+    await eventually(lambda: bus.silent_boards() == [0, 1])
+    assert not bus.connected and bus.ready  # ready once, ready for good
+    assert sorted(online) == [(0, False), (1, False)]
+    port.unplugged = False
+    await eventually(lambda: bus.silent_boards() == [] and len(online) == 4)
+    assert sorted(online[2:]) == [(0, True), (1, True)]
+
+
+async def test_a_bus_that_cannot_open_is_ready_with_every_board_silent(make_bus):
+    port = FakePort(KerongBank([0, 4]))
+    port.unplugged = True
+    bus = make_bus(port, [0, 4], Recorder())
+    await bus.start()
+    async with asyncio.timeout(WAIT):
+        await bus.wait_ready()
+    assert bus.silent_boards() == [0, 4] and not bus.connected

@@ -154,3 +154,18 @@ async def test_spacing_follows_the_given_clock():
 def test_rejects_bad_settings(max_concurrent, stagger_s):
     with pytest.raises(ValueError):
         PowerBudget(max_concurrent, stagger_s)
+
+
+async def test_take_gives_a_release_that_frees_the_slot_once():
+    budget = PowerBudget(1, 0)
+    release = await budget.take()
+    assert budget.in_use == 1
+    waiter = asyncio.create_task(budget.take())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    release()
+    release()  # a second call frees nothing more
+    second = await asyncio.wait_for(waiter, 1)
+    assert budget.in_use == 1
+    second()
+    assert budget.in_use == 0

@@ -1,0 +1,104 @@
+"""The config sections of the Kerong KR-CU16 driver: a bus, and a door's wiring on it.
+
+```toml
+[[buses]]
+name = "rs485"
+driver = "kerong-cu16"
+port = "/dev/serial/by-id/usb-FTDI_..."   # any pyserial URL, socket:// too
+baud = 19200
+boards = [0, 1]
+
+[[cabinets]]
+front = { bus = "rs485", board = 0, channel = 1 }
+```
+
+Board and channel bounds come from the protocol (``codec.MAX_BOARD``,
+``codec.CHANNELS``); nothing else writes them down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from drivers.config import Name, NameRef, StrictModel
+from drivers.kerong.codec import CHANNELS, MAX_BOARD
+
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+"""The serial speeds a KR-CU16 can be set to, bit/s."""
+
+
+Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
+
+
+Board = Annotated[int, Field(ge=0, le=MAX_BOARD)]
+"""A board address, as set on the board's switch: 0 to ``MAX_BOARD``."""
+
+
+Channel = Annotated[int, Field(ge=1, le=CHANNELS)]
+"""A lock connector of one board: 1 to ``CHANNELS``."""
+
+
+def _not_a_boolean(value: object) -> object:
+    # Literal[0, 1] takes True for 1 even when strict (True == 1); TOML's true is not 1.
+    if isinstance(value, bool):
+        raise ValueError("must be 0 or 1 (got a boolean)")
+    return value
+
+
+LockedBit = Annotated[Literal[0, 1], BeforeValidator(_not_a_boolean)]
+
+
+def _unique_boards(boards: list[int]) -> list[int]:
+    seen: set[int] = set()
+    for board in boards:
+        if board in seen:
+            raise ValueError(f"board {board} is listed twice")
+        seen.add(board)
+    return boards
+
+
+Boards = Annotated[
+    list[Board], Field(min_length=1, max_length=MAX_BOARD + 1), AfterValidator(_unique_boards)
+]
+
+
+class KerongBusConfig(StrictModel):
+    """One RS-485 line (or TCP serial gateway) with its KR-CU16 lock boards.
+
+    Fields: ``name`` (what doors refer to), ``port`` (a pyserial URL: a device path or
+    ``socket://host:port``), ``baud`` (bit/s, one of ``BAUD_RATES``), ``boards``
+    (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` and
+    ``poll_interval_s`` (seconds), ``locked_bit`` (the lock-feedback bit value that
+    means "closed": 1 on most boards, 0 on some), ``pulse_s`` (seconds the board
+    energises a lock; an unlock holds one power slot that long), ``max_concurrent``
+    and ``stagger_s`` (the power budget: unlocks at once, seconds between two starts),
+    ``supply`` (optional: buses naming the same supply share one power budget, and
+    must then give the same ``max_concurrent`` and ``stagger_s``).
+
+    Validation raises ``pydantic.ValidationError``; the agent turns it into lines.
+    """
+
+    name: Name
+    driver: Literal["kerong-cu16"] = "kerong-cu16"
+    port: str = Field(min_length=1, max_length=512)
+    baud: Baud = 19200
+    boards: Boards
+    reply_timeout_s: float = Field(0.1, ge=0.01, le=5)
+    poll_interval_s: float = Field(0.05, ge=0.005, le=5)
+    locked_bit: LockedBit = 1
+    pulse_s: float = Field(0.5, ge=0.05, le=5)
+    max_concurrent: int = Field(1, ge=1, le=16)
+    stagger_s: float = Field(0.1, ge=0, le=10)
+    supply: Name | None = None
+
+
+class KerongDoorWiring(StrictModel):
+    """Which lock opens and reports one door: ``bus`` (a declared Kerong bus's name),
+    ``board`` (0 to ``MAX_BOARD``, one of that bus's ``boards``) and ``channel`` (1 to
+    ``CHANNELS``). Whether the bus and board exist is the agent's cross check."""
+
+    bus: NameRef
+    board: Board
+    channel: Channel

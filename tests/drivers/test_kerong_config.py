@@ -1,0 +1,87 @@
+"""The Kerong driver's own config sections: bounds from the protocol, written once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from drivers.kerong import codec
+from drivers.kerong.config import BAUD_RATES, KerongBusConfig, KerongDoorWiring
+
+
+def bus(**changes: Any) -> dict[str, Any]:
+    return {"name": "rs485", "port": "/dev/ttyUSB0", "boards": [0, 1], **changes}
+
+
+def errors(model: type, data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(data)
+    return [(e["loc"], e["type"]) for e in caught.value.errors()]
+
+
+def test_defaults() -> None:
+    config = KerongBusConfig.model_validate(bus())
+    assert config.driver == "kerong-cu16"
+    assert (config.baud, config.locked_bit, config.supply) == (19200, 1, None)
+    assert (config.reply_timeout_s, config.poll_interval_s) == (0.1, 0.05)
+    assert (config.pulse_s, config.max_concurrent, config.stagger_s) == (0.5, 1, 0.1)
+
+
+def test_board_and_channel_bounds_are_the_protocols() -> None:
+    top = codec.MAX_BOARD
+    KerongBusConfig.model_validate(bus(boards=list(range(top + 1))))
+    KerongDoorWiring(bus="rs485", board=top, channel=codec.CHANNELS)
+    KerongDoorWiring(bus="rs485", board=0, channel=1)
+    assert errors(KerongBusConfig, bus(boards=[top + 1])) == [(("boards", 0), "less_than_equal")]
+    assert errors(KerongBusConfig, bus(boards=[-1])) == [(("boards", 0), "greater_than_equal")]
+    for board, channel, loc in [
+        (top + 1, 1, "board"),
+        (-1, 1, "board"),
+        (0, 0, "channel"),
+        (0, codec.CHANNELS + 1, "channel"),
+    ]:
+        assert [
+            e[0] for e in errors(KerongDoorWiring, {"bus": "x", "board": board, "channel": channel})
+        ] == [(loc,)]
+
+
+def test_boards_listed_once() -> None:
+    with pytest.raises(ValidationError, match="board 1 is listed twice"):
+        KerongBusConfig.model_validate(bus(boards=[0, 1, 1]))
+
+
+@pytest.mark.parametrize("baud", BAUD_RATES)
+def test_every_baud_rate_of_the_board(baud: int) -> None:
+    assert KerongBusConfig.model_validate(bus(baud=baud)).baud == baud
+
+
+@pytest.mark.parametrize(
+    ("changes", "loc"),
+    [
+        ({"baud": 12345}, ("baud",)),
+        ({"name": "rs 485"}, ("name",)),
+        ({"name": "x" * 65}, ("name",)),
+        ({"supply": "main supply"}, ("supply",)),
+        ({"port": ""}, ("port",)),
+        ({"pulse_s": 0.01}, ("pulse_s",)),
+        ({"max_concurrent": 0}, ("max_concurrent",)),
+        ({"stagger_s": -1}, ("stagger_s",)),
+        ({"locked_bit": True}, ("locked_bit",)),
+        ({"boards": "0"}, ("boards",)),
+        ({"reply_timeout": 0.1}, ("reply_timeout",)),
+    ],
+)
+def test_refused(changes: dict[str, Any], loc: tuple[str, ...]) -> None:
+    assert [e[0] for e in errors(KerongBusConfig, bus(**changes))] == [loc]
+
+
+def test_supply_is_a_name() -> None:
+    assert KerongBusConfig.model_validate(bus(supply="psu-24V.1")).supply == "psu-24V.1"
+
+
+def test_models_are_frozen() -> None:
+    config = KerongBusConfig.model_validate(bus())
+    with pytest.raises(ValidationError):
+        config.baud = 9600  # type: ignore[misc]
