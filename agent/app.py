@@ -60,6 +60,7 @@ class Agent:
             timer_s=locker.timer_s,
             left_open_s=locker.left_open_s,
             announce_s=locker.announce_s,
+            health_interval_s=locker.health_interval_s,
         )
         for notice in (self.outbox.notice, self.store.notice):
             if notice:  # a damaged file found at start

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -34,8 +32,8 @@ from agent.config import (
     Side,
 )
 from agent.errors import Unavailable
-from drivers.gpio import BusClosed, DoorMotor, GpioBus, GpioInput, Indicator, PinRefused, Relay
-from drivers.gpio.pins import PinSpec
+from agent.gpio_parts import GpioParts, pin_factory
+from drivers.gpio import GpioBus
 from drivers.kerong.bus import BoardStatus, BusUnavailable, KerongBus
 from drivers.power import PowerBudget
 
@@ -60,37 +58,9 @@ class SensorSink(Protocol):
     def board_health(self, bus: str, board: int, online: bool) -> None:
         """A lock board went silent (False) or answers again (True)."""
 
-
-def pin_factory(name: str) -> Any:
-    """gpiozero's pin factory by config name (``GpioBusConfig.pin_factory``); None lets
-    gpiozero choose. ``"mock"`` has every BCM GPIO the config takes (0 to ``MAX_PIN``)."""
-    if name == "mock":
-        from drivers.gpio.mock import mock_factory
-
-        return mock_factory()
-    if name == "lgpio":
-        from gpiozero.pins.lgpio import LGPIOFactory
-
-        return LGPIOFactory()
-    if name == "rpigpio":
-        from gpiozero.pins.rpigpio import RPiGPIOFactory
-
-        return RPiGPIOFactory()
-    if name == "native":
-        from gpiozero.pins.native import NativeFactory
-
-        return NativeFactory()
-    return None
-
-
-@dataclass
-class _GpioDoor:
-    bus: str
-    switch: GpioInput | None = None
-    open_switch: GpioInput | None = None
-    beam: GpioInput | None = None
-    lock: Relay | None = None
-    motor: DoorMotor | None = None
+    def bus_health(self, bus: str, online: bool) -> None:
+        """Every board of a bus went silent or its port closed (False), or one answers
+        again (True)."""
 
 
 class Hardware:
@@ -125,9 +95,8 @@ class Hardware:
         self._started = False
         self._kerong: dict[str, KerongBus] = {}
         self._gpio: dict[str, GpioBus] = {}
-        self._gpio_doors: dict[tuple[int, Side], _GpioDoor] = {}
-        self._items: dict[int, GpioInput] = {}
-        self._indicators: dict[int, Indicator] = {}
+        self._parts = GpioParts(self._gpio, sink)
+        self._silent_buses: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -157,7 +126,7 @@ class Hardware:
             except ValueError as e:
                 problems.append(f"buses[{i}]: {e}")
         for i, cabinet in enumerate(self._config.cabinets):
-            self._build_gpio_parts(i, cabinet.key, problems)
+            self._parts.build(i, cabinet, problems)
         if problems:
             raise ConfigError(problems)
 
@@ -168,21 +137,14 @@ class Hardware:
         self.build()
         for bus in self._gpio.values():
             await bus.start()
-        self._started = True
-        for (key, side), door in self._gpio_doors.items():
-            if door.switch is not None:  # active when shut
-                self._sink.door_sensed(key, side, not door.switch.value)
-            if door.open_switch is not None:
-                self._sink.door_fully_open(key, side, door.open_switch.value)
-        for key, item in self._items.items():
-            self._sink.item_sensed(key, item.value)
+        self._parts.start()
         for kerong in self._kerong.values():
             await kerong.start()
 
     async def close(self) -> None:
         """Every GPIO output off and released, every port closed; one part failing to
         close does not keep the others open. Idempotent."""
-        self._started = False
+        self._parts.stop()
         buses: list[GpioBus | KerongBus] = [*self._gpio.values(), *self._kerong.values()]
         for bus in buses:
             try:
@@ -217,11 +179,7 @@ class Hardware:
         the pulse is over. Raises ``Unavailable``: no lock, port not open, not started."""
         wiring = self._door_wiring(key, side)
         if isinstance(wiring, GpioDoorWiring):
-            relay = self._gpio_door(key, side).lock
-            if relay is None:
-                raise Unavailable(f"cabinet {key} {side} door has no lock relay")
-            with self._gpio_closed(wiring.bus):
-                await relay.pulse()
+            await self._parts.release(key, side)
             return
         bus = self._kerong.get(wiring.bus)
         if bus is None:
@@ -235,43 +193,20 @@ class Hardware:
         """Run a motorised door until its end switch (open switch when opening, closed
         switch when closing); True when it got there, False when stopped (the beam,
         closing; the time limit). Raises ``Unavailable``: no motor, bus closed."""
-        wiring = self._door_wiring(key, side)
-        door = self._gpio_door(key, side) if isinstance(wiring, GpioDoorWiring) else None
-        if door is None or door.motor is None:
+        if not isinstance(self._door_wiring(key, side), GpioDoorWiring):
             raise Unavailable(f"cabinet {key} {side} door has no motor")
-        until = door.open_switch if opening else door.switch
-        assert until is not None
-        with self._gpio_closed(door.bus):
-            if opening:
-                return await door.motor.run(True, until)
-            # Closing, the beam (a hand, a bag) aborts; opening, it does not matter.
-            return await door.motor.run(False, until, abort=door.beam)
+        return await self._parts.drive(key, side, opening)
 
     def indicate(self, key: int, pattern: str) -> None:
         """Show ``pattern`` (one of ``drivers.gpio.indicator.PATTERNS``) on the
         cabinet's indicator; nothing without one. ``ValueError`` for an unknown one."""
-        indicator = self._indicators.get(key)
-        if indicator is not None:
-            indicator.show(pattern)
+        self._parts.indicate(key, pattern)
 
     def _door_wiring(self, key: int, side: Side) -> KerongDoorWiring | GpioDoorWiring:
         wiring = self._wiring.get((key, side))
         if wiring is None:
             raise Unavailable(f"cabinet {key} has no {side} door")
         return wiring
-
-    def _gpio_door(self, key: int, side: Side) -> _GpioDoor:
-        door = self._gpio_doors.get((key, side))
-        if door is None:
-            raise Unavailable("hardware not started")
-        return door
-
-    @contextlib.contextmanager
-    def _gpio_closed(self, bus: str) -> Iterator[None]:
-        try:
-            yield
-        except BusClosed:
-            raise Unavailable(f"bus {bus}: closed") from None
 
     # --- building --------------------------------------------------------------
 
@@ -313,7 +248,7 @@ class Hardware:
             self._board_status(bus.name, board, status)
 
         def on_health(board: int, online: bool) -> None:
-            self._sink.board_health(bus.name, board, online)
+            self._health(bus.name, board, online)
 
         return KerongBus(
             bus.port,
@@ -324,90 +259,12 @@ class Hardware:
             reply_timeout_s=bus.reply_timeout_s,
             poll_interval_s=bus.poll_interval_s,
             locked_bit=bus.locked_bit,
+            offline_after=bus.offline_after,
+            online_after=bus.online_after,
             pulse_s=bus.pulse_s,
             power_budget=budget,
             name=bus.name,
         )
-
-    def _build_gpio_parts(self, index: int, key: int, problems: list[str]) -> None:
-        cabinet = self._config.cabinets[index]
-
-        def make(
-            where: str, pins: dict[str, PinSpec], factory: Callable[..., _T], *args: Any
-        ) -> _T | None:
-            """``factory(*args)``, or None and a problem naming the config key of what
-            the driver refused (the pin's field when it says which pin)."""
-            try:
-                return factory(*args)
-            except PinRefused as e:
-                names = [n for n, spec in pins.items() if e.pin and spec.number == e.pin.number]
-                problems.append(f"cabinets[{index}].{where}{'.' + names[0] if names else ''}: {e}")
-            except ValueError as e:
-                problems.append(f"cabinets[{index}].{where}: {e}")
-            return None
-
-        for side in ("front", "rear"):
-            wiring = getattr(cabinet, side)
-            if not isinstance(wiring, GpioDoorWiring):
-                continue
-            bus = self._gpio_bus_of(index, side, wiring.bus, problems)
-            if bus is None:
-                continue
-            door = self._gpio_doors[(key, side)] = _GpioDoor(wiring.bus)
-            pins = wiring.pins()
-            door.switch = make(side, pins, bus.input, wiring.switch, self._closed_cb(key, side))
-            if wiring.open_switch is not None:
-                opened = self._fully_open_cb(key, side)
-                door.open_switch = make(side, pins, bus.input, wiring.open_switch, opened)
-            if wiring.beam is not None:
-                door.beam = make(side, pins, bus.input, wiring.beam)
-            if wiring.lock is not None:
-                door.lock = make(side, pins, bus.relay, wiring.lock)
-            if wiring.motor_open is not None and wiring.motor_close is not None:
-                door.motor = make(side, pins, bus.motor, wiring.motor_open, wiring.motor_close)
-        if cabinet.item is not None:
-            wired = cabinet.item
-            bus = self._gpio_bus_of(index, "item", wired.bus, problems)
-            if bus is not None:
-                item = make("item", wired.pins(), bus.input, wired.pin, self._item_cb(key))
-                if item is not None:
-                    self._items[key] = item
-        if cabinet.indicator is not None:
-            ind = cabinet.indicator
-            bus = self._gpio_bus_of(index, "indicator", ind.bus, problems)
-            if bus is not None:
-                led = make("indicator", ind.pins(), bus.rgb, ind.red, ind.green, ind.blue)
-                if led is not None:
-                    self._indicators[key] = led
-
-    def _gpio_bus_of(self, index: int, part: str, name: str, problems: list[str]) -> GpioBus | None:
-        bus = self._gpio.get(name)
-        if bus is None:
-            problems.append(f"cabinets[{index}].{part}.bus: no GPIO bus named '{name}'")
-        return bus
-
-    # --- readings --------------------------------------------------------------
-
-    def _closed_cb(self, key: int, side: Side) -> Callable[[bool], None]:
-        def closed(is_closed: bool) -> None:
-            if self._started:  # before start(), start() reads the level itself
-                self._sink.door_sensed(key, side, not is_closed)
-
-        return closed
-
-    def _fully_open_cb(self, key: int, side: Side) -> Callable[[bool], None]:
-        def fully_open(is_open: bool) -> None:
-            if self._started:
-                self._sink.door_fully_open(key, side, is_open)
-
-        return fully_open
-
-    def _item_cb(self, key: int) -> Callable[[bool], None]:
-        def item(present: bool) -> None:
-            if self._started:
-                self._sink.item_sensed(key, present)
-
-        return item
 
     def _board_status(self, bus_name: str, board: int, status: BoardStatus | None) -> None:
         # The bus reports health (on_health) after this: doors first, then the board.
@@ -416,3 +273,16 @@ class Hardware:
             self._sink.door_sensed(key, side, is_open)
             if status is not None and side == "front":
                 self._sink.item_sensed(key, status.items[channel - 1])
+
+    def _health(self, bus_name: str, board: int, online: bool) -> None:
+        """A board's health, and the bus's: all of its boards silent is one bus event
+        (the cloud can tell a dead bus from a dead link)."""
+        bus = self._kerong[bus_name]
+        silent = not bus.connected or set(bus.silent_boards()) >= set(bus.boards)
+        if silent and bus_name not in self._silent_buses:
+            self._silent_buses.add(bus_name)
+            self._sink.bus_health(bus_name, False)
+        elif not silent and bus_name in self._silent_buses:
+            self._silent_buses.discard(bus_name)
+            self._sink.bus_health(bus_name, True)
+        self._sink.board_health(bus_name, board, online)

@@ -67,6 +67,18 @@ class BoardSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class BusSeen:
+    """A journal entry: every board of ``bus`` went silent (or its port closed), or
+    the bus answers again."""
+
+    bus: str
+    online: bool
+
+    def apply(self) -> None:
+        """Health is read from the buses; the entry only tells the cloud."""
+
+
+@dataclass(frozen=True, slots=True)
 class StorageNotice:
     """A journal entry: a damaged store was set aside and replaced. The cloud hears
     ``storage_replaced`` with the whole locker, a new snapshot to start again from."""
@@ -200,8 +212,9 @@ class Journal:
         if isinstance(entry, AlarmChange):
             own = entry.cabinet.feedback()
             kind, event, cabinets = "alarm", entry.event, [own] if own else self._snapshot()
-        elif isinstance(entry, BoardSeen):
-            event = "board_online" if entry.online else "board_offline"
+        elif isinstance(entry, BoardSeen | BusSeen):
+            what = "board" if isinstance(entry, BoardSeen) else "bus"
+            event = f"{what}_online" if entry.online else f"{what}_offline"
             kind, cabinets = "alarm", self._snapshot()
         elif isinstance(entry, Startup):
             kind, event, cabinets = "snapshot", EVENT_STARTUP, self._snapshot()

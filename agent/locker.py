@@ -27,6 +27,7 @@ from agent.commands import CabinetCommand
 from agent.config import Side
 from agent.door import DoorSeen
 from agent.errors import Conflict, LockerError, NotFound, Unavailable
+from agent.health import Health
 from agent.idempotency import CommandLog
 from agent.indicator import Indicators, Link
 from agent.journal import BoardSeen, Journal, Startup, StorageNotice
@@ -39,8 +40,8 @@ log = structlog.get_logger(__name__)
 
 class Locker:
     """Every cabinet, by key. Seconds: ``confirm_s``, ``jam_retry_s``, ``timer_s``,
-    ``announce_s`` (see ``Actions``), ``left_open_s`` (see ``Supervisor``);
-    ``clock``: monotonic seconds."""
+    ``announce_s`` (see ``Actions``), ``left_open_s`` (see ``Supervisor``),
+    ``health_interval_s`` (see ``Health``); ``clock``: monotonic seconds."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class Locker:
         timer_s: float = 15.0,
         left_open_s: float = 120.0,
         announce_s: float = 0.5,
+        health_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cabinets: dict[int, Cabinet] = {c.key: c for c in cabinets}
@@ -88,9 +90,9 @@ class Locker:
             self._schedule_check,
         ):
             self.journal.observe(observer)
+        self.health = Health(self.journal, min_interval_s=health_interval_s, clock=clock)
         self._commands = CommandLog(store)
         self._started = False
-        self._silent_at_start: set[tuple[str, int]] = set()
         self._notices: list[str] = []  # storage notices before start
         self._check: asyncio.TimerHandle | None = None
 
@@ -104,6 +106,7 @@ class Locker:
         if self._check is not None:
             self._check.cancel()
         self.journal.close()
+        self.health.close()
         await self.actions.close()
 
     def get(self, key: int) -> Cabinet:
@@ -143,12 +146,11 @@ class Locker:
 
     def board_health(self, bus: str, board: int, online: bool) -> None:
         """A lock board went silent or answers again."""
-        if self._started:
-            self.journal.publish(BoardSeen(bus, board, online))
-        elif online:
-            self._silent_at_start.discard((bus, board))
-        else:
-            self._silent_at_start.add((bus, board))
+        self.health.board(bus, board, online)
+
+    def bus_health(self, bus: str, online: bool) -> None:
+        """Every board of a bus went silent (or its port closed), or one answers again."""
+        self.health.bus(bus, online)
 
     def storage_replaced(self, notice: str) -> None:
         """A damaged store was set aside and replaced: the cloud gets a new snapshot."""
@@ -171,7 +173,7 @@ class Locker:
         self.supervisor.start()
         self.journal.publish(Startup(tuple(self.cabinets.values())))
         self.actions.start()
-        self.journal.publish(*(BoardSeen(b, n, False) for b, n in sorted(self._silent_at_start)))
+        self.health.start()
         self.journal.publish(*(StorageNotice(n) for n in self._notices))
 
     # --- commands ----------------------------------------------------------------

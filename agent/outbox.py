@@ -117,17 +117,11 @@ class Outbox:
             return cur.lastrowid
 
         try:
-            seq = self._commit(write)
-        except sqlite3.Error as exc:
-            self._write_error = f"outbox cannot write: {exc}"
-            log.error(
-                "outbox.write_failed",
-                kind=kind,
-                event_type=event,
-                cabinets=cabinets,
-                error=str(exc),
-            )
-            raise OutboxError(self._write_error) from exc
+            seq = self._commit(write, "write")
+        except OutboxError as exc:
+            self._write_error = str(exc)
+            log.error("outbox.write_failed", kind=kind, event_type=event, cabinets=cabinets)
+            raise
         self._write_error = None
         self._ages.append((seq, self._clock()))
         self.appended.set()
@@ -135,10 +129,7 @@ class Outbox:
 
     def ack(self, seqs: list[int]) -> None:
         """The cloud took these: forget them. Raises OutboxError when the disk refuses."""
-        try:
-            self._commit(lambda: self._delete_where(f"seq IN ({_marks(seqs)})", seqs))
-        except sqlite3.Error as exc:
-            raise OutboxError(f"outbox cannot delete: {exc}") from exc
+        self._commit(lambda: self._delete_where(f"seq IN ({_marks(seqs)})", seqs), "delete")
 
     def bury(self, seqs: list[int], status: int, answer: str) -> None:
         """The cloud will never take these: keep them aside, with its answer. Raises
@@ -153,10 +144,7 @@ class Outbox:
             )
             self._delete_where(f"seq IN ({_marks(seqs)})", seqs)
 
-        try:
-            self._commit(move)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"outbox cannot bury: {exc}") from exc
+        self._commit(move, "bury")
 
     # --- reading ---------------------------------------------------------------
 
@@ -240,14 +228,18 @@ class Outbox:
 
     # --- internals -------------------------------------------------------------
 
-    def _commit(self, work: Callable[[], T]) -> T:
-        """Run ``work`` in one transaction; the counts move only once it committed."""
+    def _commit(self, work: Callable[[], T], verb: str) -> T:
+        """Run ``work`` in one transaction; the counts move only once it committed.
+        Raises OutboxError ("outbox cannot <verb>: ...") when the disk refuses."""
 
         def counted() -> T:
             self._delta = [0, 0]
             return work()
 
-        result = self._file.transaction(counted)
+        try:
+            result = self._file.transaction(counted)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox cannot {verb}: {exc}") from exc
         self._rows += self._delta[0]
         self._bytes += self._delta[1]
         self._set_ready()

@@ -69,6 +69,8 @@ class LockerConfig(StrictModel):
     timer_s: int = Field(15, ge=1, le=600)
     # A door open longer than this raises the door_left_open alarm, seconds.
     left_open_s: int = Field(120, ge=1, le=86400)
+    # Board and bus health events: at most one per board (or bus) this often, seconds.
+    health_interval_s: float = Field(60.0, ge=0, le=3600)
     # How long an unlock waits for the door switch to confirm, seconds.
     confirm_s: float = Field(2.0, ge=0.2, le=30)
     # Pause before the one retry of an unlock whose switch never moved, seconds.

@@ -192,6 +192,8 @@ class KerongBus:
         baud: int = 19200,
         reply_timeout_s: float = 0.1,
         poll_retries: int = 1,
+        offline_after: int = 3,
+        online_after: int = 2,
         poll_interval_s: float = 0.05,
         offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
@@ -212,6 +214,8 @@ class KerongBus:
             raise ValueError(f"duplicate board in {list(boards)}")
         if poll_retries < 0:
             raise ValueError("poll_retries must be >= 0")
+        if offline_after < 1 or online_after < 1:
+            raise ValueError("offline_after and online_after must be >= 1")
         if not 0 < reconnect_min_s <= reconnect_max_s:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
         if pulse_s <= 0:
@@ -224,6 +228,13 @@ class KerongBus:
         self._baud = baud
         self._reply_timeout_s = reply_timeout_s
         self._poll_retries = poll_retries
+        # Hysteresis: a board is silent after a run of missed polls, and answers again
+        # after a run of answers, so a flapping board neither flickers its doors to
+        # unknown nor floods its listeners.
+        self._offline_after = offline_after
+        self._online_after = online_after
+        self._misses: dict[int, int] = {}  # consecutive missed polls
+        self._answers: dict[int, int] = {}  # consecutive answers while reported silent
         self._poll_interval_s = poll_interval_s
         self._offline_poll_interval_s = offline_poll_interval_s
         self._locked_bit = bool(locked_bit)
@@ -368,7 +379,13 @@ class KerongBus:
             reply.items,
         )
         if board in self._boards:
-            self._offline.discard(board)
+            self._offline.discard(board)  # polled at the normal rate again
+            self._misses[board] = 0
+            if board in self._reported and self._reported[board] is None:
+                self._answers[board] = self._answers.get(board, 0) + 1
+                if self._answers[board] < self._online_after:
+                    return status  # not yet: one answer is not a recovery
+            self._answers[board] = 0
             self._report(board, status)
         return status
 
@@ -592,6 +609,10 @@ class KerongBus:
                 log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=attempt)
             except BusUnavailable:
                 return  # the port went away; _connection_lost reports the boards
+        self._answers[board] = 0
+        self._misses[board] = self._misses.get(board, 0) + 1
+        if board in self._reported and self._misses[board] < self._offline_after:
+            return  # a miss or two: the last status stands (a board never heard is not)
         self._offline.add(board)
         self._next_offline_poll[board] = asyncio.get_running_loop().time() + (
             self._offline_poll_interval_s

@@ -75,7 +75,10 @@ class KerongBusConfig(StrictModel):
     energises a lock; an unlock holds one power slot that long), ``max_concurrent``
     and ``stagger_s`` (the power budget: unlocks at once, seconds between two starts),
     ``supply`` (optional: buses naming the same supply share one power budget, and
-    must then give the same ``max_concurrent`` and ``stagger_s``).
+    must then give the same ``max_concurrent`` and ``stagger_s``), ``offline_after``
+    (missed polls in a row before a board counts as silent) and ``online_after``
+    (answers in a row before a silent board counts as back): a flapping board
+    neither flickers its doors to unknown nor floods the cloud.
 
     Validation raises ``pydantic.ValidationError``; the agent turns it into lines.
     """
@@ -91,6 +94,8 @@ class KerongBusConfig(StrictModel):
     pulse_s: float = Field(0.5, ge=0.05, le=5)
     max_concurrent: int = Field(1, ge=1, le=16)
     stagger_s: float = Field(0.1, ge=0, le=10)
+    offline_after: int = Field(3, ge=1, le=100)
+    online_after: int = Field(2, ge=1, le=100)
     supply: Name | None = None
 
 

@@ -1,6 +1,7 @@
 """Motorised doors, supervision alarms and indicators, against a fake actuator."""
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -132,9 +133,43 @@ async def test_rear_opened_while_front_open(touchless, motors):
 
 
 async def test_board_offline_and_back_are_events(locker, outbox):
+    locker.health._min_interval_s = 0.05
+    locker.health._settle_s = 0.01
     locker.board_health("rs485", 1, False)
+    await asyncio.sleep(0.08)
     locker.board_health("rs485", 1, True)
     assert events(outbox)[-2:] == ["board_offline", "board_online"]
+
+
+async def test_a_flapping_board_does_not_flood_the_cloud(locker, outbox):
+    """Two answers, two misses, for a while: the first change at once, then at most
+    one event per interval, ending on the state the board is in."""
+    locker.health._min_interval_s = 0.2
+    locker.health._settle_s = 0.01
+    for _ in range(40):  # 0.4 s of flapping: 80 changes
+        locker.board_health("rs485", 1, False)
+        locker.board_health("rs485", 1, True)
+        await asyncio.sleep(0.01)
+    locker.board_health("rs485", 1, False)
+    await asyncio.sleep(0.45)  # two more intervals: the last state is told
+    health = [e for e in events(outbox) if e.startswith("board_")]
+    assert 1 <= len(health) <= 5  # one per 0.2 s at most, not 81
+    assert health[-1] == "board_offline"
+    assert all(a != b for a, b in itertools.pairwise(health))  # never twice
+
+
+async def test_a_silent_bus_is_one_event_not_one_per_board(locker, outbox):
+    locker.health._min_interval_s = 0
+    locker.health._settle_s = 0.05
+    for board in (0, 1, 2):
+        locker.board_health("rs485", board, False)
+    locker.bus_health("rs485", False)
+    locker.bus_health("rs485", True)  # board 0 answers again, then 1; 2 stays silent
+    locker.board_health("rs485", 0, True)
+    locker.board_health("rs485", 1, True)
+    await asyncio.sleep(0.1)
+    health = [e for e in events(outbox) if e.startswith(("board_", "bus_"))]
+    assert health == ["bus_offline", "bus_online", "board_offline"]  # board 2, once
 
 
 async def test_indicator_patterns(touchless, motors):

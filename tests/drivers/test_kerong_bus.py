@@ -965,3 +965,70 @@ async def test_a_bus_that_cannot_open_is_ready_with_every_board_silent(make_bus)
     async with asyncio.timeout(WAIT):
         await bus.wait_ready()
     assert bus.silent_boards() == [0, 4] and not bus.connected
+
+
+# ----------------------------------------------------------- health hysteresis
+
+
+class FlappingBank(KerongBank):
+    """Board 1 answers ``answer`` status polls, then misses ``miss``, and again."""
+
+    def __init__(self, boards, answer: int, miss: int) -> None:
+        super().__init__(boards)
+        self.pattern = [True] * answer + [False] * miss
+        self.polls = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if data == codec.status_request(1):
+            answers = self.pattern[self.polls % len(self.pattern)]
+            self.polls += 1
+            if not answers:
+                return b""
+        return super().feed(data)
+
+
+async def test_a_board_that_answers_two_and_misses_two_is_not_flapped_offline(make_bus):
+    """The field's flapping board: two answers, two misses. With offline after three
+    missed polls in a row, its doors never flicker to unknown and nothing is reported."""
+    bank = FlappingBank([0, 1], answer=2, miss=2)
+    rec = Recorder()
+    health = []
+    port = FakePort(bank)
+    bus = make_bus(
+        port,
+        [0, 1],
+        rec,
+        poll_retries=0,
+        reply_timeout_s=0.01,
+        offline_after=3,
+        on_health=lambda board, online: health.append((board, online)),
+    )
+    await bus.start()
+    await eventually(lambda: bank.polls >= 40)
+    assert None not in rec.of(1)
+    assert health == []
+    assert bus.silent_boards() == []
+
+
+async def test_silent_after_a_run_of_misses_back_after_a_run_of_answers(make_bus):
+    bank = FlappingBank([0, 1], answer=1, miss=3)  # never two answers in a row
+    rec = Recorder()
+    port = FakePort(bank)
+    bus = make_bus(
+        port,
+        [0, 1],
+        rec,
+        poll_retries=0,
+        reply_timeout_s=0.01,
+        offline_after=3,
+        online_after=2,
+        offline_poll_interval_s=0.001,
+    )
+    await bus.start()
+    await eventually(lambda: None in rec.of(1))
+    polls = bank.polls
+    await eventually(lambda: bank.polls >= polls + 20)
+    assert rec.of(1)[-1] is None  # one answer in four never counts as back
+    bank.pattern = [True]  # answers every poll now
+    await eventually(lambda: rec.of(1)[-1] is not None)
+    assert bus.silent_boards() == []

@@ -10,7 +10,7 @@ UNLOCK_CAB_2 = bytes.fromhex("02 02 31 03 38")
 
 
 def fast(data):
-    data["locker"].update(confirm_s=0.4, jam_retry_s=0.1, left_open_s=5)
+    data["locker"].update(confirm_s=0.4, jam_retry_s=0.1, left_open_s=5, health_interval_s=0.2)
     data["buses"][0].update(pulse_s=0.1, stagger_s=0.05, max_concurrent=1)
 
 
@@ -104,3 +104,18 @@ async def test_duplicated_cloud_command_acts_once(sim):
     second = await sim.cloud.send_command(body)
     assert first == second and first["ok"]
     assert sim.boards.received.count(bytes.fromhex("02 05 31 03 3B")) == 1
+
+
+async def test_a_silent_bus_is_one_event_and_the_cloud_still_hears(sim):
+    """Every board silent: one bus_offline (carrying what the cloud was last told),
+    no board_offline per board; heartbeats would go on. Then bus_online."""
+    for board in sim.boards.boards:
+        sim.boards.set_offline(board)
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=10)
+    assert len(body["cabinets"]) == 16  # the whole locker, as last told
+    for board in sim.boards.boards:
+        sim.boards.set_offline(board, False)
+    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=10)
+    await asyncio.sleep(3.5)  # past the health settle time: no late per-board events
+    assert "board_offline" not in cloud_events(sim)
+    assert cloud_events(sim).count("bus_offline") == 1
