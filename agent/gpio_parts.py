@@ -25,11 +25,14 @@ _T = TypeVar("_T")
 class Readings(Protocol):
     """What GPIO readings go to (the locker's sensor sink)."""
 
-    def door_sensed(self, key: int, side: Side, is_open: bool | None) -> None: ...
+    def door_sensed(self, key: int, side: Side, is_open: bool | None) -> None:
+        """A door switch: open (True) or shut (False)."""
 
-    def door_fully_open(self, key: int, side: Side, is_open: bool) -> None: ...
+    def door_fully_open(self, key: int, side: Side, is_open: bool) -> None:
+        """A motorised door's open end switch."""
 
-    def item_sensed(self, key: int, present: bool) -> None: ...
+    def item_sensed(self, key: int, present: bool) -> None:
+        """An item sensor."""
 
 
 def pin_factory(name: str) -> Any:

@@ -1,0 +1,1 @@
+"""Hardware only: bytes and pins, nothing about the cloud (imports nothing of ``agent``)."""

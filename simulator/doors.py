@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 import structlog
 
+from agent.config import Side
 from simulator.mock_pins import InputLine, OutputLine
 
 log = structlog.get_logger(__name__)
 
-Side = Literal["front", "rear"]
 Motor = Literal["opening", "closing", "fault"]
 RGB = tuple[float, float, float]
 

@@ -1,0 +1,1 @@
+"""Kerong KR-CU16 lock boards on RS-485: the codec, the bus, their config section."""
