@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from typing import Any
 
 import structlog
@@ -14,6 +15,7 @@ from agent.api import LocalApi
 from agent.cabinet import Cabinet
 from agent.channel import CommandChannel
 from agent.config import Config, GpioDoorWiring, KerongDoorWiring
+from agent.config.warnings import warnings
 from agent.door import Door
 from agent.hardware import Hardware
 from agent.locker import Locker
@@ -67,6 +69,8 @@ class Agent:
                 self.locker.storage_replaced(notice)
         self.outbox.on_replaced = self.locker.storage_replaced
         self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
+        ca_file = config.cloud.ca_file
+        cloud_tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         self.uplink = Uplink(
             config.cloud.url,
             config.cloud.api_key,
@@ -75,6 +79,7 @@ class Agent:
             heartbeat_s=config.cloud.heartbeat_s,
             timeout_s=config.cloud.timeout_s,
             on_link=self.locker.set_link,
+            ssl_context=cloud_tls,
         )
         self.api = LocalApi(
             self.locker,
@@ -85,7 +90,12 @@ class Agent:
             details=self._details,
         )
         self.channel = (
-            CommandChannel(config.cloud.commands_url, config.cloud.api_key, self.locker)
+            CommandChannel(
+                config.cloud.commands_url,
+                config.cloud.api_key,
+                self.locker,
+                ssl_context=cloud_tls,
+            )
             if config.cloud.commands_url
             else None
         )
@@ -113,6 +123,8 @@ class Agent:
         """Start every part in order; READY=1 once the start-up snapshot is queued.
         Raises OSError when the API address is taken."""
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
+        for warning in warnings(self.config):
+            log.warning("config.warning", warning=warning)
         await self.api.start()
         await self.hardware.start()
         self.locker.attach(self.hardware)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class CommandChannel:
         backoff_cap_s: float = 60.0,
         heartbeat_s: float = 30.0,
         rand: Callable[[], float] = random.random,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parsed = URL(url)
         if parsed.scheme not in ("ws", "wss") or not parsed.host:
@@ -72,6 +74,7 @@ class CommandChannel:
         self._backoff_cap_s = backoff_cap_s
         self._heartbeat_s = heartbeat_s
         self._rand = rand
+        self._ssl = ssl_context  # a private CA; None: the system's, verified
         self._session: aiohttp.ClientSession | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -95,7 +98,8 @@ class CommandChannel:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=HANDSHAKE_TIMEOUT_S, sock_read=HANDSHAKE_TIMEOUT_S
         )
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         self._down_since = (time.monotonic(), time.time())
         self._supervisor = asyncio.create_task(self._supervise(), name="command-channel")
 

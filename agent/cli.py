@@ -24,6 +24,7 @@ import structlog
 
 from agent import __version__, log
 from agent.config import Config, ConfigError, Side, load_config, summary
+from agent.config.warnings import warnings
 
 EX_CONFIG = 78
 
@@ -139,6 +140,8 @@ def _check_config(path: str) -> int:
         for problem in problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return EX_CONFIG
+    for warning in warnings(config):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     print(summary(config))
     return 0
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import email.utils
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +74,7 @@ class Uplink:
         auth_retry_s: float = AUTH_RETRY_S,
         rand: Callable[[], float] = random.random,
         on_link: Callable[[Link], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._endpoint = url.rstrip("/") + FEEDBACK_PATH
         self._api_key = api_key
@@ -85,6 +87,7 @@ class Uplink:
         self._rand = rand
         self._auth_retry_s = auth_retry_s
         self._on_link = on_link
+        self._ssl = ssl_context  # a private CA; None: the system's, verified
         self._info: LockerInfo = locker_info()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +98,8 @@ class Uplink:
 
     async def start(self) -> None:
         """Start sending and beating in the background; returns at once."""
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="uplink-send"),
             asyncio.create_task(self._heartbeat_loop(), name="uplink-heartbeat"),

@@ -13,6 +13,7 @@ checks between entries are in ``checks.py``, and ``secrets.py`` turns ``x`` /
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -90,6 +91,22 @@ class CloudConfig(StrictModel):
     timeout_s: float = Field(10.0, ge=0.5, le=120)
     # Optional websocket the cloud sends commands on (ws:// or wss://).
     commands_url: str | None = None
+    # A private CA (PEM) to verify the cloud's certificate with, instead of the
+    # system's; relative to the config file. TLS verification is never off.
+    ca_file: Annotated[Path, Field(strict=False)] | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        path = value if value.is_absolute() or base is None else Path(base) / value
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot use {path} as a CA file: {exc}") from None
+        return path
 
     @field_validator("url")
     @classmethod

@@ -1,0 +1,65 @@
+"""Warnings: a config that is valid and starts, but that a careful technician would not ship.
+
+``check-config`` prints them (``warning: key.path: ...``) and still exits 0; ``run``
+logs them at start. They name the key and say what to do, never a secret:
+
+- a plain ``http://`` or ``ws://`` cloud URL: the api-key, which opens every door
+  the cloud knows, and every door state cross the network in clear;
+- a placeholder left from an example (``REPLACE-WITH-...``, ``example.com``);
+- a secret file that every user of the controller may read (it should be
+  ``root:locker-agent`` mode 0640).
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agent.config.schema import Config
+
+PLACEHOLDERS = ("replace-with", "replace_with", "changeme", "change-me", "your-")
+EXAMPLE_HOSTS = ("example.com", "example.org", "example.net")
+
+
+def warnings(config: Config) -> list[str]:
+    """One ``key.path: what is wrong and what to do`` line per warning."""
+    out: list[str] = []
+    for key, url, secure in (
+        ("cloud.url", config.cloud.url, "https"),
+        ("cloud.commands_url", config.cloud.commands_url, "wss"),
+    ):
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme != secure:
+            out.append(
+                f"{key}: plain {parts.scheme}://: the api-key and every door state cross the"
+                f" network unencrypted; use {secure}://"
+            )
+        host = (parts.hostname or "").lower()
+        if host in EXAMPLE_HOSTS or host.endswith(tuple(f".{h}" for h in EXAMPLE_HOSTS)):
+            out.append(f"{key}: still the example's host ({host}): set the cloud's address")
+    for key, secret, file in (
+        ("cloud.api_key", config.cloud.api_key, config.cloud.api_key_file),
+        ("api.token", config.api.token, config.api.token_file),
+    ):
+        if any(mark in secret.get_secret_value().lower() for mark in PLACEHOLDERS):
+            where = f"{key}_file ({file})" if file else key
+            out.append(f"{where}: still the example's placeholder: set the real value")
+        if file is not None and (problem := _readable_by_others(file)):
+            out.append(f"{key}_file: {problem}")
+    return out
+
+
+def _readable_by_others(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # unreadable files are errors of their own, reported at load
+    if mode & stat.S_IROTH:
+        return (
+            f"{path} is readable by every user of this controller: chmod 640 and"
+            " chown root:locker-agent"
+        )
+    return None
