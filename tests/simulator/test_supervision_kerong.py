@@ -4,6 +4,8 @@ import asyncio
 import itertools
 import time
 
+import aiohttp
+
 from simulator.run import Simulation
 
 UNLOCK_CAB_2 = bytes.fromhex("02 02 31 03 38")
@@ -119,3 +121,26 @@ async def test_a_silent_bus_is_one_event_and_the_cloud_still_hears(sim):
     await asyncio.sleep(3.5)  # past the health settle time: no late per-board events
     assert "board_offline" not in cloud_events(sim)
     assert cloud_events(sim).count("bus_offline") == 1
+
+
+async def test_a_person_who_shuts_within_the_pulse_gets_one_pulse_and_success():
+    """Pulse 0.5 s; the person opens and shuts the door 0.3 s after it opened."""
+
+    def slow_pulse(data):
+        fast(data)
+        data["buses"][0].update(pulse_s=0.5)
+
+    sim = Simulation(adjust=slow_pulse, auto_shut_after_s=0.3)
+    await sim.start()
+    try:
+        headers = {"Authorization": f"Bearer {sim.token}"}
+        async with (
+            aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as http,
+            http.put("/api/lockers/cabinets/5", json={"command": "open"}) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+        unlocks = [f for f in sim.boards.received if f == bytes.fromhex("02 05 31 03 3B")]
+        assert len(unlocks) == 1
+        assert "lock_jammed" not in cloud_events(sim)
+    finally:
+        await sim.close()
