@@ -122,3 +122,72 @@ async def test_the_agent_starts_on_damaged_stores_and_says_so(tmp_path):
     finally:
         await sim.close()
         await asyncio.sleep(0)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs that a test can fill and free (needs root; skipped elsewhere)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_up(disk):
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+async def test_a_full_disk_shows_nothing_unqueued_and_loses_nothing(small_disk):
+    """The real thing: a filesystem that fills. Nothing is shown that is not queued;
+    a setting that cannot be saved is refused (503), not a 500; once space is back,
+    the cloud hears every change in order."""
+    from agent.cabinet import Cabinet
+    from agent.commands import error_body, parse_command
+    from agent.errors import Unavailable
+    from agent.locker import Locker
+
+    outbox = Outbox(small_disk / OUTBOX_FILE)
+    store = StateStore(small_disk / STATE_FILE)
+    locker = Locker([Cabinet(k, "mini") for k in range(3)], outbox, store)
+    for key in range(3):
+        locker.door_sensed(key, "front", False)
+    locker.report_startup()
+    locker.journal._retry_s = 0.05
+    filler = fill_up(small_disk)
+    for status in (True, False, True):
+        locker.door_sensed(1, "front", status)
+    assert locker.get(1).as_cloud()["state"] == "closed"  # nothing shown unqueued
+    assert locker.journal.waiting >= 1 and outbox.problems()
+    with pytest.raises(Unavailable) as refused:
+        await locker.execute(2, parse_command({"command": "disable"}))
+    assert error_body(refused.value)[0] == 503
+    assert locker.get(2).as_cloud()["enabled"] is True
+    filler.unlink()  # space comes back
+    async with asyncio.timeout(5):
+        while locker.journal.waiting:
+            await asyncio.sleep(0.02)
+    changes = [m.cabinets[0]["front_status"] for m in outbox.pending(100) if m.kind == "change"]
+    assert changes == ["open", "closed", "open"]
+    assert locker.get(1).as_cloud()["state"] == "open"
+    await locker.execute(2, parse_command({"command": "disable"}))
+    assert locker.get(2).as_cloud()["enabled"] is False
+    await locker.close()
+    outbox.close()
+    store.close()
