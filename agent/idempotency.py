@@ -89,7 +89,9 @@ class CommandLog:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._running[command_id] = (fingerprint, future)
         try:
-            self._save(command_id, (fingerprint, now, "running", {}))  # intent, before acting
+            # The intent, on disk before acting: if the disk refuses it, the command does
+            # not act (a crash could otherwise let a resent id act twice).
+            self._save(command_id, (fingerprint, now, "running", {}), durable=True)
             result = await action()
         except Unavailable as err:  # a moment, not an answer: it did not act
             self._forget(command_id)
@@ -124,8 +126,9 @@ class CommandLog:
             log.error("commands.store_unreadable", error=str(exc))
             raise Unavailable(f"cannot read the command log: {exc}") from None
 
-    def _save(self, command_id: str, result: Result) -> None:
-        """Keep a record; when the disk refuses, in memory (bounded), never lost silently."""
+    def _save(self, command_id: str, result: Result, *, durable: bool = False) -> None:
+        """Keep a record; when the disk refuses, in memory (bounded), never lost
+        silently, or (``durable``) ``Unavailable``."""
         try:
             self._store.save_command(command_id, *result)
             self._unsaved.pop(command_id, None)
@@ -134,6 +137,8 @@ class CommandLog:
                 self._store.trim_commands()
         except StoreError as exc:
             log.error("commands.record_unsaved", id=command_id, error=str(exc))
+            if durable:
+                raise Unavailable(f"cannot record the command before acting: {exc}") from None
             self._unsaved[command_id] = result
             while len(self._unsaved) > MEMORY_RESULTS:
                 self._unsaved.popitem(last=False)

@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
+WAL_LIMIT_BYTES = 512 * 1024
 _CORRUPT = 11  # SQLITE_CORRUPT
 _NOTADB = 26  # SQLITE_NOTADB
 
@@ -99,6 +100,11 @@ def _open(path: Path, schema: str) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # per connection; NORMAL can lose commits
+        # A small WAL, given back after each checkpoint: at SQLite's default (1000
+        # pages, ~4 MB) the WAL alone can fill a small data partition and wedge every
+        # write for good, across restarts, with nothing pending (found by the soak).
+        db.execute("PRAGMA wal_autocheckpoint=100")
+        db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
         if verdict != "ok":
             error = sqlite3.DatabaseError(f"quick_check: {verdict}")

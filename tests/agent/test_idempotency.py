@@ -147,10 +147,14 @@ async def test_a_result_the_disk_refuses_is_still_the_answer(log, store, monkeyp
     leave a waiting repeat hanging, nor let a later repeat pulse again."""
     from agent.store import StoreError
 
-    def refuse(*_a, **_k):
-        raise StoreError("state store: database or disk is full")
+    save = store.save_command
 
-    monkeypatch.setattr(store, "save_command", refuse)
+    def refuse_results(command_id, fingerprint, at, outcome, answer):
+        if outcome != "running":  # the intent was written; the disk filled meanwhile
+            raise StoreError("state store: database or disk is full")
+        save(command_id, fingerprint, at, outcome, answer)
+
+    monkeypatch.setattr(store, "save_command", refuse_results)
     calls = []
 
     async def act():
@@ -182,3 +186,27 @@ async def test_unavailable_is_a_moment_not_a_result(log):
     assert await log.run("u", act) == {"ok": True}  # the board is back: it acts
     assert await log.run("u", act) == {"ok": True}  # and now it is remembered
     assert calls == [1, 1]
+
+
+async def test_an_intent_the_disk_refuses_does_not_act(log, store, monkeypatch):
+    """If the intent cannot be written, a crash could let a resent id act twice:
+    the command answers Unavailable and does not act; once the disk takes it, it acts."""
+    from agent.errors import Unavailable
+    from agent.store import StoreError
+
+    def refuse(*_a, **_k):
+        raise StoreError("state store: database or disk is full")
+
+    calls = []
+
+    async def act():
+        calls.append(1)
+        return {}
+
+    monkeypatch.setattr(store, "save_command", refuse)
+    with pytest.raises(Unavailable, match="before acting"):
+        await log.run("cloud:'c-2'", act, "2:open")
+    assert calls == []
+    monkeypatch.undo()
+    await log.run("cloud:'c-2'", act, "2:open")
+    assert calls == [1]
