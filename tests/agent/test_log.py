@@ -8,8 +8,10 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import BadStatusLine
+from pydantic import SecretStr
 
 from agent import log
+from agent.api import LocalApi
 
 TOKEN = "tok-Zq8xW2"
 # What a careless client sends: a request line aiohttp cannot parse (a space, a NUL
@@ -127,6 +129,22 @@ async def test_aiohttp_parse_errors_never_log_the_request_line(out):
     assert len(errors) == len(MALFORMED)
     assert all(line["error"] for line in errors)
     assert all("127.0.0.1" in line["event"] for line in errors)
+
+
+async def test_the_api_neither_logs_nor_echoes_a_malformed_request(out, locker, actuator):
+    api = LocalApi(locker, SecretStr(TOKEN), list, "127.0.0.1", 0)
+    await api.start()
+    try:
+        answers = [await send_raw(api.port, raw) for raw in MALFORMED]
+    finally:
+        await api.close()
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), answer[:80]
+        assert json.loads(body)["type"] == "INVALID_REQUEST"
+        assert TOKEN.encode() not in answer
+    assert TOKEN not in out.getvalue()
+    lines(out)  # JSON, every one
 
 
 def test_a_flood_of_identical_errors_is_cut_to_a_few_and_a_count(out):

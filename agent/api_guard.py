@@ -1,0 +1,389 @@
+"""The local API's connections: a cap, deadlines, and a look at each request head.
+
+``ConnectionGate.factory(protocol_factory)`` wraps the protocol factory handed to
+``loop.create_server`` (aiohttp's ``web.Server``). Every connection gets a
+``GuardedConnection`` in front of aiohttp's own protocol, which it feeds:
+
+- **A cap.** At most ``max_connections`` are open at once, well below the process's
+  descriptor limit, so the uplink, the serial ports and a technician still get one.
+  At the cap, a new connection displaces the one that has waited longest without a
+  request in progress (a slow or idle client); when every connection has a request
+  in progress, the new one is answered 503 and closed.
+- **Deadlines.** A connection delivers a complete request head within
+  ``head_timeout_s`` of opening or of its previous answer (so idle keep-alive
+  connections close too), and a declared body within ``body_timeout_s`` of its
+  head (plus a second: the handler's own 408 comes first). Else it is closed.
+- **Head lines checked before aiohttp parses them.** The request line and every
+  header line must be well-formed HTTP/1.1 (an origin-form target of URI
+  characters, token header names, visible header values, CRLF endings, bounded
+  sizes), and a request says its body's size with ``Content-Length`` (no chunked
+  bodies) and sends it as is (no ``Content-Encoding``). A head that fails is
+  answered 400 (411 for chunked, 415 for an encoding, 501 for a method aiohttp
+  does not know) in the JSON error model and closed; aiohttp never sees it, so it
+  can neither log nor echo the raw line, which may carry the token. A line is only
+  passed on once it is complete.
+
+The request handler tells a connection when it has answered
+(``GuardedConnection.answered``); the connection knows by itself when a head ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MAX_LINE = 8190  # bytes in the request line or one header line (aiohttp's own limit)
+MAX_HEADERS = 100  # header lines in one head
+BODY_GRACE_S = 1.0  # the handler's 408 comes before the connection's own deadline
+
+_TCHAR = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
+# Methods llhttp (aiohttp's parser) takes, but CONNECT: its target is no path. Any
+# other method would make aiohttp answer with the raw request line.
+_METHODS = (
+    b"GET HEAD POST PUT DELETE OPTIONS TRACE PATCH QUERY COPY LOCK MKCOL MOVE PROPFIND "
+    b"PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
+    b"M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PURGE MKCALENDAR LINK UNLINK SOURCE"
+).split()
+_REQUEST_LINE = re.compile(
+    rb"(" + _TCHAR + rb"+) /[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]* HTTP/1\.[01]\r\n"
+)
+_HEADER_LINE = re.compile(rb"(" + _TCHAR + rb"+):[\t\x20-\x7e\x80-\xff]*\r\n")
+
+
+class HeadError(Exception):
+    """A request head the agent refuses before aiohttp parses it."""
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message = status, type_, message
+
+
+def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection: ``body`` as JSON."""
+    payload = json.dumps(body).encode()
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(payload)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def _problem(status: int, type_: str, message: str) -> dict[str, Any]:
+    return {"status_code": status, "type": type_, "message": message}
+
+
+class _HeadScanner:
+    """Follows one connection's byte stream: head lines (checked), then the body of
+    the size the head declared, then the next head."""
+
+    def __init__(self) -> None:
+        self.in_body = False
+        self._partial = bytearray()  # an incomplete head line, held back
+        self._lines = 0  # lines of the current head so far
+        self._length: int | None = None
+        self._hosts = 0
+        self._http11 = True
+        self._remaining = 0  # body bytes still to come
+
+    def feed(self, data: bytes) -> tuple[bytes, int, bool]:
+        """(the bytes to pass on, heads completed, whether a body ended). Raises
+        ``HeadError`` at the first line that fails; nothing of that line passes."""
+        out = bytearray()
+        heads = 0
+        body_ended = False
+        pos = 0
+        while pos < len(data):
+            if self.in_body:
+                take = min(self._remaining, len(data) - pos)
+                out += data[pos : pos + take]
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self.in_body = False
+                    body_ended = True
+                continue
+            end = data.find(b"\n", pos)
+            if end < 0:
+                self._partial += data[pos:]
+                if len(self._partial) > MAX_LINE:
+                    raise HeadError(400, "INVALID_REQUEST", f"a head line over {MAX_LINE} bytes")
+                break
+            line = bytes(self._partial) + data[pos : end + 1]
+            self._partial.clear()
+            pos = end + 1
+            if len(line) > MAX_LINE:
+                raise HeadError(400, "INVALID_REQUEST", f"a head line over {MAX_LINE} bytes")
+            if self._line(line):
+                out += line
+                heads += 1
+                if self._remaining:
+                    self.in_body = True
+            elif self._lines or line != b"\r\n":  # a stray CRLF before a head is skipped
+                out += line
+        return bytes(out), heads, body_ended
+
+    def _line(self, line: bytes) -> bool:
+        """Check one complete line; True when it ends a head."""
+        if self._lines == 0:
+            if line == b"\r\n":
+                return False
+            match = _REQUEST_LINE.fullmatch(line)
+            if match is None:
+                raise HeadError(400, "INVALID_REQUEST", "malformed request line")
+            if match.group(1) not in _METHODS:
+                raise HeadError(501, "NOT_IMPLEMENTED", "unknown method")
+            self._lines = 1
+            self._http11 = line.endswith(b"1.1\r\n")
+            return False
+        if line == b"\r\n":
+            if self._http11 and not self._hosts:
+                raise HeadError(400, "INVALID_REQUEST", "a request names exactly one Host")
+            self._remaining = self._length or 0
+            self._lines, self._length, self._hosts = 0, None, 0
+            return True
+        match = _HEADER_LINE.fullmatch(line)
+        if match is None:
+            raise HeadError(400, "INVALID_REQUEST", f"malformed header line {self._lines}")
+        self._lines += 1
+        if self._lines > MAX_HEADERS + 1:
+            raise HeadError(400, "INVALID_REQUEST", f"more than {MAX_HEADERS} header lines")
+        name = match.group(1).lower()
+        if name == b"content-length":
+            value = line.split(b":", 1)[1].strip()
+            if self._length is not None or not value.isdigit() or len(value) > 12:
+                raise HeadError(400, "INVALID_REQUEST", "bad or repeated Content-Length")
+            self._length = int(value)
+        elif name == b"transfer-encoding":
+            raise HeadError(411, "LENGTH_REQUIRED", "send the body with a Content-Length")
+        elif name == b"content-encoding" and line.split(b":", 1)[1].strip().lower() != b"identity":
+            # A body is 16 KiB of JSON: nothing to compress, no bomb to inflate.
+            raise HeadError(415, "UNSUPPORTED_MEDIA_TYPE", "send the body without Content-Encoding")
+        elif name == b"host":
+            self._hosts += 1
+            if self._hosts > 1:
+                raise HeadError(400, "INVALID_REQUEST", "a request names exactly one Host")
+        return False
+
+
+class GuardedConnection(asyncio.Protocol):
+    """One connection: counts against the gate's cap, keeps its deadlines, checks its
+    request heads, and passes everything else on to ``inner`` (aiohttp's protocol)."""
+
+    def __init__(self, gate: ConnectionGate, make_inner: Callable[[], asyncio.Protocol]) -> None:
+        self._gate = gate
+        self._make_inner = make_inner
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._scanner = _HeadScanner()
+        self._in_flight = 0  # heads passed on and not yet answered
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def idle(self) -> bool:
+        """True while no request is in progress (the connection may be displaced)."""
+        return self._in_flight == 0
+
+    def answered(self) -> None:
+        """The handler has answered a request (its response is being written)."""
+        if self._closed or self._in_flight == 0:
+            return
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._gate._idle(self)
+            if not self._scanner.in_body:
+                self._arm(self._gate.head_timeout_s)
+
+    def shut(self, reason: str) -> None:
+        """Close now; a response still unsent is dropped (the peer is not reading)."""
+        if self._closed or self._transport is None:
+            return
+        log.debug("api.connection_closed", reason=reason, peer=self._peer())
+        if self._transport.get_write_buffer_size():
+            self._transport.abort()
+        else:
+            self._transport.close()
+        self._gone()
+
+    # --- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        if not self._gate._admit(self):
+            self._refuse(503, "UNAVAILABLE", "too many connections", {"Retry-After": "1"})
+            return
+        self._inner = self._make_inner()
+        self._inner.connection_made(transport)
+        self._arm(self._gate.head_timeout_s)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed or self._inner is None:
+            return
+        try:
+            out, heads, body_ended = self._scanner.feed(data)
+        except HeadError as err:
+            self._gate.bad_heads += 1
+            if self._in_flight:  # an answer is due first: no second one to interleave
+                self.shut("bad head")
+            else:
+                self._refuse(err.status, err.type, err.message)
+            return
+        if heads:
+            self._in_flight += heads
+            self._gate._busy(self)
+            if self._scanner.in_body:
+                self._arm(self._gate.body_timeout_s + BODY_GRACE_S)
+            else:
+                self._disarm()
+        elif body_ended:
+            if self._in_flight:
+                self._disarm()
+            else:
+                self._arm(self._gate.head_timeout_s)
+        if out:
+            self._inner.data_received(out)
+
+    def eof_received(self) -> bool | None:
+        if self._inner is not None and not self._closed:
+            return self._inner.eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+        if self._inner is not None:
+            inner, self._inner = self._inner, None
+            inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    # --- inside ----------------------------------------------------------------
+
+    def _refuse(
+        self, status: int, type_: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        assert self._transport is not None
+        self._transport.write(answer(status, _problem(status, type_, message), headers))
+        self._transport.close()
+        self._gone()
+
+    def _gone(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._disarm()
+            self._gate._forget(self)
+
+    def _arm(self, delay_s: float) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._gate.timed_out += 1
+        self.shut("body too slow" if self._scanner.in_body else "no request head in time")
+
+    def _peer(self) -> Any:
+        return self._transport.get_extra_info("peername") if self._transport else None
+
+
+class ConnectionGate:
+    """The connections of one listening socket: at most ``max_connections`` open,
+    each with the deadlines ``head_timeout_s`` and ``body_timeout_s`` (seconds).
+    Counters (``displaced``, ``refused``, ``timed_out``, ``bad_heads``) say what it
+    did; ``open`` how many connections are open now."""
+
+    def __init__(
+        self,
+        max_connections: int = 64,
+        head_timeout_s: float = 10.0,
+        body_timeout_s: float = 10.0,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.displaced = self.refused = self.timed_out = self.bad_heads = 0
+        self._open: set[GuardedConnection] = set()
+        # Connections without a request in progress, longest waiting first.
+        self._waiting: OrderedDict[GuardedConnection, None] = OrderedDict()
+
+    @property
+    def open(self) -> int:
+        """Connections open now (never more than ``max_connections``)."""
+        return len(self._open)
+
+    def factory(self, make_inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """The protocol factory for ``loop.create_server``: ``make_inner`` builds the
+        protocol each admitted connection feeds (aiohttp's ``web.Server``)."""
+        return lambda: GuardedConnection(self, make_inner)
+
+    def stats(self) -> dict[str, int]:
+        """``{"open", "busy", "max", "displaced", "refused", "timed_out", "bad_heads"}``:
+        connections open now and those with a request in progress, the cap, and how
+        many were displaced, refused (503), timed out, or sent a bad head."""
+        return {
+            "open": self.open,
+            "busy": self.open - len(self._waiting),
+            "max": self.max_connections,
+            "displaced": self.displaced,
+            "refused": self.refused,
+            "timed_out": self.timed_out,
+            "bad_heads": self.bad_heads,
+        }
+
+    def abort_all(self) -> None:
+        """Drop every connection still open (at shutdown, after the server's own grace:
+        a peer that does not read must not hold the stop)."""
+        for conn in list(self._open):
+            conn.shut("shutting down")
+
+    def _admit(self, conn: GuardedConnection) -> bool:
+        if len(self._open) >= self.max_connections:
+            if not self._waiting:
+                self.refused += 1
+                log.warning("api.connection_refused", open=len(self._open), reason="all busy")
+                return False
+            oldest = next(iter(self._waiting))
+            self.displaced += 1
+            log.warning("api.connection_displaced", open=len(self._open))
+            oldest.shut("displaced by a new connection at the cap")
+        self._open.add(conn)
+        self._waiting[conn] = None
+        return True
+
+    def _busy(self, conn: GuardedConnection) -> None:
+        self._waiting.pop(conn, None)
+
+    def _idle(self, conn: GuardedConnection) -> None:
+        if conn in self._open:
+            self._waiting[conn] = None
+            self._waiting.move_to_end(conn)
+
+    def _forget(self, conn: GuardedConnection) -> None:
+        self._open.discard(conn)
+        self._waiting.pop(conn, None)
