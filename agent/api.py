@@ -2,7 +2,8 @@
 
 Every answer the agent gives is JSON; bad input of any kind is a 4xx in the error
 model ``{"status_code", "type", "message", "errors"}``, never a 500 or a dropped
-connection.
+connection. ``/openapi.json`` describes every route and every answer
+(``agent.openapi``).
 
 Who may ask (``docs/security.md``): every request names a ``Host`` the agent serves
 and an origin-form target; a request that acts (anything but GET and HEAD) comes
@@ -30,6 +31,7 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
+from agent import openapi
 from agent.api_guard import ConnectionGate, GuardedConnection
 from agent.commands import error_body, parse_command, parse_open_all, problem
 from agent.errors import Invalid, LockerError, NotFound, Unavailable
@@ -226,10 +228,12 @@ class LocalApi:
             client_max_size=MAX_BODY, middlewares=[self._errors, self._admit]
         )
         self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/openapi.json", self._openapi)
         self.app.router.add_get("/api/lockers/cabinets", self._list)
         self.app.router.add_get("/api/lockers/cabinets/{key}", self._get)
         self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
         self.app.router.add_post("/api/lockers/open-all", self._open_all)
+        self._document = json.dumps(openapi.document()).encode()
 
     @property
     def port(self) -> int:
@@ -379,6 +383,9 @@ class LocalApi:
         body = {"status": "ok" if status == 200 else "degraded", "reasons": reasons}
         body |= {"connections": self.gate.stats()} | self._details()
         return web.json_response(body, status=status)
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._document, content_type="application/json")
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response([c.as_cloud() for c in self._locker.cabinets.values()])
