@@ -12,16 +12,17 @@
 - **Deadlines.** A connection delivers a complete request head within
   ``head_timeout_s`` of opening or of its previous answer (so idle keep-alive
   connections close too), and a declared body within ``body_timeout_s`` of its
-  head (plus a second: the handler's own 408 comes first). Else it is closed.
+  head (plus a second: the handler's own 408 comes first). Else it is closed. A
+  request still unanswered after ``busy_timeout_s`` (5 minutes) is given up.
 - **Head lines checked before aiohttp parses them.** The request line and every
   header line must be well-formed HTTP/1.1 (an origin-form target of URI
   characters, token header names, visible header values, CRLF endings, bounded
   sizes), and a request says its body's size with ``Content-Length`` (no chunked
   bodies) and sends it as is (no ``Content-Encoding``). A head that fails is
-  answered 400 (411 for chunked, 415 for an encoding, 501 for a method aiohttp
-  does not know) in the JSON error model and closed; aiohttp never sees it, so it
-  can neither log nor echo the raw line, which may carry the token. A line is only
-  passed on once it is complete.
+  answered 400 (411 for chunked, 415 for an encoding, 417 for an ``Expect`` but
+  100-continue, 501 for a method aiohttp does not know) in the JSON error model
+  and closed; aiohttp never sees it, so it can neither log nor echo the raw line,
+  which may carry the token. A line is only passed on once it is complete.
 
 The request handler tells a connection when it has answered
 (``GuardedConnection.answered``); the connection knows by itself when a head ended.
@@ -170,6 +171,9 @@ class _HeadScanner:
         elif name == b"content-encoding" and line.split(b":", 1)[1].strip().lower() != b"identity":
             # A body is 16 KiB of JSON: nothing to compress, no bomb to inflate.
             raise HeadError(415, "UNSUPPORTED_MEDIA_TYPE", "send the body without Content-Encoding")
+        elif name == b"expect" and line.split(b":", 1)[1].strip().lower() != b"100-continue":
+            # aiohttp would answer 417 itself, past the handler that counts answers.
+            raise HeadError(417, "EXPECTATION_FAILED", "only Expect: 100-continue is served")
         elif name == b"host":
             self._hosts += 1
             if self._hosts > 1:
@@ -247,10 +251,10 @@ class GuardedConnection(asyncio.Protocol):
             if self._scanner.in_body:
                 self._arm(self._gate.body_timeout_s + BODY_GRACE_S)
             else:
-                self._disarm()
+                self._arm(self._gate.busy_timeout_s)
         elif body_ended:
             if self._in_flight:
-                self._disarm()
+                self._arm(self._gate.busy_timeout_s)
             else:
                 self._arm(self._gate.head_timeout_s)
         if out:
@@ -304,7 +308,13 @@ class GuardedConnection(asyncio.Protocol):
     def _expired(self) -> None:
         self._timer = None
         self._gate.timed_out += 1
-        self.shut("body too slow" if self._scanner.in_body else "no request head in time")
+        if self._scanner.in_body:
+            self.shut("body too slow")
+        elif self._in_flight:
+            log.warning("api.request_overdue", peer=self._peer())
+            self.shut("no answer in time")
+        else:
+            self.shut("no request head in time")
 
     def _peer(self) -> Any:
         return self._transport.get_extra_info("peername") if self._transport else None
@@ -312,7 +322,9 @@ class GuardedConnection(asyncio.Protocol):
 
 class ConnectionGate:
     """The connections of one listening socket: at most ``max_connections`` open,
-    each with the deadlines ``head_timeout_s`` and ``body_timeout_s`` (seconds).
+    each with the deadlines ``head_timeout_s`` and ``body_timeout_s`` (seconds),
+    and ``busy_timeout_s`` for an answer (a backstop: no handler runs that long, so
+    a connection waiting longer is stuck, and would otherwise hold a place for good).
     Counters (``displaced``, ``refused``, ``timed_out``, ``bad_heads``) say what it
     did; ``open`` how many connections are open now."""
 
@@ -321,12 +333,14 @@ class ConnectionGate:
         max_connections: int = 64,
         head_timeout_s: float = 10.0,
         body_timeout_s: float = 10.0,
+        busy_timeout_s: float = 300.0,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self.max_connections = max_connections
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
+        self.busy_timeout_s = busy_timeout_s
         self.displaced = self.refused = self.timed_out = self.bad_heads = 0
         self._open: set[GuardedConnection] = set()
         # Connections without a request in progress, longest waiting first.

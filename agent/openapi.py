@@ -95,16 +95,18 @@ _WHY = {
     409: "the command does not fit the cabinet as it is",
     411: "a chunked body (send Content-Length)",
     413: "the body is over 16 KiB",
-    415: "the body of a request that acts is not application/json",
+    415: "a body with a Content-Encoding, or a request that acts whose body is not "
+    "application/json",
+    417: "an Expect other than 100-continue",
     421: "the Host is not one this agent serves",
     422: "the body is JSON but not a valid command; errors names the fields",
     429: "too many actions, on this cabinet or in all; retry after Retry-After seconds",
     503: "the agent is starting, the hardware cannot act, or too many connections",
     504: "the lock jammed or the door was obstructed",
 }
-_EVERY = (400, 421, 503)
+_EVERY = (400, 411, 415, 417, 421, 503)  # the connection's own answers among them
 _READ = (*_EVERY, 401)
-_ACT = (*_READ, 403, 408, 411, 413, 415, 429)
+_ACT = (*_READ, 403, 408, 413, 429)
 
 
 def _schema(name: str) -> dict[str, str]:
@@ -149,7 +151,7 @@ def _paths() -> dict[str, Any]:
         "description": "degraded (reasons say why), starting, or too many connections",
         "content": _json({"anyOf": [_schema("Health"), _schema("ErrorBody")]}),
     }
-    healthz = _responses({"description": "ready", "content": _json(_schema("Health"))}, (400, 421))
+    healthz = _responses({"description": "ready", "content": _json(_schema("Health"))}, _EVERY)
     healthz["503"] = health_503
     return {
         "/healthz": {

@@ -244,6 +244,7 @@ async def raw_exchange(port: int, request: bytes, *, byte_by_byte: bool = False)
             400,
         ),
         ("BREW /api/lockers/cabinets HTTP/1.1", b"", 501),
+        ("GET /api/lockers/cabinets HTTP/1.1\r\nExpect: the-unexpected", b"", 417),
         ("GET /api/lockers/cabinets HTTP/1.1\r\nX-Null: a\x00b", b"", 400),
         ("GET /api/lockers/cabinets HTTP/1.1\r\n folded: header", b"", 400),
         ("GET /api/lockers/cabinets?a=<b> HTTP/1.1", b"", 400),
@@ -270,5 +271,24 @@ async def test_a_request_sent_a_byte_at_a_time_is_served(api, actuator):
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
     answer = await raw_exchange(api.port, request, byte_by_byte=True)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+    assert actuator.pulses == [(2, "front")]
+
+
+async def test_expect_100_continue_is_served(api, actuator):
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    body = b'{"command": "open"}'
+    writer.write(
+        (
+            "PUT /api/lockers/cabinets/2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        ).encode()
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    writer.write(body)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
     assert actuator.pulses == [(2, "front")]

@@ -234,6 +234,24 @@ async def test_at_the_cap_with_every_request_in_progress_a_new_one_gets_503(
     assert sorted(actuator.pulses) == [(1, "front"), (2, "front")]
 
 
+async def test_a_request_that_never_gets_an_answer_is_given_up(serve, locker, actuator):
+    api = await serve()
+    api.gate.busy_timeout_s = 0.2  # the backstop for a stuck answer (5 minutes)
+    lock = locker.cabinets[1].lock
+    await lock.acquire()  # the command waits for its cabinet
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        body = '{"command": "open"}'
+        head = HEAD.format(method="PUT", target="/api/lockers/cabinets/1")
+        head += f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        assert await closed_by_server(reader)
+        writer.close()
+        assert api.connections == 0
+    finally:
+        lock.release()
+
+
 async def test_a_flood_of_opens_pulses_a_lock_only_as_often_as_it_may(serve, actuator):
     api = await serve(cabinet_rate=RateLimit(burst=2, interval_s=3600))
     async with aiohttp.ClientSession(
