@@ -45,6 +45,9 @@ log = structlog.get_logger(__name__)
 MAX_LINE = 8190  # bytes in the request line or one header line (aiohttp's own limit)
 MAX_HEADERS = 100  # header lines in one head
 BODY_GRACE_S = 1.0  # the handler's 408 comes before the connection's own deadline
+# After refusing a head, bytes still arriving are read and dropped this long before
+# the close: closing with unread bytes sends a reset that can destroy the answer.
+LINGER_S = 2.0
 
 _TCHAR = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
 # Methods llhttp (aiohttp's parser) takes, but CONNECT: its target is no path. Any
@@ -194,11 +197,7 @@ class GuardedConnection(asyncio.Protocol):
         self._in_flight = 0  # heads passed on and not yet answered
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-
-    @property
-    def idle(self) -> bool:
-        """True while no request is in progress (the connection may be displaced)."""
-        return self._in_flight == 0
+        self._draining = False  # refused: reading and dropping until the close
 
     def answered(self) -> None:
         """The handler has answered a request (its response is being written)."""
@@ -226,15 +225,18 @@ class GuardedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        if not self._gate._admit(self):
-            self._refuse(503, "UNAVAILABLE", "too many connections", {"Retry-After": "1"})
+        if not self._gate._admit(self):  # not counted: no lingering past the cap
+            problem = _problem(503, "UNAVAILABLE", "too many connections")
+            transport.write(answer(503, problem, {"Retry-After": "1"}))
+            transport.close()
+            self._gone()
             return
         self._inner = self._make_inner()
         self._inner.connection_made(transport)
         self._arm(self._gate.head_timeout_s)
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or self._inner is None:
+        if self._closed or self._draining or self._inner is None:
             return
         try:
             out, heads, body_ended = self._scanner.feed(data)
@@ -261,9 +263,9 @@ class GuardedConnection(asyncio.Protocol):
             self._inner.data_received(out)
 
     def eof_received(self) -> bool | None:
-        if self._inner is not None and not self._closed:
+        if self._inner is not None and not self._closed and not self._draining:
             return self._inner.eof_received()
-        return None
+        return None  # the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._gone()
@@ -281,13 +283,14 @@ class GuardedConnection(asyncio.Protocol):
 
     # --- inside ----------------------------------------------------------------
 
-    def _refuse(
-        self, status: int, type_: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def _refuse(self, status: int, type_: str, message: str) -> None:
+        """Answer a bad head, say no more (FIN), drop what still comes, close."""
         assert self._transport is not None
-        self._transport.write(answer(status, _problem(status, type_, message), headers))
-        self._transport.close()
-        self._gone()
+        self._transport.write(answer(status, _problem(status, type_, message)))
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        self._draining = True
+        self._arm(LINGER_S)
 
     def _gone(self) -> None:
         if not self._closed:
@@ -307,6 +310,9 @@ class GuardedConnection(asyncio.Protocol):
 
     def _expired(self) -> None:
         self._timer = None
+        if self._draining:
+            self.shut("refused")
+            return
         self._gate.timed_out += 1
         if self._scanner.in_body:
             self.shut("body too slow")

@@ -292,3 +292,16 @@ async def test_expect_100_continue_is_served(api, actuator):
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
     assert actuator.pulses == [(2, "front")]
+
+
+async def test_a_refused_head_is_answered_even_while_the_client_keeps_sending(api):
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    writer.write(b"GET /api/lockers/cabinets?a=<b> HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    junk = b"X-Junk: " + b"j" * 1000 + b"\r\n"
+    for _ in range(200):  # 200 kB after the line that is refused
+        writer.write(junk)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert json.loads(payload)["type"] == "INVALID_REQUEST"
