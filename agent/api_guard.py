@@ -223,6 +223,7 @@ class GuardedConnection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count in (displacing an idle connection at the cap) or answer 503."""
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         if not self._gate._admit(self):  # not counted: no lingering past the cap
@@ -236,6 +237,7 @@ class GuardedConnection(asyncio.Protocol):
         self._arm(self._gate.head_timeout_s)
 
     def data_received(self, data: bytes) -> None:
+        """Check head lines, pass checked lines and bodies on, keep the deadlines."""
         if self._closed or self._draining or self._inner is None:
             return
         try:
@@ -263,21 +265,25 @@ class GuardedConnection(asyncio.Protocol):
             self._inner.data_received(out)
 
     def eof_received(self) -> bool | None:
+        """The peer is done sending: aiohttp decides (it closes)."""
         if self._inner is not None and not self._closed and not self._draining:
             return self._inner.eof_received()
         return None  # the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Count out; aiohttp cleans up."""
         self._gone()
         if self._inner is not None:
             inner, self._inner = self._inner, None
             inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        """The peer reads slowly: aiohttp stops writing."""
         if self._inner is not None:
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        """aiohttp may write again."""
         if self._inner is not None:
             self._inner.resume_writing()
 
