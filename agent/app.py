@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from agent import __version__, systemd
+from agent import log as log_setup
 from agent.api import LocalApi
 from agent.cabinet import Cabinet
 from agent.channel import CommandChannel
@@ -88,6 +89,10 @@ class Agent:
             config.api.host,
             config.api.port,
             details=self._details,
+            allowed_hosts=config.api.allowed_hosts,
+            max_connections=config.api.max_connections,
+            head_timeout_s=config.api.head_timeout_s,
+            body_timeout_s=config.api.body_timeout_s,
         )
         self.channel = (
             CommandChannel(
@@ -174,6 +179,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then stop cleanly."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    log_setup.install_loop_handler(loop)  # asyncio's errors: masked, rate-limited
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(config)

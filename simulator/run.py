@@ -151,7 +151,8 @@ class Simulation:
                 f"  commands     {self.cloud.commands_url}   (the cloud's websocket)",
                 hardware,
                 f"  open cabinet {key}:",
-                f"    curl -X PUT -H 'Authorization: Bearer {self.token}' "
+                f"    curl -X PUT -H 'Authorization: Bearer {self.token}'"
+                " -H 'Content-Type: application/json' "
                 f'-d \'{{"command": "open"}}\' {self.api_url}/api/lockers/cabinets/{key}',
                 "  then watch the feedback:",
                 f"    curl {self.cloud.url}/_sim/feedback",

@@ -130,6 +130,17 @@ class ApiConfig(StrictModel):
     listen: str = DEFAULT_LISTEN
     token: SecretStr
     token_file: Path | None = None
+    # Names a request's Host may carry besides the listen address, localhost and the
+    # address it arrived on (the locker's DNS name); any other Host is refused.
+    allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=32
+    )
+    # Connections open at once, well below the unit's LimitNOFILE.
+    max_connections: int = Field(64, ge=1, le=512)
+    # Seconds to send a request head (from connecting or the previous answer), and
+    # then its body.
+    head_timeout_s: float = Field(10.0, ge=1, le=120)
+    body_timeout_s: float = Field(10.0, ge=1, le=120)
 
     @field_validator("listen")
     @classmethod

@@ -1,6 +1,7 @@
 """The local API on a real aiohttp server on loopback."""
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -9,6 +10,7 @@ from pydantic import SecretStr
 from agent.api import MAX_BODY, LocalApi
 
 TOKEN = "s3cret-token"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -110,7 +112,7 @@ async def test_healthz_needs_no_auth_and_reports_problems(api):
     ],
 )
 async def test_bad_requests_are_json_4xx(http, method, path, data, status, type_):
-    async with http.request(method, path, data=data) as resp:
+    async with http.request(method, path, data=data, headers=JSON) as resp:
         assert resp.status == status
         body = await resp.json()
     assert body["status_code"] == status
@@ -126,7 +128,7 @@ async def test_422_names_the_field(http):
 
 async def test_oversized_body_is_413(http):
     data = b'{"command": "open", "reason": "' + b"x" * (MAX_BODY * 2) + b'"}'
-    async with http.put("/api/lockers/cabinets/1", data=data) as resp:
+    async with http.put("/api/lockers/cabinets/1", data=data, headers=JSON) as resp:
         assert resp.status == 413
         assert (await resp.json())["type"] == "PAYLOAD_TOO_LARGE"
 
@@ -178,14 +180,14 @@ async def test_open_all(http, actuator):
     ],
 )
 async def test_hostile_input_is_never_a_500(http, method, path, data, status):
-    async with http.request(method, path, data=data) as resp:
+    async with http.request(method, path, data=data, headers=JSON) as resp:
         assert resp.status == status
         assert (await resp.json())["status_code"] == status
 
 
 async def test_non_utf8_authorization_is_401(api):
     request = (
-        b"GET /api/lockers/cabinets HTTP/1.1\r\nHost: x\r\n"
+        b"GET /api/lockers/cabinets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
     )
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
@@ -217,3 +219,89 @@ async def test_an_idempotency_key_too_long_is_422(http, actuator):
         assert r.status == 422
         assert (await r.json())["type"] == "INVALID_REQUEST"
     assert actuator.pulses == []
+
+
+async def raw_exchange(port: int, request: bytes, *, byte_by_byte: bool = False) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for part in [request[i : i + 1] for i in range(len(request))] if byte_by_byte else [request]:
+        writer.write(part)
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status"),
+    [
+        ("PUT /api/lockers/cabinets/1 HTTP/1.1\r\nContent-Encoding: gzip", b"garbage!", 415),
+        ("PUT /api/lockers/cabinets/1 HTTP/1.1\r\nContent-Encoding: br", b"garbage!", 415),
+        ("PUT /api/lockers/cabinets/1 HTTP/1.1\r\nTransfer-Encoding: chunked", b"0\r\n\r\n", 411),
+        ("PUT /api/lockers/cabinets/1 HTTP/1.1\r\nContent-Length: 1e3", b"", 400),
+        (
+            "PUT /api/lockers/cabinets/1 HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0",
+            b"",
+            400,
+        ),
+        ("BREW /api/lockers/cabinets HTTP/1.1", b"", 501),
+        ("GET /api/lockers/cabinets HTTP/1.1\r\nExpect: the-unexpected", b"", 417),
+        ("GET /api/lockers/cabinets HTTP/1.1\r\nX-Null: a\x00b", b"", 400),
+        ("GET /api/lockers/cabinets HTTP/1.1\r\n folded: header", b"", 400),
+        ("GET /api/lockers/cabinets?a=<b> HTTP/1.1", b"", 400),
+        ("GET /api/lockers/cabinets HTTP/1.1\r\nHost: 127.0.0.1", b"", 400),  # two Hosts
+        ("GET /api/lockers/cabinets HTTP/1.1\r\nX-Long: " + "x" * 9000, b"", 400),
+    ],
+)
+async def test_a_malformed_head_is_answered_in_json(api, head, body, status):
+    request = head.replace("HTTP/1.1", "HTTP/1.1\r\nHost: 127.0.0.1", 1).encode("latin-1")
+    request += f"\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n".encode()
+    if b"Content-Length" not in request and b"Transfer-Encoding" not in request:
+        request += f"Content-Length: {len(body)}\r\n".encode()
+    answer = await raw_exchange(api.port, request + b"\r\n" + body)
+    head_out, _, payload = answer.partition(b"\r\n\r\n")
+    assert head_out.split(b" ")[1] == str(status).encode(), answer[:120]
+    assert json.loads(payload)["status_code"] == status
+
+
+async def test_a_request_sent_a_byte_at_a_time_is_served(api, actuator):
+    body = b'{"command": "open"}'
+    request = (
+        "PUT /api/lockers/cabinets/2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    answer = await raw_exchange(api.port, request, byte_by_byte=True)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+    assert actuator.pulses == [(2, "front")]
+
+
+async def test_expect_100_continue_is_served(api, actuator):
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    body = b'{"command": "open"}'
+    writer.write(
+        (
+            "PUT /api/lockers/cabinets/2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        ).encode()
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    writer.write(body)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+    assert actuator.pulses == [(2, "front")]
+
+
+async def test_a_refused_head_is_answered_even_while_the_client_keeps_sending(api):
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    writer.write(b"GET /api/lockers/cabinets?a=<b> HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    junk = b"X-Junk: " + b"j" * 1000 + b"\r\n"
+    for _ in range(200):  # 200 kB after the line that is refused
+        writer.write(junk)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert json.loads(payload)["type"] == "INVALID_REQUEST"
