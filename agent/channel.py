@@ -99,7 +99,13 @@ class CommandChannel:
             total=None, connect=HANDSHAKE_TIMEOUT_S, sock_read=HANDSHAKE_TIMEOUT_S
         )
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        # ws_connect follows redirects, headers and all: the api-key would go to
+        # whoever the redirect names. A redirect ends the attempt before it is followed.
+        no_redirects = aiohttp.TraceConfig()
+        no_redirects.on_request_redirect.append(_refuse_redirect)
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, connector=connector, trace_configs=[no_redirects]
+        )
         self._down_since = (time.monotonic(), time.time())
         self._supervisor = asyncio.create_task(self._supervise(), name="command-channel")
 
@@ -152,6 +158,9 @@ class CommandChannel:
                     log.error("channel.unauthorized", status=exc.status)
                 else:
                     self._reason = f"cloud refused the websocket (HTTP {exc.status})"
+            except RedirectRefused as exc:
+                self._attempt_failed = True
+                self._reason = str(exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self._attempt_failed = True
                 self._reason = f"cloud unreachable: {type(exc).__name__}"
@@ -289,6 +298,18 @@ class CommandChannel:
             error = problem(500, "INTERNAL_ERROR", "internal error")
             return {"id": command_id, "ok": False, "error": error}
         return {"id": command_id, "ok": True, "cabinet": cabinet}
+
+
+class RedirectRefused(aiohttp.ClientError):
+    """The cloud answered the websocket handshake with a redirect (never followed)."""
+
+
+async def _refuse_redirect(
+    _session: aiohttp.ClientSession, _context: Any, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    raise RedirectRefused(
+        f"cloud answers HTTP {params.response.status} (redirects are not followed)"
+    )
 
 
 def _is_int(value: Any) -> bool:

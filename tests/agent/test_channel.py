@@ -316,3 +316,42 @@ async def test_a_local_key_spelled_like_a_cloud_id_is_another_command(
         assert actuator.pulses == [(2, "front"), (2, "front")]  # both acted
     finally:
         await api.close()
+
+
+async def test_a_redirect_is_never_followed_with_the_api_key(locker, actuator):
+    """The handshake answered 307 to another origin: nothing reaches it."""
+    from aiohttp import web
+
+    seen = []
+
+    async def thief(request):
+        seen.append(request.headers.get("api-key"))
+        return web.Response(status=404)
+
+    thief_app = web.Application()
+    thief_app.router.add_get("/ws", thief)
+    thief_runner = web.AppRunner(thief_app, access_log=None)
+    await thief_runner.setup()
+    await web.TCPSite(thief_runner, "127.0.0.1", 0).start()
+    thief_url = f"http://127.0.0.1:{thief_runner.addresses[0][1]}/ws"
+
+    async def redirect(request):
+        raise web.HTTPTemporaryRedirect(thief_url)
+
+    app = web.Application()
+    app.router.add_get("/ws", redirect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"ws://127.0.0.1:{runner.addresses[0][1]}/ws"
+    channel = CommandChannel(url, SecretStr(KEY), locker, backoff_base_s=0.01, backoff_cap_s=0.02)
+    await channel.start()
+    try:
+        await until(lambda: channel.problems() != [] or channel._reason.endswith("followed)"))
+        await asyncio.sleep(0.1)
+        assert seen == []
+        assert "redirects are not followed" in channel._reason
+    finally:
+        await channel.close()
+        await runner.cleanup()
+        await thief_runner.cleanup()
