@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Protocol
 
 import structlog
 
-from agent import __version__, log
+from agent import __version__, access, log
 from agent.config import Config, ConfigError, Side, load_config, summary
 from agent.config.warnings import warnings
 
@@ -136,13 +138,59 @@ def _check_config(path: str) -> int:
         problems = asyncio.run(build_dry(config))
     except Exception as err:  # a bug must still end as "exit 78", not a traceback
         problems = [f"cannot build the drivers ({type(err).__name__})"]
+    factory_problems, factory_warnings = access.pin_factory_lines(
+        config, on_gpio_machine=access.has_gpio()
+    )
+    problems += factory_problems + access.unreadable_by_service(config, Path(path))
     if problems:
         for problem in problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return EX_CONFIG
-    for warning in warnings(config):
+    for warning in warnings(config) + factory_warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(summary(config))
+    return 0
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is in use (another locker-agent?)",
+    errno.EADDRNOTAVAIL: "this machine has no such address",
+    errno.EACCES: "permission denied (a port below 1024 needs privileges)",
+}
+
+
+def _run(path: str) -> int:
+    """``run``: 78 for a config problem (the unit does not restart it), 1 when the
+    agent failed (one log line), 0 after a clean stop."""
+    from agent.app import run
+
+    logger = structlog.get_logger(__name__)
+    config = _load_or_report(path)
+    if config is None:
+        return EX_CONFIG
+    # run imports the pin factory's module: a missing one is a config problem here.
+    problems, _ = access.pin_factory_lines(config, on_gpio_machine=True)
+    if problems:
+        for problem in problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        asyncio.run(run(config))
+    except OSError as err:
+        reason = _BIND_ERRORS.get(err.errno or 0)
+        if reason is None or "bind" not in str(err):
+            logger.exception("agent.failed")
+            return 1
+        listen = config.api.listen
+        logger.error(
+            "agent.failed",
+            error=f"api.listen: cannot listen on {listen}: {reason}: stop what holds port"
+            f" {config.api.port} (ss -ltnp 'sport = :{config.api.port}') or change api.listen",
+        )
+        return 1
+    except Exception:  # one clear log line, exit 1
+        logger.exception("agent.failed")
+        return 1
     return 0
 
 
@@ -173,17 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log.configure(level=args.log_level)
     if args.cmd == "run":
-        from agent.app import run
-
-        config = _load_or_report(args.config)
-        if config is None:
-            return EX_CONFIG
-        try:
-            asyncio.run(run(config))
-        except Exception:  # e.g. the API port is taken: one clear log line, exit 1
-            structlog.get_logger(__name__).exception("agent.failed")
-            return 1
-        return 0
+        return _run(args.config)
     if command is not None:
         try:
             return int(command.main(args))
