@@ -24,7 +24,7 @@ from typing import Protocol
 
 import structlog
 
-from agent import __version__, access, log
+from agent import __version__, access, busscan, log
 from agent.config import Config, ConfigError, Side, load_config, summary
 from agent.config.warnings import warnings
 
@@ -32,7 +32,7 @@ EX_CONFIG = 78
 
 COMMANDS_GROUP = "locker_agent.commands"
 
-_BUILT_IN = frozenset({"run", "check-config", "outbox"})
+_BUILT_IN = frozenset({"run", "check-config", "outbox", "bus"})
 
 
 class Command(Protocol):
@@ -78,6 +78,12 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
     box.add_argument("--config", required=True, help="the TOML config file")
     box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
+    bus = sub.add_parser("bus", help="technicians: look at an RS-485 bus")
+    bus_sub = bus.add_subparsers(dest="bus_cmd", required=True)
+    scan = bus_sub.add_parser(
+        "scan", help="which KR-CU16 boards answer on a port, at which baud, and which twice"
+    )
+    busscan.add_arguments(scan)
     for name, command in plugins.items():
         if isinstance(command, Exception):
             sub.add_parser(name, help="(cannot be loaded)", add_help=False)
@@ -211,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check-config":
         return _check_config(args.file)
+    if args.cmd == "bus":
+        log.configure(level="warning")
+        return busscan.main(args)
 
     if args.cmd == "outbox":
         config = _load_or_report(args.config)
