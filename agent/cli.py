@@ -32,7 +32,7 @@ EX_CONFIG = 78
 
 COMMANDS_GROUP = "locker_agent.commands"
 
-_BUILT_IN = frozenset({"run", "check-config", "outbox", "bus"})
+_BUILT_IN = frozenset({"run", "check-config", "outbox", "bus", "config"})
 
 
 class Command(Protocol):
@@ -84,6 +84,9 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
         "scan", help="which KR-CU16 boards answer on a port, at which baud, and which twice"
     )
     busscan.add_arguments(scan)
+    conf = sub.add_parser("config", help="about the config file")
+    conf_sub = conf.add_subparsers(dest="config_cmd", required=True)
+    conf_sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")
     for name, command in plugins.items():
         if isinstance(command, Exception):
             sub.add_parser(name, help="(cannot be loaded)", add_help=False)
@@ -217,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check-config":
         return _check_config(args.file)
+    if args.cmd == "config":
+        from agent import config_schema
+
+        return config_schema.main()
     if args.cmd == "bus":
         log.configure(level="warning")
         return busscan.main(args)
