@@ -75,6 +75,18 @@ def _allowed(st: os.stat_result, who: Account, want: int) -> bool:
     return bits & want == want
 
 
+def service_cannot(path: Path, want: int) -> str | None:
+    """The service user's name when it may not ``want`` (``os.R_OK``...) ``path``; None
+    when it may, or when this cannot be told (not root, no such user, no such path)."""
+    who = account(SERVICE_USER)
+    if who is None or os.geteuid() != 0:
+        return None
+    try:
+        return None if may(path, who, want) else who.name
+    except OSError:
+        return None
+
+
 def secret_files(config: Config, config_path: Path) -> list[tuple[str, Path]]:
     """``(what, path)`` of every file the service reads a secret from: the config file
     itself (``what`` is ``"the config file"``), then ``cloud.api_key_file`` and
@@ -127,6 +139,11 @@ def group_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def gid_of(group: str) -> int:
+    """The id of ``group``; KeyError when there is no such group."""
+    return grp.getgrnam(group).gr_gid
 
 
 def has_gpio(dev: Path = Path("/dev")) -> bool:

@@ -1,7 +1,13 @@
-"""Command line: ``run``, ``check-config``, ``outbox``, and the commands of plugins.
+"""Command line: ``run``, ``check-config``, ``outbox``, the technicians' ``doctor``,
+``bus scan`` and ``config schema``, and the commands of plugins.
 
 ``check-config`` validates the file, then builds every driver dry (mock pins, no
-port opened): a config that passes it also starts with ``run``.
+port opened): a config that passes it also starts with ``run``. It also fails when
+the service user cannot read a secret file, and (on a machine with GPIO) when a pin
+factory's module is missing (``agent/access.py``). ``doctor`` (``agent/doctor.py``)
+looks at the machine too: ports, boards, the cloud, the clock, the disk. ``bus scan``
+(``agent/busscan.py``) lists the boards answering on a port; ``config schema``
+(``agent/config_schema.py``) prints the file's JSON Schema.
 
 More commands (``simulate``) come from other packages through the entry point group
 ``locker_agent.commands``: each entry point loads an object with ``help: str``,
@@ -25,14 +31,15 @@ from typing import Protocol
 import structlog
 
 from agent import __version__, access, busscan, log
-from agent.config import Config, ConfigError, Side, load_config, summary
+from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
+from agent.drybuild import build_dry
 
 EX_CONFIG = 78
 
 COMMANDS_GROUP = "locker_agent.commands"
 
-_BUILT_IN = frozenset({"run", "check-config", "outbox", "bus", "config"})
+_BUILT_IN = frozenset({"run", "check-config", "outbox", "doctor", "bus", "config"})
 
 
 class Command(Protocol):
@@ -78,6 +85,13 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
     box.add_argument("--config", required=True, help="the TOML config file")
     box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
+    doctor = sub.add_parser(
+        "doctor", help="technicians: check the config, secrets, ports, boards, cloud, clock, disk"
+    )
+    doctor.add_argument(
+        "file", nargs="?", help="the config file (default /etc/locker-agent/agent.toml)"
+    )
+    doctor.add_argument("--config", dest="config_file", help="the config file, as for run")
     bus = sub.add_parser("bus", help="technicians: look at an RS-485 bus")
     bus_sub = bus.add_subparsers(dest="bus_cmd", required=True)
     scan = bus_sub.add_parser(
@@ -102,40 +116,6 @@ def _load_or_report(path: str) -> Config | None:
         for problem in err.problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return None
-
-
-class _NoSink:
-    """Readings of a dry build go nowhere (nothing is started, so none come)."""
-
-    def door_sensed(self, key: int, side: Side, is_open: bool | None) -> None:
-        pass
-
-    def door_fully_open(self, key: int, side: Side, is_open: bool) -> None:
-        pass
-
-    def item_sensed(self, key: int, present: bool) -> None:
-        pass
-
-    def board_health(self, bus: str, board: int, online: bool) -> None:
-        pass
-
-
-async def build_dry(config: Config) -> list[str]:
-    """Build every driver of ``config`` on mock pins without opening a port, then close
-    them; the ``key.path: message`` lines of what a driver refused (empty: it builds)."""
-    from agent.hardware import Hardware
-    from drivers.gpio.mock import mock_factory
-
-    factory = mock_factory()
-    hardware = Hardware(config, _NoSink(), gpio_factory=factory)
-    try:
-        hardware.build()
-    except ConfigError as err:
-        return err.problems
-    finally:
-        await hardware.close()
-        factory.close()
-    return []
 
 
 def _check_config(path: str) -> int:
@@ -227,6 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "bus":
         log.configure(level="warning")
         return busscan.main(args)
+    if args.cmd == "doctor":
+        from agent import doctor
+
+        log.configure(level="warning")
+        return doctor.main(args)
 
     if args.cmd == "outbox":
         config = _load_or_report(args.config)
