@@ -183,6 +183,22 @@ def test_every_example_passes_check_config_here():
         assert result.returncode == 0, (path, result.stderr)
 
 
+def test_the_field_examples_show_what_they_promise():
+    bank = load_config(EXAMPLES / "kerong-48-with-rear-bus.toml")
+    assert [(b.name, b.boards, b.supply) for b in bank.buses] == [
+        ("front", [0, 1, 2], "24v"),
+        ("rear", [0], "24v"),
+    ]
+    assert len(bank.cabinets) == 48
+    rear = [c for c in bank.cabinets if c.rear is not None]
+    assert [(c.key, c.rear.bus, c.rear.channel) for c in rear] == [
+        (k, "rear", k + 1) for k in range(16)
+    ]
+    pi5 = load_config(EXAMPLES / "pi5-touchless-rgb.toml")
+    assert [b.pin_factory for b in pi5.buses] == ["lgpio"]
+    assert all(c.front.motorised and c.front.beam and c.indicator for c in pi5.cabinets)
+
+
 def test_the_pi_extra_brings_lgpio():
     import tomllib
 
