@@ -183,3 +183,40 @@ def test_a_second_run_upgrades_in_place_and_restarts(installed):
     assert not [c for c in done if c.startswith(("useradd", "groupadd"))]
     assert "usermod --append --groups dialout,gpio locker-agent" in done
     assert "systemctl restart locker-agent" in done
+
+
+def test_the_readme_steps_run_as_written(installed, tmp_path):
+    """Install, config and secrets, check-config, start, doctor: in that order, with
+    commands the installed locker-agent has and files the install made."""
+    root, _, _ = installed
+    section = (CHECKOUT / "README.md").read_text().split("## On a locker\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [
+        line.split("  #")[0].strip()
+        for line in block.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    steps = [c.removeprefix("sudo ") for c in commands]
+    first = {
+        name: next(i for i, s in enumerate(steps) if name in s)
+        for name in (
+            "systemd/install.sh",
+            "sudoedit /etc/locker-agent/agent.toml",
+            "sudoedit /etc/locker-agent/api.key",
+            "locker-agent check-config",
+            "systemctl enable --now locker-agent",
+            "locker-agent doctor",
+        )
+    }
+    assert list(first.values()) == sorted(first.values()), first
+    for step in steps:
+        if step.startswith("locker-agent "):
+            sub = [w for w in step.split()[1:3] if not w.startswith(("-", "/"))]
+            helped = run_installed(root, "locker-agent", *sub, "--help", cwd=tmp_path)
+            assert helped.returncode == 0, (step, helped.stderr)
+        for word in step.split():
+            if word.startswith("/etc/locker-agent/"):
+                assert (root / word.lstrip("/")).exists(), word
+    assert "config.toml" not in section
+    assert (CHECKOUT / "systemd" / "install.sh").exists()
