@@ -15,6 +15,8 @@ as a file (``api_key`` or ``api_key_file``, ``token`` or ``token_file``).
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
@@ -78,6 +80,12 @@ def config_schema() -> dict[str, Any]:
 
 
 def main() -> int:
-    """Print the schema to stdout as indented JSON; 0."""
-    print(json.dumps(config_schema(), indent=2))
+    """Print the schema to stdout as indented JSON; 0 (1 when the reader went away,
+    as ``| head`` does, without a traceback)."""
+    try:
+        sys.stdout.write(json.dumps(config_schema(), indent=2) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 1
     return 0
