@@ -1,7 +1,13 @@
-"""Command line: ``run``, ``check-config``, ``outbox``, and the commands of plugins.
+"""Command line: ``run``, ``check-config``, ``outbox``, the technicians' ``doctor``,
+``bus scan`` and ``config schema``, and the commands of plugins.
 
 ``check-config`` validates the file, then builds every driver dry (mock pins, no
-port opened): a config that passes it also starts with ``run``.
+port opened): a config that passes it also starts with ``run``. It also fails when
+the service user cannot read a secret file, and (on a machine with GPIO) when a pin
+factory's module is missing (``agent/access.py``). ``doctor`` (``agent/doctor.py``)
+looks at the machine too: ports, boards, the cloud, the clock, the disk. ``bus scan``
+(``agent/busscan.py``) lists the boards answering on a port; ``config schema``
+(``agent/config_schema.py``) prints the file's JSON Schema.
 
 More commands (``simulate``) come from other packages through the entry point group
 ``locker_agent.commands``: each entry point loads an object with ``help: str``,
@@ -15,22 +21,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Protocol
 
 import structlog
 
-from agent import __version__, log
-from agent.config import Config, ConfigError, Side, load_config, summary
+from agent import __version__, access, busscan, log
+from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
+from agent.drybuild import build_dry
 
 EX_CONFIG = 78
 
 COMMANDS_GROUP = "locker_agent.commands"
 
-_BUILT_IN = frozenset({"run", "check-config", "outbox"})
+_BUILT_IN = frozenset({"run", "check-config", "outbox", "doctor", "bus", "config"})
 
 
 class Command(Protocol):
@@ -76,6 +85,22 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
     box.add_argument("--config", required=True, help="the TOML config file")
     box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
+    doctor = sub.add_parser(
+        "doctor", help="technicians: check the config, secrets, ports, boards, cloud, clock, disk"
+    )
+    doctor.add_argument(
+        "file", nargs="?", help="the config file (default /etc/locker-agent/agent.toml)"
+    )
+    doctor.add_argument("--config", dest="config_file", help="the config file, as for run")
+    bus = sub.add_parser("bus", help="technicians: look at an RS-485 bus")
+    bus_sub = bus.add_subparsers(dest="bus_cmd", required=True)
+    scan = bus_sub.add_parser(
+        "scan", help="which KR-CU16 boards answer on a port, at which baud, and which twice"
+    )
+    busscan.add_arguments(scan)
+    conf = sub.add_parser("config", help="about the config file")
+    conf_sub = conf.add_subparsers(dest="config_cmd", required=True)
+    conf_sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")
     for name, command in plugins.items():
         if isinstance(command, Exception):
             sub.add_parser(name, help="(cannot be loaded)", add_help=False)
@@ -93,40 +118,6 @@ def _load_or_report(path: str) -> Config | None:
         return None
 
 
-class _NoSink:
-    """Readings of a dry build go nowhere (nothing is started, so none come)."""
-
-    def door_sensed(self, key: int, side: Side, is_open: bool | None) -> None:
-        pass
-
-    def door_fully_open(self, key: int, side: Side, is_open: bool) -> None:
-        pass
-
-    def item_sensed(self, key: int, present: bool) -> None:
-        pass
-
-    def board_health(self, bus: str, board: int, online: bool) -> None:
-        pass
-
-
-async def build_dry(config: Config) -> list[str]:
-    """Build every driver of ``config`` on mock pins without opening a port, then close
-    them; the ``key.path: message`` lines of what a driver refused (empty: it builds)."""
-    from agent.hardware import Hardware
-    from drivers.gpio.mock import mock_factory
-
-    factory = mock_factory()
-    hardware = Hardware(config, _NoSink(), gpio_factory=factory)
-    try:
-        hardware.build()
-    except ConfigError as err:
-        return err.problems
-    finally:
-        await hardware.close()
-        factory.close()
-    return []
-
-
 def _check_config(path: str) -> int:
     config = _load_or_report(path)
     if config is None:
@@ -136,13 +127,59 @@ def _check_config(path: str) -> int:
         problems = asyncio.run(build_dry(config))
     except Exception as err:  # a bug must still end as "exit 78", not a traceback
         problems = [f"cannot build the drivers ({type(err).__name__})"]
+    factory_problems, factory_warnings = access.pin_factory_lines(
+        config, on_gpio_machine=access.has_gpio()
+    )
+    problems += factory_problems + access.unreadable_by_service(config, Path(path))
     if problems:
         for problem in problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return EX_CONFIG
-    for warning in warnings(config):
+    for warning in warnings(config) + factory_warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(summary(config))
+    return 0
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is in use (another locker-agent?)",
+    errno.EADDRNOTAVAIL: "this machine has no such address",
+    errno.EACCES: "permission denied (a port below 1024 needs privileges)",
+}
+
+
+def _run(path: str) -> int:
+    """``run``: 78 for a config problem (the unit does not restart it), 1 when the
+    agent failed (one log line), 0 after a clean stop."""
+    from agent.app import run
+
+    logger = structlog.get_logger(__name__)
+    config = _load_or_report(path)
+    if config is None:
+        return EX_CONFIG
+    # run imports the pin factory's module: a missing one is a config problem here.
+    problems, _ = access.pin_factory_lines(config, on_gpio_machine=True)
+    if problems:
+        for problem in problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        asyncio.run(run(config))
+    except OSError as err:
+        reason = _BIND_ERRORS.get(err.errno or 0)
+        if reason is None or "bind" not in str(err):
+            logger.exception("agent.failed")
+            return 1
+        listen = config.api.listen
+        logger.error(
+            "agent.failed",
+            error=f"api.listen: cannot listen on {listen}: {reason}: stop what holds port"
+            f" {config.api.port} (ss -ltnp 'sport = :{config.api.port}') or change api.listen",
+        )
+        return 1
+    except Exception:  # one clear log line, exit 1
+        logger.exception("agent.failed")
+        return 1
     return 0
 
 
@@ -163,6 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check-config":
         return _check_config(args.file)
+    if args.cmd == "config":
+        from agent import config_schema
+
+        return config_schema.main()
+    if args.cmd == "bus":
+        log.configure(level="warning")
+        return busscan.main(args)
+    if args.cmd == "doctor":
+        from agent import doctor
+
+        log.configure(level="warning")
+        return doctor.main(args)
 
     if args.cmd == "outbox":
         config = _load_or_report(args.config)
@@ -173,17 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log.configure(level=args.log_level)
     if args.cmd == "run":
-        from agent.app import run
-
-        config = _load_or_report(args.config)
-        if config is None:
-            return EX_CONFIG
-        try:
-            asyncio.run(run(config))
-        except Exception:  # e.g. the API port is taken: one clear log line, exit 1
-            structlog.get_logger(__name__).exception("agent.failed")
-            return 1
-        return 0
+        return _run(args.config)
     if command is not None:
         try:
             return int(command.main(args))

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import socket
+import sys
 
 # The lockers simulator.run can play (its LOCKERS table, kept beside it by a test).
 LOCKER_KINDS = ("kerong", "touchless")
@@ -47,15 +50,55 @@ class SimulateCommand:
     def main(self, args: argparse.Namespace) -> int:
         """Run the simulation until SIGINT or SIGTERM; 0 when it stopped cleanly.
 
-        Logging is the CLI's to configure before this is called. A failure to
-        start (a port taken) propagates.
+        Logging is the CLI's to configure before this is called. A port taken is
+        one line naming the option to change, and 1; other failures propagate.
         """
         from simulator.run import simulate
 
-        asyncio.run(
-            simulate(locker=args.locker, api_port=args.api_port, cloud_port=args.cloud_port)
-        )
+        ports = (("--api-port", args.api_port), ("--cloud-port", args.cloud_port))
+        if args.api_port and args.api_port == args.cloud_port:
+            return _refuse("--cloud-port", args.cloud_port, "the same as --api-port")
+        for option, port in ports:
+            if reason := port_taken(port):
+                return _refuse(option, port, reason)
+        try:
+            asyncio.run(
+                simulate(locker=args.locker, api_port=args.api_port, cloud_port=args.cloud_port)
+            )
+        except OSError as err:  # taken between the check and the start
+            if err.errno != errno.EADDRINUSE:
+                raise
+            print(
+                "locker-agent simulate: a port was taken as it started: pick others with"
+                " --api-port and --cloud-port (0: any free port)",
+                file=sys.stderr,
+            )
+            return 1
         return 0
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why ``host``:``port`` cannot be listened on now (None: it can, or ``port`` is 0)."""
+    if port == 0:
+        return None
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio listens
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return "in use by another program (another simulator or agent?)"
+            return (err.strerror or type(err).__name__).lower()
+    return None
+
+
+def _refuse(option: str, port: int, reason: str) -> int:
+    print(
+        f"locker-agent simulate: {option} {port}: {reason}: pick another port"
+        f" ({option} 0 takes any free one)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 command = SimulateCommand()

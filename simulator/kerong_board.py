@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import termios
 import tty
 from collections.abc import Iterable
 from typing import Any
@@ -33,9 +34,10 @@ class KerongBoardEmulator:
     (ValueError for a bad board id or polarity). Knobs, changeable at any time:
     ``reply_delay_s`` (the boards answer that much later; an echo does not wait),
     ``auto_shut_after_s`` (a simulated person shuts a door that long after it
-    opened; None: never), :attr:`echo`; the other byte faults (garbage, corrupt)
-    are on :attr:`bank`. ``on_change(board, channel)`` is called after any
-    change of a channel's physical state.
+    opened; None: never), :attr:`echo`, ``baud`` (the speed the boards are set to:
+    a host whose port is at another speed gets no answer; None: any); the other byte
+    faults (garbage, corrupt, twins) are on :attr:`bank`. ``on_change(board,
+    channel)`` is called after any change of a channel's physical state.
     """
 
     # Slots: setting a renamed knob (``reply_delay``) raises instead of doing nothing.
@@ -49,6 +51,7 @@ class KerongBoardEmulator:
         "_slave",
         "auto_shut_after_s",
         "bank",
+        "baud",
         "on_change",
         "reply_delay_s",
     )
@@ -65,6 +68,7 @@ class KerongBoardEmulator:
         self.bank.on_change = self._bank_changed
         self.reply_delay_s = 0.0
         self.auto_shut_after_s: float | None = None
+        self.baud: int | None = None
         self.on_change: ChangeCallback | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._master: int | None = None
@@ -242,6 +246,12 @@ class KerongBoardEmulator:
             return
         if not data:
             return
+        if self.baud is not None and _line_baud(self._master) != self.baud:
+            # The boards hear noise at the wrong speed: no answer; the adapter's echo
+            # is local, at the host's speed.
+            if self.bank.echo:
+                self._write(data)
+            return
         seen = len(self.bank.received)
         out = self.bank.feed(data)
         if self.bank.echo:
@@ -282,3 +292,16 @@ class KerongBoardEmulator:
             # Nobody is reading the port and the pty buffer is full: on a real
             # RS-485 line those bytes would be lost too.
             log.debug("kerong emulator reply lost", lost=len(data) - written)
+
+
+_SPEEDS = {
+    getattr(termios, f"B{b}"): b for b in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+}
+
+
+def _line_baud(master: int) -> int | None:
+    """The speed the host set on the pty's slave side, bit/s (the master reads it)."""
+    try:
+        return _SPEEDS.get(termios.tcgetattr(master)[5])
+    except termios.error:
+        return None

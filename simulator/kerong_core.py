@@ -70,7 +70,9 @@ class KerongBank:
     - :attr:`garbage`: probability (0.0-1.0), per :meth:`feed`, that a burst of
       1-12 random bytes and a stray STX goes out before the replies;
     - :attr:`corrupt`: probability (0.0-1.0), per :meth:`feed` with a reply, that
-      one bit of the replies is flipped.
+      one bit of the replies is flipped;
+    - :attr:`twins`: boards with a second board set to the same address (left on the
+      factory address): every reply of theirs comes twice.
 
     Observation: :attr:`received` (every request frame, in order),
     :attr:`unlocked` (every pulse a board acted on, ``(board, channel)``, channel
@@ -96,6 +98,7 @@ class KerongBank:
         "received",
         "rng",
         "status_reads",
+        "twins",
         "unlocked",
     )
 
@@ -120,6 +123,7 @@ class KerongBank:
         self.echo = False
         self.garbage = 0.0
         self.corrupt = 0.0
+        self.twins: set[int] = set()
         self.rng = random.Random(seed)
         self.received: list[bytes] = []
         self.unlocked: list[tuple[int, int]] = []
@@ -294,7 +298,7 @@ class KerongBank:
             return b""  # nobody with that address on the bus: silence
         if frame.cmd == codec.CMD_STATUS:
             self.status_reads[board] += 1
-            return self.status_reply(board)
+            return self.status_reply(board) * (2 if board in self.twins else 1)
         if frame.cmd == codec.CMD_UNLOCK:
             log.info("kerong unlock pulse", board=board, channel=frame.channel)
             self.unlocked.append((board, frame.channel))
