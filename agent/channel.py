@@ -30,6 +30,7 @@ import structlog
 from pydantic import SecretStr
 from yarl import URL
 
+from agent.cloud_http import RedirectRefused, cloud_session
 from agent.commands import error_body, parse_command, problem
 from agent.errors import Invalid, LockerError
 from agent.idempotency import MAX_ID_LENGTH
@@ -98,14 +99,7 @@ class CommandChannel:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=HANDSHAKE_TIMEOUT_S, sock_read=HANDSHAKE_TIMEOUT_S
         )
-        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
-        # ws_connect follows redirects, headers and all: the api-key would go to
-        # whoever the redirect names. A redirect ends the attempt before it is followed.
-        no_redirects = aiohttp.TraceConfig()
-        no_redirects.on_request_redirect.append(_refuse_redirect)
-        self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=connector, trace_configs=[no_redirects]
-        )
+        self._session = cloud_session(timeout, self._ssl)
         self._down_since = (time.monotonic(), time.time())
         self._supervisor = asyncio.create_task(self._supervise(), name="command-channel")
 
@@ -298,18 +292,6 @@ class CommandChannel:
             error = problem(500, "INTERNAL_ERROR", "internal error")
             return {"id": command_id, "ok": False, "error": error}
         return {"id": command_id, "ok": True, "cabinet": cabinet}
-
-
-class RedirectRefused(aiohttp.ClientError):
-    """The cloud answered the websocket handshake with a redirect (never followed)."""
-
-
-async def _refuse_redirect(
-    _session: aiohttp.ClientSession, _context: Any, params: aiohttp.TraceRequestRedirectParams
-) -> None:
-    raise RedirectRefused(
-        f"cloud answers HTTP {params.response.status} (redirects are not followed)"
-    )
 
 
 def _is_int(value: Any) -> bool:

@@ -20,6 +20,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
+from agent.cloud_http import cloud_session
 from agent.feedback import EVENT_HEARTBEAT, LockerInfo, Message, build_body, locker_info
 from agent.indicator import Link
 from agent.outbox import Outbox, OutboxError
@@ -98,8 +99,7 @@ class Uplink:
 
     async def start(self) -> None:
         """Start sending and beating in the background; returns at once."""
-        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
-        self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+        self._session = cloud_session(self._timeout, self._ssl)
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="uplink-send"),
             asyncio.create_task(self._heartbeat_loop(), name="uplink-heartbeat"),
