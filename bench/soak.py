@@ -527,7 +527,7 @@ class Commander:
             task.cancel()
 
 
-# --------------------------------------------------------------------------- the soak
+# --------------------------------------------------------------------------- verdicts
 
 
 @dataclass(slots=True)
@@ -558,6 +558,125 @@ class Report:
             out(f"  {name:<28} {value}")
         for check in self.checks:
             out(f"{check.verdict:<4}  {check.name}" + (f": {check.detail}" if check.detail else ""))
+
+
+def judge_pulses(
+    commands: Sequence[Command],
+    unattributed: Sequence[tuple[int, int, int]],
+    pulses: int,
+    unsaved: set[Any],
+    events: Counter[str],
+) -> tuple[Check, dict[str, str]]:
+    """Check 3: every pulse asked for, never twice for one command; and its figures.
+
+    ``unattributed``: (process, board, channel) of pulses no command owned;
+    ``pulses``: every pulse; ``unsaved``: the command-log ids the agent logged as
+    ``commands.result_unsaved``; ``events``: the agent's log events, counted.
+
+    A command's first sendings form *executions*: a new one begins after an
+    UNAVAILABLE answer (the agent does not remember it, so it acts again) or in
+    a new process (the old one was killed before answering). An execution pulses
+    at most twice (the agent's one retry of an unconfirmed open). A second
+    execution that pulses again is a double: after a kill before any answer it
+    is the known open point (the result was not saved), counted apart; after an
+    UNAVAILABLE answer that followed a pulse it is a failure. A sending after a
+    definitive answer must pulse nothing and get the same answer; the exception
+    counted apart is a result the agent could not save (disk full, logged
+    ``commands.result_unsaved``) followed by a kill.
+    """
+    problems: list[str] = []
+    answers: Counter[str] = Counter()
+    acted = retried = jammed2 = refused = repulsed_kill = repulsed_unsaved = 0
+    unavailable_after_pulse = unresolved = 0
+    for cmd in commands:
+        if cmd.answered is None:
+            unresolved += 1
+        else:
+            answers[cmd.answered.answer] += 1
+        executions: list[list[Attempt]] = []
+        for a in (a for a in cmd.attempts if not a.after_answer):
+            last = executions[-1][-1] if executions else None
+            if last is None or last.generation != a.generation or last.answer != "none":
+                executions.append([a])  # a new process, or the last one was answered
+            else:
+                executions[-1].append(a)
+        pulsing = [e for e in executions if sum(a.pulses for a in e)]
+        acted += bool(pulsing)
+        for e in executions:
+            n = sum(a.pulses for a in e)
+            if n > 2:
+                problems.append(f"{cmd.log_id}: {n} pulses in one execution")
+            elif n == 2:
+                if e[-1].answer == "error:LOCK_JAMMED":
+                    jammed2 += 1
+                else:
+                    retried += 1
+            if n and e[-1].answer == "error:UNAVAILABLE":
+                unavailable_after_pulse += 1
+        for before, after in itertools.pairwise(pulsing):
+            if before[-1].answer == "error:UNAVAILABLE":
+                problems.append(
+                    f"{cmd.log_id}: pulsed, answered UNAVAILABLE, pulsed again when sent"
+                    f" again (process {after[0].generation})"
+                )
+            else:
+                repulsed_kill += 1  # killed after a pulse, before its result was saved
+        for a in (a for a in cmd.attempts if a.after_answer):
+            assert cmd.answered is not None
+            same = a.answer == cmd.answered.answer and (
+                a.answer != "ok" or a.body == cmd.answered.body
+            )
+            if a.pulses == 0 and (same or not definitive(a.answer)):
+                refused += same
+                continue
+            # Acted again (a pulse, or a fresh answer: the pulse may have gone to a
+            # board that missed it). Known only when the result was never saved
+            # and the process that knew it in memory was killed since.
+            if a.generation > cmd.answered.generation and cmd.log_id in unsaved:
+                repulsed_unsaved += 1
+            else:
+                problems.append(
+                    f"{cmd.log_id}: answered {cmd.answered.answer} (process"
+                    f" {cmd.answered.generation}), sent again (process {a.generation}):"
+                    f" answered {a.answer}, {a.pulses} more pulses"
+                )
+    if unresolved:
+        problems.append(f"{unresolved} commands never got a definitive answer")
+    for gen, board, channel in unattributed[:5]:
+        problems.append(f"unasked pulse: board {board} channel {channel} (process {gen})")
+    if len(unattributed) > 5:
+        problems.append(f"... {len(unattributed)} unasked pulses in all")
+    resent = sum(1 for c in commands for a in c.attempts if a.after_answer)
+    f: dict[str, str] = {}
+    f["commands"] = (
+        f"sent {len(commands)} (local {sum(c.via == 'local' for c in commands)},"
+        f" cloud {sum(c.via == 'cloud' for c in commands)}),"
+        f" attempts {sum(len(c.attempts) for c in commands)}, acted {acted}"
+    )
+    f["answers"] = ", ".join(f"{k} {v}" for k, v in sorted(answers.items()))
+    f["sent again after answer"] = (
+        f"{resent} sendings, duplicates refused (same answer, no pulse) {refused}"
+    )
+    f["pulses"] = (
+        f"{pulses}: unasked {len(unattributed)}; two for one command:"
+        f" {retried} retry after an unconfirmed open, {jammed2} LOCK_JAMMED"
+        f" (log door.open_retry {events['door.open_retry']});"
+        f" pulsed then UNAVAILABLE {unavailable_after_pulse}"
+    )
+    f["known open point"] = (
+        f"pulsed again after a kill before the result was saved {repulsed_kill};"
+        f" acted again after an answer whose result could not be saved (disk full)"
+        f" and a kill {repulsed_unsaved}"
+    )
+    check = Check(
+        "no pulse unasked, none twice for one command",
+        "FAIL" if problems else "PASS",
+        "; ".join(problems[:8]),
+    )
+    return check, f
+
+
+# --------------------------------------------------------------------------- the soak
 
 
 class Soak:
@@ -1022,7 +1141,15 @@ class Soak:
         )
 
         # 3: pulses
-        self._pulse_check(report, unsaved, events)
+        check, figures = judge_pulses(
+            self.commander.commands,
+            self.commander.unattributed,
+            self.commander.pulses,
+            unsaved,
+            events,
+        )
+        report.checks.append(check)
+        report.figures.update(figures)
 
         # 4: memory
         rss = [kb for _, kb in final_rss]
@@ -1116,114 +1243,6 @@ class Soak:
         return (
             f"{doors}; {door.name} {small_name}: {short(small[door])} | "
             f"{big_name}: {short(big[door])}"
-        )
-
-    def _pulse_check(self, report: Report, unsaved: set[Any], events: Counter[str]) -> None:
-        """Check 3: every pulse asked for, never twice for one command.
-
-        A command's first sendings form *executions*: a new one begins after an
-        UNAVAILABLE answer (the agent does not remember it, so it acts again) or in
-        a new process (the old one was killed before answering). An execution pulses
-        at most twice (the agent's one retry of an unconfirmed open). A second
-        execution that pulses again is a double: after a kill before any answer it
-        is the known open point (the result was not saved), counted apart; after an
-        UNAVAILABLE answer that followed a pulse it is a failure. A sending after a
-        definitive answer must pulse nothing and get the same answer; the exception
-        counted apart is a result the agent could not save (disk full, logged
-        ``commands.result_unsaved``) followed by a kill.
-        """
-        assert self.commander is not None
-        cmdr = self.commander
-        problems: list[str] = []
-        answers: Counter[str] = Counter()
-        acted = retried = jammed2 = refused = repulsed_kill = repulsed_unsaved = 0
-        unavailable_after_pulse = unresolved = 0
-        for cmd in cmdr.commands:
-            if cmd.answered is None:
-                unresolved += 1
-            else:
-                answers[cmd.answered.answer] += 1
-            executions: list[list[Attempt]] = []
-            for a in (a for a in cmd.attempts if not a.after_answer):
-                last = executions[-1][-1] if executions else None
-                if last is None or last.generation != a.generation or last.answer != "none":
-                    executions.append([a])  # a new process, or the last one was answered
-                else:
-                    executions[-1].append(a)
-            pulsing = [e for e in executions if sum(a.pulses for a in e)]
-            acted += bool(pulsing)
-            for e in executions:
-                n = sum(a.pulses for a in e)
-                if n > 2:
-                    problems.append(f"{cmd.log_id}: {n} pulses in one execution")
-                elif n == 2:
-                    if e[-1].answer == "error:LOCK_JAMMED":
-                        jammed2 += 1
-                    else:
-                        retried += 1
-                if n and e[-1].answer == "error:UNAVAILABLE":
-                    unavailable_after_pulse += 1
-            for before, after in itertools.pairwise(pulsing):
-                if before[-1].answer == "error:UNAVAILABLE":
-                    problems.append(
-                        f"{cmd.log_id}: pulsed, answered UNAVAILABLE, pulsed again when sent"
-                        f" again (process {after[0].generation})"
-                    )
-                else:
-                    repulsed_kill += 1  # killed after a pulse, before its result was saved
-            for a in (a for a in cmd.attempts if a.after_answer):
-                assert cmd.answered is not None
-                same = a.answer == cmd.answered.answer and (
-                    a.answer != "ok" or a.body == cmd.answered.body
-                )
-                if a.pulses == 0 and (same or not definitive(a.answer)):
-                    refused += same
-                    continue
-                # Acted again (a pulse, or a fresh answer: the pulse may have gone to a
-                # board that missed it). Known only when the result was never saved
-                # and the process that knew it in memory was killed since.
-                if a.generation > cmd.answered.generation and cmd.log_id in unsaved:
-                    repulsed_unsaved += 1
-                else:
-                    problems.append(
-                        f"{cmd.log_id}: answered {cmd.answered.answer} (process"
-                        f" {cmd.answered.generation}), sent again (process {a.generation}):"
-                        f" answered {a.answer}, {a.pulses} more pulses"
-                    )
-        if unresolved:
-            problems.append(f"{unresolved} commands never got a definitive answer")
-        for gen, board, channel in cmdr.unattributed[:5]:
-            problems.append(f"unasked pulse: board {board} channel {channel} (process {gen})")
-        if len(cmdr.unattributed) > 5:
-            problems.append(f"... {len(cmdr.unattributed)} unasked pulses in all")
-        resent = sum(1 for c in cmdr.commands for a in c.attempts if a.after_answer)
-        f = report.figures
-        f["commands"] = (
-            f"sent {len(cmdr.commands)} (local {sum(c.via == 'local' for c in cmdr.commands)},"
-            f" cloud {sum(c.via == 'cloud' for c in cmdr.commands)}),"
-            f" attempts {sum(len(c.attempts) for c in cmdr.commands)}, acted {acted}"
-        )
-        f["answers"] = ", ".join(f"{k} {v}" for k, v in sorted(answers.items()))
-        f["sent again after answer"] = (
-            f"{resent} sendings, duplicates refused (same answer, no pulse) {refused}"
-        )
-        f["pulses"] = (
-            f"{cmdr.pulses}: unasked {len(cmdr.unattributed)}; two for one command:"
-            f" {retried} retry after an unconfirmed open, {jammed2} LOCK_JAMMED"
-            f" (log door.open_retry {events['door.open_retry']});"
-            f" pulsed then UNAVAILABLE {unavailable_after_pulse}"
-        )
-        f["known open point"] = (
-            f"pulsed again after a kill before the result was saved {repulsed_kill};"
-            f" acted again after an answer whose result could not be saved (disk full)"
-            f" and a kill {repulsed_unsaved}"
-        )
-        report.checks.append(
-            Check(
-                "no pulse unasked, none twice for one command",
-                "FAIL" if problems else "PASS",
-                "; ".join(problems[:8]),
-            )
         )
 
 
