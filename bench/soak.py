@@ -107,7 +107,7 @@ CABINETS = sorted({d.key for d in DOORS})
 
 @dataclass(slots=True)
 class Options:
-    """How long and how hard: ``seconds`` of chaos, then up to ``settle_s`` to heal.
+    """How long and how hard: ``chaos_s`` of chaos, then up to ``settle_s`` to heal.
 
     ``kill_every_s``: (min, max) seconds between SIGKILLs; kills stop after
     ``kill_until`` of the run so the last process lives long enough to measure.
@@ -117,7 +117,7 @@ class Options:
     dir (it is always kept on a FAIL).
     """
 
-    seconds: float = 60.0
+    chaos_s: float = 60.0
     seed: int = 1
     settle_s: float = 90.0
     kill_every_s: tuple[float, float] = (10.0, 40.0)
@@ -142,6 +142,23 @@ def is_subsequence(needle: Sequence[str], haystack: Sequence[str]) -> bool:
     """Whether ``needle`` is ``haystack`` with some items left out (order kept)."""
     it = iter(haystack)
     return all(any(x == y for y in it) for x in needle)
+
+
+class Cycle:
+    """Draws ``items`` in shuffled rounds: each comes once a round, so a short run
+    still meets every fault, in an order the seed decides."""
+
+    def __init__(self, rng: random.Random, items: Sequence[str]) -> None:
+        self._rng = rng
+        self._items = list(items)
+        self._round: list[str] = []
+
+    def next(self) -> str:
+        """The next item of this round (a new shuffled round when it is used up)."""
+        if not self._round:
+            self._round = self._items[:]
+            self._rng.shuffle(self._round)
+        return self._round.pop()
 
 
 def rss_kb(pid: int) -> int | None:
@@ -407,6 +424,7 @@ class Commander:
         self.pulses = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
+        self.surprises: Counter[str] = Counter()  # exceptions no sending expected
         self._n = 0
 
     # -- the emulator's pulse observer: every pulse has an owner, or it is a lie
@@ -496,6 +514,9 @@ class Commander:
                     body = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return
+        except Exception as exc:  # the soak's own surprise: no answer, and said
+            self.surprises[type(exc).__name__] += 1
+            return
         attempt.body = body
         if resp.status == 200:
             attempt.answer = "ok"
@@ -510,6 +531,9 @@ class Commander:
                 {"id": cmd.ident, "key": cmd.door.key, **cmd.body()}, timeout=COMMAND_TIMEOUT_S
             )
         except (TimeoutError, ConnectionError, RuntimeError, aiohttp.ClientError):
+            return
+        except Exception as exc:  # the soak's own surprise: no answer, and said
+            self.surprises[type(exc).__name__] += 1
             return
         if answer.get("ok"):
             attempt.answer, attempt.body = "ok", answer.get("cabinet")
@@ -703,6 +727,8 @@ class Soak:
         self.session: aiohttp.ClientSession | None = None
         self.commander: Commander | None = None
         self._shuts: dict[DoorRef, asyncio.TimerHandle] = {}
+        self._odd_kinds = Cycle(self.rng, ["not_utf8", "false_gzip", "redirect", "retry_after"])
+        self._harmless = Cycle(self.rng, HARMLESS_RETRY_AFTER)
 
     # -- the physical world
 
@@ -832,9 +858,11 @@ class Soak:
     async def bus_faults(self) -> None:
         """The RS-485 line: corrupt, garbled, lost, late replies, an echoing adapter."""
         bank = self.emulator.bank
-        kinds = ["clean"] * 3 + ["corrupt", "garbage", "drop", "slow", "late", "echo"]
+        kinds = Cycle(
+            self.rng, ["clean"] * 3 + ["corrupt", "garbage", "drop", "slow", "late", "echo"]
+        )
         while self.chaos.is_set():
-            kind = self.rng.choice(kinds)
+            kind = kinds.next()
             if kind == "corrupt":
                 bank.corrupt = self.rng.uniform(0.05, 0.3)
             elif kind == "garbage":
@@ -860,9 +888,11 @@ class Soak:
 
     async def board_faults(self) -> None:
         """Boards go silent and flap (two polls answered, two missed)."""
-        kinds = ["fine"] * 3 + ["silent 1", "flap 1", "flap 0", "silent 0", "silent both"]
+        kinds = Cycle(
+            self.rng, ["fine"] * 3 + ["silent 1", "flap 1", "flap 0", "silent 0", "silent both"]
+        )
         while self.chaos.is_set():
-            kind = self.rng.choice(kinds)
+            kind = kinds.next()
             short = kind in ("silent 0", "silent both")
             if kind.startswith("silent"):
                 for board in BOARDS if kind == "silent both" else (int(kind[-1]),):
@@ -882,9 +912,14 @@ class Soak:
 
     async def cloud_faults(self) -> None:
         """The cloud: down, dropping, 500, slow, odd, websocket cut; fine in between."""
-        kinds = ["fine"] * 4 + ["refused", "dropped", "taken+dropped", "500", "slow", "odd", "cut"]
+        # Odd answers come twice a round: there are four kinds of them.
+        kinds = Cycle(
+            self.rng,
+            ["fine"] * 4
+            + ["refused", "dropped", "taken+dropped", "500", "slow", "odd", "odd", "cut"],
+        )
         while self.chaos.is_set():
-            kind = self.rng.choice(kinds)
+            kind = kinds.next()
             if kind == "refused":
                 self.cloud_up = False
                 await self.cloud.close()
@@ -906,11 +941,11 @@ class Soak:
             await self._phase(1.0, 4.0)
 
     def _odd(self) -> str:
-        kind = self.rng.choice(["not_utf8", "false_gzip", "redirect", "retry_after"])
+        kind = self._odd_kinds.next()
         value = "999999999"
         if kind == "retry_after":
             parking = self.opt.parking and self.parked_until == 0.0 and self.rng.random() < 0.3
-            value = self.rng.choice(PARKING_RETRY_AFTER if parking else HARMLESS_RETRY_AFTER)
+            value = self.rng.choice(PARKING_RETRY_AFTER) if parking else self._harmless.next()
             if parking:  # once a run: the agent honours it up to its cap
                 self.parked_until = time.monotonic() + RETRY_AFTER_MAX_S + 5
             self.cloud.odd_next(kind, 1, retry_after=value)
@@ -940,7 +975,7 @@ class Soak:
         """SIGKILL the agent at random and start it again on the same storage."""
         assert self.session is not None
         low, high = self.opt.kill_every_s
-        until = time.monotonic() + self.opt.seconds * self.opt.kill_until
+        until = time.monotonic() + self.opt.chaos_s * self.opt.kill_until
         while self.chaos.is_set():
             await self._phase(low, high)
             if not self.chaos.is_set() or time.monotonic() > until:
@@ -992,7 +1027,7 @@ class Soak:
                     self.kills,
                 )
             ]
-            await asyncio.sleep(opt.seconds)
+            await asyncio.sleep(opt.chaos_s)
             chaos_s = time.monotonic() - started
             self.chaos.clear()
             self.ended.set()  # every line ends its step, heals, and returns
@@ -1150,6 +1185,8 @@ class Soak:
         )
         report.checks.append(check)
         report.figures.update(figures)
+        if self.commander.surprises:
+            report.figures["soak surprises"] = dict(self.commander.surprises)
 
         # 4: memory
         rss = [kb for _, kb in final_rss]
@@ -1260,6 +1297,14 @@ async def run_soak(options: Options) -> Report:
             options.out(f"work dir kept: {workdir} (agent.log, agent.toml)")
 
 
+async def _main(options: Options) -> Report:
+    """run_soak, cancelled (cleanly: agent killed, tmpfs unmounted) by SIGTERM."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run_soak(options)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: run one soak, print the figures, exit 1 on a FAIL."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1279,7 +1324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     options = Options(
-        seconds=args.seconds,
+        chaos_s=args.seconds,
         seed=args.seed,
         settle_s=args.settle,
         disk=not args.no_disk,
@@ -1288,7 +1333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep=args.keep,
     )
     print(f"chaos soak: {args.seconds:.0f} s, seed {args.seed}", flush=True)
-    report = asyncio.run(run_soak(options))
+    report = asyncio.run(_main(options))
     report.print()
     return 1 if report.failed else 0
 

@@ -30,11 +30,12 @@ def load_soak():
     return module
 
 
-async def soak_passes(seconds: float, seed: int, kill_every_s: tuple[float, float]) -> None:
+async def soak_passes(chaos_s: float, seed: int, kill_every_s: tuple[float, float]) -> None:
+    """Run one soak and assert every check passed (memory aside) and kills happened."""
     soak = load_soak()
     lines: list[str] = []
     options = soak.Options(
-        seconds=seconds,
+        chaos_s=chaos_s,
         seed=seed,
         settle_s=60.0,
         kill_every_s=kill_every_s,
@@ -55,14 +56,14 @@ async def soak_passes(seconds: float, seed: int, kill_every_s: tuple[float, floa
 
 @pytest.mark.timeout(150)
 async def test_soak_briefly():
-    await soak_passes(seconds=20.0, seed=3, kill_every_s=(4.0, 8.0))
+    await soak_passes(chaos_s=20.0, seed=3, kill_every_s=(4.0, 8.0))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("seed", [11, 12])
 async def test_soak_longer(seed):
-    await soak_passes(seconds=180.0, seed=seed, kill_every_s=(8.0, 30.0))
+    await soak_passes(chaos_s=180.0, seed=seed, kill_every_s=(8.0, 30.0))
 
 
 # --- the verdicts themselves, on made-up histories (no process, no time) ---------
@@ -81,6 +82,8 @@ def test_sequences_collapse_and_subsequence():
 
 
 def command(soak, *attempts, answered=None, via="cloud"):
+    """A command for door 0/front with these attempts; ``answered``: the index of
+    its first definitive answer."""
     cmd = soak.Command("c-1", via, soak.DOORS[0])
     cmd.attempts = [soak.Attempt(*a) for a in attempts]
     if answered is not None:
@@ -89,6 +92,7 @@ def command(soak, *attempts, answered=None, via="cloud"):
 
 
 def judge(soak, *commands, unattributed=(), unsaved=()):
+    """judge_pulses on made-up commands; every pulse counted once."""
     pulses = sum(a.pulses for c in commands for a in c.attempts) + len(unattributed)
     check, figures = soak.judge_pulses(commands, unattributed, pulses, set(unsaved), Counter())
     return check, figures

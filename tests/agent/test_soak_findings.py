@@ -86,6 +86,7 @@ class _FullDisk:
         self._db = db
 
     def execute(self, sql: str, *args: Any) -> Any:
+        """Reads go through; anything that would write fails."""
         if sql.lstrip().split()[0].upper() in ("SELECT", "PRAGMA"):
             return self._db.execute(sql, *args)
         raise sqlite3.OperationalError("database or disk is full")
