@@ -367,6 +367,7 @@ class Attempt:
     answer: str = "none"  # "ok", "error:<TYPE>", "none" (no answer: timeout, reset, kill)
     body: Any = None
     pulses: int = 0
+    opened: bool = False  # the door really opened while this sending was in flight
 
 
 @dataclass(slots=True)
@@ -438,6 +439,12 @@ class Commander:
             self.unattributed.append((self.agent.generation, board, channel))
             return
         owner.attempts[-1].pulses += 1
+
+    def on_open(self, door: DoorRef) -> None:
+        """The emulator saw ``door`` open: note it on the sending in flight there."""
+        owner = self.busy.get(door.key)
+        if owner is not None and owner.door == door and owner.attempts:
+            owner.attempts[-1].opened = True
 
     # -- sending
 
@@ -611,12 +618,17 @@ def judge_pulses(
     problems: list[str] = []
     answers: Counter[str] = Counter()
     acted = retried = jammed2 = refused = repulsed_kill = repulsed_unsaved = 0
+    jammed_open = 0  # LOCK_JAMMED answers for a door that did open (the agent missed it)
     unavailable_after_pulse = unresolved = 0
     for cmd in commands:
         if cmd.answered is None:
             unresolved += 1
         else:
             answers[cmd.answered.answer] += 1
+            if cmd.answered.answer == "error:LOCK_JAMMED" and any(
+                a.opened for a in cmd.attempts if not a.after_answer
+            ):
+                jammed_open += 1
         executions: list[list[Attempt]] = []
         for a in (a for a in cmd.attempts if not a.after_answer):
             last = executions[-1][-1] if executions else None
@@ -684,6 +696,7 @@ def judge_pulses(
     f["pulses"] = (
         f"{pulses}: unasked {len(unattributed)}; two for one command:"
         f" {retried} retry after an unconfirmed open, {jammed2} LOCK_JAMMED"
+        f" ({jammed_open} of all LOCK_JAMMED answers were for a door that did open)"
         f" (log door.open_retry {events['door.open_retry']});"
         f" pulsed then UNAVAILABLE {unavailable_after_pulse}"
     )
@@ -738,6 +751,8 @@ class Soak:
                 state = "closed" if self.emulator.feedback_closed(board, channel) else "open"
                 if self.true[door][-1] != state:
                     self.true[door].append(state)
+                    if state == "open" and self.commander is not None:
+                        self.commander.on_open(door)
 
     def _pulsed(self, board: int, channel: int) -> None:
         assert self.commander is not None
