@@ -38,6 +38,9 @@ FEEDBACK_PATH = "/api/lockers/cabinet/status"
 COMMANDS_PATH = "/api/lockers/commands"
 SPEC_PATH = Path(__file__).parent / "spec" / "synq-lockers-api.yaml"
 
+REDIRECTED_PATH = "/_sim/redirected"  # where an odd "redirect" answer points
+ODD_KINDS = ("not_utf8", "false_gzip", "redirect", "retry_after")
+
 Predicate = Callable[[dict[str, Any]], bool]
 
 
@@ -119,6 +122,12 @@ class _Failure:
 
 
 @dataclass(slots=True)
+class _Odd:
+    kind: str
+    retry_after: str
+
+
+@dataclass(slots=True)
 class _Waiter:
     ws: web.WebSocketResponse
     future: asyncio.Future[dict[str, Any]]
@@ -139,7 +148,13 @@ class FakeCloud:
         # Seconds to stall before answering each feedback request. NOTE: not
         # delay_s, unlike the rest of the simulator: the agent's tests set it.
         self.delay = 0.0
+        # Seconds to hold each answer back *after* the body was taken and recorded:
+        # a slow cloud whose late answer a client may give up on (it then resends).
+        self.answer_delay_s = 0.0
         self._failures: list[_Failure] = []
+        self._odd: list[_Odd] = []
+        # Requests that followed a redirect: {"method", "api_key_sent"}; never any.
+        self.redirected: list[dict[str, Any]] = []
         self._drops: list[bool] = []  # one per connection to drop: after processing?
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -163,6 +178,7 @@ class FakeCloud:
         app = web.Application()
         app.router.add_post(FEEDBACK_PATH, self._feedback)
         app.router.add_get("/_sim/feedback", self._list)
+        app.router.add_route("*", REDIRECTED_PATH, self._redirected)
         app.router.add_get(COMMANDS_PATH, self._commands)
         # Open websockets would hold the shutdown up: close them once the site stops listening.
         app.on_shutdown.append(self._shutdown_agents)
@@ -292,11 +308,32 @@ class FakeCloud:
         """
         self._drops.extend(after_processing for _ in range(count))
 
+    def odd_next(self, kind: str, count: int = 1, *, retry_after: str = "999999999") -> None:
+        """Answer the next ``count`` feedback requests oddly (``kind`` in :data:`ODD_KINDS`):
+
+        - ``not_utf8``: the body is taken and recorded; the answer is a 200 whose
+          body is not UTF-8;
+        - ``false_gzip``: taken and recorded; a 200 claiming ``Content-Encoding:
+          gzip`` over bytes that are not gzip;
+        - ``redirect``: not taken; a 307 to :data:`REDIRECTED_PATH` (a client that
+          follows it shows up in :attr:`redirected`, api-key and all);
+        - ``retry_after``: not taken; a 503 with ``Retry-After: <retry_after>``, the
+          raw header value (absurd ones: ``"999999999"``, ``"-5"``, ``"soon"``, a date
+          in the year 9999).
+
+        ValueError for an unknown kind. Drops and failures queued before go first.
+        """
+        if kind not in ODD_KINDS:
+            raise ValueError(f"odd answer {kind!r} is not one of {ODD_KINDS}")
+        self._odd.extend(_Odd(kind, retry_after) for _ in range(count))
+
     def heal(self) -> None:
-        """Forget every injected failure and drop still queued."""
+        """Forget every injected failure, drop and odd answer still queued, and delays."""
         self._failures.clear()
         self._drops.clear()
+        self._odd.clear()
         self.delay = 0.0
+        self.answer_delay_s = 0.0
 
     # -- observation --------------------------------------------------------
 
@@ -394,11 +431,50 @@ class FakeCloud:
         if drop_after is None and self._failures:
             failure = self._failures.pop(0)
             return await self._fail(request, failure)
+        odd = self._odd.pop(0) if drop_after is None and self._odd else None
+        if odd is not None and odd.kind in ("redirect", "retry_after"):
+            return self._odd_refusal(odd)
 
         response = await self._process(request)
         if drop_after:
             return self._drop(request)
+        if odd is not None and response.status == 200:
+            response = self._odd_acceptance(odd)
+        if self.answer_delay_s > 0:
+            await asyncio.sleep(self.answer_delay_s)
         return response
+
+    def _odd_refusal(self, odd: _Odd) -> web.Response:
+        """A feedback request not taken: a redirect, or a 503 with an absurd Retry-After."""
+        log.info("fake cloud odd answer", kind=odd.kind, retry_after=odd.retry_after)
+        if odd.kind == "redirect":
+            location = self.url + REDIRECTED_PATH
+            return web.Response(status=307, headers={"Location": location}, text="moved")
+        return web.json_response(
+            {"message": "Service unavailable"},
+            status=503,
+            headers={"Retry-After": odd.retry_after},
+        )
+
+    def _odd_acceptance(self, odd: _Odd) -> web.Response:
+        """A 200 for a body already taken, whose own body a client cannot decode."""
+        log.info("fake cloud odd answer", kind=odd.kind)
+        if odd.kind == "not_utf8":
+            return web.Response(
+                status=200, body=b"\xff\xfe\x00\xc3(not utf-8", content_type="text/plain"
+            )
+        return web.Response(
+            status=200,
+            body=b"this is not gzip at all",
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    async def _redirected(self, request: web.Request) -> web.Response:
+        self.redirected.append(
+            {"method": request.method, "api_key_sent": "api-key" in request.headers}
+        )
+        log.warning("fake cloud: a client followed a redirect", method=request.method)
+        return web.json_response({"message": "you should not be here"}, status=418)
 
     async def _process(self, request: web.Request) -> web.Response:
         now = time.time()

@@ -35,15 +35,18 @@ class KerongBoardEmulator:
     ``reply_delay_s`` (the boards answer that much later; an echo does not wait),
     ``auto_shut_after_s`` (a simulated person shuts a door that long after it
     opened; None: never), :attr:`echo`, ``baud`` (the speed the boards are set to:
-    a host whose port is at another speed gets no answer; None: any); the other byte
-    faults (garbage, corrupt, twins) are on :attr:`bank`. ``on_change(board,
-    channel)`` is called after any change of a channel's physical state.
+    a host whose port is at another speed gets no answer; None: any); the other faults
+    (garbage, corrupt, drop, twins, offline and flapping boards) are on :attr:`bank`.
+    Replies leave in the order the requests came, as on one wire, even when
+    ``reply_delay_s`` shrinks between two of them. ``on_change(board, channel)`` is
+    called after any change of a channel's physical state.
     """
 
     # Slots: setting a renamed knob (``reply_delay``) raises instead of doing nothing.
     __slots__ = (
         "_auto_shut",
         "_frame_waiters",
+        "_last_reply_at",
         "_loop",
         "_master",
         "_pending",
@@ -77,6 +80,7 @@ class KerongBoardEmulator:
         self._pending: set[asyncio.TimerHandle] = set()
         self._auto_shut: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self._frame_waiters: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._last_reply_at = 0.0  # loop time the latest scheduled reply goes out
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -266,17 +270,28 @@ class KerongBoardEmulator:
             self._reply(out)
 
     def _reply(self, data: bytes) -> None:
-        if self.reply_delay_s > 0 and self._loop is not None:
-            handle: asyncio.TimerHandle
-
-            def send() -> None:
-                self._pending.discard(handle)
-                self._write(data)
-
-            handle = self._loop.call_later(self.reply_delay_s, send)
-            self._pending.add(handle)
-        else:
+        loop = self._loop
+        if loop is None:
             self._write(data)
+            return
+        # Never before an earlier reply still waiting: one wire, one order (strictly
+        # later: timers due at the same instant run in no promised order).
+        now = loop.time()
+        at = now + self.reply_delay_s
+        if self._pending:
+            at = max(at, self._last_reply_at + 1e-6)
+        if at <= now:
+            self._write(data)
+            return
+        self._last_reply_at = at
+        handle: asyncio.TimerHandle
+
+        def send() -> None:
+            self._pending.discard(handle)
+            self._write(data)
+
+        handle = loop.call_at(at, send)
+        self._pending.add(handle)
 
     def _write(self, data: bytes) -> None:
         if self._master is None:

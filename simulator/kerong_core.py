@@ -31,6 +31,7 @@ REQUEST_COMMANDS = frozenset(
 MAX_GARBAGE = 12  # the most noise bytes one garbage burst puts on the line
 
 ChangeCallback = Callable[[int, int], None]
+PulseCallback = Callable[[int, int], None]
 
 
 @dataclass(slots=True)
@@ -73,28 +74,38 @@ class KerongBank:
       one bit of the replies is flipped;
     - :attr:`twins`: boards with a second board set to the same address (left on the
       factory address): every reply of theirs comes twice.
+    - :attr:`drop`: probability (0.0-1.0), per :meth:`feed` with a reply, that the
+      replies are lost on the line (the boards did act: a pulse still pulses);
+    - :attr:`flapping`: boards that answer some requests and miss others, set
+      through :meth:`set_flapping` (a loose connector, a failing supply).
 
     Observation: :attr:`received` (every request frame, in order),
     :attr:`unlocked` (every pulse a board acted on, ``(board, channel)``, channel
     0 for unlock-all), :attr:`status_reads` (0x30
-    requests each board answered), :attr:`faults` (how many ``"garbage"`` bursts
-    and ``"corrupted"`` replies went out) and ``on_change(board, channel)``,
-    called after any change of a channel's physical state.
+    requests each board answered), :attr:`faults` (how many ``"garbage"`` bursts,
+    ``"corrupted"`` and ``"dropped"`` replies went out and how many requests a
+    flapping board ``"missed"``), ``on_change(board, channel)``, called after
+    any change of a channel's physical state, and ``on_pulse(board, channel)``,
+    called for each pulse a board acts on, before the latch moves.
     """
 
     # Slots: a misspelt or renamed knob (``dead``, ``reply_delay``) is an
     # AttributeError, not a silently ignored new attribute.
     __slots__ = (
         "_channels",
+        "_flap_seen",
         "_parser",
         "corrupt",
+        "drop",
         "echo",
         "faults",
+        "flapping",
         "garbage",
         "has_items",
         "locked_bit",
         "offline",
         "on_change",
+        "on_pulse",
         "received",
         "rng",
         "status_reads",
@@ -124,12 +135,17 @@ class KerongBank:
         self.garbage = 0.0
         self.corrupt = 0.0
         self.twins: set[int] = set()
+        self.drop = 0.0
+        # board -> (requests answered, requests missed), repeating; see set_flapping.
+        self.flapping: dict[int, tuple[int, int]] = {}
+        self._flap_seen: Counter[int] = Counter()
         self.rng = random.Random(seed)
         self.received: list[bytes] = []
         self.unlocked: list[tuple[int, int]] = []
         self.status_reads: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
         self.on_change: ChangeCallback | None = None
+        self.on_pulse: PulseCallback | None = None
         self._parser = codec.FrameParser()
 
     @property
@@ -146,7 +162,8 @@ class KerongBank:
         request (noise, a wrong SUM) are dropped and the parser resynchronises
         on the next STX. Out comes, in order: the echo (if :attr:`echo`), a
         garbage burst (see :attr:`garbage`), then every reply of the requests
-        completed by ``data`` (``b""`` when nobody answers).
+        completed by ``data`` (``b""`` when nobody answers, or when the line
+        lost them: see :attr:`drop`).
         """
         out = bytearray(data if self.echo else b"")
         if self.garbage and self.rng.random() < self.garbage:
@@ -157,6 +174,9 @@ class KerongBank:
         reply = b"".join(self._answer(frame) for frame in self._parser.feed(data))
         if self._parser.dropped != dropped:
             log.debug("kerong bank dropped garbage", count=self._parser.dropped - dropped)
+        if reply and self.drop and self.rng.random() < self.drop:
+            reply = b""
+            self.faults["dropped"] += 1
         if reply and self.corrupt and self.rng.random() < self.corrupt:
             i = self.rng.randrange(len(reply))
             bit = 1 << self.rng.randrange(8)
@@ -219,6 +239,21 @@ class KerongBank:
             self.offline.discard(board)
         log.info("kerong board online changed", board=board, online=not offline)
 
+    def set_flapping(self, board: int, answer: int | None = 2, miss: int = 2) -> None:
+        """``board`` answers ``answer`` requests addressed to it, then misses ``miss``
+        (ignores them as an offline board would: no reply, no pulse), and so on;
+        ``answer=None`` makes it steady again. ValueError if not in the bank or for
+        counts below 1."""
+        self._board(board)
+        self._flap_seen.pop(board, None)
+        if answer is None:
+            self.flapping.pop(board, None)
+        elif answer < 1 or miss < 1:
+            raise ValueError("a flapping board answers and misses at least 1 request each")
+        else:
+            self.flapping[board] = (answer, miss)
+        log.info("kerong board flapping changed", board=board, flapping=self.flapping.get(board))
+
     def is_online(self, board: int) -> bool:
         """Whether ``board`` answers the line. ValueError if not in the bank."""
         self._board(board)
@@ -232,10 +267,12 @@ class KerongBank:
             "echo": self.echo,
             "garbage": self.garbage,
             "corrupt": self.corrupt,
+            "drop": self.drop,
             "boards": [
                 {
                     "board": board,
                     "online": board not in self.offline,
+                    "flapping": list(self.flapping[board]) if board in self.flapping else None,
                     "channels": [
                         {"channel": i + 1, "closed": ch.closed, **asdict(ch)}
                         for i, ch in enumerate(channels)
@@ -279,6 +316,24 @@ class KerongBank:
         if not self._channel(board, channel).jammed:
             self._set(board, channel, latched=False, door_open=True)
 
+    def _misses(self, board: int) -> bool:
+        """Whether a flapping board misses this request addressed to it."""
+        cycle = self.flapping.get(board)
+        if cycle is None:
+            return False
+        answer, miss = cycle
+        seen = self._flap_seen[board]
+        self._flap_seen[board] = seen + 1
+        return seen % (answer + miss) >= answer
+
+    def _pulsed(self, board: int, channel: int) -> None:
+        if self.on_pulse is not None:
+            try:
+                self.on_pulse(board, channel)
+            except Exception:
+                # An observer's bug must not take the boards down.
+                log.exception("on_pulse observer failed", board=board, channel=channel)
+
     def _answer(self, frame: codec.Frame) -> bytes:
         """What the bank sends back for one well-formed frame (often nothing)."""
         if frame.cmd not in REQUEST_COMMANDS:
@@ -296,16 +351,21 @@ class KerongBank:
         board = frame.board
         if board not in self._channels or board in self.offline:
             return b""  # nobody with that address on the bus: silence
+        if self._misses(board):
+            self.faults["missed"] += 1
+            return b""
         if frame.cmd == codec.CMD_STATUS:
             self.status_reads[board] += 1
             return self.status_reply(board) * (2 if board in self.twins else 1)
         if frame.cmd == codec.CMD_UNLOCK:
             log.info("kerong unlock pulse", board=board, channel=frame.channel)
             self.unlocked.append((board, frame.channel))
+            self._pulsed(board, frame.channel)
             self._unlock(board, frame.channel)
         elif frame.cmd == codec.CMD_UNLOCK_ALL:
             log.info("kerong unlock-all pulse", board=board)
             self.unlocked.append((board, 0))
+            self._pulsed(board, 0)
             for channel in range(1, codec.CHANNELS + 1):
                 self._unlock(board, channel)
         return b""

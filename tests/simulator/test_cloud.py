@@ -162,3 +162,59 @@ def test_spec_copy_matches_shared():
     if not shared.exists():
         pytest.skip("shared spec not present")
     assert copy.read_bytes() == shared.read_bytes()
+
+
+async def raw_post(session, cloud, body):
+    async with session.post(
+        cloud.url + FEEDBACK_PATH,
+        json=body,
+        headers={"api-key": KEY},
+        allow_redirects=False,
+        auto_decompress=False,
+    ) as resp:
+        return resp.status, resp.headers, await resp.read()
+
+
+async def test_odd_acceptances_are_recorded_and_undecodable(cloud, session):
+    cloud.odd_next("not_utf8")
+    cloud.odd_next("false_gzip")
+    status, _, body = await raw_post(session, cloud, GOOD)
+    assert status == 200
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    status, headers, body = await raw_post(session, cloud, GOOD)
+    assert (status, headers["Content-Encoding"]) == (200, "gzip")
+    assert not body.startswith(b"\x1f\x8b")  # no gzip magic: a liar
+    assert len(cloud.received) == 2
+
+
+async def test_odd_refusals_are_not_recorded(cloud, session):
+    cloud.odd_next("redirect")
+    cloud.odd_next("retry_after", 2, retry_after="soon")
+    status, headers, _ = await raw_post(session, cloud, GOOD)
+    assert status == 307 and headers["Location"].endswith("/_sim/redirected")
+    for _ in range(2):
+        status, headers, _ = await raw_post(session, cloud, GOOD)
+        assert (status, headers["Retry-After"]) == (503, "soon")
+    assert cloud.received == [] and cloud.redirected == []
+    async with session.post(cloud.url + "/_sim/redirected", headers={"api-key": KEY}):
+        pass
+    assert cloud.redirected == [{"method": "POST", "api_key_sent": True}]
+    with pytest.raises(ValueError):
+        cloud.odd_next("teapot")
+    cloud.odd_next("redirect")
+    cloud.heal()
+    assert (await raw_post(session, cloud, GOOD))[0] == 200
+
+
+async def test_answer_delay_records_first_then_answers_late(cloud, session):
+    cloud.answer_delay_s = 0.3
+    short = aiohttp.ClientTimeout(total=0.1)
+    with pytest.raises(TimeoutError):
+        async with session.post(
+            cloud.url + FEEDBACK_PATH, json=GOOD, headers={"api-key": KEY}, timeout=short
+        ):
+            pass
+    assert len(cloud.received) == 1  # taken at once; only the answer was slow
+    cloud.heal()
+    assert cloud.answer_delay_s == 0.0

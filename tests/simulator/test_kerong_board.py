@@ -184,6 +184,16 @@ async def test_reply_delay_still_answers(emu, port):
     assert time.monotonic() - started >= 0.05
 
 
+async def test_replies_keep_their_order_when_the_delay_shrinks(emu, port):
+    emu.reply_delay_s = 0.2
+    await asyncio.to_thread(port.write, STATUS_B0)
+    await emu.wait_for_frame(STATUS_B0, WAIT)
+    emu.force_open(0, 1)
+    emu.reply_delay_s = 0.0  # the second reply may not overtake the first on the wire
+    data = await transact(port, STATUS_B0, 18)
+    assert data == ALL_CLOSED_B0 + frame_for(0, closed_1=False)
+
+
 async def test_offline_and_unknown_boards_stay_silent(emu, port):
     emu.set_offline(1)
     # Silent boards first, then board 0: if either answered, its reply would come first.

@@ -114,6 +114,40 @@ def test_garbage_and_corruption_are_counted_and_seeded():
                 assert frame.raw == ALL_CLOSED_B0
 
 
+def test_dropped_replies_are_lost_but_the_boards_still_act():
+    bank = KerongBank([0], seed=3)
+    bank.drop = 1.0
+    pulsed = []
+    bank.on_pulse = lambda board, channel: pulsed.append((board, channel, bank.state(0, 6).latched))
+    assert bank.feed(STATUS_B0 + UNLOCK_B0_CH6) == b""
+    assert bank.faults["dropped"] == 1
+    assert bank.status_reads == {0: 1}  # answered; the line lost it
+    assert pulsed == [(0, 6, True)]  # told before the latch moved
+    assert not bank.state(0, 6).latched
+    bank.drop = 0.5
+    outs = [bank.feed(STATUS_B0) for _ in range(100)]
+    assert 20 < outs.count(b"") < 80
+
+
+def test_a_flapping_board_answers_two_then_misses_two():
+    bank = KerongBank([0, 1])
+    bank.set_flapping(1, answer=2, miss=2)
+    answered = [bank.feed(STATUS_B1) != b"" for _ in range(8)]
+    assert answered == [True, True, False, False] * 2
+    assert bank.faults["missed"] == 4
+    assert all(bank.feed(STATUS_B0) for _ in range(4))  # the other board is steady
+    bank.feed(STATUS_B1 + STATUS_B1)  # two answered, then a pulse in a miss: nothing moves
+    bank.feed(codec.unlock_request(1, 1))
+    assert bank.unlocked == [] and bank.state(1, 1).latched
+    assert json.loads(json.dumps(bank.snapshot()))["boards"][1]["flapping"] == [2, 2]
+    bank.set_flapping(1, None)
+    assert all(bank.feed(STATUS_B1) for _ in range(6))
+    with pytest.raises(ValueError):
+        bank.set_flapping(1, answer=0)
+    with pytest.raises(ValueError):
+        bank.set_flapping(2)
+
+
 def test_no_faults_by_default():
     bank = KerongBank([0])
     assert all(bank.feed(STATUS_B0) == ALL_CLOSED_B0 for _ in range(100))
@@ -136,3 +170,14 @@ def test_snapshot_is_json_and_bad_arguments_raise():
         bank.shut_door(1, 0)
     with pytest.raises(AttributeError):
         bank.dead = {1}  # knobs are slots: an old name is an error, not a no-op
+
+
+def test_an_observer_error_does_not_stop_a_pulse():
+    bank = KerongBank([0])
+
+    def broken(board: int, channel: int) -> None:
+        raise RuntimeError("observer bug")
+
+    bank.on_pulse = broken
+    bank.feed(UNLOCK_ALL_B0)
+    assert bank.unlocked == [(0, 0)] and not bank.state(0, 16).latched
