@@ -172,7 +172,7 @@ class Admission:
             self._check_origin(request)
         if request.path != "/healthz":
             self._check_token(request, acts)
-        if acts:
+        if acts and request.match_info.http_exception is None:  # a route that acts
             _check_json_body(request)
 
     def _check_host(self, request: web.Request) -> None:
@@ -222,10 +222,10 @@ class Admission:
 
 
 def _check_json_body(request: web.Request) -> None:
-    """The body of a request that acts is ``application/json``, which no HTML form can
-    send. A request without a body (``POST open-all``) may declare another type or
-    none, but never a form's, even empty."""
+    """A request that acts declares ``Content-Type: application/json`` (DESIGN.md's
+    contract), which no HTML form can send without a preflight: also when it has
+    no body (``POST open-all``)."""
     media = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    if media == "application/json" or (not request.body_exists and media not in _FORMS):
+    if media == "application/json":
         return
     raise HttpProblem(415, "a request that acts sends Content-Type: application/json")

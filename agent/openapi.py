@@ -217,7 +217,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "openAll",
                 "summary": "Technicians: open every enabled cabinet, one power slot at a time",
                 "security": _ACT_AUTH,
-                "requestBody": {"required": False, "content": _json(_schema("OpenAll"))},
+                "requestBody": {"required": True, "content": _json(_schema("OpenAll"))},
                 "responses": _responses(
                     {
                         "description": "each cabinet's outcome, by key",

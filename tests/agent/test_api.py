@@ -158,7 +158,7 @@ async def test_idempotency_key_acts_once(http, actuator, locker):
 
 
 async def test_open_all(http, actuator):
-    async with http.post("/api/lockers/open-all") as resp:
+    async with http.post("/api/lockers/open-all", json={}) as resp:
         assert resp.status == 200
         results = await resp.json()
     assert [r["key"] for r in results] == list(range(6))

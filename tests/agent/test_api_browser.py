@@ -128,9 +128,12 @@ async def test_an_empty_form_cannot_open_all(api, actuator, content_type):
     assert actuator.pulses == []
 
 
-async def test_open_all_without_a_body_needs_no_type(api, actuator):
-    # curl -X POST -H 'Authorization: Bearer ...' .../open-all
-    status, results = await call(api.port, "POST", "/api/lockers/open-all", BEARER)
+async def test_open_all_without_a_body_still_says_json(api, actuator):
+    # DESIGN.md: a request that acts carries Content-Type: application/json, else 415.
+    status, _ = await call(api.port, "POST", "/api/lockers/open-all", BEARER)
+    assert status == 415 and actuator.pulses == []
+    json_type = BEARER | {"Content-Type": "application/json"}
+    status, results = await call(api.port, "POST", "/api/lockers/open-all", json_type)
     assert status == 200 and all(r["ok"] for r in results)
 
 

@@ -265,7 +265,7 @@ async def test_a_flood_of_opens_pulses_a_lock_only_as_often_as_it_may(serve, act
         answers = await asyncio.gather(*(open_3() for _ in range(30)))
         async with http.put("/api/lockers/cabinets/4", json={"command": "open"}) as resp:
             assert resp.status == 200  # another lock is not held back
-        async with http.post("/api/lockers/open-all") as resp:
+        async with http.post("/api/lockers/open-all", json={}) as resp:
             assert resp.status == 429  # it would pulse cabinet 3 again
     statuses = sorted(status for status, _, _ in answers)
     assert statuses == [200] * 2 + [429] * 28

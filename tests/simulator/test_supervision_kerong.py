@@ -68,7 +68,7 @@ async def test_rear_opened_while_front_open(sim, http):
 async def test_open_all_staggers_the_pulses(sim, http):
     popped = {}
     sim.boards.on_change = lambda board, ch: popped.setdefault((board, ch), time.monotonic())
-    async with http.post("/api/lockers/open-all") as resp:
+    async with http.post("/api/lockers/open-all", json={}) as resp:
         assert resp.status == 200
         results = await resp.json()
     assert len(results) == 16 and all(r["ok"] for r in results)
