@@ -239,9 +239,10 @@ class LocalApi:
         given = request.headers.get("Idempotency-Key")
         if given is not None and not 0 < len(given) <= MAX_ID_LENGTH:
             raise Invalid(f"Idempotency-Key is 1 to {MAX_ID_LENGTH} characters")
-        self._admission.take([key])
         # Own namespace: a local key never collides with a cloud command id.
         command_id = None if given is None else f"local:{given}"
+        if command_id is None or not self._locker.knows_command(command_id):
+            self._admission.take([key])  # a repeat answers without acting: not limited
         return web.json_response(await self._locker.command(key, command, command_id))
 
     async def _open_all(self, request: web.Request) -> web.Response:

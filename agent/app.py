@@ -120,9 +120,20 @@ class Agent:
         )
 
     def _details(self) -> dict[str, Any]:
-        """Figures for /healthz beside the reasons: the outbox, and storage notices."""
+        """Figures for /healthz beside the reasons: the version, active alarms, the outbox,
+        and storage notices."""
         notices = [n for n in (self.outbox.notice, self.store.notice) if n]
-        return {"outbox": self.outbox.stats(), "notices": notices}
+        alarms = [
+            {"key": c.key, "type": alarm, "side": side}
+            for c in self.locker.cabinets.values()
+            for alarm, side in sorted(c.alarms)
+        ]
+        return {
+            "version": __version__,
+            "alarms": alarms,
+            "outbox": self.outbox.stats(),
+            "notices": notices,
+        }
 
     async def start(self) -> None:
         """Start every part in order; READY=1 once the start-up snapshot is queued.

@@ -77,13 +77,13 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the agent in the foreground until SIGTERM/SIGINT")
-    run.add_argument("--config", required=True, help="the TOML config file")
+    _config_file(run)
     check = sub.add_parser(
         "check-config", help="validate a config file, build its drivers dry, summarise it"
     )
-    check.add_argument("file")
+    _config_file(check)
     box = sub.add_parser("outbox", help="list the feedback waiting for the cloud, and dead rows")
-    box.add_argument("--config", required=True, help="the TOML config file")
+    _config_file(box)
     box.add_argument("--limit", type=int, default=100, help="rows of each kind to list")
     doctor = sub.add_parser(
         "doctor", help="technicians: check the config, secrets, ports, boards, cloud, clock, disk"
@@ -107,6 +107,19 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
             continue
         command.add_arguments(sub.add_parser(name, help=command.help))
     return parser
+
+
+def _config_file(parser: argparse.ArgumentParser) -> None:
+    """The config file, as ``FILE`` or ``--config FILE`` (either, on every command)."""
+    parser.add_argument("file", nargs="?", help="the TOML config file")
+    parser.add_argument("--config", dest="config_flag", metavar="FILE", help="the same")
+
+
+def _config_path(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    given = [p for p in (getattr(args, "file", None), getattr(args, "config_flag", None)) if p]
+    if len(given) != 1:
+        parser.error(f"{args.cmd}: give the config file once, as FILE or --config FILE")
+    return given[0]
 
 
 def _load_or_report(path: str) -> Config | None:
@@ -199,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check-config":
-        return _check_config(args.file)
+        return _check_config(_config_path(parser, args))
     if args.cmd == "config":
         from agent import config_schema
 
@@ -214,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor.main(args)
 
     if args.cmd == "outbox":
-        config = _load_or_report(args.config)
+        config = _load_or_report(_config_path(parser, args))
         if config is None:
             return EX_CONFIG
         log.configure(level="warning")
@@ -222,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log.configure(level=args.log_level)
     if args.cmd == "run":
-        return _run(args.config)
+        return _run(_config_path(parser, args))
     if command is not None:
         try:
             return int(command.main(args))

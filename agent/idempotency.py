@@ -115,6 +115,16 @@ class CommandLog:
         future.set_result(result)
         return result
 
+    def knows(self, command_id: str) -> bool:
+        """Whether ``command_id`` ran or runs: a repeat answers without acting (so it
+        need not count against a rate limit). False when the log cannot be read."""
+        if command_id in self._running or command_id in self._unsaved:
+            return True
+        try:
+            return self._store.command(command_id) is not None
+        except StoreError:
+            return False
+
     def _remembered(self, command_id: str) -> Result | None:
         """The record of ``command_id``; ``Unavailable`` when it cannot be read (acting
         without knowing could act twice)."""

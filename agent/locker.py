@@ -190,6 +190,10 @@ class Locker:
         fingerprint = f"{key}:{cmd.model_dump_json()}"
         return await self._commands.run(command_id, act, fingerprint)
 
+    def knows_command(self, command_id: str) -> bool:
+        """Whether a command with this (namespaced) id ran or runs (see ``CommandLog``)."""
+        return self._commands.knows(command_id)
+
     async def execute(self, key: int, cmd: CabinetCommand) -> Cabinet:
         """Carry out one command; raises ``NotFound``, ``Conflict``, ``Unavailable``,
         ``Jammed``, ``Obstructed``."""

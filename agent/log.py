@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
@@ -118,6 +119,16 @@ def _kind(record: logging.LogRecord) -> Hashable:
     return (record.name, record.levelno, event, getattr(exc, "__name__", None))
 
 
+# stdlib level -> syslog priority (sd-daemon(3)): err 3, warning 4, info 6, debug 7.
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
 class _Handler(logging.Handler):
     """Writes formatted lines to ``stream`` (``sys.stderr`` as it is at each write
     when None), warnings and errors through a ``RepeatLimiter``."""
@@ -126,6 +137,9 @@ class _Handler(logging.Handler):
         super().__init__()
         self._stream = stream
         self.limiter = limiter
+        # Under systemd, stderr goes to journald, which reads a "<N>" prefix as the
+        # line's priority (SyslogLevelPrefix=yes): `journalctl -p warning` then works.
+        self._journald = stream is None and bool(os.environ.get("JOURNAL_STREAM"))
 
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
         if record.levelno < logging.WARNING:
@@ -137,6 +151,8 @@ class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
+            if self._journald:
+                line = f"<{_PRIORITY.get(record.levelno, 6)}>{line}"
             stream = self._stream or sys.stderr
             stream.write(line + "\n")
             stream.flush()

@@ -63,6 +63,8 @@ class Health(BaseModel):
 
     status: Literal["ok", "degraded"]
     reasons: list[str]
+    version: str | None = None
+    alarms: list[dict[str, Any]] | None = None  # {"key", "type", "side"}: active alarms
 
 
 class OpenAllResult(BaseModel):

@@ -390,9 +390,13 @@ class Command:
         return {"command": "open", "rearload": self.door.side == "rear"}
 
 
+# Answers the agent gives without acting and does not remember: a moment, not a result.
+MOMENTS = frozenset({"none", "error:UNAVAILABLE", "error:TOO_MANY_REQUESTS"})
+
+
 def definitive(answer: str) -> bool:
-    """An answer the agent remembers: not "none" and not UNAVAILABLE (a moment)."""
-    return answer != "none" and answer != "error:UNAVAILABLE"
+    """An answer the agent remembers: not "none", UNAVAILABLE or a 429 (moments)."""
+    return answer not in MOMENTS
 
 
 class Commander:

@@ -297,3 +297,17 @@ async def test_the_rate_refills_with_time(serve, actuator):
         now[0] = 10.0
         assert await open_(1) == (200, None)
     assert actuator.pulses == [(1, "front"), (2, "front"), (1, "front")]
+
+
+async def test_a_repeat_of_an_answered_key_is_not_rate_limited(serve, actuator):
+    """A client retrying an Idempotency-Key gets its first answer, not a 429."""
+    api = await serve()
+    headers = {"Authorization": "Bearer " + TOKEN, "Idempotency-Key": "retry-me"}
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{api.port}/api/lockers/cabinets/4"
+        statuses = []
+        for _ in range(8):  # past the cabinet's burst of three
+            async with http.put(url, json={"command": "open"}, headers=headers) as resp:
+                statuses.append(resp.status)
+    assert statuses == [200] * 8
+    assert actuator.pulses == [(4, "front")]

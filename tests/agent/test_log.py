@@ -205,3 +205,25 @@ def test_the_limiter_forgets_the_oldest_kind_past_its_bound():
     for kind in ("a", "a", "b"):
         limiter.admit(kind)
     assert limiter.admit("c") == (True, [("a", 1)])
+
+
+def test_under_journald_each_line_carries_its_priority():
+    """JOURNAL_STREAM set (systemd's stderr to journald): a "<N>" prefix per line, so
+    `journalctl -p warning` picks out warnings and errors."""
+    import subprocess
+    import sys
+
+    script = (
+        "from agent import log\n"
+        "import structlog\n"
+        "log.configure(json=True)\n"
+        "structlog.get_logger('t').info('fine')\n"
+        "structlog.get_logger('t').warning('careful')\n"
+        "structlog.get_logger('t').error('broken')\n"
+    )
+    env = {"JOURNAL_STREAM": "8:12345", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=30
+    )
+    prefixes = [line[:3] for line in done.stderr.splitlines()]
+    assert prefixes == ["<6>", "<4>", "<3>"], done.stderr

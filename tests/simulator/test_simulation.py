@@ -133,3 +133,14 @@ async def test_a_noisy_echoing_line_loses_nothing_and_invents_nothing(sim, http)
     ]
     changed = {c["key"] for r in sim.cloud.received[1:] for c in r["body"]["cabinets"]}
     assert changed == {5}
+
+
+async def test_healthz_says_the_version_and_the_active_alarms(sim, http):
+    from agent import __version__
+
+    sim.boards.force_open(0, 3)  # nobody asked: door_forced_open on cabinet 2
+    await until(lambda: sim.agent.locker.get(2).alarms)
+    async with http.get("/healthz") as resp:
+        health = await resp.json()
+    assert health["version"] == __version__
+    assert {"key": 2, "type": "door_forced_open", "side": "front"} in health["alarms"]
