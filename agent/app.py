@@ -26,6 +26,8 @@ from agent.uplink import Uplink
 
 log = structlog.get_logger(__name__)
 
+STATUS_EVERY_S = 5.0  # how often STATUS= is brought up to date
+POLL_STALL_S = 30.0  # a bus whose poll cycle stalls this long gets no watchdog pet
 STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
 
 
@@ -105,6 +107,7 @@ class Agent:
             else None
         )
         self._watchdog: asyncio.Task[None] | None = None
+        self._status = "starting"
 
     def problems(self) -> list[str]:
         """Every part's health lines, for /healthz (empty: healthy)."""
@@ -152,7 +155,8 @@ class Agent:
             await self.channel.start()
         self.api.ready = True
         self._watchdog = asyncio.create_task(self._feed_watchdog())
-        systemd.notify("READY=1\nSTATUS=running")
+        self._status = self.status_line()
+        systemd.notify(f"READY=1\nSTATUS={self._status}")
         log.info("agent.ready")
 
     async def close(self) -> None:
@@ -173,17 +177,38 @@ class Agent:
         self.store.close()
         log.info("agent.stopped")
 
-    async def _feed_watchdog(self) -> None:
-        """Pet systemd's watchdog from the loop: a hung loop stops the petting.
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: "3/3 boards, 48 cabinets, outbox 0,
+        cloud ok", or what is wrong ("board 2 silent", "cloud unreachable 4 min")."""
+        answering, total = self.hardware.boards()
+        parts = [f"{answering}/{total} boards"] if total else []
+        parts.append(f"{len(self.locker.cabinets)} cabinets")
+        parts.append(f"outbox {self.outbox.stats()['pending']}")
+        problem = self.uplink.problems()
+        parts.append(f"cloud: {problem[0]}" if problem else "cloud ok")
+        if self.locker.journal.waiting:
+            parts.append(f"{self.locker.journal.waiting} changes waiting for the disk")
+        return ", ".join(parts)
 
-        A silent board or an unplugged adapter does not: a restart would not mend
-        either, and the bus reconnects by itself (no boot loop for a dead board)."""
-        interval = systemd.watchdog_interval()
-        if interval is None:
-            return
+    async def _feed_watchdog(self) -> None:
+        """Pet systemd's watchdog from the loop, and keep STATUS= current.
+
+        Petted only while the loop turns and every bus polls (a hung loop or a
+        wedged poll task gets the agent restarted). A silent board or an unplugged
+        adapter does not stop it: a restart would not mend either, and the bus
+        reconnects by itself (no boot loop for a dead board)."""
+        interval = systemd.watchdog_interval() or STATUS_EVERY_S
+        petting = systemd.watchdog_interval() is not None
         while True:
-            await asyncio.sleep(interval)
-            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(min(interval, STATUS_EVERY_S))
+            status = self.status_line()
+            if status != self._status:
+                self._status = status
+                systemd.notify(f"STATUS={status}")
+            if petting and self.hardware.polling(stall_s=POLL_STALL_S):
+                systemd.notify("WATCHDOG=1")
+            elif petting:
+                log.error("agent.watchdog_withheld", reason="a bus stopped polling")
 
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> None:

@@ -161,6 +161,19 @@ class Hardware:
                     await bus.wait_ready()
         return all(bus.ready for bus in self._kerong.values())
 
+    def polling(self, stall_s: float) -> bool:
+        """Whether every bus is alive (see ``KerongBus.polling``); GPIO needs no poll."""
+        return all(bus.polling(stall_s) for bus in self._kerong.values())
+
+    def boards(self) -> tuple[int, int]:
+        """(boards answering, boards configured) over every bus."""
+        total = sum(len(bus.boards) for bus in self._kerong.values())
+        silent = sum(
+            len(bus.boards) if not bus.connected else len(bus.silent_boards())
+            for bus in self._kerong.values()
+        )
+        return total - silent, total
+
     def problems(self) -> list[str]:
         """What keeps the hardware from working fully right now, one line each:
         a port not open, a board not answering."""

@@ -246,6 +246,7 @@ class KerongBus:
         # looks open (a hung TCP gateway, a wedged USB adapter): reopen the port.
         self._silent_reopen_s = silent_reopen_s
         self._last_frame = 0.0
+        self.last_cycle: float | None = None  # loop time a poll cycle last began
         self._connect: ConnectFn = connect or self._open_serial
         self._rng = random.Random()
 
@@ -346,6 +347,17 @@ class KerongBus:
     def budget(self) -> PowerBudget:
         """The power budget unlocks take a slot of (shared when given at construction)."""
         return self._budget
+
+    def polling(self, stall_s: float) -> bool:
+        """Whether the bus is alive: its tasks run, and, with the port open, a poll
+        cycle began within ``stall_s`` seconds. A closed port being reopened counts
+        as alive (a restart would not mend an unplugged adapter)."""
+        tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
+        if self._closed or not tasks or any(t.done() for t in tasks):
+            return False
+        if not self._up.is_set() or self.last_cycle is None:
+            return True
+        return asyncio.get_running_loop().time() - self.last_cycle < stall_s
 
     @property
     def connected(self) -> bool:
@@ -566,7 +578,7 @@ class KerongBus:
         while True:
             try:
                 await self._up.wait()
-                cycle_start = loop.time()
+                cycle_start = self.last_cycle = loop.time()
                 polled = False
                 for board in self._boards:
                     if not self._up.is_set():

@@ -88,3 +88,56 @@ async def test_the_agent_under_systemd(tmp_path):
         await cloud.close()
         await boards.close()
     assert seen[0].startswith(b"READY=1")
+
+
+async def test_status_follows_the_state_and_the_watchdog_needs_polling(tmp_path, monkeypatch):
+    """STATUS= changes when a board goes silent; WATCHDOG=1 stops when a bus's poll
+    task is wedged (the loop itself still turns)."""
+    import agent.app
+    from simulator.run import Simulation
+
+    monkeypatch.setattr(agent.app, "STATUS_EVERY_S", 0.05)
+    monkeypatch.setattr(agent.app, "POLL_STALL_S", 0.5)
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    loop = asyncio.get_running_loop()
+    sim = Simulation()
+    received: list[str] = []
+
+    async def until(predicate, timeout=5.0):
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                received.append((await loop.sock_recv(sock, 4096)).decode())
+
+    await sim.start()
+    try:
+        await until(lambda: any(m.startswith("READY=1") for m in received))
+        ready = next(m for m in received if m.startswith("READY=1"))
+        assert "STATUS=2/2 boards, 16 cabinets" in ready and "cloud ok" in ready
+        sim.boards.set_offline(1)
+        await until(lambda: any("STATUS=1/2 boards" in m for m in received))
+        await until(lambda: received[-1] == "WATCHDOG=1")
+        bus = next(iter(sim.agent.hardware._kerong.values()))
+        bus._poll_task.cancel()  # a wedged poll loop, while the event loop turns on
+        await asyncio.sleep(0.8)
+        while True:  # drain what came meanwhile
+            try:
+                received.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                break
+        await asyncio.sleep(0.5)
+        later = []
+        while True:
+            try:
+                later.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                break
+        assert "WATCHDOG=1" not in later
+    finally:
+        await sim.close()
+        sock.close()
