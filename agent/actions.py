@@ -82,6 +82,7 @@ class Actions:
         self._tick = asyncio.Event()  # set and replaced on every raw reading
         self._closers: dict[tuple[int, Side], asyncio.Task[None]] = {}
         self._explicit: set[tuple[int, Side]] = set()  # closers a command asked for
+        self._acted: dict[int, int] = {}
 
     def attach(self, actuator: Actuator) -> None:
         """The hardware is up: actions may run."""
@@ -141,11 +142,11 @@ class Actions:
         actuator = self._actuator_or_unavailable()
         with self._moving(cabinet, door, "opening"):
             if door.sensed:
-                await actuator.release(cabinet.key, side)
+                await self._pulse(actuator, cabinet, side)
                 return
             for attempt in (1, 2):
                 before = door.opens
-                await actuator.release(cabinet.key, side)
+                await self._pulse(actuator, cabinet, side)
                 with contextlib.suppress(TimeoutError):
                     await self._wait_until(lambda b=before: door.opens > b, self._confirm_s)
                     return
@@ -168,11 +169,11 @@ class Actions:
             finally:
                 door.announcing = False
         with self._moving(cabinet, door, "opening"):
-            reached = await actuator.drive(cabinet.key, side, True)
+            reached = await self._drive(actuator, cabinet, side, True)
         if not reached:  # something in the way: back off once, say so
             self._fault(cabinet, side, OBSTRUCTED)
             with self._moving(cabinet, door, "closing"):
-                await actuator.drive(cabinet.key, side, False)
+                await self._drive(actuator, cabinet, side, False)
             raise Obstructed(f"cabinet {cabinet.key} {side} door did not open fully")
         self._fault(cabinet, side, OBSTRUCTED, active=False)
         self.close_later(cabinet, side, self._timer_s)
@@ -193,13 +194,13 @@ class Actions:
         """Drive shut; an obstruction (a hand, a bag) stops it and opens the door again."""
         actuator = self._actuator_or_unavailable()
         with self._moving(cabinet, door, "closing"):
-            reached = await actuator.drive(cabinet.key, side, False)
+            reached = await self._drive(actuator, cabinet, side, False)
         if reached:
             self._fault(cabinet, side, OBSTRUCTED, active=False)
             return True
         self._fault(cabinet, side, OBSTRUCTED)
         with self._moving(cabinet, door, "opening"):
-            await actuator.drive(cabinet.key, side, True)
+            await self._drive(actuator, cabinet, side, True)
         self.close_later(cabinet, side, self._timer_s)
         return False
 
@@ -243,6 +244,21 @@ class Actions:
                     log.error("door.auto_close_failed", key=cabinet.key, side=side, error=str(exc))
 
     # --- helpers -----------------------------------------------------------------
+
+    def acted(self, key: int) -> int:
+        """How many actuations (pulses, motor runs) cabinet ``key`` has had: a command
+        that fails as ``Unavailable`` after one did act (see ``Locker.execute``)."""
+        return self._acted.get(key, 0)
+
+    async def _pulse(self, actuator: Actuator, cabinet: Cabinet, side: Side) -> None:
+        await actuator.release(cabinet.key, side)
+        self._acted[cabinet.key] = self.acted(cabinet.key) + 1
+
+    async def _drive(self, actuator: Actuator, cabinet: Cabinet, side: Side, opening: bool) -> bool:
+        try:
+            return await actuator.drive(cabinet.key, side, opening)
+        finally:  # a run that ended in an error may have moved the door
+            self._acted[cabinet.key] = self.acted(cabinet.key) + 1
 
     def _actuator_or_unavailable(self) -> Actuator:
         if self._actuator is None:

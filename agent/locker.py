@@ -28,7 +28,7 @@ from agent.config import Side
 from agent.door import DoorSeen
 from agent.errors import Conflict, LockerError, NotFound, Unavailable
 from agent.health import Health
-from agent.idempotency import CommandLog
+from agent.idempotency import INTERRUPTED, CommandLog
 from agent.indicator import Indicators, Link
 from agent.journal import BoardSeen, Journal, Startup, StorageNotice
 from agent.outbox import Outbox
@@ -210,26 +210,37 @@ class Locker:
             reason=cmd.reason,
         )
         async with cabinet.lock:
-            if cmd.command == "open":
-                if not cabinet.enabled:
-                    raise Conflict(f"cabinet {key} is disabled")
-                await self.actions.open(cabinet, side)
-            elif cmd.command == "close" and cmd.delay:
-                door_of(cabinet, side)
-                self.actions.close_later(cabinet, side, cmd.delay, explicit=True)
-            elif cmd.command == "close":
-                await self.actions.shut(cabinet, side)
-            elif cmd.command in ("enable", "disable"):
-                self._settle(cabinet, enabled=cmd.command == "enable")
-                if not cabinet.enabled:  # a technician at work: no door moves by itself
-                    for each, _ in cabinet.doors():
-                        self.actions.cancel_close(cabinet, each)
-                self.indicators.refresh(key)
-            elif cmd.command == "resize":
-                self._settle(cabinet, size=cmd.size)
-            elif cmd.command == "set_thermal_mode":
-                self._settle(cabinet, thermal_mode=cmd.thermal_mode)
+            acted = self.actions.acted(key)
+            try:
+                await self._carry_out(cabinet, side, cmd)
+            except Unavailable as exc:
+                if self.actions.acted(key) == acted:
+                    raise  # it did not act: a moment, a retry may
+                # It acted, then the hardware went away: never a second try by a retry.
+                raise Conflict(f"{exc}, after the command had acted: {INTERRUPTED}") from None
         return cabinet
+
+    async def _carry_out(self, cabinet: Cabinet, side: Side, cmd: CabinetCommand) -> None:
+        key = cabinet.key
+        if cmd.command == "open":
+            if not cabinet.enabled:
+                raise Conflict(f"cabinet {key} is disabled")
+            await self.actions.open(cabinet, side)
+        elif cmd.command == "close" and cmd.delay:
+            door_of(cabinet, side)
+            self.actions.close_later(cabinet, side, cmd.delay, explicit=True)
+        elif cmd.command == "close":
+            await self.actions.shut(cabinet, side)
+        elif cmd.command in ("enable", "disable"):
+            self._settle(cabinet, enabled=cmd.command == "enable")
+            if not cabinet.enabled:  # a technician at work: no door moves by itself
+                for each, _ in cabinet.doors():
+                    self.actions.cancel_close(cabinet, each)
+            self.indicators.refresh(key)
+        elif cmd.command == "resize":
+            self._settle(cabinet, size=cmd.size)
+        elif cmd.command == "set_thermal_mode":
+            self._settle(cabinet, thermal_mode=cmd.thermal_mode)
 
     async def open_all(
         self, side: Side = "front", reason: str | None = None

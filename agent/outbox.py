@@ -171,7 +171,7 @@ class Outbox:
                 "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             if self._file.replace_if_damaged(exc):
                 return []  # a fresh file: nothing pending (the locker queues a snapshot)
             raise OutboxError(f"outbox cannot read: {exc}") from exc
@@ -205,7 +205,7 @@ class Outbox:
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
             dead = self._db.execute("SELECT count(*) FROM dead").fetchone()[0]
             oldest = self._db.execute("SELECT seq FROM outbox ORDER BY seq LIMIT 1").fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
             counters, dead, oldest = {}, None, None
         return {
             "pending": self._rows,
@@ -238,7 +238,7 @@ class Outbox:
 
         try:
             result = self._file.transaction(counted)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise OutboxError(f"outbox cannot {verb}: {exc}") from exc
         self._rows += self._delta[0]
         self._bytes += self._delta[1]

@@ -34,7 +34,10 @@ _NOTADB = 26  # SQLITE_NOTADB
 
 
 def is_damage(exc: BaseException) -> bool:
-    """Whether an sqlite3 error says the file itself is damaged (not a full disk)."""
+    """Whether an error says the file itself is damaged (not a full disk): SQLite's
+    own codes, or text in the file that is not UTF-8 (a flipped byte in the schema)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return True
     code = getattr(exc, "sqlite_errorcode", None)
     return (
         isinstance(exc, sqlite3.DatabaseError)
@@ -64,7 +67,7 @@ def open_db(path: Path, schema: str) -> Opened:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return Opened(_open(path, schema))
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         if not is_damage(exc):
             return _in_memory(path, schema, exc)
         aside = set_aside(path)
@@ -164,7 +167,7 @@ class Database:
                         self.db.execute("ROLLBACK")
                     raise
                 return result
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
                 if attempt == 2 or not self.replace_if_damaged(exc):
                     raise
         raise AssertionError("unreachable")
@@ -173,7 +176,7 @@ class Database:
         """All rows of a query; a damaged file is replaced (and the error raised)."""
         try:
             return self.db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             self.replace_if_damaged(exc)
             raise
 

@@ -79,7 +79,7 @@ class StateStore:
     def _errors(self) -> Iterator[sqlite3.Connection]:
         try:
             yield self._file.db
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._file.replace_if_damaged(exc)
             raise StoreError(f"state store: {exc}") from exc
 

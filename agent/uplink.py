@@ -31,7 +31,11 @@ FEEDBACK_PATH = "/api/lockers/cabinet/status"
 AUTH_RETRY_S = 60.0  # a wrong api-key will not fix itself quickly: retry slowly
 RETRY_AFTER_MAX_S = 300.0  # a Retry-After beyond this is a cloud bug, not a plan
 ANSWER_BYTES = 512  # of a refusal, for the log; an acceptance is judged by its status alone
-EARLY_TRY_S = 2.0  # during a backoff, fresh news is tried at most this often
+EARLY_TRY_S = 2.0
+# Answers that refuse the body itself: isolated to one message, then set aside as dead.
+BODY_REFUSED = frozenset(
+    {400, 413, 415, 422}
+)  # during a backoff, fresh news is tried at most this often
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
@@ -218,10 +222,14 @@ class Uplink:
             self._set_problem(f"cloud rejects the api-key (HTTP {status})")
             log.error("uplink.unauthorized", status=status, retry_in_s=self._auth_retry_s)
             return self._auth_retry_s
-        if status in (408, 429) or status >= 500:
+        if status not in BODY_REFUSED:
+            # 5xx, 408, 429, and any 4xx that is not about the body (a 404 during a
+            # deploy, a misrouted proxy): the rows wait; burying them would lose
+            # changes and leave the cloud a _cleared without its alarm.
             self._hold = hint is not None or status == 429
-            return self._failed(f"cloud answers HTTP {status}", hint)
-        # Any other 4xx: the cloud will never accept this body; holding it would block the queue.
+            hint_404 = " (is cloud.url right?)" if status in (404, 405, 410, 421) else ""
+            return self._failed(f"cloud answers HTTP {status}{hint_404}", hint)
+        # The cloud will never accept this body; holding it would block the queue.
         if len(batch) > 1:
             self._isolate = True
             return 0.0

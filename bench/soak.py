@@ -606,7 +606,7 @@ def judge_pulses(
 
     ``unattributed``: (process, board, channel) of pulses no command owned;
     ``pulses``: every pulse; ``unsaved``: the command-log ids the agent logged as
-    ``commands.result_unsaved``; ``events``: the agent's log events, counted.
+    ``commands.record_unsaved``; ``events``: the agent's log events, counted.
 
     A command's first sendings form *executions*: a new one begins after an
     UNAVAILABLE answer (the agent does not remember it, so it acts again) or in
@@ -617,7 +617,7 @@ def judge_pulses(
     UNAVAILABLE answer that followed a pulse it is a failure. A sending after a
     definitive answer must pulse nothing and get the same answer; the exception
     counted apart is a result the agent could not save (disk full, logged
-    ``commands.result_unsaved``) followed by a kill.
+    ``commands.record_unsaved``) followed by a kill.
     """
     problems: list[str] = []
     answers: Counter[str] = Counter()
@@ -666,8 +666,11 @@ def judge_pulses(
             same = a.answer == cmd.answered.answer and (
                 a.answer != "ok" or a.body == cmd.answered.body
             )
-            if a.pulses == 0 and (same or not definitive(a.answer)):
-                refused += same
+            # CONFLICT with no pulse: the agent refused to act again because the
+            # outcome is unknown (the intent was saved, the result was not): correct.
+            unknown = a.answer == "error:CONFLICT"
+            if a.pulses == 0 and (same or unknown or not definitive(a.answer)):
+                refused += same or unknown
                 continue
             # Acted again (a pulse, or a fresh answer: the pulse may have gone to a
             # board that missed it). Known only when the result was never saved
@@ -1161,7 +1164,7 @@ class Soak:
         assert self.commander is not None
         log = self.agent_log()
         events = Counter(str(e.get("event")) for e in log)
-        unsaved = {e.get("id") for e in log if e.get("event") == "commands.result_unsaved"}
+        unsaved = {e.get("id") for e in log if e.get("event") == "commands.record_unsaved"}
         got = self.received()
         true = {d: collapse(s) for d, s in self.true.items()}
         shown = {d: collapse(s) for d, s in self.shown.items()}
@@ -1269,7 +1272,7 @@ class Soak:
             f"{name} {events[name]}"
             for name in (
                 "outbox.write_failed",
-                "commands.result_unsaved",
+                "commands.record_unsaved",
                 "storage.unwritable",
                 "storage.replaced",
                 "journal.lost",

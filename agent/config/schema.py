@@ -177,6 +177,8 @@ class StorageConfig(StrictModel):
     def _not_empty(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters")
         return value
 
     @field_validator("dir")
@@ -184,7 +186,10 @@ class StorageConfig(StrictModel):
     def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir")
         if base is not None and not value.is_absolute():
-            return Path(base) / value
+            value = Path(base) / value
+        existing = next((p for p in (value, *value.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ValueError(f"{existing} is a file: the storage needs a directory")
         return value
 
 

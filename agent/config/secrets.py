@@ -76,6 +76,8 @@ def _read_secret_file(path: Path) -> tuple[str, str | None]:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except ValueError:  # an embedded NUL: no file can have that name
+        return "", f"{path!r} is not a valid path"
     except OSError as e:
         return "", f"cannot read {path}: {e.strerror or type(e).__name__}"
     if len(raw) > MAX_SECRET_FILE_BYTES:

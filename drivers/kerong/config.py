@@ -85,7 +85,7 @@ class KerongBusConfig(StrictModel):
 
     name: Name
     driver: Literal["kerong-cu16"] = "kerong-cu16"
-    port: str = Field(min_length=1, max_length=512)
+    port: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
     baud: Baud = 19200
     boards: Boards
     reply_timeout_s: float = Field(0.1, ge=0.01, le=5)

@@ -141,3 +141,36 @@ async def test_tls_is_verified_and_a_private_ca_is_trusted(tmp_path):
         assert len(received) == 1  # with the private CA: verified and delivered
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "says"),
+    [
+        ("storage", "dir", "/tmp/\x00x", "control characters"),
+        ("storage", "dir", "/etc/passwd", "is a file"),
+        ("storage", "dir", "/etc/passwd/below", "is a file"),
+        ("buses", "port", "\x00", "buses[0].port"),
+    ],
+)
+def test_what_run_would_trip_on_stops_check_config(tmp_path, section, key, value, says):
+    """A hostile tester's finds: check-config passed these and run then crashed, looped
+    or kept nothing. Now each is a problem naming its key."""
+    data = tomllib.loads(GOOD)
+    if section == "buses":
+        data["buses"][0][key] = value
+    else:
+        data.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, tmp_path)
+    assert any(says in line for line in caught.value.problems), caught.value.problems
+    assert any(line.startswith(f"{section}") for line in caught.value.problems)
+
+
+def test_a_secret_file_name_with_a_nul_is_named(tmp_path):
+    data = tomllib.loads(GOOD)
+    del data["api"]["token"]
+    data["api"]["token_file"] = "/tmp/\x00"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, tmp_path)
+    [problem] = caught.value.problems
+    assert problem.startswith("api.token_file:") and "not a valid path" in problem

@@ -178,3 +178,30 @@ async def test_settings_survive_a_restart(outbox, store, actuator, locker):
     assert again.get(3).as_cloud()["size"] == "large"
     assert again.get(3).as_cloud()["thermal_mode"] == "heat"
     assert again.get(4).as_cloud()["enabled"] is True
+
+
+async def test_a_bus_lost_after_the_first_pulse_never_lets_a_retry_pulse_again(
+    locker, actuator, monkeypatch
+):
+    """A jammed lock pulsed once, then the adapter dropped out before the retry: the
+    command acted, so its failure is remembered (409, outcome unknown), not forgotten
+    like a moment: the same id sent again pulses nothing."""
+    from agent.errors import Conflict, Unavailable
+
+    actuator.jammed.add((5, "front"))
+    release = actuator.release
+
+    async def drop_after_one(key, side):
+        if actuator.pulses:
+            raise Unavailable("bus rs485: port not open")
+        await release(key, side)
+
+    monkeypatch.setattr(actuator, "release", drop_after_one)
+    cmd = parse_command({"command": "open"})
+    with pytest.raises(Conflict, match="outcome is unknown"):
+        await locker.command(5, cmd, "local:abc-1")
+    monkeypatch.setattr(actuator, "release", release)
+    actuator.jammed.clear()
+    with pytest.raises(Conflict):
+        await locker.command(5, cmd, "local:abc-1")
+    assert actuator.pulses == [(5, "front")]

@@ -191,3 +191,20 @@ async def test_a_full_disk_shows_nothing_unqueued_and_loses_nothing(small_disk):
     await locker.close()
     outbox.close()
     store.close()
+
+
+def test_a_flipped_byte_in_the_schema_is_damage_too(tmp_path):
+    """Not UTF-8 where SQLite keeps the schema: set aside and replaced, never a crash
+    loop (found by a hostile tester: one byte stopped every start)."""
+    path = tmp_path / STATE_FILE
+    store = StateStore(path)
+    store.save_settings(1, enabled=False, size="large", thermal_mode="ambient")
+    store._file.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(b"CREATE TABLE") + 3] = 0x84
+    path.write_bytes(bytes(raw))
+    store = StateStore(path)
+    assert store.notice is not None and "set aside" in store.notice
+    assert store.settings() == {}
+    store.close()

@@ -210,3 +210,19 @@ async def test_a_disk_error_does_not_end_the_uplink(cloud, outbox, make_uplink, 
     change(outbox, 1, "open")
     await drained(outbox)
     assert cloud.cabinet_updates() == [{"key": 1, "front_status": "open"}]
+
+
+@pytest.mark.parametrize("status", [404, 405, 410, 409])
+async def test_a_4xx_not_about_the_body_is_retried_not_buried(cloud, outbox, make_uplink, status):
+    """A 404 during a cloud deploy must not lose the changes (and leave the cloud a
+    door_forced_open_cleared without its alarm): the rows wait and go later."""
+    cloud.fail_next(status, count=2)
+    uplink = await make_uplink()
+    change(outbox, 2, "open")
+    outbox.append("alarm", "door_forced_open", [{"key": 2, "front_status": "open"}])
+    change(outbox, 2, "closed")
+    await drained(outbox)
+    assert outbox.dead() == []
+    events = [r["body"]["event"]["type"] for r in cloud.received]
+    assert events[-3:] == ["door_changed", "door_forced_open", "door_changed"]
+    assert uplink.problems() == []
