@@ -28,6 +28,9 @@ class Cabinet:
     enabled: bool = True
     occupied: bool = False
     thermal_mode: ThermalMode = "ambient"
+    # The modes its hardware can give: "ambient" (all off) always; heat, chill and
+    # freeze only with a thermal unit (DESIGN.md, "Thermal").
+    thermal_modes: frozenset[str] = frozenset({"ambient"})
     alarms: set[tuple[str, Side]] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

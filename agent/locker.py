@@ -240,6 +240,11 @@ class Locker:
         elif cmd.command == "resize":
             self._settle(cabinet, size=cmd.size)
         elif cmd.command == "set_thermal_mode":
+            if cmd.thermal_mode not in cabinet.thermal_modes:
+                raise Conflict(
+                    f"cabinet {key} cannot {cmd.thermal_mode}: it has no thermal unit"
+                    f" for it (it can: {', '.join(sorted(cabinet.thermal_modes))})"
+                )
             self._settle(cabinet, thermal_mode=cmd.thermal_mode)
 
     async def open_all(

@@ -154,10 +154,27 @@ async def test_close_resize_thermal(locker, actuator):
     assert cab.as_cloud()["state"] == "closed"
     cab = await locker.execute(0, parse_command({"command": "resize", "size": "large"}))
     assert cab.as_cloud()["size"] == "large"
+    locker.get(0).thermal_modes = frozenset({"ambient", "chill"})
     cab = await locker.execute(
         0, parse_command({"command": "set_thermal_mode", "thermal_mode": "chill"})
     )
     assert cab.as_cloud()["thermal_mode"] == "chill"
+
+
+async def test_a_thermal_mode_the_hardware_cannot_give_is_409(locker, actuator):
+    """DESIGN.md, "Thermal": set_thermal_mode to a mode the cabinet's hardware cannot
+    give answers 409 CONFLICT, and says why; ambient (all off) is always possible."""
+    with pytest.raises(LockerError) as err:
+        await locker.execute(
+            2, parse_command({"command": "set_thermal_mode", "thermal_mode": "heat"})
+        )
+    assert error_body(err.value)[0] == 409
+    assert "no thermal unit" in err.value.message
+    assert locker.get(2).as_cloud()["thermal_mode"] == "ambient"
+    cab = await locker.execute(
+        2, parse_command({"command": "set_thermal_mode", "thermal_mode": "ambient"})
+    )
+    assert cab.as_cloud()["thermal_mode"] == "ambient"
 
 
 def test_items_set_occupied(locker):
@@ -171,6 +188,7 @@ async def test_settings_survive_a_restart(outbox, store, actuator, locker):
 
     await locker.execute(2, parse_command({"command": "disable"}))
     await locker.execute(3, parse_command({"command": "resize", "size": "large"}))
+    locker.get(3).thermal_modes = frozenset({"ambient", "heat"})
     await locker.execute(3, parse_command({"command": "set_thermal_mode", "thermal_mode": "heat"}))
     # a power cut later, a new process reads the same store
     again = Locker([Cabinet(k, "mini") for k in range(6)], outbox, store)
