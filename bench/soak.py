@@ -25,6 +25,12 @@ heals, the soak settles and checks:
 6. the agent never died on its own, never followed a redirect, and stops
    cleanly on SIGTERM.
 
+Counted apart, not failed: the known open point (a SIGKILL between a pulse and
+the saving of its result, so the id sent again pulses again), and its cousin, a
+result the full disk refused (kept in memory only) lost with a later SIGKILL
+(tests/agent/test_soak_findings.py). The tmpfs is 16 MiB: on 4 MiB SQLite's WAL
+wedges the outbox for good (the same file); ``--disk-mb 4`` shows it.
+
 Run: .venv/bin/python bench/soak.py --seconds 300 --seed 1
 (prints figures and PASS/FAIL per check; exit 1 on a FAIL). As root the storage
 is a tmpfs mounted for the run; otherwise the disk-full fault is skipped.
