@@ -155,6 +155,9 @@ class FakeCloud:
         self._odd: list[_Odd] = []
         # Requests that followed a redirect: {"method", "api_key_sent"}; never any.
         self.redirected: list[dict[str, Any]] = []
+        # Odd answers given: {"answered_at": unix time, "kind", "retry_after": the header
+        # value of a "retry_after" answer, else None}.
+        self.odd_answers: list[dict[str, Any]] = []
         self._drops: list[bool] = []  # one per connection to drop: after processing?
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -432,6 +435,11 @@ class FakeCloud:
             failure = self._failures.pop(0)
             return await self._fail(request, failure)
         odd = self._odd.pop(0) if drop_after is None and self._odd else None
+        if odd is not None:
+            retry_after = odd.retry_after if odd.kind == "retry_after" else None
+            self.odd_answers.append(
+                {"answered_at": time.time(), "kind": odd.kind, "retry_after": retry_after}
+            )
         if odd is not None and odd.kind in ("redirect", "retry_after"):
             return self._odd_refusal(odd)
 

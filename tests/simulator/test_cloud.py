@@ -197,6 +197,8 @@ async def test_odd_refusals_are_not_recorded(cloud, session):
         status, headers, _ = await raw_post(session, cloud, GOOD)
         assert (status, headers["Retry-After"]) == (503, "soon")
     assert cloud.received == [] and cloud.redirected == []
+    given = [(a["kind"], a["retry_after"]) for a in cloud.odd_answers]
+    assert given == [("redirect", None), ("retry_after", "soon"), ("retry_after", "soon")]
     async with session.post(cloud.url + "/_sim/redirected", headers={"api-key": KEY}):
         pass
     assert cloud.redirected == [{"method": "POST", "api_key_sent": True}]
