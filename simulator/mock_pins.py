@@ -22,12 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpiozero.compat import frozendict
 from gpiozero.exc import PinInvalidPin
-from gpiozero.pins import HeaderInfo, PinInfo
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
-from drivers.gpio import MAX_PIN, PinSpec, parse_pin
+from drivers.gpio import PinSpec, parse_pin
+from drivers.gpio.mock import AllPinsMockFactory
 
 # ------------------------------------------------------------------- pin classes
 
@@ -136,49 +135,10 @@ class _OutputPWMPin(_WorldOutputMixin, MockPWMPin):
 # ------------------------------------------------------------------- the factory
 
 
-class FullBankMockFactory(MockFactory):
-    """gpiozero's ``MockFactory`` with every BCM GPIO 0-53 on its board.
-
-    The board of the configured revision keeps its header (and its fixed pulls,
-    e.g. GPIO2/3 pulled up); the GPIOs it lacks are added on an extra header
-    ``SIM``, so a locker wired past the Pi's 40-pin header can be simulated.
-    """
-
-    _widened = False
-
-    def _get_board_info(self) -> Any:
-        info = super()._get_board_info()
-        if self._widened:
-            return info
-        present = {
-            name
-            for header in info.headers.values()
-            for pin in header.pins.values()
-            for name in pin.names
-            if isinstance(name, int)
-        }
-        missing = [n for n in range(MAX_PIN + 1) if n not in present]
-        if missing:
-            pins = {
-                row: PinInfo(
-                    number=row,
-                    name=f"GPIO{n}",
-                    names=frozenset({n, str(n), f"GPIO{n}", f"BCM{n}", f"SIM:{row}"}),
-                    pull="",
-                    row=row,
-                    col=1,
-                    interfaces=frozenset({"gpio"}),
-                )
-                for row, n in enumerate(missing, start=1)
-            }
-            headers = dict(info.headers)
-            headers["SIM"] = HeaderInfo(
-                name="SIM", rows=len(pins), columns=1, pins=frozendict(pins)
-            )
-            info = info._replace(headers=frozendict(headers))
-            self._info = info
-        self._widened = True
-        return info
+class FullBankMockFactory(AllPinsMockFactory):
+    """gpiozero's ``MockFactory`` with every BCM GPIO 0-53 on its board (the
+    drivers' own, ``drivers.gpio.mock``), so a locker wired past the Pi's 40-pin
+    header can be simulated."""
 
 
 def mock_factory() -> MockFactory:
