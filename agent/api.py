@@ -271,9 +271,18 @@ class LocalApi:
         except ConnectionError:  # the peer went away mid-body: nobody to answer
             raise HttpProblem(400, "the body ended early", close=True) from None
         try:
-            return json.loads(body)
+            return json.loads(body, object_pairs_hook=_no_duplicate_keys)
         except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
             raise HttpProblem(400, f"body is not JSON: {exc}"[:200]) from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once (``{"command": "close", "command":
+    "open"}`` is refused, not read as its last value)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key is given twice")
+    return out
 
 
 def _connection(request: web.Request) -> GuardedConnection | None:

@@ -197,6 +197,8 @@ class Admission:
             raise HttpProblem(403, "requests that act are not taken from a web page")
 
     def _check_token(self, request: web.Request, acts: bool) -> None:
+        if len(request.query.getall("secret_token", [])) > 1:
+            raise HttpProblem(401, "give the token once")
         auth = request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()

@@ -32,6 +32,11 @@ _REQUEST_LINE = re.compile(
 _HEADER_LINE = re.compile(rb"(" + _TCHAR + rb"+):[\t\x20-\x7e\x80-\xff]*\r\n")
 
 
+# Headers a request may give once: a second would be answered by aiohttp in plain
+# text, or leave which credential counts to chance.
+_ONCE = frozenset({b"content-type", b"authorization", b"origin", b"idempotency-key"})
+
+
 class HeadError(Exception):
     """A request head the agent refuses before aiohttp parses it."""
 
@@ -63,6 +68,7 @@ class HeadScanner:
         self._lines = 0  # lines of the current head so far
         self._length: int | None = None
         self._hosts = 0
+        self._once: set[bytes] = set()  # headers of _ONCE seen in this head
         self._http11 = True
         self._remaining = 0  # body bytes still to come
 
@@ -121,6 +127,7 @@ class HeadScanner:
                 raise HeadError(400, "INVALID_REQUEST", "a request names exactly one Host")
             self._remaining = self._length or 0
             self._lines, self._length, self._hosts = 0, None, 0
+            self._once.clear()
             return True
         match = _HEADER_LINE.fullmatch(line)
         if match is None:
@@ -146,4 +153,8 @@ class HeadScanner:
             self._hosts += 1
             if self._hosts > 1:
                 raise HeadError(400, "INVALID_REQUEST", "a request names exactly one Host")
+        elif name in _ONCE:  # two of them: which one counts is ambiguous, so neither
+            if name in self._once:
+                raise HeadError(400, "INVALID_REQUEST", f"{name.decode()} given twice")
+            self._once.add(name)
         return False

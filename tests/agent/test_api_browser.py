@@ -205,3 +205,50 @@ async def test_the_hosts_the_agent_serves(api, host):
 async def test_only_origin_form_targets_are_served(api, target):
     got, body = await call(api.port, "GET", target, {})
     assert (got, body["type"]) == (400, "INVALID_REQUEST")
+
+
+async def raw(port: int, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """A request written by hand (repeated headers); status and JSON body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode("latin-1") + body)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2] or b"{}")
+
+
+@pytest.mark.parametrize(
+    "twice",
+    [
+        f"Authorization: Bearer {TOKEN}\r\nAuthorization: Bearer x\r\n",
+        f"Authorization: Bearer x\r\nAuthorization: Bearer {TOKEN}\r\n",
+        "Content-Type: application/json\r\nContent-Type: text/plain\r\n",
+    ],
+    ids=["right-then-wrong", "wrong-then-right", "two-types"],
+)
+async def test_a_header_given_twice_is_refused_in_json(api, actuator, twice):
+    """Which credential or type counts must never be left to order: both refused."""
+    head = (
+        f"PUT /api/lockers/cabinets/5 HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n"
+        f"{twice}"
+        + ("" if "Content-Type" in twice else "Content-Type: application/json\r\n")
+        + (f"Authorization: Bearer {TOKEN}\r\n" if "Authorization" not in twice else "")
+        + f"Content-Length: {len(OPEN)}\r\nConnection: close\r\n\r\n"
+    )
+    status, answer = await raw(api.port, head, OPEN)
+    assert status == 400 and answer["type"] == "INVALID_REQUEST"
+    assert actuator.pulses == []
+
+
+async def test_a_token_given_twice_in_the_query_is_refused(api):
+    for query in (f"secret_token={TOKEN}&secret_token=x", f"secret_token=x&secret_token={TOKEN}"):
+        status, _ = await call(api.port, "GET", f"/api/lockers/cabinets?{query}", {})
+        assert status == 401
+
+
+async def test_a_json_key_given_twice_is_refused(api, actuator):
+    body = b'{"command": "close", "command": "open"}'
+    headers = BEARER | {"Content-Type": "application/json"}
+    status, answer = await call(api.port, "PUT", "/api/lockers/cabinets/5", headers, body)
+    assert status == 400 and "twice" in answer["message"]
+    assert actuator.pulses == []
