@@ -84,6 +84,13 @@ class Actions:
         self._explicit: set[tuple[int, Side]] = set()  # closers a command asked for
         self._acted: dict[int, int] = {}
 
+    def retime(
+        self, *, confirm_s: float, jam_retry_s: float, timer_s: float, announce_s: float
+    ) -> None:
+        """New timings (a config reload); timers already running keep theirs."""
+        self._confirm_s, self._jam_retry_s = confirm_s, jam_retry_s
+        self._timer_s, self._announce_s = timer_s, announce_s
+
     def attach(self, actuator: Actuator) -> None:
         """The hardware is up: actions may run."""
         self._actuator = actuator

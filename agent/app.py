@@ -15,12 +15,13 @@ from agent import log as log_setup
 from agent.api import LocalApi
 from agent.cabinet import Cabinet
 from agent.channel import CommandChannel
-from agent.config import Config, GpioDoorWiring, KerongDoorWiring
+from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
 from agent.config.warnings import warnings
 from agent.door import Door
 from agent.hardware import Hardware
 from agent.locker import Locker
 from agent.outbox import OUTBOX_FILE, Outbox
+from agent.reload import differences
 from agent.store import STATE_FILE, StateStore
 from agent.uplink import Uplink
 
@@ -177,6 +178,35 @@ class Agent:
         self.store.close()
         log.info("agent.stopped")
 
+    def reload(self, path: str) -> bool:
+        """SIGHUP: read ``path`` again; apply the live timings, name what needs a
+        restart (``agent.reload``); an invalid file is refused. True when valid."""
+        try:
+            new = load_config(path)
+        except ConfigError as err:
+            for problem in err.problems:
+                log.error("config.reload_refused", file=path, problem=problem)
+            return False
+        live, frozen = differences(self.config, new)
+        timings = new.locker
+        self.locker.actions.retime(
+            confirm_s=timings.confirm_s,
+            jam_retry_s=timings.jam_retry_s,
+            timer_s=timings.timer_s,
+            announce_s=timings.announce_s,
+        )
+        self.locker.supervisor.left_open_s = timings.left_open_s
+        self.locker.health.min_interval_s = timings.health_interval_s
+        self.uplink.heartbeat_s = new.cloud.heartbeat_s
+        log.info("config.reloaded", file=path, changed=live)
+        if frozen:
+            log.warning("config.restart_needed", file=path, keys=frozen)
+        heartbeat = {"heartbeat_s": new.cloud.heartbeat_s}
+        self.config = self.config.model_copy(
+            update={"locker": timings, "cloud": self.config.cloud.model_copy(update=heartbeat)}
+        )
+        return True
+
     def status_line(self) -> str:
         """One line for ``systemctl status``: "3/3 boards, 48 cabinets, outbox 0,
         cloud ok", or what is wrong ("board 2 silent", "cloud unreachable 4 min")."""
@@ -211,14 +241,17 @@ class Agent:
                 log.error("agent.watchdog_withheld", reason="a bus stopped polling")
 
 
-async def run(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``), then stop cleanly."""
+async def run(config: Config, stop: asyncio.Event | None = None, path: str | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then stop cleanly; with ``path``, SIGHUP
+    reads that file again (``agent.reload``)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     log_setup.install_loop_handler(loop)  # asyncio's errors: masked, rate-limited
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(config)
+    if path is not None:
+        loop.add_signal_handler(signal.SIGHUP, agent.reload, path)
     try:
         await agent.start()
         await stop.wait()

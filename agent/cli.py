@@ -177,7 +177,7 @@ def _run(path: str) -> int:
             print(f"{path}: {problem}", file=sys.stderr)
         return EX_CONFIG
     try:
-        asyncio.run(run(config))
+        asyncio.run(run(config, path=path))
     except OSError as err:
         reason = _BIND_ERRORS.get(err.errno or 0)
         if reason is None or "bind" not in str(err):

@@ -45,7 +45,7 @@ class Health:
         clock: Callable[[], float],
     ) -> None:
         self._journal = journal
-        self._min_interval_s = min_interval_s
+        self.min_interval_s = min_interval_s
         self._settle_s = settle_s
         self._clock = clock
         self._boards: dict[tuple[str, int], bool] = {}  # what is: answering or not
@@ -102,8 +102,8 @@ class Health:
         if told.online == actual:
             return
         now = self._clock()
-        if told.at is not None and now - told.at < self._min_interval_s:
-            self._defer(key, told.at + self._min_interval_s - now)
+        if told.at is not None and now - told.at < self.min_interval_s:
+            self._defer(key, told.at + self.min_interval_s - now)
             return
         told.online, told.at = actual, now
         if isinstance(key, tuple):

@@ -111,7 +111,7 @@ class Supervisor:
         clock: Callable[[], float],
     ) -> None:
         self._cabinets = cabinets
-        self._left_open_s = left_open_s
+        self.left_open_s = left_open_s
         self._clock = clock
         self._facts: dict[tuple[int, Side], _Facts] = {
             (key, side): _Facts() for key, c in cabinets.items() for side, _ in c.doors()
@@ -145,7 +145,7 @@ class Supervisor:
     def next_due(self) -> tuple[float, int] | None:
         """(clock time, cabinet key) of the next left-open alarm to come due."""
         due = [
-            (facts.open_since + self._left_open_s, key)
+            (facts.open_since + self.left_open_s, key)
             for (key, side), facts in self._facts.items()
             if facts.open_since is not None and (LEFT_OPEN, side) not in self._cabinets[key].alarms
         ]
@@ -176,7 +176,7 @@ class Supervisor:
             wanted.update((fault, side) for fault in facts.faults)
             if facts.forced:
                 wanted.add((FORCED, side))
-            if facts.open_since is not None and now - facts.open_since >= self._left_open_s:
+            if facts.open_since is not None and now - facts.open_since >= self.left_open_s:
                 wanted.add((LEFT_OPEN, side))
             if facts.rear_while_front:
                 wanted.add((REAR_WHILE_FRONT, side))

@@ -85,7 +85,7 @@ class Uplink:
         self._api_key = api_key
         self._outbox = outbox
         self._snapshot = snapshot
-        self._heartbeat_s = heartbeat_s
+        self.heartbeat_s = heartbeat_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
@@ -142,7 +142,7 @@ class Uplink:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_s)
+            await asyncio.sleep(self.heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
             snapshot = self._snapshot()
             if not snapshot:

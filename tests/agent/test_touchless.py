@@ -133,7 +133,7 @@ async def test_rear_opened_while_front_open(touchless, motors):
 
 
 async def test_board_offline_and_back_are_events(locker, outbox):
-    locker.health._min_interval_s = 0.05
+    locker.health.min_interval_s = 0.05
     locker.health._settle_s = 0.01
     locker.board_health("rs485", 1, False)
     await asyncio.sleep(0.08)
@@ -144,7 +144,7 @@ async def test_board_offline_and_back_are_events(locker, outbox):
 async def test_a_flapping_board_does_not_flood_the_cloud(locker, outbox):
     """Two answers, two misses, for a while: the first change at once, then at most
     one event per interval, ending on the state the board is in."""
-    locker.health._min_interval_s = 0.2
+    locker.health.min_interval_s = 0.2
     locker.health._settle_s = 0.01
     for _ in range(40):  # 0.4 s of flapping: 80 changes
         locker.board_health("rs485", 1, False)
@@ -159,7 +159,7 @@ async def test_a_flapping_board_does_not_flood_the_cloud(locker, outbox):
 
 
 async def test_a_silent_bus_is_one_event_not_one_per_board(locker, outbox):
-    locker.health._min_interval_s = 0
+    locker.health.min_interval_s = 0
     locker.health._settle_s = 0.05
     for board in (0, 1, 2):
         locker.board_health("rs485", board, False)
