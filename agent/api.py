@@ -93,6 +93,7 @@ class LocalApi:
         cabinet_rate: RateLimit = CABINET_RATE,
         api_rate: RateLimit = API_RATE,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self._locker = locker
         self._details = details
@@ -116,6 +117,8 @@ class LocalApi:
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/openapi.json", self._openapi)
+        self._metrics = metrics
+        self.app.router.add_get("/metrics", self._metrics_text)
         self.app.router.add_get("/api/lockers/cabinets", self._list)
         self.app.router.add_get("/api/lockers/cabinets/{key}", self._get)
         self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
@@ -217,6 +220,10 @@ class LocalApi:
         body = {"status": "ok" if status == 200 else "degraded", "reasons": reasons}
         body |= {"connections": self.gate.stats()} | self._details()
         return web.json_response(body, status=status)
+
+    async def _metrics_text(self, request: web.Request) -> web.Response:
+        body = self._metrics() if self._metrics is not None else b""
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=self._document, content_type="application/json")

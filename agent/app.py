@@ -20,6 +20,7 @@ from agent.config.warnings import warnings
 from agent.door import Door
 from agent.hardware import Hardware
 from agent.locker import Locker
+from agent.metrics import Metrics
 from agent.outbox import OUTBOX_FILE, Outbox
 from agent.reload import differences
 from agent.store import STATE_FILE, StateStore
@@ -73,6 +74,9 @@ class Agent:
                 self.locker.storage_replaced(notice)
         self.outbox.on_replaced = self.locker.storage_replaced
         self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
+        self.metrics = Metrics()
+        self.locker.journal.observe(self.metrics.observe)
+        self.locker.on_command = self.metrics.command
         ca_file = config.cloud.ca_file
         cloud_tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         self.uplink = Uplink(
@@ -84,6 +88,7 @@ class Agent:
             timeout_s=config.cloud.timeout_s,
             on_link=self.locker.set_link,
             ssl_context=cloud_tls,
+            on_answer=self.metrics.uplink,
         )
         self.api = LocalApi(
             self.locker,
@@ -96,6 +101,7 @@ class Agent:
             max_connections=config.api.max_connections,
             head_timeout_s=config.api.head_timeout_s,
             body_timeout_s=config.api.body_timeout_s,
+            metrics=self.metrics.render,
         )
         self.channel = (
             CommandChannel(
@@ -109,6 +115,7 @@ class Agent:
         )
         self._watchdog: asyncio.Task[None] | None = None
         self._status = "starting"
+        self.metrics.bind(self)
 
     def problems(self) -> list[str]:
         """Every part's health lines, for /healthz (empty: healthy)."""

@@ -161,6 +161,10 @@ class Hardware:
                     await bus.wait_ready()
         return all(bus.ready for bus in self._kerong.values())
 
+    def kerong_buses(self) -> dict[str, KerongBus]:
+        """The Kerong buses by name (for metrics: their counters and health)."""
+        return dict(self._kerong)
+
     def polling(self, stall_s: float) -> bool:
         """Whether every bus is alive (see ``KerongBus.polling``); GPIO needs no poll."""
         return all(bus.polling(stall_s) for bus in self._kerong.values())

@@ -92,6 +92,7 @@ class Locker:
             self.journal.observe(observer)
         self.health = Health(self.journal, min_interval_s=health_interval_s, clock=clock)
         self._commands = CommandLog(store)
+        self.on_command: Callable[[str, str], None] | None = None  # (command, result)
         self._started = False
         self._notices: list[str] = []  # storage notices before start
         self._check: asyncio.TimerHandle | None = None
@@ -188,7 +189,15 @@ class Locker:
             return (await self.execute(key, cmd)).as_cloud()
 
         fingerprint = f"{key}:{cmd.model_dump_json()}"
-        return await self._commands.run(command_id, act, fingerprint)
+        try:
+            answer = await self._commands.run(command_id, act, fingerprint)
+        except LockerError as err:
+            if self.on_command is not None:
+                self.on_command(cmd.command, type(err).__name__)
+            raise
+        if self.on_command is not None:
+            self.on_command(cmd.command, "ok")
+        return answer
 
     def knows_command(self, command_id: str) -> bool:
         """Whether a command with this (namespaced) id ran or runs (see ``CommandLog``)."""

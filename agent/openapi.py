@@ -174,6 +174,20 @@ def _paths() -> dict[str, Any]:
                 ),
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text exposition format)",
+                "security": _READ_AUTH,
+                "responses": _responses(
+                    {
+                        "description": "metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    _READ,
+                ),
+            }
+        },
         "/api/lockers/cabinets": {
             "get": {
                 "operationId": "listCabinets",

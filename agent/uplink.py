@@ -80,6 +80,7 @@ class Uplink:
         rand: Callable[[], float] = random.random,
         on_link: Callable[[Link], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self._endpoint = url.rstrip("/") + FEEDBACK_PATH
         self._api_key = api_key
@@ -93,6 +94,7 @@ class Uplink:
         self._auth_retry_s = auth_retry_s
         self._on_link = on_link
         self._ssl = ssl_context  # a private CA; None: the system's, verified
+        self._on_answer = on_answer  # each POST's outcome: the status, or "unreachable"
         self._info: LockerInfo = locker_info()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -202,7 +204,11 @@ class Uplink:
                 hint = retry_after(resp.headers.get("Retry-After"))
                 text = "" if 200 <= status < 300 else await _answer(resp)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if self._on_answer is not None:
+                self._on_answer("unreachable")
             return self._failed(f"cloud unreachable: {type(exc).__name__}", None)
+        if self._on_answer is not None:
+            self._on_answer(str(status))
 
         if 200 <= status < 300:
             try:

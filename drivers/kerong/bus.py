@@ -24,6 +24,7 @@ import contextlib
 import heapq
 import itertools
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -247,6 +248,10 @@ class KerongBus:
         self._silent_reopen_s = silent_reopen_s
         self._last_frame = 0.0
         self.last_cycle: float | None = None  # loop time a poll cycle last began
+        # For metrics: replies and timeouts per board, and the seconds the replies took
+        # from request to reply (waiting for the bus included).
+        self.counts: Counter[tuple[int, str]] = Counter()
+        self.rtt_s: Counter[int] = Counter()
         self._connect: ConnectFn = connect or self._open_serial
         self._rng = random.Random()
 
@@ -360,6 +365,11 @@ class KerongBus:
         return asyncio.get_running_loop().time() - self.last_cycle < stall_s
 
     @property
+    def bad_bytes(self) -> int:
+        """Bytes dropped as garbage by the frame parser on the current connection."""
+        return self._protocol.dropped if self._protocol is not None else 0
+
+    @property
     def connected(self) -> bool:
         """True while the port is open."""
         return self._transport is not None
@@ -382,7 +392,14 @@ class KerongBus:
 
     async def _read(self, board: int, priority: int) -> BoardStatus:
         request = codec.status_request(board)
-        frame = await self._transact(request, board, priority)
+        started = asyncio.get_running_loop().time()
+        try:
+            frame = await self._transact(request, board, priority)
+        except BoardTimeout:
+            self.counts[(board, "timeouts")] += 1
+            raise
+        self.counts[(board, "replies")] += 1
+        self.rtt_s[board] += asyncio.get_running_loop().time() - started
         assert frame is not None
         reply = codec.decode_status(frame)
         status = BoardStatus(

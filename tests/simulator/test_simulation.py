@@ -144,3 +144,27 @@ async def test_healthz_says_the_version_and_the_active_alarms(sim, http):
         health = await resp.json()
     assert health["version"] == __version__
     assert {"key": 2, "type": "door_forced_open", "side": "front"} in health["alarms"]
+
+
+async def test_metrics_count_what_happened(sim, http):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with http.put("/api/lockers/cabinets/5", json={"command": "open"}) as resp:
+        assert resp.status == 200
+    await sim.cloud.wait_for(lambda c: c == {"key": 5, "front_status": "open"}, timeout=5)
+    async with http.get("/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("locker_agent_commands_total", (("command", "open"), ("result", "ok")))] == 1
+    door = (("side", "front"), ("status", "open"))
+    assert samples[("locker_agent_door_changes_total", door)] >= 1
+    assert samples[("locker_agent_uplink_posts_total", (("status", "200"),))] >= 1
+    board0 = (("board", "0"), ("bus", "rs485"))
+    assert samples[("locker_agent_bus_replies_total", board0)] > 0
+    assert samples[("locker_agent_bus_board_silent", board0)] == 0
+    assert samples[("locker_agent_outbox_pending", ())] >= 0
