@@ -30,7 +30,7 @@ from typing import Protocol
 
 import structlog
 
-from agent import __version__, access, busscan, log
+from agent import __version__, access, busscan, log, technician
 from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
 from agent.drybuild import build_dry
@@ -39,7 +39,9 @@ EX_CONFIG = 78
 
 COMMANDS_GROUP = "locker_agent.commands"
 
-_BUILT_IN = frozenset({"run", "check-config", "outbox", "doctor", "bus", "config"})
+_BUILT_IN = frozenset(
+    {"run", "check-config", "outbox", "doctor", "bus", "config", "status", "open", "selftest"}
+)
 
 
 class Command(Protocol):
@@ -98,6 +100,7 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
         "scan", help="which KR-CU16 boards answer on a port, at which baud, and which twice"
     )
     busscan.add_arguments(scan)
+    technician.add_arguments(sub)
     conf = sub.add_parser("config", help="about the config file")
     conf_sub = conf.add_subparsers(dest="config_cmd", required=True)
     conf_sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")
@@ -225,6 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log.configure(level="warning")
         return doctor.main(args)
+
+    if args.cmd in ("status", "open", "selftest"):
+        config = _load_or_report(args.config_flag)
+        if config is None:
+            return EX_CONFIG
+        log.configure(level="warning")
+        return technician.main(args, config)
 
     if args.cmd == "outbox":
         config = _load_or_report(_config_path(parser, args))
