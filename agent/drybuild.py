@@ -24,6 +24,9 @@ class _NoSink:
     def board_health(self, bus: str, board: int, online: bool) -> None:
         pass
 
+    def bus_health(self, bus: str, online: bool) -> None:
+        pass
+
 
 async def build_dry(config: Config) -> list[str]:
     """Build every driver of ``config`` on mock pins without opening a port, then close

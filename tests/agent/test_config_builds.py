@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from agent import drybuild
 from agent.config import Config, ConfigError, IndicatorWiring, parse_config
-from agent.hardware import Hardware
 from drivers.gpio import GpioBus
 from drivers.gpio.config import InputPin, OutputPin
 from drivers.gpio.mock import mock_factory
@@ -34,20 +34,6 @@ SETTINGS = settings(
 )
 
 BUDGET = st.tuples(st.sampled_from([1, 2]), st.sampled_from([0.0, 0.1]))
-
-
-class Sink:
-    def door_sensed(self, *args: Any) -> None:
-        pass
-
-    def door_fully_open(self, *args: Any) -> None:
-        pass
-
-    def item_sensed(self, *args: Any) -> None:
-        pass
-
-    def board_health(self, *args: Any) -> None:
-        pass
 
 
 def spelled(draw: st.DrawFn, number: int, prefix: str) -> int | str:
@@ -222,19 +208,8 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def build_dry(config: Config) -> list[str]:
-    async def build() -> list[str]:
-        factory = mock_factory()
-        hardware = Hardware(config, Sink(), gpio_factory=factory)
-        try:
-            hardware.build()
-        except ConfigError as e:
-            return e.problems
-        finally:
-            await hardware.close()
-            factory.close()
-        return []
-
-    return asyncio.run(build())
+    """What check-config runs: every driver built on mock pins (``agent.drybuild``)."""
+    return asyncio.run(drybuild.build_dry(config))
 
 
 # Cross-check problems whose rule the drivers apply too at build.
