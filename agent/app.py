@@ -234,10 +234,10 @@ class Agent:
         wedged poll task gets the agent restarted). A silent board or an unplugged
         adapter does not stop it: a restart would not mend either, and the bus
         reconnects by itself (no boot loop for a dead board)."""
-        interval = systemd.watchdog_interval() or STATUS_EVERY_S
-        petting = systemd.watchdog_interval() is not None
+        watchdog_s = systemd.watchdog_interval()
+        petting = watchdog_s is not None
         while True:
-            await asyncio.sleep(min(interval, STATUS_EVERY_S))
+            await asyncio.sleep(min(watchdog_s or STATUS_EVERY_S, STATUS_EVERY_S))
             status = self.status_line()
             if status != self._status:
                 self._status = status

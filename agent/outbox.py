@@ -124,6 +124,8 @@ class Outbox:
             raise
         self._write_error = None
         self._ages.append((seq, self._clock()))
+        while len(self._ages) > self._rows:  # acked or dropped meanwhile: never more kept
+            self._ages.popleft()  # than pending (the oldest age is then an upper bound)
         self.appended.set()
         return Message(seq, kind, event, tuple(cabinets), created)
 

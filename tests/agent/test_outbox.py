@@ -207,3 +207,16 @@ def test_stats_shape(box):
     stats = box.stats()
     assert stats["pending"] == 1 and stats["bytes"] > 0 and stats["oldest_age_s"] >= 0
     assert json.dumps(stats)
+
+
+def test_ages_kept_in_memory_stay_bounded_by_what_is_pending(tmp_path):
+    """The monotonic ages of appended rows are pruned as rows go, even if nobody asks
+    for stats (a long run with no /healthz must not grow memory)."""
+    box = Outbox(tmp_path / "o.sqlite3")
+    for i in range(500):
+        change(box, i % 8, "open" if i % 2 else "closed")
+        box.ack([m.seq for m in box.pending(10)])
+    assert len(box._ages) <= 1
+    change(box, 1, "open")
+    assert box.stats()["pending"] == 1 and box.stats()["oldest_age_s"] >= 0
+    box.close()
