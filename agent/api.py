@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from agent import openapi
+from agent import api_thermal, openapi
 from agent.api_admission import (
     API_RATE,
     CABINET_RATE,
@@ -41,6 +41,7 @@ from agent.commands import error_body, parse_command, parse_open_all, problem
 from agent.errors import Invalid, LockerError, NotFound, Unavailable
 from agent.idempotency import MAX_ID_LENGTH
 from agent.locker import Locker
+from agent.thermal.records import Records
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +75,7 @@ class LocalApi:
     from connecting or from the previous answer; ``body_timeout_s``: seconds to send
     the body after it. ``cabinet_rate``: acting requests on one cabinet (open-all
     counts on every cabinet); ``api_rate``: acting requests in all. ``clock``:
-    monotonic seconds, for the rate limits.
+    monotonic seconds, for the rate limits. ``records``: the temperature log.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class LocalApi:
         api_rate: RateLimit = API_RATE,
         clock: Callable[[], float] = time.monotonic,
         metrics: Callable[[], bytes] | None = None,
+        records: Records | None = None,
     ) -> None:
         self._locker = locker
         self._details = details
@@ -123,6 +125,7 @@ class LocalApi:
         self.app.router.add_get("/api/lockers/cabinets/{key}", self._get)
         self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
         self.app.router.add_post("/api/lockers/open-all", self._open_all)
+        api_thermal.add_routes(self.app, locker, records, _key)
         self._document = json.dumps(openapi.document()).encode()
 
     @property

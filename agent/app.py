@@ -15,15 +15,19 @@ from agent import log as log_setup
 from agent.api import LocalApi
 from agent.cabinet import Cabinet
 from agent.channel import CommandChannel
+from agent.commands import CabinetCommand
 from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
 from agent.config.warnings import warnings
 from agent.door import Door
+from agent.errors import LockerError
 from agent.hardware import Hardware
 from agent.locker import Locker
 from agent.metrics import Metrics
 from agent.outbox import OUTBOX_FILE, Outbox
 from agent.reload import differences
 from agent.store import STATE_FILE, StateStore
+from agent.thermal.records import RECORDS_FILE, Records
+from agent.thermal.service import Thermal
 from agent.uplink import Uplink
 
 log = structlog.get_logger(__name__)
@@ -55,7 +59,10 @@ class Agent:
         for c in config.cabinets:
             front = _door(c.front)
             assert front is not None
-            cabinets.append(Cabinet(c.key, c.size, front=front, rear=_door(c.rear)))
+            cabinet = Cabinet(c.key, c.size, front=front, rear=_door(c.rear))
+            if c.thermal is not None:
+                cabinet.thermal_modes = c.thermal.modes()
+            cabinets.append(cabinet)
         self.store = StateStore(storage.dir / STATE_FILE)
         locker = config.locker
         self.locker = Locker(
@@ -74,6 +81,7 @@ class Agent:
                 self.locker.storage_replaced(notice)
         self.outbox.on_replaced = self.locker.storage_replaced
         self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
+        self.thermal = self._thermal(config)
         self.metrics = Metrics()
         self.locker.journal.observe(self.metrics.observe)
         self.locker.on_command = self.metrics.command
@@ -102,6 +110,7 @@ class Agent:
             head_timeout_s=config.api.head_timeout_s,
             body_timeout_s=config.api.body_timeout_s,
             metrics=self.metrics.render,
+            records=self.thermal.records if self.thermal else None,
         )
         self.channel = (
             CommandChannel(
@@ -116,6 +125,31 @@ class Agent:
         self._watchdog: asyncio.Task[None] | None = None
         self._status = "starting"
         self.metrics.bind(self)
+
+    def _thermal(self, config: Config) -> Thermal | None:
+        """Thermal control, when a cabinet has a thermal unit."""
+        wirings = {c.key: c.thermal for c in config.cabinets if c.thermal is not None}
+        if not wirings:
+            return None
+        records = Records(
+            config.storage.dir / RECORDS_FILE, retention_days=config.thermal.retention_days
+        )
+
+        async def disable(key: int, reason: str) -> None:
+            try:
+                await self.locker.execute(key, CabinetCommand(command="disable", reason=reason))
+            except LockerError as err:
+                log.error("thermal.disable_failed", key=key, error=str(err))
+
+        return Thermal(
+            config.thermal,
+            self.locker.cabinets,
+            wirings,
+            self.hardware.thermal,
+            records,
+            self.locker.journal.publish,
+            disable=disable,
+        )
 
     def problems(self) -> list[str]:
         """Every part's health lines, for /healthz (empty: healthy)."""
@@ -158,6 +192,8 @@ class Agent:
         if not await self.hardware.wait_ready(STARTUP_WAIT_S):
             log.warning("agent.boards_not_ready", problems=self.hardware.problems())
         self.locker.report_startup()
+        if self.thermal is not None:
+            await self.thermal.start()
         await self.uplink.start()
         if self.channel is not None:
             await self.channel.start()
@@ -179,6 +215,8 @@ class Agent:
             await self.channel.close()
         await self.api.close()
         await self.locker.close()
+        if self.thermal is not None:
+            await self.thermal.close()
         await self.hardware.close()
         await self.uplink.close()
         self.outbox.close()

@@ -31,7 +31,11 @@ class Cabinet:
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").
     thermal_modes: frozenset[str] = frozenset({"ambient"})
-    alarms: set[tuple[str, Side]] = field(default_factory=set)
+    alarms: set[tuple[str, Side | None]] = field(default_factory=set)
+    # What the thermal control shows (DESIGN.md, "Thermal"): the trusted temperature
+    # (one decimal) and the unit's state; both None without a thermal unit.
+    temperature_c: float | None = None
+    thermal: dict[str, Any] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def door(self, side: Side) -> Door | None:
@@ -57,7 +61,9 @@ class Cabinet:
             "occupied": int(self.occupied),
             "thermal_mode": self.thermal_mode,
             "rear_load_status": self.rear.state.value if self.rear else None,
-            "alarms": [{"type": a, "side": s} for a, s in sorted(self.alarms)],
+            "temperature_c": self.temperature_c,
+            "thermal": self.thermal,
+            "alarms": [{"type": a, "side": s} for a, s in sorted(self.alarms, key=_by_name)],
         }
 
     def feedback(self) -> dict[str, Any] | None:
@@ -71,3 +77,7 @@ class Cabinet:
             if status := door.status or door.reported:
                 entry[f"{side}_status"] = status
         return entry if len(entry) > 1 else None
+
+
+def _by_name(alarm: tuple[str, str | None]) -> tuple[str, str]:
+    return alarm[0], alarm[1] or ""

@@ -33,6 +33,7 @@ from agent.config import (
 )
 from agent.errors import Unavailable
 from agent.gpio_parts import GpioParts, pin_factory
+from agent.thermal.outputs import ThermalOutputs
 from drivers.gpio import GpioBus
 from drivers.kerong.bus import BoardStatus, BusUnavailable, KerongBus
 from drivers.power import PowerBudget
@@ -96,6 +97,7 @@ class Hardware:
         self._kerong: dict[str, KerongBus] = {}
         self._gpio: dict[str, GpioBus] = {}
         self._parts = GpioParts(self._gpio, sink)
+        self.thermal = ThermalOutputs(config)  # heaters, coolers, compressors
         self._silent_buses: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------
@@ -127,6 +129,7 @@ class Hardware:
                 problems.append(f"buses[{i}]: {e}")
         for i, cabinet in enumerate(self._config.cabinets):
             self._parts.build(i, cabinet, problems)
+        self.thermal.build(self._gpio, problems)
         if problems:
             raise ConfigError(problems)
 

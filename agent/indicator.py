@@ -3,7 +3,9 @@
 Patterns (the GPIO driver renders them): ``ready`` multi-colour cycling,
 ``about_to_open`` blue, ``open`` green (open or opening), ``closing`` flashing
 yellow then red, ``cloud_unreachable`` flashing red, ``no_internet`` dull red,
-``disabled`` for a disabled cabinet. A door in motion outranks the link state:
+``disabled`` for a disabled cabinet, ``food_unsafe`` steady red once its food
+spent too long out of temperature (it outranks everything: nobody should take it).
+A door in motion outranks the link state:
 the customer in front of the door needs to know what the door does.
 
 :class:`Indicators` observes the journal and the actions. It never calls the
@@ -19,6 +21,9 @@ from typing import Any, Literal
 
 from agent.cabinet import Cabinet
 from agent.door import DoorSeen, DoorState
+from agent.supervision import AlarmChange
+
+FOOD_TIME_EXCEEDED = "food_time_exceeded"
 
 Link = Literal["ok", "cloud_unreachable", "no_internet"]
 Show = Callable[[int, str], None]
@@ -26,6 +31,8 @@ Show = Callable[[int, str], None]
 
 def pattern_for(cabinet: Cabinet, link: Link) -> str:
     """The pattern a cabinet's indicator should show now."""
+    if any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
+        return "food_unsafe"
     if not cabinet.enabled:
         return "disabled"
     door = cabinet.front
@@ -62,6 +69,8 @@ class Indicators:
         """A journal observer: a door shown differently may show another pattern."""
         if isinstance(entry, DoorSeen):
             self.refresh(entry.key)
+        elif isinstance(entry, AlarmChange):
+            self.refresh(entry.cabinet.key)
 
     def set_link(self, link: Link) -> None:
         """The cloud link's state changed: every cabinet may show it."""

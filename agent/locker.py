@@ -250,9 +250,11 @@ class Locker:
             self._settle(cabinet, size=cmd.size)
         elif cmd.command == "set_thermal_mode":
             if cmd.thermal_mode not in cabinet.thermal_modes:
+                needs = "heater" if cmd.thermal_mode == "heat" else "cooler or compressor"
+                why = "no thermal unit" if len(cabinet.thermal_modes) == 1 else f"no {needs}"
                 raise Conflict(
-                    f"cabinet {key} cannot {cmd.thermal_mode}: it has no thermal unit"
-                    f" for it (it can: {', '.join(sorted(cabinet.thermal_modes))})"
+                    f"cabinet {key} cannot {cmd.thermal_mode}: it has {why}"
+                    f" (it can: {', '.join(sorted(cabinet.thermal_modes))})"
                 )
             self._settle(cabinet, thermal_mode=cmd.thermal_mode)
 

@@ -1,11 +1,9 @@
 """The local API's OpenAPI 3.1 document, from the models the handlers use.
 
-Request bodies are ``agent.commands.CabinetCommand`` and ``OpenAll``, the very
-models ``parse_command`` and ``parse_open_all`` validate with; the answers are the
-response models below, which describe what ``Cabinet.as_cloud()``, the health
-check, open-all and ``agent.commands.problem`` produce. Every route lists every
-status it can answer; ``GET /openapi.json`` serves this document (same auth as the
-other reads). ``tests/agent/test_api_schema.py`` holds the live API to it.
+Request bodies are the models ``parse_command`` and ``parse_open_all`` validate with;
+answers are the response models below (``Cabinet.as_cloud()``, the health check,
+open-all, ``agent.commands.problem``). Every route lists every status it can answer;
+``GET /openapi.json`` serves this; ``tests/agent/test_api_schema.py`` holds the API to it.
 """
 
 from __future__ import annotations
@@ -27,12 +25,29 @@ class Alarm(BaseModel):
     """An alarm the cloud has been told of and not yet of its end."""
 
     type: str
-    side: Literal["front", "rear"]
+    side: Literal["front", "rear"] | None  # None: the whole cabinet (thermal alarms)
+
+
+class ThermalView(BaseModel):
+    """A thermal unit (DESIGN.md, "Thermal"); ``band_c``: ``[low, high]``, None in ambient."""
+
+    mode: ThermalMode
+    band_c: list[float] | None
+    heating: bool
+    cooling: bool
+    sensor: Literal["ok", "failed", "missing"]
+
+
+class TemperatureRow(BaseModel):
+    """One row of a cabinet's temperature log; ``temperature_c`` None: not trusted."""
+
+    t: str
+    temperature_c: float | None
+    mode: ThermalMode
 
 
 class CabinetView(BaseModel):
-    """The cloud's cabinet object, plus ``unknown`` door states and the active
-    ``alarms``. Other fields may follow (thermal lockers add theirs)."""
+    """The cloud's cabinet object, plus ``unknown`` door states, thermal state, ``alarms``."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -43,6 +58,8 @@ class CabinetView(BaseModel):
     occupied: int = Field(ge=0, le=1)
     thermal_mode: ThermalMode
     rear_load_status: DoorStateName | None
+    temperature_c: float | None = None  # one decimal; None: no sensor, or not trusted
+    thermal: ThermalView | None = None  # None: no thermal unit
     alarms: list[Alarm]
 
 
@@ -56,8 +73,7 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    """``/healthz``: ``reasons`` is empty when ``ok``; figures (the outbox, storage
-    notices) may follow."""
+    """``/healthz``: ``reasons`` empty when ``ok``; figures (outbox, notices) may follow."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -77,6 +93,7 @@ class OpenAllResult(BaseModel):
     error: ErrorBody | None = None
 
 
+_SINCE = {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}}
 _REF = "#/components/schemas/{model}"
 _MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (CabinetCommand, "validation"),
@@ -85,6 +102,7 @@ _MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = 
     (ErrorBody, "serialization"),
     (Health, "serialization"),
     (OpenAllResult, "serialization"),
+    (TemperatureRow, "serialization"),
 ]
 
 # Why each error status happens; every route names the ones it can answer.
@@ -226,6 +244,22 @@ def _paths() -> dict[str, Any]:
                 ],
                 "requestBody": {"required": True, "content": _json(_schema("CabinetCommand"))},
                 "responses": _responses(cabinet, (*_ACT, 404, 409, 422, 504)),
+            },
+        },
+        "/api/lockers/cabinets/{key}/temperatures": {
+            "parameters": [_KEY],
+            "get": {
+                "operationId": "getTemperatures",
+                "summary": "A cabinet's temperature log, oldest first (default: 24 hours)",
+                "security": _READ_AUTH,
+                "parameters": [_SINCE],
+                "responses": _responses(
+                    {
+                        "description": "the readings",
+                        "content": _json({"type": "array", "items": _schema("TemperatureRow")}),
+                    },
+                    (*_READ, 404, 422),
+                ),
             },
         },
         "/api/lockers/open-all": {

@@ -39,14 +39,18 @@ REAR_WHILE_FRONT = "rear_opened_while_front_open"
 
 Fault = Literal["lock_jammed", "door_obstructed"]
 
+DOOR_ALARMS = frozenset({FORCED, LEFT_OPEN, JAMMED, OBSTRUCTED, REAR_WHILE_FRONT})
+"""The alarms this module raises and clears; others (thermal) are not its to touch."""
+
 
 @dataclass(frozen=True, slots=True)
 class AlarmChange:
-    """A journal entry: ``alarm`` on ``cabinet``'s ``side`` door is raised or cleared."""
+    """A journal entry: ``alarm`` on ``cabinet``'s ``side`` door is raised or cleared
+    (``side`` None: an alarm of the whole cabinet, such as a thermal one)."""
 
     cabinet: Cabinet
     alarm: str
-    side: Side
+    side: Side | None
     raised: bool
 
     @property
@@ -185,8 +189,11 @@ class Supervisor:
     def _check(self, key: int) -> list[AlarmChange]:
         cabinet = self._cabinets[key]
         wanted = self._wanted(key)
-        return _changes(cabinet, sorted(wanted - cabinet.alarms), raised=True) + _changes(
-            cabinet, sorted(cabinet.alarms - wanted), raised=False
+        shown = {(alarm, side) for alarm, side in cabinet.alarms if alarm in DOOR_ALARMS}
+        return _changes(cabinet, sorted(wanted - shown), raised=True) + _changes(
+            cabinet,
+            sorted(shown - wanted),
+            raised=False,  # type: ignore[arg-type]
         )
 
 

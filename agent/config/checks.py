@@ -14,17 +14,24 @@ header, split by power supply, and a pin can be claimed once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
 
 from agent.config.entries import Entry, Part
-from agent.config.messages import _Problem
+from agent.config.messages import _format_loc, _Problem
+from agent.thermal.config import CompressorConfig
 from drivers.gpio.pins import PinSpec
 
 # The part of a cabinet on a GPIO bus other than a door, and what to call it.
-_GPIO_PARTS = {"item": "an item sensor", "indicator": "an indicator"}
+_GPIO_PARTS = {"item": "an item sensor", "indicator": "an indicator", "thermal": "a thermal unit"}
 
 
-def _cross_check(buses: Sequence[Entry], cabinets: Sequence[Entry]) -> list[_Problem]:
-    """Problems between entries, on whatever parts of them are valid."""
+def _cross_check(
+    buses: Sequence[Entry], cabinets: Sequence[Entry], thermal: Any = None
+) -> list[_Problem]:
+    """Problems between entries, on whatever parts of them are valid; ``thermal`` is
+    the ``[thermal]`` table as written (its compressors are checked too)."""
     problems: list[_Problem] = []
     declared = _check_buses(buses, problems)
     names = ", ".join(declared) if declared else "none"
@@ -86,7 +93,45 @@ def _cross_check(buses: Sequence[Entry], cabinets: Sequence[Entry]) -> list[_Pro
                 problems.append(((*loc, "bus"), message))
             elif kind == "gpio":
                 _claim_pins(loc, bus_name, part, pins, problems)
+    _check_compressors(thermal, declared, cabinets, pins, problems)
     return problems
+
+
+def _check_compressors(
+    thermal: Any,
+    declared: dict[str, Part],
+    cabinets: Sequence[Entry],
+    pins: dict[int, tuple[str, str]],
+    problems: list[_Problem],
+) -> None:
+    """Each valid compressor on a declared GPIO bus, its pin claimed once, its name
+    declared once; each cabinet's ``compressor`` naming a declared one."""
+    raw = thermal.get("compressors") if isinstance(thermal, dict) else None
+    names: set[str] = set()
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            comp = CompressorConfig.model_validate(item)
+        except ValidationError:
+            continue  # its own problems are reported by the model
+        loc = ("thermal", "compressors", i)
+        if comp.name in names:
+            problems.append(((*loc, "name"), f"compressor '{comp.name}' is declared twice"))
+        names.add(comp.name)
+        bus = declared.get(comp.bus)
+        if bus is None:
+            problems.append(((*loc, "bus"), f"no bus named '{comp.bus}'"))
+        elif bus.kind not in ("gpio", None):
+            problems.append(((*loc, "bus"), f"bus '{comp.bus}' is {bus.kind}; needs a gpio bus"))
+        else:
+            part = Part("compressor", {"pin": comp.pin})
+            _claim_pins(loc, comp.bus, part, pins, problems)
+    for entry in cabinets:
+        unit = entry.part.get("thermal") if entry.part is not None else None
+        name = unit.get("compressor") if isinstance(unit, Part) else None
+        if name is not None and name not in names:
+            known = ", ".join(sorted(names)) or "none"
+            message = f"no compressor named '{name}' in [[thermal.compressors]] (declared: {known})"
+            problems.append((("cabinets", entry.index, "thermal", "compressor"), message))
 
 
 def _check_buses(buses: Sequence[Entry], problems: list[_Problem]) -> dict[str, Part]:
@@ -157,7 +202,7 @@ def _check_lock(
 
 
 def _claim_pins(
-    loc: tuple[str, int, str],
+    loc: tuple[str | int, ...],
     bus_name: str,
     part: Part,
     pins: dict[int, tuple[str, str]],
@@ -179,4 +224,4 @@ def _claim_pins(
                 )
             problems.append(((*loc, name), message))
         else:
-            pins[number] = (f"cabinets[{loc[1]}].{loc[2]}.{name}", bus_name)
+            pins[number] = (_format_loc((*loc, name)), bus_name)

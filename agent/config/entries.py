@@ -30,6 +30,7 @@ from agent.config.schema import (
     _bus_tag,
     _door_tag,
 )
+from agent.thermal.config import ThermalWiring
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ _DOOR_MODELS: dict[str, type[BaseModel]] = {
     "gpio": GpioDoorWiring,
 }
 # The sub-tables of a cabinet: a door's model depends on what it holds.
-_CABINET_TABLES = ("front", "rear", "item", "indicator")
+_CABINET_TABLES = ("front", "rear", "item", "indicator", "thermal")
 
 
 def _table_model(name: str, raw: Mapping[str, Any]) -> tuple[str, type[BaseModel]]:
@@ -77,7 +78,7 @@ def _table_model(name: str, raw: Mapping[str, Any]) -> tuple[str, type[BaseModel
     if name in ("front", "rear"):
         kind = _door_tag(raw)
         return kind, _DOOR_MODELS[kind]
-    model = GpioInputWiring if name == "item" else IndicatorWiring
+    model = {"item": GpioInputWiring, "thermal": ThermalWiring}.get(name, IndicatorWiring)
     return model.__name__, model
 
 

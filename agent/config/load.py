@@ -71,7 +71,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
         config = Config.model_validate(document, context={"base_dir": Path(base_dir)})
     except ValidationError as e:
         problems += [p for p in _problems_of(e) if not _inside_entry(p[0])]
-    problems += _cross_check(buses, cabinets)
+    problems += _cross_check(buses, cabinets, data.get("thermal"))
     if problems or config is None:
         problems.sort(key=_sort_key)
         lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))

@@ -1,6 +1,7 @@
 """The config file's shape: the agent's own sections and the composition of the drivers'.
 
-``[locker]``, ``[cloud]``, ``[api]`` and ``[storage]`` are the agent's and live here.
+``[locker]``, ``[cloud]``, ``[api]`` and ``[storage]`` are the agent's and live here;
+``[thermal]`` and a cabinet's ``thermal`` unit are thermal control's (``agent/thermal``).
 ``[[buses]]`` entries and the wiring inside ``[[cabinets]]`` belong to the drivers
 (``drivers/kerong/config.py``, ``drivers/gpio/config.py``): a bus is a discriminated
 union of the driver bus models, picked by its ``driver`` key, a door one of the
@@ -29,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.thermal.config import ThermalConfig, ThermalWiring
 from drivers.config import StrictModel
 from drivers.gpio.config import (
     GpioBusConfig,
@@ -43,14 +45,8 @@ _TAGS = frozenset({"kerong-cu16", "gpio"})
 
 
 Side = Literal["front", "rear"]
-
-
 DEFAULT_LISTEN = "127.0.0.1:8080"
-
-
 DEFAULT_STORAGE_DIR = Path("/var/lib/locker-agent")
-
-
 _HOST_RE = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -226,7 +222,7 @@ CabinetKey = Annotated[int, Field(ge=0, le=2**31 - 1)]
 class CabinetConfig(StrictModel):
     """One compartment: the cloud's cabinet ``key``, its ``size``, its ``front`` door and
     optional ``rear`` (rear-load) door, an optional GPIO ``item`` sensor (lock boards
-    report their own) and an optional RGB ``indicator``."""
+    report their own), an optional RGB ``indicator`` and ``thermal`` unit."""
 
     key: CabinetKey
     size: str = Field("mini", min_length=1, max_length=32)
@@ -234,6 +230,7 @@ class CabinetConfig(StrictModel):
     rear: AnyDoor | None = None  # rear-load door, when the cabinet has one
     item: GpioInputWiring | None = None  # item sensor on GPIO (lock boards report their own)
     indicator: IndicatorWiring | None = None
+    thermal: ThermalWiring | None = None
 
 
 def _missing_is_empty(data: Any, *sections: str) -> Any:
@@ -256,6 +253,7 @@ class Config(StrictModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     buses: list[AnyBus] = Field(min_length=1)
     cabinets: list[CabinetConfig] = Field(min_length=1)
+    thermal: ThermalConfig = Field(default_factory=ThermalConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -29,7 +29,7 @@ from drivers.gpio.indicator import (
     Indicator,
 )
 from drivers.gpio.inputs import GpioInput
-from drivers.gpio.outputs import PULSE_MAX_S, BusClosed, DoorMotor, Relay
+from drivers.gpio.outputs import PULSE_MAX_S, BusClosed, DoorMotor, Relay, Switch
 from drivers.gpio.pins import FIXED_PULL_UP, MAX_PIN, PinSpec, PinSpecError, parse_pin
 
 __all__ = [
@@ -53,5 +53,6 @@ __all__ = [
     "PinSpec",
     "PinSpecError",
     "Relay",
+    "Switch",
     "parse_pin",
 ]

@@ -27,7 +27,7 @@ from gpiozero.pins import Factory
 
 from drivers.gpio.indicator import Indicator
 from drivers.gpio.inputs import GpioInput
-from drivers.gpio.outputs import PULSE_MAX_S, DoorMotor, Relay, _check_open, _Output
+from drivers.gpio.outputs import PULSE_MAX_S, DoorMotor, Relay, Switch, _check_open, _Output
 from drivers.gpio.pins import PinSpec, parse_pin
 from drivers.power import PowerBudget
 
@@ -145,6 +145,11 @@ class GpioBus:
             budget=self._budget,
             closing=self._closing,
         )
+
+    def switch(self, pin: Pin) -> Switch:
+        """A steady output on a lease (a heater, cooler or compressor), off from the
+        moment it is created."""
+        return Switch(self._output(pin, "switch"), closing=self._closing)
 
     def motor(self, forward: Pin, backward: Pin) -> DoorMotor:
         """A door motor on two outputs, both off from the moment they are created."""

@@ -28,6 +28,7 @@ PATTERNS = (
     "cloud_unreachable",  # flashing red
     "no_internet",  # dull red
     "disabled",  # dim white, steady
+    "food_unsafe",  # red, steady: food past its time out of temperature
 )
 OFF: RGB = (0.0, 0.0, 0.0)
 RED: RGB = (1.0, 0.0, 0.0)
@@ -42,6 +43,7 @@ _STEADY: dict[str, RGB] = {
     "open": GREEN,
     "no_internet": DULL_RED,
     "disabled": DIM_WHITE,
+    "food_unsafe": RED,
 }
 _CYCLE_STEP_S = 0.05  # colour update interval of "ready"
 

@@ -1,5 +1,6 @@
-"""Outputs: lock relays (``Relay``) and door motors (``DoorMotor``), both on
-``_Output``, a digital output whose "on" always has a deadline.
+"""Outputs: lock relays (``Relay``), door motors (``DoorMotor``) and steady
+``Switch``es (a heater, a cooler, a compressor contactor), all on ``_Output``, a
+digital output whose "on" always has a deadline.
 
 Outputs are ``DigitalOutputDevice(pin, active_high=not active_low,
 initial_value=False)``: created off, so a restart after a crash clears whatever
@@ -178,6 +179,43 @@ class Relay:
 
     def off(self) -> None:
         """Off now (a pulse under way ends early)."""
+        self._output.off()
+
+
+class Switch:
+    """A steady output held on by a lease: ``on(lease_s)`` keeps it on for ``lease_s``
+    seconds, and the caller renews the lease while it wants it on. A loop that stops
+    renewing (hung, crashed) gets the output switched off by the driver's backstop: a
+    heater is never left on by a dead controller. ``closing`` set refuses ``on``."""
+
+    def __init__(self, output: _Output, *, closing: asyncio.Event) -> None:
+        self._output = output
+        self._closing = closing
+
+    @property
+    def name(self) -> str:
+        """The pin spec, e.g. ``"GPIO17"``."""
+        return self._output.name
+
+    @property
+    def is_on(self) -> bool:
+        """True while the output is energised."""
+        return self._output.is_on
+
+    def on(self, lease_s: float) -> None:
+        """On (or still on) for ``lease_s`` more seconds unless renewed; ``ValueError``
+        for a lease <= 0, ``BusClosed`` once the bus is closed."""
+        if lease_s <= 0:
+            raise ValueError(f"lease must be > 0, not {lease_s}")
+        _check_open(self._closing, f"switch {self.name}")
+        if not self._output.is_on:
+            log.info("gpio.switch_on", switch=self.name)
+        self._output.on(lease_s)
+
+    def off(self) -> None:
+        """Off now."""
+        if self._output.is_on:
+            log.info("gpio.switch_off", switch=self.name)
         self._output.off()
 
 

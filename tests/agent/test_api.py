@@ -46,6 +46,8 @@ async def test_list_and_get(http):
         "occupied": 0,
         "thermal_mode": "ambient",
         "rear_load_status": "closed",
+        "temperature_c": None,
+        "thermal": None,
         "alarms": [],
     }
     async with http.get("/api/lockers/cabinets/4") as resp:

@@ -308,7 +308,7 @@ def test_bad_listen(listen: str) -> None:
             ("cabinets", 0, "front", "chanel"),
             "cabinets[0].front.chanel: unknown key (did you mean 'channel'?)",
         ),
-        (("thermal",), "thermal: unknown key"),
+        (("webhooks",), "webhooks: unknown key"),
         (("cabinet",), "cabinet: unknown key (did you mean 'cabinets'?)"),
     ],
 )

@@ -1,0 +1,176 @@
+"""The thermal sections of the config: ``[thermal]`` (with ``[[thermal.compressors]]``,
+``[thermal.bands]`` and ``[thermal.lines]``) and a cabinet's ``thermal`` unit.
+
+```toml
+[thermal]
+food_code = "uk"                  # "uk" or "fda": the alarm lines and the time limit
+w1_dir = "/sys/bus/w1/devices"
+
+[[thermal.compressors]]
+name = "cold-bank"
+bus = "gpio"
+pin = 5
+
+[[cabinets]]
+thermal = { sensor = "28-00000a1b2c3d", bus = "gpio", heater = 17, cooler = 27 }
+```
+
+The contract is ``shared/DESIGN.md``, "Thermal". Bands (what the controller holds)
+and lines (where an alarm starts) default by ``food_code`` (``bands.py``) and can be
+overridden within bounds that stop nonsense: a heat band under 50 C or a freeze band
+above 0 C is refused, and so is a band on the unsafe side of its line. Whether the
+buses named are GPIO buses, pins used twice, and compressors named but not declared
+are the config's cross checks (they need the whole file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from agent.thermal.bands import FOOD_CODES, Band, Lines
+from drivers.config import Name, NameRef, StrictModel
+from drivers.gpio.config import OutputPin
+from drivers.w1.config import SensorId
+
+FoodCode = Literal["uk", "fda"]
+
+Celsius = Annotated[float, Field(strict=False, ge=-40.0, le=120.0)]
+"""A temperature in degrees Celsius; integers are taken too (TOML ``63`` for ``63.0``)."""
+
+BandPair = Annotated[list[Celsius], Field(min_length=2, max_length=2)]
+"""``[low, high]`` in degrees Celsius."""
+
+
+class BandsConfig(StrictModel):
+    """``[thermal.bands]``: the band each held mode keeps, ``[low, high]`` in C; a mode
+    left out keeps its food code's default (``bands.DEFAULT_BANDS``)."""
+
+    heat: BandPair | None = None
+    chill: BandPair | None = None
+    freeze: BandPair | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> BandsConfig:
+        for mode in ("heat", "chill", "freeze"):
+            pair = getattr(self, mode)
+            if pair is None:
+                continue
+            low, high = pair
+            if high - low < 0.5:
+                raise ValueError(f"{mode}: [low, high] needs high at least 0.5 C above low")
+        if self.heat is not None and self.heat[0] < 50.0:
+            raise ValueError("heat: a hot-holding band under 50 C lets bacteria grow")
+        if self.freeze is not None and self.freeze[1] > 0.0:
+            raise ValueError("freeze: a freezing band above 0 C does not freeze")
+        if self.chill is not None and not (self.chill[0] >= -2.0 and self.chill[1] <= 10.0):
+            raise ValueError("chill: a chilling band lies within -2 C to 10 C")
+        return self
+
+
+class LinesConfig(StrictModel):
+    """``[thermal.lines]``: where an alarm starts, in C; left out: the food code's."""
+
+    hot_min_c: float | None = Field(None, strict=False, ge=50.0, le=90.0)
+    chill_max_c: float | None = Field(None, strict=False, ge=0.0, le=10.0)
+    frozen_max_c: float | None = Field(None, strict=False, ge=-30.0, le=-5.0)
+
+
+class CompressorConfig(StrictModel):
+    """A ``[[thermal.compressors]]`` entry: a compressor several cabinets share; it runs
+    while any of them calls for cold."""
+
+    name: Name
+    bus: NameRef
+    pin: OutputPin
+
+
+class ThermalConfig(StrictModel):
+    """``[thermal]``: the food code, where the sensors are, the records, the timers that
+    protect the machines. Seconds end in ``_s``; temperatures in ``_c``."""
+
+    food_code: FoodCode = "uk"
+    w1_dir: Annotated[Path, Field(strict=False)] = Path("/sys/bus/w1/devices")
+    sample_s: float = Field(1.0, ge=0.5, le=60)  # sensors read, outputs decided
+    log_every_s: int = Field(300, ge=1, le=3600)
+    retention_days: int = Field(400, ge=1, le=3650)
+    disable_when_unsafe: bool = False
+    compressor_min_off_s: float = Field(180.0, ge=0, le=1800)
+    compressor_min_on_s: float = Field(60.0, ge=0, le=1800)
+    heater_max_duty: float = Field(1.0, ge=0.1, le=1.0)  # share of any 10 min window
+    converge_s: float = Field(1200.0, ge=30, le=14400)  # verify_heater's check_gain_time
+    converge_c: float = Field(1.0, ge=0.1, le=20)  # ... and its heating_gain
+    food_time_limit_s: float | None = Field(None, ge=60, le=4 * 3600)
+    sensor_stuck_s: float = Field(900.0, ge=60, le=86400)
+    sensor_recover_reads: int = Field(3, ge=1, le=20)
+    sensor_max_rate_c_per_s: float = Field(2.0, ge=0.1, le=50)  # faster is a glitch
+    bands: BandsConfig = Field(default_factory=BandsConfig)
+    lines: LinesConfig = Field(default_factory=LinesConfig)
+    compressors: list[CompressorConfig] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _bands_inside_lines(self) -> ThermalConfig:
+        lines = self.alarm_lines()
+        for mode, band in self.held_bands().items():
+            if not lines.safe(mode, band.low) or not lines.safe(mode, band.high):
+                raise ValueError(
+                    f"bands.{mode} {band} lies beyond the alarm line"
+                    f" ({lines.describe(mode)}): it would hold food in the alarm"
+                )
+        return self
+
+    def alarm_lines(self) -> Lines:
+        """The food code's lines with the overrides of ``[thermal.lines]``."""
+        base = FOOD_CODES[self.food_code].lines
+        return Lines(
+            hot_min_c=_or(self.lines.hot_min_c, base.hot_min_c),
+            chill_max_c=_or(self.lines.chill_max_c, base.chill_max_c),
+            frozen_max_c=_or(self.lines.frozen_max_c, base.frozen_max_c),
+        )
+
+    def held_bands(self) -> dict[str, Band]:
+        """The band of each held mode (heat, chill, freeze), overrides applied."""
+        code = FOOD_CODES[self.food_code]
+        out = {}
+        for mode, default in code.bands.items():
+            pair = getattr(self.bands, mode)
+            out[mode] = Band(*pair) if pair is not None else default
+        return out
+
+    def time_limit_s(self) -> float:
+        """How long food may be out of its line before it must go ("time as a control")."""
+        return _or(self.food_time_limit_s, FOOD_CODES[self.food_code].time_limit_s)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+class ThermalWiring(StrictModel):
+    """A cabinet's ``thermal`` unit: its DS18B20 ``sensor`` (the kernel's id), and on
+    GPIO ``bus`` its ``heater`` and ``cooler`` outputs (either may be left out), or a
+    shared ``compressor`` by name (``cooler`` is then the cabinet's own valve or fan)."""
+
+    sensor: SensorId
+    bus: NameRef | None = None
+    heater: OutputPin | None = None
+    cooler: OutputPin | None = None
+    compressor: NameRef | None = None
+
+    @model_validator(mode="after")
+    def _bus_for_outputs(self) -> ThermalWiring:
+        if (self.heater is not None or self.cooler is not None) and self.bus is None:
+            raise ValueError("bus: required when the unit has a heater or a cooler")
+        return self
+
+    def modes(self) -> frozenset[str]:
+        """The modes this hardware can give: ambient always, heat with a heater, chill
+        and freeze with a cooler or a compressor."""
+        modes = {"ambient"}
+        if self.heater is not None:
+            modes.add("heat")
+        if self.cooler is not None or self.compressor is not None:
+            modes |= {"chill", "freeze"}
+        return frozenset(modes)

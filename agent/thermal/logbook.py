@@ -1,0 +1,90 @@
+"""Keeping the records as the rounds go: a reading per cabinet every ``log_every_s``,
+each excursion past the food code's line (start, worst temperature, end), the food
+clocks, and the retention. A record the disk refuses is logged and the control goes
+on: a lost row never keeps a heater on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from agent.thermal.bands import Lines
+from agent.thermal.records import Records, RecordsError
+
+log = structlog.get_logger(__name__)
+
+PRUNE_EVERY_S = 86400.0
+
+
+class Logbook:
+    """Writes ``records`` from the units (``service._Unit``) each round; ``wall``: UNIX
+    seconds for the rows."""
+
+    def __init__(self, records: Records, *, log_every_s: float, wall: Callable[[], float]) -> None:
+        self.records = records
+        self.log_every_s = log_every_s
+        self._wall = wall
+        self._logged_at: float | None = None
+        self._pruned_at: float | None = None
+
+    def start(self, units: Mapping[int, Any]) -> None:
+        """Close the excursions a crash left open (they end at the restart)."""
+        try:
+            for key in units:
+                self.records.excursion_ended(key, self._wall())
+        except RecordsError as exc:
+            log.error("thermal.records_unsaved", error=str(exc))
+
+    def keep(self, now: float, units: Iterable[Any], lines: Lines) -> None:
+        """One round's records; ``now``: monotonic seconds (for the intervals)."""
+        units = list(units)
+        wall = self._wall()
+        try:
+            for unit in units:
+                self._excursion(unit, wall, lines)
+            if self._logged_at is None or now - self._logged_at >= self.log_every_s:
+                self._logged_at = now
+                rows = [
+                    (u.cabinet.key, u.verdict.temperature_c, u.mode, u.verdict.status)
+                    for u in units
+                ]
+                self.records.log(wall, rows)
+                self.save_clocks(units)
+            if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
+                self._pruned_at = now
+                self.records.prune(wall)
+        except RecordsError as exc:
+            log.error("thermal.records_unsaved", error=str(exc))
+
+    def _excursion(self, unit: Any, wall: float, lines: Lines) -> None:
+        temp = unit.verdict.temperature_c
+        if temp is None:
+            return  # unknown: the excursion (if any) goes on until a trusted reading
+        key = unit.cabinet.key
+        out = not lines.safe(unit.mode, temp)
+        if out and not unit.excursion:
+            self.records.excursion_started(key, wall, temp, unit.mode)
+            log.warning("thermal.excursion_started", key=key, temperature_c=temp, mode=unit.mode)
+        elif out:
+            self.records.excursion_peak(key, temp, hot=unit.mode == "heat")
+        elif unit.excursion:
+            self.records.excursion_ended(key, wall)
+            log.info("thermal.excursion_ended", key=key, temperature_c=temp)
+        unit.excursion = out
+
+    def saved_clocks(self) -> dict[int, float]:
+        """The food clocks kept before a restart (none when unreadable)."""
+        try:
+            return self.records.food_clocks()
+        except RecordsError as exc:
+            log.error("thermal.food_clocks_unread", error=str(exc))
+            return {}
+
+    def save_clocks(self, units: Iterable[Any]) -> None:
+        """Keep every unit's food clock."""
+        try:
+            self.records.save_food_clocks({u.cabinet.key: u.food.out_s for u in units})
+        except RecordsError as exc:
+            log.error("thermal.records_unsaved", error=str(exc))

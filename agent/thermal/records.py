@@ -1,0 +1,204 @@
+"""The temperature records (HACCP): readings and excursions per cabinet, in SQLite.
+
+``thermal.sqlite3`` in the storage directory keeps:
+
+- ``readings``: every ``log_every_s`` per cabinet, the wall time (UNIX seconds, UTC),
+  the temperature (NULL when the sensor is not trusted), the mode and the sensor state;
+- ``excursions``: each time out of temperature (past the food code's line): start,
+  end (NULL while it lasts), the worst temperature and the mode;
+- ``food_clock``: each occupied cabinet's time out of temperature, so a restart does
+  not give spoilt food a new two hours.
+
+Rows older than ``retention_days`` go (HACCP records are kept one to two years: the
+default is 400 days). A damaged file is set aside and replaced (``agent.sqlite``);
+every method raises :class:`RecordsError` when the disk refuses, and the caller logs
+it and goes on controlling: a record lost never stops a heater being switched off.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.sqlite import Database
+
+RECORDS_FILE = "thermal.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    key           INTEGER NOT NULL,
+    t             REAL NOT NULL,
+    temperature_c REAL,
+    mode          TEXT NOT NULL,
+    sensor        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_key_t ON readings (key, t);
+CREATE TABLE IF NOT EXISTS excursions (
+    key       INTEGER NOT NULL,
+    start     REAL NOT NULL,
+    end       REAL,
+    peak_c    REAL,
+    mode      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS excursions_key_start ON excursions (key, start);
+CREATE TABLE IF NOT EXISTS food_clock (
+    key   INTEGER PRIMARY KEY,
+    out_s REAL NOT NULL
+);
+"""
+
+CSV_FIELDS = ("key", "t", "temperature_c", "mode", "sensor")
+
+
+class RecordsError(Exception):
+    """The records could not be read or written (disk full, I/O error)."""
+
+
+def iso(t: float) -> str:
+    """UNIX seconds as ISO 8601 UTC with a ``Z``, to the second."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_since(text: str) -> float:
+    """An ISO 8601 time (``2026-11-29T10:00:00Z``; no zone means UTC) as UNIX seconds.
+    Raises ``ValueError`` naming the expected form."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("since: an ISO 8601 time such as 2026-11-29T10:00:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+class Records:
+    """The records file at ``path``; ``retention_days`` bounds what is kept."""
+
+    def __init__(self, path: Path, *, retention_days: int = 400) -> None:
+        self._file = Database(path, SCHEMA)
+        self.retention_s = retention_days * 86400.0
+
+    @property
+    def notice(self) -> str | None:
+        """What went wrong with the file since start (damaged, or kept in memory)."""
+        return self._file.notice
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def log(self, t: float, rows: Iterable[tuple[int, float | None, str, str]]) -> None:
+        """Keep one reading per cabinet: ``(key, temperature_c, mode, sensor)`` at ``t``."""
+        data = [(key, t, temp, mode, sensor) for key, temp, mode, sensor in rows]
+        self._write(lambda: self._file.db.executemany(_INSERT_READING, data))
+
+    def excursion_started(self, key: int, t: float, temperature_c: float, mode: str) -> None:
+        """A cabinet went past its line at ``t``."""
+        sql = "INSERT INTO excursions VALUES (?, ?, NULL, ?, ?)"
+        self._write(lambda: self._file.db.execute(sql, (key, t, temperature_c, mode)))
+
+    def excursion_peak(self, key: int, temperature_c: float, *, hot: bool) -> None:
+        """The open excursion's worst temperature so far (highest, or lowest when
+        ``hot``: hot food goes wrong downward)."""
+        worse = "MIN" if hot else "MAX"
+        sql = f"UPDATE excursions SET peak_c = {worse}(peak_c, ?) WHERE key = ? AND end IS NULL"
+        self._write(lambda: self._file.db.execute(sql, (temperature_c, key)))
+
+    def excursion_ended(self, key: int, t: float) -> None:
+        """The open excursion of ``key`` ended at ``t``."""
+        sql = "UPDATE excursions SET end = ? WHERE key = ? AND end IS NULL"
+        self._write(lambda: self._file.db.execute(sql, (t, key)))
+
+    def excursions(self, key: int, since: float = 0.0) -> list[dict[str, Any]]:
+        """The excursions of ``key`` that started at or after ``since``, oldest first:
+        ``{"start", "end", "duration_s", "peak_c", "mode"}`` (times ISO 8601 UTC)."""
+        sql = "SELECT start, end, peak_c, mode FROM excursions WHERE key = ? AND start >= ?"
+        rows = self._read(sql + " ORDER BY start", (key, since))
+        return [
+            {
+                "start": iso(start),
+                "end": iso(end) if end is not None else None,
+                "duration_s": round(end - start) if end is not None else None,
+                "peak_c": _one_decimal(peak),
+                "mode": mode,
+            }
+            for start, end, peak, mode in rows
+        ]
+
+    def readings(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Up to ``limit`` readings of ``key`` from ``since`` (UNIX seconds), oldest
+        first, as the local API answers them: ``{"t", "temperature_c", "mode"}``."""
+        sql = "SELECT t, temperature_c, mode FROM readings WHERE key = ? AND t >= ?"
+        rows = self._read(sql + " ORDER BY t LIMIT ?", (key, since, limit))
+        return [{"t": iso(t), "temperature_c": _one_decimal(c), "mode": m} for t, c, m in rows]
+
+    def food_clocks(self) -> dict[int, float]:
+        """Each cabinet's saved time out of temperature, seconds."""
+        return {key: out_s for key, out_s in self._read("SELECT key, out_s FROM food_clock")}
+
+    def save_food_clocks(self, clocks: dict[int, float]) -> None:
+        """Keep each cabinet's time out of temperature."""
+        sql = "INSERT OR REPLACE INTO food_clock VALUES (?, ?)"
+        self._write(lambda: self._file.db.executemany(sql, list(clocks.items())))
+
+    def prune(self, now: float) -> None:
+        """Forget what is older than the retention."""
+        cut = now - self.retention_s
+
+        def work() -> None:
+            self._file.db.execute("DELETE FROM readings WHERE t < ?", (cut,))
+            self._file.db.execute(
+                "DELETE FROM excursions WHERE end IS NOT NULL AND end < ?", (cut,)
+            )
+
+        self._write(work)
+
+    def _write(self, work: Any) -> None:
+        try:
+            self._file.transaction(work)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise RecordsError(f"temperature records: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._file.read(sql, params)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise RecordsError(f"temperature records: {exc}") from exc
+
+
+_INSERT_READING = "INSERT INTO readings VALUES (?, ?, ?, ?, ?)"
+
+
+def _one_decimal(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def export_csv(path: Path, key: int | None = None, since: float = 0.0) -> Iterator[str]:
+    """The readings in ``path`` as CSV lines (``key,t,temperature_c,mode,sensor``, times
+    ISO 8601 UTC), streamed (a year of a large bank is millions of rows), read-only:
+    the running agent may hold the file. Raises ``RecordsError`` when the file cannot
+    be read."""
+    if not path.is_file():
+        raise RecordsError(f"{path}: no temperature records here (is this the storage dir?)")
+    sql = "SELECT key, t, temperature_c, mode, sensor FROM readings WHERE t >= ?"
+    params: tuple[Any, ...] = (since,)
+    if key is not None:
+        sql, params = sql + " AND key = ?", (since, key)
+    yield ",".join(CSV_FIELDS) + "\n"
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for k, t, temp, mode, sensor in db.execute(sql + " ORDER BY key, t", params):
+                out = io.StringIO()
+                row = (k, iso(t), "" if temp is None else f"{temp:.2f}", mode, sensor)
+                csv.writer(out, lineterminator="\n").writerow(row)
+                yield out.getvalue()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise RecordsError(f"{path}: {exc}") from exc

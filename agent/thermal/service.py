@@ -1,0 +1,279 @@
+"""Thermal control: every ``sample_s`` the sensors are read (off the loop), each reading
+judged (``drivers.w1.SensorTrust``), each unit decided (``control.py``), the outputs
+set, the cabinets' ``temperature_c`` and ``thermal`` shown, the alarms raised or
+cleared through the journal, and the records kept.
+
+Alarms (feedback ``event.type``, each with ``<name>_cleared``), level-triggered as the
+door supervision is: derived from the facts each round and compared with what the
+cloud was told (``Cabinet.alarms``):
+
+- ``temperature_sensor_failed``: the sensor is missing or not trusted;
+- ``temperature_out_of_band``: a held mode past its food code's line;
+- ``thermal_not_converging``: a unit switched off by the verification;
+- ``food_time_exceeded``: an occupied cabinet's food spent longer out of temperature
+  than the food code allows; with ``disable_when_unsafe`` the cabinet is disabled
+  (once, on the raise) until the cloud enables it again.
+
+Time out of temperature counts while the cabinet is occupied and its mode held, and
+while its temperature is past the line or unknown (a failed sensor proves nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.cabinet import Cabinet
+from agent.supervision import AlarmChange
+from agent.thermal.config import ThermalConfig, ThermalWiring
+from agent.thermal.control import Compressor, FoodClock, UnitControl
+from agent.thermal.logbook import Logbook
+from agent.thermal.outputs import ThermalOutputs
+from agent.thermal.records import Records
+from drivers.w1.ds18b20 import SensorFault, read_ds18b20
+from drivers.w1.trust import SensorTrust, Verdict
+
+log = structlog.get_logger(__name__)
+
+SENSOR_FAILED = "temperature_sensor_failed"
+OUT_OF_BAND = "temperature_out_of_band"
+NOT_CONVERGING = "thermal_not_converging"
+FOOD_TIME_EXCEEDED = "food_time_exceeded"
+THERMAL_ALARMS = frozenset({SENSOR_FAILED, OUT_OF_BAND, NOT_CONVERGING, FOOD_TIME_EXCEEDED})
+
+Reading = float | SensorFault
+Publish = Callable[..., None]
+
+
+class _Unit:
+    """One cabinet's thermal state between rounds."""
+
+    def __init__(
+        self, cabinet: Cabinet, wiring: ThermalWiring, cfg: ThermalConfig, now: float
+    ) -> None:
+        self.cabinet = cabinet
+        self.wiring = wiring
+        self.trust = SensorTrust(
+            recover_reads=cfg.sensor_recover_reads,
+            stuck_s=cfg.sensor_stuck_s,
+            max_rate_c_per_s=cfg.sensor_max_rate_c_per_s,
+        )
+        self.control = UnitControl(
+            cfg.held_bands(),
+            converge_s=cfg.converge_s,
+            converge_c=cfg.converge_c,
+            max_duty=cfg.heater_max_duty,
+        )
+        self.own = Compressor(cfg.compressor_min_on_s, cfg.compressor_min_off_s, now)
+        self.food = FoodClock(cfg.time_limit_s())
+        self.verdict = Verdict("missing", None, "not read yet")
+        self.mode = "ambient"
+        self.excursion = False
+
+
+class Thermal:
+    """Thermal control of every cabinet with a ``thermal`` unit.
+
+    ``publish``: the journal's ``publish`` (alarm entries); ``disable(key, reason)``:
+    a coroutine that disables a cabinet (the locker's command path). ``clock``:
+    monotonic seconds; ``wall``: UNIX seconds for the records; ``read(w1_dir, sensor)``:
+    one blocking sensor read (``drivers.w1.read_ds18b20``).
+
+    Lifecycle: ``start()`` (outputs off, records opened, the loop started), ``close()``
+    (the loop stopped, every output off, records closed). ``step()`` is one round on
+    given readings, for tests on a fake clock.
+    """
+
+    def __init__(
+        self,
+        config: ThermalConfig,
+        cabinets: Mapping[int, Cabinet],
+        wirings: Mapping[int, ThermalWiring],
+        outputs: ThermalOutputs,
+        records: Records,
+        publish: Publish,
+        *,
+        disable: Callable[[int, str], Coroutine[Any, Any, Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        read: Callable[[Path, str], float] = read_ds18b20,
+    ) -> None:
+        self.config = config
+        self.outputs = outputs
+        self.records = records
+        self._publish = publish
+        self._disable = disable
+        self._clock, self._wall, self._read = clock, wall, read
+        now = clock()
+        self.units = {key: _Unit(cabinets[key], w, config, now) for key, w in wirings.items()}
+        self.compressors = {
+            c.name: Compressor(config.compressor_min_on_s, config.compressor_min_off_s, now)
+            for c in config.compressors
+        }
+        self._lines = config.alarm_lines()
+        self._lease_s = 3 * config.sample_s + 5.0  # a stalled loop: outputs off soon after
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.logbook = Logbook(records, log_every_s=config.log_every_s, wall=wall)
+        self._rounds = 0
+        for key, out_s in self.logbook.saved_clocks().items():
+            if key in self.units:
+                self.units[key].food.out_s = out_s
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Outputs off, one round at once (so the API shows temperatures from the
+        start), then a round every ``sample_s``."""
+        self.outputs.all_off()
+        self.logbook.start(self.units)
+        await self.tick()
+        self._task = asyncio.create_task(self._loop(), name="thermal")
+
+    async def close(self) -> None:
+        """Stop the rounds; every output off; the food clocks and records kept."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._tasks):
+            task.cancel()
+        self.outputs.all_off()
+        self.logbook.save_clocks(self.units.values())
+        self.records.close()
+
+    async def _loop(self) -> None:
+        while True:
+            started = self._clock()
+            await asyncio.sleep(max(0.0, self.config.sample_s - (self._clock() - started)))
+            try:
+                await self.tick()
+            except Exception:  # a bug must not leave a heater on: off, and go on
+                log.exception("thermal.round_failed")
+                self.outputs.all_off()
+
+    async def tick(self) -> None:
+        """One round: read every sensor off the loop, then ``step``."""
+        readings = await asyncio.to_thread(self._read_all)
+        self.step(readings)
+
+    def _read_all(self) -> dict[int, Reading]:
+        out: dict[int, Reading] = {}
+        for key, unit in self.units.items():
+            try:
+                out[key] = self._read(self.config.w1_dir, unit.wiring.sensor)
+            except SensorFault as fault:
+                out[key] = fault
+            except Exception as exc:  # a driver bug is a failed sensor, not a dead loop
+                out[key] = SensorFault("unreadable", str(exc))
+        return out
+
+    # --- one round -------------------------------------------------------------------
+
+    def step(self, readings: Mapping[int, Reading]) -> None:
+        """Judge ``readings`` (by cabinet key; a key left out is unreadable), decide and
+        set every output, show the state, raise or clear alarms, keep the records."""
+        now = self._clock()
+        calls_cold: dict[str, bool] = {name: False for name in self.compressors}
+        for key, unit in self.units.items():
+            self._judge(now, unit, readings.get(key, SensorFault("unreadable")))
+            shared = unit.wiring.compressor
+            runs = self.outputs.cooler_on(key) or unit.wiring.cooler is None
+            if shared is not None:
+                runs = runs and self.outputs.compressor_on(shared)
+            else:
+                runs = runs and unit.own.on
+            call = unit.control.step(now, unit.verdict.temperature_c, cooling_runs=runs)
+            if shared is not None and call.cool and shared in calls_cold:
+                calls_cold[shared] = True
+        for name, comp in self.compressors.items():
+            self.outputs.compressor(name, comp.decide(now, calls_cold[name]), self._lease_s)
+        for key, unit in self.units.items():
+            call = unit.control.call
+            cool = call.cool
+            if unit.wiring.compressor is None:  # its own cooler is its compressor
+                failed = unit.verdict.status != "ok" or unit.control.fault is not None
+                cool = unit.own.decide(now, call.cool, force_off=failed)
+            self.outputs.set(key, heat=call.heat, cool=cool, lease_s=self._lease_s)
+            self._show(unit)
+            self._food(now, unit)
+        self._alarms()
+        self.logbook.keep(now, self.units.values(), self._lines)
+        self._rounds += 1
+
+    def _judge(self, now: float, unit: _Unit, reading: Reading) -> None:
+        cabinet = unit.cabinet
+        running = self.outputs.heating(cabinet.key) or self.outputs.cooler_on(cabinet.key)
+        before = unit.verdict.status
+        unit.verdict = unit.trust.judge(now, reading, unit_running=running)
+        if unit.verdict.status != before and self._rounds:
+            level = log.info if unit.verdict.status == "ok" else log.warning
+            level("thermal.sensor", key=cabinet.key, status=unit.verdict.status,
+                  reason=unit.verdict.reason)  # fmt: skip
+        if cabinet.thermal_mode != unit.mode:
+            if self._rounds:
+                level = log.warning if cabinet.occupied else log.info
+                level("thermal.mode_changed", key=cabinet.key, mode=cabinet.thermal_mode,
+                      was=unit.mode, occupied=cabinet.occupied)  # fmt: skip
+            unit.mode = cabinet.thermal_mode
+            unit.control.set_mode(unit.mode)
+
+    def _show(self, unit: _Unit) -> None:
+        key, temp = unit.cabinet.key, unit.verdict.temperature_c
+        band = unit.control.bands.get(unit.mode)
+        shared = unit.wiring.compressor
+        cooling = self.outputs.cooler_on(key) or (shared is not None and unit.control.call.cool)
+        if shared is not None:
+            cooling = cooling and self.outputs.compressor_on(shared)
+        unit.cabinet.temperature_c = None if temp is None else round(temp, 1)
+        unit.cabinet.thermal = {
+            "mode": unit.mode,
+            "band_c": None if band is None else [band.low, band.high],
+            "heating": self.outputs.heating(key),
+            "cooling": cooling,
+            "sensor": unit.verdict.status,
+        }
+
+    def _unsafe(self, unit: _Unit) -> bool:
+        temp = unit.verdict.temperature_c
+        return unit.mode != "ambient" and (temp is None or not self._lines.safe(unit.mode, temp))
+
+    def _food(self, now: float, unit: _Unit) -> None:
+        was = unit.food.exceeded
+        unit.food.step(now, occupied=unit.cabinet.occupied, unsafe=self._unsafe(unit))
+        if unit.food.exceeded and not was:
+            log.error("thermal.food_time_exceeded", key=unit.cabinet.key, out_s=unit.food.out_s)
+            if self.config.disable_when_unsafe and unit.cabinet.enabled and self._disable:
+                task = asyncio.create_task(self._disable(unit.cabinet.key, FOOD_TIME_EXCEEDED))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _alarms(self) -> None:
+        changes: list[AlarmChange] = []
+        for unit in self.units.values():
+            temp = unit.verdict.temperature_c
+            wanted = set()
+            if unit.verdict.status != "ok":
+                wanted.add(SENSOR_FAILED)
+            if temp is not None and unit.mode != "ambient" and self._unsafe(unit):
+                wanted.add(OUT_OF_BAND)
+            if unit.control.fault is not None:
+                wanted.add(NOT_CONVERGING)
+            if unit.food.exceeded:
+                wanted.add(FOOD_TIME_EXCEEDED)
+            cabinet = unit.cabinet
+            shown = {alarm for alarm, _ in cabinet.alarms if alarm in THERMAL_ALARMS}
+            for alarm in sorted(wanted - shown):
+                changes.append(AlarmChange(cabinet, alarm, None, True))
+            for alarm in sorted(shown - wanted):
+                changes.append(AlarmChange(cabinet, alarm, None, False))
+            if NOT_CONVERGING in wanted - shown:
+                log.error("thermal.not_converging", key=cabinet.key, reason=unit.control.fault)
+        if changes:
+            self._publish(*changes)

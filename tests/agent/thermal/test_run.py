@@ -1,0 +1,156 @@
+"""Thermal control end to end: the real agent, sensor files in a temp directory, GPIO
+mock pins, the local API over HTTP and the fake cloud."""
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from agent.app import Agent
+from agent.config import parse_config
+from drivers.gpio.mock import mock_factory
+from simulator.cloud import FakeCloud
+from simulator.run import free_port
+from simulator.thermal import SensorFile
+
+HOT, COLD = "28-0000000000a1", "28-0000000000b2"
+
+
+def reading(w1, ident, celsius, fault=None):
+    """Write the sensor's file as the kernel would (simulator.thermal.SensorFile)."""
+    sensor = SensorFile(w1, ident)
+    sensor.fault = fault
+    sensor.write(celsius)
+
+
+def config(tmp_path, cloud_url, api_port):
+    return parse_config(
+        {
+            "cloud": {"url": cloud_url, "api_key": "k"},
+            "api": {"listen": f"127.0.0.1:{api_port}", "token": "t"},
+            "storage": {"dir": str(tmp_path / "state")},
+            "thermal": {
+                "w1_dir": str(tmp_path / "w1"),
+                "sample_s": 0.5,
+                "compressor_min_off_s": 0,
+                "compressor_min_on_s": 0,
+                "log_every_s": 1,
+            },
+            "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
+            "cabinets": [
+                {
+                    "key": 0,
+                    "front": {"bus": "gpio", "switch": 4, "lock": 5},
+                    "thermal": {"sensor": HOT, "bus": "gpio", "heater": 17, "cooler": 27},
+                },
+                {
+                    "key": 1,
+                    "front": {"bus": "gpio", "switch": 6, "lock": 12},
+                    "thermal": {"sensor": COLD, "bus": "gpio", "cooler": 22},
+                },
+            ],
+        },
+        tmp_path,
+    )
+
+
+async def until(predicate, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def events(cloud):
+    return [r["body"].get("event", {}).get("type") for r in cloud.received]
+
+
+@pytest.fixture
+async def running(tmp_path):
+    w1 = tmp_path / "w1"
+    reading(w1, HOT, 20.0)
+    reading(w1, COLD, 20.0)
+    cloud = FakeCloud("k")
+    await cloud.start()
+    api_port = free_port()
+    factory = mock_factory()
+    agent = Agent(config(tmp_path, cloud.url, api_port), gpio_factory=factory)
+    await agent.start()
+    headers = {"Authorization": "Bearer t"}
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{api_port}", headers=headers) as http:
+        try:
+            yield agent, cloud, http, factory, w1
+        finally:
+            await agent.close()
+            await cloud.close()
+
+
+async def cabinet(http, key):
+    async with http.get(f"/api/lockers/cabinets/{key}") as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
+async def command(http, key, body):
+    async with http.put(f"/api/lockers/cabinets/{key}", json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_mode_sensor_outputs_events_and_records(running):
+    _agent, cloud, http, factory, w1 = running
+    first = await cabinet(http, 0)
+    assert first["temperature_c"] == 20.0
+    assert first["thermal"] == {
+        "mode": "ambient",
+        "band_c": None,
+        "heating": False,
+        "cooling": False,
+        "sensor": "ok",
+    }
+
+    status, body = await command(http, 0, {"command": "set_thermal_mode", "thermal_mode": "chill"})
+    assert status == 200 and body["thermal_mode"] == "chill"
+    cooler, heater = factory.pin(27), factory.pin(17)
+    await until(lambda: cooler.state)
+    assert not heater.state
+    shown = await cabinet(http, 0)
+    assert shown["thermal"]["cooling"] and shown["thermal"]["band_c"] == [1.0, 4.0]
+    await until(lambda: "temperature_out_of_band" in events(cloud))  # 20 C: past 8 C
+
+    reading(w1, HOT, 0.5)  # 19.5 C in a round: a glitch, not air, until it holds
+    await until(lambda: "temperature_sensor_failed" in events(cloud))
+    assert not cooler.state  # a sensor not trusted: its outputs off
+    await until(lambda: "temperature_sensor_failed_cleared" in events(cloud))  # 3 good reads
+    await until(lambda: "temperature_out_of_band_cleared" in events(cloud))
+    assert (await cabinet(http, 0))["temperature_c"] == 0.5
+    assert not cooler.state  # past the band's low edge: it stays off
+
+    reading(w1, HOT, 3.0, fault="crc")
+    await until(lambda: events(cloud).count("temperature_sensor_failed") == 2)
+    failed = await cabinet(http, 0)
+    assert failed["temperature_c"] is None and failed["thermal"]["sensor"] == "failed"
+    assert {"type": "temperature_sensor_failed", "side": None} in failed["alarms"]
+    assert not cooler.state and not heater.state
+
+    async with http.get("/api/lockers/cabinets/0/temperatures?since=2000-01-01T00:00:00Z") as r:
+        assert r.status == 200
+        rows = await r.json()
+    assert rows and rows[0]["temperature_c"] == 20.0 and rows[0]["t"].endswith("Z")
+    async with http.get("/api/lockers/cabinets/0/temperatures?since=yesterday") as r:
+        assert r.status == 422 and "since" in (await r.json())["errors"]
+
+
+async def test_a_mode_the_hardware_cannot_give_is_refused(running):
+    _agent, _cloud, http, _factory, _w1 = running
+    status, body = await command(http, 1, {"command": "set_thermal_mode", "thermal_mode": "heat"})
+    assert status == 409
+    assert "no heater" in body["message"]
+    status, _ = await command(http, 1, {"command": "set_thermal_mode", "thermal_mode": "freeze"})
+    assert status == 200
+
+
+async def test_every_output_off_at_stop(running):
+    agent, _cloud, http, factory, _w1 = running
+    await command(http, 0, {"command": "set_thermal_mode", "thermal_mode": "heat"})
+    await until(lambda: factory.pin(17).state)
+    await agent.close()
+    assert not factory.pin(17).state and not factory.pin(27).state
