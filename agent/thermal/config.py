@@ -103,7 +103,7 @@ class ThermalConfig(StrictModel):
     converge_s: float = Field(1200.0, ge=30, le=14400)  # verify_heater's check_gain_time
     converge_c: float = Field(1.0, ge=0.1, le=20)  # ... and its heating_gain
     food_time_limit_s: float | None = Field(None, ge=60, le=4 * 3600)
-    sensor_stuck_s: float = Field(900.0, ge=60, le=86400)
+    sensor_stuck_s: float = Field(3600.0, ge=60, le=86400)  # > converge_s: see ADR 0007
     sensor_recover_reads: int = Field(3, ge=1, le=20)
     sensor_max_rate_c_per_s: float = Field(2.0, ge=0.1, le=50)  # faster is a glitch
     bands: BandsConfig = Field(default_factory=BandsConfig)

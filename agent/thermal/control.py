@@ -111,12 +111,22 @@ class UnitControl:
             self._running = self._coasting = None
             self.call, self._want = Call(), False
 
-    def step(self, now_s: float, temperature_c: float | None, *, cooling_runs: bool) -> Call:
+    def step(
+        self,
+        now_s: float,
+        temperature_c: float | None,
+        *,
+        cooling_runs: bool,
+        door_open: bool = False,
+    ) -> Call:
         """Decide the call for now. ``temperature_c``: the trusted reading (None: the
         sensor is not trusted); ``cooling_runs``: whether cold was actually made since the
-        last step (the cooler and, when shared, its compressor were on)."""
+        last step (the cooler and, when shared, its compressor were on); ``door_open``:
+        the room comes in, so the verification waits and starts again once shut."""
         dt = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
         self._last_s = now_s
+        if door_open:
+            self._running = self._coasting = None
         band = self.bands.get(self._mode)
         if band is None or temperature_c is None or self.fault is not None:
             self.call, self._want, self._running, self._coasting = Call(), False, None, None
@@ -144,7 +154,7 @@ class UnitControl:
         if self._want:
             self._coasting = None
             if self._running is None:
-                self._running = _Progress(t)
+                self._running = _Progress(t)  # (also after the door was open)
             elif sign * (t - self._running.start_c) >= self.converge_c:
                 self._running = _Progress(t)  # progress: the check starts again
             elif ran:

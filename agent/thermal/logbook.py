@@ -52,6 +52,9 @@ class Logbook:
                 ]
                 self.records.log(wall, rows)
                 self.save_clocks(units)
+                for u in units:
+                    if u.excursion:
+                        self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
                 self._pruned_at = now
                 self.records.prune(wall)
@@ -64,14 +67,19 @@ class Logbook:
             return  # unknown: the excursion (if any) goes on until a trusted reading
         key = unit.cabinet.key
         out = not lines.safe(unit.mode, temp)
+        hot = unit.mode == "heat"  # hot food goes wrong downward
         if out and not unit.excursion:
             self.records.excursion_started(key, wall, temp, unit.mode)
+            unit.peak_c = temp
             log.warning("thermal.excursion_started", key=key, temperature_c=temp, mode=unit.mode)
         elif out:
-            self.records.excursion_peak(key, temp, hot=unit.mode == "heat")
+            # The worst so far, in memory: written at each log and at the end (an SD
+            # card is not written every round of a long excursion).
+            unit.peak_c = min(unit.peak_c, temp) if hot else max(unit.peak_c, temp)
         elif unit.excursion:
+            self.records.excursion_peak(key, unit.peak_c, hot=hot)
             self.records.excursion_ended(key, wall)
-            log.info("thermal.excursion_ended", key=key, temperature_c=temp)
+            log.info("thermal.excursion_ended", key=key, temperature_c=temp, peak_c=unit.peak_c)
         unit.excursion = out
 
     def saved_clocks(self) -> dict[int, float]:

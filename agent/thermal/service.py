@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from agent.cabinet import Cabinet
+from agent.door import DoorState
 from agent.supervision import AlarmChange
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from agent.thermal.control import Compressor, FoodClock, UnitControl
@@ -75,6 +76,7 @@ class _Unit:
         self.verdict = Verdict("missing", None, "not read yet")
         self.mode = "ambient"
         self.excursion = False
+        self.peak_c = 0.0  # the open excursion's worst temperature
 
 
 class Thermal:
@@ -189,7 +191,9 @@ class Thermal:
                 runs = runs and self.outputs.compressor_on(shared)
             else:
                 runs = runs and unit.own.on
-            call = unit.control.step(now, unit.verdict.temperature_c, cooling_runs=runs)
+            door_open = any(d.state != DoorState.CLOSED for _, d in unit.cabinet.doors())
+            temp = unit.verdict.temperature_c
+            call = unit.control.step(now, temp, cooling_runs=runs, door_open=door_open)
             if shared is not None and call.cool and shared in calls_cold:
                 calls_cold[shared] = True
         for name, comp in self.compressors.items():
@@ -200,7 +204,9 @@ class Thermal:
             if unit.wiring.compressor is None:  # its own cooler is its compressor
                 failed = unit.verdict.status != "ok" or unit.control.fault is not None
                 cool = unit.own.decide(now, call.cool, force_off=failed)
-            self.outputs.set(key, heat=call.heat, cool=cool, lease_s=self._lease_s)
+            # A compressor held on by its minimum on time: the heater waits for it.
+            heat = call.heat and not cool
+            self.outputs.set(key, heat=heat, cool=cool, lease_s=self._lease_s)
             self._show(unit)
             self._food(now, unit)
         self._alarms()

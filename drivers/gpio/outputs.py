@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -191,6 +192,7 @@ class Switch:
     def __init__(self, output: _Output, *, closing: asyncio.Event) -> None:
         self._output = output
         self._closing = closing
+        self._until = 0.0  # monotonic end of the lease armed in the driver
 
     @property
     def name(self) -> str:
@@ -208,9 +210,13 @@ class Switch:
         if lease_s <= 0:
             raise ValueError(f"lease must be > 0, not {lease_s}")
         _check_open(self._closing, f"switch {self.name}")
+        now = time.monotonic()
+        if self._output.is_on and self._until - now > lease_s / 2:
+            return  # renewed at half-life: one backstop thread per half lease, not per call
         if not self._output.is_on:
             log.info("gpio.switch_on", switch=self.name)
         self._output.on(lease_s)
+        self._until = now + lease_s
 
     def off(self) -> None:
         """Off now."""
