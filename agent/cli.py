@@ -1,5 +1,6 @@
 """Command line: ``run``, ``check-config``, ``outbox``, the technicians' ``doctor``,
-``bus scan`` and ``config schema``, and the commands of plugins.
+``bus scan`` and ``config schema``, ``thermal log`` (``agent/thermal/cli.py``), and
+the commands of plugins.
 
 ``check-config`` validates the file, then builds every driver dry (mock pins, no
 port opened): a config that passes it also starts with ``run``. It also fails when
@@ -34,13 +35,25 @@ from agent import __version__, access, busscan, log, technician
 from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
 from agent.drybuild import build_dry
+from agent.thermal import cli as thermal_cli
 
 EX_CONFIG = 78
 
 COMMANDS_GROUP = "locker_agent.commands"
 
 _BUILT_IN = frozenset(
-    {"run", "check-config", "outbox", "doctor", "bus", "config", "status", "open", "selftest"}
+    [
+        "run",
+        "check-config",
+        "outbox",
+        "doctor",
+        "bus",
+        "config",
+        "status",
+        "open",
+        "selftest",
+        "thermal",
+    ]
 )
 
 
@@ -101,6 +114,7 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     )
     busscan.add_arguments(scan)
     technician.add_arguments(sub)
+    thermal_cli.add_arguments(sub)
     conf = sub.add_parser("config", help="about the config file")
     conf_sub = conf.add_subparsers(dest="config_cmd", required=True)
     conf_sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")
@@ -236,11 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.configure(level="warning")
         return technician.main(args, config)
 
-    if args.cmd == "outbox":
+    if args.cmd in ("outbox", "thermal"):
         config = _load_or_report(_config_path(parser, args))
         if config is None:
             return EX_CONFIG
         log.configure(level="warning")
+        if args.cmd == "thermal":
+            return thermal_cli.main(args, config)
         return _show_outbox(config, args.limit)
 
     log.configure(level=args.log_level)

@@ -1,0 +1,112 @@
+"""The temperature records: kept, served, pruned, exported as CSV, survived damage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+
+import pytest
+
+from agent.thermal.records import RECORDS_FILE, Records, RecordsError, export_csv, parse_since
+
+T0 = 1_795_000_000.0  # 2026-11-18
+
+
+def test_readings_excursions_and_clocks_round_trip(tmp_path):
+    records = Records(tmp_path / RECORDS_FILE)
+    records.log(T0, [(0, 3.94, "chill", "ok"), (1, None, "freeze", "failed")])
+    records.log(T0 + 300, [(0, 4.06, "chill", "ok")])
+    assert records.readings(0) == [
+        {"t": "2026-11-18T11:06:40Z", "temperature_c": 3.9, "mode": "chill"},
+        {"t": "2026-11-18T11:11:40Z", "temperature_c": 4.1, "mode": "chill"},
+    ]
+    assert records.readings(0, since=T0 + 1) == records.readings(0)[1:]
+    assert records.readings(1) == [
+        {"t": "2026-11-18T11:06:40Z", "temperature_c": None, "mode": "freeze"}
+    ]
+    records.excursion_started(0, T0, 8.5, "chill")
+    records.excursion_peak(0, 11.25, hot=False)
+    records.excursion_peak(0, 9.0, hot=False)  # not worse: the peak stays
+    records.excursion_ended(0, T0 + 1800)
+    [excursion] = records.excursions(0)
+    assert excursion == {
+        "start": "2026-11-18T11:06:40Z",
+        "end": "2026-11-18T11:36:40Z",
+        "duration_s": 1800,
+        "peak_c": 11.2,
+        "mode": "chill",
+    }
+    records.save_food_clocks({0: 125.0})
+    records.close()
+    assert Records(tmp_path / RECORDS_FILE).food_clocks() == {0: 125.0}  # across a restart
+
+
+def test_retention_forgets_what_is_older(tmp_path):
+    records = Records(tmp_path / RECORDS_FILE, retention_days=400)
+    records.log(T0 - 401 * 86400, [(0, 1.0, "chill", "ok")])
+    records.log(T0 - 399 * 86400, [(0, 2.0, "chill", "ok")])
+    records.prune(T0)
+    assert [r["temperature_c"] for r in records.readings(0)] == [2.0]
+
+
+def test_a_damaged_file_is_set_aside_and_records_go_on(tmp_path):
+    path = tmp_path / RECORDS_FILE
+    path.write_bytes(b"this is not a database" * 100)
+    records = Records(path)
+    assert records.notice is not None and "damaged" in records.notice
+    records.log(T0, [(0, 5.0, "chill", "ok")])
+    assert records.readings(0)[0]["temperature_c"] == 5.0
+    assert any(p.name.startswith(f"{RECORDS_FILE}.damaged-") for p in tmp_path.iterdir())
+
+
+def test_since_is_iso_8601():
+    assert parse_since("2026-11-29T10:00:00Z") == parse_since("2026-11-29T10:00:00+00:00")
+    assert parse_since("2026-11-29T10:00:00") == parse_since("2026-11-29T10:00:00Z")
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_since("last tuesday")
+
+
+def test_csv_export_streams_and_a_missing_file_is_said(tmp_path):
+    records = Records(tmp_path / RECORDS_FILE)
+    records.log(T0, [(0, 3.9375, "chill", "ok"), (1, None, "freeze", "failed")])
+    lines = list(export_csv(tmp_path / RECORDS_FILE))
+    rows = list(csv.DictReader(io.StringIO("".join(lines))))
+    assert rows == [
+        {"key": "0", "t": "2026-11-18T11:06:40Z", "temperature_c": "3.94", "mode": "chill",
+         "sensor": "ok"},
+        {"key": "1", "t": "2026-11-18T11:06:40Z", "temperature_c": "", "mode": "freeze",
+         "sensor": "failed"},
+    ]  # fmt: skip
+    assert len(list(export_csv(tmp_path / RECORDS_FILE, key=1))) == 2
+    with pytest.raises(RecordsError, match="no temperature records"):
+        list(export_csv(tmp_path / "nowhere.sqlite3"))
+
+
+def test_thermal_log_command(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    records = Records(state / RECORDS_FILE)
+    records.log(T0, [(0, 63.5, "heat", "ok"), (1, -19.0, "freeze", "ok")])
+    records.close()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[cloud]\nurl = "https://c.example.com"\napi_key = "k"\n[api]\ntoken = "t"\n'
+        f'[storage]\ndir = "{state}"\n'
+        '[[buses]]\nname = "gpio"\ndriver = "gpio"\npin_factory = "mock"\n'
+        '[[cabinets]]\nkey = 0\nfront = { bus = "gpio", switch = 4, lock = 5 }\n'
+        'thermal = { sensor = "28-00000a1b2c3d", bus = "gpio", heater = 17 }\n'
+    )
+    agent = [sys.executable, "-m", "agent", "thermal", "log"]
+    done = subprocess.run([*agent, str(config), "--key", "0"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "key,t,temperature_c,mode,sensor",
+        "0,2026-11-18T11:06:40Z,63.50,heat,ok",
+    ]
+    bad = subprocess.run([*agent, "--config", str(config), "--since", "soon"], capture_output=True)
+    assert bad.returncode == 2 and b"ISO 8601" in bad.stderr
+    (state / RECORDS_FILE).unlink()
+    gone = subprocess.run([*agent, str(config)], capture_output=True, text=True)
+    assert gone.returncode == 1 and "no temperature records" in gone.stderr
