@@ -173,4 +173,15 @@ def summary(config: Config) -> str:
     ]
     if config.cloud.commands_url:
         lines.insert(-2, f"cloud commands: {config.cloud.commands_url}")
+    units = [c.thermal for c in config.cabinets if c.thermal is not None]
+    if units:
+        thermal = config.thermal
+        heat = sum(1 for u in units if "heat" in u.modes())
+        cold = sum(1 for u in units if "chill" in u.modes())
+        shared = f", compressors {', '.join(c.name for c in thermal.compressors)}"
+        lines.append(
+            f"thermal: {len(units)} cabinets ({heat} can heat, {cold} can cool), food code"
+            f" {thermal.food_code}, sensors in {thermal.w1_dir}"
+            + (shared if thermal.compressors else "")
+        )
     return "\n".join(lines)
