@@ -36,14 +36,18 @@ async def test_status_open_and_selftest(tmp_path):
     def quick(data):
         data["buses"][0].update(pulse_s=0.1, stagger_s=0.0)
 
-    sim = Simulation(auto_shut_after_s=1.0, adjust=quick)
+    # The person shuts a door 5 s after it opened: long enough for `status` (a
+    # subprocess, up to a second to start on a loaded machine) to see the alarm.
+    sim = Simulation(auto_shut_after_s=5.0, adjust=quick)
     await sim.start()
     try:
         path = str(config_for(tmp_path, sim))
         code, out, _ = await cli("open", "5", "--config", path)
         assert code == 0 and " 5  open" in out
         sim.boards.force_open(0, 8)  # cabinet 7, by hand: an alarm
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(5):
+            while ("door_forced_open", "front") not in sim.agent.locker.get(7).alarms:
+                await asyncio.sleep(0.02)
         code, out, _ = await cli("status", "--config", path)
         lines = out.splitlines()
         assert lines[0].split()[:3] == ["key", "front", "rear"]
