@@ -155,8 +155,10 @@ class Agent:
         """Every part's health lines, for /healthz (empty: healthy)."""
         channel = self.channel.problems() if self.channel else []
         store = [self.store.notice] if self.store.in_memory and self.store.notice else []
+        thermal = self.thermal.problems() if self.thermal else []
         return (
             self.hardware.problems()
+            + thermal
             + self.uplink.problems()
             + channel
             + self.outbox.problems()

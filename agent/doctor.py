@@ -4,7 +4,8 @@ Each line is ``ok``, ``FAIL``, ``warn`` or ``skip``, what was checked, and what 
 the config (valid, its warnings; an example's placeholder left in place fails here),
 the secret files' owners and modes, the service user and its groups, each serial
 port (present, openable, not held by another process) and each board on it (one
-status read with the driver's codec), the pin factory's module, the cloud (resolves,
+status read with the driver's codec), the pin factory's module, the thermal sensors
+(``agent/thermal/sensors.py``), the cloud (resolves,
 connects, accepts the api-key: see ``agent.probes``), the clock (NTP) and the storage
 dir's disk. Exit 1 when a line is FAIL, else 0.
 
@@ -31,6 +32,7 @@ from agent import access, busscan, probes
 from agent.config import Config, ConfigError, KerongBusConfig, load_config
 from agent.config.warnings import warnings
 from agent.drybuild import build_dry
+from agent.thermal.sensors import sensor_lines
 
 DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
 STATE_DIR = Path("/var/lib/locker-agent")
@@ -80,6 +82,7 @@ def doctor(path: Path) -> Iterator[Line]:
     for i, bus in enumerate(config.buses):
         if isinstance(bus, KerongBusConfig):
             yield from check_bus(i, bus, config)
+    yield from (Line(level, "thermal", says) for level, says in sensor_lines(config))
     yield check_cloud(config)
     yield check_clock()
     yield from check_disk(config)

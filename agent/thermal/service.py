@@ -150,6 +150,20 @@ class Thermal:
         self.logbook.save_clocks(self.units.values())
         self.records.close()
 
+    def problems(self) -> list[str]:
+        """What keeps thermal control from working fully, one line each (for /healthz):
+        a sensor not trusted, a unit switched off by the verification, records not kept."""
+        out = []
+        for key, unit in self.units.items():
+            if unit.verdict.status != "ok":
+                out.append(f"cabinet {key}: temperature sensor {unit.verdict.status}"
+                           f" ({unit.verdict.reason})")  # fmt: skip
+            if unit.control.fault is not None:
+                out.append(f"cabinet {key}: thermal unit off: {unit.control.fault}")
+        if self.records.notice:
+            out.append(self.records.notice)
+        return out
+
     async def _loop(self) -> None:
         while True:
             started = self._clock()

@@ -130,6 +130,10 @@ async def test_mode_sensor_outputs_events_and_records(running):
     assert failed["temperature_c"] is None and failed["thermal"]["sensor"] == "failed"
     assert {"type": "temperature_sensor_failed", "side": None} in failed["alarms"]
     assert not cooler.state and not heater.state
+    async with http.get("/healthz") as r:
+        health = await r.json()
+    assert r.status == 503
+    assert any("cabinet 0: temperature sensor failed" in line for line in health["reasons"])
 
     async with http.get("/api/lockers/cabinets/0/temperatures?since=2000-01-01T00:00:00Z") as r:
         assert r.status == 200

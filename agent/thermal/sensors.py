@@ -1,0 +1,55 @@
+"""What ``locker-agent doctor`` says of the thermal sensors: the 1-wire bus on, each
+configured DS18B20 present and answering with a good CRC, with what to do when not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from agent.config import Config
+from drivers.w1 import POWER_ON_C, SensorFault, read_ds18b20
+
+_WHAT_TO_DO = {
+    "missing": "not listed by the kernel: check its three wires and the 4.7 kohm pull-up",
+    "crc": "CRC errors: a long or noisy line; check the 4.7 kohm pull-up and the joints",
+    "garbled": "the kernel's file is not a DS18B20 reading: is the w1_therm module loaded?",
+    "unreadable": "its file cannot be read",
+}
+
+
+def sensor_lines(config: Config) -> Iterator[tuple[str, str]]:
+    """``(level, says)`` per finding: ``ok`` once for every sensor that answers, ``FAIL``
+    for each one that does not, ``warn`` for the 85 C power-on value. Nothing when no
+    cabinet has a thermal unit. Reads each sensor once (about 0.75 s each)."""
+    units = [(c.key, c.thermal) for c in config.cabinets if c.thermal is not None]
+    if not units:
+        return
+    w1_dir = config.thermal.w1_dir
+    if not w1_dir.is_dir():
+        yield (
+            "FAIL",
+            f"no {w1_dir}: the 1-wire bus is off; add dtoverlay=w1-gpio to"
+            " /boot/firmware/config.txt and reboot",
+        )
+        return
+    listed = sorted(p.name for p in w1_dir.glob("28-*"))
+    answered: list[float] = []
+    for key, unit in units:
+        try:
+            celsius = read_ds18b20(w1_dir, unit.sensor)
+        except SensorFault as fault:
+            says = _WHAT_TO_DO.get(fault.reason, fault.reason)
+            if fault.reason == "missing":
+                says += f" (the kernel lists: {', '.join(listed) or 'none'})"
+            yield "FAIL", f"cabinet {key} sensor {unit.sensor}: {says}"
+            continue
+        if celsius == POWER_ON_C:
+            yield "warn", f"cabinet {key} sensor {unit.sensor}: 85.0 C, its power-on value"
+            continue
+        answered.append(celsius)
+    if answered:
+        yield (
+            "ok",
+            f"{len(answered)} of {len(units)} sensors answer"
+            f" ({min(answered):.1f} C to {max(answered):.1f} C)",
+        )
