@@ -20,6 +20,7 @@ from agent.door import DoorSeen
 from agent.hardware import Hardware
 from agent.locker import Locker
 from agent.outbox import Outbox
+from agent.thermal.service import Thermal
 
 
 class Parts(Protocol):
@@ -28,6 +29,7 @@ class Parts(Protocol):
     outbox: Outbox
     locker: Locker
     hardware: Hardware
+    thermal: Thermal | None
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -143,6 +145,42 @@ class _Live(Collector):
                 silent.add_metric(labels, int(board in quiet))
             bad.add_metric([name], bus.bad_bytes)
         yield from (replies, timeouts, rtt, bad, silent)
+        if agent.thermal is not None:
+            yield from _thermal(agent.thermal)
+
+
+def _thermal(thermal: Thermal) -> Iterator[Metric]:
+    """Each thermal cabinet's trusted temperature, sensor, outputs and food clock."""
+    temp = GaugeMetricFamily(
+        "locker_agent_cabinet_temperature_celsius",
+        "Trusted temperature (absent while the sensor is not trusted)",
+        labels=["key"],
+    )
+    sensor = GaugeMetricFamily(
+        "locker_agent_thermal_sensor_ok", "1 when the sensor is trusted", labels=["key"]
+    )
+    outputs = GaugeMetricFamily(
+        "locker_agent_thermal_output_on", "1 while an output is on", labels=["key", "output"]
+    )
+    food = GaugeMetricFamily(
+        "locker_agent_food_out_of_temperature_seconds",
+        "Time the food in an occupied cabinet spent out of temperature",
+        labels=["key"],
+    )
+    for key, unit in thermal.units.items():
+        labels = [str(key)]
+        if unit.verdict.temperature_c is not None:
+            temp.add_metric(labels, unit.verdict.temperature_c)
+        sensor.add_metric(labels, int(unit.verdict.status == "ok"))
+        outputs.add_metric([str(key), "heater"], int(thermal.outputs.heating(key)))
+        outputs.add_metric([str(key), "cooler"], int(thermal.outputs.cooler_on(key)))
+        food.add_metric(labels, unit.food.out_s)
+    compressors = GaugeMetricFamily(
+        "locker_agent_compressor_on", "1 while a shared compressor runs", labels=["compressor"]
+    )
+    for name in thermal.compressors:
+        compressors.add_metric([name], int(thermal.outputs.compressor_on(name)))
+    yield from (temp, sensor, outputs, food, compressors)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

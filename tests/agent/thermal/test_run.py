@@ -111,6 +111,11 @@ async def test_mode_sensor_outputs_events_and_records(running):
     assert status == 200 and body["thermal_mode"] == "chill"
     cooler, heater = factory.pin(27), factory.pin(17)
     await until(lambda: cooler.state)
+    async with http.get("/metrics") as r:
+        metrics = await r.text()
+    assert 'locker_agent_cabinet_temperature_celsius{key="0"} 20.0' in metrics
+    assert 'locker_agent_thermal_output_on{key="0",output="cooler"} 1.0' in metrics
+    assert 'locker_agent_thermal_sensor_ok{key="1"} 1.0' in metrics
     assert not heater.state
     shown = await cabinet(http, 0)
     assert shown["thermal"]["cooling"] and shown["thermal"]["band_c"] == [1.0, 4.0]
