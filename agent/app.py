@@ -132,8 +132,12 @@ class Agent:
         if not wirings:
             return None
         records = Records(
-            config.storage.dir / RECORDS_FILE, retention_days=config.thermal.retention_days
+            config.storage.dir / RECORDS_FILE,
+            retention_days=config.thermal.retention_days,
+            on_replaced=self.locker.storage_replaced,  # the cloud hears it, /healthz says it
         )
+        if records.notice:  # damaged at start: food clocks lost, said loudly
+            self.locker.storage_replaced(records.notice)
 
         async def disable(key: int, reason: str) -> None:
             try:

@@ -39,9 +39,8 @@ log = structlog.get_logger(__name__)
 
 
 class Locker:
-    """Every cabinet, by key. Seconds: ``confirm_s``, ``jam_retry_s``, ``timer_s``,
-    ``announce_s`` (see ``Actions``), ``left_open_s`` (see ``Supervisor``),
-    ``health_interval_s`` (see ``Health``); ``clock``: monotonic seconds."""
+    """Every cabinet, by key. Seconds: ``confirm_s``, ``jam_retry_s``, ``timer_s``, ``announce_s``
+    (``Actions``), ``left_open_s`` (``Supervisor``), ``health_interval_s`` (``Health``)."""
 
     def __init__(
         self,
@@ -251,12 +250,13 @@ class Locker:
         elif cmd.command == "set_thermal_mode":
             if cmd.thermal_mode not in cabinet.thermal_modes:
                 needs = "heater" if cmd.thermal_mode == "heat" else "cooler or compressor"
-                why = "no thermal unit" if len(cabinet.thermal_modes) == 1 else f"no {needs}"
+                why = f"no {needs}" if len(cabinet.thermal_modes) > 1 else "no thermal unit"
                 raise Conflict(
                     f"cabinet {key} cannot {cmd.thermal_mode}: it has {why}"
                     f" (it can: {', '.join(sorted(cabinet.thermal_modes))})"
                 )
             self._settle(cabinet, thermal_mode=cmd.thermal_mode)
+            cabinet.thermal_set += 1  # each one re-arms a unit the verification switched off
 
     async def open_all(
         self, side: Side = "front", reason: str | None = None

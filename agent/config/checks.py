@@ -104,8 +104,17 @@ def _check_compressors(
     pins: dict[int, tuple[str, str]],
     problems: list[_Problem],
 ) -> None:
-    """Each valid compressor on a declared GPIO bus, its pin claimed once, its name
-    declared once; each cabinet's ``compressor`` naming a declared one."""
+    """Each sensor on one cabinet only; each valid compressor on a declared GPIO bus, its
+    pin claimed once, its name declared once; each cabinet's ``compressor`` declared."""
+    sensors: dict[str, int] = {}
+    for entry in cabinets:
+        unit = entry.part.get("thermal") if entry.part is not None else None
+        sensor = unit.get("sensor") if isinstance(unit, Part) else None
+        if sensor is not None and sensor in sensors:
+            message = f"sensor {sensor} is also cabinets[{sensors[sensor]}]'s: one sensor a cabinet"
+            problems.append((("cabinets", entry.index, "thermal", "sensor"), message))
+        elif sensor is not None:
+            sensors[sensor] = entry.index
     raw = thermal.get("compressors") if isinstance(thermal, dict) else None
     names: set[str] = set()
     for i, item in enumerate(raw if isinstance(raw, list) else []):

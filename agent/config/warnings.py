@@ -7,7 +7,9 @@ logs them at start. They name the key and say what to do, never a secret:
   the cloud knows, and every door state cross the network in clear;
 - a placeholder left from an example (``REPLACE-WITH-...``, ``example.com``);
 - a secret file that every user of the controller may read (it should be
-  ``root:locker-agent`` mode 0640).
+  ``root:locker-agent`` mode 0640);
+- a thermal output on the 1-wire data pin, or a thermal cabinet on GPIO with no item
+  sensor (its food clock could never run).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config.schema import Config
+from drivers.gpio.config import GpioDoorWiring
 
 PLACEHOLDERS = ("replace-with", "replace_with", "changeme", "change-me", "your-")
 EXAMPLE_HOSTS = ("example.com", "example.org", "example.net")
@@ -49,6 +52,36 @@ def warnings(config: Config) -> list[str]:
             out.append(f"{where}: still the example's placeholder: set the real value")
         if file is not None and (problem := _readable_by_others(file)):
             out.append(f"{key}_file: {problem}")
+    return out + _thermal(config)
+
+
+W1_DEFAULT_PIN = 4  # dtoverlay=w1-gpio's data pin unless the overlay says gpiopin=
+
+
+def _thermal(config: Config) -> list[str]:
+    """A thermal output on the 1-wire pin; a food clock with no way to tell occupancy."""
+    units = [(i, c) for i, c in enumerate(config.cabinets) if c.thermal is not None]
+    if not units:
+        return []
+    out = []
+    pins = [(f"cabinets[{i}].thermal.{n}", getattr(c.thermal, n)) for i, c in units
+            for n in ("heater", "cooler")]  # fmt: skip
+    pins += [
+        (f"thermal.compressors[{i}].pin", c.pin) for i, c in enumerate(config.thermal.compressors)
+    ]
+    for key, pin in pins:
+        if pin is not None and pin.number == W1_DEFAULT_PIN:
+            out.append(
+                f"{key}: GPIO{W1_DEFAULT_PIN} is the 1-wire sensors' data pin (dtoverlay=w1-gpio):"
+                " driving it loses every sensor; use another pin, or move the overlay's gpiopin="
+            )
+    if not config.thermal.assume_occupied:
+        for i, cabinet in units:
+            if cabinet.item is None and isinstance(cabinet.front, GpioDoorWiring):
+                out.append(
+                    f"cabinets[{i}].thermal: no item sensor, so time out of temperature is"
+                    " never counted; add item = {...}, or [thermal] assume_occupied = true"
+                )
     return out
 
 

@@ -106,6 +106,11 @@ class ThermalConfig(StrictModel):
     sensor_stuck_s: float = Field(3600.0, ge=60, le=86400)  # > converge_s: see ADR 0007
     sensor_recover_reads: int = Field(3, ge=1, le=20)
     sensor_max_rate_c_per_s: float = Field(2.0, ge=0.1, le=50)  # faster is a glitch
+    sensor_fail_after: int = Field(3, ge=1, le=10)  # failed reads in a row: failed
+    alarm_clear_s: float = Field(60.0, ge=0, le=3600)  # cause gone this long: cleared
+    # true: no item sensors fitted, so time out of temperature counts while a mode is
+    # held (else only while the cabinet's item sensor says occupied).
+    assume_occupied: bool = False
     bands: BandsConfig = Field(default_factory=BandsConfig)
     lines: LinesConfig = Field(default_factory=LinesConfig)
     compressors: list[CompressorConfig] = Field(default_factory=list, max_length=32)
@@ -163,6 +168,12 @@ class ThermalWiring(StrictModel):
     def _bus_for_outputs(self) -> ThermalWiring:
         if (self.heater is not None or self.cooler is not None) and self.bus is None:
             raise ValueError("bus: required when the unit has a heater or a cooler")
+        if self.heater is not None and self.compressor is not None and self.cooler is None:
+            raise ValueError(
+                "heater: a cabinet on a shared compressor with a heater needs its own"
+                " cooler valve: the compressor cools every valve-less cabinet on it,"
+                " heating or not"
+            )
         return self
 
     def modes(self) -> frozenset[str]:

@@ -9,7 +9,8 @@
   running (time locked out by a compressor timer or the duty limit does not count),
   else it is switched off and stays off until the mode is set again. A unit switched
   off beyond its band whose temperature keeps moving its way by twice ``converge_c``
-  (a welded relay) is found the same way.
+  (a welded relay, or a room colder than a chill band) is told as ``runaway``: an
+  alarm, not a latch (the unit is off already), gone once back in the band.
 - :class:`Compressor`: minimum on and off times (anti-short-cycle), the off time also
   after power-up; a forced stop (sensor failed, agent stopping) is never delayed.
 - :class:`DutyLimit`: a heater is on at most ``max_duty`` of any ``window_s`` window.
@@ -99,17 +100,18 @@ class UnitControl:
         self.call = Call()
         self._want = False  # the band's hysteresis: called for until the far edge
         self.fault: str | None = None  # why the unit was switched off for good
+        self.runaway: str | None = None  # why it seems to run while switched off
+        self.verify_idle = True  # False: a valve-less cabinet on a shared compressor
         self._mode = "ambient"
         self._running: _Progress | None = None  # a unit on, moving toward the band
         self._coasting: tuple[str, float] | None = None  # ("heat"/"cool", where it stopped)
         self._last_s: float | None = None
 
     def set_mode(self, mode: str) -> None:
-        """A new mode (also re-arms a unit found not converging)."""
-        if mode != self._mode:
-            self._mode, self.fault = mode, None
-            self._running = self._coasting = None
-            self.call, self._want = Call(), False
+        """The mode, set again or anew: re-arms a unit found not converging."""
+        self._mode, self.fault, self.runaway = mode, None, None
+        self._running = self._coasting = None
+        self.call, self._want = Call(), False
 
     def step(
         self,
@@ -166,14 +168,18 @@ class UnitControl:
                         f" less than {self.converge_c:g} C toward the band"
                     )
             return
+        band = self.bands[self._mode]
+        if band.low <= t <= band.high:
+            self.runaway = None
         kind = "heat" if heat else "cool"
         if self._coasting is None or self._coasting[0] != kind:
             self._coasting = (kind, t)
-        elif sign * (t - self._coasting[1]) >= 2 * self.converge_c:
+        elif sign * (t - self._coasting[1]) >= 2 * self.converge_c and self.verify_idle:
             unit = "heater" if heat else "cooler"
-            self.fault = (
+            self.runaway = (
                 f"the {unit} is off, yet the temperature moved {abs(t - self._coasting[1]):.1f} C"
-                f" its way: a relay stuck on?"
+                f" its way: a relay stuck on"
+                + ("?" if heat else ", or a room colder than the band?")
             )
         elif sign * (t - self._coasting[1]) < 0:
             self._coasting = (kind, t)  # moving back: follow it
@@ -188,12 +194,14 @@ class FoodClock:
 
     limit_s: float
     out_s: float = 0.0
+    unsafe: bool = False  # out of temperature at the last step, while occupied
     _last_s: float | None = None
 
     def step(self, now_s: float, *, occupied: bool, unsafe: bool) -> None:
         """Count the time since the last step when the food was out of temperature."""
         dt = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
         self._last_s = now_s
+        self.unsafe = occupied and unsafe
         if not occupied:
             self.out_s = 0.0
         elif unsafe:

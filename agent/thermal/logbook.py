@@ -5,7 +5,8 @@ on: a lost row never keeps a heater on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -28,20 +29,22 @@ class Logbook:
         self._wall = wall
         self._logged_at: float | None = None
         self._pruned_at: float | None = None
+        self.failing: str | None = None  # why the last write failed, until one works
+        self._newest_before: float | None = None
+        with self._saying():  # the newest row of earlier runs: the prune's guard
+            self._newest_before = records.newest()
 
     def start(self, units: Mapping[int, Any]) -> None:
         """Close the excursions a crash left open (they end at the restart)."""
-        try:
+        with self._saying():
             for key in units:
                 self.records.excursion_ended(key, self._wall())
-        except RecordsError as exc:
-            log.error("thermal.records_unsaved", error=str(exc))
 
     def keep(self, now: float, units: Iterable[Any], lines: Lines) -> None:
         """One round's records; ``now``: monotonic seconds (for the intervals)."""
         units = list(units)
         wall = self._wall()
-        try:
+        with self._saying():
             for unit in units:
                 self._excursion(unit, wall, lines)
             if self._logged_at is None or now - self._logged_at >= self.log_every_s:
@@ -51,15 +54,14 @@ class Logbook:
                     for u in units
                 ]
                 self.records.log(wall, rows)
+                self.failing = None  # the disk takes writes again
                 self.save_clocks(units)
                 for u in units:
                     if u.excursion:
                         self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
                 self._pruned_at = now
-                self.records.prune(wall)
-        except RecordsError as exc:
-            log.error("thermal.records_unsaved", error=str(exc))
+                self.records.prune(wall, newest_before=self._newest_before)
 
     def _excursion(self, unit: Any, wall: float, lines: Lines) -> None:
         temp = unit.verdict.temperature_c
@@ -82,8 +84,9 @@ class Logbook:
             log.info("thermal.excursion_ended", key=key, temperature_c=temp, peak_c=unit.peak_c)
         unit.excursion = out
 
-    def saved_clocks(self) -> dict[int, float]:
-        """The food clocks kept before a restart (none when unreadable)."""
+    def saved_clocks(self) -> dict[int, tuple[float, float, bool]]:
+        """The food clocks kept before a restart (see ``Records.food_clocks``); none
+        when unreadable, said loudly."""
         try:
             return self.records.food_clocks()
         except RecordsError as exc:
@@ -92,7 +95,16 @@ class Logbook:
 
     def save_clocks(self, units: Iterable[Any]) -> None:
         """Keep every unit's food clock."""
+        clocks = {u.cabinet.key: (u.food.out_s, u.food.unsafe) for u in units}
+        with self._saying():
+            self.records.save_food_clocks(self._wall(), clocks)
+
+    @contextlib.contextmanager
+    def _saying(self) -> Iterator[None]:
+        """A write the disk refuses is logged and shown (``failing``), never raised."""
         try:
-            self.records.save_food_clocks({u.cabinet.key: u.food.out_s for u in units})
+            yield
         except RecordsError as exc:
-            log.error("thermal.records_unsaved", error=str(exc))
+            if self.failing is None:
+                log.error("thermal.records_unsaved", error=str(exc))
+            self.failing = f"temperature records not kept: {exc}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,10 @@ CREATE TABLE IF NOT EXISTS excursions (
 );
 CREATE INDEX IF NOT EXISTS excursions_key_start ON excursions (key, start);
 CREATE TABLE IF NOT EXISTS food_clock (
-    key   INTEGER PRIMARY KEY,
-    out_s REAL NOT NULL
+    key      INTEGER PRIMARY KEY,
+    out_s    REAL NOT NULL,
+    saved_at REAL NOT NULL,
+    unsafe   INTEGER NOT NULL
 );
 """
 
@@ -79,8 +81,14 @@ def parse_since(text: str) -> float:
 class Records:
     """The records file at ``path``; ``retention_days`` bounds what is kept."""
 
-    def __init__(self, path: Path, *, retention_days: int = 400) -> None:
-        self._file = Database(path, SCHEMA)
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: int = 400,
+        on_replaced: Callable[[str], None] | None = None,
+    ) -> None:
+        self._file = Database(path, SCHEMA, on_replaced)
         self.retention_s = retention_days * 86400.0
 
     @property
@@ -123,7 +131,8 @@ class Records:
             {
                 "start": iso(start),
                 "end": iso(end) if end is not None else None,
-                "duration_s": round(end - start) if end is not None else None,
+                # A wall clock stepped back during it: never a negative duration.
+                "duration_s": round(max(0.0, end - start)) if end is not None else None,
                 "peak_c": _one_decimal(peak),
                 "mode": mode,
             }
@@ -131,24 +140,38 @@ class Records:
         ]
 
     def readings(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Up to ``limit`` readings of ``key`` from ``since`` (UNIX seconds), oldest
+        """The newest ``limit`` readings of ``key`` from ``since`` (UNIX seconds), oldest
         first, as the local API answers them: ``{"t", "temperature_c", "mode"}``."""
         sql = "SELECT t, temperature_c, mode FROM readings WHERE key = ? AND t >= ?"
-        rows = self._read(sql + " ORDER BY t LIMIT ?", (key, since, limit))
-        return [{"t": iso(t), "temperature_c": _one_decimal(c), "mode": m} for t, c, m in rows]
+        rows = self._read(sql + " ORDER BY t DESC LIMIT ?", (key, since, limit))
+        return [
+            {"t": iso(t), "temperature_c": _one_decimal(c), "mode": m} for t, c, m in reversed(rows)
+        ]
 
-    def food_clocks(self) -> dict[int, float]:
-        """Each cabinet's saved time out of temperature, seconds."""
-        return {key: out_s for key, out_s in self._read("SELECT key, out_s FROM food_clock")}
+    def food_clocks(self) -> dict[int, tuple[float, float, bool]]:
+        """Each cabinet's saved food clock: (seconds out of temperature, when saved in
+        UNIX seconds, whether its food was out of temperature then)."""
+        rows = self._read("SELECT key, out_s, saved_at, unsafe FROM food_clock")
+        return {key: (out_s, at, bool(unsafe)) for key, out_s, at, unsafe in rows}
 
-    def save_food_clocks(self, clocks: dict[int, float]) -> None:
-        """Keep each cabinet's time out of temperature."""
-        sql = "INSERT OR REPLACE INTO food_clock VALUES (?, ?)"
-        self._write(lambda: self._file.db.executemany(sql, list(clocks.items())))
+    def save_food_clocks(self, t: float, clocks: dict[int, tuple[float, bool]]) -> None:
+        """Keep each cabinet's (seconds out of temperature, out of temperature now) at ``t``."""
+        rows = [(key, out_s, t, int(unsafe)) for key, (out_s, unsafe) in clocks.items()]
+        sql = "INSERT OR REPLACE INTO food_clock VALUES (?, ?, ?, ?)"
+        self._write(lambda: self._file.db.executemany(sql, rows))
 
-    def prune(self, now: float) -> None:
-        """Forget what is older than the retention."""
+    def newest(self) -> float | None:
+        """The time of the newest reading kept (UNIX seconds), None when none is."""
+        [(t,)] = self._read("SELECT MAX(t) FROM readings")
+        return t
+
+    def prune(self, now: float, *, newest_before: float | None = None) -> None:
+        """Forget what is older than the retention. ``newest_before``: the newest
+        reading of earlier runs: a wall clock far ahead (no RTC, bad NTP) never
+        deletes what a run with a sane clock kept within the retention."""
         cut = now - self.retention_s
+        if newest_before is not None:
+            cut = min(cut, newest_before - self.retention_s)
 
         def work() -> None:
             self._file.db.execute("DELETE FROM readings WHERE t < ?", (cut,))

@@ -1,21 +1,14 @@
-"""Thermal control: every ``sample_s`` the sensors are read (off the loop), each reading
-judged (``drivers.w1.SensorTrust``), each unit decided (``control.py``), the outputs
-set, the cabinets' ``temperature_c`` and ``thermal`` shown, the alarms raised or
-cleared through the journal, and the records kept.
+"""Thermal control: every ``sample_s`` the sensors are read (off the loop, one bulk
+conversion), each reading judged (``drivers.w1.SensorTrust``), each unit decided
+(``control.py``), the outputs set, the cabinets' ``temperature_c`` and ``thermal``
+shown, the alarms raised or cleared through the journal (``alarms.py``), and the
+records kept (``logbook.py``).
 
-Alarms (feedback ``event.type``, each with ``<name>_cleared``), level-triggered as the
-door supervision is: derived from the facts each round and compared with what the
-cloud was told (``Cabinet.alarms``):
-
-- ``temperature_sensor_failed``: the sensor is missing or not trusted;
-- ``temperature_out_of_band``: a held mode past its food code's line;
-- ``thermal_not_converging``: a unit switched off by the verification;
-- ``food_time_exceeded``: an occupied cabinet's food spent longer out of temperature
-  than the food code allows; with ``disable_when_unsafe`` the cabinet is disabled
-  (once, on the raise) until the cloud enables it again.
-
-Time out of temperature counts while the cabinet is occupied and its mode held, and
-while its temperature is past the line or unknown (a failed sensor proves nothing).
+Time out of temperature counts while the cabinet is occupied (its item sensor, or
+``assume_occupied``) and its mode held, and while its temperature is past the line or
+unknown (a failed sensor proves nothing). Time the agent was down counts too when the
+food was out of temperature before, or is found so after: a power cut stops the
+fridge as well as the agent.
 """
 
 from __future__ import annotations
@@ -23,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +24,20 @@ import structlog
 
 from agent.cabinet import Cabinet
 from agent.door import DoorState
-from agent.supervision import AlarmChange
+from agent.thermal import alarms
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from agent.thermal.control import Compressor, FoodClock, UnitControl
 from agent.thermal.logbook import Logbook
 from agent.thermal.outputs import ThermalOutputs
 from agent.thermal.records import Records
-from drivers.w1.ds18b20 import SensorFault, read_ds18b20
+from drivers.w1.ds18b20 import SensorFault, read_all
 from drivers.w1.trust import SensorTrust, Verdict
 
 log = structlog.get_logger(__name__)
 
-SENSOR_FAILED = "temperature_sensor_failed"
-OUT_OF_BAND = "temperature_out_of_band"
-NOT_CONVERGING = "thermal_not_converging"
-FOOD_TIME_EXCEEDED = "food_time_exceeded"
-THERMAL_ALARMS = frozenset({SENSOR_FAILED, OUT_OF_BAND, NOT_CONVERGING, FOOD_TIME_EXCEEDED})
-
 Reading = float | SensorFault
 Publish = Callable[..., None]
+ReadAll = Callable[[Path, Iterable[str]], Mapping[str, Reading]]
 
 
 class _Unit:
@@ -64,6 +52,7 @@ class _Unit:
             recover_reads=cfg.sensor_recover_reads,
             stuck_s=cfg.sensor_stuck_s,
             max_rate_c_per_s=cfg.sensor_max_rate_c_per_s,
+            fail_after=cfg.sensor_fail_after,
         )
         self.control = UnitControl(
             cfg.held_bands(),
@@ -71,12 +60,16 @@ class _Unit:
             converge_c=cfg.converge_c,
             max_duty=cfg.heater_max_duty,
         )
+        # A valve-less cabinet on a shared compressor is cooled when others call.
+        self.control.verify_idle = not (wiring.compressor and wiring.cooler is None)
         self.own = Compressor(cfg.compressor_min_on_s, cfg.compressor_min_off_s, now)
         self.food = FoodClock(cfg.time_limit_s())
         self.verdict = Verdict("missing", None, "not read yet")
         self.mode = "ambient"
+        self.mode_set = -1  # the cabinet's thermal_set last seen: a new one re-arms
         self.excursion = False
         self.peak_c = 0.0  # the open excursion's worst temperature
+        self.down: tuple[float, bool] | None = None  # (seconds down, unsafe before)
 
 
 class Thermal:
@@ -84,12 +77,12 @@ class Thermal:
 
     ``publish``: the journal's ``publish`` (alarm entries); ``disable(key, reason)``:
     a coroutine that disables a cabinet (the locker's command path). ``clock``:
-    monotonic seconds; ``wall``: UNIX seconds for the records; ``read(w1_dir, sensor)``:
-    one blocking sensor read (``drivers.w1.read_ds18b20``).
+    monotonic seconds; ``wall``: UNIX seconds for the records; ``read(w1_dir,
+    sensors)``: one blocking read of every sensor (``drivers.w1.read_all``).
 
-    Lifecycle: ``start()`` (outputs off, records opened, the loop started), ``close()``
-    (the loop stopped, every output off, records closed). ``step()`` is one round on
-    given readings, for tests on a fake clock.
+    Lifecycle: ``start()`` (outputs off, the first round, the loop), ``close()`` (the
+    loop stopped, every output off, records closed). ``step()`` is one round on given
+    readings, for tests on a fake clock.
     """
 
     def __init__(
@@ -104,7 +97,7 @@ class Thermal:
         disable: Callable[[int, str], Coroutine[Any, Any, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        read: Callable[[Path, str], float] = read_ds18b20,
+        read: ReadAll = read_all,
     ) -> None:
         self.config = config
         self.outputs = outputs
@@ -119,14 +112,24 @@ class Thermal:
             for c in config.compressors
         }
         self._lines = config.alarm_lines()
-        self._lease_s = 3 * config.sample_s + 5.0  # a stalled loop: outputs off soon after
+        self._alarms = alarms.AlarmBook(config.alarm_clear_s)
+        self.round_s = 0.0  # how long the last read took
+        self.read_timeout_s = 2.0 + len(self.units)  # a conversion per sensor, and some
+        self._reading: asyncio.Future[Mapping[str, Reading]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.logbook = Logbook(records, log_every_s=config.log_every_s, wall=wall)
         self._rounds = 0
-        for key, out_s in self.logbook.saved_clocks().items():
+        for key, (out_s, saved_at, unsafe) in self.logbook.saved_clocks().items():
             if key in self.units:
                 self.units[key].food.out_s = out_s
+                self.units[key].down = (max(0.0, wall() - saved_at), unsafe)
+
+    @property
+    def lease_s(self) -> float:
+        """How long an output stays on unless renewed: three rounds as they take now,
+        and some; a loop that stops renewing gets its outputs switched off."""
+        return 3 * max(self.config.sample_s, self.round_s) + 5.0
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -152,43 +155,44 @@ class Thermal:
 
     def problems(self) -> list[str]:
         """What keeps thermal control from working fully, one line each (for /healthz):
-        a sensor not trusted, a unit switched off by the verification, records not kept."""
+        a sensor not trusted, a unit off or running wild, records not kept."""
         out = []
         for key, unit in self.units.items():
             if unit.verdict.status != "ok":
                 out.append(f"cabinet {key}: temperature sensor {unit.verdict.status}"
                            f" ({unit.verdict.reason})")  # fmt: skip
-            if unit.control.fault is not None:
-                out.append(f"cabinet {key}: thermal unit off: {unit.control.fault}")
-        if self.records.notice:
-            out.append(self.records.notice)
-        return out
+            if (why := unit.control.fault or unit.control.runaway) is not None:
+                out.append(f"cabinet {key}: thermal unit: {why}")
+        return out + [n for n in (self.records.notice, self.logbook.failing) if n]
 
     async def _loop(self) -> None:
         while True:
             started = self._clock()
-            await asyncio.sleep(max(0.0, self.config.sample_s - (self._clock() - started)))
             try:
                 await self.tick()
             except Exception:  # a bug must not leave a heater on: off, and go on
                 log.exception("thermal.round_failed")
                 self.outputs.all_off()
+            await asyncio.sleep(max(0.0, self.config.sample_s - (self._clock() - started)))
 
     async def tick(self) -> None:
-        """One round: read every sensor off the loop, then ``step``."""
-        readings = await asyncio.to_thread(self._read_all)
+        """One round: read every sensor off the loop, then ``step``. A read that hangs
+        (a wedged 1-wire master) is not waited for past ``read_timeout_s``: its sensors
+        count as unreadable until it returns, and no second read is started meanwhile."""
+        started = self._clock()
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(asyncio.to_thread(self._read_all))
+        try:
+            readings = await asyncio.wait_for(asyncio.shield(self._reading), self.read_timeout_s)
+        except TimeoutError:
+            log.error("thermal.read_hung", waited_s=self.read_timeout_s)
+            readings = {}
+        self.round_s = self._clock() - started
         self.step(readings)
 
     def _read_all(self) -> dict[int, Reading]:
-        out: dict[int, Reading] = {}
-        for key, unit in self.units.items():
-            try:
-                out[key] = self._read(self.config.w1_dir, unit.wiring.sensor)
-            except SensorFault as fault:
-                out[key] = fault
-            except Exception as exc:  # a driver bug is a failed sensor, not a dead loop
-                out[key] = SensorFault("unreadable", str(exc))
-        return out
+        by_sensor = self._read(self.config.w1_dir, [u.wiring.sensor for u in self.units.values()])
+        return {key: by_sensor[u.wiring.sensor] for key, u in self.units.items()}
 
     # --- one round -------------------------------------------------------------------
 
@@ -201,17 +205,14 @@ class Thermal:
             self._judge(now, unit, readings.get(key, SensorFault("unreadable")))
             shared = unit.wiring.compressor
             runs = self.outputs.cooler_on(key) or unit.wiring.cooler is None
-            if shared is not None:
-                runs = runs and self.outputs.compressor_on(shared)
-            else:
-                runs = runs and unit.own.on
+            runs = runs and (self.outputs.compressor_on(shared) if shared else unit.own.on)
             door_open = any(d.state != DoorState.CLOSED for _, d in unit.cabinet.doors())
             temp = unit.verdict.temperature_c
             call = unit.control.step(now, temp, cooling_runs=runs, door_open=door_open)
             if shared is not None and call.cool and shared in calls_cold:
                 calls_cold[shared] = True
         for name, comp in self.compressors.items():
-            self.outputs.compressor(name, comp.decide(now, calls_cold[name]), self._lease_s)
+            self.outputs.compressor(name, comp.decide(now, calls_cold[name]), self.lease_s)
         for key, unit in self.units.items():
             call = unit.control.call
             cool = call.cool
@@ -220,28 +221,29 @@ class Thermal:
                 cool = unit.own.decide(now, call.cool, force_off=failed)
             # A compressor held on by its minimum on time: the heater waits for it.
             heat = call.heat and not cool
-            self.outputs.set(key, heat=heat, cool=cool, lease_s=self._lease_s)
+            self.outputs.set(key, heat=heat, cool=cool, lease_s=self.lease_s)
             self._show(unit)
             self._food(now, unit)
-        self._alarms()
+            self._publish(*self._alarms.changes(now, unit.cabinet, self._wanted(unit)))
         self.logbook.keep(now, self.units.values(), self._lines)
         self._rounds += 1
 
     def _judge(self, now: float, unit: _Unit, reading: Reading) -> None:
         cabinet = unit.cabinet
         running = self.outputs.heating(cabinet.key) or self.outputs.cooler_on(cabinet.key)
+        held = cabinet.thermal_mode != "ambient"  # a unit in charge: the air must move
         before = unit.verdict.status
-        unit.verdict = unit.trust.judge(now, reading, unit_running=running)
+        unit.verdict = unit.trust.judge(now, reading, unit_running=running or held)
         if unit.verdict.status != before and self._rounds:
             level = log.info if unit.verdict.status == "ok" else log.warning
             level("thermal.sensor", key=cabinet.key, status=unit.verdict.status,
                   reason=unit.verdict.reason)  # fmt: skip
-        if cabinet.thermal_mode != unit.mode:
+        if cabinet.thermal_set != unit.mode_set:
             if self._rounds:
                 level = log.warning if cabinet.occupied else log.info
-                level("thermal.mode_changed", key=cabinet.key, mode=cabinet.thermal_mode,
+                level("thermal.mode_set", key=cabinet.key, mode=cabinet.thermal_mode,
                       was=unit.mode, occupied=cabinet.occupied)  # fmt: skip
-            unit.mode = cabinet.thermal_mode
+            unit.mode, unit.mode_set = cabinet.thermal_mode, cabinet.thermal_set
             unit.control.set_mode(unit.mode)
 
     def _show(self, unit: _Unit) -> None:
@@ -266,34 +268,32 @@ class Thermal:
 
     def _food(self, now: float, unit: _Unit) -> None:
         was = unit.food.exceeded
-        unit.food.step(now, occupied=unit.cabinet.occupied, unsafe=self._unsafe(unit))
+        occupied = unit.cabinet.occupied or (self.config.assume_occupied and unit.mode != "ambient")
+        unsafe = self._unsafe(unit)
+        if unit.down is not None and unit.verdict.status != "missing" and occupied:
+            down_s, unsafe_before = unit.down  # the agent was down: so was the fridge?
+            if unsafe_before or unsafe:
+                unit.food.out_s += down_s
+                log.warning("thermal.downtime_counted", key=unit.cabinet.key, seconds=down_s)
+            unit.down = None
+        unit.food.step(now, occupied=occupied, unsafe=unsafe)
         if unit.food.exceeded and not was:
             log.error("thermal.food_time_exceeded", key=unit.cabinet.key, out_s=unit.food.out_s)
             if self.config.disable_when_unsafe and unit.cabinet.enabled and self._disable:
-                task = asyncio.create_task(self._disable(unit.cabinet.key, FOOD_TIME_EXCEEDED))
+                task = asyncio.create_task(
+                    self._disable(unit.cabinet.key, alarms.FOOD_TIME_EXCEEDED)
+                )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    def _alarms(self) -> None:
-        changes: list[AlarmChange] = []
-        for unit in self.units.values():
-            temp = unit.verdict.temperature_c
-            wanted = set()
-            if unit.verdict.status != "ok":
-                wanted.add(SENSOR_FAILED)
-            if temp is not None and unit.mode != "ambient" and self._unsafe(unit):
-                wanted.add(OUT_OF_BAND)
-            if unit.control.fault is not None:
-                wanted.add(NOT_CONVERGING)
-            if unit.food.exceeded:
-                wanted.add(FOOD_TIME_EXCEEDED)
-            cabinet = unit.cabinet
-            shown = {alarm for alarm, _ in cabinet.alarms if alarm in THERMAL_ALARMS}
-            for alarm in sorted(wanted - shown):
-                changes.append(AlarmChange(cabinet, alarm, None, True))
-            for alarm in sorted(shown - wanted):
-                changes.append(AlarmChange(cabinet, alarm, None, False))
-            if NOT_CONVERGING in wanted - shown:
-                log.error("thermal.not_converging", key=cabinet.key, reason=unit.control.fault)
-        if changes:
-            self._publish(*changes)
+    def _wanted(self, unit: _Unit) -> set[str]:
+        wanted = set()
+        if unit.verdict.status != "ok":
+            wanted.add(alarms.SENSOR_FAILED)
+        if unit.verdict.temperature_c is not None and self._unsafe(unit):
+            wanted.add(alarms.OUT_OF_BAND)
+        if unit.control.fault is not None or unit.control.runaway is not None:
+            wanted.add(alarms.NOT_CONVERGING)
+        if unit.food.exceeded:
+            wanted.add(alarms.FOOD_TIME_EXCEEDED)
+        return wanted

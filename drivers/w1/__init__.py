@@ -2,7 +2,8 @@
 
 Where things live:
 
-    ds18b20.py   parse_w1_slave, read_ds18b20 (blocking: use asyncio.to_thread),
+    ds18b20.py   parse_w1_slave, read_ds18b20, read_all (one bulk conversion, then
+                 every sensor; blocking: use asyncio.to_thread),
                  SensorFault, POWER_ON_C, SENSOR_ID_PATTERN
     config.py    SensorId: the pydantic type of a configured sensor id
     trust.py     SensorTrust, Verdict: pure rules (power-on value, stuck, jumps,
@@ -19,7 +20,9 @@ from drivers.w1.ds18b20 import (
     SensorFault,
     check_sensor_id,
     parse_w1_slave,
+    read_all,
     read_ds18b20,
+    start_conversions,
 )
 from drivers.w1.trust import SensorTrust, Status, Verdict
 
@@ -36,5 +39,7 @@ __all__ = [
     "Verdict",
     "check_sensor_id",
     "parse_w1_slave",
+    "read_all",
     "read_ds18b20",
+    "start_conversions",
 ]

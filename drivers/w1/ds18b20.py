@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -136,3 +137,34 @@ def read_ds18b20(w1_dir: Path, sensor: str) -> float:
     except UnicodeDecodeError as exc:
         raise SensorFault("garbled", f"{path}: not ASCII") from exc
     return parse_w1_slave(text)
+
+
+def start_conversions(w1_dir: Path) -> bool:
+    """Ask every 1-wire bus master to convert on all its sensors at once (the kernel's
+    ``w1_bus_master*/therm_bulk_read``, Linux 5.10+): each ``w1_slave`` read after it
+    returns at once instead of converting for ~0.75 s, so 16 sensors take about 0.8 s
+    instead of 12. Blocking; True when a master took it, False when none can (older
+    kernels, or a test directory): reads then convert one by one, as before."""
+    started = False
+    for trigger in sorted(Path(w1_dir).glob("w1_bus_master*/therm_bulk_read")):
+        try:
+            trigger.write_text("trigger\n")
+        except OSError:
+            continue
+        started = True
+    return started
+
+
+def read_all(w1_dir: Path, sensors: Iterable[str]) -> dict[str, float | SensorFault]:
+    """Every sensor's reading (degrees C) or the fault it raised, after one bulk
+    conversion where the kernel offers it. Blocking: use ``asyncio.to_thread``."""
+    start_conversions(w1_dir)
+    out: dict[str, float | SensorFault] = {}
+    for sensor in sensors:
+        try:
+            out[sensor] = read_ds18b20(w1_dir, sensor)
+        except SensorFault as fault:
+            out[sensor] = fault
+        except ValueError as exc:  # not a DS18B20 id: the config would have said
+            out[sensor] = SensorFault("unreadable", str(exc))
+    return out

@@ -68,15 +68,20 @@ class SensorTrust:
 
     ``recover_reads`` (>= 1): good reads in a row to trust a sensor again;
     ``stuck_s`` (> 0): seconds of running with one raw value that make it stuck;
-    ``max_rate_c_per_s`` (> 0): the fastest plausible change. Raises ``ValueError``
+    ``max_rate_c_per_s`` (> 0): the fastest plausible change; ``fail_after`` (>= 1):
+    failed reads in a row before a trusted sensor is failed (a long 1-wire line loses
+    the odd read to a CRC error: until then the last trusted verdict stands, as a
+    lock board is offline only after missed polls in a row). Raises ``ValueError``
     for values out of those bounds.
     """
 
     __slots__ = (
+        "_fail_after",
         "_gap",
         "_good_reads",
         "_last",
         "_max_rate",
+        "_misses",
         "_recover_reads",
         "_ref",
         "_ref_s",
@@ -87,10 +92,17 @@ class SensorTrust:
     )
 
     def __init__(
-        self, *, recover_reads: int = 3, stuck_s: float = 900.0, max_rate_c_per_s: float = 1.0
+        self,
+        *,
+        recover_reads: int = 3,
+        stuck_s: float = 900.0,
+        max_rate_c_per_s: float = 1.0,
+        fail_after: int = 1,
     ) -> None:
-        if recover_reads < 1:
-            raise ValueError(f"recover_reads must be >= 1, not {recover_reads}")
+        if recover_reads < 1 or fail_after < 1:
+            raise ValueError(
+                f"recover_reads and fail_after must be >= 1: {recover_reads}, {fail_after}"
+            )
         if not stuck_s > 0:
             raise ValueError(f"stuck_s must be > 0, not {stuck_s}")
         if not max_rate_c_per_s > 0:
@@ -106,6 +118,8 @@ class SensorTrust:
         self._unchanged_s = 0.0  # running time with ``_ref`` unchanged
         self._stuck_latched = False
         self._good_reads = 0  # in a row, while not ok
+        self._fail_after = fail_after
+        self._misses = 0  # failed reads in a row
 
     @property
     def status(self) -> Status:
@@ -123,8 +137,12 @@ class SensorTrust:
         of the sensor's cabinet is on. Never raises for any float or fault."""
         if isinstance(reading, SensorFault):
             self._gap = True  # what it read meanwhile is unknown: not counted as unchanged
+            self._misses += 1
+            if self._status == "ok" and self._last is not None and self._misses < self._fail_after:
+                return self._last  # one lost read: the last trusted verdict stands
             status: Status = "missing" if reading.reason == "missing" else "failed"
             return self._fail(status, _fault_reason(reading))
+        self._misses = 0
         value = float(reading)
         problem = self._check(now_s, value, unit_running)
         if problem is not None:

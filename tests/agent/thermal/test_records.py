@@ -38,9 +38,9 @@ def test_readings_excursions_and_clocks_round_trip(tmp_path):
         "peak_c": 11.2,
         "mode": "chill",
     }
-    records.save_food_clocks({0: 125.0})
+    records.save_food_clocks(T0, {0: (125.0, True)})
     records.close()
-    assert Records(tmp_path / RECORDS_FILE).food_clocks() == {0: 125.0}  # across a restart
+    assert Records(tmp_path / RECORDS_FILE).food_clocks() == {0: (125.0, T0, True)}
 
 
 def test_retention_forgets_what_is_older(tmp_path):

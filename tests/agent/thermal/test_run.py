@@ -35,6 +35,7 @@ def config(tmp_path, cloud_url, api_port):
                 "compressor_min_off_s": 0,
                 "compressor_min_on_s": 0,
                 "log_every_s": 1,
+                "alarm_clear_s": 0,
             },
             "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
             "cabinets": [

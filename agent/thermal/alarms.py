@@ -1,0 +1,45 @@
+"""The thermal alarms, level-triggered as door supervision is: derived from the facts
+each round, compared with what the cloud was told (``Cabinet.alarms``), raised at once
+and cleared only once their cause has been gone ``hold_s`` seconds (a sensor or a
+temperature on the edge must not send the cloud an event every round).
+
+- ``temperature_sensor_failed``: the sensor is missing or not trusted;
+- ``temperature_out_of_band``: a held mode past its food code's line;
+- ``thermal_not_converging``: a unit switched off by the verification, or one that
+  keeps pushing while switched off;
+- ``food_time_exceeded``: food out of temperature longer than the code allows.
+"""
+
+from __future__ import annotations
+
+from agent.cabinet import Cabinet
+from agent.supervision import AlarmChange
+
+SENSOR_FAILED = "temperature_sensor_failed"
+OUT_OF_BAND = "temperature_out_of_band"
+NOT_CONVERGING = "thermal_not_converging"
+FOOD_TIME_EXCEEDED = "food_time_exceeded"
+THERMAL_ALARMS = frozenset({SENSOR_FAILED, OUT_OF_BAND, NOT_CONVERGING, FOOD_TIME_EXCEEDED})
+
+HOLD_S = 60.0
+
+
+class AlarmBook:
+    """When each cabinet's thermal alarms' causes went, for the hold on clearing."""
+
+    def __init__(self, hold_s: float = HOLD_S) -> None:
+        self.hold_s = hold_s
+        self._gone: dict[tuple[int, str], float] = {}
+
+    def changes(self, now_s: float, cabinet: Cabinet, wanted: set[str]) -> list[AlarmChange]:
+        """The entries that bring ``cabinet``'s shown thermal alarms to ``wanted``."""
+        shown = {alarm for alarm, _ in cabinet.alarms if alarm in THERMAL_ALARMS}
+        out = [AlarmChange(cabinet, alarm, None, True) for alarm in sorted(wanted - shown)]
+        for alarm in sorted(shown):
+            key = (cabinet.key, alarm)
+            if alarm in wanted:
+                self._gone.pop(key, None)
+            elif now_s - self._gone.setdefault(key, now_s) >= self.hold_s:
+                del self._gone[key]
+                out.append(AlarmChange(cabinet, alarm, None, False))
+        return out

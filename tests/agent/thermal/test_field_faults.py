@@ -1,0 +1,254 @@
+"""What the field does to thermal control, each found by trying to break it (the
+review of the first version), each a test: a cold room, an overshooting heater, a
+flaky 1-wire line, a hung read, slow reads, a power cut with food inside, a full
+disk, a clock far ahead, a mode set again, a sensor stuck in band."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.commands import parse_command
+from agent.config import ConfigError, parse_config
+from agent.config.warnings import warnings
+from agent.thermal.bands import Band
+from agent.thermal.control import UnitControl
+from agent.thermal.records import Records
+from drivers.w1 import SensorFault
+
+
+def flaky(rig, every: int, reason: str = "crc"):
+    """Make every ``every``-th read of the rig's sensors fail with ``reason``."""
+    real, count = rig.thermal._read, [0]
+
+    def read(w1_dir, sensors):
+        out = dict(real(w1_dir, sensors))
+        for sensor in out:
+            count[0] += 1
+            if count[0] % every == 0:
+                out[sensor] = SensorFault(reason)
+        return out
+
+    rig.thermal._read = read
+
+
+async def set_mode(rig, key: int, mode: str) -> None:
+    cmd = parse_command({"command": "set_thermal_mode", "thermal_mode": mode})
+    await rig.locker.execute(key, cmd)
+
+
+async def test_a_cold_room_is_told_but_never_latches_a_healthy_cooler_off(rigs):
+    rig = await rigs({1: "chill"}, 3.0, compressor_min_off_s=0)
+    rig.plant.room_c = -5.0  # an outdoor locker in winter
+    rig.run(3 * 3600, dt_s=30)
+    assert "thermal_not_converging" in rig.alarms(1)  # said: relay, or a cold room
+    assert "colder than the band" in rig.thermal.units[1].control.runaway
+    rig.plant.room_c = 25.0  # the day comes: the cooler must work again
+    rig.run(4 * 3600, dt_s=30)
+    assert rig.temp(1) <= 4.5
+    assert "thermal_not_converging" not in rig.alarms(1)
+
+
+def test_a_heater_overshooting_its_band_is_not_latched_off():
+    unit = UnitControl({"heat": Band(66.0, 70.0)}, converge_s=1200, converge_c=1.0, max_duty=1.0)
+    unit.set_mode("heat")
+    t, now = 60.0, 0.0
+    while t < 70.0:
+        unit.step(now, t, cooling_runs=False)
+        now, t = now + 10, t + 0.5
+    for t in (70.5, 71.5, 72.5, 73.5, 73.0, 72.0, 69.0, 67.0, 65.5):  # element mass
+        unit.step(now, t, cooling_runs=False)
+        now += 10
+    assert unit.fault is None and unit.runaway is None
+    assert unit.call.heat  # below the band again: it heats
+
+
+async def test_one_read_in_ten_lost_neither_short_cycles_nor_warms(rigs):
+    rig = await rigs({1: "chill"}, 9.0, compressor_min_off_s=180, compressor_min_on_s=60)
+    rig.plant.room_c = 30.0
+    flaky(rig, 10)
+    runs, since, was = [], 0.0, False
+    for _ in range(3600):
+        rig.run(1, dt_s=1)
+        on = rig.pin(27)
+        if on and not was:
+            since = rig.now
+        if was and not on:
+            runs.append(rig.now - since)
+        was = on
+    assert runs and min(runs) >= 60
+    assert rig.temp(1) <= 4.5
+    assert rig.events().count("temperature_sensor_failed") == 0
+
+
+async def test_a_flapping_sensor_does_not_flood_the_cloud(rigs):
+    rig = await rigs({1: "chill"}, 3.0, compressor_min_off_s=0)
+    flaky(rig, 4, "missing")
+    rig.run(3600, dt_s=1)
+    assert rig.events().count("temperature_sensor_failed") < 5
+
+
+async def test_a_sensor_stuck_in_band_while_idle_is_caught(rigs):
+    rig = await rigs({1: "chill"}, 3.0, compressor_min_off_s=0)
+    rig.run(3600, dt_s=30)
+    while rig.pin(27) or not 1.5 < rig.temp(1) < 3.5:
+        rig.run(10)
+    rig.plant.sensor(1).fault = "stuck"
+    rig.run(2 * 3600, dt_s=30)
+    assert "temperature_sensor_failed" in rig.alarms(1)
+
+
+async def test_the_mode_set_again_rearms_a_unit(rigs):
+    rig = await rigs({1: "chill"}, 9.0, compressor_min_off_s=0)
+    rig.plant.body(1).cooler_failed = True
+    rig.run(2 * 3600, dt_s=30)
+    assert rig.thermal.units[1].control.fault is not None
+    rig.plant.body(1).cooler_failed = False  # repaired
+    await set_mode(rig, 1, "chill")  # the same mode, set again
+    rig.run(10)
+    assert rig.thermal.units[1].control.fault is None and rig.pin(27)
+    rig.plant.body(1).cooler_failed = True
+    rig.run(2 * 3600, dt_s=30)
+    for mode in ("ambient", "chill"):  # two commands inside one round
+        await set_mode(rig, 1, mode)
+    rig.run(10)
+    assert rig.thermal.units[1].control.fault is None
+
+
+async def test_food_time_without_item_sensors_counts_when_assumed(rigs):
+    rig = await rigs({1: "chill"}, 20.0, compressor_min_off_s=0, assume_occupied=True)
+    rig.plant.body(1).cooler_failed = True
+    rig.run(3 * 3600, dt_s=60)
+    assert "food_time_exceeded" in rig.alarms(1)
+
+
+def test_a_gpio_thermal_cabinet_without_an_item_sensor_is_warned_of(tmp_path: Path):
+    def config(**thermal):
+        return parse_config(
+            {
+                "cloud": {"url": "https://c.example.net", "api_key": "k"},
+                "api": {"token": "t"},
+                "thermal": thermal,
+                "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
+                "cabinets": [
+                    {
+                        "key": 0,
+                        "front": {"bus": "gpio", "switch": 5, "lock": 6},
+                        "thermal": {"sensor": "28-000000000001", "bus": "gpio", "heater": 4},
+                    }
+                ],
+            },
+            tmp_path,
+        )
+
+    said = warnings(config())
+    assert any("cabinets[0].thermal: no item sensor" in w for w in said)
+    assert any("cabinets[0].thermal.heater: GPIO4 is the 1-wire" in w for w in said)
+    assert not any("item sensor" in w for w in warnings(config(assume_occupied=True)))
+
+
+async def test_a_power_cut_with_food_out_of_temperature_counts(rigs):
+    rig = await rigs({1: "chill"}, 20.0, compressor_min_off_s=0)
+    rig.locker.cabinets[1].occupied = True
+    rig.plant.body(1).cooler_failed = True
+    rig.run(3600, dt_s=60)
+    await rig.thermal.close()
+    rig.now += 3 * 3600  # agent and fridge off for 3 h (the wall clock moves with it)
+    rig.thermal = rig.new_thermal()
+    rig.run(60, dt_s=60)
+    assert rig.thermal.units[1].food.out_s >= 4 * 3600 - 120
+    assert "food_time_exceeded" in rig.alarms(1)
+
+
+async def test_a_restart_of_a_safe_cabinet_adds_nothing(rigs):
+    rig = await rigs({1: "chill"}, 3.0, compressor_min_off_s=0)
+    rig.locker.cabinets[1].occupied = True
+    rig.run(600)
+    await rig.thermal.close()
+    rig.now += 600
+    rig.thermal = rig.new_thermal()
+    rig.run(60)
+    assert rig.thermal.units[1].food.out_s == 0
+
+
+async def test_a_full_disk_is_said(rigs):
+    rig = await rigs({1: "chill"}, 3.0)
+    rig.run(600)
+    rig.thermal.records._file.db.execute("PRAGMA query_only=1")  # as a full SD card
+    rig.run(600)
+    assert any("temperature records not kept" in p for p in rig.thermal.problems())
+    assert rig.pin(27) or rig.temp(1) < 4.5  # control went on
+    rig.thermal.records._file.db.execute("PRAGMA query_only=0")
+    rig.run(600)
+    assert not any("not kept" in p for p in rig.thermal.problems())
+
+
+async def test_a_clock_far_ahead_at_boot_keeps_the_history(rigs):
+    rig = await rigs({1: "chill"}, 3.0)
+    rig.run(3600)
+    kept = len(rig.thermal.records.readings(1, 0))
+    await rig.thermal.close()
+    rig.thermal = rig.new_thermal()
+    rig.thermal.logbook._wall = lambda: rig.now + 1.8e9 + 5 * 365 * 86400
+    rig.run(10)
+    assert len(rig.thermal.records.readings(1, 0)) >= kept
+
+
+async def test_slow_reads_stretch_the_lease_and_a_hung_read_fails_the_sensor(rigs):
+    rig = await rigs({1: "chill"}, 9.0, sample_s=0.5, compressor_min_off_s=0)
+    thermal = rig.thermal
+    thermal._clock = time.monotonic
+    real = thermal._read
+    thermal._read = lambda w1, sensors: (time.sleep(0.6), real(w1, sensors))[1]
+    await thermal.tick()
+    assert thermal.round_s >= 0.6 and thermal.lease_s >= 3 * 0.6 + 5
+    gate = threading.Event()
+    thermal._read = lambda w1, sensors: (gate.wait(10), real(w1, sensors))[1]
+    thermal.read_timeout_s = 0.05
+    try:
+        for _ in range(3):  # fail_after: three rounds of nothing
+            await thermal.tick()
+        assert thermal.units[1].verdict.status == "failed"
+        assert not rig.pin(27)
+        assert any("temperature sensor failed" in p for p in thermal.problems())
+    finally:
+        gate.set()
+        await asyncio.sleep(0.1)
+
+
+def test_config_refuses_a_sensor_twice_and_a_heater_on_a_valveless_compressor(tmp_path: Path):
+    def cabinets(*units):
+        return [
+            {"key": i, "front": {"bus": "gpio", "switch": 4 + i, "lock": 10 + i}, "thermal": u}
+            for i, u in enumerate(units)
+        ]
+
+    base = {
+        "cloud": {"url": "https://c.example.com", "api_key": "k"},
+        "api": {"token": "t"},
+        "thermal": {"compressors": [{"name": "c", "bus": "gpio", "pin": 20}]},
+        "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
+    }
+    same = "28-000000000001"
+    with pytest.raises(ConfigError) as err:
+        parse_config(base | {"cabinets": cabinets({"sensor": same}, {"sensor": same})}, tmp_path)
+    assert any("also cabinets[0]'s" in p for p in err.value.problems)
+    unit = {"sensor": same, "bus": "gpio", "heater": 17, "compressor": "c"}
+    with pytest.raises(ConfigError) as err:
+        parse_config(base | {"cabinets": cabinets(unit)}, tmp_path)
+    assert any("needs its own cooler valve" in p for p in err.value.problems)
+
+
+def test_the_newest_readings_are_served_and_durations_never_negative(tmp_path: Path):
+    records = Records(tmp_path / "r.sqlite3")
+    now = 1.8e9
+    records.log(now - 100, [(0, 3.0, "chill", "ok")])
+    records.log(now, [(0, 4.0, "chill", "ok")])
+    assert [r["temperature_c"] for r in records.readings(0, 0, limit=1)] == [4.0]
+    records.excursion_started(0, now, 9.0, "chill")
+    records.excursion_ended(0, now - 3600)  # the wall clock stepped back
+    assert records.excursions(0)[0]["duration_s"] == 0
