@@ -94,7 +94,8 @@ async function post(path, body) {
 function summary(answer) {
   if (answer.error) return typeof answer.error === "string" ? answer.error : answer.error.message;
   if (answer.cabinet) return `cabinet ${answer.cabinet.key} is ${answer.cabinet.state}`;
-  return JSON.stringify(answer);
+  if (answer.opened === false) return "the latch holds the door shut";
+  return answer.steps ? `playing ${answer.name} (${answer.steps} steps)` : "done";
 }
 
 // A step for the server; a cabinet action names the selected cabinet (and, for a
@@ -120,7 +121,9 @@ function render(s) {
   $("#locker").textContent = s.locker;
   $("#selected").textContent = selected;
   const agent = s.agent.status;
-  setBadge("#agent", `agent ${agent}`, agent === "ok" ? "ok" : "bad", (s.agent.reasons || []).join("\n"));
+  const reasons = (s.agent.reasons || []).join("; ");
+  setBadge("#agent", `agent ${agent}`, agent === "ok" ? "ok" : "bad", reasons);
+  $("#reasons").textContent = reasons;
   const c = s.cloud;
   const cloud = !c.up ? "down" : c.failing_status ? `answers ${c.failing_status}` : c.delay_s ? "slow" : "up";
   setBadge("#cloud", `cloud ${cloud}`, cloud === "up" ? "ok" : "bad", `${c.agents} agent(s) on the command channel`);
@@ -161,7 +164,7 @@ function drawCabinet(cab, h) {
   const front = cab.state || "unknown";
   const rear = cab.rear_load_status;
   const tile = el("div", {
-    class: `cab h${h}${cab.key === selected ? " selected" : ""}${cab.enabled === false ? " disabled" : ""}`,
+    class: `cab h${h}${cab.key === selected ? " selected" : ""}${cab.enabled === false ? " disabled" : ""}${cab.alarms && cab.alarms.length ? " alarm" : ""}`,
     "data-key": cab.key,
     "data-front": front,
     "data-rear": rear,
