@@ -63,6 +63,12 @@ class SimulateCommand:
             help="simulate the locker this config file describes (instead of --locker)",
         )
         parser.add_argument(
+            "--small-disk",
+            type=int,
+            metavar="MB",
+            help="the agent's storage on a tmpfs of MB MiB (needs root) that the page can fill",
+        )
+        parser.add_argument(
             "--scenario",
             metavar="NAME",
             help="play a scenario from simulator/scenarios (or a .toml path), check it, exit",
@@ -101,6 +107,7 @@ class SimulateCommand:
                     cloud_port=args.cloud_port,
                     web_port=web_port,
                     config_data=config_data,
+                    small_disk_mb=getattr(args, "small_disk", None),
                 )
             )
         except ConfigError as err:

@@ -22,6 +22,7 @@ named ``_<who>_<verb>`` (thermal faults land as ``_fate_fail_compressor`` and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -29,6 +30,7 @@ import aiohttp
 
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import Simulation
+from simulator.web.disk import SmallDisk
 
 WHO = ("cloud", "person", "fate")
 COMMAND_TIMEOUT_S = 15.0  # an open answers once the door confirmed: seconds, not ms
@@ -48,10 +50,17 @@ def verbs() -> dict[str, list[str]]:
 
 
 class Actions:
-    """The steps a person, the cloud or fate can take on ``sim`` (a started Simulation)."""
+    """The steps a person, the cloud or fate can take on ``sim`` (a started Simulation).
 
-    def __init__(self, sim: Simulation) -> None:
+    ``disk``: the small disk under the agent's storage, when there is one (the
+    disk-full fault needs it; ``disk_why_not`` says why there is none)."""
+
+    def __init__(
+        self, sim: Simulation, disk: SmallDisk | None = None, disk_why_not: str | None = None
+    ) -> None:
         self.sim = sim
+        self.disk = disk if disk is not None and disk.mounted else None
+        self.disk_why_not = disk_why_not or "simulate --small-disk puts the storage on one"
 
     async def run(self, step: dict[str, Any]) -> dict[str, Any]:
         """Carry out ``step``; its result. StepError for a step that cannot be done."""
@@ -263,6 +272,17 @@ class Actions:
         if not 0.0 <= delay_s <= 60.0:
             raise StepError(f"delay_s: 0-60 seconds, not {delay_s}")
         self.sim.cloud.delay = delay_s
+
+    async def _fate_disk_full(self, step: dict[str, Any]) -> dict[str, Any]:
+        """The agent's storage fills up (a filler file, until ENOSPC)."""
+        if self.disk is None:
+            raise StepError(f"no small disk: {self.disk_why_not}")
+        return {"ok": True, "filled_bytes": await asyncio.to_thread(self.disk.fill)}
+
+    async def _fate_disk_free(self, step: dict[str, Any]) -> None:
+        if self.disk is None:
+            raise StepError(f"no small disk: {self.disk_why_not}")
+        self.disk.free()
 
     async def _fate_cloud_heal(self, step: dict[str, Any]) -> None:
         """The cloud answers promptly and well again (and listens, if it was down)."""

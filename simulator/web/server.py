@@ -35,6 +35,7 @@ from aiohttp import web
 from simulator.run import Simulation
 from simulator.web import scenario as scenarios
 from simulator.web.actions import Actions, StepError, verbs
+from simulator.web.disk import SmallDisk
 
 log = structlog.get_logger(__name__)
 
@@ -69,11 +70,20 @@ def _refuse(status: int, message: str) -> web.Response:
 
 
 class WebView:
-    """The page and its endpoints for ``sim`` (started) on ``host``:``port`` (0: any)."""
+    """The page and its endpoints for ``sim`` (started) on ``host``:``port`` (0: any);
+    ``disk`` and ``disk_why_not`` as for :class:`Actions`."""
 
-    def __init__(self, sim: Simulation, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        disk: SmallDisk | None = None,
+        disk_why_not: str | None = None,
+    ) -> None:
         self.sim = sim
-        self.actions = Actions(sim)
+        self.actions = Actions(sim, disk, disk_why_not)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -128,7 +138,8 @@ class WebView:
     # -- the state the page draws ------------------------------------------------
 
     async def state(self) -> dict[str, Any]:
-        """``{"locker", "cabinets", "agent", "buses", "gpio", "cloud", "scenario", "verbs"}``.
+        """``{"locker", "cabinets", "agent", "buses", "gpio", "cloud", "disk", "scenario",
+        "verbs"}``.
 
         ``cabinets``: the agent's cabinet objects (``unknown`` states when it does
         not answer), each with ``hardware``: the physical doors by side and the LED.
@@ -169,6 +180,11 @@ class WebView:
                 "rejected": len(cloud.rejected),
                 "feedback": cloud.received[-FEEDBACK_SHOWN:][::-1],
                 "answers": cloud.answers[-10:][::-1],
+            },
+            "disk": {
+                "small": self.actions.disk is not None,
+                "full": self.actions.disk is not None and self.actions.disk.full,
+                "why_not": None if self.actions.disk else self.actions.disk_why_not,
             },
             "scenario": self._scenario,
             "verbs": verbs(),

@@ -52,6 +52,7 @@ def test_add_arguments_gives_todays_options_and_defaults():
         "web_port": 8000,
         "config_file": None,
         "scenario": None,
+        "small_disk": None,
     }
 
     args = parser.parse_args(["--api-port", "0", "--cloud-port", "9004", "--locker", "touchless"])

@@ -23,6 +23,7 @@ const CABINET_ACTIONS = [
   ["fate", "unjam", "free the lock", {}],
   ["fate", "break_motor", "break the motor", {}],
   ["fate", "mend_motor", "mend the motor", {}],
+  // once simulator/thermal.py plays the heat: ["fate", "fail_compressor", "fail the compressor", {}],
 ];
 const SIZES = ["mini", "small", "medium", "large", "xlarge"];
 const MODES = ["ambient", "chill", "freeze", "heat"];
@@ -32,6 +33,10 @@ const CLOUD_FATE = [
   ["cloud_errors", "cloud answers 500", { status: 500 }],
   ["cloud_slow", "cloud answers slowly", { delay_s: 3 }],
   ["cloud_heal", "cloud well again", {}],
+];
+const DISK_FATE = [
+  ["disk_full", "fill the disk"],
+  ["disk_free", "free the disk"],
 ];
 const BOARD_FATE = [
   ["board_offline", "off the bus"],
@@ -184,16 +189,24 @@ function drawCabinet(cab, h) {
   if (cab.enabled === false) info.append(el("span", { class: "tag" }, "disabled"));
   if (cab.occupied) info.append(el("span", { class: "tag item" }, "item"));
   if (hw.front && hw.front.jammed) info.append(el("span", { class: "tag hw" }, "jammed"));
-  if (cab.thermal) {
-    const t = cab.temperature_c === null || cab.temperature_c === undefined ? "?" : cab.temperature_c;
-    info.append(el("span", { class: `tag thermal ${cab.thermal.mode}` }, `${cab.thermal.mode} ${t} °C`));
-  }
+  if (cab.thermal) info.append(drawThermal(cab));
   tile.append(info);
   if (cab.alarms && cab.alarms.length) {
     tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", {}, `${a.type} (${a.side})`))));
   }
   if (rear) tile.append(el("div", { class: `rear door ${rear}`, title: `rear door: ${rear}` }));
   return tile;
+}
+
+// DESIGN.md "Thermal": temperature_c (null: no reading) and thermal {mode, band_c,
+// heating, cooling, sensor}; a cabinet object without them draws nothing thermal.
+function drawThermal(cab) {
+  const th = cab.thermal;
+  const t = cab.temperature_c === null || cab.temperature_c === undefined ? "?" : cab.temperature_c;
+  const doing = th.heating ? " heating" : th.cooling ? " cooling" : "";
+  const band = th.band_c ? `band ${th.band_c[0]}..${th.band_c[1]} °C` : "";
+  const text = `${th.mode} ${t} °C${doing}${th.sensor && th.sensor !== "ok" ? ` sensor ${th.sensor}` : ""}`;
+  return el("span", { class: `tag thermal ${th.mode}${th.sensor !== "ok" ? " fault" : ""}`, title: band }, text);
 }
 
 function drawFeeds(cloud) {
@@ -238,6 +251,10 @@ function build(s) {
   const fate = $("#locker-fate");
   for (const [verb, label, extra] of CLOUD_FATE) {
     fate.append(el("button", { "data-do": verb, onclick: () => act("fate", verb, extra) }, label));
+  }
+  for (const [verb, label] of DISK_FATE) {
+    fate.append(el("button", { "data-do": verb, disabled: !s.disk.small, title: s.disk.why_not,
+      onclick: () => act("fate", verb, {}) }, label));
   }
   for (const bus of s.buses) {
     const line = el("div", { class: "bus" }, `bus ${bus.name}: `);
