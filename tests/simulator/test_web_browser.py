@@ -24,7 +24,7 @@ HOW = (
 )
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason=HOW)
-if CHROMIUM is None:
+if CHROMIUM is None or not os.access(CHROMIUM, os.X_OK):
     pytest.skip(HOW, allow_module_level=True)
 
 ARTIFACTS = Path(os.environ.get("LOCKER_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
@@ -144,6 +144,14 @@ def test_the_page_reconnects_by_itself_when_the_simulator_restarts(page, live):
     page.wait_for_selector("#live.ok")
     live.sim.boards.force_open(0, 12)  # cabinet 11: the new server's news reaches the page
     page.wait_for_selector(cab(11, front="open"))
+    assert button(page, "#as-cloud", "open front").count() == 1  # built anew, not twice
+
+
+def test_a_scenario_is_replayed_from_the_page(page):
+    page.click("#scenarios button[data-scenario='delivery_and_pickup']")
+    page.wait_for_selector("#scenario-log li:has-text('delivery_and_pickup: passed')")
+    assert page.locator("#scenario-log li.bad").count() == 0
+    assert page.locator("#scenario-log li.ok").count() == 13  # 12 steps and the verdict
 
 
 DRAW_WITH_THERMAL = """() => {

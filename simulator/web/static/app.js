@@ -70,7 +70,10 @@ function fmtTime(unix) {
 
 function connect() {
   const ws = new WebSocket(`ws://${location.host}/_sim/live`);
-  ws.onopen = () => setBadge("#live", "live", "ok");
+  ws.onopen = () => {
+    setBadge("#live", "live", "ok");
+    built = false; // a restarted simulator may play another locker: buttons anew
+  };
   ws.onmessage = (msg) => render(JSON.parse(msg.data));
   ws.onclose = () => {
     setBadge("#live", "reconnecting…", "bad");
@@ -119,6 +122,7 @@ function act(who, verb, extra, onCabinet) {
 
 function render(s) {
   state = s;
+  if (!s.cabinets.some((c) => c.key === selected)) selected = null;
   if (selected === null && s.cabinets.length) {
     selected = s.cabinets.some((c) => c.key === 5) ? 5 : s.cabinets[0].key;
   }
@@ -241,14 +245,19 @@ function drawScenario(sc) {
 
 function build(s) {
   built = true;
-  const groups = { cloud: $("#as-cloud"), person: $("#as-person"), fate: $("#as-fate") };
+  const groups = {
+    cloud: $("#as-cloud .buttons"), person: $("#as-person .buttons"), fate: $("#as-fate .buttons"),
+  };
+  for (const sel of ["#as-cloud", "#as-person", "#as-fate", "#locker-fate", "#scenarios"]) {
+    $(`${sel} .buttons`).replaceChildren();
+  }
   for (const [who, verb, label, extra] of CABINET_ACTIONS) {
     if (!s.verbs[who].includes(verb) || (GPIO_ONLY.has(verb) && !s.gpio)) continue;
     if (verb === "resize") groups[who].append(select("size", SIZES));
     if (verb === "set_thermal_mode") groups[who].append(select("mode", MODES));
     groups[who].append(el("button", { "data-who": who, "data-do": verb, onclick: () => act(who, verb, extra, true) }, label));
   }
-  const fate = $("#locker-fate");
+  const fate = $("#locker-fate .buttons");
   for (const [verb, label, extra] of CLOUD_FATE) {
     fate.append(el("button", { "data-do": verb, onclick: () => act("fate", verb, extra) }, label));
   }
@@ -271,8 +280,8 @@ function build(s) {
   }
   fetch("/_sim/scenarios").then((r) => r.json()).then((list) => {
     for (const sc of list) {
-      $("#scenarios").insertBefore(el("button", { "data-scenario": sc.name, title: `${sc.locker} locker`,
-        onclick: () => post(`/_sim/scenarios/${sc.name}`, {}) }, sc.title), $("#scenario-log"));
+      $("#scenarios .buttons").append(el("button", { "data-scenario": sc.name, title: `${sc.locker} locker`,
+        onclick: () => post(`/_sim/scenarios/${sc.name}`, {}) }, sc.title));
     }
   });
 }
