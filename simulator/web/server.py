@@ -138,7 +138,7 @@ class WebView:
     # -- the state the page draws ------------------------------------------------
 
     async def state(self) -> dict[str, Any]:
-        """``{"locker", "cabinets", "agent", "buses", "gpio", "cloud", "disk", "scenario",
+        """``{"locker", "kind", "cabinets", "agent", "buses", "gpio", "cloud", "disk", "scenario",
         "verbs"}``.
 
         ``cabinets``: the agent's cabinet objects (``unknown`` states when it does
@@ -164,6 +164,7 @@ class WebView:
         cloud = self.sim.cloud
         return {
             "locker": (data.get("locker") or {}).get("name") or "Simulated locker",
+            "kind": self.sim.locker,
             "cabinets": cabinets,
             "agent": health if isinstance(health, dict) else {"status": "unreachable"},
             "buses": [

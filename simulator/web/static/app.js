@@ -280,7 +280,9 @@ function build(s) {
   }
   fetch("/_sim/scenarios").then((r) => r.json()).then((list) => {
     for (const sc of list) {
-      $("#scenarios .buttons").append(el("button", { "data-scenario": sc.name, title: `${sc.locker} locker`,
+      const elsewhere = sc.locker !== s.kind && `plays the ${sc.locker} locker: simulate --locker ${sc.locker}`;
+      $("#scenarios .buttons").append(el("button", { "data-scenario": sc.name, title: elsewhere || "",
+        disabled: Boolean(elsewhere),
         onclick: () => post(`/_sim/scenarios/${sc.name}`, {}) }, sc.title));
     }
   });
