@@ -90,9 +90,11 @@ class SimulateCommand:
         web_port = getattr(args, "web_port", 8000)
         ports = (("--api-port", args.api_port), ("--cloud-port", args.cloud_port))
         ports += (("--web-port", web_port),)
-        given = [p for _, p in ports if p]
-        if len(set(given)) != len(given):
-            return _refuse("--web-port", web_port, "the same as another port given")
+        if args.api_port and args.api_port == args.cloud_port:
+            return _refuse("--cloud-port", args.cloud_port, "the same as --api-port")
+        for option, port in ports[:2]:
+            if web_port and web_port == port:
+                return _refuse("--web-port", web_port, f"the same as {option}")
         for option, port in ports:
             if reason := port_taken(port):
                 return _refuse(option, port, reason)

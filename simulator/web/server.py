@@ -298,7 +298,10 @@ class WebView:
             return _refuse(404, f"no scenario {name!r}")
         if self._play is not None and not self._play.done():
             return _refuse(409, f"scenario {self._scenario['name']} is still playing")
-        scenario = scenarios.load(name)
+        try:
+            scenario = scenarios.load(name)
+        except scenarios.ScenarioError as err:
+            return _refuse(422, str(err))
         if scenario.locker != self.sim.locker:
             playing = f"{name} plays the {scenario.locker} locker, this is {self.sim.locker}"
             return _refuse(409, playing)

@@ -114,3 +114,13 @@ async def test_main_runs_the_simulation_until_sigint_and_returns_0():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("option", ["--api-port", "--cloud-port"])
+def test_the_web_port_may_not_be_another_port(option, capsys):
+    parser = argparse.ArgumentParser()
+    command = load_simulate()
+    command.add_arguments(parser)
+    args = ["--api-port", "0", "--cloud-port", "0", option, "8123", "--web-port", "8123"]
+    assert command.main(parser.parse_args(args)) == 1
+    assert f"--web-port 8123: the same as {option}" in capsys.readouterr().err
