@@ -18,9 +18,12 @@ import asyncio
 import errno
 import socket
 import sys
+import tomllib
+from typing import Any
 
 # The lockers simulator.run can play (its LOCKERS table, kept beside it by a test).
 LOCKER_KINDS = ("kerong", "touchless")
+EX_CONFIG = 78  # sysexits.h, as check-config answers a bad file
 
 
 class SimulateCommand:
@@ -28,15 +31,21 @@ class SimulateCommand:
 
     No arguments needed: an embedded locker (``--locker kerong``, 16 cabinets on
     emulated KR-CU16 boards, or ``touchless``, 4 motorised cabinets on GPIO mock
-    pins), the local API on ``--api-port`` (default 8080) and the fake cloud on
-    ``--cloud-port`` (default 8004); 0 picks a free port. Prints where to look,
-    runs until SIGINT or SIGTERM.
+    pins) or a technician's file (``--config FILE``: its Kerong buses become
+    emulators on pseudo-terminals, its GPIO pins mock pins), the local API on
+    ``--api-port`` (default 8080), the fake cloud on ``--cloud-port`` (default
+    8004) and the web view on ``--web-port`` (default 8000); 0 picks a free
+    port. Prints where to look, runs until SIGINT or SIGTERM.
+
+    ``--scenario NAME`` plays a scenario (``simulator/scenarios/NAME.toml``, or a
+    path ending ``.toml``) on free ports instead, prints each step, and exits 0
+    when every expectation held, 1 when one failed, 78 for a bad file.
     """
 
     help = "run the agent against a simulated locker and cloud"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Add ``--api-port``, ``--cloud-port`` and ``--locker`` to the subcommand's parser."""
+        """Add the ports, ``--locker``, ``--config`` and ``--scenario`` to the parser."""
         parser.add_argument("--api-port", type=int, default=8080, help="local API port (0: any)")
         parser.add_argument("--cloud-port", type=int, default=8004, help="fake cloud port (0: any)")
         parser.add_argument(
@@ -46,6 +55,24 @@ class SimulateCommand:
             help="kerong: 16 cabinets on emulated RS-485 lock boards; touchless: 4 motorised "
             "cabinets on GPIO",
         )
+        parser.add_argument("--web-port", type=int, default=8000, help="web view port (0: any)")
+        parser.add_argument(
+            "--config",
+            dest="config_file",
+            metavar="FILE",
+            help="simulate the locker this config file describes (instead of --locker)",
+        )
+        parser.add_argument(
+            "--small-disk",
+            type=int,
+            metavar="MB",
+            help="the agent's storage on a tmpfs of MB MiB (needs root) that the page can fill",
+        )
+        parser.add_argument(
+            "--scenario",
+            metavar="NAME",
+            help="play a scenario from simulator/scenarios (or a .toml path), check it, exit",
+        )
 
     def main(self, args: argparse.Namespace) -> int:
         """Run the simulation until SIGINT or SIGTERM; 0 when it stopped cleanly.
@@ -53,18 +80,41 @@ class SimulateCommand:
         Logging is the CLI's to configure before this is called. A port taken is
         one line naming the option to change, and 1; other failures propagate.
         """
-        from simulator.run import simulate
-
+        if getattr(args, "scenario", None):
+            return play_scenario(args.scenario)
+        config_data = None
+        if getattr(args, "config_file", None):
+            config_data = read_config(args.config_file)
+            if config_data is None:
+                return EX_CONFIG
+        web_port = getattr(args, "web_port", 8000)
         ports = (("--api-port", args.api_port), ("--cloud-port", args.cloud_port))
+        ports += (("--web-port", web_port),)
         if args.api_port and args.api_port == args.cloud_port:
             return _refuse("--cloud-port", args.cloud_port, "the same as --api-port")
+        for option, port in ports[:2]:
+            if web_port and web_port == port:
+                return _refuse("--web-port", web_port, f"the same as {option}")
         for option, port in ports:
             if reason := port_taken(port):
                 return _refuse(option, port, reason)
+        from agent.config import ConfigError
+        from simulator.web.main import simulate
+
         try:
             asyncio.run(
-                simulate(locker=args.locker, api_port=args.api_port, cloud_port=args.cloud_port)
+                simulate(
+                    locker=args.locker,
+                    api_port=args.api_port,
+                    cloud_port=args.cloud_port,
+                    web_port=web_port,
+                    config_data=config_data,
+                    small_disk_mb=getattr(args, "small_disk", None),
+                )
             )
+        except ConfigError as err:
+            print(f"locker-agent simulate: {args.config_file}: {err}", file=sys.stderr)
+            return EX_CONFIG
         except OSError as err:  # taken between the check and the start
             if err.errno != errno.EADDRINUSE:
                 raise
@@ -75,6 +125,37 @@ class SimulateCommand:
             )
             return 1
         return 0
+
+
+def read_config(path: str) -> dict[str, Any] | None:
+    """The TOML file at ``path`` as a dict, or None after saying on stderr why not."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        print(f"locker-agent simulate: --config {path}: {err}", file=sys.stderr)
+        return None
+
+
+def play_scenario(name: str) -> int:
+    """Play scenario ``name`` on its own simulation, a line per step: 0 held, 1 failed,
+    78 (EX_CONFIG) for a file or ``[config]`` that cannot be played."""
+    from agent.config import ConfigError
+    from simulator.web.scenario import ScenarioError, load, run_scenario
+
+    def report(line: dict[str, Any]) -> None:
+        mark = "ok  " if line["ok"] else "FAIL"
+        detail = f"  ({line['detail']})" if line["detail"] and not line["ok"] else ""
+        print(f"{line['t']:7.2f} s  {mark} {line['step']}{detail}", flush=True)
+
+    try:
+        print(f"scenario {name}: {load(name).title}", flush=True)
+        ok = asyncio.run(run_scenario(name, report))
+    except (ScenarioError, ConfigError) as err:
+        print(f"locker-agent simulate: --scenario {name}: {err}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"scenario {name}: {'passed' if ok else 'FAILED'}", flush=True)
+    return 0 if ok else 1
 
 
 def port_taken(port: int, host: str = "127.0.0.1") -> str | None:

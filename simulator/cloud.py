@@ -151,6 +151,9 @@ class FakeCloud:
         # Seconds to hold each answer back *after* the body was taken and recorded:
         # a slow cloud whose late answer a client may give up on (it then resends).
         self.answer_delay_s = 0.0
+        # An HTTP status every feedback request gets until set back to None (a cloud
+        # answering 500 for a while), after the queued failures of fail_next.
+        self.failing_status: int | None = None
         self._failures: list[_Failure] = []
         self._odd: list[_Odd] = []
         # Requests that followed a redirect: {"method", "api_key_sent"}; never any.
@@ -175,7 +178,10 @@ class FakeCloud:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen on ``host``:``port`` (0: a free port, see :attr:`url`). Idempotent."""
+        """Listen on ``host``:``port`` (0: a free port, see :attr:`url`). Idempotent.
+
+        After :meth:`close` it listens again on the same port, keeping what it
+        received: a cloud that was down and came back."""
         if self._runner is not None:
             return
         app = web.Application()
@@ -196,6 +202,7 @@ class FakeCloud:
             raise
         self._runner = runner
         host, port = runner.addresses[0][:2]
+        self._port = port  # the same address when started again after an outage
         self._url = f"http://{host}:{port}"
         log.info("fake cloud started", url=self._url)
 
@@ -205,6 +212,11 @@ class FakeCloud:
         if runner is not None:
             await runner.cleanup()
             log.info("fake cloud closed", url=self._url)
+
+    @property
+    def listening(self) -> bool:
+        """Whether the cloud is up (started and not closed since)."""
+        return self._runner is not None
 
     @property
     def url(self) -> str:
@@ -337,6 +349,7 @@ class FakeCloud:
         self._odd.clear()
         self.delay = 0.0
         self.answer_delay_s = 0.0
+        self.failing_status = None
 
     # -- observation --------------------------------------------------------
 
@@ -434,6 +447,8 @@ class FakeCloud:
         if drop_after is None and self._failures:
             failure = self._failures.pop(0)
             return await self._fail(request, failure)
+        if drop_after is None and self.failing_status is not None:
+            return await self._fail(request, _Failure(self.failing_status, None))
         odd = self._odd.pop(0) if drop_after is None and self._odd else None
         if odd is not None:
             retry_after = odd.retry_after if odd.kind == "retry_after" else None

@@ -1,17 +1,18 @@
 """``locker-agent simulate``: the real agent against a simulated locker and a fake cloud.
 
-Two lockers: ``kerong`` (16 cabinets on emulated KR-CU16 boards behind a
+Two embedded lockers: ``kerong`` (16 cabinets on emulated KR-CU16 boards behind a
 pseudo-terminal, the agent's real Kerong driver reading them) and
 ``touchless`` (4 motorised cabinets on gpiozero mock pins played by
-``simulator.touchless``). Either way the agent reports to the fake cloud over
-HTTP and takes its commands over the websocket: nothing in ``agent`` knows it
-is simulated.
+``simulator.touchless``), or any config a technician wrote: each Kerong bus
+becomes an emulator on its own pseudo-terminal, the GPIO pins mock pins. Either
+way the agent reports to the fake cloud over HTTP and takes its commands over
+the websocket: nothing in ``agent`` knows it is simulated. The web view
+(``simulator.web``) shows it all and acts on it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
+import copy
 import socket
 import tempfile
 import tomllib
@@ -38,6 +39,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def load_config_data(path: Path) -> dict[str, Any]:
+    """A technician's config file as a raw TOML dict; OSError or TOMLDecodeError as raised."""
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
 def default_config_data(locker: LockerKind = "kerong") -> dict[str, Any]:
     """The embedded config of ``locker`` as a raw TOML dict (a fresh copy each call)."""
     text = resources.files("simulator").joinpath(LOCKERS[locker]).read_text()
@@ -49,7 +56,11 @@ class Simulation:
 
     ``auto_shut_after_s``: a simulated person shuts a door (Kerong) or a rear door
     (touchless) that long after it opened. ``adjust`` edits the config dict
-    before it is validated (tests shorten timings).
+    before it is validated (tests shorten timings). ``config_data`` (a raw config
+    dict, e.g. :func:`load_config_data`) replaces the embedded ``locker``: its
+    Kerong buses become emulators (:attr:`buses`, by bus name), its GPIO pins
+    mock pins; its cloud, API address, secrets and storage are the simulator's.
+    Its errors surface at :meth:`start` as the agent's ``ConfigError``.
     """
 
     def __init__(
@@ -62,10 +73,15 @@ class Simulation:
         storage_dir: Path | None = None,
         adjust: Callable[[dict[str, Any]], None] | None = None,
         travel_s: float = 1.5,
+        config_data: dict[str, Any] | None = None,
     ) -> None:
-        self.locker = locker
+        self.locker = locker if config_data is None else "config"
         self._travel_s = travel_s  # how long a motorised door takes to open (touchless)
-        self._data = default_config_data(locker)
+        if config_data is None:
+            self._data = default_config_data(locker)
+        else:
+            self._data = copy.deepcopy(config_data)
+            _simulator_secrets(self._data)
         if adjust is not None:
             adjust(self._data)
         self._api_port = api_port or free_port()
@@ -76,12 +92,25 @@ class Simulation:
             storage_dir = Path(self._tmp.name)
         self._storage_dir = storage_dir
         self.cloud = FakeCloud(self._data["cloud"]["api_key"], port=cloud_port)
-        self.boards: KerongBoardEmulator | None = None
+        self.buses: dict[str, KerongBoardEmulator] = {}
+        for bus in self._data.get("buses", []):
+            if isinstance(bus, dict) and bus.get("driver", "kerong-cu16") == "kerong-cu16":
+                emulator = KerongBoardEmulator(bus["boards"], locked_bit=bus.get("locked_bit", 1))
+                emulator.auto_shut_after_s = auto_shut_after_s
+                self.buses[bus["name"]] = emulator
+        # The first Kerong bus (the embedded locker's only one), or None.
+        self.boards: KerongBoardEmulator | None = next(iter(self.buses.values()), None)
+        self._gpio = any(
+            isinstance(bus, dict) and bus.get("driver") == "gpio"
+            for bus in self._data.get("buses", [])
+        )
         self.touchless: TouchlessLocker | None = None
-        if locker == "kerong":
-            self.boards = KerongBoardEmulator(self._data["buses"][0]["boards"])
-            self.boards.auto_shut_after_s = auto_shut_after_s
         self.agent: Agent | None = None
+
+    @property
+    def config_data(self) -> dict[str, Any]:
+        """The raw config the agent runs on (the simulator's addresses filled in at start)."""
+        return self._data
 
     @property
     def token(self) -> str:
@@ -97,8 +126,9 @@ class Simulation:
     def _config(self) -> Config:
         """The embedded locker with the simulator's live addresses filled in."""
         data = self._data
-        if self.boards is not None:
-            data["buses"][0]["port"] = self.boards.port
+        for bus in data["buses"]:
+            if bus["name"] in self.buses:
+                bus["port"] = self.buses[bus["name"]].port
         data["cloud"]["url"] = self.cloud.url
         data["cloud"]["commands_url"] = self.cloud.commands_url
         data["api"]["listen"] = f"127.0.0.1:{self._api_port}"
@@ -109,11 +139,10 @@ class Simulation:
         """Start the cloud, then the simulated hardware, then the agent on it."""
         await self.cloud.start()
         gpio_factory = None
-        if self.boards is not None:
-            await self.boards.start()
-            config = self._config()
-        else:
-            config = self._config()
+        for emulator in self.buses.values():
+            await emulator.start()
+        config = self._config()
+        if self._gpio:
             gpio_factory = mock_factory()
             self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
             self.touchless.auto_shut_rear_after_s = self._auto_shut_after_s
@@ -128,8 +157,8 @@ class Simulation:
             self.agent = None
         if self.touchless is not None:
             await self.touchless.close()
-        if self.boards is not None:
-            await self.boards.close()
+        for emulator in self.buses.values():
+            await emulator.close()
         await self.cloud.close()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -137,19 +166,22 @@ class Simulation:
 
     def banner(self) -> str:
         """Where to look: the addresses, the token and a curl line that opens a cabinet."""
-        key = 5 if self.locker == "kerong" else 1
-        if self.boards is not None:
-            boards = ", ".join(f"board {b}" for b in self._data["buses"][0]["boards"])
-            hardware = f"  lock boards  KR-CU16 {boards} on {self.boards.port}"
-        else:
-            hardware = "  GPIO         4 touchless cabinets (motorised doors) on mock pins"
+        keys = [c["key"] for c in self._data["cabinets"]]
+        key = 5 if 5 in keys else keys[0]
+        hardware = [
+            f"  lock boards  KR-CU16 {', '.join(f'board {b}' for b in e.boards)} on {e.port}"
+            f" (bus {name})"
+            for name, e in self.buses.items()
+        ]
+        if self.touchless is not None:
+            hardware.append(f"  GPIO         cabinets {self.touchless.keys} on mock pins")
         return "\n".join(
             [
                 f"locker-agent simulator ({self.locker} locker) is running (Ctrl-C stops it)",
                 f"  agent API    {self.api_url}   token: {self.token}",
                 f"  fake cloud   {self.cloud.url}/_sim/feedback   (feedback received)",
                 f"  commands     {self.cloud.commands_url}   (the cloud's websocket)",
-                hardware,
+                *hardware,
                 f"  open cabinet {key}:",
                 f"    curl -X PUT -H 'Authorization: Bearer {self.token}'"
                 " -H 'Content-Type: application/json' "
@@ -160,18 +192,16 @@ class Simulation:
         )
 
 
-async def simulate(
-    *, locker: LockerKind = "kerong", api_port: int = 8080, cloud_port: int = 8004
-) -> None:
-    """Run the simulation until SIGINT/SIGTERM; a simulated person shuts doors after 5 s."""
-    sim = Simulation(locker=locker, api_port=api_port, cloud_port=cloud_port, auto_shut_after_s=5.0)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await sim.start()
-        print(sim.banner(), flush=True)
-        await stop.wait()
-    finally:
-        await sim.close()
+SIM_API_KEY = "simulator-api-key"
+SIM_TOKEN = "simulator"
+
+
+def _simulator_secrets(data: dict[str, Any]) -> None:
+    """A technician's file names secrets this laptop lacks: the simulator's stand in."""
+    for table, key in (("cloud", "api_key"), ("api", "token")):
+        section = data.setdefault(table, {})
+        if isinstance(section, dict):
+            section.pop(f"{key}_file", None)
+            section[key] = SIM_API_KEY if key == "api_key" else SIM_TOKEN
+    for table in ("storage", "locker"):
+        data.setdefault(table, {})

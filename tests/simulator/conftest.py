@@ -23,3 +23,12 @@ async def http(sim):
     headers = {"Authorization": f"Bearer {sim.token}"}
     async with aiohttp.ClientSession(base_url=sim.api_url, headers=headers) as session:
         yield session
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say once, at the end, why the web view's browser tests were skipped and how to
+    get a browser (``-q`` shows only a count of skips)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        if "test_web_browser" in report.nodeid and isinstance(report.longrepr, tuple):
+            terminalreporter.write_line(f"web view tests skipped: {report.longrepr[2]}")
+            return

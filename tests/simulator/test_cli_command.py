@@ -45,7 +45,15 @@ def test_add_arguments_gives_todays_options_and_defaults():
     load_simulate().add_arguments(parser)
 
     defaults = parser.parse_args([])
-    assert vars(defaults) == {"api_port": 8080, "cloud_port": 8004, "locker": "kerong"}
+    assert vars(defaults) == {
+        "api_port": 8080,
+        "cloud_port": 8004,
+        "locker": "kerong",
+        "web_port": 8000,
+        "config_file": None,
+        "scenario": None,
+        "small_disk": None,
+    }
 
     args = parser.parse_args(["--api-port", "0", "--cloud-port", "9004", "--locker", "touchless"])
     assert (args.api_port, args.cloud_port, args.locker) == (0, 9004, "touchless")
@@ -68,7 +76,7 @@ def test_importing_the_command_leaves_the_simulation_unloaded():
 
 
 async def test_main_runs_the_simulation_until_sigint_and_returns_0():
-    api_port, cloud_port = free_port(), free_port()
+    api_port, cloud_port, web_port = free_port(), free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -77,6 +85,8 @@ async def test_main_runs_the_simulation_until_sigint_and_returns_0():
         str(api_port),
         "--cloud-port",
         str(cloud_port),
+        "--web-port",
+        str(web_port),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -84,12 +94,13 @@ async def test_main_runs_the_simulation_until_sigint_and_returns_0():
     try:
         banner = ""
         async with asyncio.timeout(10):
-            while "curl" not in banner:
+            while "act on it there" not in banner:
                 line = await proc.stdout.readline()
                 assert line, "the command exited before printing where to look"
                 banner += line.decode()
         assert f"http://127.0.0.1:{api_port}" in banner
         assert f"http://127.0.0.1:{cloud_port}" in banner
+        assert f"http://127.0.0.1:{web_port}/" in banner
         async with aiohttp.ClientSession() as session, asyncio.timeout(5):
             while True:  # the agent is up and reads its boards
                 async with session.get(f"http://127.0.0.1:{api_port}/healthz") as resp:
@@ -103,3 +114,13 @@ async def test_main_runs_the_simulation_until_sigint_and_returns_0():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("option", ["--api-port", "--cloud-port"])
+def test_the_web_port_may_not_be_another_port(option, capsys):
+    parser = argparse.ArgumentParser()
+    command = load_simulate()
+    command.add_arguments(parser)
+    args = ["--api-port", "0", "--cloud-port", "0", option, "8123", "--web-port", "8123"]
+    assert command.main(parser.parse_args(args)) == 1
+    assert f"--web-port 8123: the same as {option}" in capsys.readouterr().err

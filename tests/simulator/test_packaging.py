@@ -16,5 +16,8 @@ def test_every_simulator_package_data_pattern_matches_a_file():
     for pattern in patterns:
         assert [p for p in package.glob(pattern) if p.is_file()], f"{pattern} ships nothing"
     # What simulate needs at run time is covered.
-    for needed in ("default.toml", "touchless.toml", "spec/synq-lockers-api.yaml"):
+    needed_files = ("default.toml", "touchless.toml", "spec/synq-lockers-api.yaml")
+    web = ("web/static/index.html", "web/static/app.js", "web/static/style.css")
+    scenarios = tuple(f"scenarios/{p.name}" for p in (package / "scenarios").glob("*.toml"))
+    for needed in needed_files + web + scenarios:
         assert any((package / needed).match(pattern) for pattern in patterns), needed

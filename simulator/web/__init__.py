@@ -1,0 +1,6 @@
+"""The simulator's web view: the locker wall live, actions at a click, scenarios.
+
+``server`` serves the page and its endpoints, ``actions`` carries out what the
+cloud, a person or fate does (each by its real path), ``scenario`` plays TOML
+files of timed steps and checks their expectations.
+"""

@@ -1,0 +1,62 @@
+"""``locker-agent simulate`` without a scenario: the simulation and its web view until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from simulator.run import LockerKind, Simulation
+from simulator.web.disk import SmallDisk
+from simulator.web.server import WebView
+
+AUTO_SHUT_S = 5.0  # a simulated person shuts a door this long after it opened
+
+
+async def simulate(
+    *,
+    locker: LockerKind = "kerong",
+    api_port: int = 8080,
+    cloud_port: int = 8004,
+    web_port: int = 8000,
+    config_data: dict[str, Any] | None = None,
+    small_disk_mb: int | None = None,
+) -> None:
+    """Run the simulation (``config_data``: a technician's locker instead of ``locker``)
+    and its web view until SIGINT/SIGTERM. ``small_disk_mb``: the agent's storage on a
+    tmpfs that small (as root), so fate can fill it. OSError when a port is taken; the
+    agent's ConfigError for a config it refuses."""
+    disk, why_not = None, None
+    if small_disk_mb:
+        disk = SmallDisk(Path(tempfile.mkdtemp(prefix="locker-agent-disk-")), small_disk_mb)
+        why_not = disk.mount()
+    sim = Simulation(
+        locker=locker,
+        api_port=api_port,
+        cloud_port=cloud_port,
+        auto_shut_after_s=AUTO_SHUT_S,
+        config_data=config_data,
+        storage_dir=disk.path if disk is not None and disk.mounted else None,
+    )
+    view = WebView(sim, port=web_port, disk=disk, disk_why_not=why_not)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sim.start()
+        await view.start()
+        print(sim.banner(), flush=True)
+        print(f"  web view     {view.url}   (the locker, live; act on it there)", flush=True)
+        if why_not is not None:
+            print(f"  small disk   none: {why_not}", flush=True)
+        await stop.wait()
+    finally:
+        await view.close()
+        await sim.close()
+        if disk is not None:
+            disk.unmount()
+            shutil.rmtree(disk.path, ignore_errors=True)

@@ -1,0 +1,295 @@
+// The simulator's page: draws the state the server pushes on /_sim/live and posts
+// steps to /_sim/act. No framework, no build step; the server owns every rule.
+"use strict";
+
+// Buttons for the selected cabinet: [who, verb, label, extra fields]. A new action
+// (a thermal fault, say) is one line here and one method in simulator/web/actions.py.
+const CABINET_ACTIONS = [
+  ["cloud", "open", "open front", {}],
+  ["cloud", "open", "open rear", { rear: true }],
+  ["cloud", "close", "close in 5 s", { delay: 5 }],
+  ["cloud", "enable", "enable", {}],
+  ["cloud", "disable", "disable", {}],
+  ["cloud", "resize", "resize", { size: "#size" }],
+  ["cloud", "set_thermal_mode", "set thermal mode", { mode: "#mode" }],
+  ["person", "open", "pull the door", {}],
+  ["person", "shut", "shut the door", {}],
+  ["person", "force", "force it open", {}],
+  ["person", "put_item", "put an item in", {}],
+  ["person", "take_item", "take the item out", {}],
+  ["person", "block", "stand in the doorway", {}],
+  ["person", "unblock", "step aside", {}],
+  ["fate", "jam", "jam the lock", {}],
+  ["fate", "unjam", "free the lock", {}],
+  ["fate", "break_motor", "break the motor", {}],
+  ["fate", "mend_motor", "mend the motor", {}],
+  // once simulator/thermal.py plays the heat: ["fate", "fail_compressor", "fail the compressor", {}],
+];
+const SIZES = ["mini", "small", "medium", "large", "xlarge"];
+const MODES = ["ambient", "chill", "freeze", "heat"];
+const CLOUD_FATE = [
+  ["cloud_down", "take the cloud down", {}],
+  ["cloud_up", "bring the cloud back", {}],
+  ["cloud_errors", "cloud answers 500", { status: 500 }],
+  ["cloud_slow", "cloud answers slowly", { delay_s: 3 }],
+  ["cloud_heal", "cloud well again", {}],
+];
+const DISK_FATE = [
+  ["disk_full", "fill the disk"],
+  ["disk_free", "free the disk"],
+];
+const BOARD_FATE = [
+  ["board_offline", "off the bus"],
+  ["board_online", "back on"],
+  ["board_flap", "flapping"],
+];
+const SIDE_VERBS = new Set(["person", "fate"]); // these act on the chosen side's door
+const GPIO_ONLY = new Set(["block", "unblock", "break_motor", "mend_motor"]); // motorised doors
+
+let state = null;
+let selected = null;
+let built = false;
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "onclick") node.onclick = v;
+    else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+function fmtTime(unix) {
+  return new Date(unix * 1000).toISOString().slice(11, 23);
+}
+
+// -- talking to the server ----------------------------------------------------
+
+function connect() {
+  const ws = new WebSocket(`ws://${location.host}/_sim/live`);
+  ws.onopen = () => {
+    setBadge("#live", "live", "ok");
+    built = false; // a restarted simulator may play another locker: buttons anew
+  };
+  ws.onmessage = (msg) => render(JSON.parse(msg.data));
+  ws.onclose = () => {
+    setBadge("#live", "reconnecting…", "bad");
+    setTimeout(connect, 1000); // the simulator restarted, or is restarting
+  };
+}
+
+async function post(path, body) {
+  $("#result").textContent = "…";
+  try {
+    const resp = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await resp.json();
+    const ok = resp.ok && answer.ok !== false;
+    $("#result").className = ok ? "ok" : "bad";
+    $("#result").textContent = (ok ? "done: " : "refused: ") + summary(answer);
+  } catch (err) {
+    $("#result").className = "bad";
+    $("#result").textContent = `the simulator did not answer: ${err}`;
+  }
+}
+
+function summary(answer) {
+  if (answer.error) return typeof answer.error === "string" ? answer.error : answer.error.message;
+  if (answer.cabinet) return `cabinet ${answer.cabinet.key} is ${answer.cabinet.state}`;
+  if (answer.opened === false) return "the latch holds the door shut";
+  return answer.steps ? `playing ${answer.name} (${answer.steps} steps)` : "done";
+}
+
+// A step for the server; a cabinet action names the selected cabinet (and, for a
+// person or fate, the chosen side). "#id" values are read from that input.
+function act(who, verb, extra, onCabinet) {
+  const step = { who, do: verb };
+  for (const [k, v] of Object.entries(extra)) {
+    step[k] = typeof v === "string" && v.startsWith("#") ? $(v).value : v;
+  }
+  if (onCabinet) step.key = selected;
+  if (onCabinet && SIDE_VERBS.has(who)) step.side = $("#side").value;
+  post("/_sim/act", step);
+}
+
+// -- drawing ------------------------------------------------------------------
+
+function render(s) {
+  state = s;
+  if (!s.cabinets.some((c) => c.key === selected)) selected = null;
+  if (selected === null && s.cabinets.length) {
+    selected = s.cabinets.some((c) => c.key === 5) ? 5 : s.cabinets[0].key;
+  }
+  if (!built) build(s);
+  $("#locker").textContent = s.locker;
+  $("#selected").textContent = selected;
+  const agent = s.agent.status;
+  const reasons = (s.agent.reasons || []).join("; ");
+  setBadge("#agent", `agent ${agent}`, agent === "ok" ? "ok" : "bad", reasons);
+  $("#reasons").textContent = reasons;
+  const c = s.cloud;
+  const cloud = !c.up ? "down" : c.failing_status ? `answers ${c.failing_status}` : c.delay_s ? "slow" : "up";
+  setBadge("#cloud", `cloud ${cloud}`, cloud === "up" ? "ok" : "bad", `${c.agents} agent(s) on the command channel`);
+  const pending = s.agent.outbox ? s.agent.outbox.pending : "?";
+  setBadge("#outbox", `outbox ${pending} pending`, pending === 0 ? "ok" : "warn");
+  drawWall(s.cabinets);
+  drawFeeds(c);
+  drawScenario(s.scenario);
+}
+
+function setBadge(sel, text, kind, title) {
+  const node = $(sel);
+  node.textContent = text;
+  node.className = `badge ${kind}`;
+  node.title = title || "";
+}
+
+const HEIGHT = { mini: 1, small: 1, medium: 2, large: 3, xlarge: 4 };
+
+function drawWall(cabinets) {
+  const wall = el("div", { id: "wall" });
+  let column = null;
+  let used = 99;
+  for (const cab of cabinets) {
+    const h = HEIGHT[cab.size] || 1;
+    if (used + h > 6) {
+      column = wall.appendChild(el("div", { class: "column" }));
+      used = 0;
+    }
+    used += h;
+    column.append(drawCabinet(cab, h));
+  }
+  $("#wall").replaceWith(wall);
+}
+
+function drawCabinet(cab, h) {
+  const hw = cab.hardware || {};
+  const front = cab.state || "unknown";
+  const rear = cab.rear_load_status;
+  const tile = el("div", {
+    class: `cab h${h}${cab.key === selected ? " selected" : ""}${cab.enabled === false ? " disabled" : ""}${cab.alarms && cab.alarms.length ? " alarm" : ""}`,
+    "data-key": cab.key,
+    "data-front": front,
+    "data-rear": rear,
+    "data-enabled": cab.enabled,
+    "data-occupied": cab.occupied,
+    title: `front: ${front}${hw.front ? ` (${hw.front.wired})` : ""}${rear ? `\nrear: ${rear}` : ""}`,
+    onclick: () => { selected = cab.key; render(state); },
+  });
+  tile.append(el("div", { class: `door ${front}` }));
+  const top = el("div", { class: "top" }, el("b", {}, cab.key), " ", el("span", { class: "size" }, cab.size || ""));
+  if (hw.led) {
+    const [r, g, b] = hw.led.map((v) => Math.round(v * 255));
+    top.append(el("span", { class: "led", style: `background: rgb(${r},${g},${b})`, title: "LED" }));
+  }
+  tile.append(top);
+  const info = el("div", { class: "info" }, front);
+  if (cab.enabled === false) info.append(el("span", { class: "tag" }, "disabled"));
+  if (cab.occupied) info.append(el("span", { class: "tag item" }, "item"));
+  if (hw.front && hw.front.jammed) info.append(el("span", { class: "tag hw" }, "jammed"));
+  if (cab.thermal) info.append(drawThermal(cab));
+  tile.append(info);
+  if (cab.alarms && cab.alarms.length) {
+    tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", {}, `${a.type} (${a.side})`))));
+  }
+  if (rear) tile.append(el("div", { class: `rear door ${rear}`, title: `rear door: ${rear}` }));
+  return tile;
+}
+
+// DESIGN.md "Thermal": temperature_c (null: no reading) and thermal {mode, band_c,
+// heating, cooling, sensor}; a cabinet object without them draws nothing thermal.
+function drawThermal(cab) {
+  const th = cab.thermal;
+  const t = cab.temperature_c === null || cab.temperature_c === undefined ? "?" : cab.temperature_c;
+  const doing = th.heating ? " heating" : th.cooling ? " cooling" : "";
+  const band = th.band_c ? `band ${th.band_c[0]}..${th.band_c[1]} °C` : "";
+  const text = `${th.mode} ${t} °C${doing}${th.sensor && th.sensor !== "ok" ? ` sensor ${th.sensor}` : ""}`;
+  return el("span", { class: `tag thermal ${th.mode}${th.sensor !== "ok" ? " fault" : ""}`, title: band }, text);
+}
+
+function drawFeeds(cloud) {
+  $("#received").textContent = `${cloud.received} accepted, ${cloud.rejected} rejected`;
+  const items = cloud.feedback.map((rec) => {
+    const body = rec.body;
+    const event = body.event ? body.event.type : "update";
+    const doors = body.cabinets.slice(0, 4).map((c) =>
+      `${c.key}: ${[c.front_status && `front ${c.front_status}`, c.rear_status && `rear ${c.rear_status}`].filter(Boolean).join(", ")}`);
+    const more = body.cabinets.length > 4 ? ` … (${body.cabinets.length} cabinets)` : "";
+    return el("li", {}, el("time", {}, fmtTime(rec.received_at)), " ", el("b", {}, event), " ",
+      el("span", { class: "doors" }, doors.join(" · ") + more),
+      el("details", {}, el("summary", {}, "body"), el("pre", {}, JSON.stringify(body, null, 2))));
+  });
+  $("#feedback").replaceChildren(...items);
+  const events = cloud.feedback.filter((r) => r.body.event && r.body.event.type !== "active").map((r) =>
+    el("li", {}, el("time", {}, fmtTime(r.received_at)), " ", el("b", {}, r.body.event.type), " ",
+      r.body.cabinets.length > 4 ? "" : r.body.cabinets.map((c) => `cabinet ${c.key}`).join(", ")));
+  const answers = cloud.answers.map((a) =>
+    el("li", { class: a.ok ? "" : "bad" }, "answer ", el("code", {}, JSON.stringify(a).slice(0, 200))));
+  $("#events").replaceChildren(...events, ...answers);
+}
+
+function drawScenario(sc) {
+  const lines = sc.log.map((l) =>
+    el("li", { class: l.ok ? "ok" : "bad" }, `${l.t ?? "-"} s  ${l.ok ? "✓" : "✗"} ${l.step}${l.detail ? ` (${l.detail})` : ""}`));
+  if (sc.name && !sc.running) lines.push(el("li", { class: sc.ok ? "ok" : "bad" }, `${sc.name}: ${sc.ok ? "passed" : "failed"}`));
+  $("#scenario-log").replaceChildren(...lines);
+}
+
+// -- the action buttons, once -------------------------------------------------
+
+function build(s) {
+  built = true;
+  const groups = {
+    cloud: $("#as-cloud .buttons"), person: $("#as-person .buttons"), fate: $("#as-fate .buttons"),
+  };
+  for (const sel of ["#as-cloud", "#as-person", "#as-fate", "#locker-fate", "#scenarios"]) {
+    $(`${sel} .buttons`).replaceChildren();
+  }
+  for (const [who, verb, label, extra] of CABINET_ACTIONS) {
+    if (!s.verbs[who].includes(verb) || (GPIO_ONLY.has(verb) && !s.gpio)) continue;
+    if (verb === "resize") groups[who].append(select("size", SIZES));
+    if (verb === "set_thermal_mode") groups[who].append(select("mode", MODES));
+    groups[who].append(el("button", { "data-who": who, "data-do": verb, onclick: () => act(who, verb, extra, true) }, label));
+  }
+  const fate = $("#locker-fate .buttons");
+  for (const [verb, label, extra] of CLOUD_FATE) {
+    fate.append(el("button", { "data-do": verb, onclick: () => act("fate", verb, extra) }, label));
+  }
+  for (const [verb, label] of DISK_FATE) {
+    fate.append(el("button", { "data-do": verb, disabled: !s.disk.small, title: s.disk.why_not,
+      onclick: () => act("fate", verb, {}) }, label));
+  }
+  for (const bus of s.buses) {
+    const line = el("div", { class: "bus" }, `bus ${bus.name}: `);
+    for (const board of bus.boards) {
+      line.append(el("span", { class: "board" }, `board ${board.board} `));
+      for (const [verb, label] of BOARD_FATE) {
+        line.append(el("button", { "data-do": verb, "data-board": board.board,
+          onclick: () => act("fate", verb, { bus: bus.name, board: board.board }) }, label));
+      }
+    }
+    line.append(el("button", { onclick: () => act("fate", "corrupt_line", { bus: bus.name, p: 0.3 }) }, "corrupt the line"));
+    line.append(el("button", { onclick: () => act("fate", "clean_line", { bus: bus.name }) }, "clean line"));
+    fate.append(line);
+  }
+  fetch("/_sim/scenarios").then((r) => r.json()).then((list) => {
+    for (const sc of list) {
+      const elsewhere = sc.locker !== s.kind && `plays the ${sc.locker} locker: simulate --locker ${sc.locker}`;
+      $("#scenarios .buttons").append(el("button", { "data-scenario": sc.name, title: elsewhere || "",
+        disabled: Boolean(elsewhere),
+        onclick: () => post(`/_sim/scenarios/${sc.name}`, {}) }, sc.title));
+    }
+  });
+}
+
+function select(id, options) {
+  return el("select", { id }, ...options.map((o) => el("option", { value: o }, o)));
+}
+
+connect();

@@ -1,0 +1,177 @@
+"""The page in a real headless Chromium (Debian's ``chromium``, driven by Playwright
+through ``executable_path``; Playwright's own browsers are never downloaded).
+
+One simulation and one browser for the module: the simulation runs on its own event
+loop in a thread, the browser in the test's. Screenshots go to ``artifacts/`` (or
+``$LOCKER_ARTIFACTS``). Without a browser the module is skipped, saying how to get one.
+"""
+
+import asyncio
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from simulator.run import Simulation
+from simulator.web.server import WebView
+
+HOW = (
+    "no headless browser for the web view's tests: install Debian's chromium"
+    " (sudo apt-get install chromium) and Playwright's Python package"
+    " (pip install -e '.[test]'; never `playwright install`), or set CHROMIUM=/path"
+)
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason=HOW)
+if CHROMIUM is None or not os.access(CHROMIUM, os.X_OK):
+    pytest.skip(HOW, allow_module_level=True)
+
+ARTIFACTS = Path(os.environ.get("LOCKER_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
+QUICK = {"confirm_s": 0.5, "jam_retry_s": 0.2}
+WAIT_MS = 15_000
+
+
+class Live:
+    """A simulation and its web view on a loop in a thread; ``call`` runs a coroutine there."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sim = Simulation(adjust=lambda d: d["locker"].update(QUICK))
+        self.call(self.sim.start())
+        self.view = WebView(self.sim)
+        self.call(self.view.start())
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self):
+        self.call(self.view.close())
+        self.call(self.sim.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def live():
+    live = Live()
+    yield live
+    live.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live, request):
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.set_default_timeout(WAIT_MS)
+    page.goto(live.view.url)
+    page.wait_for_selector("#live.ok")
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"web-{request.node.name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    page.close()
+    assert errors == [], errors
+
+
+def cab(key, **attrs):
+    return f'.cab[data-key="{key}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
+
+
+def button(page, group, label):
+    return page.locator(f"{group} button", has_text=label)
+
+
+def test_open_cabinet_5_then_shut_it_as_a_person(page):
+    page.click(cab(5))  # selected already; clicking it keeps it so
+    page.wait_for_selector("#selected:text('5')")
+    page.wait_for_selector(cab(5, front="closed"))
+    button(page, "#as-cloud", "open front").click()
+    page.wait_for_selector(cab(5, front="open"))
+    page.wait_for_selector("#feedback li:has-text('5: front open')")
+    page.wait_for_selector("#result.ok")
+
+    button(page, "#as-person", "shut the door").click()
+    page.wait_for_selector(cab(5, front="closed"))
+    page.wait_for_selector("#feedback li:first-child:has-text('5: front closed')")
+
+
+def test_a_jammed_lock_shows_its_alarm(page):
+    page.click(cab(7))
+    page.wait_for_selector("#selected:text('7')")
+    button(page, "#as-fate", "jam the lock").click()
+    page.wait_for_selector(f"{cab(7)} .tag.hw:text('jammed')")
+    button(page, "#as-cloud", "open front").click()
+    page.wait_for_selector("#result.bad:has-text('lock jammed')")
+    page.wait_for_selector(f"{cab(7)} .alarms li:has-text('lock_jammed')")
+    page.wait_for_selector("#events li:has-text('lock_jammed')")
+
+
+def test_the_cloud_goes_down_a_door_changes_and_the_backlog_arrives(page, live):
+    page.click(cab(9))
+    button(page, "#locker-fate", "take the cloud down").click()
+    page.wait_for_selector("#cloud:text('cloud down')")
+    button(page, "#as-person", "force it open").click()
+    page.wait_for_selector(cab(9, front="open"))
+    page.wait_for_selector("#outbox.warn")  # the change waits in the outbox
+    assert not page.locator("#feedback li:has-text('9: front open')").count()
+    button(page, "#locker-fate", "bring the cloud back").click()
+    page.wait_for_selector("#cloud:text('cloud up')")
+    page.wait_for_selector("#feedback li:has-text('9: front open')")
+    page.wait_for_selector("#outbox:text('outbox 0 pending')")
+    page.wait_for_selector("#events li:has-text('door_forced_open')")
+
+
+def test_the_page_reconnects_by_itself_when_the_simulator_restarts(page, live):
+    port = int(live.view.url.rsplit(":", 1)[1].strip("/"))
+    live.call(live.view.close())
+    page.wait_for_selector("#live.bad")
+    live.view = WebView(live.sim, port=port)
+    live.call(live.view.start())
+    page.wait_for_selector("#live.ok")
+    live.sim.boards.force_open(0, 12)  # cabinet 11: the new server's news reaches the page
+    page.wait_for_selector(cab(11, front="open"))
+    assert button(page, "#as-cloud", "open front").count() == 1  # built anew, not twice
+
+
+def test_a_scenario_is_replayed_from_the_page(page):
+    page.click("#scenarios button[data-scenario='delivery_and_pickup']")
+    page.wait_for_selector("#scenario-log li:has-text('delivery_and_pickup: passed')")
+    assert page.locator("#scenario-log li.bad").count() == 0
+    assert page.locator("#scenario-log li.ok").count() == 13  # 12 steps and the verdict
+
+
+DRAW_WITH_THERMAL = """() => {
+    const s = structuredClone(state);
+    s.cabinets[0].temperature_c = 4.2;
+    s.cabinets[0].thermal = {mode: "chill", band_c: [1, 4], heating: false, cooling: true,
+                             sensor: "ok"};
+    s.cabinets[1].temperature_c = null;
+    s.cabinets[1].thermal = {mode: "freeze", band_c: [-22, -18], heating: false,
+                             cooling: false, sensor: "failed"};
+    render(s);
+    const tag = (key) => document.querySelector(`.cab[data-key="${key}"] .thermal`);
+    return [tag(0).textContent, tag(1).textContent, tag(2) === null];
+}"""
+
+
+def test_thermal_is_drawn_when_the_cabinet_object_has_it(page):
+    # The agent does not report thermal yet (DESIGN.md "Thermal"): its future shape,
+    # drawn from a state the page was handed, and nothing for a cabinet without it.
+    chill, freeze, none = page.evaluate(DRAW_WITH_THERMAL)
+    assert chill == "chill 4.2 °C cooling"
+    assert freeze == "freeze ? °C sensor failed"
+    assert none
