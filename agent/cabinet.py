@@ -36,7 +36,8 @@ class Cabinet:
     # What the thermal control shows (DESIGN.md, "Thermal"): the trusted temperature
     # (one decimal) and the unit's state; both None without a thermal unit.
     temperature_c: float | None = None
-    thermal: dict[str, Any] | None = None
+    thermal: dict[str, Any] | None = None  # heating, cooling, sensor: the last round's
+    thermal_bands: dict[str, list[float]] | None = None  # band_c by mode (config)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def door(self, side: Side) -> Door | None:
@@ -63,9 +64,18 @@ class Cabinet:
             "thermal_mode": self.thermal_mode,
             "rear_load_status": self.rear.state.value if self.rear else None,
             "temperature_c": self.temperature_c,
-            "thermal": self.thermal,
+            "thermal": self._thermal(),
             "alarms": [{"type": a, "side": s} for a, s in sorted(self.alarms, key=_by_name)],
         }
+
+    def _thermal(self) -> dict[str, Any] | None:
+        """The unit's state: its mode and band as set now (a command's answer shows its
+        own effect), the outputs and sensor as the last control round left them."""
+        if self.thermal_bands is None:
+            return None
+        mode = self.thermal_mode
+        last = self.thermal or {"heating": False, "cooling": False, "sensor": "missing"}
+        return {"mode": mode, "band_c": self.thermal_bands.get(mode)} | last
 
     def feedback(self) -> dict[str, Any] | None:
         """This cabinet's entry in a feedback body, or None when nothing is known.

@@ -102,13 +102,20 @@ class RepeatLimiter:
         return due
 
 
+_SUBJECT = ("key", "side", "alarm", "bus", "board")
+
+
 def _kind(record: logging.LogRecord) -> Hashable:
     """What makes two records "the same": logger, level, event (or the message
-    template, not its arguments), the asyncio message, and the exception type."""
+    template, not its arguments), the asyncio message, the exception type, and the
+    thing it is about (cabinet ``key``, ``side``, ``alarm``, ``bus``, ``board``: a
+    few hundred at most): sixteen cabinets raising an alarm at once are sixteen
+    lines, one cabinet raising it every second is limited."""
     msg = record.msg
     exc: Any = record.exc_info[0] if record.exc_info else None
     if isinstance(msg, dict):
-        event = (str(msg.get("event")), str(msg.get("message", "")))
+        subject = tuple(str(msg[f]) for f in _SUBJECT if f in msg)
+        event = (str(msg.get("event")), str(msg.get("message", "")), *subject)
         raw = msg.get("exc_info")
         if isinstance(raw, BaseException):
             exc = type(raw)
@@ -170,11 +177,13 @@ class _Handler(logging.Handler):
 
     def _summarise(self, due: list[tuple[Hashable, int]]) -> None:
         for kind, count in due:
-            name, level, (event, message), error = kind  # type: ignore[misc]
+            name, level, (event, message, *subject), error = kind  # type: ignore[misc]
             record = logging.LogRecord(__name__, level, "", 0, "log.suppressed", (), None)
             record.suppressed = count
             record.window_s = self.limiter.window_s
             record.of = {"logger": name, "event": event, "message": message, "error": error}
+            if subject:
+                record.of["about"] = subject
             super().handle(record)
 
 

@@ -107,6 +107,9 @@ class Thermal:
         self._clock, self._wall, self._read = clock, wall, read
         now = clock()
         self.units = {key: _Unit(cabinets[key], w, config, now) for key, w in wirings.items()}
+        bands = {mode: [b.low, b.high] for mode, b in config.held_bands().items()}
+        for unit in self.units.values():
+            unit.cabinet.thermal_bands = bands
         self.compressors = {
             c.name: Compressor(config.compressor_min_on_s, config.compressor_min_off_s, now)
             for c in config.compressors
@@ -159,8 +162,7 @@ class Thermal:
         out = []
         for key, unit in self.units.items():
             if unit.verdict.status != "ok":
-                out.append(f"cabinet {key}: temperature sensor {unit.verdict.status}"
-                           f" ({unit.verdict.reason})")  # fmt: skip
+                out.append(f"cabinet {key}: temperature sensor not trusted: {unit.verdict.reason}")
             if (why := unit.control.fault or unit.control.runaway) is not None:
                 out.append(f"cabinet {key}: thermal unit: {why}")
         return out + [n for n in (self.records.notice, self.logbook.failing) if n]
@@ -248,15 +250,12 @@ class Thermal:
 
     def _show(self, unit: _Unit) -> None:
         key, temp = unit.cabinet.key, unit.verdict.temperature_c
-        band = unit.control.bands.get(unit.mode)
         shared = unit.wiring.compressor
         cooling = self.outputs.cooler_on(key) or (shared is not None and unit.control.call.cool)
         if shared is not None:
             cooling = cooling and self.outputs.compressor_on(shared)
         unit.cabinet.temperature_c = None if temp is None else round(temp, 1)
         unit.cabinet.thermal = {
-            "mode": unit.mode,
-            "band_c": None if band is None else [band.low, band.high],
             "heating": self.outputs.heating(key),
             "cooling": cooling,
             "sensor": unit.verdict.status,
@@ -290,8 +289,9 @@ class Thermal:
         wanted = set()
         if unit.verdict.status != "ok":
             wanted.add(alarms.SENSOR_FAILED)
-        if unit.verdict.temperature_c is not None and self._unsafe(unit):
-            wanted.add(alarms.OUT_OF_BAND)
+        shown = any(a == alarms.OUT_OF_BAND for a, _ in unit.cabinet.alarms)
+        if self._unsafe(unit) and (unit.verdict.temperature_c is not None or shown):
+            wanted.add(alarms.OUT_OF_BAND)  # unknown is not back in band
         if unit.control.fault is not None or unit.control.runaway is not None:
             wanted.add(alarms.NOT_CONVERGING)
         if unit.food.exceeded:

@@ -227,3 +227,16 @@ def test_under_journald_each_line_carries_its_priority():
     )
     prefixes = [line[:3] for line in done.stderr.splitlines()]
     assert prefixes == ["<6>", "<4>", "<3>"], done.stderr
+
+
+def test_alarms_of_many_cabinets_are_each_logged_and_one_cabinets_flood_is_cut(out):
+    """Commissioning a food locker raises an alarm on sixteen cabinets at once: sixteen
+    lines. One cabinet raising it every second is still cut to a few and a count."""
+    logger = structlog.get_logger("agent.locker")
+    for key in range(16):
+        logger.warning("alarm.raised", alarm="temperature_out_of_band", key=key, side=None)
+    for _ in range(20):
+        logger.warning("alarm.raised", alarm="temperature_sensor_failed", key=3, side=None)
+    raised = [line for line in lines(out) if line.get("event") == "alarm.raised"]
+    assert len({line["key"] for line in raised if line["alarm"].endswith("band")}) == 16
+    assert len([line for line in raised if line["alarm"].endswith("failed")]) < 20

@@ -139,7 +139,7 @@ async def test_mode_sensor_outputs_events_and_records(running):
     async with http.get("/healthz") as r:
         health = await r.json()
     assert r.status == 503
-    assert any("cabinet 0: temperature sensor failed" in line for line in health["reasons"])
+    assert any("cabinet 0: temperature sensor not trusted: crc" in line for line in health["reasons"])
 
     async with http.get("/api/lockers/cabinets/0/temperatures?since=2000-01-01T00:00:00Z") as r:
         assert r.status == 200
