@@ -38,6 +38,7 @@ from agent.drybuild import build_dry
 from agent.thermal import cli as thermal_cli
 
 EX_CONFIG = 78
+DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
 
 COMMANDS_GROUP = "locker_agent.commands"
 
@@ -251,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return technician.main(args, config)
 
     if args.cmd in ("outbox", "thermal"):
+        if args.cmd == "thermal" and not (args.file or args.config_flag):
+            args.file = DEFAULT_CONFIG  # as doctor: the locker's own file
         config = _load_or_report(_config_path(parser, args))
         if config is None:
             return EX_CONFIG

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from agent import __version__
+from agent import __version__, api_thermal
 from agent.cabinet import ThermalMode
 from agent.commands import CabinetCommand, OpenAll
 from agent.idempotency import MAX_ID_LENGTH
@@ -36,14 +36,6 @@ class ThermalView(BaseModel):
     heating: bool
     cooling: bool
     sensor: Literal["ok", "failed", "missing"]
-
-
-class TemperatureRow(BaseModel):
-    """One row of a cabinet's temperature log; ``temperature_c`` None: not trusted."""
-
-    t: str
-    temperature_c: float | None
-    mode: ThermalMode
 
 
 class CabinetView(BaseModel):
@@ -102,7 +94,7 @@ _MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = 
     (ErrorBody, "serialization"),
     (Health, "serialization"),
     (OpenAllResult, "serialization"),
-    (TemperatureRow, "serialization"),
+    *((model, "serialization") for _, _, model in api_thermal.LOGS.values()),
 ]
 
 # Why each error status happens; every route names the ones it can answer.
@@ -163,6 +155,30 @@ _KEY = {
 }
 _READ_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"secretToken": []}]
 _ACT_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _logs() -> dict[str, Any]:
+    """The thermal records' routes (``agent.api_thermal.LOGS``)."""
+    return {
+        f"/api/lockers/cabinets/{{key}}/{name}": {
+            "parameters": [_KEY],
+            "get": {
+                "operationId": operation,
+                "summary": summary,
+                "security": _READ_AUTH,
+                "parameters": [_SINCE],
+                "responses": _responses(
+                    {"description": summary, "content": _json(_list_of(model.__name__))},
+                    (*_READ, 404, 422),
+                ),
+            },
+        }
+        for name, (operation, summary, model) in api_thermal.LOGS.items()
+    }
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _schema(name)}
 
 
 def _paths() -> dict[str, Any]:
@@ -246,22 +262,6 @@ def _paths() -> dict[str, Any]:
                 "responses": _responses(cabinet, (*_ACT, 404, 409, 422, 504)),
             },
         },
-        "/api/lockers/cabinets/{key}/temperatures": {
-            "parameters": [_KEY],
-            "get": {
-                "operationId": "getTemperatures",
-                "summary": "A cabinet's temperature log, oldest first (default: 24 hours)",
-                "security": _READ_AUTH,
-                "parameters": [_SINCE],
-                "responses": _responses(
-                    {
-                        "description": "the readings",
-                        "content": _json({"type": "array", "items": _schema("TemperatureRow")}),
-                    },
-                    (*_READ, 404, 422),
-                ),
-            },
-        },
         "/api/lockers/open-all": {
             "post": {
                 "operationId": "openAll",
@@ -309,7 +309,7 @@ def document() -> dict[str, Any]:
             "(PUT, POST) carries the token as Bearer, its body as application/json, "
             "and no foreign Origin.",
         },
-        "paths": _paths(),
+        "paths": _paths() | _logs(),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

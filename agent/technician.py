@@ -54,15 +54,32 @@ class _Client:
 
 
 def _row(cabinet: dict[str, Any]) -> str:
-    alarms = ", ".join(f"{a['type']} ({a['side']})" for a in cabinet.get("alarms", [])) or "-"
+    alarms = (
+        ", ".join(a["type"] + (f" ({a['side']})" if a["side"] else "") for a in cabinet["alarms"])
+        or "-"
+    )
     rear = cabinet.get("rear_load_status") or "-"
     return (
         f"{cabinet['key']:>5}  {cabinet['state']:<8} {rear:<8} "
-        f"{'yes' if cabinet['enabled'] else 'no':<8} {cabinet['occupied']:<9} {alarms}"
+        f"{'yes' if cabinet['enabled'] else 'no':<8} {cabinet['occupied']:<9}"
+        f" {_thermal(cabinet):<22} {alarms}"
     )
 
 
-HEADER = f"{'key':>5}  {'front':<8} {'rear':<8} {'enabled':<8} {'occupied':<9} alarms"
+def _thermal(cabinet: dict[str, Any]) -> str:
+    """``chill 3.9 C cooling``, ``heat ? (sensor failed)``, or ``-`` without a unit."""
+    unit = cabinet.get("thermal")
+    if not unit:
+        return "-"
+    temp = cabinet.get("temperature_c")
+    shown = f"{temp:.1f} C" if temp is not None else f"? (sensor {unit['sensor']})"
+    doing = " heating" if unit["heating"] else " cooling" if unit["cooling"] else ""
+    return f"{unit['mode']} {shown}{doing}"
+
+
+HEADER = (
+    f"{'key':>5}  {'front':<8} {'rear':<8} {'enabled':<8} {'occupied':<9} {'thermal':<22} alarms"
+)
 
 
 async def status(config: Config) -> int:

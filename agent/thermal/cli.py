@@ -6,8 +6,11 @@ runs.
 locker-agent thermal log /etc/locker-agent/agent.toml --key 3 --since 2026-11-01 > k3.csv
 ```
 Columns: ``key,t,temperature_c,mode,sensor`` (``t`` ISO 8601 UTC; an empty
-``temperature_c`` is a reading not trusted). Exit 0; 1 when there are no records or
-the file cannot be read (said on stderr); 2 for a bad ``--since``.
+``temperature_c`` is a reading not trusted); with ``--excursions``, each time out of
+temperature: ``key,start,end,duration_s,peak_c,mode``. The config file defaults to
+``/etc/locker-agent/agent.toml``, as for ``doctor``. Exit 0; 1 when there is no
+records file or it cannot be read (said on stderr, nothing on stdout); 2 for a bad
+``--since``.
 """
 
 from __future__ import annotations
@@ -28,18 +31,22 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     log.add_argument("--config", dest="config_flag", metavar="FILE", help="the same")
     log.add_argument("--key", type=int, help="one cabinet only (default: every cabinet)")
     log.add_argument("--since", help="from this ISO 8601 time (default: everything kept)")
+    log.add_argument(
+        "--excursions", action="store_true", help="the times out of temperature instead"
+    )
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
     """Print the CSV to stdout; the exit status."""
     try:
-        since = parse_since(args.since) if args.since else 0.0
+        since = parse_since(args.since) if args.since is not None else 0.0
     except ValueError as exc:
         print(f"locker-agent thermal log: {exc}", file=sys.stderr)
         return 2
     path = config.storage.dir / RECORDS_FILE
     try:
-        for line in export_csv(path, args.key, since):
+        table = "excursions" if args.excursions else "readings"
+        for line in export_csv(path, args.key, since, table):
             sys.stdout.write(line)
     except RecordsError as exc:
         print(f"locker-agent thermal log: {exc}", file=sys.stderr)

@@ -69,13 +69,16 @@ def iso(t: float) -> str:
 def parse_since(text: str) -> float:
     """An ISO 8601 time (``2026-11-29T10:00:00Z``; no zone means UTC) as UNIX seconds.
     Raises ``ValueError`` naming the expected form."""
+    hint = "since: an ISO 8601 time such as 2026-11-29T10:00:00Z"
+    if " " in text.strip():  # a "+01:00" sent unencoded in a URL arrives as a space
+        hint += " (in a URL, write + as %2B, or use Z)"
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("since: an ISO 8601 time such as 2026-11-29T10:00:00Z") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp()
+    except (ValueError, OverflowError):
+        raise ValueError(hint) from None
 
 
 class Records:
@@ -122,11 +125,12 @@ class Records:
         sql = "UPDATE excursions SET end = ? WHERE key = ? AND end IS NULL"
         self._write(lambda: self._file.db.execute(sql, (t, key)))
 
-    def excursions(self, key: int, since: float = 0.0) -> list[dict[str, Any]]:
-        """The excursions of ``key`` that started at or after ``since``, oldest first:
-        ``{"start", "end", "duration_s", "peak_c", "mode"}`` (times ISO 8601 UTC)."""
+    def excursions(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The newest ``limit`` excursions of ``key`` that started at or after ``since``,
+        oldest first: ``{"start", "end", "duration_s", "peak_c", "mode"}`` (times ISO
+        8601 UTC; ``end`` and ``duration_s`` None while it lasts)."""
         sql = "SELECT start, end, peak_c, mode FROM excursions WHERE key = ? AND start >= ?"
-        rows = self._read(sql + " ORDER BY start", (key, since))
+        rows = self._read(sql + " ORDER BY start DESC LIMIT ?", (key, since, limit))[::-1]
         return [
             {
                 "start": iso(start),
@@ -201,27 +205,63 @@ def _one_decimal(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def export_csv(path: Path, key: int | None = None, since: float = 0.0) -> Iterator[str]:
-    """The readings in ``path`` as CSV lines (``key,t,temperature_c,mode,sensor``, times
-    ISO 8601 UTC), streamed (a year of a large bank is millions of rows), read-only:
-    the running agent may hold the file. Raises ``RecordsError`` when the file cannot
-    be read."""
+_EXPORTS = {
+    "readings": (
+        CSV_FIELDS,
+        "SELECT key, t, temperature_c, mode, sensor FROM readings WHERE t >= ?",
+        "key, t",
+    ),
+    "excursions": (
+        ("key", "start", "end", "duration_s", "peak_c", "mode"),
+        "SELECT key, start, end, end - start, peak_c, mode FROM excursions WHERE start >= ?",
+        "key, start",
+    ),
+}
+
+
+def export_csv(
+    path: Path, key: int | None = None, since: float = 0.0, table: str = "readings"
+) -> Iterator[str]:
+    """The ``readings`` (``key,t,temperature_c,mode,sensor``) or ``excursions``
+    (``key,start,end,duration_s,peak_c,mode``) in ``path`` as CSV lines, times ISO 8601
+    UTC, streamed (a year of a large bank is millions of rows), read-only: the running
+    agent may hold the file. Raises ``RecordsError`` before the first line when the
+    file cannot be read."""
     if not path.is_file():
         raise RecordsError(f"{path}: no temperature records here (is this the storage dir?)")
-    sql = "SELECT key, t, temperature_c, mode, sensor FROM readings WHERE t >= ?"
+    fields, sql, order = _EXPORTS[table]
     params: tuple[Any, ...] = (since,)
     if key is not None:
         sql, params = sql + " AND key = ?", (since, key)
-    yield ",".join(CSV_FIELDS) + "\n"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            for k, t, temp, mode, sensor in db.execute(sql + " ORDER BY key, t", params):
-                out = io.StringIO()
-                row = (k, iso(t), "" if temp is None else f"{temp:.2f}", mode, sensor)
-                csv.writer(out, lineterminator="\n").writerow(row)
-                yield out.getvalue()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise RecordsError(f"{path}: {exc}") from exc
+            rows = db.execute(f"{sql} ORDER BY {order}", params)
+        except sqlite3.Error as exc:
+            raise RecordsError(f"{path}: {exc}") from exc
+        yield ",".join(fields) + "\n"
+        try:
+            for row in rows:
+                yield _csv_line(table, row)
+        except sqlite3.Error as exc:
+            raise RecordsError(f"{path}: {exc}") from exc
+    finally:
+        db.close()
+
+
+def _csv_line(table: str, row: tuple[Any, ...]) -> str:
+    out = io.StringIO()
+    if table == "readings":
+        k, t, temp, mode, sensor = row
+        cells: tuple[Any, ...] = (k, iso(t), _two(temp), mode, sensor)
+    else:
+        k, start, end, duration, peak, mode = row
+        end_text = "" if end is None else iso(end)
+        length = "" if duration is None else round(max(0.0, duration))
+        cells = (k, iso(start), end_text, length, _two(peak), mode)
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    return out.getvalue()
+
+
+def _two(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"

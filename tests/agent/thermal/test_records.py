@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import subprocess
@@ -63,6 +64,11 @@ def test_a_damaged_file_is_set_aside_and_records_go_on(tmp_path):
 
 def test_since_is_iso_8601():
     assert parse_since("2026-11-29T10:00:00Z") == parse_since("2026-11-29T10:00:00+00:00")
+    with pytest.raises(ValueError, match="%2B"):
+        parse_since("2026-11-29T10:00:00 01:00")  # an unencoded + in a URL
+    for odd in ("0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", ""):
+        with contextlib.suppress(ValueError):
+            parse_since(odd)
     assert parse_since("2026-11-29T10:00:00") == parse_since("2026-11-29T10:00:00Z")
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_since("last tuesday")
@@ -107,6 +113,20 @@ def test_thermal_log_command(tmp_path):
     ]
     bad = subprocess.run([*agent, "--config", str(config), "--since", "soon"], capture_output=True)
     assert bad.returncode == 2 and b"ISO 8601" in bad.stderr
+    empty = subprocess.run([*agent, str(config), "--since", ""], capture_output=True)
+    assert empty.returncode == 2
+    records = Records(state / RECORDS_FILE)
+    records.excursion_started(0, T0, 61.0, "heat")
+    records.excursion_ended(0, T0 + 600)
+    records.close()
+    done = subprocess.run([*agent, str(config), "--excursions"], capture_output=True, text=True)
+    assert done.stdout.splitlines() == [
+        "key,start,end,duration_s,peak_c,mode",
+        "0,2026-11-18T11:06:40Z,2026-11-18T11:16:40Z,600,61.00,heat",
+    ]
+    (state / RECORDS_FILE).write_bytes(b"not a database" * 300)
+    damaged = subprocess.run([*agent, str(config)], capture_output=True, text=True)
+    assert damaged.returncode == 1 and damaged.stdout == ""
     (state / RECORDS_FILE).unlink()
     gone = subprocess.run([*agent, str(config)], capture_output=True, text=True)
     assert gone.returncode == 1 and "no temperature records" in gone.stderr

@@ -139,7 +139,9 @@ async def test_mode_sensor_outputs_events_and_records(running):
     async with http.get("/healthz") as r:
         health = await r.json()
     assert r.status == 503
-    assert any("cabinet 0: temperature sensor not trusted: crc" in line for line in health["reasons"])
+    assert any(
+        "cabinet 0: temperature sensor not trusted: crc" in line for line in health["reasons"]
+    )
 
     async with http.get("/api/lockers/cabinets/0/temperatures?since=2000-01-01T00:00:00Z") as r:
         assert r.status == 200
@@ -147,6 +149,10 @@ async def test_mode_sensor_outputs_events_and_records(running):
     assert rows and rows[0]["temperature_c"] == 20.0 and rows[0]["t"].endswith("Z")
     async with http.get("/api/lockers/cabinets/0/temperatures?since=yesterday") as r:
         assert r.status == 422 and "since" in (await r.json())["errors"]
+    async with http.get("/api/lockers/cabinets/0/excursions") as r:
+        [excursion] = await r.json()
+    assert excursion["peak_c"] == 20.0 and excursion["mode"] == "chill"
+    assert excursion["end"] is not None and excursion["duration_s"] >= 0
 
 
 async def test_a_mode_the_hardware_cannot_give_is_refused(running):
