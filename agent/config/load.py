@@ -184,4 +184,12 @@ def summary(config: Config) -> str:
             f" {thermal.food_code}, sensors in {thermal.w1_dir}"
             + (shared if thermal.compressors else "")
         )
+        alarm = thermal.alarm_lines()
+        bands = ", ".join(f"{mode} {band}" for mode, band in thermal.held_bands().items())
+        lines.append(
+            f"thermal: holds {bands}; alarms below {alarm.hot_min_c:g} C hot, above"
+            f" {alarm.chill_max_c:g} C chilled, above {alarm.frozen_max_c:g} C frozen;"
+            f" food out of temperature {thermal.time_limit_s() / 3600:g} h at most"
+            + (", then the cabinet is disabled" if thermal.disable_when_unsafe else "")
+        )
     return "\n".join(lines)

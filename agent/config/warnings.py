@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config.schema import Config
+from agent.thermal.bands import FOOD_CODES
 from drivers.gpio.config import GpioDoorWiring
 
 PLACEHOLDERS = ("replace-with", "replace_with", "changeme", "change-me", "your-")
@@ -75,7 +76,29 @@ def _thermal(config: Config) -> list[str]:
                 f"{key}: GPIO{W1_DEFAULT_PIN} is the 1-wire sensors' data pin (dtoverlay=w1-gpio):"
                 " driving it loses every sensor; use another pin, or move the overlay's gpiopin="
             )
-    if not config.thermal.assume_occupied:
+    thermal = config.thermal
+    code = FOOD_CODES[thermal.food_code]
+    lines, strict = thermal.alarm_lines(), code.lines
+    looser = []
+    if lines.hot_min_c < strict.hot_min_c:
+        looser.append(f"hot food at {lines.hot_min_c:g} C")
+    if lines.chill_max_c > strict.chill_max_c:
+        looser.append(f"chilled food at {lines.chill_max_c:g} C")
+    if lines.frozen_max_c > strict.frozen_max_c:
+        looser.append(f"frozen food at {lines.frozen_max_c:g} C")
+    if thermal.time_limit_s() > code.time_limit_s:
+        looser.append(f"{thermal.time_limit_s() / 3600:g} h out of temperature")
+    if looser:
+        out.append(
+            f"thermal: {', '.join(looser)} is less strict than the {thermal.food_code} food"
+            " code: only with a food safety officer's written procedure"
+        )
+    if thermal.converge_s >= thermal.sensor_stuck_s:
+        out.append(
+            "thermal.converge_s: not shorter than sensor_stuck_s: a dead compressor may be"
+            " taken for a stuck sensor (ADR 0007)"
+        )
+    if not thermal.assume_occupied:
         for i, cabinet in units:
             if cabinet.item is None and isinstance(cabinet.front, GpioDoorWiring):
                 out.append(

@@ -33,6 +33,13 @@ def sensor_lines(config: Config) -> Iterator[tuple[str, str]]:
         )
         return
     listed = sorted(p.name for p in w1_dir.glob("28-*"))
+    if not listed:
+        yield (
+            "FAIL",
+            f"{w1_dir} lists no DS18B20 (28-...): check the sensors' power, data line and"
+            " 4.7 kohm pull-up, and that the w1_therm module is loaded",
+        )
+        return
     answered: list[float] = []
     for key, unit in units:
         try:

@@ -149,6 +149,9 @@ def test_a_gpio_thermal_cabinet_without_an_item_sensor_is_warned_of(tmp_path: Pa
     assert any("cabinets[0].thermal: no item sensor" in w for w in said)
     assert any("cabinets[0].thermal.heater: GPIO4 is the 1-wire" in w for w in said)
     assert not any("item sensor" in w for w in warnings(config(assume_occupied=True)))
+    looser = warnings(config(lines={"chill_max_c": 10}, food_time_limit_s=4 * 3600))
+    assert any("chilled food at 10 C, 4 h out of temperature is less strict" in w for w in looser)
+    assert any("converge_s" in w for w in warnings(config(converge_s=7200)))
 
 
 async def test_a_power_cut_with_food_out_of_temperature_counts(rigs):

@@ -36,6 +36,9 @@ def test_each_sensor_is_found_or_named_with_what_to_do(tmp_path):
         ("FAIL", f"no {tmp_path / 'w1'}: the 1-wire bus is off; add dtoverlay=w1-gpio to"
                  " /boot/firmware/config.txt and reboot"),
     ]  # fmt: skip
+    (tmp_path / "w1").mkdir()
+    [(level, says)] = list(sensor_lines(config(tmp_path, [A, B])))
+    assert level == "FAIL" and "lists no DS18B20" in says  # one line, not one per sensor
     SensorFile(tmp_path / "w1", A).write(4.25)
     bad = SensorFile(tmp_path / "w1", B)
     bad.fault = "crc"
