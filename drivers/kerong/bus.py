@@ -20,12 +20,11 @@ See ``shared/protocols/kerong-cu16.md`` for the frames and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -87,13 +86,9 @@ class _PriorityLock:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
-    @contextlib.asynccontextmanager
-    async def hold(self, priority: int) -> AsyncIterator[None]:
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self._release()
+    def hold(self, priority: int) -> _Held:
+        """``async with lock.hold(priority):`` the lock, released on the way out."""
+        return _Held(self, priority)
 
     async def _acquire(self, priority: int) -> None:
         if not self._locked:
@@ -120,6 +115,23 @@ class _PriorityLock:
                 fut.set_result(None)  # ownership passes on; _locked stays True
                 return
         self._locked = False
+
+
+class _Held:
+    """The context of one ``_PriorityLock.hold``: a class, not a generator-based context
+    manager, because every read of every board enters one (a third of a poll's cost)."""
+
+    __slots__ = ("_lock", "_priority")
+
+    def __init__(self, lock: _PriorityLock, priority: int) -> None:
+        self._lock = lock
+        self._priority = priority
+
+    async def __aenter__(self) -> None:
+        await self._lock._acquire(self._priority)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock._release()
 
 
 class _KerongProtocol(asyncio.Protocol):
@@ -271,6 +283,7 @@ class KerongBus:
             self._ready.set()
         self._offline: set[int] = set()  # boards that failed their last poll
         self._next_offline_poll: dict[int, float] = {}
+        self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
 
     # ---------------------------------------------------------------- public
 
@@ -401,12 +414,7 @@ class KerongBus:
         self.counts[(board, "replies")] += 1
         self.rtt_s[board] += asyncio.get_running_loop().time() - started
         assert frame is not None
-        reply = codec.decode_status(frame)
-        status = BoardStatus(
-            board,
-            tuple(bit == self._locked_bit for bit in reply.lock_bits),
-            reply.items,
-        )
+        status = self._status_of(board, frame)
         if board in self._boards:
             self._offline.discard(board)  # polled at the normal rate again
             self._misses[board] = 0
@@ -416,6 +424,22 @@ class KerongBus:
                     return status  # not yet: one answer is not a recovery
             self._answers[board] = 0
             self._report(board, status)
+        return status
+
+    def _status_of(self, board: int, frame: codec.Frame) -> BoardStatus:
+        """The reply decoded, or the status decoded from the same bytes last time: a
+        board at rest answers the same bytes read after read, and decoding them again
+        was most of what an idle poll cost."""
+        last = self._decoded.get(board)
+        if last is not None and last[0] == frame.raw:
+            return last[1]
+        reply = codec.decode_status(frame)
+        status = BoardStatus(
+            board,
+            tuple(bit == self._locked_bit for bit in reply.lock_bits),
+            reply.items,
+        )
+        self._decoded[board] = (frame.raw, status)
         return status
 
     async def _pulse(self, request: bytes) -> None:
@@ -502,6 +526,11 @@ class KerongBus:
     ) -> None:
         """Write a frame; shielded, because bytes half on the wire cannot be taken back
         and the next request must not start until they are out."""
+        if expect_reply:
+            # The write itself never waits (the reply paces the bus): nothing to shield,
+            # and no task to make for every poll.
+            await self._write(transport, request, expect_reply=True, on_sent=on_sent)
+            return
         task = asyncio.ensure_future(
             self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
         )
