@@ -79,8 +79,8 @@ async def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     keys = {} if args.poll_interval_s is None else {"poll_interval_s": args.poll_interval_s}
-    print(f"bus settings: {keys or 'defaults'}")
     print(machine())
+    print(f"bus settings: {keys or 'defaults'}")
     for boards in args.boards:
         ms = await door_to_cloud(boards, args.samples, args.seed, keys)
         floor = door_floor_s(boards) * 1000

@@ -67,8 +67,8 @@ async def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     keys = {} if args.poll_interval_s is None else {"poll_interval_s": args.poll_interval_s}
-    print(f"bus settings: {keys or 'defaults'}")
     print(machine())
+    print(f"bus settings: {keys or 'defaults'}")
     for cabinets in args.cabinets:
         await measure(cabinets, args.starts, args.window_s, args.warmup_s, keys)
 
