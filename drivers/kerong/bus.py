@@ -74,6 +74,15 @@ _OPEN_TIMEOUT_S = 10.0
 _CLOSE_WAIT_S = 1.0
 
 
+def wire_cycle_s(boards: int, baud: int) -> float:
+    """Seconds one status read of each of ``boards`` boards takes on the wire at ``baud``
+    bit/s: a 5-byte request and a 9-byte reply each, 10 bits a byte (8N1), so 7.3 ms a
+    board at 19200 (``shared/protocols/kerong-cu16.md``). A poll loop cannot go round
+    faster on a real line; the bus paces any other link (an emulator) the same way."""
+    read_bytes = codec.FRAME_LENGTH[codec.CMD_STATUS] + codec.FRAME_LENGTH[codec.REPLY_STATUS]
+    return boards * read_bytes * 10 / baud
+
+
 class _PriorityLock:
     """A mutex whose waiters are served by (priority, arrival) instead of arrival only.
 
@@ -183,7 +192,9 @@ class KerongBus:
     ``port`` is a pyserial URL (a device path, ``socket://host:port``), ``boards``
     the addresses 0 to ``codec.MAX_BOARD``, ``baud`` bit/s. Durations are seconds:
     ``reply_timeout_s`` (one reply), ``poll_interval_s`` (one poll cycle at most
-    this often), ``offline_poll_interval_s`` (a silent board is tried this often),
+    this often, and never more often than the wire could carry it, ``wire_cycle_s``:
+    0 polls back to back at the wire's pace), ``offline_poll_interval_s`` (a silent
+    board is tried this often),
     ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
     (every board silent this long on a port that looks open: reopen it), ``pulse_s``
     (the board's lock pulse: an unlock holds a power slot that long). The power
@@ -207,7 +218,7 @@ class KerongBus:
         poll_retries: int = 1,
         offline_after: int = 3,
         online_after: int = 2,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.0,
         offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
         pulse_s: float = 0.5,
@@ -248,7 +259,10 @@ class KerongBus:
         self._online_after = online_after
         self._misses: dict[int, int] = {}  # consecutive missed polls
         self._answers: dict[int, int] = {}  # consecutive answers while reported silent
-        self._poll_interval_s = poll_interval_s
+        if poll_interval_s < 0:
+            raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
+        # A link faster than the wire (an emulator, a buffering gateway) is paced like it.
+        self._poll_interval_s = max(poll_interval_s, wire_cycle_s(len(self._boards), baud))
         self._offline_poll_interval_s = offline_poll_interval_s
         self._locked_bit = bool(locked_bit)
         self._pulse_s = pulse_s
