@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from _rig import FakeCloud, door_floor_s, machine, rig, summary, where
 
 WARMUP = 10
+FSYNCS = 200
 
 
 async def door_to_cloud(
-    boards: int, samples: int, seed: int, bus_keys: dict[str, object]
+    boards: int, samples: int, warmup: int, seed: int, bus_keys: dict[str, object]
 ) -> list[float]:
     """Milliseconds from each flip to the cloud's receipt, warm-up dropped."""
     rng = random.Random(seed)
@@ -34,7 +38,7 @@ async def door_to_cloud(
         await r.start()
         await asyncio.sleep(0.5)  # the start-up snapshot is out
         out: list[float] = []
-        for i in range(samples + WARMUP):
+        for i in range(samples + warmup):
             await asyncio.sleep(rng.uniform(0.03, 0.15))  # anywhere in the poll cycle
             key = rng.randrange(16 * boards)
             board, channel = where(key)
@@ -47,9 +51,22 @@ async def door_to_cloud(
             else:
                 r.boards.shut_door(board, channel)
             received = await receipt(r.cloud, key, want, start)
-            if i >= WARMUP:
+            if i >= warmup:
                 out.append((received - flipped) * 1000)
         return out
+
+
+def fsync_ms(directory: Path, count: int) -> list[float]:
+    """Milliseconds of ``count`` fsyncs of a small append in ``directory``."""
+    out = []
+    with (directory / "fsync.bin").open("ab") as f:
+        for _ in range(count):
+            f.write(b"x" * 100)
+            f.flush()
+            began = time.perf_counter()
+            os.fsync(f.fileno())
+            out.append((time.perf_counter() - began) * 1000)
+    return out
 
 
 async def receipt(cloud: FakeCloud, key: int, status: str, start: int) -> float:
@@ -74,6 +91,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--boards", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="flips not counted")
     parser.add_argument(
         "--poll-interval-s", type=float, help="the bus's poll_interval_s (default: the agent's)"
     )
@@ -81,11 +99,17 @@ async def main(argv: list[str] | None = None) -> None:
     keys = {} if args.poll_interval_s is None else {"poll_interval_s": args.poll_interval_s}
     print(machine())
     print(f"bus settings: {keys or 'defaults'}")
+    with tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp:
+        disk = sorted(fsync_ms(Path(tmp), FSYNCS if args.samples > 20 else 20))
+    print(
+        f"the disk's part: one fsync where the agent keeps its outbox: {summary(disk)} "
+        "(every change is committed, synchronous=FULL, before it is sent)"
+    )
     for boards in args.boards:
-        ms = await door_to_cloud(boards, args.samples, args.seed, keys)
+        ms = await door_to_cloud(boards, args.samples, args.warmup, args.seed, keys)
         floor = door_floor_s(boards) * 1000
         print(
-            f"door to cloud, {boards} board(s), {16 * boards} doors: {summary(ms, WARMUP)}"
+            f"door to cloud, {boards} board(s), {16 * boards} doors: {summary(ms, args.warmup)}"
             f"; wire floor {floor:.1f} ms, aim p99 <= {1.5 * floor:.1f} ms"
         )
 
