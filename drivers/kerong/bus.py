@@ -261,8 +261,7 @@ class KerongBus:
         self._answers: dict[int, int] = {}  # consecutive answers while reported silent
         if poll_interval_s < 0:
             raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
-        # A link faster than the wire (an emulator, a buffering gateway) is paced like it.
-        self._poll_interval_s = max(poll_interval_s, wire_cycle_s(len(self._boards), baud))
+        self._poll_interval_s = poll_interval_s
         self._offline_poll_interval_s = offline_poll_interval_s
         self._locked_bit = bool(locked_bit)
         self._pulse_s = pulse_s
@@ -639,16 +638,19 @@ class KerongBus:
             try:
                 await self._up.wait()
                 cycle_start = self.last_cycle = loop.time()
-                polled = False
+                polled = 0
                 for board in self._boards:
                     if not self._up.is_set():
                         break
                     if board in self._offline and loop.time() < self._next_offline_poll[board]:
                         continue  # a dead board must not slow the others down
-                    polled = True
+                    polled += 1
                     await self._poll_board(board)
                 self._check_liveness(loop.time())
-                next_cycle = cycle_start + self._poll_interval_s
+                # A link faster than the wire (an emulator, a buffering gateway) is
+                # paced like the wire: no cycle is shorter than its reads would take.
+                wire_s = wire_cycle_s(polled, self._baud)
+                next_cycle = cycle_start + max(self._poll_interval_s, wire_s)
                 if not polled and self._offline and self._up.is_set():
                     # Every board is offline: sleep until the first one is due.
                     due = min(self._next_offline_poll[b] for b in self._offline)
