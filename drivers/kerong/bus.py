@@ -172,6 +172,15 @@ class _KerongProtocol(asyncio.Protocol):
         return self._parser.dropped
 
 
+class _ReplyExpired(Exception):
+    """The reply timer ran out (turned into BoardTimeout by the waiter)."""
+
+
+def _expire(reply: asyncio.Future[codec.Frame]) -> None:
+    if not reply.done():
+        reply.set_exception(_ReplyExpired())
+
+
 @dataclass(slots=True)
 class _Pending:
     board: int
@@ -297,6 +306,7 @@ class KerongBus:
         self._offline: set[int] = set()  # boards that failed their last poll
         self._next_offline_poll: dict[int, float] = {}
         self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
+        self._requests = {board: codec.status_request(board) for board in self._boards}
 
     # ---------------------------------------------------------------- public
 
@@ -417,7 +427,7 @@ class KerongBus:
     # ----------------------------------------------------------- transactions
 
     async def _read(self, board: int, priority: int) -> BoardStatus:
-        request = codec.status_request(board)
+        request = self._requests.get(board) or codec.status_request(board)
         started = asyncio.get_running_loop().time()
         try:
             frame = await self._transact(request, board, priority)
@@ -507,14 +517,19 @@ class KerongBus:
                 )
                 if pending is None:
                     return None
+                # A bare timer, not asyncio.timeout(): it fails the reply instead of
+                # cancelling this task (cheaper, and it runs for every read).
+                loop = asyncio.get_running_loop()
+                expiry = loop.call_later(self._reply_timeout_s, _expire, pending.reply)
                 try:
-                    async with asyncio.timeout(self._reply_timeout_s):
-                        frame = await pending.reply
-                except TimeoutError:
+                    frame = await pending.reply
+                except _ReplyExpired:
                     raise BoardTimeout(
                         f"bus {self._name}: board {board} did not answer "
                         f"within {self._reply_timeout_s} s"
                     ) from None
+                finally:
+                    expiry.cancel()
                 if self._transport is not transport:
                     # The port went away between the reply and now: the boards are
                     # already reported unknown, do not report this stale status.
@@ -542,7 +557,7 @@ class KerongBus:
         if expect_reply:
             # The write itself never waits (the reply paces the bus): nothing to shield,
             # and no task to make for every poll.
-            await self._write(transport, request, expect_reply=True, on_sent=on_sent)
+            self._write_now(transport, request, on_sent)
             return
         task = asyncio.ensure_future(
             self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
@@ -564,6 +579,17 @@ class KerongBus:
         expect_reply: bool,
         on_sent: Callable[[], None] | None,
     ) -> None:
+        self._write_now(transport, request, on_sent)
+        if not expect_reply:
+            # No reply comes to pace us: wait until the frame has left the wire.
+            await asyncio.sleep(self._wire_time(request))
+
+    def _write_now(
+        self,
+        transport: asyncio.WriteTransport,
+        request: bytes,
+        on_sent: Callable[[], None] | None,
+    ) -> None:
         self._last_request = request
         try:
             transport.write(request)
@@ -573,9 +599,6 @@ class KerongBus:
             raise BusUnavailable(f"bus {self._name}: write failed: {exc!r}") from exc
         if on_sent is not None:
             on_sent()
-        if not expect_reply:
-            # No reply comes to pace us: wait until the frame has left the wire.
-            await asyncio.sleep(self._wire_time(request))
 
     def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
         if protocol is not self._protocol:
