@@ -71,3 +71,10 @@ def test_outbox_runs():
     out = run("outbox.py", "--quick")
     assert "drain 200 changes" in out, out
     assert "as a process" in out, out
+
+
+@pytest.mark.timeout(90)
+def test_bus_latency_runs():
+    out = run("bus_latency.py", "--samples", "3")
+    seen = re.findall(r"median [\d.]+ ms, p95 [\d.]+ ms, max [\d.]+ ms \(3 changes\)", out)
+    assert len(seen) == 2, out
