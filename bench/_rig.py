@@ -158,6 +158,9 @@ class Rig:
         sock.bind(str(notify_path))
         sock.setblocking(False)
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
+        # A locker runs from a wheel whose modules pip compiled at install; this
+        # sandbox sets PYTHONDONTWRITEBYTECODE, which would time a compiler instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         exe = Path(sys.executable).parent / "locker-agent"
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent"]
         loop = asyncio.get_running_loop()
