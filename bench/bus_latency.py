@@ -1,17 +1,19 @@
 """How soon the Kerong bus sees a door change: 3 emulated boards on a real pty.
 
-Run: .venv/bin/python bench/bus_latency.py  (prints figures; asserts nothing)
+Run: .venv/bin/python bench/bus_latency.py [--samples 100]  (prints figures; asserts nothing)
 Aim (issue 2): a change is seen within 100 ms with the default settings.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import statistics
 import time
 
 import structlog
+from _rig import machine
 
 from drivers.kerong.bus import BoardStatus, KerongBus
 from simulator.kerong_board import KerongBoardEmulator
@@ -61,9 +63,13 @@ def report(name: str, ms: list[float]) -> None:
     )
 
 
-async def main() -> None:
-    report("door change seen, 3 boards, defaults", await measure(100, silent_board=False))
-    report("door change seen, 3 boards + 1 silent board", await measure(100, silent_board=True))
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=100)
+    args = parser.parse_args(argv)
+    print(machine())
+    report("door change seen, 3 boards, defaults", await measure(args.samples, False))
+    report("door change seen, 3 boards + 1 silent board", await measure(args.samples, True))
 
 
 if __name__ == "__main__":

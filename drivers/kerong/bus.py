@@ -20,12 +20,11 @@ See ``shared/protocols/kerong-cu16.md`` for the frames and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -75,6 +74,15 @@ _OPEN_TIMEOUT_S = 10.0
 _CLOSE_WAIT_S = 1.0
 
 
+def wire_cycle_s(boards: int, baud: int) -> float:
+    """Seconds one status read of each of ``boards`` boards takes on the wire at ``baud``
+    bit/s: a 5-byte request and a 9-byte reply each, 10 bits a byte (8N1), so 7.3 ms a
+    board at 19200 (``shared/protocols/kerong-cu16.md``). A poll loop cannot go round
+    faster on a real line; the bus paces any other link (an emulator) the same way."""
+    read_bytes = codec.FRAME_LENGTH[codec.CMD_STATUS] + codec.FRAME_LENGTH[codec.REPLY_STATUS]
+    return boards * read_bytes * 10 / baud
+
+
 class _PriorityLock:
     """A mutex whose waiters are served by (priority, arrival) instead of arrival only.
 
@@ -87,13 +95,9 @@ class _PriorityLock:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
-    @contextlib.asynccontextmanager
-    async def hold(self, priority: int) -> AsyncIterator[None]:
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self._release()
+    def hold(self, priority: int) -> _Held:
+        """``async with lock.hold(priority):`` the lock, released on the way out."""
+        return _Held(self, priority)
 
     async def _acquire(self, priority: int) -> None:
         if not self._locked:
@@ -120,6 +124,23 @@ class _PriorityLock:
                 fut.set_result(None)  # ownership passes on; _locked stays True
                 return
         self._locked = False
+
+
+class _Held:
+    """The context of one ``_PriorityLock.hold``: a class, not a generator-based context
+    manager, because every read of every board enters one (a third of a poll's cost)."""
+
+    __slots__ = ("_lock", "_priority")
+
+    def __init__(self, lock: _PriorityLock, priority: int) -> None:
+        self._lock = lock
+        self._priority = priority
+
+    async def __aenter__(self) -> None:
+        await self._lock._acquire(self._priority)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock._release()
 
 
 class _KerongProtocol(asyncio.Protocol):
@@ -151,6 +172,15 @@ class _KerongProtocol(asyncio.Protocol):
         return self._parser.dropped
 
 
+class _ReplyExpired(Exception):
+    """The reply timer ran out (turned into BoardTimeout by the waiter)."""
+
+
+def _expire(reply: asyncio.Future[codec.Frame]) -> None:
+    if not reply.done():
+        reply.set_exception(_ReplyExpired())
+
+
 @dataclass(slots=True)
 class _Pending:
     board: int
@@ -171,7 +201,9 @@ class KerongBus:
     ``port`` is a pyserial URL (a device path, ``socket://host:port``), ``boards``
     the addresses 0 to ``codec.MAX_BOARD``, ``baud`` bit/s. Durations are seconds:
     ``reply_timeout_s`` (one reply), ``poll_interval_s`` (one poll cycle at most
-    this often), ``offline_poll_interval_s`` (a silent board is tried this often),
+    this often, and never more often than the wire could carry it, ``wire_cycle_s``:
+    0 polls back to back at the wire's pace), ``offline_poll_interval_s`` (a silent
+    board is tried this often),
     ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
     (every board silent this long on a port that looks open: reopen it), ``pulse_s``
     (the board's lock pulse: an unlock holds a power slot that long). The power
@@ -195,7 +227,7 @@ class KerongBus:
         poll_retries: int = 1,
         offline_after: int = 3,
         online_after: int = 2,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.0,
         offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
         pulse_s: float = 0.5,
@@ -236,6 +268,8 @@ class KerongBus:
         self._online_after = online_after
         self._misses: dict[int, int] = {}  # consecutive missed polls
         self._answers: dict[int, int] = {}  # consecutive answers while reported silent
+        if poll_interval_s < 0:
+            raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
         self._poll_interval_s = poll_interval_s
         self._offline_poll_interval_s = offline_poll_interval_s
         self._locked_bit = bool(locked_bit)
@@ -271,6 +305,8 @@ class KerongBus:
             self._ready.set()
         self._offline: set[int] = set()  # boards that failed their last poll
         self._next_offline_poll: dict[int, float] = {}
+        self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
+        self._requests = {board: codec.status_request(board) for board in self._boards}
 
     # ---------------------------------------------------------------- public
 
@@ -391,7 +427,7 @@ class KerongBus:
     # ----------------------------------------------------------- transactions
 
     async def _read(self, board: int, priority: int) -> BoardStatus:
-        request = codec.status_request(board)
+        request = self._requests.get(board) or codec.status_request(board)
         started = asyncio.get_running_loop().time()
         try:
             frame = await self._transact(request, board, priority)
@@ -401,12 +437,7 @@ class KerongBus:
         self.counts[(board, "replies")] += 1
         self.rtt_s[board] += asyncio.get_running_loop().time() - started
         assert frame is not None
-        reply = codec.decode_status(frame)
-        status = BoardStatus(
-            board,
-            tuple(bit == self._locked_bit for bit in reply.lock_bits),
-            reply.items,
-        )
+        status = self._status_of(board, frame)
         if board in self._boards:
             self._offline.discard(board)  # polled at the normal rate again
             self._misses[board] = 0
@@ -416,6 +447,22 @@ class KerongBus:
                     return status  # not yet: one answer is not a recovery
             self._answers[board] = 0
             self._report(board, status)
+        return status
+
+    def _status_of(self, board: int, frame: codec.Frame) -> BoardStatus:
+        """The reply decoded, or the status decoded from the same bytes last time: a
+        board at rest answers the same bytes read after read, and decoding them again
+        was most of what an idle poll cost."""
+        last = self._decoded.get(board)
+        if last is not None and last[0] == frame.raw:
+            return last[1]
+        reply = codec.decode_status(frame)
+        status = BoardStatus(
+            board,
+            tuple(bit == self._locked_bit for bit in reply.lock_bits),
+            reply.items,
+        )
+        self._decoded[board] = (frame.raw, status)
         return status
 
     async def _pulse(self, request: bytes) -> None:
@@ -470,14 +517,19 @@ class KerongBus:
                 )
                 if pending is None:
                     return None
+                # A bare timer, not asyncio.timeout(): it fails the reply instead of
+                # cancelling this task (cheaper, and it runs for every read).
+                loop = asyncio.get_running_loop()
+                expiry = loop.call_later(self._reply_timeout_s, _expire, pending.reply)
                 try:
-                    async with asyncio.timeout(self._reply_timeout_s):
-                        frame = await pending.reply
-                except TimeoutError:
+                    frame = await pending.reply
+                except _ReplyExpired:
                     raise BoardTimeout(
                         f"bus {self._name}: board {board} did not answer "
                         f"within {self._reply_timeout_s} s"
                     ) from None
+                finally:
+                    expiry.cancel()
                 if self._transport is not transport:
                     # The port went away between the reply and now: the boards are
                     # already reported unknown, do not report this stale status.
@@ -502,6 +554,11 @@ class KerongBus:
     ) -> None:
         """Write a frame; shielded, because bytes half on the wire cannot be taken back
         and the next request must not start until they are out."""
+        if expect_reply:
+            # The write itself never waits (the reply paces the bus): nothing to shield,
+            # and no task to make for every poll.
+            self._write_now(transport, request, on_sent)
+            return
         task = asyncio.ensure_future(
             self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
         )
@@ -522,6 +579,17 @@ class KerongBus:
         expect_reply: bool,
         on_sent: Callable[[], None] | None,
     ) -> None:
+        self._write_now(transport, request, on_sent)
+        if not expect_reply:
+            # No reply comes to pace us: wait until the frame has left the wire.
+            await asyncio.sleep(self._wire_time(request))
+
+    def _write_now(
+        self,
+        transport: asyncio.WriteTransport,
+        request: bytes,
+        on_sent: Callable[[], None] | None,
+    ) -> None:
         self._last_request = request
         try:
             transport.write(request)
@@ -531,9 +599,6 @@ class KerongBus:
             raise BusUnavailable(f"bus {self._name}: write failed: {exc!r}") from exc
         if on_sent is not None:
             on_sent()
-        if not expect_reply:
-            # No reply comes to pace us: wait until the frame has left the wire.
-            await asyncio.sleep(self._wire_time(request))
 
     def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
         if protocol is not self._protocol:
@@ -596,16 +661,19 @@ class KerongBus:
             try:
                 await self._up.wait()
                 cycle_start = self.last_cycle = loop.time()
-                polled = False
+                polled = 0
                 for board in self._boards:
                     if not self._up.is_set():
                         break
                     if board in self._offline and loop.time() < self._next_offline_poll[board]:
                         continue  # a dead board must not slow the others down
-                    polled = True
+                    polled += 1
                     await self._poll_board(board)
                 self._check_liveness(loop.time())
-                next_cycle = cycle_start + self._poll_interval_s
+                # A link faster than the wire (an emulator, a buffering gateway) is
+                # paced like the wire: no cycle is shorter than its reads would take.
+                wire_s = wire_cycle_s(polled, self._baud)
+                next_cycle = cycle_start + max(self._poll_interval_s, wire_s)
                 if not polled and self._offline and self._up.is_set():
                     # Every board is offline: sleep until the first one is due.
                     due = min(self._next_offline_poll[b] for b in self._offline)

@@ -69,9 +69,12 @@ class KerongBusConfig(StrictModel):
 
     Fields: ``name`` (what doors refer to), ``port`` (a pyserial URL: a device path or
     ``socket://host:port``), ``baud`` (bit/s, one of ``BAUD_RATES``), ``boards``
-    (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` and
-    ``poll_interval_s`` (seconds), ``locked_bit`` (the lock-feedback bit value that
-    means "closed": 1 on most boards, 0 on some), ``pulse_s`` (seconds the board
+    (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` (seconds),
+    ``poll_interval_s`` (seconds between the starts of two poll cycles, never shorter
+    than the wire's pace; the default polls back to back at that pace: see
+    ``docs/benchmarks.md`` for what a larger value saves in CPU and costs in
+    door-to-cloud time), ``locked_bit`` (the lock-feedback bit value that means
+    "closed": 1 on most boards, 0 on some), ``pulse_s`` (seconds the board
     energises a lock; an unlock holds one power slot that long), ``max_concurrent``
     and ``stagger_s`` (the power budget: unlocks at once, seconds between two starts),
     ``supply`` (optional: buses naming the same supply share one power budget, and
@@ -89,7 +92,7 @@ class KerongBusConfig(StrictModel):
     baud: Baud = 19200
     boards: Boards
     reply_timeout_s: float = Field(0.1, ge=0.01, le=5)
-    poll_interval_s: float = Field(0.05, ge=0.005, le=5)
+    poll_interval_s: float = Field(0.005, ge=0.005, le=5)
     locked_bit: LockedBit = 1
     pulse_s: float = Field(0.5, ge=0.05, le=5)
     max_concurrent: int = Field(1, ge=1, le=16)

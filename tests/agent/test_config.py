@@ -93,7 +93,7 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.storage.dir == Path("/var/lib/locker-agent")
     bus = config.bus("rs485")
     assert (bus.driver, bus.baud, bus.boards, bus.locked_bit) == ("kerong-cu16", 19200, [0, 1], 1)
-    assert (bus.reply_timeout_s, bus.poll_interval_s) == (0.1, 0.05)
+    assert (bus.reply_timeout_s, bus.poll_interval_s) == (0.1, 0.005)
     cabinet = config.cabinet(0)
     assert cabinet.size == "mini"
     assert cabinet.front == KerongDoorWiring(bus="rs485", board=0, channel=1)

@@ -16,7 +16,7 @@ import pytest
 import serial
 
 from drivers.kerong import codec
-from drivers.kerong.bus import BoardStatus, BoardTimeout, BusUnavailable, KerongBus
+from drivers.kerong.bus import BoardStatus, BoardTimeout, BusUnavailable, KerongBus, wire_cycle_s
 from simulator.kerong_core import KerongBank
 
 WAIT = 5.0  # generous: only bounds how long a broken test hangs
@@ -906,6 +906,19 @@ async def test_unlock_on_a_closed_port_frees_its_slot_at_once(make_bus):
 def test_pulse_must_be_positive():
     with pytest.raises(ValueError, match="pulse_s"):
         KerongBus("/dev/null", [0], Recorder(), pulse_s=0)
+
+
+def test_poll_interval_must_not_be_negative():
+    with pytest.raises(ValueError, match="poll_interval_s"):
+        KerongBus("/dev/null", [0], Recorder(), poll_interval_s=-0.01)
+
+
+def test_wire_cycle_is_the_protocol_documents():
+    # kerong-cu16.md: a status read is 5 + 9 bytes, about 7.3 ms at 19200 8N1.
+    assert wire_cycle_s(1, 19200) == pytest.approx(0.00729, abs=1e-5)
+    assert wire_cycle_s(10, 19200) == pytest.approx(0.0729, abs=1e-4)
+    assert wire_cycle_s(3, 9600) == pytest.approx(3 * 14 * 10 / 9600)
+    assert wire_cycle_s(0, 19200) == 0
 
 
 # ------------------------------------------------------------------- health

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     config = KerongBusConfig.model_validate(bus())
     assert config.driver == "kerong-cu16"
     assert (config.baud, config.locked_bit, config.supply) == (19200, 1, None)
-    assert (config.reply_timeout_s, config.poll_interval_s) == (0.1, 0.05)
+    assert (config.reply_timeout_s, config.poll_interval_s) == (0.1, 0.005)
     assert (config.pulse_s, config.max_concurrent, config.stagger_s) == (0.5, 1, 0.1)
 
 

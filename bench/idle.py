@@ -1,0 +1,81 @@
+"""Start to READY, and what the idle agent costs: CPU (share of one core) and resident
+memory, with 48 cabinets (3 boards) and with 160 (10 boards), default settings.
+
+Start to READY: from spawning ``locker-agent run --config FILE`` to the READY=1
+datagram on ``NOTIFY_SOCKET`` (what systemd waits for), every board answering
+(aim: under 1 s). Idle: no door moves and no command comes; the agent polls its
+boards (the emulator held to the wire's pace) and beats; its CPU is read from
+/proc over the window, after a warm-up (aims: under 0.5 % of a core, under 45 MB).
+
+Run: .venv/bin/python bench/idle.py [--starts 5] [--window-s 30]
+(prints figures; asserts nothing). The emulator and the fake cloud run in this
+process: their CPU is not the agent's and is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+
+from _rig import cpu_s, machine, rig, rss_mb
+
+WARMUP_S = 5.0
+
+
+async def measure(
+    cabinets: int, starts: int, window_s: float, warmup_s: float, bus_keys: dict[str, object]
+) -> None:
+    """Print READY times over ``starts`` starts, then the last start's idle cost."""
+    ready: list[float] = []
+    for n in range(starts + 1):
+        async with rig(cabinets, wire=True, bus_keys=bus_keys) as r:
+            started_s = await r.start()
+            if n == 0:
+                continue  # warm-up: the bytecode caches are written, the disk's are warm
+            ready.append(started_s * 1000)
+            if n < starts:
+                continue
+            await asyncio.sleep(warmup_s)
+            reads_before = sum(r.boards.bank.status_reads.values())
+            loop = asyncio.get_running_loop()
+            began, cpu_before = loop.time(), cpu_s(r.pid)
+            await asyncio.sleep(window_s)
+            elapsed = loop.time() - began
+            cpu = (cpu_s(r.pid) - cpu_before) / elapsed * 100
+            reads = (sum(r.boards.bank.status_reads.values()) - reads_before) / elapsed
+            rss = rss_mb(r.pid)
+    ready.sort()
+    boards = -(-cabinets // 16)
+    print(
+        f"start to READY, {cabinets} cabinets ({boards} boards): p50 "
+        f"{statistics.median(ready):.0f} ms, max {ready[-1]:.0f} ms ({starts} starts, one "
+        "warm-up start before them)"
+        "; aim < 1000 ms"
+    )
+    print(
+        f"idle, {cabinets} cabinets ({boards} boards): CPU {cpu:.2f} % of a core over "
+        f"{elapsed:.0f} s ({warmup_s:.0f} s warm-up dropped; {reads:.0f} board reads/s), "
+        f"RSS {rss:.1f} MB; aims < 0.5 %, < 45 MB"
+    )
+
+
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--window-s", type=float, default=30.0)
+    parser.add_argument("--warmup-s", type=float, default=WARMUP_S)
+    parser.add_argument("--cabinets", type=int, nargs="+", default=[48, 160])
+    parser.add_argument(
+        "--poll-interval-s", type=float, help="the bus's poll_interval_s (default: the agent's)"
+    )
+    args = parser.parse_args(argv)
+    keys = {} if args.poll_interval_s is None else {"poll_interval_s": args.poll_interval_s}
+    print(machine())
+    print(f"bus settings: {keys or 'defaults'}")
+    for cabinets in args.cabinets:
+        await measure(cabinets, args.starts, args.window_s, args.warmup_s, keys)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
