@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import random
 import shutil
 import signal
@@ -64,6 +63,7 @@ from agent.uplink import RETRY_AFTER_MAX_S
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
+from simulator.web.disk import SmallDisk
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "soak-api-key"
@@ -181,73 +181,31 @@ def rss_kb(pid: int) -> int | None:
 # --------------------------------------------------------------------------- storage
 
 
-class Storage:
-    """The agent's storage dir: a small tmpfs (as root) that a filler file fills."""
+class Storage(SmallDisk):
+    """The agent's storage dir: a small tmpfs (as root) that a filler file fills, as the
+    simulator's disk-full fault does (``simulator.web.disk.SmallDisk``)."""
 
     def __init__(
         self, path: Path, want_tmpfs: bool, size_mb: int, out: Callable[[str], None]
     ) -> None:
-        self.path = path
-        self.mounted = False
-        self.filler = path / "filler.bin"
+        super().__init__(path, size_mb)
         self.fills = 0
         path.mkdir(parents=True, exist_ok=True)
         if not want_tmpfs:
             out("note: disk-full fault off (--no-disk)")
-            return
-        if os.geteuid() != 0:
-            out("note: not root, no tmpfs: the disk-full fault is skipped")
-            return
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            out(f"note: cannot mount a tmpfs ({done.stderr.strip()}): disk-full fault skipped")
-            return
-        self.mounted = True
-
-    @property
-    def full(self) -> bool:
-        """Whether the filler is there now."""
-        return self.filler.exists()
+        elif (why := self.mount()) is not None:
+            out(f"note: {why}: the disk-full fault is skipped")
 
     def fill(self) -> int:
-        """Write the filler until the filesystem refuses; returns the bytes written."""
+        """Write the filler until the filesystem refuses; the bytes written (0 unmounted)."""
         if not self.mounted:
             return 0
-        written = 0
-        chunk = b"\0" * 65536
-        with contextlib.suppress(OSError), self.filler.open("ab") as f:
-            while written < 64 * 1024 * 1024:  # bounded whatever the size
-                f.write(chunk)
-                f.flush()
-                written += len(chunk)
-        # A page at a time fills the last gaps.
-        with contextlib.suppress(OSError), self.filler.open("ab") as f:
-            for _ in range(256):
-                f.write(b"\0" * 4096)
-                f.flush()
         self.fills += 1
-        return written
-
-    def free(self) -> None:
-        """Delete the filler."""
-        self.filler.unlink(missing_ok=True)
+        return super().fill()
 
     def close(self) -> None:
-        """Free and unmount (lazily if something still holds it)."""
-        self.free()
-        if self.mounted:
-            done = subprocess.run(["umount", str(self.path)], capture_output=True, check=False)
-            if done.returncode != 0:
-                subprocess.run(["umount", "-l", str(self.path)], capture_output=True, check=False)
-            self.mounted = False
-
-
-# --------------------------------------------------------------------------- the agent
+        """Free and unmount."""
+        self.unmount()
 
 
 def write_config(path: Path, port: str, cloud: FakeCloud, api_port: int, storage: Path) -> None:
