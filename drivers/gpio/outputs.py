@@ -125,7 +125,23 @@ class _Output:
         log.error("gpio.backstop_off", output=self.name)
 
 
-class Relay:
+class _OneOutput:
+    """A part on one output: its name and state."""
+
+    _output: _Output
+
+    @property
+    def name(self) -> str:
+        """The pin spec, e.g. ``"!GPIO18"``."""
+        return self._output.name
+
+    @property
+    def is_on(self) -> bool:
+        """True while the output is energised."""
+        return self._output.is_on
+
+
+class Relay(_OneOutput):
     """A lock relay: short latch pulses of ``pulse_s`` seconds (the default), never
     longer than ``pulse_max_s``, each inside one slot of ``budget``; ``closing`` set
     ends a pulse and refuses new ones (``BusClosed``)."""
@@ -145,16 +161,6 @@ class Relay:
         self._budget = budget
         self._closing = closing
         self._lock = asyncio.Lock()  # pulses of one relay do not overlap
-
-    @property
-    def name(self) -> str:
-        """The pin spec, e.g. ``"!GPIO18"``."""
-        return self._output.name
-
-    @property
-    def is_on(self) -> bool:
-        """True while the relay is energised."""
-        return self._output.is_on
 
     async def pulse(self, duration_s: float | None = None) -> None:
         """On for ``duration_s`` seconds (default ``pulse_s``), cut to ``pulse_max_s``,
@@ -183,7 +189,7 @@ class Relay:
         self._output.off()
 
 
-class Switch:
+class Switch(_OneOutput):
     """A steady output held on by a lease: ``on(lease_s)`` keeps it on for ``lease_s``
     seconds, and the caller renews the lease while it wants it on. A loop that stops
     renewing (hung, crashed) gets the output switched off by the driver's backstop: a
@@ -193,16 +199,6 @@ class Switch:
         self._output = output
         self._closing = closing
         self._until = 0.0  # monotonic end of the lease armed in the driver
-
-    @property
-    def name(self) -> str:
-        """The pin spec, e.g. ``"GPIO17"``."""
-        return self._output.name
-
-    @property
-    def is_on(self) -> bool:
-        """True while the output is energised."""
-        return self._output.is_on
 
     def on(self, lease_s: float) -> None:
         """On (or still on) for ``lease_s`` more seconds unless renewed; ``ValueError``
