@@ -2,6 +2,8 @@
 mock pins, the local API over HTTP and the fake cloud."""
 
 import asyncio
+import json
+import sys
 
 import aiohttp
 import pytest
@@ -170,3 +172,93 @@ async def test_every_output_off_at_stop(running):
     await until(lambda: factory.pin(17).state)
     await agent.close()
     assert not factory.pin(17).state and not factory.pin(27).state
+
+
+async def test_run_as_a_process_follows_the_sensor_file(tmp_path):
+    """``locker-agent run`` as the service runs it: the mode set through the local
+    API, the sensor file changed, the cabinet object and the fake cloud follow."""
+    w1 = tmp_path / "w1"
+    reading(w1, HOT, 20.0)
+    reading(w1, COLD, 20.0)
+    cloud = FakeCloud("k")
+    await cloud.start()
+    api_port = free_port()
+    path = tmp_path / "agent.toml"
+    data = {
+        "cloud": {"url": cloud.url, "api_key": "k"},
+        "api": {"listen": f"127.0.0.1:{api_port}", "token": "t"},
+        "storage": {"dir": str(tmp_path / "state")},
+        "thermal": {"w1_dir": str(w1), "sample_s": 0.5, "compressor_min_off_s": 0,
+                    "alarm_clear_s": 0},
+        "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
+        "cabinets": [{"key": 0, "front": {"bus": "gpio", "switch": 4, "lock": 5},
+                      "thermal": {"sensor": HOT, "bus": "gpio", "heater": 17}}],
+    }  # fmt: skip
+    path.write_text(_toml(data))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", "--config", str(path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    headers = {"Authorization": "Bearer t"}
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{api_port}", headers=headers) as http:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        async with http.get("/healthz") as r:
+                            if r.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+            status, _ = await command(
+                http, 0, {"command": "set_thermal_mode", "thermal_mode": "heat"}
+            )
+            assert status == 200
+            await until_async(lambda: cabinet(http, 0), lambda c: c["thermal"]["heating"])
+            await until(lambda: "temperature_out_of_band" in events(cloud))  # 20 C: under 63
+            reading(w1, HOT, 21.0)
+            await until_async(lambda: cabinet(http, 0), lambda c: c["temperature_c"] == 21.0)
+            reading(w1, HOT, 21.0, fault="crc")
+            await until(lambda: "temperature_sensor_failed" in events(cloud), timeout=10)
+            shown = await cabinet(http, 0)
+            assert shown["thermal"]["sensor"] == "failed" and not shown["thermal"]["heating"]
+            assert json.dumps(shown)  # the contract's shape, served by the process
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0  # SIGTERM: a clean stop
+        await cloud.close()
+
+
+async def until_async(get, predicate, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while not predicate(await get()):
+            await asyncio.sleep(0.1)
+
+
+def _toml(data: dict) -> str:
+    """A small TOML writer for this test's flat tables (strings, numbers, inline tables)."""
+
+    def value(v):
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return (
+            json.dumps(v)
+            if isinstance(v, str)
+            else str(v).lower()
+            if isinstance(v, bool)
+            else str(v)
+        )
+
+    import json
+
+    out = []
+    for section, body in data.items():
+        if isinstance(body, list):
+            for item in body:
+                out.append(f"[[{section}]]")
+                out += [f"{k} = {value(v)}" for k, v in item.items()]
+        else:
+            out.append(f"[{section}]")
+            out += [f"{k} = {value(v)}" for k, v in body.items()]
+    return "\n".join(out) + "\n"
