@@ -269,6 +269,8 @@ class Agent:
         parts.append(f"cloud: {problem[0]}" if problem else "cloud ok")
         if self.locker.journal.waiting:
             parts.append(f"{self.locker.journal.waiting} changes waiting for the disk")
+        if thermal := self.thermal.problems() if self.thermal else []:
+            parts.append(thermal[0] + (f" (+{len(thermal) - 1} more)" if len(thermal) > 1 else ""))
         return ", ".join(parts)
 
     async def _feed_watchdog(self) -> None:
