@@ -144,6 +144,7 @@ async def test_mode_sensor_outputs_events_and_records(running):
     assert any(
         "cabinet 0: temperature sensor not trusted: crc" in line for line in health["reasons"]
     )
+    assert "cabinet 0: temperature sensor not trusted" in agent.status_line()  # STATUS=
 
     async with http.get("/api/lockers/cabinets/0/temperatures?since=2000-01-01T00:00:00Z") as r:
         assert r.status == 200
