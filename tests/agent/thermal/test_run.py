@@ -99,7 +99,7 @@ async def command(http, key, body):
 
 
 async def test_mode_sensor_outputs_events_and_records(running):
-    _agent, cloud, http, factory, w1 = running
+    agent, cloud, http, factory, w1 = running
     first = await cabinet(http, 0)
     assert first["temperature_c"] == 20.0
     assert first["thermal"] == {
