@@ -100,7 +100,7 @@ class ThermalConfig(StrictModel):
     compressor_min_off_s: float = Field(180.0, ge=0, le=1800)
     compressor_min_on_s: float = Field(60.0, ge=0, le=1800)
     heater_max_duty: float = Field(1.0, ge=0.1, le=1.0)  # share of any 10 min window
-    converge_s: float = Field(1200.0, ge=30, le=14400)  # verify_heater's check_gain_time
+    converge_s: float = Field(1200.0, ge=5, le=14400)  # verify_heater's check_gain_time
     converge_c: float = Field(1.0, ge=0.1, le=20)  # ... and its heating_gain
     food_time_limit_s: float | None = Field(None, ge=60, le=4 * 3600)
     sensor_stuck_s: float = Field(3600.0, ge=60, le=86400)  # > converge_s: see ADR 0007

@@ -185,7 +185,10 @@ class Thermal:
         if self._reading is None or self._reading.done():
             self._reading = asyncio.ensure_future(asyncio.to_thread(self._read_all))
         try:
-            readings = await asyncio.wait_for(asyncio.shield(self._reading), self.read_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation
+            # that meets the read finishing, and close() would then wait forever.
+            async with asyncio.timeout(self.read_timeout_s):
+                readings = await asyncio.shield(self._reading)
         except TimeoutError:
             log.error("thermal.read_hung", waited_s=self.read_timeout_s)
             readings = {}
