@@ -138,12 +138,13 @@ class WebView:
     # -- the state the page draws ------------------------------------------------
 
     async def state(self) -> dict[str, Any]:
-        """``{"locker", "kind", "cabinets", "agent", "buses", "gpio", "cloud", "disk", "scenario",
-        "verbs"}``.
+        """``{"locker", "kind", "cabinets", "agent", "buses", "gpio", "thermal", "cloud", "disk",
+        "scenario", "verbs"}``.
 
         ``cabinets``: the agent's cabinet objects (``unknown`` states when it does
         not answer), each with ``hardware``: the physical doors by side and the LED.
         ``agent``: its ``/healthz`` answer, or ``{"status": "unreachable"}``.
+        ``thermal``: the food locker's room and speed (:meth:`FoodPlant.view`), or None.
         ``cloud.feedback``: the newest bodies first, ``{"received_at", "body"}``.
         """
         data = self.sim.config_data
@@ -171,7 +172,8 @@ class WebView:
                 {"name": name, "port": e.port, **_bus_view(e.bank.snapshot())}
                 for name, e in self.sim.buses.items()
             ],
-            "gpio": self.sim.touchless is not None,
+            "gpio": self.sim.touchless is not None and bool(self.sim.touchless.keys),
+            "thermal": None if self.sim.food is None else self.sim.food.view(),
             "cloud": {
                 "up": cloud.listening,
                 "failing_status": cloud.failing_status,
@@ -310,7 +312,8 @@ class WebView:
         return web.json_response({"ok": True, "name": name, "steps": len(scenario.steps)})
 
     async def _run_scenario(self, scenario: scenarios.Scenario) -> None:
-        # NOTE: played on the running locker as it is: its [config] timings do not apply.
+        # NOTE: played on the running locker as it is: its [config] timings, thermal
+        # speed and start temperatures do not apply.
         state = self._scenario
         try:
             state["ok"] = await scenarios.play(scenario, self.sim, state["log"].append)
