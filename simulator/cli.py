@@ -22,7 +22,7 @@ import tomllib
 from typing import Any
 
 # The lockers simulator.run can play (its LOCKERS table, kept beside it by a test).
-LOCKER_KINDS = ("kerong", "touchless")
+LOCKER_KINDS = ("kerong", "touchless", "food")
 EX_CONFIG = 78  # sysexits.h, as check-config answers a bad file
 
 
@@ -30,9 +30,11 @@ class SimulateCommand:
     """``simulate``: the real agent against a simulated locker and a fake cloud.
 
     No arguments needed: an embedded locker (``--locker kerong``, 16 cabinets on
-    emulated KR-CU16 boards, or ``touchless``, 4 motorised cabinets on GPIO mock
-    pins) or a technician's file (``--config FILE``: its Kerong buses become
-    emulators on pseudo-terminals, its GPIO pins mock pins), the local API on
+    emulated KR-CU16 boards, ``touchless``, 4 motorised cabinets on GPIO mock
+    pins, or ``food``, 8 hot and cold cabinets whose heat is simulated
+    ``--thermal-speed`` times faster than life) or a technician's file
+    (``--config FILE``: its Kerong buses become emulators on pseudo-terminals,
+    its GPIO pins mock pins), the local API on
     ``--api-port`` (default 8080), the fake cloud on ``--cloud-port`` (default
     8004) and the web view on ``--web-port`` (default 8000); 0 picks a free
     port. Prints where to look, runs until SIGINT or SIGTERM.
@@ -53,7 +55,15 @@ class SimulateCommand:
             choices=LOCKER_KINDS,
             default="kerong",
             help="kerong: 16 cabinets on emulated RS-485 lock boards; touchless: 4 motorised "
-            "cabinets on GPIO",
+            "cabinets on GPIO; food: 4 hot and 4 cold cabinets with thermal control",
+        )
+        parser.add_argument(
+            "--thermal-speed",
+            type=_speed,
+            default=30.0,
+            metavar="X",
+            help="simulated seconds of cabinet heat per real second (default 30: a freezer"
+            " pulls down in minutes)",
         )
         parser.add_argument("--web-port", type=int, default=8000, help="web view port (0: any)")
         parser.add_argument(
@@ -110,6 +120,7 @@ class SimulateCommand:
                     web_port=web_port,
                     config_data=config_data,
                     small_disk_mb=getattr(args, "small_disk", None),
+                    thermal_speed=getattr(args, "thermal_speed", 30.0),
                 )
             )
         except ConfigError as err:
@@ -125,6 +136,17 @@ class SimulateCommand:
             )
             return 1
         return 0
+
+
+def _speed(text: str) -> float:
+    """``--thermal-speed``: a number > 0 and at most 10000, else argparse's error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number, not {text!r}") from None
+    if not 0 < value <= 10_000:
+        raise argparse.ArgumentTypeError(f"more than 0 and at most 10000, not {text}")
+    return value
 
 
 def read_config(path: str) -> dict[str, Any] | None:

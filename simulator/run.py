@@ -1,10 +1,12 @@
 """``locker-agent simulate``: the real agent against a simulated locker and a fake cloud.
 
-Two embedded lockers: ``kerong`` (16 cabinets on emulated KR-CU16 boards behind a
-pseudo-terminal, the agent's real Kerong driver reading them) and
-``touchless`` (4 motorised cabinets on gpiozero mock pins played by
-``simulator.touchless``), or any config a technician wrote: each Kerong bus
-becomes an emulator on its own pseudo-terminal, the GPIO pins mock pins. Either
+Three embedded lockers: ``kerong`` (16 cabinets on emulated KR-CU16 boards behind a
+pseudo-terminal, the agent's real Kerong driver reading them), ``touchless`` (4
+motorised cabinets on gpiozero mock pins played by ``simulator.touchless``) and
+``food`` (8 hot and cold cabinets on a KR-CU16 board, their heaters, valves and
+compressor on mock pins, their heat played by ``simulator.food``), or any config a
+technician wrote: each Kerong bus becomes an emulator on its own pseudo-terminal,
+the GPIO pins mock pins, the 1-wire sensors files the physics writes. Either
 way the agent reports to the fake cloud over HTTP and takes its commands over
 the websocket: nothing in ``agent`` knows it is simulated. The web view
 (``simulator.web``) shows it all and acts on it.
@@ -12,6 +14,7 @@ the websocket: nothing in ``agent`` knows it is simulated. The web view
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import socket
 import tempfile
@@ -24,12 +27,17 @@ from typing import Any, Literal
 from agent.app import Agent
 from agent.config import Config, parse_config
 from simulator.cloud import FakeCloud
+from simulator.food import SPEED, FoodPlant, has_thermal
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.mock_pins import mock_factory
 from simulator.touchless import TouchlessLocker
 
-LockerKind = Literal["kerong", "touchless"]
-LOCKERS: dict[str, str] = {"kerong": "default.toml", "touchless": "touchless.toml"}
+LockerKind = Literal["kerong", "touchless", "food"]
+LOCKERS: dict[str, str] = {
+    "kerong": "default.toml",
+    "touchless": "touchless.toml",
+    "food": "food.toml",
+}
 
 
 def free_port() -> int:
@@ -61,6 +69,11 @@ class Simulation:
     Kerong buses become emulators (:attr:`buses`, by bus name), its GPIO pins
     mock pins; its cloud, API address, secrets and storage are the simulator's.
     Its errors surface at :meth:`start` as the agent's ``ConfigError``.
+
+    Cabinets with a ``thermal`` unit get a body each (:attr:`food`, a
+    :class:`~simulator.food.FoodPlant`) whose sensor files live in a temporary
+    ``[thermal] w1_dir``: ``thermal_speed`` simulated seconds pass per real second,
+    ``thermal_start_c`` sets a cabinet's temperature at the start (else the room's).
     """
 
     def __init__(
@@ -74,6 +87,8 @@ class Simulation:
         adjust: Callable[[dict[str, Any]], None] | None = None,
         travel_s: float = 1.5,
         config_data: dict[str, Any] | None = None,
+        thermal_speed: float = SPEED,
+        thermal_start_c: dict[int, float] | None = None,
     ) -> None:
         self.locker = locker if config_data is None else "config"
         self._travel_s = travel_s  # how long a motorised door takes to open (touchless)
@@ -105,6 +120,15 @@ class Simulation:
             for bus in self._data.get("buses", [])
         )
         self.touchless: TouchlessLocker | None = None
+        self.food: FoodPlant | None = None
+        self._thermal_speed = thermal_speed
+        self._thermal_start_c = thermal_start_c or {}
+        self._w1: tempfile.TemporaryDirectory[str] | None = None
+        if has_thermal(self._data):  # the sensors are files the physics writes
+            self._w1 = tempfile.TemporaryDirectory(prefix="locker-agent-w1-")
+            thermal = self._data.setdefault("thermal", {})
+            if isinstance(thermal, dict):
+                thermal["w1_dir"] = self._w1.name
         self.agent: Agent | None = None
 
     @property
@@ -147,11 +171,43 @@ class Simulation:
             self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
             self.touchless.auto_shut_rear_after_s = self._auto_shut_after_s
             await self.touchless.start()  # a quiet locker on the pins before the agent looks
+        if self._w1 is not None:  # its pins claimed and its sensor files written, too
+            self.food = FoodPlant(
+                config,
+                gpio_factory or mock_factory(),  # sensors alone: no pin is claimed
+                self.door_open,
+                speed=self._thermal_speed,
+                start_c=self._thermal_start_c,
+            )
         self.agent = Agent(config, gpio_factory=gpio_factory)
         await self.agent.start()
+        if self.food is not None:
+            await self.food.start()
+
+    def door_open(self, key: int) -> bool:
+        """Whether a door of cabinet ``key`` is physically open now, as the emulated
+        hardware has it (a Kerong channel's door, a GPIO door off its closed switch)."""
+        for cabinet in self._data["cabinets"]:
+            if cabinet["key"] != key:
+                continue
+            for side in ("front", "rear"):
+                wiring = cabinet.get(side)
+                if not isinstance(wiring, dict):
+                    continue
+                emulator = self.buses.get(wiring.get("bus", ""))
+                if emulator is not None:
+                    if emulator.state(wiring["board"], wiring["channel"]).door_open:
+                        return True
+                elif self.touchless is not None and key in self.touchless.keys:
+                    with contextlib.suppress(ValueError):  # not that side on GPIO
+                        if self.touchless.position(key, side) > 0.0:  # type: ignore[arg-type]
+                            return True
+        return False
 
     async def close(self) -> None:
         """Stop the agent, the hardware and the cloud, and remove a temporary storage dir."""
+        if self.food is not None:
+            await self.food.close()
         if self.agent is not None:
             await self.agent.close()
             self.agent = None
@@ -160,9 +216,10 @@ class Simulation:
         for emulator in self.buses.values():
             await emulator.close()
         await self.cloud.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        for tmp in (self._tmp, self._w1):
+            if tmp is not None:
+                tmp.cleanup()
+        self._tmp = self._w1 = None
 
     def banner(self) -> str:
         """Where to look: the addresses, the token and a curl line that opens a cabinet."""
@@ -173,8 +230,14 @@ class Simulation:
             f" (bus {name})"
             for name, e in self.buses.items()
         ]
-        if self.touchless is not None:
+        if self.touchless is not None and self.touchless.keys:
             hardware.append(f"  GPIO         cabinets {self.touchless.keys} on mock pins")
+        if self.food is not None:
+            hardware.append(
+                f"  thermal      cabinets {self.food.keys}: their heat played"
+                f" {self.food.runner.speed:g} times faster than life,"
+                f" sensors in {self.food.plant.w1_dir}"
+            )
         return "\n".join(
             [
                 f"locker-agent simulator ({self.locker} locker) is running (Ctrl-C stops it)",

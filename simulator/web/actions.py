@@ -2,7 +2,8 @@
 
 A step is a dict: ``{"who": "cloud" | "person" | "fate", "do": VERB, ...}`` with
 the verb's own fields (``key``, ``side``, ``rear``, ``delay``, ``size``, ``mode``,
-``bus``, ``board``, ``status``, ``delay_s``, ``p``). :meth:`Actions.run` carries
+``bus``, ``board``, ``status``, ``delay_s``, ``p``, ``fault``, ``unit``,
+``temperature_c``). :meth:`Actions.run` carries
 it out and answers a JSON-able result; bad input is a :class:`StepError`
 naming the field, and nothing is done.
 
@@ -13,11 +14,12 @@ naming the field, and nothing is done.
 - **person**: the emulator's physical model (Kerong: a door, a latch and an item
   behind a board channel, read by the agent as bytes on the pty) or the mock
   pins (GPIO: switches, beams, item sensors).
-- **fate**: the emulator's and the fake cloud's fault switches.
+- **fate**: the emulator's and the fake cloud's fault switches, and the food
+  locker's physics (:mod:`simulator.food`): a compressor or heater that dies, a
+  relay welded on, a sensor that fails as DS18B20s do, the room's temperature.
 
 Nothing here reaches into the agent's memory. Adding a verb is one method
-named ``_<who>_<verb>`` (thermal faults land as ``_fate_fail_compressor`` and
-``_fate_fail_sensor`` once ``simulator/thermal.py`` plays the cabinets' heat).
+named ``_<who>_<verb>``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from simulator.food import FoodPlant
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import Simulation
 from simulator.web.disk import SmallDisk
@@ -35,6 +38,8 @@ from simulator.web.disk import SmallDisk
 WHO = ("cloud", "person", "fate")
 COMMAND_TIMEOUT_S = 15.0  # an open answers once the door confirmed: seconds, not ms
 SIDES = ("front", "rear")
+SENSOR_FAULTS = ("missing", "crc", "power_on", "stuck")
+ROOM_C = (-20.0, 50.0)  # the rooms a locker stands in
 
 
 class StepError(ValueError):
@@ -107,6 +112,11 @@ class Actions:
         if self.sim.touchless is None:
             raise StepError("this locker has nothing on GPIO")
         return self.sim.touchless
+
+    def _food(self) -> FoodPlant:
+        if self.sim.food is None:
+            raise StepError("this locker has no thermal cabinets (simulate --locker food)")
+        return self.sim.food
 
     # -- as the cloud --------------------------------------------------------
 
@@ -283,6 +293,74 @@ class Actions:
         if self.disk is None:
             raise StepError(f"no small disk: {self.disk_why_not}")
         self.disk.free()
+
+    async def _fate_fail_compressor(self, step: dict[str, Any]) -> dict[str, Any]:
+        """The cabinet's compressor dies: every cabinet on it gets no cold."""
+        return self._cold(step, failed=True)
+
+    async def _fate_mend_compressor(self, step: dict[str, Any]) -> dict[str, Any]:
+        return self._cold(step, failed=False)
+
+    def _cold(self, step: dict[str, Any], *, failed: bool) -> dict[str, Any]:
+        food, key = self._food(), _int(step, "key")
+        if not food.fitted(key)[1]:
+            raise StepError(f"cabinet {key} has no cooler or compressor")
+        keys = food.cooled_with(key)
+        for each in keys:
+            food.plant.body(each).cooler_failed = failed
+        return {"ok": True, "keys": keys}
+
+    async def _fate_fail_heater(self, step: dict[str, Any]) -> None:
+        self._heater(step, failed=True)
+
+    async def _fate_mend_heater(self, step: dict[str, Any]) -> None:
+        self._heater(step, failed=False)
+
+    def _heater(self, step: dict[str, Any], *, failed: bool) -> None:
+        food, key = self._food(), _int(step, "key")
+        if not food.fitted(key)[0]:
+            raise StepError(f"cabinet {key} has no heater")
+        food.plant.body(key).heater_failed = failed
+
+    async def _fate_weld_relay(self, step: dict[str, Any]) -> dict[str, Any]:
+        """A relay welded shut: the heater (or cooling) runs whatever is commanded.
+        ``unit``: heater or cooler; left out, the one the cabinet has (heater first)."""
+        food, key = self._food(), _int(step, "key")
+        heater, cooler = food.fitted(key)
+        unit = step.get("unit") or ("heater" if heater else "cooler")
+        if unit not in ("heater", "cooler"):
+            raise StepError(f"unit: heater or cooler, not {unit!r}")
+        if not (heater if unit == "heater" else cooler):
+            raise StepError(f"cabinet {key} has no {unit}")
+        food.plant.body(key).stuck_on = unit
+        return {"ok": True, "unit": unit}
+
+    async def _fate_mend_relay(self, step: dict[str, Any]) -> None:
+        food = self._food()
+        food.plant.body(_int(step, "key")).stuck_on = None
+
+    async def _fate_fail_sensor(self, step: dict[str, Any]) -> None:
+        """The cabinet's DS18B20 fails: ``fault`` missing (default), crc, power_on, stuck."""
+        fault = step.get("fault", "missing")
+        if fault not in SENSOR_FAULTS:
+            raise StepError(f"fault: one of {', '.join(SENSOR_FAULTS)}, not {fault!r}")
+        self._food().plant.sensor(_int(step, "key")).fault = fault
+
+    async def _fate_mend_sensor(self, step: dict[str, Any]) -> None:
+        self._food().plant.sensor(_int(step, "key")).fault = None
+
+    async def _fate_set_room(self, step: dict[str, Any]) -> None:
+        """The room's temperature (``temperature_c``): every cabinet exchanges heat with it."""
+        value = step.get("temperature_c")
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise StepError(f"temperature_c: degrees C, not {json.dumps(value)}")
+        try:
+            room_c = float(value)
+        except ValueError:
+            raise StepError(f"temperature_c: degrees C, not {json.dumps(value)}") from None
+        if not ROOM_C[0] <= room_c <= ROOM_C[1]:
+            raise StepError(f"temperature_c: a room is {ROOM_C[0]:g}-{ROOM_C[1]:g} C, not {value}")
+        self._food().plant.room_c = room_c
 
     async def _fate_cloud_heal(self, step: dict[str, Any]) -> None:
         """The cloud answers promptly and well again (and listens, if it was down)."""

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from simulator.food import SPEED
 from simulator.run import LockerKind, Simulation
 from simulator.web.disk import SmallDisk
 from simulator.web.server import WebView
@@ -24,10 +25,12 @@ async def simulate(
     web_port: int = 8000,
     config_data: dict[str, Any] | None = None,
     small_disk_mb: int | None = None,
+    thermal_speed: float = SPEED,
 ) -> None:
     """Run the simulation (``config_data``: a technician's locker instead of ``locker``)
     and its web view until SIGINT/SIGTERM. ``small_disk_mb``: the agent's storage on a
-    tmpfs that small (as root), so fate can fill it. OSError when a port is taken; the
+    tmpfs that small (as root), so fate can fill it. ``thermal_speed``: simulated
+    seconds of the cabinets' heat per real second. OSError when a port is taken; the
     agent's ConfigError for a config it refuses."""
     disk, why_not = None, None
     if small_disk_mb:
@@ -40,6 +43,7 @@ async def simulate(
         auto_shut_after_s=AUTO_SHUT_S,
         config_data=config_data,
         storage_dir=disk.path if disk is not None and disk.mounted else None,
+        thermal_speed=thermal_speed,
     )
     view = WebView(sim, port=web_port, disk=disk, disk_why_not=why_not)
     stop = asyncio.Event()

@@ -12,6 +12,10 @@ steps = [
 confirm_s = 0.5
 ```
 
+A food locker's scenario may also say ``thermal_speed = 500`` (simulated seconds of
+the cabinets' heat per real second) and ``start_c = { 4 = -20.0 }`` (a cabinet's
+temperature at the start: it has been running).
+
 One step a line. ``at``: seconds from the start, when the step runs (a step
 never runs before the one above it; no ``at``: right after it). A step names
 who acts and the verb (``cloud``, ``person``, ``fate``: see
@@ -20,7 +24,9 @@ waits up to ``within`` seconds (default 10) until it holds:
 
 - ``expect = "cabinet"``: the agent's cabinet ``key``, asked through its local
   API, has the given ``state``, ``rear_load_status``, ``enabled``, ``size``,
-  ``occupied``, ``thermal_mode``, an active ``alarm`` or no active ``no_alarm``;
+  ``occupied``, ``thermal_mode``, an active ``alarm`` or no active ``no_alarm``,
+  a ``temperature_below`` or ``temperature_above`` (degrees C, a reading needed),
+  and of its ``thermal`` object ``heating``, ``cooling`` or ``sensor``;
 - ``expect = "feedback"``: the fake cloud accepted, since the scenario began, an
   entry for cabinet ``key`` with the given ``front_status`` / ``rear_status``;
 - ``expect = "event"``: it accepted a body whose ``event.type`` is ``type``;
@@ -43,6 +49,7 @@ from typing import Any
 
 import aiohttp
 
+from simulator.food import SPEED
 from simulator.run import LOCKERS, Simulation
 from simulator.web.actions import WHO, Actions, StepError, verbs
 
@@ -51,11 +58,14 @@ WITHIN_S = 10.0
 POLL_S = 0.05
 EXPECTATIONS = ("cabinet", "feedback", "event", "outbox_empty")
 CABINET_FIELDS = ("state", "rear_load_status", "enabled", "size", "occupied", "thermal_mode")
+THERMAL_FIELDS = ("heating", "cooling", "sensor")
 STEP_FIELDS = frozenset(
     {"at", "within", "ok", "key", "side", "rear", "delay", "size", "mode", "reason", "via"}
     | {"bus", "board", "p", "status", "delay_s", "type", "alarm", "no_alarm"}
-    | {"front_status", "rear_status", *CABINET_FIELDS}
+    | {"fault", "unit", "temperature_c", "temperature_below", "temperature_above"}
+    | {"front_status", "rear_status", *CABINET_FIELDS, *THERMAL_FIELDS}
 )
+TOP_KEYS = frozenset({"title", "locker", "steps", "config", "thermal_speed", "start_c"})
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -73,6 +83,8 @@ class Scenario:
     locker: str
     steps: list[dict[str, Any]]
     config: dict[str, Any] = field(default_factory=dict)
+    thermal_speed: float | None = None  # None: the simulation's default
+    start_c: dict[int, float] = field(default_factory=dict)
 
     def adjust(self, data: dict[str, Any]) -> None:
         """Merge the scenario's ``[config]`` tables into a raw config dict."""
@@ -99,7 +111,7 @@ def load(name: str, directory: Path = SCENARIO_DIR) -> Scenario:
     locker = data.get("locker", "kerong")
     if locker not in LOCKERS:
         raise ScenarioError(f"{path}: locker: one of {', '.join(LOCKERS)}, not {locker!r}")
-    unknown = set(data) - {"title", "locker", "steps", "config"}
+    unknown = set(data) - TOP_KEYS
     if unknown:
         raise ScenarioError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     raw_steps = data.get("steps")
@@ -109,7 +121,28 @@ def load(name: str, directory: Path = SCENARIO_DIR) -> Scenario:
     config = data.get("config", {})
     if not isinstance(config, dict):
         raise ScenarioError(f"{path}: config: tables of config keys")
-    return Scenario(path.stem, str(data.get("title", path.stem)), locker, steps, config)
+    title = str(data.get("title", path.stem))
+    speed, start_c = _thermal(path, data)
+    return Scenario(path.stem, title, locker, steps, config, speed, start_c)
+
+
+def _thermal(path: Path, data: dict[str, Any]) -> tuple[float | None, dict[int, float]]:
+    """``thermal_speed`` and ``start_c`` as written, checked."""
+    speed = data.get("thermal_speed")
+    if speed is not None and (
+        isinstance(speed, bool) or not isinstance(speed, int | float) or not 0 < speed <= 10_000
+    ):
+        raise ScenarioError(f"{path}: thermal_speed: more than 0, at most 10000, not {speed!r}")
+    raw = data.get("start_c", {})
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: start_c: a table of cabinet key = degrees C")
+    start_c = {}
+    for key, value in raw.items():
+        good = not isinstance(value, bool) and isinstance(value, int | float)
+        if not key.isdigit() or not good or not -40 <= value <= 120:
+            raise ScenarioError(f"{path}: start_c: {key} = {value!r}: a key = -40..120 C")
+        start_c[int(key)] = float(value)
+    return (None if speed is None else float(speed)), start_c
 
 
 def _step(path: Path, number: int, raw: Any) -> dict[str, Any]:
@@ -204,11 +237,26 @@ async def _cabinet(step: dict[str, Any], sim: Simulation, seen: int) -> tuple[bo
         for k in CABINET_FIELDS
         if k in step and cabinet.get(k) != step[k]
     ]
+    wrong += _thermal_wrong(step, cabinet)
     if "alarm" in step and step["alarm"] not in alarms:
         wrong.append(f"alarms are {sorted(alarms)}")
     if "no_alarm" in step and step["no_alarm"] in alarms:
         wrong.append(f"{step['no_alarm']} is still active")
     return not wrong, "; ".join(wrong)
+
+
+def _thermal_wrong(step: dict[str, Any], cabinet: dict[str, Any]) -> list[str]:
+    """What of the step's thermal expectations the cabinet object does not meet."""
+    temp, thermal = cabinet.get("temperature_c"), cabinet.get("thermal") or {}
+    wrong = [
+        f"thermal.{k} is {thermal.get(k)!r}, not {step[k]!r}"
+        for k in THERMAL_FIELDS
+        if k in step and thermal.get(k) != step[k]
+    ]
+    for k, below in (("temperature_below", True), ("temperature_above", False)):
+        if k in step and (temp is None or (temp >= step[k] if below else temp <= step[k])):
+            wrong.append(f"temperature_c is {temp}, not {'below' if below else 'above'} {step[k]}")
+    return wrong
 
 
 async def _feedback(step: dict[str, Any], sim: Simulation, seen: int) -> tuple[bool, str]:
@@ -256,7 +304,12 @@ async def run_scenario(name: str, report: Report | None = None) -> bool:
 
     ScenarioError for a bad file; the agent's ConfigError for a bad ``[config]``."""
     scenario = load(name)
-    sim = Simulation(locker=scenario.locker, adjust=scenario.adjust)  # type: ignore[arg-type]
+    sim = Simulation(
+        locker=scenario.locker,  # type: ignore[arg-type]
+        adjust=scenario.adjust,
+        thermal_speed=scenario.thermal_speed or SPEED,
+        thermal_start_c=scenario.start_c,
+    )
     try:
         await sim.start()
         return await play(scenario, sim, report)

@@ -8,8 +8,11 @@ Served on loopback by the simulator beside the agent and the fake cloud:
 | ``GET /_sim/state`` | everything the page draws, JSON (shape: :meth:`WebView.state`) |
 | ``GET /_sim/live`` | a websocket that sends that state each time it changes |
 | ``POST /_sim/act`` | one step, ``{"who", "do", ...}`` (:mod:`simulator.web.actions`) |
-| ``GET /_sim/scenarios`` | the scenarios shipped: ``[{"name", "title", "locker"}]`` |
+| ``GET /_sim/scenarios`` | the scenarios shipped: ``[{"name", "title", "locker", "own"}]`` |
 | ``POST /_sim/scenarios/{name}`` | replay one on this locker; progress shows in the state |
+
+A scenario with its ``own`` thermal physics (``thermal_speed``, ``start_c``) is
+played from the command line only (``simulate --scenario NAME``).
 
 The agent's side of the picture is asked of the agent itself, through its local
 API with its token (``/api/lockers/cabinets``, ``/healthz``); the hardware's and
@@ -138,12 +141,13 @@ class WebView:
     # -- the state the page draws ------------------------------------------------
 
     async def state(self) -> dict[str, Any]:
-        """``{"locker", "kind", "cabinets", "agent", "buses", "gpio", "cloud", "disk", "scenario",
-        "verbs"}``.
+        """``{"locker", "kind", "cabinets", "agent", "buses", "gpio", "thermal", "cloud", "disk",
+        "scenario", "verbs"}``.
 
         ``cabinets``: the agent's cabinet objects (``unknown`` states when it does
         not answer), each with ``hardware``: the physical doors by side and the LED.
         ``agent``: its ``/healthz`` answer, or ``{"status": "unreachable"}``.
+        ``thermal``: the food locker's room and speed (:meth:`FoodPlant.view`), or None.
         ``cloud.feedback``: the newest bodies first, ``{"received_at", "body"}``.
         """
         data = self.sim.config_data
@@ -171,7 +175,8 @@ class WebView:
                 {"name": name, "port": e.port, **_bus_view(e.bank.snapshot())}
                 for name, e in self.sim.buses.items()
             ],
-            "gpio": self.sim.touchless is not None,
+            "gpio": self.sim.touchless is not None and bool(self.sim.touchless.keys),
+            "thermal": None if self.sim.food is None else self.sim.food.view(),
             "cloud": {
                 "up": cloud.listening,
                 "failing_status": cloud.failing_status,
@@ -289,7 +294,8 @@ class WebView:
         for name in scenarios.names():
             with contextlib.suppress(scenarios.ScenarioError):
                 s = scenarios.load(name)
-                listed.append({"name": name, "title": s.title, "locker": s.locker})
+                own = s.thermal_speed is not None or bool(s.start_c)  # command line only
+                listed.append({"name": name, "title": s.title, "locker": s.locker, "own": own})
         return web.json_response(listed)
 
     async def _replay(self, request: web.Request) -> web.Response:
@@ -305,12 +311,18 @@ class WebView:
         if scenario.locker != self.sim.locker:
             playing = f"{name} plays the {scenario.locker} locker, this is {self.sim.locker}"
             return _refuse(409, playing)
+        if scenario.thermal_speed is not None or scenario.start_c:
+            # Its expectations are timed for its own physics: a locker running at
+            # another speed would fail them, and a body set cold at once looks broken.
+            why = f"{name} plays its own thermal physics: simulate --scenario {name}"
+            return _refuse(409, why)
         self._scenario = {"name": name, "running": True, "ok": None, "log": []}
         self._play = asyncio.create_task(self._run_scenario(scenario), name=f"scenario-{name}")
         return web.json_response({"ok": True, "name": name, "steps": len(scenario.steps)})
 
     async def _run_scenario(self, scenario: scenarios.Scenario) -> None:
-        # NOTE: played on the running locker as it is: its [config] timings do not apply.
+        # NOTE: played on the running locker as it is: its [config] timings, thermal
+        # speed and start temperatures do not apply.
         state = self._scenario
         try:
             state["ok"] = await scenarios.play(scenario, self.sim, state["log"].append)

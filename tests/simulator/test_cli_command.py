@@ -53,11 +53,16 @@ def test_add_arguments_gives_todays_options_and_defaults():
         "config_file": None,
         "scenario": None,
         "small_disk": None,
+        "thermal_speed": 30.0,
     }
 
     args = parser.parse_args(["--api-port", "0", "--cloud-port", "9004", "--locker", "touchless"])
     assert (args.api_port, args.cloud_port, args.locker) == (0, 9004, "touchless")
-    for bad in (["--locker", "vending"], ["--api-port", "eighty"]):
+    args = parser.parse_args(["--locker", "food", "--thermal-speed", "120"])
+    assert (args.locker, args.thermal_speed) == ("food", 120.0)
+    bad_args = (["--locker", "vending"], ["--api-port", "eighty"])
+    bad_args += (["--thermal-speed", "0"], ["--thermal-speed", "fast"])
+    for bad in bad_args:
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
 

@@ -12,6 +12,7 @@ SHIPPED = names()
 
 def test_the_scenarios_the_issue_asks_for_are_shipped():
     assert {"delivery_and_pickup", "network_outage", "jammed_lock"} <= set(SHIPPED)
+    assert "freezer_failure" in SHIPPED
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -40,6 +41,10 @@ def write(tmp_path, text):
         ("titel = 'x'\nsteps = [{ fate = 'cloud_down' }]", "unknown key(s) titel"),
         ("steps = []", "steps: a list of steps"),
         ("steps = [ { at = 0 ", "mine.toml"),  # not TOML: the parser's line and column
+        ("thermal_speed = 0\nsteps = [{ fate = 'cloud_down' }]", "thermal_speed: more than 0"),
+        ("start_c = { a = 1 }\nsteps = [{ fate = 'cloud_down' }]", "start_c: a = 1"),
+        ("start_c = { 4 = 400 }\nsteps = [{ fate = 'cloud_down' }]", "start_c: 4 = 400"),
+        ("steps = [{ expect = 'cabinet', key = 1, cold = true }]", "unknown field(s) cold"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_step_and_field(tmp_path, text, says):

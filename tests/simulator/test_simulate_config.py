@@ -20,8 +20,6 @@ CONFIGS = sorted((Path(__file__).parents[2] / "config").glob("*.toml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 async def test_every_ready_config_runs_simulated(path):
-    if path.stem == "food-locker":  # TEMPORARY: the simulator plays thermal sensors next
-        pytest.skip("the simulator does not yet play 1-wire sensors")
     data = load_config_data(path)
     sim = Simulation(config_data=data)
     kerong = [b["name"] for b in data["buses"] if b.get("driver", "kerong-cu16") != "gpio"]

@@ -69,7 +69,7 @@ async def test_the_state_joins_the_agents_cabinets_the_hardware_and_the_cloud(pa
         "jammed": False,
         "wired": "rs485 board 0 ch 1",
     }
-    assert zero["thermal"] is None  # no thermal unit: nothing thermal drawn
+    assert zero["thermal"] is None and zero["temperature_c"] is None  # no thermal unit
     assert state["agent"]["status"] == "ok"
     assert state["cloud"]["up"] and state["cloud"]["agents"] == 1
     assert state["cloud"]["feedback"][-1]["body"]["event"]["type"] == "startup"

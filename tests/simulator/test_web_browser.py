@@ -35,11 +35,11 @@ WAIT_MS = 15_000
 class Live:
     """A simulation and its web view on a loop in a thread; ``call`` runs a coroutine there."""
 
-    def __init__(self):
+    def __init__(self, **options):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.sim = Simulation(adjust=lambda d: d["locker"].update(QUICK))
+        self.sim = Simulation(adjust=lambda d: d["locker"].update(QUICK), **options)
         self.call(self.sim.start())
         self.view = WebView(self.sim)
         self.call(self.view.start())
@@ -72,6 +72,10 @@ def browser():
 
 @pytest.fixture
 def page(browser, live, request):
+    yield from _page(browser, live, request)
+
+
+def _page(browser, live, request):
     page = browser.new_page(viewport={"width": 1500, "height": 900})
     errors = []
     page.on("pageerror", lambda err: errors.append(str(err)))
@@ -154,6 +158,47 @@ def test_a_scenario_is_replayed_from_the_page(page):
     assert page.locator("#scenario-log li.ok").count() == 13  # 12 steps and the verdict
 
 
+@pytest.fixture(scope="module")
+def food_live():
+    live = Live(locker="food", thermal_speed=300)
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def food_page(browser, food_live, request):
+    yield from _page(browser, food_live, request)
+
+
+def thermal(key, **attrs):
+    return f"{cab(key)} .tag.thermal" + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
+
+
+def test_a_hot_cabinet_draws_its_temperature_climbing_and_a_failed_sensor(food_page):
+    page = food_page
+    page.wait_for_selector(thermal(2, sensor="ok", temperature="22.0"))  # the room's, read
+    assert not page.locator(f"{cab(2)} .tag.thermal.heat").count()  # ambient, grey
+    page.click(cab(2))
+    page.wait_for_selector("#selected:text('2')")
+    page.select_option("#mode", "heat")
+    button(page, "#as-cloud", "set thermal mode").click()
+    page.wait_for_selector(thermal(2, heating="true") + ".heat")
+    page.wait_for_function(  # the physics heats the file the agent reads: it climbs
+        "() => Number(document.querySelector('.cab[data-key=\"2\"] .thermal')"
+        ".dataset.temperature) > 30"
+    )
+    tag = page.locator(f"{cab(2)} .tag.thermal")
+    assert "heat" in tag.text_content() and "heating" in tag.text_content()
+    assert tag.evaluate("t => getComputedStyle(t).backgroundColor") == "rgb(255, 136, 102)"
+
+    page.select_option("#fault", "missing")
+    button(page, "#as-fate", "fail the sensor").click()
+    page.wait_for_selector(thermal(2, sensor="missing", temperature="?") + ".fault")
+    page.wait_for_selector(f"{cab(2)} .alarms li:has-text('temperature_sensor_failed')")
+    button(page, "#as-fate", "mend the sensor").click()
+    page.wait_for_selector(thermal(2, sensor="ok"))
+
+
 DRAW_WITH_THERMAL = """() => {
     const s = structuredClone(state);
     s.cabinets[0].temperature_c = 4.2;
@@ -169,8 +214,8 @@ DRAW_WITH_THERMAL = """() => {
 
 
 def test_thermal_is_drawn_when_the_cabinet_object_has_it(page):
-    # The agent does not report thermal yet (DESIGN.md "Thermal"): its future shape,
-    # drawn from a state the page was handed, and nothing for a cabinet without it.
+    # Every shape DESIGN.md "Thermal" allows, drawn from a state the page was handed,
+    # and nothing for a cabinet without a unit (thermal null).
     chill, freeze, none = page.evaluate(DRAW_WITH_THERMAL)
     assert chill == "chill 4.2 °C cooling"
     assert freeze == "freeze ? °C sensor failed"

@@ -3,7 +3,7 @@
 "use strict";
 
 // Buttons for the selected cabinet: [who, verb, label, extra fields]. A new action
-// (a thermal fault, say) is one line here and one method in simulator/web/actions.py.
+// is one line here and one method in simulator/web/actions.py.
 const CABINET_ACTIONS = [
   ["cloud", "open", "open front", {}],
   ["cloud", "open", "open rear", { rear: true }],
@@ -23,7 +23,22 @@ const CABINET_ACTIONS = [
   ["fate", "unjam", "free the lock", {}],
   ["fate", "break_motor", "break the motor", {}],
   ["fate", "mend_motor", "mend the motor", {}],
-  // once simulator/thermal.py plays the heat: ["fate", "fail_compressor", "fail the compressor", {}],
+  ["fate", "fail_compressor", "fail the compressor", {}],
+  ["fate", "mend_compressor", "mend the compressor", {}],
+  ["fate", "fail_heater", "fail the heater", {}],
+  ["fate", "mend_heater", "mend the heater", {}],
+  ["fate", "weld_relay", "weld its relay on", {}],
+  ["fate", "mend_relay", "mend the relay", {}],
+  ["fate", "fail_sensor", "fail the sensor", { fault: "#fault" }],
+  ["fate", "mend_sensor", "mend the sensor", {}],
+];
+// Faults of the food locker's physics: shown only when the locker has thermal cabinets.
+const THERMAL_ONLY = new Set(["fail_compressor", "mend_compressor", "fail_heater", "mend_heater",
+  "weld_relay", "mend_relay", "fail_sensor", "mend_sensor"]);
+const SENSOR_FAULTS = ["missing", "crc", "power_on", "stuck"];
+const ROOM_FATE = [
+  ["heatwave: room 35 °C", 35],
+  ["room back to 22 °C", 22],
 ];
 const SIZES = ["mini", "small", "medium", "large", "xlarge"];
 const MODES = ["ambient", "chill", "freeze", "heat"];
@@ -196,7 +211,7 @@ function drawCabinet(cab, h) {
   if (cab.thermal) info.append(drawThermal(cab));
   tile.append(info);
   if (cab.alarms && cab.alarms.length) {
-    tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", {}, `${a.type} (${a.side})`))));
+    tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", {}, a.side ? `${a.type} (${a.side})` : a.type))));
   }
   if (rear) tile.append(el("div", { class: `rear door ${rear}`, title: `rear door: ${rear}` }));
   return tile;
@@ -204,13 +219,19 @@ function drawCabinet(cab, h) {
 
 // DESIGN.md "Thermal": temperature_c (null: no reading) and thermal {mode, band_c,
 // heating, cooling, sensor}; a cabinet object without them draws nothing thermal.
+// The tag is coloured by what the cabinet holds (hot red, chilled light blue, frozen
+// blue, ambient grey); a sensor not trusted turns it the alarm colour.
 function drawThermal(cab) {
   const th = cab.thermal;
-  const t = cab.temperature_c === null || cab.temperature_c === undefined ? "?" : cab.temperature_c;
+  const t = cab.temperature_c === null || cab.temperature_c === undefined ? "?" : cab.temperature_c.toFixed(1);
   const doing = th.heating ? " heating" : th.cooling ? " cooling" : "";
-  const band = th.band_c ? `band ${th.band_c[0]}..${th.band_c[1]} °C` : "";
+  const band = th.band_c ? `band ${th.band_c[0]}..${th.band_c[1]} °C` : "no band held";
   const text = `${th.mode} ${t} °C${doing}${th.sensor && th.sensor !== "ok" ? ` sensor ${th.sensor}` : ""}`;
-  return el("span", { class: `tag thermal ${th.mode}${th.sensor !== "ok" ? " fault" : ""}`, title: band }, text);
+  return el("span", {
+    class: `tag thermal ${th.mode}${th.sensor !== "ok" ? " fault" : ""}`,
+    title: band, "data-temperature": t, "data-sensor": th.sensor,
+    "data-heating": th.heating, "data-cooling": th.cooling,
+  }, text);
 }
 
 function drawFeeds(cloud) {
@@ -253,13 +274,20 @@ function build(s) {
   }
   for (const [who, verb, label, extra] of CABINET_ACTIONS) {
     if (!s.verbs[who].includes(verb) || (GPIO_ONLY.has(verb) && !s.gpio)) continue;
+    if (THERMAL_ONLY.has(verb) && !s.thermal) continue;
     if (verb === "resize") groups[who].append(select("size", SIZES));
+    if (verb === "fail_sensor") groups[who].append(select("fault", SENSOR_FAULTS));
     if (verb === "set_thermal_mode") groups[who].append(select("mode", MODES));
     groups[who].append(el("button", { "data-who": who, "data-do": verb, onclick: () => act(who, verb, extra, true) }, label));
   }
   const fate = $("#locker-fate .buttons");
   for (const [verb, label, extra] of CLOUD_FATE) {
     fate.append(el("button", { "data-do": verb, onclick: () => act("fate", verb, extra) }, label));
+  }
+  if (s.thermal) {
+    for (const [label, temperature_c] of ROOM_FATE) {
+      fate.append(el("button", { "data-do": "set_room", onclick: () => act("fate", "set_room", { temperature_c }) }, label));
+    }
   }
   for (const [verb, label] of DISK_FATE) {
     fate.append(el("button", { "data-do": verb, disabled: !s.disk.small, title: s.disk.why_not,
@@ -280,7 +308,8 @@ function build(s) {
   }
   fetch("/_sim/scenarios").then((r) => r.json()).then((list) => {
     for (const sc of list) {
-      const elsewhere = sc.locker !== s.kind && `plays the ${sc.locker} locker: simulate --locker ${sc.locker}`;
+      const elsewhere = sc.locker !== s.kind ? `plays the ${sc.locker} locker: simulate --locker ${sc.locker}`
+        : sc.own && `plays its own thermal physics: simulate --scenario ${sc.name}`;
       $("#scenarios .buttons").append(el("button", { "data-scenario": sc.name, title: elsewhere || "",
         disabled: Boolean(elsewhere),
         onclick: () => post(`/_sim/scenarios/${sc.name}`, {}) }, sc.title));
