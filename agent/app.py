@@ -76,6 +76,12 @@ class Agent:
             announce_s=locker.announce_s,
             health_interval_s=locker.health_interval_s,
         )
+        for cabinet in self.locker.cabinets.values():  # saved, but the hardware is gone
+            if cabinet.thermal_mode not in cabinet.thermal_modes:
+                log.warning(
+                    "thermal.saved_mode_dropped", key=cabinet.key, mode=cabinet.thermal_mode
+                )
+                cabinet.thermal_mode = "ambient"
         for notice in (self.outbox.notice, self.store.notice):
             if notice:  # a damaged file found at start
                 self.locker.storage_replaced(notice)

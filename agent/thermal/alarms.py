@@ -31,15 +31,19 @@ class AlarmBook:
         self.hold_s = hold_s
         self._gone: dict[tuple[int, str], float] = {}
 
-    def changes(self, now_s: float, cabinet: Cabinet, wanted: set[str]) -> list[AlarmChange]:
-        """The entries that bring ``cabinet``'s shown thermal alarms to ``wanted``."""
+    def changes(
+        self, now_s: float, cabinet: Cabinet, wanted: set[str], hold_s: float | None = None
+    ) -> list[AlarmChange]:
+        """The entries that bring ``cabinet``'s shown thermal alarms to ``wanted``;
+        ``hold_s`` instead of the usual hold (0: a new mode's causes are new)."""
+        hold = self.hold_s if hold_s is None else hold_s
         shown = {alarm for alarm, _ in cabinet.alarms if alarm in THERMAL_ALARMS}
         out = [AlarmChange(cabinet, alarm, None, True) for alarm in sorted(wanted - shown)]
         for alarm in sorted(shown):
             key = (cabinet.key, alarm)
             if alarm in wanted:
                 self._gone.pop(key, None)
-            elif now_s - self._gone.setdefault(key, now_s) >= self.hold_s:
+            elif now_s - self._gone.setdefault(key, now_s) >= hold:
                 del self._gone[key]
                 out.append(AlarmChange(cabinet, alarm, None, False))
         return out

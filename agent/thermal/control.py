@@ -150,6 +150,9 @@ class UnitControl:
             self._running = None
         return self.call
 
+    def _runaway_c(self, band: Band) -> float:
+        return 2 * self.converge_c + (band.high - band.low)
+
     def _verify(self, t: float, dt: float, heat: bool, ran: bool) -> None:
         """Not converging, and a unit that runs while switched off."""
         sign = 1.0 if heat else -1.0
@@ -174,7 +177,9 @@ class UnitControl:
         kind = "heat" if heat else "cool"
         if self._coasting is None or self._coasting[0] != kind:
             self._coasting = (kind, t)
-        elif sign * (t - self._coasting[1]) >= 2 * self.converge_c and self.verify_idle:
+        # Past the turn-off point by more than the band and twice converge_c: a
+        # heater's element overshoots by a few degrees, a welded relay does not stop.
+        elif sign * (t - self._coasting[1]) >= self._runaway_c(band) and self.verify_idle:
             unit = "heater" if heat else "cooler"
             self.runaway = (
                 f"the {unit} is off, yet the temperature moved {abs(t - self._coasting[1]):.1f} C"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,7 +21,7 @@ PRUNE_EVERY_S = 86400.0
 
 
 class Logbook:
-    """Writes ``records`` from the units (``service._Unit``) each round; ``wall``: UNIX
+    """Writes ``records`` from the units (``unit.Unit``) each round; ``wall``: UNIX
     seconds for the rows."""
 
     def __init__(self, records: Records, *, log_every_s: float, wall: Callable[[], float]) -> None:
@@ -61,7 +62,8 @@ class Logbook:
                         self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
                 self._pruned_at = now
-                self.records.prune(wall, newest_before=self._newest_before)
+                if clock_synchronized():  # a clock far ahead at boot deletes nothing
+                    self.records.prune(wall, newest_before=self._newest_before)
 
     def _excursion(self, unit: Any, wall: float, lines: Lines) -> None:
         temp = unit.verdict.temperature_c
@@ -83,6 +85,15 @@ class Logbook:
             self.records.excursion_ended(key, wall)
             log.info("thermal.excursion_ended", key=key, temperature_c=temp, peak_c=unit.peak_c)
         unit.excursion = out
+
+    def close(self, units: Iterable[Any]) -> None:
+        """A clean stop: the food clocks and the open excursions' worst so far kept."""
+        units = list(units)
+        self.save_clocks(units)
+        with self._saying():
+            for u in units:
+                if u.excursion:
+                    self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
 
     def saved_clocks(self) -> dict[int, tuple[float, float, bool]]:
         """The food clocks kept before a restart (see ``Records.food_clocks``); none
@@ -108,3 +119,13 @@ class Logbook:
             if self.failing is None:
                 log.error("thermal.records_unsaved", error=str(exc))
             self.failing = f"temperature records not kept: {exc}"
+
+
+TIMESYNC_DIR = Path("/run/systemd/timesync")
+
+
+def clock_synchronized(timesync: Path = TIMESYNC_DIR) -> bool:
+    """Whether the wall clock is known good: systemd-timesyncd's ``synchronized`` flag
+    where timesyncd runs (a Pi without an RTC boots at a saved or wrong time); True
+    where it does not run (nothing better to go by)."""
+    return not timesync.is_dir() or (timesync / "synchronized").exists()

@@ -126,10 +126,11 @@ class Records:
         self._write(lambda: self._file.db.execute(sql, (t, key)))
 
     def excursions(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """The newest ``limit`` excursions of ``key`` that started at or after ``since``,
+        """The newest ``limit`` excursions of ``key`` still open or ended since ``since``,
         oldest first: ``{"start", "end", "duration_s", "peak_c", "mode"}`` (times ISO
         8601 UTC; ``end`` and ``duration_s`` None while it lasts)."""
-        sql = "SELECT start, end, peak_c, mode FROM excursions WHERE key = ? AND start >= ?"
+        sql = "SELECT start, end, peak_c, mode FROM excursions WHERE key = ?"
+        sql += " AND (end IS NULL OR end >= ?)"  # what was out of temperature since then
         rows = self._read(sql + " ORDER BY start DESC LIMIT ?", (key, since, limit))[::-1]
         return [
             {

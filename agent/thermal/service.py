@@ -26,50 +26,20 @@ from agent.cabinet import Cabinet
 from agent.door import DoorState
 from agent.thermal import alarms
 from agent.thermal.config import ThermalConfig, ThermalWiring
-from agent.thermal.control import Compressor, FoodClock, UnitControl
+from agent.thermal.control import Compressor
 from agent.thermal.logbook import Logbook
 from agent.thermal.outputs import ThermalOutputs
 from agent.thermal.records import Records
-from drivers.w1.ds18b20 import SensorFault, read_all
-from drivers.w1.trust import SensorTrust, Verdict
+from agent.thermal.unit import Unit
+from drivers.w1.ds18b20 import SensorFault, in_daemon_thread, read_all
+from drivers.w1.trust import NOT_YET
 
 log = structlog.get_logger(__name__)
 
 Reading = float | SensorFault
+LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
 Publish = Callable[..., None]
 ReadAll = Callable[[Path, Iterable[str]], Mapping[str, Reading]]
-
-
-class _Unit:
-    """One cabinet's thermal state between rounds."""
-
-    def __init__(
-        self, cabinet: Cabinet, wiring: ThermalWiring, cfg: ThermalConfig, now: float
-    ) -> None:
-        self.cabinet = cabinet
-        self.wiring = wiring
-        self.trust = SensorTrust(
-            recover_reads=cfg.sensor_recover_reads,
-            stuck_s=cfg.sensor_stuck_s,
-            max_rate_c_per_s=cfg.sensor_max_rate_c_per_s,
-            fail_after=cfg.sensor_fail_after,
-        )
-        self.control = UnitControl(
-            cfg.held_bands(),
-            converge_s=cfg.converge_s,
-            converge_c=cfg.converge_c,
-            max_duty=cfg.heater_max_duty,
-        )
-        # A valve-less cabinet on a shared compressor is cooled when others call.
-        self.control.verify_idle = not (wiring.compressor and wiring.cooler is None)
-        self.own = Compressor(cfg.compressor_min_on_s, cfg.compressor_min_off_s, now)
-        self.food = FoodClock(cfg.time_limit_s())
-        self.verdict = Verdict("missing", None, "not read yet")
-        self.mode = "ambient"
-        self.mode_set = -1  # the cabinet's thermal_set last seen: a new one re-arms
-        self.excursion = False
-        self.peak_c = 0.0  # the open excursion's worst temperature
-        self.down: tuple[float, bool] | None = None  # (seconds down, unsafe before)
 
 
 class Thermal:
@@ -106,7 +76,7 @@ class Thermal:
         self._disable = disable
         self._clock, self._wall, self._read = clock, wall, read
         now = clock()
-        self.units = {key: _Unit(cabinets[key], w, config, now) for key, w in wirings.items()}
+        self.units = {key: Unit(cabinets[key], w, config, now) for key, w in wirings.items()}
         bands = {mode: [b.low, b.high] for mode, b in config.held_bands().items()}
         for unit in self.units.values():
             unit.cabinet.thermal_bands = bands
@@ -130,9 +100,9 @@ class Thermal:
 
     @property
     def lease_s(self) -> float:
-        """How long an output stays on unless renewed: three rounds as they take now,
-        and some; a loop that stops renewing gets its outputs switched off."""
-        return 3 * max(self.config.sample_s, self.round_s) + 5.0
+        """How long an output stays on unless renewed: a round, the longest its reads
+        may take, and some; a loop that stops renewing gets its outputs switched off."""
+        return 2 * max(self.config.sample_s, self.round_s) + self.read_timeout_s + 5.0
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -153,7 +123,7 @@ class Thermal:
         for task in list(self._tasks):
             task.cancel()
         self.outputs.all_off()
-        self.logbook.save_clocks(self.units.values())
+        self.logbook.close(self.units.values())
         self.records.close()
 
     def problems(self) -> list[str]:
@@ -165,6 +135,11 @@ class Thermal:
                 out.append(f"cabinet {key}: temperature sensor not trusted: {unit.verdict.reason}")
             if (why := unit.control.fault or unit.control.runaway) is not None:
                 out.append(f"cabinet {key}: thermal unit: {why}")
+            if unit.output_error is not None:
+                out.append(f"cabinet {key}: thermal outputs refused: {unit.output_error}")
+            if unit.trust.loss > LOSSY:
+                out.append(f"cabinet {key}: sensor loses {unit.trust.loss:.0%} of its reads:"
+                           " check its wiring and pull-up")  # fmt: skip
         return out + [n for n in (self.records.notice, self.logbook.failing) if n]
 
     async def _loop(self) -> None:
@@ -183,7 +158,7 @@ class Thermal:
         count as unreadable until it returns, and no second read is started meanwhile."""
         started = self._clock()
         if self._reading is None or self._reading.done():
-            self._reading = asyncio.ensure_future(asyncio.to_thread(self._read_all))
+            self._reading = in_daemon_thread(self._read_all)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation
             # that meets the read finishing, and close() would then wait forever.
@@ -217,28 +192,48 @@ class Thermal:
             if shared is not None and call.cool and shared in calls_cold:
                 calls_cold[shared] = True
         for name, comp in self.compressors.items():
+            _reconcile(comp, self.outputs.compressor_on(name), now)
             self.outputs.compressor(name, comp.decide(now, calls_cold[name]), self.lease_s)
         for key, unit in self.units.items():
             call = unit.control.call
             cool = call.cool
             if unit.wiring.compressor is None:  # its own cooler is its compressor
+                _reconcile(unit.own, self.outputs.cooler_on(key), now)
                 failed = unit.verdict.status != "ok" or unit.control.fault is not None
                 cool = unit.own.decide(now, call.cool, force_off=failed)
             # A compressor held on by its minimum on time: the heater waits for it.
             heat = call.heat and not cool
-            self.outputs.set(key, heat=heat, cool=cool, lease_s=self.lease_s)
-            self._show(unit)
+            self._set_outputs(unit, heat=heat, cool=cool)
+            unit.show(self.outputs)
             self._food(now, unit)
-            self._publish(*self._alarms.changes(now, unit.cabinet, self._wanted(unit)))
+            hold = 0.0 if unit.mode_changed else None
+            changes = self._alarms.changes(now, unit.cabinet, unit.wanted(self._lines), hold)
+            self._publish(*changes)
         self.logbook.keep(now, self.units.values(), self._lines)
         self._rounds += 1
 
-    def _judge(self, now: float, unit: _Unit, reading: Reading) -> None:
+    def _set_outputs(self, unit: Unit, *, heat: bool, cool: bool) -> None:
+        """One cabinet's outputs; a driver that refuses (a GPIO line gone bad) is said,
+        that cabinet's outputs are tried off, and the other cabinets go on."""
+        key = unit.cabinet.key
+        try:
+            self.outputs.set(key, heat=heat, cool=cool, lease_s=self.lease_s)
+        except Exception as exc:
+            if unit.output_error is None:
+                log.exception("thermal.outputs_refused", key=key)
+            unit.output_error = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                self.outputs.set(key, heat=False, cool=False, lease_s=self.lease_s)
+        else:
+            unit.output_error = None
+
+    def _judge(self, now: float, unit: Unit, reading: Reading) -> None:
         cabinet = unit.cabinet
         running = self.outputs.heating(cabinet.key) or self.outputs.cooler_on(cabinet.key)
         held = cabinet.thermal_mode != "ambient"  # a unit in charge: the air must move
         before = unit.verdict.status
-        unit.verdict = unit.trust.judge(now, reading, unit_running=running or held)
+        unit.verdict = unit.trust.judge(now, reading, unit_running=running, held=held)
+        unit.mode_changed = False
         if unit.verdict.status != before and self._rounds:
             level = log.info if unit.verdict.status == "ok" else log.warning
             level("thermal.sensor", key=cabinet.key, status=unit.verdict.status,
@@ -248,35 +243,24 @@ class Thermal:
                 level = log.warning if cabinet.occupied else log.info
                 level("thermal.mode_set", key=cabinet.key, mode=cabinet.thermal_mode,
                       was=unit.mode, occupied=cabinet.occupied)  # fmt: skip
+            unit.mode_changed = unit.mode != cabinet.thermal_mode
             unit.mode, unit.mode_set = cabinet.thermal_mode, cabinet.thermal_set
             unit.control.set_mode(unit.mode)
 
-    def _show(self, unit: _Unit) -> None:
-        key, temp = unit.cabinet.key, unit.verdict.temperature_c
-        shared = unit.wiring.compressor
-        cooling = self.outputs.cooler_on(key) or (shared is not None and unit.control.call.cool)
-        if shared is not None:
-            cooling = cooling and self.outputs.compressor_on(shared)
-        unit.cabinet.temperature_c = None if temp is None else round(temp, 1)
-        unit.cabinet.thermal = {
-            "heating": self.outputs.heating(key),
-            "cooling": cooling,
-            "sensor": unit.verdict.status,
-        }
-
-    def _unsafe(self, unit: _Unit) -> bool:
-        temp = unit.verdict.temperature_c
-        return unit.mode != "ambient" and (temp is None or not self._lines.safe(unit.mode, temp))
-
-    def _food(self, now: float, unit: _Unit) -> None:
+    def _food(self, now: float, unit: Unit) -> None:
         was = unit.food.exceeded
-        occupied = unit.cabinet.occupied or (self.config.assume_occupied and unit.mode != "ambient")
-        unsafe = self._unsafe(unit)
-        if unit.down is not None and unit.verdict.status != "missing" and occupied:
+        cabinet = unit.cabinet
+        occupied = cabinet.occupied
+        if self.config.assume_occupied:  # no item sensors: a pickup empties the cabinet
+            front_open = cabinet.front.state != DoorState.CLOSED
+            occupied = not (front_open and not unit.front_open)
+            unit.front_open = front_open
+        unsafe = unit.unsafe(self._lines)
+        if unit.down is not None and unit.verdict.reason != NOT_YET:
             down_s, unsafe_before = unit.down  # the agent was down: so was the fridge?
-            if unsafe_before or unsafe:
+            if occupied and (unsafe_before or unsafe):
                 unit.food.out_s += down_s
-                log.warning("thermal.downtime_counted", key=unit.cabinet.key, seconds=down_s)
+                log.warning("thermal.downtime_counted", key=cabinet.key, seconds=down_s)
             unit.down = None
         unit.food.step(now, occupied=occupied, unsafe=unsafe)
         if unit.food.exceeded and not was:
@@ -288,15 +272,9 @@ class Thermal:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    def _wanted(self, unit: _Unit) -> set[str]:
-        wanted = set()
-        if unit.verdict.status != "ok":
-            wanted.add(alarms.SENSOR_FAILED)
-        shown = any(a == alarms.OUT_OF_BAND for a, _ in unit.cabinet.alarms)
-        if self._unsafe(unit) and (unit.verdict.temperature_c is not None or shown):
-            wanted.add(alarms.OUT_OF_BAND)  # unknown is not back in band
-        if unit.control.fault is not None or unit.control.runaway is not None:
-            wanted.add(alarms.NOT_CONVERGING)
-        if unit.food.exceeded:
-            wanted.add(alarms.FOOD_TIME_EXCEEDED)
-        return wanted
+
+def _reconcile(compressor: Compressor, powered: bool, now: float) -> None:
+    """A compressor its switch's backstop cut (a stalled round) is off since now: its
+    minimum off time runs from here, never from what the controller last asked."""
+    if compressor.on and not powered:
+        compressor.on, compressor.since_s = False, now

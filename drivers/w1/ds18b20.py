@@ -17,11 +17,15 @@ module returns it like any other reading, :mod:`drivers.w1.trust` judges it.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+
+import structlog
 
 POWER_ON_C: float = 85.0
 """What a DS18B20 reads before its first conversion (datasheet: power-up state)."""
@@ -41,6 +45,9 @@ _BYTES = r"((?:[0-9a-f]{2} ){9})"
 _CRC_LINE = re.compile(_BYTES + r": crc=[0-9a-f]{2} (YES|NO)")
 _TEMP_LINE = re.compile(_BYTES + r"t=(-?[0-9]+)")
 _READ_LIMIT = 1024  # the kernel's file is 80 bytes; anything much longer is not it
+
+
+log = structlog.get_logger(__name__)
 
 
 class SensorFault(Exception):
@@ -149,7 +156,8 @@ def start_conversions(w1_dir: Path) -> bool:
     for trigger in sorted(Path(w1_dir).glob("w1_bus_master*/therm_bulk_read")):
         try:
             trigger.write_text("trigger\n")
-        except OSError:
+        except OSError as exc:  # read-only /sys, or not root: one by one, and said
+            log.warning("w1.bulk_refused", master=trigger.parent.name, error=str(exc))
             continue
         started = True
     return started
@@ -168,3 +176,30 @@ def read_all(w1_dir: Path, sensors: Iterable[str]) -> dict[str, float | SensorFa
         except ValueError as exc:  # not a DS18B20 id: the config would have said
             out[sensor] = SensorFault("unreadable", str(exc))
     return out
+
+
+def in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future[Any]:
+    """``work()`` in a daemon thread, as a future of the running loop: a read hung in
+    the kernel never keeps the process from exiting (``to_thread``'s pool is joined)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the loop, raised where awaited
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="thermal-read", daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -166,9 +166,11 @@ class Feed:
         self.every_s = every_s
         self.now_s = 0.0
 
-    def __call__(self, reading, *, running: bool = False, dt_s: float | None = None) -> Verdict:
+    def __call__(
+        self, reading, *, running: bool = False, held: bool = False, dt_s: float | None = None
+    ) -> Verdict:
         self.now_s += self.every_s if dt_s is None else dt_s
-        return self.trust.judge(self.now_s, reading, unit_running=running)
+        return self.trust.judge(self.now_s, reading, unit_running=running, held=held)
 
 
 def test_before_any_read_missing_then_first_read_trusted():
@@ -217,7 +219,7 @@ def test_stuck_while_running_for_stuck_s():
     for _ in range(14):  # 840 s unchanged
         assert feed(-20.0, running=True).status == "ok"
     verdict = feed(-20.0, running=True)  # 900 s
-    assert verdict == Verdict("failed", None, "stuck at -20.000 C for 900 s while the unit runs")
+    assert verdict == Verdict("failed", None, "stuck at -20.000 C for 900 s of its unit's work")
 
 
 def test_unchanged_while_idle_is_not_stuck_and_only_running_time_counts():
@@ -247,13 +249,37 @@ def test_stuck_stays_failed_after_the_unit_stops_until_the_value_changes():
     assert feed(4.1875) == Verdict("ok", 4.1875, None)
 
 
-def test_a_fault_gap_is_not_counted_as_unchanged_time():
-    feed = Feed(SensorTrust(stuck_s=100.0, recover_reads=1), every_s=60.0)
+def test_the_same_value_on_both_sides_of_lost_reads_counts_as_unchanged():
+    """A stuck sensor on a lossy line (every other read lost) is still found stuck:
+    the value on both sides of the gap is the same, so it was unchanged all along."""
+    feed = Feed(SensorTrust(stuck_s=150.0, recover_reads=1, fail_after=2), every_s=30.0)
     feed(4.0, running=True)
-    feed(SensorFault("crc"), running=True, dt_s=3600.0)
-    assert feed(4.0, running=True).status == "ok"  # the 3660 s since the last read: unknown
-    assert feed(4.0, running=True).status == "ok"  # 60 s unchanged
-    assert feed(4.0, running=True).reason.startswith("stuck at 4.000 C for 120 s")
+    for _ in range(2):
+        assert feed(SensorFault("crc"), running=True).status == "ok"  # held
+        assert feed(4.0, running=True).status == "ok"
+    assert feed(SensorFault("crc"), running=True).status == "ok"
+    assert feed(4.0, running=True).reason.startswith("stuck at 4.000 C for 180 s")
+
+
+def test_idle_in_a_held_mode_counts_a_sixth_toward_stuck():
+    feed = Feed(SensorTrust(stuck_s=600.0), every_s=60.0)
+    for _ in range(36):  # 36 min idle at one value in a held mode: 350 s of work
+        assert feed(4.0, held=True).status == "ok"
+    for _ in range(26):  # 26 min more: 610 s
+        verdict = feed(4.0, held=True)
+    assert verdict.status == "failed"
+
+
+def test_a_held_verdict_does_not_outlive_hold_s_and_losses_are_counted():
+    feed = Feed(SensorTrust(fail_after=3, hold_s=25.0), every_s=10.0)
+    assert feed(SensorFault("crc")) == Verdict("missing", None, "no reading yet")
+    assert feed(4.0).status == "ok"  # a first lost read is not a failure
+    assert feed(SensorFault("crc")).temperature_c == 4.0  # 10 s old: held
+    assert feed(SensorFault("crc")).temperature_c == 4.0  # 20 s
+    assert feed(4.0).status == "ok"
+    feed.trust._good_s = feed.now_s - 30.0  # the last trusted read 30 s ago: too old to hold
+    assert feed(SensorFault("crc")).status == "failed"
+    assert 0.1 < feed.trust.loss < 0.3
 
 
 def test_jump_faster_than_the_rate_is_failed():
