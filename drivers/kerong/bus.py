@@ -32,6 +32,7 @@ import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
+from drivers.kerong.codec import wire_cycle_s
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
@@ -72,15 +73,6 @@ _GUARD_MARGIN_S = 0.002
 _OPEN_TIMEOUT_S = 10.0
 # How long close() waits for the transport to report that the port is closed.
 _CLOSE_WAIT_S = 1.0
-
-
-def wire_cycle_s(boards: int, baud: int) -> float:
-    """Seconds one status read of each of ``boards`` boards takes on the wire at ``baud``
-    bit/s: a 5-byte request and a 9-byte reply each, 10 bits a byte (8N1), so 7.3 ms a
-    board at 19200 (``shared/protocols/kerong-cu16.md``). A poll loop cannot go round
-    faster on a real line; the bus paces any other link (an emulator) the same way."""
-    read_bytes = codec.FRAME_LENGTH[codec.CMD_STATUS] + codec.FRAME_LENGTH[codec.REPLY_STATUS]
-    return boards * read_bytes * 10 / baud
 
 
 class _PriorityLock:
