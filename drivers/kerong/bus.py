@@ -23,6 +23,7 @@ import asyncio
 import heapq
 import itertools
 import random
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
+from drivers.kerong.codec import wire_cycle_s
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
@@ -72,15 +74,18 @@ _GUARD_MARGIN_S = 0.002
 _OPEN_TIMEOUT_S = 10.0
 # How long close() waits for the transport to report that the port is closed.
 _CLOSE_WAIT_S = 1.0
-
-
-def wire_cycle_s(boards: int, baud: int) -> float:
-    """Seconds one status read of each of ``boards`` boards takes on the wire at ``baud``
-    bit/s: a 5-byte request and a 9-byte reply each, 10 bits a byte (8N1), so 7.3 ms a
-    board at 19200 (``shared/protocols/kerong-cu16.md``). A poll loop cannot go round
-    faster on a real line; the bus paces any other link (an emulator) the same way."""
-    read_bytes = codec.FRAME_LENGTH[codec.CMD_STATUS] + codec.FRAME_LENGTH[codec.REPLY_STATUS]
-    return boards * read_bytes * 10 / baud
+# A bus with nothing to poll (no boards) still goes round this often, so `polling()`
+# stays true, without spinning a core.
+_IDLE_CYCLE_S = 0.5
+# Two boards answering one request with different bits: the board's status changes
+# are not reported for this long after the last such pair (its doors would flap),
+# and the fault is logged at most this often per board.
+_TWIN_HOLD_S = 10.0
+_TWIN_LOG_S = 60.0
+# Loop time an unlock frame of each power budget last went on the wire: the budget
+# spaces the slots it hands out, but a slot taken can wait for the bus, so the stagger
+# is checked again when the frame is written (buses sharing a budget share this).
+_WIRE_STARTS: weakref.WeakKeyDictionary[PowerBudget, float] = weakref.WeakKeyDictionary()
 
 
 class _PriorityLock:
@@ -176,9 +181,28 @@ class _ReplyExpired(Exception):
     """The reply timer ran out (turned into BoardTimeout by the waiter)."""
 
 
+class _NotYet(Exception):
+    """An unlock got the bus before its stagger was over: release it, wait, try again."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(wait_s)
+        self.wait_s = wait_s
+
+
 def _expire(reply: asyncio.Future[codec.Frame]) -> None:
     if not reply.done():
         reply.set_exception(_ReplyExpired())
+
+
+def _flips(before: BoardStatus, after: BoardStatus) -> int:
+    """How many lock and item bits differ between two statuses of one board."""
+    doors = sum(a != b for a, b in zip(before.closed, after.closed, strict=True))
+    return doors + sum(a != b for a, b in zip(before.items, after.items, strict=True))
+
+
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
 
 
 @dataclass(slots=True)
@@ -196,7 +220,15 @@ class KerongBus:
     and the status again when it answers again. A board that never answered
     and cannot be read is reported ``None`` once. ``on_health(board, online)``
     follows it when a board goes silent (``False``, also one never heard) and
-    when a silent board answers again (``True``).
+    when a silent board answers again (``True``). A change of more than one bit at
+    once is reported once a second read shows it too (an 8-bit sum lets paired bit
+    errors through); one door changing costs no extra read. Two boards on one address
+    (two replies to one request) count in ``counts[(board, "twins")]`` and log
+    ``kerong.twin_reply``; while their replies disagree the board's last status stands.
+    A board whose read timed out or was cancelled is not asked again until its late
+    reply can no longer come (``reply_timeout_s`` later): a late reply is never taken
+    for a later request's. An unlocked board is read as soon as its pulse is over,
+    whatever ``poll_interval_s``.
 
     ``port`` is a pyserial URL (a device path, ``socket://host:port``), ``boards``
     the addresses 0 to ``codec.MAX_BOARD``, ``baud`` bit/s. Durations are seconds:
@@ -208,7 +240,8 @@ class KerongBus:
     (every board silent this long on a port that looks open: reopen it), ``pulse_s``
     (the board's lock pulse: an unlock holds a power slot that long). The power
     budget is ``power_budget`` when given (shared with the other drivers on the same
-    supply), else a budget of its own of ``max_concurrent`` and ``stagger_s``.
+    supply), else a budget of its own of ``max_concurrent`` and ``stagger_s``; the
+    stagger also holds between the unlock frames as they go on the wire.
     ``locked_bit`` is the lock-feedback bit value meaning "closed".
 
     The constructor raises ``ValueError`` for boards out of range or listed twice and
@@ -307,6 +340,19 @@ class KerongBus:
         self._next_offline_poll: dict[int, float] = {}
         self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
         self._requests = {board: codec.status_request(board) for board in self._boards}
+        # A board whose read timed out or was cancelled may still answer it: its next
+        # request waits until then (loop time), so a late reply is never taken for
+        # the answer to a later request.
+        self._drain_until: dict[int, float] = {}
+        self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
+        # Boards that gave two disagreeing replies to one request (two boards on one
+        # address): until when their changes are held, and when they were last logged.
+        self._twinned_until: dict[int, float] = {}
+        self._twin_logged: dict[int, float] = {}
+        # Boards to read before the next cycle is due (an unlock's pulse ended), and
+        # the poll loop's nap between cycles, which that cuts short.
+        self._soon: set[int] = set()
+        self._nap: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -354,7 +400,7 @@ class KerongBus:
         """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
-        await self._pulse(request)
+        await self._pulse(request, board)
 
     async def unlock_all(self, board: int) -> None:
         """Pulse every lock of one board, inside one power slot held ``pulse_s``
@@ -362,7 +408,7 @@ class KerongBus:
         power budget, unlock channel by channel). Raises ``BusUnavailable``."""
         request = codec.unlock_all_request(board)
         log.info("kerong.unlock_all", bus=self._name, board=board)
-        await self._pulse(request)
+        await self._pulse(request, board)
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
@@ -426,9 +472,20 @@ class KerongBus:
 
     # ----------------------------------------------------------- transactions
 
-    async def _read(self, board: int, priority: int) -> BoardStatus:
+    async def _read(
+        self, board: int, priority: int, *, confirming: BoardStatus | None = None
+    ) -> BoardStatus:
+        """Read ``board`` and report what changed. ``confirming``: the change the read
+        before this one showed, reported only if this read shows it again."""
         request = self._requests.get(board) or codec.status_request(board)
-        started = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        # Not while a reply to an earlier request may still come (outside the bus lock:
+        # the other boards go on meanwhile). A loop: another timeout may extend it.
+        if board in self._drain_until:
+            while (drain_s := self._drain_until.get(board, 0.0) - loop.time()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(drain_s)
+            self._drain_until.pop(board, None)
+        started = loop.time()
         try:
             frame = await self._transact(request, board, priority)
         except BoardTimeout:
@@ -446,6 +503,23 @@ class KerongBus:
                 if self._answers[board] < self._online_after:
                     return status  # not yet: one answer is not a recovery
             self._answers[board] = 0
+            previous = self._reported.get(board)
+            if status is not previous and previous is not None:
+                if confirming is None and _flips(previous, status) > 1:
+                    # One door changes at a time; two bits at once may also be a reply
+                    # corrupted past its checksum (an 8-bit sum misses paired bit errors).
+                    # Read it again before telling anyone: a read only for rare changes.
+                    return await self._read(board, priority, confirming=status)
+                if confirming is not None and status != confirming:
+                    return status  # not seen twice: the last status stands
+            if (
+                self._twinned_until
+                and loop.time() < self._twinned_until.get(board, 0.0)
+                and self._reported.get(board) is not None
+            ):
+                # Two boards answer as this one and disagree: which is right cannot be
+                # told, so the last status reported stands (kerong.twin_reply says why).
+                return status
             self._report(board, status)
         return status
 
@@ -465,18 +539,31 @@ class KerongBus:
         self._decoded[board] = (frame.raw, status)
         return status
 
-    async def _pulse(self, request: bytes) -> None:
-        """Send an unlock inside a power slot held until the board's pulse is over."""
+    async def _pulse(self, request: bytes, board: int) -> None:
+        """Send an unlock inside a power slot held until the board's pulse is over, no
+        sooner than ``stagger_s`` after the last unlock of the same budget went on the
+        wire, and read ``board`` as soon as the pulse is over (the caller confirms the
+        door by its status, also when polls are seconds apart)."""
         release = await self._budget.take()
         loop = asyncio.get_running_loop()
         energised_until: float | None = None
 
         def sent() -> None:
             nonlocal energised_until
-            energised_until = loop.time() + self._wire_time(request) + self._pulse_s
+            now = _WIRE_STARTS[self._budget] = loop.time()
+            energised_until = now + self._wire_time(request) + self._pulse_s
+            loop.call_at(energised_until, self._poll_soon, board)
 
         try:
-            await self._transact(request, None, _COMMAND, on_sent=sent)
+            while True:
+                try:
+                    await self._transact(
+                        request, None, _COMMAND, on_sent=sent, gate=self._stagger_left
+                    )
+                    break
+                except _NotYet as not_yet:
+                    # Another unlock went on the wire while this one waited for the bus.
+                    await asyncio.sleep(not_yet.wait_s)
             assert energised_until is not None
             # The board energises the lock now: the slot stays taken, the bus does
             # not (polls go on).
@@ -486,6 +573,20 @@ class KerongBus:
                 release()  # nothing sent, or the pulse is over
             else:
                 loop.call_at(energised_until, release)  # cancelled mid-pulse
+
+    def _stagger_left(self) -> float:
+        """Seconds until an unlock may go on the wire under the budget's stagger."""
+        last = _WIRE_STARTS.get(self._budget)
+        if last is None:
+            return 0.0
+        return last + self._budget.stagger_s - asyncio.get_running_loop().time()
+
+    def _poll_soon(self, board: int) -> None:
+        """Have the poll loop read ``board`` now instead of at its next cycle."""
+        if board in self._requests and not self._closed:
+            self._soon.add(board)
+            if self._nap is not None:
+                _wake(self._nap)
 
     def _wire_time(self, request: bytes) -> float:
         # 10 bits a byte (8N1), plus the adapter's latency margin.
@@ -498,14 +599,18 @@ class KerongBus:
         priority: int,
         *,
         on_sent: Callable[[], None] | None = None,
+        gate: Callable[[], float] | None = None,
     ) -> codec.Frame | None:
         """Send one request and, if ``board`` is given, wait for its status reply.
         ``on_sent`` is called once the bytes are handed to the transport (also when the
-        caller is cancelled during the shielded send)."""
+        caller is cancelled during the shielded send). ``gate``, once the bus is held,
+        gives the seconds the frame must still wait: above 0 raises ``_NotYet``."""
         async with self._lock.hold(priority):
             transport = self._transport
             if transport is None or transport.is_closing():
                 raise BusUnavailable(f"bus {self._name}: port not open")
+            if gate is not None and (wait_s := gate()) > 0:
+                raise _NotYet(wait_s)
             pending = None
             if board is not None:
                 # Registered before the write: a reply can arrive inside write().
@@ -536,13 +641,20 @@ class KerongBus:
                     raise BusUnavailable(f"bus {self._name}: connection lost")
                 return frame
             finally:
-                if self._pending is pending:
-                    self._pending = None
+                # The request stays registered until the next one: a second reply to it
+                # is told apart from a first (see _frame_received).
                 if pending is not None:
-                    if not pending.reply.done():
-                        pending.reply.cancel()
-                    elif not pending.reply.cancelled():
-                        pending.reply.exception()  # failed while nobody awaited it: seen
+                    reply = pending.reply
+                    if not reply.done():
+                        reply.cancel()  # the caller was cancelled
+                    if (reply.cancelled() or reply.exception() is not None) and (
+                        self._transport is transport
+                    ):
+                        # Timed out or given up: the board may answer yet. Its next
+                        # request waits until that answer can no longer come.
+                        self._drain_until[pending.board] = (
+                            asyncio.get_running_loop().time() + self._reply_timeout_s
+                        )
 
     async def _send(
         self,
@@ -605,17 +717,37 @@ class KerongBus:
             return
         self._last_frame = asyncio.get_running_loop().time()
         pending = self._pending
-        if (
-            pending is not None
-            and frame.cmd == codec.REPLY_STATUS
-            and frame.board == pending.board
-            and not pending.reply.done()
-        ):
-            pending.reply.set_result(frame)
+        if pending is not None and frame.cmd == codec.REPLY_STATUS and frame.board == pending.board:
+            reply = pending.reply
+            if not reply.done():
+                reply.set_result(frame)
+            elif reply.cancelled() or reply.exception() is not None:
+                # Past its timeout, or its reader gave up; the drain window keeps it
+                # from coming while the board's next request waits.
+                log.debug("kerong.late_reply", bus=self._name, board=frame.board)
+            else:
+                self._twin(frame.board, reply.result(), frame)
         elif frame.raw == self._last_request:
             log.debug("kerong.echo_skipped", bus=self._name, frame=frame.raw.hex(" "))
         else:
             log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
+
+    def _twin(self, board: int, first: codec.Frame, second: codec.Frame) -> None:
+        """A second status reply to one request: two boards are set to one address."""
+        self.counts[(board, "twins")] += 1
+        now = asyncio.get_running_loop().time()
+        if first.raw != second.raw:
+            self._twinned_until[board] = now + _TWIN_HOLD_S
+        if now >= self._twin_logged.get(board, float("-inf")):
+            self._twin_logged[board] = now + _TWIN_LOG_S
+            log.warning(
+                "kerong.twin_reply",
+                bus=self._name,
+                board=board,
+                first=first.raw.hex(" "),
+                second=second.raw.hex(" "),
+                held=first.raw != second.raw,
+            )
 
     def _fail_pending(self, exc: Exception) -> None:
         pending = self._pending
@@ -657,33 +789,98 @@ class KerongBus:
 
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        next_cycle = 0.0
         while True:
             try:
                 await self._up.wait()
-                cycle_start = self.last_cycle = loop.time()
-                polled = 0
-                for board in self._boards:
-                    if not self._up.is_set():
-                        break
-                    if board in self._offline and loop.time() < self._next_offline_poll[board]:
-                        continue  # a dead board must not slow the others down
-                    polled += 1
-                    await self._poll_board(board)
-                self._check_liveness(loop.time())
-                # A link faster than the wire (an emulator, a buffering gateway) is
-                # paced like the wire: no cycle is shorter than its reads would take.
-                wire_s = wire_cycle_s(polled, self._baud)
-                next_cycle = cycle_start + max(self._poll_interval_s, wire_s)
-                if not polled and self._offline and self._up.is_set():
-                    # Every board is offline: sleep until the first one is due.
-                    due = min(self._next_offline_poll[b] for b in self._offline)
-                    next_cycle = max(next_cycle, due)
-                await asyncio.sleep(max(next_cycle - loop.time(), 0))
+                if loop.time() >= next_cycle:
+                    next_cycle = await self._poll_cycle()
+                elif self._soon:
+                    # A retry, or an unlock's pulse is over: read those boards now,
+                    # not at the next cycle (which may be seconds away).
+                    await self._poll_boards([b for b in self._boards if b in self._soon])
+                wake = next_cycle
+                if self._soon:
+                    # The soonest of them is due once its late reply can no longer come.
+                    wake = min(wake, min(self._drain_until.get(b, 0.0) for b in self._soon))
+                await self._nap_until(wake)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("kerong.poll_error", bus=self._name)
                 await asyncio.sleep(max(self._poll_interval_s, 0.01))
+
+    async def _poll_cycle(self) -> float:
+        """Poll every board due once; returns the loop time the next cycle is due."""
+        loop = asyncio.get_running_loop()
+        cycle_start = self.last_cycle = loop.time()
+        polled, wake = await self._poll_boards(self._boards)
+        self._check_liveness(loop.time())
+        # A link faster than the wire (an emulator, a buffering gateway) is paced like
+        # the wire: no cycle is shorter than its reads would take.
+        next_cycle = cycle_start + max(self._poll_interval_s, wire_cycle_s(polled, self._baud))
+        if not polled:
+            # Nothing was due (every board silent or draining, or no boards): sleep until
+            # the first one is, never a busy loop.
+            next_cycle = max(next_cycle, cycle_start + _IDLE_CYCLE_S if wake is None else wake)
+        return next_cycle
+
+    async def _poll_boards(self, boards: Sequence[int]) -> tuple[int, float | None]:
+        """Read each of ``boards`` that is due. Returns how many were read, and the
+        earliest loop time one skipped (silent, or draining a late reply) is due."""
+        loop = asyncio.get_running_loop()
+        polled = 0
+        wake: float | None = None
+        for board in boards:
+            if not self._up.is_set():
+                break
+            # (Membership first: loop.time() only for the few boards it matters to.)
+            if board in self._offline and loop.time() < (due := self._next_offline_poll[board]):
+                wake = due if wake is None else min(wake, due)
+                self._soon.discard(board)  # read when due, as silent boards are
+                continue  # a dead board must not slow the others down
+            if board in self._drain_until and loop.time() < (drain := self._drain_until[board]):
+                # It timed out and may answer yet: the others go on, and it is read again
+                # once that late reply can no longer be taken for this read's.
+                wake = drain if wake is None else min(wake, drain)
+                continue
+            polled += 1
+            try:
+                await self._read(board, _POLL)
+            except BoardTimeout:
+                tries = self._tries.get(board, 0) + 1
+                log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=tries)
+                # A board already known to be offline gets one try, not the retries.
+                if board in self._offline or tries > self._poll_retries:
+                    self._tries.pop(board, None)
+                    self._soon.discard(board)
+                    self._missed(board)
+                else:
+                    self._tries[board] = tries
+                    self._soon.add(board)  # retried once its drain is over
+            except BusUnavailable:
+                break  # the port went away; _connection_lost reports the boards
+            else:
+                if self._tries:
+                    self._tries.pop(board, None)
+                if self._soon:
+                    self._soon.discard(board)
+        return polled, wake
+
+    async def _nap_until(self, when: float) -> None:
+        """Sleep until loop time ``when``; an unlock's end (``_poll_soon``) wakes it."""
+        loop = asyncio.get_running_loop()
+        delay = when - loop.time()
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        nap = self._nap = loop.create_future()
+        handle = loop.call_later(delay, _wake, nap)
+        try:
+            await nap
+        finally:
+            handle.cancel()
+            self._nap = None
 
     def _check_liveness(self, now: float) -> None:
         transport = self._transport
@@ -695,21 +892,12 @@ class KerongBus:
             log.warning("kerong.silent_link_reopen", bus=self._name, silent_s=self._silent_reopen_s)
             transport.abort()  # connection_lost follows; _run reopens with backoff
 
-    async def _poll_board(self, board: int) -> None:
-        # A board already known to be offline gets one try, not the full retries.
-        attempts = 1 if board in self._offline else 1 + self._poll_retries
-        for attempt in range(attempts):
-            try:
-                await self._read(board, _POLL)
-                return
-            except BoardTimeout:
-                log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=attempt)
-            except BusUnavailable:
-                return  # the port went away; _connection_lost reports the boards
+    def _missed(self, board: int) -> None:
+        """A poll of ``board`` went unanswered, retries included."""
         self._answers[board] = 0
         self._misses[board] = self._misses.get(board, 0) + 1
-        if board in self._reported and self._misses[board] < self._offline_after:
-            return  # a miss or two: the last status stands (a board never heard is not)
+        if self._reported.get(board) is not None and self._misses[board] < self._offline_after:
+            return  # a miss or two: the last status stands (a silent board's does not)
         self._offline.add(board)
         self._next_offline_poll[board] = asyncio.get_running_loop().time() + (
             self._offline_poll_interval_s
@@ -749,6 +937,8 @@ class KerongBus:
             self._protocol = protocol
             self._transport = cast(asyncio.WriteTransport, transport)
             self._offline.clear()
+            self._drain_until.clear()  # the old connection's late replies are ignored
+            self._tries.clear()
             self._last_frame = asyncio.get_running_loop().time()
             self._up.set()
             log.info("kerong.connected", bus=self._name, port=self._port)

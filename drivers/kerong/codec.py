@@ -80,6 +80,15 @@ def unlock_all_request(board: int) -> bytes:
     return encode(board << 4, CMD_UNLOCK_ALL)
 
 
+def wire_cycle_s(boards: int, baud: int) -> float:
+    """Seconds one status read of each of ``boards`` boards takes on the wire at ``baud``
+    bit/s: a 5-byte request and a 9-byte reply each, 10 bits a byte (8N1), so 7.3 ms a
+    board at 19200 (``shared/protocols/kerong-cu16.md``). A poll loop cannot go round
+    faster on a real line, and no reply can come sooner than one read's worth."""
+    read_bytes = FRAME_LENGTH[CMD_STATUS] + FRAME_LENGTH[REPLY_STATUS]
+    return boards * read_bytes * 10 / baud
+
+
 def bus_status_request() -> bytes:
     """The 5-byte status request to the bus address (every board: for a bus scan)."""
     return encode(BUS_ADDR, CMD_BUS_STATUS)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from drivers.config import Name, NameRef, StrictModel
-from drivers.kerong.codec import CHANNELS, MAX_BOARD
+from drivers.kerong.codec import CHANNELS, MAX_BOARD, wire_cycle_s
 
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 """The serial speeds a KR-CU16 can be set to, bit/s."""
@@ -69,7 +69,8 @@ class KerongBusConfig(StrictModel):
 
     Fields: ``name`` (what doors refer to), ``port`` (a pyserial URL: a device path or
     ``socket://host:port``), ``baud`` (bit/s, one of ``BAUD_RATES``), ``boards``
-    (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` (seconds),
+    (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` (seconds, no shorter
+    than a status read takes on the wire at ``baud``: ``codec.wire_cycle_s``),
     ``poll_interval_s`` (seconds between the starts of two poll cycles, never shorter
     than the wire's pace; the default polls back to back at that pace: see
     ``docs/benchmarks.md`` for what a larger value saves in CPU and costs in
@@ -91,7 +92,7 @@ class KerongBusConfig(StrictModel):
     port: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
     baud: Baud = 19200
     boards: Boards
-    reply_timeout_s: float = Field(0.1, ge=0.01, le=5)
+    reply_timeout_s: float = Field(0.1, ge=0.01, le=5, validate_default=True)
     poll_interval_s: float = Field(0.005, ge=0.005, le=5)
     locked_bit: LockedBit = 1
     pulse_s: float = Field(0.5, ge=0.05, le=5)
@@ -100,6 +101,19 @@ class KerongBusConfig(StrictModel):
     offline_after: int = Field(3, ge=1, le=100)
     online_after: int = Field(2, ge=1, le=100)
     supply: Name | None = None
+
+    @field_validator("reply_timeout_s")
+    @classmethod
+    def _no_shorter_than_a_read(cls, value: float, info: ValidationInfo) -> float:
+        # A timeout shorter than the read itself times every board out: silent boards
+        # on a line that works (1200 baud takes 117 ms a read, the default is 0.1 s).
+        baud = info.data.get("baud")
+        if baud is not None and value < (read_s := wire_cycle_s(1, baud)):
+            raise ValueError(
+                f"must be at least {read_s:.3f} s: a status read takes that long "
+                f"on the wire at {baud} baud"
+            )
+        return value
 
 
 class KerongDoorWiring(StrictModel):

@@ -8,12 +8,14 @@ import errno
 import os
 import random
 import termios
+import time
 import tty
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
 import serial
+import structlog
 
 from drivers.kerong import codec
 from drivers.kerong.bus import BoardStatus, BoardTimeout, BusUnavailable, KerongBus, wire_cycle_s
@@ -1045,3 +1047,225 @@ async def test_silent_after_a_run_of_misses_back_after_a_run_of_answers(make_bus
     bank.pattern = [True]  # answers every poll now
     await eventually(lambda: rec.of(1)[-1] is not None)
     assert bus.silent_boards() == []
+
+
+# ---------------------------------------------------- late replies (break review)
+
+
+async def test_a_late_reply_is_not_taken_for_the_next_read_of_the_same_board(make_bus):
+    bank = KerongBank([0])
+    port = FakePort(bank)
+    bus = make_bus(port, [0], Recorder(), reply_timeout_s=0.02, poll_interval_s=60)
+    await bus.start()
+    await eventually(lambda: bus.status(0) is not None)  # next poll in 60 s
+    port.transport.delay = 0.03  # the board answers half a timeout late
+    with pytest.raises(BoardTimeout):
+        await bus.read_status(0)  # its reply ("all shut") is still on the line
+    bank.force_open(0, 4)
+    try:
+        status = await bus.read_status(0)
+    except BoardTimeout:
+        return  # fine: no answer in time
+    assert status == expected(bank, 0)  # not door 4 "shut", the late reply
+
+
+async def test_a_cancelled_reads_reply_is_not_taken_for_the_next(make_bus):
+    bank = KerongBank([0])
+    port = FakePort(bank)
+    bus = make_bus(port, [0], Recorder(), poll_interval_s=60)
+    await bus.start()
+    await eventually(lambda: bus.status(0) is not None)
+    port.transport.delay = 0.01
+    read = asyncio.create_task(bus.read_status(0))
+    await eventually(lambda: len(port.transport.written) >= 2)
+    read.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await read
+    bank.force_open(0, 4)
+    assert await bus.read_status(0) == expected(bank, 0)
+
+
+async def test_boards_that_always_answer_after_the_timeout_are_silent(make_bus):
+    bank = KerongBank([0, 1, 2])
+    port = FakePort(bank, delay=0.15)  # every reply 1.5 timeouts late
+    rec = Recorder()
+    bus = make_bus(port, [0, 1, 2], rec, reply_timeout_s=0.1, offline_poll_interval_s=0.2)
+    await bus.start()
+    await eventually(lambda: bus.silent_boards() == [0, 1, 2])
+    reads = bank.status_reads[2]
+    await eventually(lambda: bank.status_reads[2] >= reads + 3)  # tried again, late again
+    assert bus.silent_boards() == [0, 1, 2]
+    # Never online with a status one read old, not even for a moment.
+    assert all(status is None for _, status in rec.calls)
+    assert bus.counts[(0, "replies")] == 0
+
+
+async def test_a_timed_out_boards_retry_waits_behind_the_others(make_bus):
+    """The retry of a board that timed out waits until its late reply can no longer
+    come, and the other boards are polled meanwhile instead of waiting with it."""
+    bank = KerongBank([0, 1])
+    bank.offline.add(0)
+    port = FakePort(bank)
+    bus = make_bus(port, [0, 1], Recorder(), reply_timeout_s=0.05, poll_retries=1)
+    await bus.start()
+    await eventually(lambda: bus.silent_boards() == [0])
+    written = port.transport.written
+    first = written.index(codec.status_request(0))
+    retry = written.index(codec.status_request(0), first + 1)
+    assert written[first + 1 : retry].count(codec.status_request(1)) >= 2
+
+
+# ------------------------------------------------ two boards on one address
+
+
+class TwinBanks(KerongBank):
+    """Two boards left on address 0, with different doors: both answer every request,
+    in a random order."""
+
+    __slots__ = ("other",)
+
+    def feed(self, data: bytes) -> bytes:
+        first, second = super().feed(data), self.other.feed(data)
+        return first + second if self.rng.random() < 0.5 else second + first
+
+
+async def test_two_boards_on_one_address_do_not_flap_the_doors(make_bus):
+    bank = TwinBanks([0], seed=1)
+    bank.other = KerongBank([0])
+    bank.other.force_open(0, 3)  # the twin's door 3 is open, the first board's is shut
+    rec = Recorder()
+    bus = make_bus(FakePort(bank), [0], rec)
+    with structlog.testing.capture_logs() as logs:
+        await bus.start()
+        await eventually(lambda: bank.status_reads[0] >= 100)
+    # Reported once (whichever answered first), then held: no door flaps open/shut.
+    assert rec.of(0) in ([expected(bank, 0)], [expected(bank.other, 0)])
+    assert bus.counts[(0, "twins")] >= 99
+    twins = [e for e in logs if e["event"] == "kerong.twin_reply"]
+    assert len(twins) == 1 and twins[0]["board"] == 0 and twins[0]["held"]
+
+
+async def test_twins_that_agree_are_counted_and_their_changes_still_reported(make_bus):
+    bank = KerongBank([0, 1])
+    bank.twins.add(1)  # the emulator's twin answers the very same bytes
+    rec = Recorder()
+    bus = make_bus(FakePort(bank), [0, 1], rec)
+    await bus.start()
+    await eventually(lambda: bus.counts[(1, "twins")] >= 5)
+    assert bus.counts[(0, "twins")] == 0
+    bank.force_open(1, 2)
+    await eventually(lambda: bus.status(1) == expected(bank, 1))
+    assert rec.of(1)[-1].closed[1] is False
+
+
+# ----------------------------------------------------- corrupted past the sum
+
+
+class OneBadReply(KerongBank):
+    """Reply 20 has two bit errors whose sums cancel: lock 1 drops, item 1 rises."""
+
+    __slots__ = ("n",)
+
+    def feed(self, data: bytes) -> bytes:
+        out = super().feed(data)
+        if out:
+            self.n = getattr(self, "n", 0) + 1
+            if self.n == 20:
+                out = bytes((*out[:3], out[3] ^ 1, out[4], out[5] ^ 1, *out[6:]))
+        return out
+
+
+async def test_a_checksum_passing_two_bit_corruption_is_not_a_door_opening(make_bus):
+    bank = OneBadReply([0])
+    rec = Recorder()
+    bus = make_bus(FakePort(bank), [0], rec)
+    await bus.start()
+    await eventually(lambda: bank.status_reads[0] >= 40)
+    assert rec.of(0) == [expected(bank, 0)]  # not shut, OPEN, shut
+
+
+async def test_a_change_of_two_doors_at_once_is_reported_once_confirmed(make_bus):
+    bank = KerongBank([0])
+    rec = Recorder()
+    bus = make_bus(FakePort(bank), [0], rec, poll_interval_s=60)
+    await bus.start()
+    await eventually(lambda: len(rec.calls) == 1)
+    bank.force_open(0, 1)
+    bank.force_open(0, 9)
+    reads = bank.status_reads[0]
+    assert await bus.read_status(0) == expected(bank, 0)
+    assert bank.status_reads[0] == reads + 2  # read twice: a real change
+    assert rec.calls[1:] == [(0, expected(bank, 0))]
+    bank.shut_door(0, 1)
+    reads = bank.status_reads[0]
+    await bus.read_status(0)
+    assert bank.status_reads[0] == reads + 1  # one door: no read added
+
+
+# ------------------------------------------------------ idle, stagger, unlock
+
+
+async def test_a_bus_without_boards_does_not_spin(make_bus):
+    bus = make_bus(FakePort(KerongBank([0])), [], Recorder(), poll_interval_s=0)
+    cycles = 0
+    check = bus._check_liveness
+
+    def counted(now: float) -> None:
+        nonlocal cycles
+        cycles += 1
+        check(now)
+
+    bus._check_liveness = counted
+    await bus.start()
+    await eventually(lambda: bus.connected and cycles >= 1)
+    began, seen = time.monotonic(), cycles
+    await asyncio.sleep(0.3)
+    # A slow machine only makes fewer cycles; a spinning loop makes thousands.
+    assert cycles - seen <= (time.monotonic() - began) / 0.5 + 2
+    assert bus.polling(stall_s=WAIT)
+
+
+async def test_stagger_holds_on_the_wire_when_the_first_unlock_waits_for_the_bus(make_bus):
+    bank = KerongBank([0, 1])
+    loop = asyncio.get_running_loop()
+    starts = []
+    bank.on_pulse = lambda b, c: starts.append(loop.time())
+    port = FakePort(bank)
+    bus = make_bus(
+        port,
+        [0, 1],
+        Recorder(),
+        reply_timeout_s=0.1,
+        poll_retries=0,
+        offline_after=100,
+        pulse_s=0.5,
+        max_concurrent=2,
+        stagger_s=0.1,
+    )
+    await bus.start()
+    await eventually(lambda: bus.status(1) is not None)
+    bank.offline.add(1)  # each poll of board 1 now holds the bus 100 ms
+    sent = len(port.transport.written)
+    await eventually(
+        lambda: (
+            len(port.transport.written) > sent
+            and port.transport.written[-1] == codec.status_request(1)
+        )
+    )
+    await asyncio.gather(bus.unlock(0, 1), bus.unlock(0, 2))
+    assert starts[1] - starts[0] >= 0.1 - 0.005  # was 6 ms: both behind the same poll
+
+
+async def test_an_unlocked_board_is_read_when_its_pulse_ends_whatever_the_interval(make_bus):
+    """At poll_interval_s 5 an open door was seen up to 5 s late, past the agent's
+    confirm window; the board is read as soon as the pulse is over."""
+    bank = KerongBank([0])
+    rec = Recorder()
+    bus = make_bus(FakePort(bank), [0], rec, poll_interval_s=60, pulse_s=0.05)
+    await bus.start()
+    await eventually(lambda: len(rec.calls) == 1)  # the next cycle is 60 s away
+    reads = bank.status_reads[0]
+    await bus.unlock(0, 1)
+    await eventually(lambda: bus.status(0).closed[0] is False)
+    assert bank.status_reads[0] == reads + 1  # one read, not a cycle
+    assert rec.calls[-1] == (0, expected(bank, 0))

@@ -54,7 +54,21 @@ def test_boards_listed_once() -> None:
 
 @pytest.mark.parametrize("baud", BAUD_RATES)
 def test_every_baud_rate_of_the_board(baud: int) -> None:
-    assert KerongBusConfig.model_validate(bus(baud=baud)).baud == baud
+    timeout_s = max(0.1, 2 * codec.wire_cycle_s(1, baud))
+    assert KerongBusConfig.model_validate(bus(baud=baud, reply_timeout_s=timeout_s)).baud == baud
+
+
+def test_reply_timeout_no_shorter_than_a_read_on_the_wire() -> None:
+    # A read takes 117 ms at 1200 baud: the default 0.1 s would time every board out.
+    with pytest.raises(ValidationError) as caught:
+        KerongBusConfig.model_validate(bus(baud=1200))
+    [error] = caught.value.errors()
+    assert error["loc"] == ("reply_timeout_s",)
+    assert "0.117 s" in error["msg"] and "1200 baud" in error["msg"]
+    read_s = codec.wire_cycle_s(1, 1200)
+    assert KerongBusConfig.model_validate(bus(baud=1200, reply_timeout_s=read_s)).baud == 1200
+    # The same timeout is plenty at the default speed.
+    assert KerongBusConfig.model_validate(bus(reply_timeout_s=0.01)).reply_timeout_s == 0.01
 
 
 @pytest.mark.parametrize(
