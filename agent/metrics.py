@@ -130,6 +130,11 @@ class _Live(Collector):
             "Bytes dropped as garbage on the current connection",
             labels=["bus"],
         )
+        twins = CounterMetricFamily(
+            "locker_agent_bus_twin_replies",
+            "Second replies to one request: two boards on one address",
+            labels=["bus", "board"],
+        )
         silent = GaugeMetricFamily(
             "locker_agent_bus_board_silent",
             "1 when a board does not answer",
@@ -141,10 +146,11 @@ class _Live(Collector):
                 labels = [name, str(board)]
                 replies.add_metric(labels, bus.counts[(board, "replies")])
                 timeouts.add_metric(labels, bus.counts[(board, "timeouts")])
+                twins.add_metric(labels, bus.counts[(board, "twins")])
                 rtt.add_metric(labels, bus.rtt_s[board])
                 silent.add_metric(labels, int(board in quiet))
             bad.add_metric([name], bus.bad_bytes)
-        yield from (replies, timeouts, rtt, bad, silent)
+        yield from (replies, timeouts, twins, rtt, bad, silent)
         if agent.thermal is not None:
             yield from _thermal(agent.thermal)
 

@@ -167,4 +167,5 @@ async def test_metrics_count_what_happened(sim, http):
     board0 = (("board", "0"), ("bus", "rs485"))
     assert samples[("locker_agent_bus_replies_total", board0)] > 0
     assert samples[("locker_agent_bus_board_silent", board0)] == 0
+    assert samples[("locker_agent_bus_twin_replies_total", board0)] == 0  # one board per address
     assert samples[("locker_agent_outbox_pending", ())] >= 0
