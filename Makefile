@@ -18,7 +18,7 @@ simulate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n 2  # the machine's two cores: about half the wall time
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup  # two cores; a module's costly fixture built once
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

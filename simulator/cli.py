@@ -91,6 +91,13 @@ class SimulateCommand:
         one line naming the option to change, and 1; other failures propagate.
         """
         if getattr(args, "scenario", None):
+            if getattr(args, "config_file", None) or getattr(args, "locker", "kerong") != "kerong":
+                print(
+                    "locker-agent simulate: --scenario plays the locker its file names"
+                    " (its 'locker' key); --config and --locker do not apply to it",
+                    file=sys.stderr,
+                )
+                return 2
             return play_scenario(args.scenario)
         config_data = None
         if getattr(args, "config_file", None):

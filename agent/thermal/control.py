@@ -130,6 +130,8 @@ class UnitControl:
         if door_open:
             self._running = self._coasting = None
         band = self.bands.get(self._mode)
+        if band is None and temperature_c is not None:
+            self._watch_ambient(temperature_c)
         if band is None or temperature_c is None or self.fault is not None:
             self.call, self._want, self._running, self._coasting = Call(), False, None, None
             return self.call
@@ -149,6 +151,17 @@ class UnitControl:
         if not self._want:
             self._running = None
         return self.call
+
+    def _watch_ambient(self, t: float) -> None:
+        """Ambient: every output off, so a cabinet hotter than any heat band or colder
+        than any freeze band, by the runaway margin, has a relay stuck on."""
+        heat, freeze = self.bands.get("heat"), self.bands.get("freeze")
+        if heat is not None and t > heat.high + self._runaway_c(heat):
+            self.runaway = f"{t:.1f} C in ambient with every output off: a heater relay stuck on?"
+        elif freeze is not None and t < freeze.low - self._runaway_c(freeze):
+            self.runaway = f"{t:.1f} C in ambient with every output off: a cooler relay stuck on?"
+        else:
+            self.runaway = None
 
     def _runaway_c(self, band: Band) -> float:
         return 2 * self.converge_c + (band.high - band.low)

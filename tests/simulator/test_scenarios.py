@@ -1,6 +1,8 @@
 """Scenarios: every shipped file plays and holds; bad files are refused by line; a failed
 expectation fails the run (and ``simulate --scenario`` exits 1)."""
 
+import argparse
+
 import pytest
 
 from simulator.cli import EX_CONFIG, play_scenario
@@ -106,3 +108,15 @@ def test_the_step_fields_cover_every_verb_field_the_docs_name():
     # A field the module docstring promises must pass the loader's strictness.
     for name in ("key", "side", "rear", "delay", "size", "mode", "bus", "board", "via", "ok"):
         assert name in scenario.STEP_FIELDS
+
+
+def test_a_scenario_with_config_or_locker_is_refused_not_ignored(capsys):
+    """A fresh user's find: --config and --locker beside --scenario were silently ignored."""
+    from simulator.cli import command
+
+    for extra in (["--config", "config/food-locker.toml"], ["--locker", "food"]):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        args = parser.parse_args(["--scenario", "jammed_lock", *extra])
+        assert command.main(args) == 2
+        assert "do not apply" in capsys.readouterr().err

@@ -18,6 +18,9 @@ import pytest
 
 import agent
 
+# One install, built once: every test of this module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("install")
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCRIPT = CHECKOUT / "systemd" / "install.sh"
 

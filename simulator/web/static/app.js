@@ -87,11 +87,13 @@ function connect() {
   const ws = new WebSocket(`ws://${location.host}/_sim/live`);
   ws.onopen = () => {
     setBadge("#live", "live", "ok");
+    document.body.classList.remove("stale");
     built = false; // a restarted simulator may play another locker: buttons anew
   };
   ws.onmessage = (msg) => render(JSON.parse(msg.data));
   ws.onclose = () => {
     setBadge("#live", "reconnecting…", "bad");
+    document.body.classList.add("stale"); // what shows is the past until it is back
     setTimeout(connect, 1000); // the simulator restarted, or is restarting
   };
 }
@@ -211,7 +213,7 @@ function drawCabinet(cab, h) {
   if (cab.thermal) info.append(drawThermal(cab));
   tile.append(info);
   if (cab.alarms && cab.alarms.length) {
-    tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", {}, a.side ? `${a.type} (${a.side})` : a.type))));
+    tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", { title: a.type }, a.side ? `${a.type} (${a.side})` : a.type))));
   }
   if (rear) tile.append(el("div", { class: `rear door ${rear}`, title: `rear door: ${rear}` }));
   return tile;

@@ -489,3 +489,15 @@ async def test_a_valveless_cabinet_shows_the_cold_its_compressor_gives(tmp_path:
         await agent.hardware.close()
         agent.outbox.close()
         agent.store.close()
+
+
+async def test_a_relay_welded_on_in_ambient_is_caught(rigs):
+    """A fresh user's find: ambient has no band, and a welded heater went to 111 C."""
+    rig = await rigs({0: "ambient"})
+    rig.plant.body(0).stuck_on = "heater"
+    rig.run(3 * 3600, dt_s=60)
+    assert "thermal_not_converging" in rig.alarms(0)
+    assert "heater relay stuck on" in rig.thermal.units[0].control.runaway
+    rig.plant.body(0).stuck_on = None  # mended: it cools back toward the room
+    rig.run(6 * 3600, dt_s=120)
+    assert "thermal_not_converging" not in rig.alarms(0)
