@@ -56,7 +56,7 @@ async def soak_passes(chaos_s: float, seed: int, kill_every_s: tuple[float, floa
 
 @pytest.mark.timeout(150)
 async def test_soak_briefly():
-    await soak_passes(chaos_s=20.0, seed=3, kill_every_s=(4.0, 8.0))
+    await soak_passes(chaos_s=12.0, seed=3, kill_every_s=(3.0, 6.0))
 
 
 @pytest.mark.slow

@@ -132,6 +132,8 @@ async def test_simulate_runs_and_opens_a_cabinet(locker, key):
         str(api_port),
         "--cloud-port",
         str(cloud_port),
+        "--web-port",
+        "0",  # two of these run at once: never both on the page's default 8000
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         env=env,

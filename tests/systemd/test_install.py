@@ -62,9 +62,10 @@ def install(root: Path, stubs: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory):
-    """One install into a temporary root; yields (root, stubs, first run's result)."""
+    """One install into a temporary root (one a test session: its tests share a worker,
+    the xdist group above); yields (root, stubs, first run's result)."""
     assert (CHECKOUT / ".venv").is_dir(), "the test is about a checkout that has a .venv"
     base = tmp_path_factory.mktemp("install")
     root, stubs = base / "root", make_stubs(base / "stubs")
