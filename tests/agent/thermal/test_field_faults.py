@@ -366,7 +366,7 @@ async def test_with_assume_occupied_a_pickup_empties_the_cabinet_and_ambient_doe
         await rig.door(1, True)
         rig.run(600, dt_s=10)
         await rig.door(1, False)
-        rig.run(6 * 3600, dt_s=120)
+        rig.run(6 * 3600, dt_s=300)
     assert "food_time_exceeded" not in rig.alarms(1)
     rig.plant.body(1).cooler_failed = True
     rig.run(100 * 60, dt_s=60)
