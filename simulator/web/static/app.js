@@ -88,6 +88,7 @@ function connect() {
   ws.onopen = () => {
     setBadge("#live", "live", "ok");
     document.body.classList.remove("stale");
+    $("#result").textContent = ""; // an answer from before the restart says nothing now
     built = false; // a restarted simulator may play another locker: buttons anew
   };
   ws.onmessage = (msg) => render(JSON.parse(msg.data));
@@ -108,17 +109,22 @@ async function post(path, body) {
     });
     const answer = await resp.json();
     const ok = resp.ok && answer.ok !== false;
+    const what = body.do ? `${body.who} ${body.do.replaceAll("_", " ")}` : path.split("/").pop();
+    const when = new Date().toLocaleTimeString();
     $("#result").className = ok ? "ok" : "bad";
-    $("#result").textContent = (ok ? "done: " : "refused: ") + summary(answer);
+    $("#result").textContent = `${when} ${what}: ${ok ? "" : "refused: "}${summary(answer, body)}`;
   } catch (err) {
     $("#result").className = "bad";
     $("#result").textContent = `the simulator did not answer: ${err}`;
   }
 }
 
-function summary(answer) {
+function summary(answer, body = {}) {
   if (answer.error) return typeof answer.error === "string" ? answer.error : answer.error.message;
-  if (answer.cabinet) return `cabinet ${answer.cabinet.key} is ${answer.cabinet.state}`;
+  const cab = answer.cabinet;
+  if (cab && body.do === "set_thermal_mode") return `cabinet ${cab.key} set to ${cab.thermal_mode}`;
+  if (cab && body.do === "close" && body.delay) return `cabinet ${cab.key} closes in ${body.delay} s`;
+  if (cab) return `cabinet ${cab.key} is ${cab.state}`;
   if (answer.opened === false) return "the latch holds the door shut";
   return answer.steps ? `playing ${answer.name} (${answer.steps} steps)` : "done";
 }
@@ -154,7 +160,9 @@ function render(s) {
   const cloud = !c.up ? "down" : c.failing_status ? `answers ${c.failing_status}` : c.delay_s ? "slow" : "up";
   setBadge("#cloud", `cloud ${cloud}`, cloud === "up" ? "ok" : "bad", `${c.agents} agent(s) on the command channel`);
   const pending = s.agent.outbox ? s.agent.outbox.pending : "?";
-  setBadge("#outbox", `outbox ${pending} pending`, pending === 0 ? "ok" : "warn");
+  const waiting = (s.agent.reasons || []).some((r) => r.includes("waiting for the outbox"));
+  const label = waiting ? `outbox ${pending} pending, more waiting for the disk` : `outbox ${pending} pending`;
+  setBadge("#outbox", label, pending === 0 && !waiting ? "ok" : "warn");
   drawWall(s.cabinets);
   drawFeeds(c);
   drawScenario(s.scenario);
