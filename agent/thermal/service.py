@@ -27,7 +27,7 @@ from agent.door import DoorState
 from agent.thermal import alarms
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from agent.thermal.control import Compressor
-from agent.thermal.logbook import Logbook
+from agent.thermal.logbook import Logbook, clock_synchronized
 from agent.thermal.outputs import ThermalOutputs
 from agent.thermal.records import Records
 from agent.thermal.unit import Unit
@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 Reading = float | SensorFault
 LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
+CLOCK_WAIT_S = 3600.0  # how long an outage's measure waits for a synchronised clock
 Publish = Callable[..., None]
 ReadAll = Callable[[Path, Iterable[str]], Mapping[str, Reading]]
 
@@ -92,11 +93,13 @@ class Thermal:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.logbook = Logbook(records, log_every_s=config.log_every_s, wall=wall)
+        self.clock_synchronized: Callable[[], bool] = clock_synchronized
         self._rounds = 0
         for key, (out_s, saved_at, unsafe) in self.logbook.saved_clocks().items():
             if key in self.units:
                 self.units[key].food.out_s = out_s
-                self.units[key].down = (max(0.0, wall() - saved_at), unsafe)
+                self.units[key].down = (saved_at, unsafe)
+        self._started = clock()  # the outage is the wall clock's gap less the time since
 
     @property
     def lease_s(self) -> float:
@@ -212,6 +215,9 @@ class Thermal:
         self.logbook.keep(now, self.units.values(), self._lines)
         self._rounds += 1
 
+    def _wall_known(self, now: float) -> bool:
+        return _wall_known_after(self._started, now, self.clock_synchronized)
+
     def _set_outputs(self, unit: Unit, *, heat: bool, cool: bool) -> None:
         """One cabinet's outputs; a driver that refuses (a GPIO line gone bad) is said,
         that cabinet's outputs are tried off, and the other cabinets go on."""
@@ -256,8 +262,9 @@ class Thermal:
             occupied = not (front_open and not unit.front_open)
             unit.front_open = front_open
         unsafe = unit.unsafe(self._lines)
-        if unit.down is not None and unit.verdict.reason != NOT_YET:
-            down_s, unsafe_before = unit.down  # the agent was down: so was the fridge?
+        if unit.down is not None and unit.verdict.reason != NOT_YET and self._wall_known(now):
+            saved_at, unsafe_before = unit.down  # the agent was down: so was the fridge?
+            down_s = max(0.0, self._wall() - saved_at - (now - self._started))
             if occupied and (unsafe_before or unsafe):
                 unit.food.out_s += down_s
                 log.warning("thermal.downtime_counted", key=cabinet.key, seconds=down_s)
@@ -271,6 +278,12 @@ class Thermal:
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+
+def _wall_known_after(started: float, now: float, synchronized: Callable[[], bool]) -> bool:
+    """Whether the wall clock can measure an outage: synchronised (a Pi without an RTC
+    boots at the time it stopped), or an hour gone without (then what it says)."""
+    return synchronized() or now - started >= CLOCK_WAIT_S
 
 
 def _reconcile(compressor: Compressor, powered: bool, now: float) -> None:

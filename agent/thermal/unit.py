@@ -53,7 +53,7 @@ class Unit:
         self.mode_changed = False  # this round: its alarms clear at once
         self.excursion = False
         self.peak_c = 0.0  # the open excursion's worst temperature
-        self.down: tuple[float, bool] | None = None  # (seconds down, unsafe before)
+        self.down: tuple[float, bool] | None = None  # (saved at, unsafe then): a restart
         self.front_open = False  # assume_occupied: a pickup empties the cabinet
         self.output_error: str | None = None  # its outputs refused: the others go on
 

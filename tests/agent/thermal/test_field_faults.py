@@ -488,3 +488,27 @@ async def test_a_relay_welded_on_in_ambient_is_caught(rigs):
     rig.plant.body(0).stuck_on = None  # mended: it cools back toward the room
     rig.run(6 * 3600, dt_s=120)
     assert "thermal_not_converging" not in rig.alarms(0)
+
+
+async def test_a_power_cut_on_a_pi_without_an_rtc_waits_for_the_clock(rigs):
+    """fake-hwclock boots at the time of the cut: the outage is measured once the
+    clock is synchronised (the wall clock's gap less the time since the start)."""
+    rig = await rigs({1: "chill"}, 20.0, compressor_min_off_s=0)
+    rig.locker.cabinets[1].occupied = True
+    rig.plant.body(1).cooler_failed = True
+    rig.run(3600, dt_s=60)
+    await rig.thermal.close()
+    cut_wall = rig.now + 1.8e9
+    rig.now += 3 * 3600  # three hours without power
+    rig.thermal = rig.new_thermal()
+    synced = [False]
+    offset = [0.0]  # the wall clock's error: it booted at the time of the cut
+    rig.thermal._wall = rig.thermal.logbook._wall = lambda: rig.now + 1.8e9 - offset[0]
+    offset[0] = rig.now + 1.8e9 - cut_wall
+    rig.thermal.clock_synchronized = lambda: synced[0]
+    rig.run(120, dt_s=60)
+    before = rig.thermal.units[1].food.out_s
+    assert before < 3600 + 300  # not yet: the clock cannot tell how long it was down
+    offset[0], synced[0] = 0.0, True  # NTP steps the clock to the truth
+    rig.run(60, dt_s=60)
+    assert rig.thermal.units[1].food.out_s >= before + 3 * 3600 - 60
