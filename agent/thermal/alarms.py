@@ -1,5 +1,5 @@
 """The thermal alarms, level-triggered as door supervision is: derived from the facts
-each round, compared with what the cloud was told (``Cabinet.alarms``), raised at once
+each round, compared with what was published to the journal, raised at once
 and cleared only once their cause has been gone ``hold_s`` seconds (a sensor or a
 temperature on the edge must not send the cloud an event every round).
 
@@ -30,6 +30,7 @@ class AlarmBook:
     def __init__(self, hold_s: float = HOLD_S) -> None:
         self.hold_s = hold_s
         self._gone: dict[tuple[int, str], float] = {}
+        self._told: dict[int, set[str]] = {}  # by cabinet key: raised and not cleared
 
     def changes(
         self, now_s: float, cabinet: Cabinet, wanted: set[str], hold_s: float | None = None
@@ -37,7 +38,12 @@ class AlarmBook:
         """The entries that bring ``cabinet``'s shown thermal alarms to ``wanted``;
         ``hold_s`` instead of the usual hold (0: a new mode's causes are new)."""
         hold = self.hold_s if hold_s is None else hold_s
-        shown = {alarm for alarm, _ in cabinet.alarms if alarm in THERMAL_ALARMS}
+        # What was published, not what the cabinet shows yet: while the disk refuses,
+        # the journal holds the entry and the cabinet lags; asking again each round
+        # would queue the same event over and over.
+        shown = self._told.setdefault(
+            cabinet.key, {alarm for alarm, _ in cabinet.alarms if alarm in THERMAL_ALARMS}
+        )
         out = [AlarmChange(cabinet, alarm, None, True) for alarm in sorted(wanted - shown)]
         for alarm in sorted(shown):
             key = (cabinet.key, alarm)
@@ -46,4 +52,6 @@ class AlarmBook:
             elif now_s - self._gone.setdefault(key, now_s) >= hold:
                 del self._gone[key]
                 out.append(AlarmChange(cabinet, alarm, None, False))
+        for change in out:
+            (shown.add if change.raised else shown.discard)(change.alarm)
         return out
