@@ -468,8 +468,8 @@ async def test_a_valveless_cabinet_shows_the_cold_its_compressor_gives(tmp_path:
     try:
         thermal.step({1: 10.0, 2: 2.0})
         thermal.step({1: 10.0, 2: 2.0})
-        if thermal.outputs.compressor_on("c"):
-            assert agent.locker.cabinets[2].as_cloud()["thermal"]["cooling"]
+        assert thermal.outputs.compressor_on("c")  # cabinet 1 calls for cold
+        assert agent.locker.cabinets[2].as_cloud()["thermal"]["cooling"]  # 2 gets it too
     finally:
         thermal.outputs.all_off()
         thermal.records.close()
@@ -512,3 +512,22 @@ async def test_a_power_cut_on_a_pi_without_an_rtc_waits_for_the_clock(rigs):
     offset[0], synced[0] = 0.0, True  # NTP steps the clock to the truth
     rig.run(60, dt_s=60)
     assert rig.thermal.units[1].food.out_s >= before + 3 * 3600 - 60
+
+
+async def test_a_full_disk_does_not_queue_the_same_alarm_every_round(rigs):
+    """While the outbox refuses, the journal holds an alarm and the cabinet lags; a
+    round must not publish it again (48 cabinets a second would fill the backlog)."""
+    from agent.outbox import OutboxError
+
+    rig = await rigs({1: "chill"}, 20.0, compressor_min_off_s=0)
+    real = rig.agent.outbox.append
+
+    def full(*args, **kwargs):
+        raise OutboxError("database or disk is full")
+
+    rig.agent.outbox.append = full
+    rig.run(600, dt_s=10)
+    assert rig.locker.journal.waiting <= 2  # the alarm once, not sixty times
+    rig.agent.outbox.append = real
+    rig.locker.journal._drain()
+    assert rig.events().count("temperature_out_of_band") == 1
