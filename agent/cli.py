@@ -115,7 +115,7 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     )
     busscan.add_arguments(scan)
     technician.add_arguments(sub)
-    thermal_cli.add_arguments(sub)
+    _config_file(thermal_cli.add_arguments(sub))
     conf = sub.add_parser("config", help="about the config file")
     conf_sub = conf.add_subparsers(dest="config_cmd", required=True)
     conf_sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")

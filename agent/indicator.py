@@ -22,8 +22,7 @@ from typing import Any, Literal
 from agent.cabinet import Cabinet
 from agent.door import DoorSeen, DoorState
 from agent.supervision import AlarmChange
-
-FOOD_TIME_EXCEEDED = "food_time_exceeded"
+from agent.thermal.alarms import FOOD_TIME_EXCEEDED
 
 Link = Literal["ok", "cloud_unreachable", "no_internet"]
 Show = Callable[[int, str], None]

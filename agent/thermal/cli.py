@@ -22,18 +22,18 @@ from agent.config import Config
 from agent.thermal.records import RECORDS_FILE, RecordsError, export_csv, parse_since
 
 
-def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``thermal log`` to the command line's subcommands."""
+def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add ``thermal log`` to the command line's subcommands; its parser, for the CLI to
+    add the config file as every command takes it."""
     thermal = sub.add_parser("thermal", help="food lockers: the temperature records")
     thermal_sub = thermal.add_subparsers(dest="thermal_cmd", required=True)
     log = thermal_sub.add_parser("log", help="print the temperature log as CSV")
-    log.add_argument("file", nargs="?", help="the TOML config file")
-    log.add_argument("--config", dest="config_flag", metavar="FILE", help="the same")
     log.add_argument("--key", type=int, help="one cabinet only (default: every cabinet)")
     log.add_argument("--since", help="from this ISO 8601 time (default: everything kept)")
     log.add_argument(
         "--excursions", action="store_true", help="the times out of temperature instead"
     )
+    return log
 
 
 def main(args: argparse.Namespace, config: Config) -> int:

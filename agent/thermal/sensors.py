@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent.config import Config
-from drivers.w1 import POWER_ON_C, SensorFault, read_ds18b20
+from drivers.w1 import POWER_ON_C, SensorFault, read_all
 
 _WHAT_TO_DO = {
     "missing": "not listed by the kernel: check its three wires and the 4.7 kohm pull-up",
@@ -20,7 +20,7 @@ _WHAT_TO_DO = {
 def sensor_lines(config: Config) -> Iterator[tuple[str, str]]:
     """``(level, says)`` per finding: ``ok`` once for every sensor that answers, ``FAIL``
     for each one that does not, ``warn`` for the 85 C power-on value. Nothing when no
-    cabinet has a thermal unit. Reads each sensor once (about 0.75 s each)."""
+    cabinet has a thermal unit. Reads every sensor once, as the agent does."""
     units = [(c.key, c.thermal) for c in config.cabinets if c.thermal is not None]
     if not units:
         return
@@ -41,19 +41,18 @@ def sensor_lines(config: Config) -> Iterator[tuple[str, str]]:
         )
         return
     answered: list[float] = []
+    readings = read_all(w1_dir, [unit.sensor for _, unit in units])
     for key, unit in units:
-        try:
-            celsius = read_ds18b20(w1_dir, unit.sensor)
-        except SensorFault as fault:
-            says = _WHAT_TO_DO.get(fault.reason, fault.reason)
-            if fault.reason == "missing":
+        reading = readings[unit.sensor]
+        if isinstance(reading, SensorFault):
+            says = _WHAT_TO_DO.get(reading.reason, reading.reason)
+            if reading.reason == "missing":
                 says += f" (the kernel lists: {', '.join(listed) or 'none'})"
             yield "FAIL", f"cabinet {key} sensor {unit.sensor}: {says}"
-            continue
-        if celsius == POWER_ON_C:
+        elif reading == POWER_ON_C:
             yield "warn", f"cabinet {key} sensor {unit.sensor}: 85.0 C, its power-on value"
-            continue
-        answered.append(celsius)
+        else:
+            answered.append(reading)
     if answered:
         yield (
             "ok",

@@ -210,13 +210,15 @@ class Thermal:
             unit.show(self.outputs)
             self._food(now, unit)
             hold = 0.0 if unit.mode_changed else None
-            changes = self._alarms.changes(now, unit.cabinet, unit.wanted(self._lines), hold)
-            self._publish(*changes)
+            if changes := self._alarms.changes(now, unit.cabinet, unit.wanted(self._lines), hold):
+                self._publish(*changes)
         self.logbook.keep(now, self.units.values(), self._lines)
         self._rounds += 1
 
     def _wall_known(self, now: float) -> bool:
-        return _wall_known_after(self._started, now, self.clock_synchronized)
+        """Whether the wall clock can measure an outage: synchronised (a Pi without an
+        RTC boots at the time it stopped), or an hour gone without (then as it is)."""
+        return self.clock_synchronized() or now - self._started >= CLOCK_WAIT_S
 
     def _set_outputs(self, unit: Unit, *, heat: bool, cool: bool) -> None:
         """One cabinet's outputs; a driver that refuses (a GPIO line gone bad) is said,
@@ -278,12 +280,6 @@ class Thermal:
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-
-
-def _wall_known_after(started: float, now: float, synchronized: Callable[[], bool]) -> bool:
-    """Whether the wall clock can measure an outage: synchronised (a Pi without an RTC
-    boots at the time it stopped), or an hour gone without (then what it says)."""
-    return synchronized() or now - started >= CLOCK_WAIT_S
 
 
 def _reconcile(compressor: Compressor, powered: bool, now: float) -> None:

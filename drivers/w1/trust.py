@@ -89,7 +89,6 @@ class SensorTrust:
 
     __slots__ = (
         "_fail_after",
-        "_gap",
         "_good_reads",
         "_good_s",
         "_hold_s",
@@ -130,7 +129,6 @@ class SensorTrust:
         self._last: Verdict | None = None  # None: nothing judged yet
         self._ref: float | None = None  # the last raw value taken as a reference
         self._ref_s: float | None = None  # when it was read
-        self._gap = False  # a fault since ``_ref`` was read
         self._unchanged_s = 0.0  # running time with ``_ref`` unchanged
         self._stuck_latched = False
         self._good_reads = 0  # in a row, while not ok
@@ -166,7 +164,6 @@ class SensorTrust:
         lost = isinstance(reading, SensorFault)
         self.loss += LOSS_WEIGHT * (lost - self.loss)
         if isinstance(reading, SensorFault):
-            self._gap = True
             self._misses += 1
             if self._misses < self._fail_after:
                 if self._last is None:  # none read yet: not failed before fail_after
@@ -201,7 +198,7 @@ class SensorTrust:
         dt_s = now_s - previous_s if previous_s is not None else 0.0
         if not (math.isfinite(dt_s) and dt_s > 0):
             dt_s = 0.0  # a clock that stands still or goes back: no time passed
-        self._ref, self._ref_s, self._gap = value, now_s, False
+        self._ref, self._ref_s = value, now_s
         if value != previous:
             self._unchanged_s = 0.0
             self._stuck_latched = False
