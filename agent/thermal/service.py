@@ -110,11 +110,11 @@ class Thermal:
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Outputs off, one round at once (so the API shows temperatures from the
-        start), then a round every ``sample_s``."""
+        """Outputs off, then a round at once and every ``sample_s``, in the background:
+        READY never waits for sensors (16 read one by one take 12 s, a hung one more);
+        until the first round a unit shows ``sensor: missing``."""
         self.outputs.all_off()
         self.logbook.start(self.units)
-        await self.tick()
         self._task = asyncio.create_task(self._loop(), name="thermal")
 
     async def close(self) -> None:

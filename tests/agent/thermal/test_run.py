@@ -100,6 +100,7 @@ async def command(http, key, body):
 
 async def test_mode_sensor_outputs_events_and_records(running):
     agent, cloud, http, factory, w1 = running
+    await until_async(lambda: cabinet(http, 0), lambda c: c["temperature_c"] is not None)
     first = await cabinet(http, 0)
     assert first["temperature_c"] == 20.0
     assert first["thermal"] == {
