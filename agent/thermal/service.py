@@ -134,7 +134,7 @@ class Thermal:
         a sensor not trusted, a unit off or running wild, records not kept."""
         out = []
         for key, unit in self.units.items():
-            if unit.verdict.status != "ok":
+            if unit.verdict.status != "ok" and unit.verdict.reason != NOT_YET:
                 out.append(f"cabinet {key}: temperature sensor not trusted: {unit.verdict.reason}")
             if (why := unit.control.fault or unit.control.runaway) is not None:
                 out.append(f"cabinet {key}: thermal unit: {why}")
