@@ -12,23 +12,23 @@ import structlog
 
 from agent import __version__, systemd
 from agent import log as log_setup
-from agent.api import LocalApi
-from agent.cabinet import Cabinet
-from agent.channel import CommandChannel
-from agent.commands import CabinetCommand
+from agent.api.metrics import Metrics
+from agent.api.server import LocalApi
+from agent.cloud.channel import CommandChannel
+from agent.cloud.uplink import Uplink
 from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
+from agent.config.reload import differences
 from agent.config.warnings import warnings
-from agent.door import Door
-from agent.errors import LockerError
-from agent.hardware import Hardware
-from agent.locker import Locker
-from agent.metrics import Metrics
-from agent.outbox import OUTBOX_FILE, Outbox
-from agent.reload import differences
-from agent.store import STATE_FILE, StateStore
+from agent.hardware.bridge import Hardware
+from agent.locker.cabinet import Cabinet
+from agent.locker.commands import CabinetCommand
+from agent.locker.door import Door
+from agent.locker.errors import LockerError
+from agent.locker.locker import Locker
+from agent.storage.outbox import OUTBOX_FILE, Outbox
+from agent.storage.store import STATE_FILE, StateStore
 from agent.thermal.records import RECORDS_FILE, Records
 from agent.thermal.service import Thermal
-from agent.uplink import Uplink
 
 log = structlog.get_logger(__name__)
 
@@ -237,7 +237,7 @@ class Agent:
 
     def reload(self, path: str) -> bool:
         """SIGHUP: read ``path`` again; apply the live timings, name what needs a
-        restart (``agent.reload``); an invalid file is refused. True when valid."""
+        restart (``agent.config.reload``); an invalid file is refused. True when valid."""
         try:
             new = load_config(path)
         except ConfigError as err:
@@ -302,7 +302,7 @@ class Agent:
 
 async def run(config: Config, stop: asyncio.Event | None = None, path: str | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then stop cleanly; with ``path``, SIGHUP
-    reads that file again (``agent.reload``)."""
+    reads that file again (``agent.config.reload``)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     log_setup.install_loop_handler(loop)  # asyncio's errors: masked, rate-limited

@@ -8,7 +8,7 @@ the service user cannot read a secret file, and (on a machine with GPIO) when a 
 factory's module is missing (``agent/access.py``). ``doctor`` (``agent/doctor.py``)
 looks at the machine too: ports, boards, the cloud, the clock, the disk. ``bus scan``
 (``agent/busscan.py``) lists the boards answering on a port; ``config schema``
-(``agent/config_schema.py``) prints the file's JSON Schema.
+(``agent/field/schema.py``) prints the file's JSON Schema.
 
 More commands (``simulate``) come from other packages through the entry point group
 ``locker_agent.commands``: each entry point loads an object with ``help: str``,
@@ -31,10 +31,11 @@ from typing import Protocol
 
 import structlog
 
-from agent import __version__, access, busscan, log, technician
+from agent import __version__, log
 from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
-from agent.drybuild import build_dry
+from agent.field import access, busscan, technician
+from agent.hardware.dry import build_dry
 from agent.thermal import cli as thermal_cli
 
 EX_CONFIG = 78
@@ -232,14 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "check-config":
         return _check_config(_config_path(parser, args))
     if args.cmd == "config":
-        from agent import config_schema
+        from agent.field import schema as config_schema
 
         return config_schema.main()
     if args.cmd == "bus":
         log.configure(level="warning")
         return busscan.main(args)
     if args.cmd == "doctor":
-        from agent import doctor
+        from agent.field import doctor
 
         log.configure(level="warning")
         return doctor.main(args)
@@ -278,7 +279,7 @@ def _show_outbox(config: Config, limit: int) -> int:
     """Print pending and dead rows, one JSON object a line, then a summary line."""
     import json
 
-    from agent.outbox import OUTBOX_FILE, Outbox
+    from agent.storage.outbox import OUTBOX_FILE, Outbox
 
     path = config.storage.dir / OUTBOX_FILE
     if not path.exists():

@@ -19,8 +19,8 @@ from pathlib import Path
 from _rig import machine, rig
 from pydantic import SecretStr
 
-from agent.outbox import OUTBOX_FILE, Outbox
-from agent.uplink import Uplink
+from agent.cloud.uplink import Uplink
+from agent.storage.outbox import OUTBOX_FILE, Outbox
 from simulator.cloud import FakeCloud
 
 KEY = "bench-key"

@@ -59,7 +59,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from agent.uplink import RETRY_AFTER_MAX_S
+from agent.cloud.uplink import RETRY_AFTER_MAX_S
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port

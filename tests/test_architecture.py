@@ -1,18 +1,23 @@
-"""The shape of the house, read from the imports: one way through, no circles.
+"""The shape of the house, read from the imports: rooms, one way through, no circles.
 
 DESIGN.md: ``agent`` uses ``drivers``; ``drivers`` imports nothing of ``agent``;
 ``simulator`` plays the hardware and the cloud from outside, so nothing in
-``agent`` imports it. Modules stay small (Klipper's extras: ~150 lines).
+``agent`` imports it. Inside ``agent``, each sub-package (a room) says in its
+``__init__.py`` docstring which rooms it may import (``...; imports locker,
+storage.``); this test reads that line and fails on any arrow it does not allow.
+Modules stay small, and are cut where they have two jobs.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("agent", "drivers", "simulator")
-MAX_LINES = 320  # "about 300"
+MAX_LINES = 400
+MAX_TOP_MODULES = 12  # modules at the top of agent/, beside its rooms
 
 
 def _modules() -> dict[str, Path]:
@@ -51,6 +56,80 @@ def _imports(name: str, path: Path) -> set[str]:
 
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+ROOMS = sorted(p.name for p in (ROOT / "agent").iterdir() if (p / "__init__.py").is_file())
+_RULE = re.compile(r"; imports (nothing|[\w., ]+?)\.$")
+
+
+def _room(module: str) -> str | None:
+    """The room (``agent.locker``) a module of ``agent`` lives in; None at the top."""
+    parts = module.split(".")
+    return f"agent.{parts[1]}" if len(parts) > 1 and parts[1] in ROOMS else None
+
+
+def _rule(room: str) -> set[str]:
+    """What a room's ``__init__.py`` docstring says it may import, as dotted names."""
+    doc = ast.get_docstring(ast.parse(MODULES[room].read_text())) or ""
+    assert "\n" not in doc, f"{room}: the docstring is one line"
+    found = _RULE.search(doc)
+    assert found, f"{room}: the docstring ends '; imports a, b.' or '; imports nothing.'"
+    if found.group(1) == "nothing":
+        return set()
+    names = [n.strip() for n in found.group(1).split(",")]
+    return {n if n.split(".")[0] in PACKAGES else f"agent.{n}" for n in names}
+
+
+RULES = {room: _rule(room) for room in (f"agent.{r}" for r in ROOMS)}
+
+
+def _allowed(module: str, dep: str) -> bool:
+    room = _room(module)
+    if room is None or dep == "agent" or _room(dep) == room:
+        return True  # the top may import any room; every room the package's face
+    return any(dep == rule or dep.startswith(rule + ".") for rule in RULES[room])
+
+
+def test_every_room_says_what_it_may_import():
+    assert set(RULES) >= {"agent.locker", "agent.storage", "agent.cloud", "agent.api"}
+    for room, rule in RULES.items():
+        for name in rule:
+            assert name in MODULES, f"{room} names {name}, which is no module of ours"
+
+
+def test_every_arrow_goes_where_its_room_allows():
+    bad = sorted(
+        f"{module} -> {dep}"
+        for module, deps in GRAPH.items()
+        if module.startswith("agent")
+        for dep in deps
+        if not _allowed(module, dep)
+    )
+    assert bad == []
+
+
+def test_rooms_never_import_the_top():
+    """app, cli, log and the like build and run the rooms; a room never reaches back up."""
+    bad = sorted(
+        f"{module} -> {dep}"
+        for module, deps in GRAPH.items()
+        if _room(module)
+        for dep in deps
+        if dep.startswith("agent.") and _room(dep) is None
+    )
+    assert bad == []
+
+
+def test_rooms_are_one_way():
+    """No two rooms may import each other (a module named in a rule, such as the thermal
+    section's schema that ``config`` composes, is not its whole room)."""
+    rooms = {room: {r for r in rule if r in RULES} for room, rule in RULES.items()}
+    both = sorted((a, b) for a, deps in rooms.items() for b in deps if a in rooms.get(b, ()))
+    assert both == []
+
+
+def test_the_top_of_agent_stays_small():
+    top = sorted(p.name for p in (ROOT / "agent").glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, top
 
 
 def test_drivers_import_nothing_of_agent_or_simulator():
@@ -108,6 +187,6 @@ def test_no_import_circles():
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("agent")))
-def test_agent_modules_stay_small(name):
+def test_modules_stay_small(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name}: {lines} lines"

@@ -12,13 +12,12 @@ temperature on the edge must not send the cloud an event every round).
 
 from __future__ import annotations
 
-from agent.cabinet import Cabinet
-from agent.supervision import AlarmChange
+from agent.locker.cabinet import Cabinet
+from agent.locker.supervision import FOOD_TIME_EXCEEDED, AlarmChange
 
 SENSOR_FAILED = "temperature_sensor_failed"
 OUT_OF_BAND = "temperature_out_of_band"
 NOT_CONVERGING = "thermal_not_converging"
-FOOD_TIME_EXCEEDED = "food_time_exceeded"
 THERMAL_ALARMS = frozenset({SENSOR_FAILED, OUT_OF_BAND, NOT_CONVERGING, FOOD_TIME_EXCEEDED})
 
 HOLD_S = 60.0

@@ -10,7 +10,7 @@
   not give spoilt food a new two hours.
 
 Rows older than ``retention_days`` go (HACCP records are kept one to two years: the
-default is 400 days). A damaged file is set aside and replaced (``agent.sqlite``);
+default is 400 days). A damaged file is set aside and replaced (``agent.storage.sqlite``);
 every method raises :class:`RecordsError` when the disk refuses, and the caller logs
 it and goes on controlling: a record lost never stops a heater being switched off.
 """
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.sqlite import Database
+from agent.storage.sqlite import Database
 
 RECORDS_FILE = "thermal.sqlite3"
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import structlog
 
-from agent.cabinet import Cabinet
-from agent.door import DoorState
+from agent.locker.cabinet import Cabinet
+from agent.locker.door import DoorState
 from agent.thermal import alarms
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from agent.thermal.control import Compressor

@@ -8,7 +8,7 @@ the API shows of it (``show``), whether its food is out of temperature
 
 from __future__ import annotations
 
-from agent.cabinet import Cabinet
+from agent.locker.cabinet import Cabinet
 from agent.thermal import alarms
 from agent.thermal.bands import Lines
 from agent.thermal.config import ThermalConfig, ThermalWiring

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from agent.cabinet import Cabinet, Door, Side
-from agent.errors import Unavailable
-from agent.locker import Locker
-from agent.outbox import Outbox
-from agent.store import StateStore
+from agent.locker.cabinet import Cabinet, Door, Side
+from agent.locker.errors import Unavailable
+from agent.locker.locker import Locker
+from agent.storage.outbox import Outbox
+from agent.storage.store import StateStore
 
 
 class FakeActuator:

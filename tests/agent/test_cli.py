@@ -171,7 +171,7 @@ async def test_simulate_runs_and_opens_a_cabinet(locker, key):
 def test_outbox_lists_pending_and_dead_rows(tmp_path):
     import json
 
-    from agent.outbox import OUTBOX_FILE, Outbox
+    from agent.storage.outbox import OUTBOX_FILE, Outbox
 
     box = Outbox(tmp_path / OUTBOX_FILE)
     box.append("change", "door_changed", [{"key": 5, "front_status": "open"}])
@@ -397,18 +397,3 @@ def test_a_plugin_cannot_replace_a_built_in_command(plugin_path, tmp_path):
     result = run_agent(["run", "--config", str(tmp_path / "missing.toml")], plugin_path)
     assert result.returncode == 78  # the agent's own run: no such file
     assert "hello" not in result.stdout
-
-
-def test_the_agent_imports_nothing_of_the_simulator():
-    import ast
-    from pathlib import Path
-
-    agent_dir = Path(__file__).resolve().parents[2] / "agent"
-    for path in agent_dir.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            assert not [n for n in names if n.split(".")[0] == "simulator"], path

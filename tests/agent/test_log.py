@@ -11,7 +11,7 @@ from aiohttp.http_exceptions import BadStatusLine
 from pydantic import SecretStr
 
 from agent import log
-from agent.api import LocalApi
+from agent.api.server import LocalApi
 
 TOKEN = "tok-Zq8xW2"
 # What a careless client sends: a request line aiohttp cannot parse (a space, a NUL
@@ -232,7 +232,7 @@ def test_under_journald_each_line_carries_its_priority():
 def test_alarms_of_many_cabinets_are_each_logged_and_one_cabinets_flood_is_cut(out):
     """Commissioning a food locker raises an alarm on sixteen cabinets at once: sixteen
     lines. One cabinet raising it every second is still cut to a few and a count."""
-    logger = structlog.get_logger("agent.locker")
+    logger = structlog.get_logger("agent.locker.locker")
     for key in range(16):
         logger.warning("alarm.raised", alarm="temperature_out_of_band", key=key, side=None)
     for _ in range(20):

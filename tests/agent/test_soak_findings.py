@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent.errors import LockerError
-from agent.idempotency import CommandLog
-from agent.outbox import Outbox
-from agent.store import StateStore
+from agent.locker.errors import LockerError
+from agent.locker.idempotency import CommandLog
+from agent.storage.outbox import Outbox
+from agent.storage.store import StateStore
 
 MIB = 1024 * 1024
 

@@ -11,9 +11,9 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from agent.app import Agent
-from agent.commands import error_body, parse_command
 from agent.config import Config, parse_config
-from agent.errors import LockerError
+from agent.locker.commands import error_body, parse_command
+from agent.locker.errors import LockerError
 from simulator.cloud import FakeCloud
 from simulator.mock_pins import mock_factory
 from simulator.run import Simulation, default_config_data, free_port

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from agent.app import Agent
-from agent.commands import parse_command
 from agent.config import parse_config
+from agent.locker.commands import parse_command
 from agent.thermal.records import Records
 from agent.thermal.service import Thermal
 from simulator.mock_pins import WorldPins, mock_factory

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands import parse_command
 from agent.config import ConfigError, parse_config
 from agent.config.warnings import warnings
+from agent.locker.commands import parse_command
 from agent.thermal.bands import Band
 from agent.thermal.control import UnitControl
 from agent.thermal.records import Records
@@ -517,7 +517,7 @@ async def test_a_power_cut_on_a_pi_without_an_rtc_waits_for_the_clock(rigs):
 async def test_a_full_disk_does_not_queue_the_same_alarm_every_round(rigs):
     """While the outbox refuses, the journal holds an alarm and the cabinet lags; a
     round must not publish it again (48 cabinets a second would fill the backlog)."""
-    from agent.outbox import OutboxError
+    from agent.storage.outbox import OutboxError
 
     rig = await rigs({1: "chill"}, 20.0, compressor_min_off_s=0)
     real = rig.agent.outbox.append

@@ -11,8 +11,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.commands import parse_command
-from agent.indicator import pattern_for
+from agent.locker.commands import parse_command
+from agent.locker.indicator import pattern_for
 
 
 async def test_each_band_is_held_for_hours(rigs):

@@ -1,0 +1,193 @@
+"""``GET /metrics``: the agent in Prometheus's text format (prometheus-client).
+
+Names follow Prometheus's conventions (``locker_agent_`` prefix, base units,
+``_total`` for counters, ``_seconds`` for time). Most figures are read from the
+parts when scraped (a custom collector: nothing on the poll loop's hot path);
+the few events counted as they happen (door changes, commands by result, uplink
+answers by status) are plain counters. One registry per agent: no global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.hardware.bridge import Hardware
+from agent.locker.door import DoorSeen
+from agent.locker.locker import Locker
+from agent.storage.outbox import Outbox
+from agent.thermal.service import Thermal
+
+
+class Parts(Protocol):
+    """What the metrics read when scraped (``agent.app.Agent`` has them)."""
+
+    outbox: Outbox
+    locker: Locker
+    hardware: Hardware
+    thermal: Thermal | None
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The agent's metrics; ``observe`` is a journal observer, ``command`` and
+    ``uplink`` are called by the locker's edges and the uplink."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._doors = Counter(
+            "locker_agent_door_changes",
+            "Door changes queued for the cloud",
+            ["side", "status"],
+            registry=self.registry,
+        )
+        self._commands = Counter(
+            "locker_agent_commands",
+            "Cabinet commands by command and result",
+            ["command", "result"],
+            registry=self.registry,
+        )
+        self._uplink = Counter(
+            "locker_agent_uplink_posts",
+            "Feedback POSTs by the cloud's answer",
+            ["status"],
+            registry=self.registry,
+        )
+
+    def bind(self, agent: Parts) -> None:
+        """Read the agent's parts when scraped."""
+        self.registry.register(_Live(agent))
+
+    def observe(self, entry: Any) -> None:
+        """A journal observer: count a door change the cloud will hear."""
+        if isinstance(entry, DoorSeen) and entry.report is not None:
+            self._doors.labels(entry.side, entry.report).inc()
+
+    def command(self, command: str, result: str) -> None:
+        """A command finished: ``result`` is ``ok`` or the error type."""
+        self._commands.labels(command, result).inc()
+
+    def uplink(self, status: str) -> None:
+        """The cloud answered a POST (an HTTP status, or ``unreachable``)."""
+        self._uplink.labels(status).inc()
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+class _Live(Collector):
+    """Figures read from the parts at scrape time."""
+
+    def __init__(self, agent: Parts) -> None:
+        self._agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        agent = self._agent
+        stats = agent.outbox.stats()
+        yield _gauge(
+            "locker_agent_outbox_pending", "Messages waiting for the cloud", stats["pending"]
+        )
+        yield _gauge(
+            "locker_agent_outbox_oldest_age_seconds",
+            "Age of the oldest message waiting",
+            stats["oldest_age_s"],
+        )
+        yield _gauge(
+            "locker_agent_journal_waiting",
+            "Changes waiting for the disk",
+            agent.locker.journal.waiting,
+        )
+        alarms = GaugeMetricFamily("locker_agent_alarms_active", "Active alarms", labels=["alarm"])
+        counts: dict[str, int] = {}
+        for cabinet in agent.locker.cabinets.values():
+            for alarm, _ in cabinet.alarms:
+                counts[alarm] = counts.get(alarm, 0) + 1
+        for alarm, n in sorted(counts.items()):
+            alarms.add_metric([alarm], n)
+        yield alarms
+        replies = CounterMetricFamily(
+            "locker_agent_bus_replies", "Status replies", labels=["bus", "board"]
+        )
+        timeouts = CounterMetricFamily(
+            "locker_agent_bus_reply_timeouts",
+            "Status requests not answered in time",
+            labels=["bus", "board"],
+        )
+        rtt = CounterMetricFamily(
+            "locker_agent_bus_round_trip_seconds",
+            "Seconds from a status request to its reply, summed",
+            labels=["bus", "board"],
+        )
+        bad = GaugeMetricFamily(
+            "locker_agent_bus_garbage_bytes",
+            "Bytes dropped as garbage on the current connection",
+            labels=["bus"],
+        )
+        twins = CounterMetricFamily(
+            "locker_agent_bus_twin_replies",
+            "Second replies to one request: two boards on one address",
+            labels=["bus", "board"],
+        )
+        silent = GaugeMetricFamily(
+            "locker_agent_bus_board_silent",
+            "1 when a board does not answer",
+            labels=["bus", "board"],
+        )
+        for name, bus in agent.hardware.kerong_buses().items():
+            quiet = set(bus.silent_boards()) if bus.connected else set(bus.boards)
+            for board in bus.boards:
+                labels = [name, str(board)]
+                replies.add_metric(labels, bus.counts[(board, "replies")])
+                timeouts.add_metric(labels, bus.counts[(board, "timeouts")])
+                twins.add_metric(labels, bus.counts[(board, "twins")])
+                rtt.add_metric(labels, bus.rtt_s[board])
+                silent.add_metric(labels, int(board in quiet))
+            bad.add_metric([name], bus.bad_bytes)
+        yield from (replies, timeouts, twins, rtt, bad, silent)
+        if agent.thermal is not None:
+            yield from _thermal(agent.thermal)
+
+
+def _thermal(thermal: Thermal) -> Iterator[Metric]:
+    """Each thermal cabinet's trusted temperature, sensor, outputs and food clock."""
+    temp = GaugeMetricFamily(
+        "locker_agent_cabinet_temperature_celsius",
+        "Trusted temperature (absent while the sensor is not trusted)",
+        labels=["key"],
+    )
+    sensor = GaugeMetricFamily(
+        "locker_agent_thermal_sensor_ok", "1 when the sensor is trusted", labels=["key"]
+    )
+    outputs = GaugeMetricFamily(
+        "locker_agent_thermal_output_on", "1 while an output is on", labels=["key", "output"]
+    )
+    food = GaugeMetricFamily(
+        "locker_agent_food_out_of_temperature_seconds",
+        "Time the food in an occupied cabinet spent out of temperature",
+        labels=["key"],
+    )
+    for key, unit in thermal.units.items():
+        labels = [str(key)]
+        if unit.verdict.temperature_c is not None:
+            temp.add_metric(labels, unit.verdict.temperature_c)
+        sensor.add_metric(labels, int(unit.verdict.status == "ok"))
+        outputs.add_metric([str(key), "heater"], int(thermal.outputs.heating(key)))
+        outputs.add_metric([str(key), "cooler"], int(thermal.outputs.cooler_on(key)))
+        food.add_metric(labels, unit.food.out_s)
+    compressors = GaugeMetricFamily(
+        "locker_agent_compressor_on", "1 while a shared compressor runs", labels=["compressor"]
+    )
+    for name in thermal.compressors:
+        compressors.add_metric([name], int(thermal.outputs.compressor_on(name)))
+    yield from (temp, sensor, outputs, food, compressors)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)

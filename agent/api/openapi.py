@@ -1,0 +1,321 @@
+"""The local API's OpenAPI 3.1 document, from the models the handlers use.
+
+Request bodies are the models ``parse_command`` and ``parse_open_all`` validate with;
+answers are the response models below (``Cabinet.as_cloud()``, the health check,
+open-all, ``agent.locker.commands.problem``). Every route lists every status it can answer;
+``GET /openapi.json`` serves this; ``tests/agent/test_api_schema.py`` holds the API to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from agent import __version__
+from agent.api import thermal as api_thermal
+from agent.locker.cabinet import ThermalMode
+from agent.locker.commands import CabinetCommand, OpenAll
+from agent.locker.idempotency import MAX_ID_LENGTH
+
+DoorStateName = Literal["closed", "opening", "open", "closing", "unknown"]
+
+
+class Alarm(BaseModel):
+    """An alarm the cloud has been told of and not yet of its end."""
+
+    type: str
+    side: Literal["front", "rear"] | None  # None: the whole cabinet (thermal alarms)
+
+
+class ThermalView(BaseModel):
+    """A thermal unit (DESIGN.md, "Thermal"); ``band_c``: ``[low, high]``, None in ambient."""
+
+    mode: ThermalMode
+    band_c: list[float] | None
+    heating: bool
+    cooling: bool
+    sensor: Literal["ok", "failed", "missing"]
+
+
+class CabinetView(BaseModel):
+    """The cloud's cabinet object, plus ``unknown`` door states, thermal state, ``alarms``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: int
+    state: DoorStateName
+    enabled: bool
+    size: str
+    occupied: int = Field(ge=0, le=1)
+    thermal_mode: ThermalMode
+    rear_load_status: DoorStateName | None
+    temperature_c: float | None = None  # one decimal; None: no sensor, or not trusted
+    thermal: ThermalView | None = None  # None: no thermal unit
+    alarms: list[Alarm]
+
+
+class ErrorBody(BaseModel):
+    """Every error: the Lok ``type`` vocabulary; ``errors`` names wrong fields (422)."""
+
+    status_code: int = Field(ge=400, le=599)
+    type: str
+    message: str
+    errors: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Health(BaseModel):
+    """``/healthz``: ``reasons`` empty when ``ok``; figures (outbox, notices) may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "degraded"]
+    reasons: list[str]
+    version: str | None = None
+    alarms: list[dict[str, Any]] | None = None  # {"key", "type", "side"}: active alarms
+
+
+class OpenAllResult(BaseModel):
+    """One cabinet's outcome in ``POST /api/lockers/open-all``: its object when it
+    opened, its error otherwise."""
+
+    key: int
+    ok: bool
+    cabinet: CabinetView | None = None
+    error: ErrorBody | None = None
+
+
+_SINCE = {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}}
+_REF = "#/components/schemas/{model}"
+_MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+    (CabinetCommand, "validation"),
+    (OpenAll, "validation"),
+    (CabinetView, "serialization"),
+    (ErrorBody, "serialization"),
+    (Health, "serialization"),
+    (OpenAllResult, "serialization"),
+    *((model, "serialization") for _, _, model in api_thermal.LOGS.values()),
+]
+
+# Why each error status happens; every route names the ones it can answer.
+_WHY = {
+    400: "a malformed request head, Host or body (not JSON)",
+    401: "the token is missing or wrong (requests that act: Bearer only)",
+    403: "a request that acts came from a web page (a foreign Origin)",
+    404: "no such cabinet",
+    408: "the body did not arrive in time",
+    409: "the command does not fit the cabinet as it is",
+    411: "a chunked body (send Content-Length)",
+    413: "the body is over 16 KiB",
+    415: "a body with a Content-Encoding, or a request that acts whose body is not "
+    "application/json",
+    417: "an Expect other than 100-continue",
+    421: "the Host is not one this agent serves",
+    422: "the body is JSON but not a valid command; errors names the fields",
+    429: "too many actions, on this cabinet or in all; retry after Retry-After seconds",
+    503: "the agent is starting, the hardware cannot act, or too many connections",
+    504: "the lock jammed or the door was obstructed",
+}
+_EVERY = (400, 411, 415, 417, 421, 503)  # the connection's own answers among them
+_READ = (*_EVERY, 401)
+_ACT = (*_READ, 403, 408, 413, 429)
+
+
+def _schema(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(ok: dict[str, Any], statuses: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": ok}
+    for status in sorted(set(statuses)):
+        error = _json(_schema("ErrorBody"))
+        answer: dict[str, Any] = {"description": _WHY[status], "content": error}
+        if status == 429:
+            answer["headers"] = {
+                "Retry-After": {
+                    "description": "seconds until the action is taken again",
+                    "schema": {"type": "integer", "minimum": 1},
+                    "required": True,
+                }
+            }
+        out[str(status)] = answer
+    return out
+
+
+_KEY = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": "the cloud's cabinet key",
+    "schema": {"type": "integer"},
+}
+_READ_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"secretToken": []}]
+_ACT_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _logs() -> dict[str, Any]:
+    """The thermal records' routes (``agent.api.thermal.LOGS``)."""
+    return {
+        f"/api/lockers/cabinets/{{key}}/{name}": {
+            "parameters": [_KEY],
+            "get": {
+                "operationId": operation,
+                "summary": summary,
+                "security": _READ_AUTH,
+                "parameters": [_SINCE],
+                "responses": _responses(
+                    {"description": summary, "content": _json(_list_of(model.__name__))},
+                    (*_READ, 404, 422),
+                ),
+            },
+        }
+        for name, (operation, summary, model) in api_thermal.LOGS.items()
+    }
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _schema(name)}
+
+
+def _paths() -> dict[str, Any]:
+    cabinet = {"description": "the cabinet", "content": _json(_schema("CabinetView"))}
+    health_503 = {
+        "description": "degraded (reasons say why), starting, or too many connections",
+        "content": _json({"anyOf": [_schema("Health"), _schema("ErrorBody")]}),
+    }
+    healthz = _responses({"description": "ready", "content": _json(_schema("Health"))}, _EVERY)
+    healthz["503"] = health_503
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "summary": "Ready (200) or degraded (503, with reasons); no token",
+                "security": [],
+                "responses": healthz,
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": _READ_AUTH,
+                "responses": _responses(
+                    {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}, _READ
+                ),
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text exposition format)",
+                "security": _READ_AUTH,
+                "responses": _responses(
+                    {
+                        "description": "metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    _READ,
+                ),
+            }
+        },
+        "/api/lockers/cabinets": {
+            "get": {
+                "operationId": "listCabinets",
+                "summary": "Every cabinet",
+                "security": _READ_AUTH,
+                "responses": _responses(
+                    {
+                        "description": "every cabinet, by key",
+                        "content": _json({"type": "array", "items": _schema("CabinetView")}),
+                    },
+                    _READ,
+                ),
+            }
+        },
+        "/api/lockers/cabinets/{key}": {
+            "parameters": [_KEY],
+            "get": {
+                "operationId": "getCabinet",
+                "summary": "One cabinet",
+                "security": _READ_AUTH,
+                "responses": _responses(cabinet, (*_READ, 404)),
+            },
+            "put": {
+                "operationId": "commandCabinet",
+                "summary": "A command, with the body of the cloud's cabinet update",
+                "security": _ACT_AUTH,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "a retry with the same key answers the first "
+                        "answer without acting again",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                    }
+                ],
+                "requestBody": {"required": True, "content": _json(_schema("CabinetCommand"))},
+                "responses": _responses(cabinet, (*_ACT, 404, 409, 422, 504)),
+            },
+        },
+        "/api/lockers/open-all": {
+            "post": {
+                "operationId": "openAll",
+                "summary": "Technicians: open every enabled cabinet, one power slot at a time",
+                "security": _ACT_AUTH,
+                "requestBody": {"required": True, "content": _json(_schema("OpenAll"))},
+                "responses": _responses(
+                    {
+                        "description": "each cabinet's outcome, by key",
+                        "content": _json({"type": "array", "items": _schema("OpenAllResult")}),
+                    },
+                    (*_ACT, 422),
+                ),
+            }
+        },
+    }
+
+
+# CabinetCommand's own rule (a model validator), in JSON Schema's words.
+_NEEDS = {"resize": "size", "set_thermal_mode": "thermal_mode"}
+
+
+def _command_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    rules = [
+        {
+            "if": {"properties": {"command": {"const": command}}, "required": ["command"]},
+            "then": {"required": [field], "properties": {field: {"not": {"type": "null"}}}},
+        }
+        for command, field in _NEEDS.items()
+    ]
+    return schema | {"allOf": rules}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the local API, as a JSON-ready dict."""
+    _, defs = models_json_schema(_MODELS, ref_template=_REF)
+    defs["$defs"]["CabinetCommand"] = _command_rules(defs["$defs"]["CabinetCommand"])
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "locker-agent local API",
+            "version": __version__,
+            "description": "The agent's own API on the locker (DESIGN.md, Local HTTP API). "
+            "Every request names a Host the agent serves; a request that acts "
+            "(PUT, POST) carries the token as Bearer, its body as application/json, "
+            "and no foreign Origin.",
+        },
+        "paths": _paths() | _logs(),
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "secretToken": {"type": "apiKey", "in": "query", "name": "secret_token"},
+            },
+        },
+    }

@@ -1,0 +1,1 @@
+"""The cloud link: feedback body, uplink, command channel; imports locker, storage."""

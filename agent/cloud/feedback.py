@@ -1,0 +1,81 @@
+"""The v2 feedback body of ``POST /api/lockers/cabinet/status``, as the spec shapes it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from agent import __version__
+
+DoorStatus = Literal["open", "closed"]
+
+
+class CabinetStatus(BaseModel):
+    """One ``cabinets`` entry: the cabinet ``key`` and at least one door status."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: int
+    front_status: DoorStatus | None = None
+    rear_status: DoorStatus | None = None
+
+    @model_validator(mode="after")
+    def _one_status(self) -> CabinetStatus:
+        if self.front_status is None and self.rear_status is None:
+            raise ValueError("front_status or rear_status is required")
+        return self
+
+
+class LockerInfo(BaseModel):
+    """``locker_info``: this controller's address and the agent's version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ip: str
+    firmware: str
+
+
+class Event(BaseModel):
+    """``event``: what happened (``door_changed``, ``startup``, an alarm, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+
+
+class FeedbackBody(BaseModel):
+    """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cabinets: list[CabinetStatus]
+    locker_info: LockerInfo | None = None
+    event: Event | None = None
+
+
+def build_body(cabinets: Iterable[dict[str, Any]], event: str, info: LockerInfo) -> dict[str, Any]:
+    """Validate and serialise one POST body; unset statuses are left out, not sent as null."""
+    body = FeedbackBody(
+        cabinets=[CabinetStatus.model_validate(c) for c in cabinets],
+        locker_info=info,
+        event=Event(type=event),
+    )
+    return body.model_dump(exclude_none=True)
+
+
+def local_ip() -> str:
+    """The address this controller uses on its default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks a route
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def locker_info() -> LockerInfo:
+    """This controller's ``locker_info`` now (the address may change with DHCP)."""
+    return LockerInfo(ip=local_ip(), firmware=__version__)

@@ -1,0 +1,311 @@
+"""``locker-agent doctor``: what a technician checks on a locker, one line each.
+
+Each line is ``ok``, ``FAIL``, ``warn`` or ``skip``, what was checked, and what to do:
+the config (valid, its warnings; an example's placeholder left in place fails here),
+the secret files' owners and modes, the service user and its groups, each serial
+port (present, openable, not held by another process) and each board on it (one
+status read with the driver's codec), the pin factory's module, the thermal sensors
+(``agent/thermal/sensors.py``), the cloud (resolves,
+connects, accepts the api-key: see ``agent.field.probes``), the clock (NTP) and the storage
+dir's disk. Exit 1 when a line is FAIL, else 0.
+
+Run it with sudo: as root it can tell what the service user may read and open. A port
+the running agent holds is not opened: its /healthz tells how it hears the boards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import serial
+
+from agent.config import Config, ConfigError, KerongBusConfig, load_config
+from agent.config.warnings import warnings
+from agent.field import access, busscan, probes
+from agent.hardware.dry import build_dry
+from agent.thermal.sensors import sensor_lines
+
+DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
+STATE_DIR = Path("/var/lib/locker-agent")
+"""The only place the unit lets the service write (its StateDirectory)."""
+
+PLACEHOLDER = "REPLACE"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One finding: ``level`` (ok, FAIL, warn, skip), ``what`` was checked, ``says``."""
+
+    level: str
+    what: str
+    says: str
+
+    def __str__(self) -> str:
+        return f"{self.level:<4} {self.what}: {self.says}"
+
+
+# One constructor per level: ok(what, says) and so on. skip: this machine cannot tell.
+ok, fail, warn, skip = (partial(Line, level) for level in ("ok", "FAIL", "warn", "skip"))
+
+
+def doctor(path: Path) -> Iterator[Line]:
+    """Every check of the config at ``path``, in order; stops after the config's lines
+    when it is invalid (nothing else can be told then)."""
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        for problem in err.problems:
+            yield fail("config", f"{path}: {problem}")
+        return
+    problems = asyncio.run(build_dry(config))
+    for problem in problems:
+        yield fail("config", f"{path}: {problem}")
+    if not problems:
+        count = len(config.cabinets)
+        yield ok("config", f"{path} is valid ({count} cabinet{'s' if count != 1 else ''})")
+    for warning in warnings(config):
+        # An example's placeholder left in place is a locker that cannot work.
+        yield (fail if "still the example" in warning else warn)("config", warning)
+    yield from check_account(config)
+    yield from check_secrets(config, path)
+    for problem in access.pin_factory_lines(config, on_gpio_machine=True)[0]:
+        yield fail("gpio", problem)
+    for i, bus in enumerate(config.buses):
+        if isinstance(bus, KerongBusConfig):
+            yield from check_bus(i, bus, config)
+    yield from (Line(level, "thermal", says) for level, says in sensor_lines(config))
+    yield check_cloud(config)
+    yield check_clock()
+    yield from check_disk(config)
+
+
+def check_account(config: Config) -> Iterator[Line]:
+    """The service user exists and is in the groups its devices need."""
+    who = access.account(access.SERVICE_USER)
+    if who is None:
+        yield warn("service user", f"no user {access.SERVICE_USER}: run systemd/install.sh")
+        return
+    needs = set()
+    for bus in config.buses:
+        if isinstance(bus, KerongBusConfig):
+            if "://" not in bus.port:
+                needs.add("dialout")
+        elif bus.pin_factory != "mock":
+            needs.add("gpio")
+    missing = [g for g in sorted(needs) if not access.group_exists(g)]
+    outside = [g for g in sorted(needs) if g not in missing and access.gid_of(g) not in who.gids]
+    for group in missing:
+        yield fail("service user", f"no group {group}: run systemd/install.sh")
+    for group in outside:
+        yield fail(
+            "service user", f"{who.name} is not in {group}: sudo usermod -aG {group} {who.name}"
+        )
+    if not missing and not outside:
+        yield ok("service user", f"{who.name}, in {', '.join(sorted(needs)) or 'no group needed'}")
+
+
+def check_secrets(config: Config, path: Path) -> Iterator[Line]:
+    """Each file holding a secret: owner and mode, and readable by the service user."""
+    for problem in access.unreadable_by_service(config, path):
+        yield fail("secrets", problem)
+    inline = config.cloud.api_key_file is None or config.api.token_file is None
+    for what, file in access.secret_files(config, path):
+        if file == path.absolute() and not inline:
+            continue  # the config holds no secret itself
+        try:
+            problem = access.mode_problem(file)
+        except OSError as err:
+            yield fail("secrets", f"{what}: {file}: {err.strerror}")
+            continue
+        if problem is not None:
+            yield fail("secrets", f"{what}: {problem}")
+        else:
+            yield ok("secrets", f"{what} {file}: root-owned, not open to other users")
+
+
+def check_bus(index: int, bus: KerongBusConfig, config: Config) -> Iterator[Line]:
+    """The bus's port, then each of its boards (as the running agent hears them, when
+    it holds the port)."""
+    what = f"bus {bus.name}"
+    port = bus.port
+    if PLACEHOLDER in port.upper():
+        yield fail(what, f"buses[{index}].port is still the example's placeholder: {_plugged()}")
+        return
+    scheme = urlsplit(port).scheme if "://" in port else ""
+    if scheme == "socket":
+        yield from _check_gateway(what, port)
+    elif scheme:
+        yield skip(what, f"{port}: only device paths and socket:// are checked")
+        return
+    elif not os.path.exists(port):
+        yield fail(what, f"{port} does not exist: {_plugged()}")
+        return
+    elif user := access.service_cannot(Path(port), os.R_OK | os.W_OK):
+        yield fail(what, f"{user} may not open {port}: sudo usermod -aG dialout {user}")
+    try:
+        ser = busscan.open_port(port, bus.baud)
+    except serial.SerialException as err:
+        line = _open_failure(what, port, err)
+        yield line
+        if "running agent" in line.says:
+            yield _as_the_agent_hears(what, config)
+        return
+    with ser:
+        yield ok(what, f"{port} opens at {bus.baud} baud, held by no other process")
+        for board in bus.boards:
+            yield _check_board(what, bus, ser, board)
+
+
+def _check_gateway(what: str, port: str) -> Iterator[Line]:
+    parts = urlsplit(port)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 0), timeout=5).close()
+    except OSError as err:
+        yield fail(what, f"cannot reach the gateway {parts.netloc}: {err}: is it on and wired?")
+
+
+def _plugged() -> str:
+    names = probes.by_id()
+    found = ", ".join(names) if names else "none plugged in"
+    return f"ls -l /dev/serial/by-id/ lists the adapters plugged in (now: {found})"
+
+
+def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
+    text = str(err)
+    if "exclusively lock" in text or "Resource temporarily unavailable" in text:
+        held = probes.holders(port)
+        agent = [p for p, cmd in held if "locker-agent" in cmd or " -m agent" in cmd]
+        if agent:
+            return warn(
+                what,
+                f"{port} is in use by the running agent (pid {agent[0]}): board checks"
+                " skipped; sudo systemctl stop locker-agent for them, or see GET /healthz",
+            )
+        who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "a process"
+        return fail(what, f"{port} is held by another process: {who}: stop it")
+    if "Permission denied" in text or getattr(err, "errno", None) == 13:
+        return fail(
+            what,
+            f"permission denied opening {port}: is the service user in dialout?"
+            " (and run doctor with sudo)",
+        )
+    return fail(what, f"cannot open {port}: {text}")
+
+
+def _as_the_agent_hears(what: str, config: Config) -> Line:
+    answer = probes.healthz(config.api.host, config.api.port)
+    if answer is None:
+        return warn(what, f"the running agent does not answer on {config.api.listen}/healthz")
+    status, reasons = answer
+    mine = [r for r in reasons if r.startswith(f"{what}:") or r.startswith(f"{what} ")]
+    if mine:
+        return fail(what, f"the running agent says: {'; '.join(mine)}")
+    return ok(what, f"the running agent hears every board (GET /healthz: {status})")
+
+
+def _check_board(what: str, bus: KerongBusConfig, ser: serial.SerialBase, board: int) -> Line:
+    result = busscan.probe(ser, board, timeout_s=bus.reply_timeout_s)
+    if not result.answered:  # one more try: a reply lost to noise is not a dead board
+        result = busscan.probe(ser, board, timeout_s=bus.reply_timeout_s)
+    where = f"{what} board {board}"
+    if result.replies > 1:
+        return fail(
+            where,
+            f"{result.replies} boards answer at address {board}: give each its own address",
+        )
+    if result.status is None:
+        garbled = "; garbled bytes came back" if result.garbled else ""
+        return fail(
+            where,
+            f"no answer at {bus.baud} baud{garbled}: check its address switch ({board}), power"
+            f" and A/B wiring; locker-agent bus scan --port {bus.port} finds boards at any baud",
+        )
+    closed = sum(bit == bool(bus.locked_bit) for bit in result.status.lock_bits)
+    return ok(where, f"answers ({closed}/16 locks closed)")
+
+
+def check_cloud(config: Config) -> Line:
+    """The cloud resolves, connects and accepts the api-key (nothing is reported)."""
+    answer = probes.probe_cloud(config.cloud, timeout_s=min(config.cloud.timeout_s, 10))
+    url, status = config.cloud.url, answer.status or 0
+    if answer.ok:
+        return ok(
+            "cloud",
+            f"{url}: resolves to {answer.detail}, connects, accepts the api-key"
+            f" (HTTP {status} to an empty body: nothing was reported)",
+        )
+    if status >= 500:
+        return warn("cloud", f"{url}: {answer.detail} (HTTP {status}): retry later")
+    if status in (401, 403):
+        hint = "set the locker's api-key in cloud.api_key (or the file of api_key_file)"
+    elif 300 <= status < 400:
+        hint = "set cloud.url to where it points (the agent does not follow redirects)"
+    else:
+        hint = {
+            "resolve": "check DNS (resolvectl status) and the network",
+            "connect": "a firewall, a proxy, or no route to it",
+            "tls": "is the clock right? a private CA goes in cloud.ca_file",
+            "http": "check cloud.url",
+        }[answer.step]
+    code = f" (HTTP {status})" if status else ""
+    return fail("cloud", f"{url}: {answer.detail}{code}: {hint}")
+
+
+def check_clock() -> Line:
+    """NTP synchronised, when timedatectl can tell."""
+    synced = probes.ntp_synchronised()
+    if synced is None:
+        return skip("clock", "timedatectl cannot tell whether the clock is synchronised")
+    if synced:
+        return ok("clock", "synchronised (NTP)")
+    return warn(
+        "clock",
+        "not synchronised: a Pi has no clock of its own, and TLS fails while it is far"
+        " off: timedatectl timesync-status; UDP 123 must reach an NTP server",
+    )
+
+
+def check_disk(config: Config) -> Iterator[Line]:
+    """The storage dir: inside the service's sandbox, writable, with room for the outbox."""
+    storage = config.storage
+    directory = storage.dir
+    if not directory.is_relative_to(STATE_DIR):
+        yield warn(
+            "storage",
+            f"{directory} is outside {STATE_DIR}, the one place the service may write:"
+            " systemctl edit locker-agent, then [Service] ReadWritePaths=" + str(directory),
+        )
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if user := access.service_cannot(directory, os.W_OK | os.X_OK):
+        yield fail("storage", f"{directory} is not writable by {user}")
+    free_mb = shutil.disk_usage(existing).free // 2**20
+    need_mb = storage.outbox_max_mb * 2  # the outbox, its WAL and the state store
+    says = f"{free_mb} MB free for {directory} (the outbox may take {storage.outbox_max_mb} MB)"
+    if free_mb < storage.outbox_max_mb:
+        yield fail("storage", f"{says}: free space, or lower storage.outbox_max_mb")
+    elif free_mb < need_mb:
+        yield warn("storage", f"{says}: little room left")
+    else:
+        yield ok("storage", says)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Print each line as it is found; 1 when one is FAIL, else 0. ``args.config_file``
+    (``--config``) or ``args.file`` (positional) names the config, default
+    ``DEFAULT_CONFIG``."""
+    path = Path(args.config_file or args.file or DEFAULT_CONFIG)
+    failed = False
+    for line in doctor(path):
+        print(line, flush=True)
+        failed = failed or line.level == "FAIL"
+    print("doctor: FAIL lines above say what to do" if failed else "doctor: all well")
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Cabinets to drivers: address map, GPIO parts; imports locker, thermal, config, drivers."""

@@ -1,0 +1,1 @@
+"""The locker's domain: cabinets, doors, commands, alarms, the journal; imports config, storage."""

@@ -1,0 +1,49 @@
+"""Domain errors: why a command could not be carried out, in the locker's words.
+
+The domain (locker, actions, hardware, command log) raises these; the two edges
+that take commands, the local API and the cloud's command channel, turn them into
+the JSON error model with one table (``agent.locker.commands.error_body``). No HTTP
+status is chosen anywhere else.
+"""
+
+from __future__ import annotations
+
+
+class LockerError(Exception):
+    """Base of every domain error.
+
+    ``message`` is one line for a person; ``errors`` maps a field name to what is
+    wrong with it (only for ``Invalid``, as the SYNQ API answers a 422).
+    """
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
+
+
+class Invalid(LockerError):
+    """The command itself is malformed or impossible as written."""
+
+
+class NotFound(LockerError):
+    """No cabinet with that key."""
+
+
+class Conflict(LockerError):
+    """The command does not fit the cabinet as it is (disabled, no rear door, no heater)."""
+
+
+class Unavailable(LockerError):
+    """The hardware cannot act or tell right now (port closed, board silent, starting).
+
+    Transient: a retry later may succeed, so it is never remembered as a result.
+    """
+
+
+class Jammed(LockerError):
+    """A lock was pulsed twice and its door never opened."""
+
+
+class Obstructed(LockerError):
+    """A motorised door did not reach its end switch (something in the way)."""

@@ -1,0 +1,234 @@
+"""The journal: the one way a change becomes visible. Outbox first, then the state,
+then the observers.
+
+Everything the agent learns or decides that could change what the cloud is told
+(a door sensed, an alarm raised, a board gone silent, the start-up snapshot)
+is an *entry*. ``publish`` puts entries in one ordered backlog; draining it takes
+the oldest entry, appends its feedback message to the outbox (committed), then
+``apply()``s it to the state the API shows, then hands it to the observers
+(supervision, actions, indicators), whose follow-up entries go next, ahead of
+anything published later. So:
+
+- "queued before shown" holds by construction: when the disk refuses a write, the
+  entry stays in the backlog, nothing after it is applied, the API shows the last
+  queued state, and a retry every ``retry_s`` drains it once the disk is back,
+  in order: the cloud then hears every change, late but whole;
+- observers see entries in the order the cloud will, so an alarm is never
+  cleared before it was raised, and never raised for a state the cloud was not
+  told of.
+
+The backlog is bounded (``max_backlog``): past it, the oldest entry is applied
+unqueued, counted and logged as lost, so a dead disk cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from agent.locker.cabinet import Cabinet
+from agent.locker.door import DoorSeen
+from agent.locker.supervision import AlarmChange
+from agent.storage.outbox import Kind, Outbox, OutboxError
+
+log = structlog.get_logger(__name__)
+
+# event.type values of the journal's own messages; the spec leaves the vocabulary open.
+EVENT_STARTUP = "startup"
+EVENT_DOOR_CHANGED = "door_changed"
+EVENT_STORAGE_REPLACED = "storage_replaced"  # a damaged store was set aside: a new snapshot
+
+Feedback = list[dict[str, Any]]
+
+
+class Entry(Protocol):
+    """Anything the journal orders: ``apply()`` makes it visible."""
+
+    def apply(self) -> None:
+        """Make the entry visible in the state the API shows."""
+        ...
+
+
+Observer = Callable[[Any], Iterable[Entry] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSeen:
+    """A journal entry: lock board ``board`` on ``bus`` went silent or answers again."""
+
+    bus: str
+    board: int
+    online: bool
+
+    def apply(self) -> None:
+        """Health is read from the buses; the entry only tells the cloud."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusSeen:
+    """A journal entry: every board of ``bus`` went silent (or its port closed), or
+    the bus answers again."""
+
+    bus: str
+    online: bool
+
+    def apply(self) -> None:
+        """Health is read from the buses; the entry only tells the cloud."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageNotice:
+    """A journal entry: a damaged store was set aside and replaced. The cloud hears
+    ``storage_replaced`` with the whole locker, a new snapshot to start again from."""
+
+    notice: str
+
+    def apply(self) -> None:
+        """Nothing to show: /healthz lists the notice itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """A journal entry: the whole locker as found at start (``startup``)."""
+
+    cabinets: tuple[Cabinet, ...]
+
+    def apply(self) -> None:
+        """From now on the cloud knows every door it was shown."""
+        for cabinet in self.cabinets:
+            for _, door in cabinet.doors():
+                door.reported = door.status
+
+
+class Journal:
+    """Orders entries, queues their feedback, applies them, tells the observers.
+
+    ``snapshot()`` gives the known door statuses of the whole locker, for events
+    that have no door of their own. ``retry_s``: seconds between tries while the
+    outbox refuses; ``max_backlog``: entries kept waiting at most.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        snapshot: Callable[[], Feedback],
+        *,
+        retry_s: float = 1.0,
+        max_backlog: int = 10_000,
+    ) -> None:
+        self._outbox = outbox
+        self._snapshot = snapshot
+        self._retry_s = retry_s
+        self._max_backlog = max_backlog
+        self._backlog: deque[Entry] = deque()
+        self._observers: list[Observer] = []
+        self._draining = False
+        self._retry: asyncio.TimerHandle | None = None
+        self.lost = 0  # entries applied without being queued (backlog overflow)
+
+    def observe(self, observer: Observer) -> None:
+        """Call ``observer(entry)`` after each entry is applied; it may return entries."""
+        self._observers.append(observer)
+
+    def publish(self, *entries: Entry) -> None:
+        """Queue, apply and observe ``entries`` now, or as soon as the outbox takes them."""
+        self._backlog.extend(entries)
+        while len(self._backlog) > self._max_backlog:
+            lost = self._backlog.popleft()
+            self.lost += 1
+            log.error("journal.lost", entry=type(lost).__name__, waiting=len(self._backlog))
+            self._apply(lost)
+        self._drain()
+
+    @property
+    def waiting(self) -> int:
+        """Entries not yet queued because the outbox refused them."""
+        return len(self._backlog)
+
+    def problems(self) -> list[str]:
+        """Health lines for /healthz; empty when all is queued."""
+        out = []
+        if self._backlog:
+            out.append(f"{len(self._backlog)} changes waiting for the outbox to take them")
+        if self.lost:
+            out.append(f"{self.lost} changes lost: the outbox refused them too long")
+        return out
+
+    def close(self) -> None:
+        """Stop retrying (what waits is lost with the process, as on a power cut)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    def _drain(self) -> None:
+        if self._draining:  # an observer published: the loop below takes it
+            return
+        self._draining = True
+        try:
+            while self._backlog:
+                entry = self._backlog[0]
+                message = self._message(entry)
+                if message is not None:
+                    try:
+                        self._outbox.append(*message)
+                    except OutboxError:  # logged there, and in /healthz
+                        self._retry_later()
+                        return
+                self._backlog.popleft()
+                self._backlog.extendleft(reversed(self._apply(entry)))
+        finally:
+            self._draining = False
+
+    def _apply(self, entry: Entry) -> list[Entry]:
+        entry.apply()
+        follow: list[Entry] = []
+        for observer in self._observers:
+            follow.extend(observer(entry) or ())
+        return follow
+
+    def _retry_later(self) -> None:
+        if self._retry is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # no loop: the next publish retries
+            self._retry = asyncio.get_running_loop().call_later(self._retry_s, self._retried)
+
+    def _retried(self) -> None:
+        self._retry = None
+        self._drain()
+
+    def _message(self, entry: Entry) -> tuple[Kind, str, Feedback] | None:
+        """What the cloud hears of an entry: (outbox kind, event.type, cabinets)."""
+        kind: Kind
+        if isinstance(entry, DoorSeen):
+            if entry.report is None:
+                return None
+            return (
+                "change",
+                EVENT_DOOR_CHANGED,
+                [{"key": entry.key, f"{entry.side}_status": entry.report}],
+            )
+        if isinstance(entry, AlarmChange):
+            own = entry.cabinet.feedback()
+            kind, event, cabinets = "alarm", entry.event, [own] if own else self._snapshot()
+        elif isinstance(entry, BoardSeen | BusSeen):
+            what = "board" if isinstance(entry, BoardSeen) else "bus"
+            event = f"{what}_online" if entry.online else f"{what}_offline"
+            kind, cabinets = "alarm", self._snapshot()
+        elif isinstance(entry, Startup):
+            kind, event, cabinets = "snapshot", EVENT_STARTUP, self._snapshot()
+        elif isinstance(entry, StorageNotice):
+            kind, event, cabinets = "snapshot", EVENT_STORAGE_REPLACED, self._snapshot()
+        else:
+            return None
+        # The cloud requires a non-empty cabinets list: with no door state known
+        # at all, the event stays in the log.
+        if not cabinets:
+            log.warning("event.not_sent", event_type=event, reason="no door state known")
+            return None
+        return kind, event, cabinets

@@ -1,0 +1,1 @@
+"""On disk (SQLite): the outbox, cabinet settings, command records; imports nothing."""

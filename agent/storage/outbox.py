@@ -1,0 +1,349 @@
+"""The outbox: feedback waiting for the cloud, durable across crashes and power cuts.
+
+One SQLite file under ``[storage] dir``. Rules:
+
+- A change is committed (WAL, ``synchronous=FULL``) before it is shown anywhere
+  else: the locker appends, then updates its state and logs.
+- Rows are ordered by ``seq``, an ever-growing integer, never by wall time, so a
+  clock jump (no RTC on a Pi until NTP syncs) changes nothing.
+- A row is deleted only after the cloud answered 2xx for it; rows in flight when
+  the process died are sent again after restart (at least once, in order).
+- A batch is consecutive door changes with distinct doors: a door's consecutive
+  changes are never merged into one POST, so none can be merged away.
+- A body the cloud will never accept (a 4xx other than auth and throttling) moves
+  to the ``dead`` table with the answer, so the queue never blocks for good.
+- A damaged file (at start or while running) is set aside and replaced
+  (``agent.storage.sqlite``): ``on_replaced`` is called so the locker can queue a fresh
+  snapshot; a row whose cabinets are not JSON is moved to ``dead``, never a plug.
+- In-memory counts move only after a COMMIT; ages come from the monotonic clock.
+- Bounded (rows and bytes). When full, what goes first: pending heartbeats, then
+  start-up snapshots, then the oldest door changes, each dropped change logged
+  and counted (never silently). A new heartbeat replaces a pending one: it says
+  the same, later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import structlog
+
+from agent.storage.sqlite import Database
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite3"
+
+# What a queued message is, for the outbox's bounds and batching.
+Kind = Literal["change", "snapshot", "heartbeat", "alarm"]
+
+# Lower goes first when the outbox is full.
+_DROP_ORDER: tuple[Kind, ...] = ("heartbeat", "snapshot", "alarm", "change")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL,
+    died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One queued message: the spec's ``cabinets`` entries plus ``event.type``."""
+
+    seq: int
+    kind: Kind
+    event: str
+    cabinets: tuple[dict[str, Any], ...]
+    created: float  # wall time, for people only: order is by seq
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Message:
+        """A message from an outbox row; ValueError when its cabinets are not a JSON
+        list of objects (a damaged row)."""
+        seq, kind, event, cabinets, created = row
+        decoded = json.loads(cabinets)
+        if not isinstance(decoded, list) or not all(isinstance(c, dict) for c in decoded):
+            raise ValueError("cabinets is not a list of objects")
+        return cls(seq, kind, event, tuple(decoded), created)
+
+    def doors(self) -> set[tuple[int, str]]:
+        """The (cabinet key, side) of every door status the message carries."""
+        return {
+            (c["key"], side)
+            for c in self.cabinets
+            for side in ("front", "rear")
+            if c.get(f"{side}_status")
+        }
+
+
+class OutboxError(Exception):
+    """The outbox could not write (disk full, I/O error): said in /healthz until a write works."""
+
+
+class Outbox:
+    """The outbox file at ``path``: at most ``max_rows`` messages and ``max_bytes`` of
+    cabinets JSON; batches of at most ``batch_limit`` messages. ``on_replaced(why)``
+    is called after a damaged file was set aside and replaced while running.
+    ``clock``: monotonic seconds, for ages. Never raises for the file's sake."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_rows: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        batch_limit: int = 50,
+        on_replaced: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self.batch_limit = batch_limit
+        self.on_replaced = on_replaced
+        self._clock = clock
+        self._write_error: str | None = None
+        self._ready = asyncio.Event()
+        self.appended = asyncio.Event()  # set on every append; a reader clears it
+        self._file = Database(self.path, SCHEMA, self._replaced)
+        self._db = self._file.db
+        self._ages: deque[tuple[int, float]] = deque()  # (seq, clock()) this process
+        self._opened_at = clock()
+        self._recount()
+        if self._rows:
+            log.info("outbox.backlog", pending=self._rows, path=str(self.path))
+
+    def close(self) -> None:
+        """Close the file (everything is committed already)."""
+        self._db.close()
+
+    # --- writing ---------------------------------------------------------------
+
+    def append(self, kind: Kind, event: str, cabinets: list[dict[str, Any]]) -> Message:
+        """Commit one message; OutboxError when the disk refuses (nothing half-written)."""
+        payload = json.dumps(cabinets, separators=(",", ":"))
+        created = time.time()
+
+        def write() -> int:
+            if kind == "heartbeat":
+                self._delete_where("kind = 'heartbeat'")
+            self._make_room(len(payload))
+            cur = self._db.execute(
+                "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
+                (kind, event, payload, created),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+        try:
+            seq = self._commit(write, "write")
+        except OutboxError as exc:
+            self._write_error = str(exc)
+            log.error("outbox.write_failed", kind=kind, event_type=event, cabinets=cabinets)
+            raise
+        self._write_error = None
+        self._ages.append((seq, self._clock()))
+        while len(self._ages) > self._rows:  # acked or dropped meanwhile: never more kept
+            self._ages.popleft()  # than pending (the oldest age is then an upper bound)
+        self.appended.set()
+        return Message(seq, kind, event, tuple(cabinets), created)
+
+    def ack(self, seqs: list[int]) -> None:
+        """The cloud took these: forget them. Raises OutboxError when the disk refuses."""
+        self._commit(lambda: self._delete_where(f"seq IN ({_marks(seqs)})", seqs), "delete")
+
+    def bury(self, seqs: list[int], status: int, answer: str) -> None:
+        """The cloud will never take these: keep them aside, with its answer. Raises
+        OutboxError when the disk refuses."""
+
+        def move() -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO dead (seq, kind, event, cabinets, created, died, status,"
+                " answer) SELECT seq, kind, event, cabinets, created, ?, ?, ? FROM outbox"
+                f" WHERE seq IN ({_marks(seqs)})",
+                (time.time(), status, answer, *seqs),
+            )
+            self._delete_where(f"seq IN ({_marks(seqs)})", seqs)
+
+        self._commit(move, "bury")
+
+    # --- reading ---------------------------------------------------------------
+
+    def next_batch(self) -> list[Message]:
+        """The oldest message, with the door changes right behind it while doors differ."""
+        batch: list[Message] = []
+        doors: set[tuple[int, str]] = set()
+        for msg in self.pending(self.batch_limit):
+            if batch and (
+                msg.kind != "change" or batch[0].kind != "change" or msg.event != batch[0].event
+            ):
+                break
+            if msg.doors() & doors:
+                break
+            batch.append(msg)
+            doors |= msg.doors()
+        return batch
+
+    def pending(self, limit: int = 100) -> list[Message]:
+        """The oldest ``limit`` messages waiting for the cloud, in order; a damaged row
+        is moved to ``dead`` on the way. Raises OutboxError when the file cannot be read."""
+        try:
+            rows = self._db.execute(
+                "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            if self._file.replace_if_damaged(exc):
+                return []  # a fresh file: nothing pending (the locker queues a snapshot)
+            raise OutboxError(f"outbox cannot read: {exc}") from exc
+        out = []
+        for row in rows:
+            try:
+                out.append(Message.from_row(row))
+            except ValueError as exc:
+                log.error("outbox.damaged_row", seq=row[0], error=str(exc))
+                self.bury([row[0]], 0, f"damaged row: {exc}")
+        return out
+
+    def dead(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Messages the cloud refused for good, with its answer, oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, kind, event, cabinets, created, died, status, answer FROM dead"
+            " ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        names = ("seq", "kind", "event", "cabinets", "created", "died", "status", "answer")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    async def wait(self) -> None:
+        """Return when something is pending."""
+        await self._ready.wait()
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for /healthz: ``pending``, ``bytes``, ``oldest_age_s`` (monotonic,
+        at least since this process opened the file), ``dead``, ``dropped`` (by kind)."""
+        try:
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            dead = self._db.execute("SELECT count(*) FROM dead").fetchone()[0]
+            oldest = self._db.execute("SELECT seq FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        except (sqlite3.Error, UnicodeDecodeError):
+            counters, dead, oldest = {}, None, None
+        return {
+            "pending": self._rows,
+            "bytes": self._bytes,
+            "oldest_age_s": round(self._age(oldest[0]), 1) if oldest else 0.0,
+            "dead": dead,
+            "dropped": counters,
+        }
+
+    def problems(self) -> list[str]:
+        """Health lines: a write that failed, no durable file, or an outbox nearly full."""
+        out = []
+        if self._write_error:
+            out.append(self._write_error)
+        if self._file.in_memory and self.notice:
+            out.append(self.notice)
+        if self._rows >= 0.9 * self._max_rows or self._bytes >= 0.9 * self._max_bytes:
+            out.append(f"outbox nearly full: {self._rows} messages, {self._bytes} bytes pending")
+        return out
+
+    # --- internals -------------------------------------------------------------
+
+    def _commit(self, work: Callable[[], T], verb: str) -> T:
+        """Run ``work`` in one transaction; the counts move only once it committed.
+        Raises OutboxError ("outbox cannot <verb>: ...") when the disk refuses."""
+
+        def counted() -> T:
+            self._delta = [0, 0]
+            return work()
+
+        try:
+            result = self._file.transaction(counted)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise OutboxError(f"outbox cannot {verb}: {exc}") from exc
+        self._rows += self._delta[0]
+        self._bytes += self._delta[1]
+        self._set_ready()
+        return result
+
+    def _replaced(self, notice: str) -> None:
+        """The file was damaged and replaced (by ``Database``): count afresh, tell."""
+        self._db = self._file.db
+        self._ages.clear()
+        self._recount()
+        if self.on_replaced is not None:
+            self.on_replaced(notice)
+
+    @property
+    def notice(self) -> str | None:
+        """What went wrong with the file since start (set aside, or not kept), if anything."""
+        return self._file.notice
+
+    def _age(self, seq: int) -> float:
+        while self._ages and self._ages[0][0] < seq:
+            self._ages.popleft()
+        since = self._opened_at
+        if self._ages and self._ages[0][0] == seq:
+            since = self._ages[0][1]
+        return max(0.0, self._clock() - since)
+
+    def _recount(self) -> None:
+        self._rows, self._bytes = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(cabinets)), 0) FROM outbox"
+        ).fetchone()
+        self._set_ready()
+
+    def _set_ready(self) -> None:
+        if self._rows > 0:
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    def _delete_where(self, where: str, params: list[Any] | tuple[Any, ...] = ()) -> None:
+        gone = self._db.execute(
+            f"DELETE FROM outbox WHERE {where} RETURNING length(cabinets)", params
+        ).fetchall()
+        self._delta[0] -= len(gone)
+        self._delta[1] -= sum(n for (n,) in gone)
+
+    def _make_room(self, size: int) -> None:
+        self._delta[0] += 1
+        self._delta[1] += size
+        while (rows := self._rows + self._delta[0]) > 1 and (
+            rows > self._max_rows or self._bytes + self._delta[1] > self._max_bytes
+        ):
+            victim = self._db.execute(
+                "SELECT seq, kind, cabinets FROM outbox ORDER BY"
+                " CASE kind "
+                + " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(_DROP_ORDER))
+                + " END, seq LIMIT 1"
+            ).fetchone()
+            if victim is None:
+                return
+            seq, kind, cabinets = victim
+            self._delete_where("seq = ?", (seq,))
+            self._db.execute(
+                "INSERT INTO counters VALUES (?, 1)"
+                " ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (kind,),
+            )
+            level = log.error if kind in ("change", "alarm") else log.warning
+            level("outbox.full_dropped", seq=seq, kind=kind, cabinets=cabinets)
+
+
+def _marks(seqs: list[int]) -> str:
+    return ",".join("?" * len(seqs))
