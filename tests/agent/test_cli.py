@@ -13,39 +13,22 @@ import pytest
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
+from tests.conftest import AGENT, write_small_config
 
-AGENT = [sys.executable, "-m", "agent"]
 SECRET = "do-not-leak-this-key"
 
 
 def write_config(tmp_path, *, port="/dev/null", cloud="http://127.0.0.1:9", api_port=8080):
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f"""
-[cloud]
-url = "{cloud}"
-api_key = "{SECRET}"
-heartbeat_s = 60
-
-[api]
-listen = "127.0.0.1:{api_port}"
-token = "tok"
-
-[storage]
-dir = "{tmp_path}"
-
-[[buses]]
-name = "rs485"
-driver = "kerong-cu16"
-port = "{port}"
-boards = [0]
-
-[[cabinets]]
-key = 5
-front = {{ bus = "rs485", board = 0, channel = 6 }}
-"""
+    secret = f'api_key = "{SECRET}"'
+    return write_small_config(
+        tmp_path,
+        cloud=cloud,
+        secret=secret,
+        api_port=api_port,
+        token="tok",
+        port=port,
+        cabinets={5: 6},
     )
-    return path
 
 
 def test_check_config_ok(tmp_path):

@@ -8,32 +8,28 @@ import asyncio
 import json
 import random
 import signal
-import sys
 
 import pytest
 
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
+from tests.conftest import AGENT, write_small_config
 
-AGENT = [sys.executable, "-m", "agent"]
 KEY = "crash-test-key"
 CABINETS = 4
 
 
 def write_config(tmp_path, port, cloud_url, api_port):
-    lines = [
-        f'[cloud]\nurl = "{cloud_url}"\napi_key = "{KEY}"\nheartbeat_s = 5\n',
-        f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "t"\n',
-        f'[storage]\ndir = "{tmp_path}"\n',
-        f'[[buses]]\nname = "rs485"\ndriver = "kerong-cu16"\nport = "{port}"\nboards = [0]\n',
-    ]
-    for key in range(CABINETS):
-        wiring = f'{{ bus = "rs485", board = 0, channel = {key + 1} }}'
-        lines.append(f"[[cabinets]]\nkey = {key}\nfront = {wiring}\n")
-    path = tmp_path / "agent.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_small_config(
+        tmp_path,
+        cloud=cloud_url,
+        secret=f'api_key = "{KEY}"',
+        heartbeat_s=5,
+        api_port=api_port,
+        port=port,
+        cabinets={key: key + 1 for key in range(CABINETS)},
+    )
 
 
 def shown_changes(log_path):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 
 import pytest
 
-AGENT = [sys.executable, "-m", "agent"]
+from tests.conftest import AGENT, write_small_config
 
 
 @pytest.fixture
@@ -21,27 +20,7 @@ def taken():
 
 
 def write_config(tmp_path, api_port):
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f"""
-[cloud]
-url = "http://127.0.0.1:9"
-api_key = "k"
-[api]
-listen = "127.0.0.1:{api_port}"
-token = "t"
-[storage]
-dir = "{tmp_path}"
-[[buses]]
-name = "rs485"
-port = "/dev/null"
-boards = [0]
-[[cabinets]]
-key = 0
-front = {{ bus = "rs485", board = 0, channel = 1 }}
-"""
-    )
-    return path
+    return write_small_config(tmp_path, api_port=api_port)
 
 
 def test_run_names_api_listen_in_one_line(tmp_path, taken):

@@ -11,16 +11,18 @@ from agent.config import load_config
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
+from tests.conftest import write_small_config
 
 
 def write(path, *, port, cloud, storage, left_open_s=120, heartbeat_s=60, api_port):
-    path.write_text(
-        f"[locker]\nleft_open_s = {left_open_s}\n"
-        f'[cloud]\nurl = "{cloud}"\napi_key = "k"\nheartbeat_s = {heartbeat_s}\n'
-        f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "t"\n'
-        f'[storage]\ndir = "{storage}"\n'
-        f'[[buses]]\nname = "b"\nport = "{port}"\nboards = [0]\n'
-        '[[cabinets]]\nkey = 0\nfront = { bus = "b", board = 0, channel = 1 }\n'
+    assert path == storage / "agent.toml"
+    write_small_config(
+        storage,
+        cloud=cloud,
+        heartbeat_s=heartbeat_s,
+        api_port=api_port,
+        port=port,
+        locker=f"left_open_s = {left_open_s}",
     )
 
 

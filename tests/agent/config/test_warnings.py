@@ -1,8 +1,6 @@
 """Warnings: valid configs a careful technician would not ship, and the private CA."""
 
 import asyncio
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import pytest
 
 from agent.config import ConfigError, parse_config
 from agent.config.warnings import warnings
+from tests.conftest import run_agent
 
 GOOD = """
 [cloud]
@@ -73,13 +72,7 @@ def test_a_key_file_every_user_can_read_is_warned_of(tmp_path):
 def test_check_config_prints_warnings_and_still_exits_0(tmp_path):
     path = tmp_path / "agent.toml"
     path.write_text(GOOD.replace("https://cloud", "http://cloud"))
-    done = subprocess.run(
-        [sys.executable, "-m", "agent", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_agent("check-config", path)
     assert done.returncode == 0, done.stderr
     assert f"{path}: warning: cloud.url: plain http://" in done.stderr
 

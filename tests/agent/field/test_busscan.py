@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import pytest
 
 from agent.field import busscan
 from simulator.kerong_board import KerongBoardEmulator
-
-AGENT = [sys.executable, "-m", "agent"]
+from tests.conftest import AGENT
 
 
 @pytest.fixture

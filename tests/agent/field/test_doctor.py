@@ -8,7 +8,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import structlog
 from agent import cli
 from agent.config import load_config
 from agent.field import access
+from tests.conftest import AGENT, write_small_config
 
-AGENT = [sys.executable, "-m", "agent"]
 EXAMPLES = Path(__file__).resolve().parents[3] / "config"
 NOBODY = pwd.getpwnam("nobody")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -48,24 +47,8 @@ def secret(path: Path, text: str, mode: int, gid: int = 0) -> Path:
 
 
 def key_file_config(directory: Path, key_file: Path, config_mode: int = 0o644) -> Path:
-    path = directory / "agent.toml"
-    path.write_text(
-        f"""
-[cloud]
-url = "https://cloud.invalid"
-api_key_file = "{key_file}"
-[api]
-token = "t"
-[storage]
-dir = "{directory}"
-[[buses]]
-name = "rs485"
-port = "/dev/null"
-boards = [0]
-[[cabinets]]
-key = 0
-front = {{ bus = "rs485", board = 0, channel = 1 }}
-"""
+    path = write_small_config(
+        directory, cloud="https://cloud.invalid", secret=f'api_key_file = "{key_file}"'
     )
     path.chmod(config_mode)
     return path

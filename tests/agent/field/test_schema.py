@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+
+from tests.conftest import run_agent
 
 ROOT = Path(__file__).resolve().parents[3]
 FILES = [*sorted((ROOT / "config").glob("*.toml")), ROOT / "systemd" / "agent.toml"]
@@ -19,12 +19,7 @@ FILES = [*sorted((ROOT / "config").glob("*.toml")), ROOT / "systemd" / "agent.to
 
 @pytest.fixture(scope="module")
 def validator():
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "config", "schema"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_agent("config", "schema", timeout=30)
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     Draft202012Validator.check_schema(schema)
