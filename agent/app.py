@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import ssl
 from typing import Any
@@ -32,7 +31,6 @@ from agent.thermal.service import Thermal
 
 log = structlog.get_logger(__name__)
 
-STATUS_EVERY_S = 5.0  # how often STATUS= is brought up to date
 POLL_STALL_S = 30.0  # a bus whose poll cycle stalls this long gets no watchdog pet
 STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
 
@@ -128,8 +126,7 @@ class Agent:
             if config.cloud.commands_url
             else None
         )
-        self._watchdog: asyncio.Task[None] | None = None
-        self._status = "starting"
+        self._watchdog = systemd.Watchdog(self.status_line, self._stuck)
         self.metrics.bind(self)
 
     def _thermal(self, config: Config) -> Thermal | None:
@@ -210,18 +207,12 @@ class Agent:
         if self.channel is not None:
             await self.channel.start()
         self.api.ready = True
-        self._watchdog = asyncio.create_task(self._feed_watchdog())
-        self._status = self.status_line()
-        systemd.notify(f"READY=1\nSTATUS={self._status}")
+        self._watchdog.ready()
         log.info("agent.ready")
 
     async def close(self) -> None:
         """Stop every part in reverse order: outputs off, outbox and store closed."""
-        systemd.notify("STOPPING=1")
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        await self._watchdog.close()
         self.api.ready = False
         if self.channel is not None:
             await self.channel.close()
@@ -279,25 +270,11 @@ class Agent:
             parts.append(thermal[0] + (f" (+{len(thermal) - 1} more)" if len(thermal) > 1 else ""))
         return ", ".join(parts)
 
-    async def _feed_watchdog(self) -> None:
-        """Pet systemd's watchdog from the loop, and keep STATUS= current.
-
-        Petted only while the loop turns and every bus polls (a hung loop or a
-        wedged poll task gets the agent restarted). A silent board or an unplugged
-        adapter does not stop it: a restart would not mend either, and the bus
-        reconnects by itself (no boot loop for a dead board)."""
-        watchdog_s = systemd.watchdog_interval()
-        petting = watchdog_s is not None
-        while True:
-            await asyncio.sleep(min(watchdog_s or STATUS_EVERY_S, STATUS_EVERY_S))
-            status = self.status_line()
-            if status != self._status:
-                self._status = status
-                systemd.notify(f"STATUS={status}")
-            if petting and self.hardware.polling(stall_s=POLL_STALL_S):
-                systemd.notify("WATCHDOG=1")
-            elif petting:
-                log.error("agent.watchdog_withheld", reason="a bus stopped polling")
+    def _stuck(self) -> str | None:
+        """What stopped turning, for the watchdog: a bus whose poll cycle stalled (a
+        silent board or an unplugged adapter does not count: a restart mends neither,
+        and the bus reconnects by itself)."""
+        return None if self.hardware.polling(stall_s=POLL_STALL_S) else "a bus stopped polling"
 
 
 async def run(config: Config, stop: asyncio.Event | None = None, path: str | None = None) -> None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+STATUS_EVERY_S = 5.0  # how often STATUS= is brought up to date
 
 
 def notify(message: str) -> bool:
@@ -32,3 +41,51 @@ def watchdog_interval() -> float | None:
         return int(usec) / 2_000_000
     except ValueError:
         return None
+
+
+class Watchdog:
+    """Keeps systemd's ``STATUS=`` current and pets its watchdog while nothing is stuck.
+
+    ``status()`` is the line for ``systemctl status``; ``stuck()`` names a part that
+    stopped turning, or None (a hung loop or a wedged poll task must get the agent
+    restarted; a silent board must not: a restart mends neither)."""
+
+    def __init__(
+        self,
+        status: Callable[[], str],
+        stuck: Callable[[], str | None],
+    ) -> None:
+        self._status = status
+        self._stuck = stuck
+        self._shown = "starting"
+        self._task: asyncio.Task[None] | None = None
+
+    def ready(self) -> None:
+        """``READY=1`` with the first status line, then keep both fed from the loop."""
+        self._shown = self._status()
+        notify(f"READY=1\nSTATUS={self._shown}")
+        self._task = asyncio.create_task(self._feed(), name="systemd-watchdog")
+
+    async def close(self) -> None:
+        """``STOPPING=1``; no more pets."""
+        notify("STOPPING=1")
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _feed(self) -> None:
+        interval_s = watchdog_interval()
+        while True:
+            await asyncio.sleep(min(interval_s or STATUS_EVERY_S, STATUS_EVERY_S))
+            status = self._status()
+            if status != self._shown:
+                self._shown = status
+                notify(f"STATUS={status}")
+            if interval_s is None:
+                continue
+            if (stuck := self._stuck()) is None:
+                notify("WATCHDOG=1")
+            else:
+                log.error("agent.watchdog_withheld", reason=stuck)

@@ -94,9 +94,10 @@ async def test_status_follows_the_state_and_the_watchdog_needs_polling(tmp_path,
     """STATUS= changes when a board goes silent; WATCHDOG=1 stops when a bus's poll
     task is wedged (the loop itself still turns)."""
     import agent.app
+    import agent.systemd
     from simulator.run import Simulation
 
-    monkeypatch.setattr(agent.app, "STATUS_EVERY_S", 0.05)
+    monkeypatch.setattr(agent.systemd, "STATUS_EVERY_S", 0.05)
     monkeypatch.setattr(agent.app, "POLL_STALL_S", 0.5)
     path = tmp_path / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
