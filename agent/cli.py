@@ -5,9 +5,9 @@ the commands of plugins.
 ``check-config`` validates the file, then builds every driver dry (mock pins, no
 port opened): a config that passes it also starts with ``run``. It also fails when
 the service user cannot read a secret file, and (on a machine with GPIO) when a pin
-factory's module is missing (``agent/access.py``). ``doctor`` (``agent/doctor.py``)
+factory's module is missing (``agent/field/access.py``). ``doctor`` (``agent/field/doctor.py``)
 looks at the machine too: ports, boards, the cloud, the clock, the disk. ``bus scan``
-(``agent/busscan.py``) lists the boards answering on a port; ``config schema``
+(``agent/field/busscan.py``) lists the boards answering on a port; ``config schema``
 (``agent/field/schema.py``) prints the file's JSON Schema.
 
 More commands (``simulate``) come from other packages through the entry point group

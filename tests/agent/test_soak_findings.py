@@ -1,8 +1,8 @@
 """What the chaos soak (bench/soak.py) found in the agent, each as a minimal reproduction.
 
 Every test here states the behaviour the agent has since the fix (a small WAL given
-back after each checkpoint: ``agent/sqlite.py``; an intent the disk refuses stops
-the command: ``agent/idempotency.py``), and failed before it.
+back after each checkpoint: ``agent/storage/sqlite.py``; an intent the disk refuses stops
+the command: ``agent/locker/idempotency.py``), and failed before it.
 """
 
 from __future__ import annotations

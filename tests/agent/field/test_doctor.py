@@ -1,4 +1,4 @@
-"""What the service can reach, checked before it runs (agent/access.py), through
+"""What the service can reach, checked before it runs (agent/field/access.py), through
 check-config and run; and ``locker-agent doctor`` against the board emulator on a pty
 and a fake cloud on loopback."""
 
