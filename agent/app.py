@@ -271,9 +271,11 @@ class Agent:
         return ", ".join(parts)
 
     def _stuck(self) -> str | None:
-        """What stopped turning, for the watchdog: a bus whose poll cycle stalled (a
-        silent board or an unplugged adapter does not count: a restart mends neither,
-        and the bus reconnects by itself)."""
+        """What stopped turning, for the watchdog; None while every bus polls.
+
+        A silent board or an unplugged adapter does not count: a restart mends
+        neither, and the bus reconnects by itself.
+        """
         return None if self.hardware.polling(stall_s=POLL_STALL_S) else "a bus stopped polling"
 
 

@@ -49,9 +49,11 @@ def _quiet_aiohttp(
 
 
 class RepeatLimiter:
-    """Lets through the first ``burst`` records of each kind per ``window_s`` seconds
-    (monotonic ``clock``) and counts the rest. At most ``max_kinds`` kinds are
-    tracked (the oldest is forgotten, its count reported). Thread-safe."""
+    """Lets through ``burst`` records of each kind per ``window_s`` seconds; counts the rest.
+
+    ``clock``: monotonic. At most ``max_kinds`` kinds are tracked (the oldest is
+    forgotten, its count reported). Thread-safe.
+    """
 
     def __init__(
         self,
@@ -106,11 +108,13 @@ _SUBJECT = ("key", "side", "alarm", "bus", "board")
 
 
 def _kind(record: logging.LogRecord) -> Hashable:
-    """What makes two records "the same": logger, level, event (or the message
-    template, not its arguments), the asyncio message, the exception type, and the
-    thing it is about (cabinet ``key``, ``side``, ``alarm``, ``bus``, ``board``: a
-    few hundred at most): sixteen cabinets raising an alarm at once are sixteen
-    lines, one cabinet raising it every second is limited."""
+    """What makes two records the same kind, for the repeat limit.
+
+    Logger, level, event (or the message template), the asyncio message, the
+    exception type, and what it is about (``key``, ``side``, ``alarm``, ``bus``,
+    ``board``): sixteen cabinets raising an alarm at once are sixteen lines, one
+    cabinet raising it every second is limited.
+    """
     msg = record.msg
     exc: Any = record.exc_info[0] if record.exc_info else None
     if isinstance(msg, dict):
@@ -201,12 +205,12 @@ def configure(
 ) -> None:
     """Route every logger in the process through one masked, rate-limited renderer.
 
-    ``json=None`` picks JSON unless the stream is a tty; ``level`` is a stdlib level
-    name (``debug``, ``info``, ``warning``, ...; KeyError otherwise) applied to the
-    root logger; ``stream`` defaults to ``sys.stderr`` (looked up at each write);
-    ``burst`` identical warnings or errors per ``window_s`` seconds pass, the rest
-    are counted into one ``log.suppressed`` line. Calling it again replaces the
-    previous set-up."""
+    ``json=None``: JSON unless the stream is a tty. ``level``: a stdlib level name
+    (KeyError otherwise), set on the root logger. ``stream``: default
+    ``sys.stderr`` (looked up at each write). ``burst`` identical warnings or errors
+    per ``window_s`` seconds pass, the rest are counted into one
+    ``log.suppressed`` line. Calling it again replaces the previous set-up.
+    """
     global _handler
     out = stream or sys.stderr
     if json is None:
@@ -276,9 +280,11 @@ def flush_suppressed() -> None:
 
 
 def install_loop_handler(loop: asyncio.AbstractEventLoop) -> None:
-    """Make ``loop``'s exception handler log through the same path: one structured
-    ``asyncio.error`` line (``message``, the exception, the context's other items
-    as strings), masked and rate-limited like every other line."""
+    """Make ``loop``'s exception handler log through the same masked, limited path.
+
+    One structured ``asyncio.error`` line: ``message``, the exception, the
+    context's other items as strings.
+    """
     loop.set_exception_handler(_on_loop_error)
 
 

@@ -224,9 +224,11 @@ class Admission:
 
 
 def _check_json_body(request: web.Request) -> None:
-    """A request that acts declares ``Content-Type: application/json`` (DESIGN.md's
-    contract), which no HTML form can send without a preflight: also when it has
-    no body (``POST open-all``)."""
+    """A request that acts must declare ``Content-Type: application/json``, even bodiless.
+
+    No HTML form can send it without a preflight (DESIGN.md's contract); ``POST
+    open-all`` may have no body and still declares it.
+    """
     media = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     if media == "application/json":
         return

@@ -197,12 +197,13 @@ class GuardedConnection(asyncio.Protocol):
 
 
 class ConnectionGate:
-    """The connections of one listening socket: at most ``max_connections`` open,
-    each with the deadlines ``head_timeout_s`` and ``body_timeout_s`` (seconds),
-    and ``busy_timeout_s`` for an answer (a backstop: no handler runs that long, so
-    a connection waiting longer is stuck, and would otherwise hold a place for good).
-    Counters (``displaced``, ``refused``, ``timed_out``, ``bad_heads``) say what it
-    did; ``open`` how many connections are open now."""
+    """The connections of one listening socket: a cap, and deadlines for each.
+
+    ``max_connections`` open at most; ``head_timeout_s`` and ``body_timeout_s``
+    (seconds) to send a request; ``busy_timeout_s`` for an answer (a backstop: no
+    handler runs that long, so such a connection is stuck). Counters ``displaced``,
+    ``refused``, ``timed_out``, ``bad_heads``; ``open``: connections open now.
+    """
 
     def __init__(
         self,
@@ -233,9 +234,11 @@ class ConnectionGate:
         return lambda: GuardedConnection(self, make_inner)
 
     def stats(self) -> dict[str, int]:
-        """``{"open", "busy", "max", "displaced", "refused", "timed_out", "bad_heads"}``:
-        connections open now and those with a request in progress, the cap, and how
-        many were displaced, refused (503), timed out, or sent a bad head."""
+        """``{"open", "busy", "max", "displaced", "refused", "timed_out", "bad_heads"}``.
+
+        Connections open now and those with a request in progress, the cap, and how
+        many were displaced, refused (503), timed out, or sent a bad head.
+        """
         return {
             "open": self.open,
             "busy": self.open - len(self._waiting),

@@ -64,19 +64,17 @@ def _domain_error(err: LockerError) -> web.Response:
 
 
 class LocalApi:
-    """The local HTTP API on ``host``:``port``, every route but ``/healthz`` behind
-    the bearer ``token``. ``problems()`` gives /healthz its reasons; ``details()``
-    adds figures to it. ``start()`` binds, ``close()`` stops.
+    """The local HTTP API on ``host``:``port``; every route but ``/healthz`` needs ``token``.
 
-    ``allowed_hosts``: names besides the listen address, ``localhost``,
-    ``127.0.0.1``, ``[::1]`` and the address a connection arrived on that a ``Host``
-    may carry (the locker's DNS name); others get 421. ``max_connections``: open
-    connections at most (the process keeps its other descriptors); a slow or idle
-    one gives way to a new one. ``head_timeout_s``: seconds to send a request head,
-    from connecting or from the previous answer; ``body_timeout_s``: seconds to send
-    the body after it. ``cabinet_rate``: acting requests on one cabinet (open-all
-    counts on every cabinet); ``api_rate``: acting requests in all. ``clock``:
-    monotonic seconds, for the rate limits. ``records``: the temperature log.
+    ``problems()`` gives /healthz its reasons, ``details()`` its figures.
+    ``allowed_hosts``: names a ``Host`` may carry besides the listen address,
+    ``localhost``, ``127.0.0.1``, ``[::1]`` and the connection's own address (else
+    421). ``max_connections``: open at most (an idle one gives way to a new one).
+    ``head_timeout_s`` / ``body_timeout_s``: seconds to send a head (from connecting
+    or the previous answer) and then the body. ``cabinet_rate``: acting requests on
+    one cabinet (open-all counts on each); ``api_rate``: acting requests in all.
+    ``clock``: monotonic seconds. ``records``: the temperature log.
+    Lifecycle: ``start()`` binds (``OSError`` when the address is taken), ``close()``.
     """
 
     def __init__(

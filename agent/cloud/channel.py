@@ -47,9 +47,12 @@ MAX_MESSAGE_BYTES = 256 * 1024  # commands are tiny; the cloud never needs more
 
 
 class CommandChannel:
-    """The cloud's command websocket at ``url`` (ws:// or wss://), authenticated by
-    ``api_key``; commands go to ``locker``. Seconds: ``backoff_base_s``/``backoff_cap_s``
-    of the reconnect backoff, ``heartbeat_s`` between websocket pings."""
+    """The cloud's command websocket at ``url`` (ws:// or wss://); commands go to ``locker``.
+
+    Authenticated by ``api_key``. Seconds: ``backoff_base_s`` / ``backoff_cap_s`` of
+    the reconnect backoff, ``heartbeat_s`` between websocket pings.
+    Lifecycle: ``start()`` returns at once (it connects in the background), ``close()``.
+    """
 
     def __init__(
         self,

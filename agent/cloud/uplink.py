@@ -164,9 +164,11 @@ class Uplink:
                 await self._pause(delay)
 
     async def _pause(self, delay_s: float) -> None:
-        """Sleep ``delay_s``, but try again early (at most every ``EARLY_TRY_S``) when a
-        new message arrives: after an outage, a fresh change need not wait out a
-        minute of backoff. A throttled or refused cloud gets no early tries."""
+        """Sleep ``delay_s``, but try early (at most every ``EARLY_TRY_S``) on a new message.
+
+        After an outage a fresh change need not wait out a minute of backoff; a
+        throttled or refused cloud gets no early tries.
+        """
         if self._hold:
             await asyncio.sleep(delay_s)
             return

@@ -53,9 +53,11 @@ class Part:
 
 @dataclass(slots=True)
 class Entry:
-    """One ``[[buses]]`` or ``[[cabinets]]`` entry: ``raw`` as written, ``model`` when it
-    is valid as a whole, ``part`` (what is valid of it; None when it is not a table)
-    and its ``problems``."""
+    """One ``[[buses]]`` or ``[[cabinets]]`` entry, as written and as far as it is valid.
+
+    ``raw`` as written; ``model`` when valid as a whole; ``part`` what is valid of it
+    (None when it is not a table); ``problems``.
+    """
 
     index: int
     raw: Any

@@ -220,9 +220,11 @@ CabinetKey = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class CabinetConfig(StrictModel):
-    """One compartment: the cloud's cabinet ``key``, its ``size``, its ``front`` door and
-    optional ``rear`` (rear-load) door, an optional GPIO ``item`` sensor (lock boards
-    report their own), an optional RGB ``indicator`` and ``thermal`` unit."""
+    """One compartment: the cloud's ``key``, ``size``, its doors, sensors and units.
+
+    ``front`` and optional ``rear`` (rear-load) door; an optional GPIO ``item``
+    sensor (lock boards report their own), RGB ``indicator`` and ``thermal`` unit.
+    """
 
     key: CabinetKey
     size: str = Field("mini", min_length=1, max_length=32)
@@ -243,9 +245,11 @@ def _missing_is_empty(data: Any, *sections: str) -> Any:
 
 
 class Config(StrictModel):
-    """The whole validated config: the agent's sections, ``buses`` (each a
-    ``KerongBusConfig`` or a ``GpioBusConfig``) and ``cabinets``. Build it with
-    ``parse_config`` / ``load_config``, which add the checks between entries."""
+    """The whole validated config: the agent's sections, ``buses`` and ``cabinets``.
+
+    Each bus is a ``KerongBusConfig`` or a ``GpioBusConfig``. Build it with
+    ``parse_config`` / ``load_config``, which add the checks between entries.
+    """
 
     locker: LockerConfig = Field(default_factory=LockerConfig)
     cloud: CloudConfig

@@ -52,9 +52,11 @@ def account(name: str) -> Account | None:
 
 
 def may(path: Path, who: Account, want: int) -> bool:
-    """Whether ``who`` may ``want`` (``os.R_OK``, ``os.W_OK``, or both or'ed) ``path``,
-    by its mode bits, with every directory on the way searchable. Symlinks are
-    followed. Raises ``OSError`` when a component cannot be looked at."""
+    """Whether ``who`` may ``want`` (``os.R_OK``, ``os.W_OK``, or both) ``path``, by mode bits.
+
+    Every directory on the way must be searchable; symlinks are followed. Raises
+    ``OSError`` when a component cannot be looked at.
+    """
     target = Path(os.path.realpath(path))
     for directory in reversed(target.parents):
         if not _allowed(directory.stat(), who, os.X_OK):
@@ -88,9 +90,11 @@ def service_cannot(path: Path, want: int) -> str | None:
 
 
 def secret_files(config: Config, config_path: Path) -> list[tuple[str, Path]]:
-    """``(what, path)`` of every file the service reads a secret from: the config file
-    itself (``what`` is ``"the config file"``), then ``cloud.api_key_file`` and
-    ``api.token_file`` when the secrets are kept in files."""
+    """``[(what, path)]`` of every file the service reads a secret from.
+
+    The config file itself (``what``: ``"the config file"``), then
+    ``cloud.api_key_file`` and ``api.token_file`` when secrets are kept in files.
+    """
     files = [("the config file", Path(config_path).absolute())]
     for key, path in (
         ("cloud.api_key_file", config.cloud.api_key_file),

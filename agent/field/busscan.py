@@ -34,10 +34,12 @@ on top of the reply's own wire time."""
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """What one status request to ``board`` brought back: ``replies``, the valid status
-    replies from that address (2 or more: two boards set to it); ``garbled``, whether
-    bytes that were no frame came (a collision, noise, another baud); ``status``, the
-    first reply decoded (None without one)."""
+    """What one status request to ``board`` brought back.
+
+    ``replies``: valid status replies from that address (2 or more: two boards set
+    to it); ``garbled``: bytes that were no frame came (a collision, noise, another
+    baud); ``status``: the first reply decoded (None without one).
+    """
 
     board: int
     replies: int
@@ -51,9 +53,11 @@ class Probe:
 
 
 def open_port(port: str, baud: int) -> serial.SerialBase:
-    """Open the pyserial URL ``port`` (a device path or ``socket://host:port``) at
-    ``baud`` bit/s, exclusively where the URL's handler can. Raises
-    ``serial.SerialException`` (or ``OSError``) when it cannot be opened."""
+    """Open the pyserial URL ``port`` at ``baud`` bit/s, exclusively where it can.
+
+    ``port``: a device path or ``socket://host:port``. Raises
+    ``serial.SerialException`` (or ``OSError``) when it cannot be opened.
+    """
     try:
         return serial.serial_for_url(port, baudrate=baud, timeout=0, exclusive=True)
     except (TypeError, ValueError) as exc:
@@ -69,11 +73,12 @@ def reply_window_s(baud: int, timeout_s: float) -> float:
 
 
 def probe(ser: serial.SerialBase, board: int, *, timeout_s: float) -> Probe:
-    """Send one status request to ``board`` (0-15) on the open port ``ser`` and collect
-    what comes back within ``reply_window_s`` (shortened to ``SETTLE_S`` plus one
-    reply's wire time once a reply is in). Our own request coming back (an echoing
-    adapter) is skipped. Raises ``serial.SerialException`` / ``OSError`` when the port
-    fails."""
+    """One status request to ``board`` (0-15) on the open port ``ser``: what came back.
+
+    Waits ``timeout_s``, shortened to ``SETTLE_S`` plus one reply's wire time once a
+    reply is in; our own request echoed by the adapter is skipped. Raises
+    ``serial.SerialException`` / ``OSError`` when the port fails.
+    """
     baud = int(ser.baudrate)
     parser = codec.FrameParser()
     replies: list[codec.Frame] = []
@@ -101,9 +106,11 @@ def scan(
     *,
     timeout_s: float = 0.1,
 ) -> list[tuple[int, Probe]]:
-    """Ask every board of ``boards`` at every baud of ``bauds`` (in that order) on
-    ``port``; ``(baud, probe)`` of each board that answered or garbled. The port is
-    opened once. Raises ``serial.SerialException`` / ``OSError`` when it cannot be."""
+    """``[(baud, probe)]`` of each board of ``boards`` that answered or garbled on ``port``.
+
+    Every baud of ``bauds`` in order; the port is opened once. Raises
+    ``serial.SerialException`` / ``OSError`` when it cannot be.
+    """
     found: list[tuple[int, Probe]] = []
     ids = list(boards)
     with open_port(port, bauds[0]) as ser:

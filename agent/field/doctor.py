@@ -299,9 +299,11 @@ def check_disk(config: Config) -> Iterator[Line]:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Print each line as it is found; 1 when one is FAIL, else 0. ``args.config_file``
-    (``--config``) or ``args.file`` (positional) names the config, default
-    ``DEFAULT_CONFIG``."""
+    """Print each line as it is found; exit 1 when one is FAIL, else 0.
+
+    ``args.config_file`` (``--config``) or ``args.file`` names the config, default
+    ``DEFAULT_CONFIG``.
+    """
     path = Path(args.config_file or args.file or DEFAULT_CONFIG)
     failed = False
     for line in doctor(path):

@@ -27,10 +27,12 @@ FEEDBACK_PATH = "/api/lockers/cabinet/status"
 
 @dataclass(frozen=True, slots=True)
 class CloudAnswer:
-    """How far the probe got: ``ok`` (the key accepted; ``detail`` is the address the
-    name resolved to), or the step that failed (``step``: ``resolve``, ``connect``,
-    ``tls``, ``http``) and what happened (``detail``, never the key); ``status`` is the
-    HTTP status when one came."""
+    """How far the cloud probe got.
+
+    ``ok``: the key was accepted (``detail``: the address the name resolved to);
+    otherwise ``step`` failed (``resolve``, ``connect``, ``tls``, ``http``) and
+    ``detail`` says how (never the key); ``status``: the HTTP status when one came.
+    """
 
     ok: bool
     step: str
@@ -91,9 +93,10 @@ def _redact(text: str, secret: str) -> str:
 
 
 def healthz(host: str, port: int, timeout_s: float = 3.0) -> tuple[int, list[str]] | None:
-    """``GET /healthz`` of the running agent's local API on ``host``:``port`` (a
-    wildcard host is asked on loopback): ``(status, reasons)``, None when it does not
-    answer."""
+    """``(status, reasons)`` of the running agent's ``GET /healthz``; None when silent.
+
+    A wildcard ``host`` is asked on loopback.
+    """
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:

@@ -67,14 +67,11 @@ class SensorSink(Protocol):
 class Hardware:
     """Every driver of one config, behind the locker's three actions and four readings.
 
-    ``Hardware(config, sink, *, gpio_factory=None)``: ``sink`` gets the readings (see
-    ``SensorSink``); ``gpio_factory`` is a gpiozero pin factory used for every GPIO
-    bus instead of the configured one (mock pins: tests, the simulator, check-config).
-    Constructing it builds nothing.
-
-    Lifecycle: ``build()`` (inside a running loop; ``start()`` calls it), ``start()``,
-    ``close()`` (always, also after a failed build). Actions raise
-    ``agent.locker.errors.Unavailable`` when the hardware cannot act.
+    ``sink`` gets the readings (``SensorSink``); ``gpio_factory``: a gpiozero pin
+    factory for every GPIO bus instead of the configured one (mock pins).
+    Constructing builds nothing. Lifecycle: ``build()`` (in a running loop;
+    ``start()`` calls it), ``start()``, ``close()`` (always, also after a failed
+    build). Actions raise ``agent.locker.errors.Unavailable`` when they cannot act.
     """
 
     def __init__(
@@ -103,14 +100,13 @@ class Hardware:
     # --- lifecycle -------------------------------------------------------------
 
     def build(self) -> None:
-        """Construct every driver and part without opening any port: Kerong bus
-        objects, GPIO buses with every pin claimed, polarity and output rules applied,
-        one power budget per supply (a bus without ``supply`` has its own).
+        """Construct every driver and part without opening a port.
 
-        Call it inside a running event loop (``RuntimeError`` otherwise); a second
-        call does nothing. Raises ``ConfigError`` with one ``key.path: message`` line
-        per thing a driver refused (``cabinets[3].indicator: ...``); ``close()`` then
-        releases what was built.
+        Kerong bus objects, GPIO buses with every pin claimed and output rules applied,
+        one power budget per supply (a bus without ``supply`` has its own). Needs a
+        running loop (``RuntimeError``); a second call does nothing. Raises
+        ``ConfigError``, a ``key.path: message`` line per thing a driver refused;
+        ``close()`` then releases what was built.
         """
         if self._built:
             return
@@ -134,9 +130,11 @@ class Hardware:
             raise ConfigError(problems)
 
     async def start(self) -> None:
-        """Build if not built; GPIO outputs off first (also after a crash), then the
-        inputs read and reported, then the Kerong buses opened and polled (in the
-        background: ``wait_ready`` tells when every board was heard)."""
+        """Build if not built, then outputs off, inputs read, Kerong buses opened and polled.
+
+        GPIO outputs go off first (also after a crash); the buses poll in the
+        background: ``wait_ready`` tells when every board was heard.
+        """
         self.build()
         for bus in self._gpio.values():
             await bus.start()
@@ -210,9 +208,12 @@ class Hardware:
             raise Unavailable(f"bus {wiring.bus}: {exc or 'port not open'}") from None
 
     async def drive(self, key: int, side: Side, opening: bool) -> bool:
-        """Run a motorised door until its end switch (open switch when opening, closed
-        switch when closing); True when it got there, False when stopped (the beam,
-        closing; the time limit). Raises ``Unavailable``: no motor, bus closed."""
+        """Run a motorised door to its end switch; True when it got there.
+
+        The open switch when ``opening``, the closed one otherwise; False when stopped
+        (the beam while closing, or the time limit). Raises ``Unavailable``: no motor,
+        or the bus is closed.
+        """
         if not isinstance(self._door_wiring(key, side), GpioDoorWiring):
             raise Unavailable(f"cabinet {key} {side} door has no motor")
         return await self._parts.drive(key, side, opening)

@@ -141,11 +141,12 @@ class Actions:
             await self._release(cabinet, side, door)
 
     async def _release(self, cabinet: Cabinet, side: Side, door: Door) -> None:
-        """Pulse, confirm by any opening sensed since the pulse began (a quick hand may
-        shut the door before the pulse ends); one retry after a pause, then the jam
-        alarm. A door whose switch already says open is pulsed once all the same and
-        not confirmed: a broken feedback wire must not lock a customer out, and a
-        pulse does nothing to an open latch (Open-Locker #302)."""
+        """Pulse, confirm by any opening since the pulse began; one retry, then the jam alarm.
+
+        A quick hand may shut the door before the pulse ends. A door whose switch
+        already says open is pulsed once all the same and not confirmed: a broken
+        feedback wire must not lock a customer out (Open-Locker #302).
+        """
         actuator = self._actuator_or_unavailable()
         with self._moving(cabinet, door, "opening"):
             if door.sensed:

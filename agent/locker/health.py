@@ -32,9 +32,12 @@ class _Told:
 
 
 class Health:
-    """Board and bus health for the journal. Seconds: ``min_interval_s`` between two
-    events of one board or bus, ``settle_s`` after a bus answers again before its
-    boards are judged one by one (every board gets a poll); ``clock``: monotonic."""
+    """Board and bus health events for the journal, rate-limited.
+
+    Seconds: ``min_interval_s`` between two events of one board or bus;
+    ``settle_s`` after a bus answers again before its boards are judged one by one.
+    ``clock``: monotonic.
+    """
 
     def __init__(
         self,

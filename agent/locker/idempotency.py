@@ -66,9 +66,12 @@ class CommandLog:
         action: Callable[[], Awaitable[dict[str, Any]]],
         fingerprint: str = "",
     ) -> dict[str, Any]:
-        """Run ``action`` unless ``command_id`` already ran; ``fingerprint`` names what
-        the command does, so an id reused for another command is refused (``Invalid``).
-        Raises what ``action`` raises, or the remembered domain error."""
+        """Run ``action`` unless ``command_id`` already ran; the first answer otherwise.
+
+        ``fingerprint`` names what the command does: an id reused for another command
+        is refused (``Invalid``). Raises what ``action`` raises, or the remembered
+        domain error.
+        """
         if command_id is None:
             return await action()
         running = self._running.get(command_id)

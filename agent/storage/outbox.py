@@ -95,10 +95,12 @@ class OutboxError(Exception):
 
 
 class Outbox:
-    """The outbox file at ``path``: at most ``max_rows`` messages and ``max_bytes`` of
-    cabinets JSON; batches of at most ``batch_limit`` messages. ``on_replaced(why)``
-    is called after a damaged file was set aside and replaced while running.
-    ``clock``: monotonic seconds, for ages. Never raises for the file's sake."""
+    """The outbox file at ``path``, bounded; never raises for the file's sake.
+
+    At most ``max_rows`` messages and ``max_bytes`` of cabinets JSON; batches of at
+    most ``batch_limit``. ``on_replaced(why)``: called after a damaged file was set
+    aside and replaced while running. ``clock``: monotonic seconds, for ages.
+    """
 
     def __init__(
         self,

@@ -61,9 +61,11 @@ class Opened:
 
 
 def open_db(path: Path, schema: str) -> Opened:
-    """Open ``path`` (WAL, ``synchronous=FULL``) with ``schema`` applied; a damaged file
-    is set aside and replaced; an unwritable place gives an in-memory database.
-    Never raises for the file's sake."""
+    """Open ``path`` (WAL, ``synchronous=FULL``) with ``schema``; never raises for the file.
+
+    A damaged file is set aside and replaced; an unwritable place gives an
+    in-memory database.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return Opened(_open(path, schema))

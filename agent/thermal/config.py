@@ -154,9 +154,11 @@ def _or(value: float | None, default: float) -> float:
 
 
 class ThermalWiring(StrictModel):
-    """A cabinet's ``thermal`` unit: its DS18B20 ``sensor`` (the kernel's id), and on
-    GPIO ``bus`` its ``heater`` and ``cooler`` outputs (either may be left out), or a
-    shared ``compressor`` by name (``cooler`` is then the cabinet's own valve or fan)."""
+    """A cabinet's ``thermal`` unit: its DS18B20 ``sensor`` and its outputs.
+
+    On GPIO ``bus``: ``heater`` and ``cooler`` (either may be left out), or a shared
+    ``compressor`` by name (``cooler`` is then the cabinet's own valve or fan).
+    """
 
     sensor: SensorId
     bus: NameRef | None = None

@@ -121,10 +121,13 @@ class UnitControl:
         cooling_runs: bool,
         door_open: bool = False,
     ) -> Call:
-        """Decide the call for now. ``temperature_c``: the trusted reading (None: the
-        sensor is not trusted); ``cooling_runs``: whether cold was actually made since the
-        last step (the cooler and, when shared, its compressor were on); ``door_open``:
-        the room comes in, so the verification waits and starts again once shut."""
+        """The call for now.
+
+        ``temperature_c``: the trusted reading (None: not trusted); ``cooling_runs``:
+        cold was made since the last step (the cooler and, when shared, its compressor
+        were on); ``door_open``: the room comes in, so verification waits and starts
+        again once shut.
+        """
         dt = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
         self._last_s = now_s
         if door_open:

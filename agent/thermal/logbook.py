@@ -125,7 +125,9 @@ TIMESYNC_DIR = Path("/run/systemd/timesync")
 
 
 def clock_synchronized(timesync: Path = TIMESYNC_DIR) -> bool:
-    """Whether the wall clock is known good: systemd-timesyncd's ``synchronized`` flag
-    where timesyncd runs (a Pi without an RTC boots at a saved or wrong time); True
-    where it does not run (nothing better to go by)."""
+    """Whether the wall clock is known good, by systemd-timesyncd's ``synchronized`` flag.
+
+    A Pi without an RTC boots at a saved or wrong time; where timesyncd does not
+    run, True (nothing better to go by).
+    """
     return not timesync.is_dir() or (timesync / "synchronized").exists()

@@ -126,9 +126,11 @@ class Records:
         self._write(lambda: self._file.db.execute(sql, (t, key)))
 
     def excursions(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """The newest ``limit`` excursions of ``key`` still open or ended since ``since``,
-        oldest first: ``{"start", "end", "duration_s", "peak_c", "mode"}`` (times ISO
-        8601 UTC; ``end`` and ``duration_s`` None while it lasts)."""
+        """The newest ``limit`` excursions of ``key`` open or ended since ``since``, oldest first.
+
+        ``{"start", "end", "duration_s", "peak_c", "mode"}``: times ISO 8601 UTC;
+        ``end`` and ``duration_s`` None while it lasts.
+        """
         sql = "SELECT start, end, peak_c, mode FROM excursions WHERE key = ?"
         sql += " AND (end IS NULL OR end >= ?)"  # what was out of temperature since then
         rows = self._read(sql + " ORDER BY start DESC LIMIT ?", (key, since, limit))[::-1]
@@ -171,9 +173,11 @@ class Records:
         return t
 
     def prune(self, now: float, *, newest_before: float | None = None) -> None:
-        """Forget what is older than the retention. ``newest_before``: the newest
-        reading of earlier runs: a wall clock far ahead (no RTC, bad NTP) never
-        deletes what a run with a sane clock kept within the retention."""
+        """Forget what is older than the retention.
+
+        ``newest_before``: the newest reading of earlier runs, so a wall clock far
+        ahead (no RTC, bad NTP) never deletes what a sane clock kept.
+        """
         cut = now - self.retention_s
         if newest_before is not None:
             cut = min(cut, newest_before - self.retention_s)
@@ -223,11 +227,13 @@ _EXPORTS = {
 def export_csv(
     path: Path, key: int | None = None, since: float = 0.0, table: str = "readings"
 ) -> Iterator[str]:
-    """The ``readings`` (``key,t,temperature_c,mode,sensor``) or ``excursions``
-    (``key,start,end,duration_s,peak_c,mode``) in ``path`` as CSV lines, times ISO 8601
-    UTC, streamed (a year of a large bank is millions of rows), read-only: the running
-    agent may hold the file. Raises ``RecordsError`` before the first line when the
-    file cannot be read."""
+    """The ``readings`` or ``excursions`` of the file at ``path``, as CSV lines, streamed.
+
+    ``readings``: ``key,t,temperature_c,mode,sensor``; ``excursions``:
+    ``key,start,end,duration_s,peak_c,mode``; times ISO 8601 UTC. Read-only (the
+    running agent may hold the file). Raises ``RecordsError`` before the first line
+    when the file cannot be read.
+    """
     if not path.is_file():
         raise RecordsError(f"{path}: no temperature records here (is this the storage dir?)")
     fields, sql, order = _EXPORTS[table]

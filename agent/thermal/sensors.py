@@ -18,9 +18,11 @@ _WHAT_TO_DO = {
 
 
 def sensor_lines(config: Config) -> Iterator[tuple[str, str]]:
-    """``(level, says)`` per finding: ``ok`` once for every sensor that answers, ``FAIL``
-    for each one that does not, ``warn`` for the 85 C power-on value. Nothing when no
-    cabinet has a thermal unit. Reads every sensor once, as the agent does."""
+    """``(level, says)`` per sensor finding, each sensor read once as the agent does.
+
+    ``ok`` once for every sensor that answers, ``FAIL`` for each one that does not,
+    ``warn`` for the 85 C power-on value; nothing without thermal units.
+    """
     units = [(c.key, c.thermal) for c in config.cabinets if c.thermal is not None]
     if not units:
         return

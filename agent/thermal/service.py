@@ -46,14 +46,12 @@ ReadAll = Callable[[Path, Iterable[str]], Mapping[str, Reading]]
 class Thermal:
     """Thermal control of every cabinet with a ``thermal`` unit.
 
-    ``publish``: the journal's ``publish`` (alarm entries); ``disable(key, reason)``:
-    a coroutine that disables a cabinet (the locker's command path). ``clock``:
-    monotonic seconds; ``wall``: UNIX seconds for the records; ``read(w1_dir,
-    sensors)``: one blocking read of every sensor (``drivers.w1.read_all``).
-
-    Lifecycle: ``start()`` (outputs off, the first round, the loop), ``close()`` (the
-    loop stopped, every output off, records closed). ``step()`` is one round on given
-    readings, for tests on a fake clock.
+    ``publish``: the journal's (alarm entries); ``disable(key, reason)``: a
+    coroutine disabling a cabinet by the locker's command path. ``clock``: monotonic
+    seconds; ``wall``: UNIX seconds, for the records; ``read(w1_dir, sensors)``: one
+    blocking read of every sensor. Lifecycle: ``start()`` (outputs off, the loop),
+    ``close()`` (the loop stopped, outputs off, records closed); ``step()`` is one
+    round on given readings, for tests on a fake clock.
     """
 
     def __init__(
@@ -110,9 +108,11 @@ class Thermal:
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Outputs off, then a round at once and every ``sample_s``, in the background:
-        READY never waits for sensors (16 read one by one take 12 s, a hung one more);
-        until the first round a unit shows ``sensor: missing``."""
+        """Outputs off, then a round now and every ``sample_s``, in the background.
+
+        READY never waits for sensors (16 read one by one take 12 s); until the first
+        round a unit shows ``sensor: missing``.
+        """
         self.outputs.all_off()
         self.logbook.start(self.units)
         self._task = asyncio.create_task(self._loop(), name="thermal")
@@ -156,9 +156,12 @@ class Thermal:
             await asyncio.sleep(max(0.0, self.config.sample_s - (self._clock() - started)))
 
     async def tick(self) -> None:
-        """One round: read every sensor off the loop, then ``step``. A read that hangs
-        (a wedged 1-wire master) is not waited for past ``read_timeout_s``: its sensors
-        count as unreadable until it returns, and no second read is started meanwhile."""
+        """One round: read every sensor off the loop, then ``step``.
+
+        A read that hangs (a wedged 1-wire master) is not waited for past
+        ``read_timeout_s``: its sensors count as unreadable until it returns, and no
+        second read starts meanwhile.
+        """
         started = self._clock()
         if self._reading is None or self._reading.done():
             self._reading = in_daemon_thread(self._read_all)
