@@ -245,6 +245,7 @@ class Agent:
         )
         self.locker.supervisor.left_open_s = timings.left_open_s
         self.locker.health.min_interval_s = timings.health_interval_s
+        self.hardware.gap.gap_s = timings.min_pulse_gap_s
         self.uplink.heartbeat_s = new.cloud.heartbeat_s
         log.info("config.reloaded", file=path, changed=live)
         if frozen:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -39,7 +40,7 @@ from agent.api.admission import (
 )
 from agent.api.guard import ConnectionGate, GuardedConnection
 from agent.locker.commands import error_body, parse_command, parse_open_all, problem
-from agent.locker.errors import Invalid, LockerError, NotFound, Unavailable
+from agent.locker.errors import Busy, Invalid, LockerError, NotFound, Unavailable
 from agent.locker.idempotency import MAX_ID_LENGTH
 from agent.locker.locker import Locker
 from agent.thermal.records import Records
@@ -60,7 +61,10 @@ def _error(
 
 def _domain_error(err: LockerError) -> web.Response:
     status, body = error_body(err)
-    return web.json_response(body, status=status)
+    headers = None
+    if isinstance(err, Busy):  # when the lock's turn or a place in the queue comes
+        headers = {"Retry-After": str(max(1, math.ceil(err.retry_after_s)))}
+    return web.json_response(body, status=status, headers=headers)
 
 
 class LocalApi:
@@ -252,7 +256,8 @@ class LocalApi:
         command_id = None if given is None else f"local:{given}"
         if command_id is None or not self._locker.knows_command(command_id):
             self._admission.take([key])  # a repeat answers without acting: not limited
-        return web.json_response(await self._locker.command(key, command, command_id))
+        answer = await asyncio.shield(self._locker.submit(key, command, command_id))
+        return web.json_response(answer)
 
     async def _open_all(self, request: web.Request) -> web.Response:
         """Technicians: open every enabled cabinet, pulses staggered by the power budget."""

@@ -195,9 +195,9 @@ class CommandChannel:
             while True:
                 msg = await ws.receive()
                 if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._spawn(ws, msg.data)
+                    await self._take(ws, msg.data)
                 elif msg.type is aiohttp.WSMsgType.BINARY:
-                    self._spawn(ws, None)
+                    await self._take(ws, None)
                 elif msg.type is aiohttp.WSMsgType.ERROR:
                     self._reason = f"connection error: {type(msg.data).__name__}"
                     break
@@ -226,14 +226,36 @@ class CommandChannel:
 
     # --- one message -------------------------------------------------------------
 
-    def _spawn(self, ws: aiohttp.ClientWebSocketResponse, text: str | None) -> None:
+    async def _take(self, ws: aiohttp.ClientWebSocketResponse, text: str | None) -> None:
+        """Parse and admit one message now; answer a refusal at once, else in a task.
+
+        Only the parsed command waits (``Locker.submit`` bounds how many): a flood
+        costs the agent the answers, never its memory, and reading goes on.
+        """
         self.received += 1
-        task = asyncio.create_task(self._handle(ws, text), name="channel-command")
+        taken = self._admit(text)
+        del text
+        if isinstance(taken, dict):
+            await self._send(ws, taken)
+            return
+        task = asyncio.create_task(self._finish(ws, *taken), name="channel-command")
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, text: str | None) -> None:
-        answer = await self._answer(text)
+    async def _finish(
+        self, ws: aiohttp.ClientWebSocketResponse, command_id: Any, running: asyncio.Task[Any]
+    ) -> None:
+        try:
+            answer = {"id": command_id, "ok": True, "cabinet": await asyncio.shield(running)}
+        except LockerError as err:
+            answer = _failure(command_id, err)
+        except Exception:  # a bug in one command must not end the channel
+            log.exception("channel.command_failed", id=command_id)
+            error = problem(500, "INTERNAL_ERROR", "internal error")
+            answer = {"id": command_id, "ok": False, "error": error}
+        await self._send(ws, answer)
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, answer: dict[str, Any]) -> None:
         try:
             await ws.send_str(json.dumps(answer))
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
@@ -247,7 +269,8 @@ class CommandChannel:
             return
         log.debug("channel.answered", id=answer["id"], ok=answer["ok"])
 
-    async def _answer(self, text: str | None) -> dict[str, Any]:
+    def _admit(self, text: str | None) -> dict[str, Any] | tuple[Any, asyncio.Task[Any]]:
+        """An answer now (a refusal), or ``(id, the running command)``."""
         if text is None:
             return _failure(None, Invalid("binary messages are not accepted: send JSON text"))
         try:
@@ -281,14 +304,9 @@ class CommandChannel:
         try:
             cmd = parse_command(data)
             # Own namespace: a cloud id never collides with a local Idempotency-Key.
-            cabinet = await self._locker.command(raw_key, cmd, command_id=f"cloud:{command_id!r}")
+            return command_id, self._locker.submit(raw_key, cmd, f"cloud:{command_id!r}")
         except LockerError as err:
             return _failure(command_id, err)
-        except Exception:  # a bug in one command must not end the channel
-            log.exception("channel.command_failed", id=command_id, key=raw_key)
-            error = problem(500, "INTERNAL_ERROR", "internal error")
-            return {"id": command_id, "ok": False, "error": error}
-        return {"id": command_id, "ok": True, "cabinet": cabinet}
 
 
 def _is_int(value: Any) -> bool:

@@ -26,6 +26,7 @@ LIVE = {
         "jam_retry_s",
         "announce_s",
         "health_interval_s",
+        "min_pulse_gap_s",
     },
     "cloud": {"heartbeat_s"},
 }

@@ -74,6 +74,8 @@ class LockerConfig(StrictModel):
     jam_retry_s: float = Field(1.0, ge=0.1, le=30)
     # A motorised door shows blue ("about to open") this long before it moves, seconds.
     announce_s: float = Field(0.5, ge=0, le=5)
+    # A lock is pulsed at most once this often, whoever asks (its solenoid's duty), seconds.
+    min_pulse_gap_s: float = Field(2.0, ge=0.5, le=30)
 
 
 class CloudConfig(StrictModel):

@@ -31,6 +31,7 @@ from agent.config import (
     KerongDoorWiring,
     Side,
 )
+from agent.hardware.gap import PulseGap
 from agent.hardware.gpio import GpioParts, pin_factory
 from agent.locker.errors import Unavailable
 from agent.thermal.outputs import ThermalOutputs
@@ -95,6 +96,7 @@ class Hardware:
         self._gpio: dict[str, GpioBus] = {}
         self._parts = GpioParts(self._gpio, sink)
         self.thermal = ThermalOutputs(config)  # heaters, coolers, compressors
+        self.gap = PulseGap(config.locker.min_pulse_gap_s)  # every lock's turn
         self._silent_buses: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------
@@ -193,9 +195,13 @@ class Hardware:
     # --- actuation -------------------------------------------------------------
 
     async def release(self, key: int, side: Side) -> None:
-        """Pulse the door's lock (a Kerong channel or a GPIO latch relay); returns when
-        the pulse is over. Raises ``Unavailable``: no lock, port not open, not started."""
+        """Pulse the door's lock (a Kerong channel or a GPIO latch relay) in its turn.
+
+        Returns when the pulse is over. Raises ``Busy`` (the lock's pulse gap), or
+        ``Unavailable``: no lock, port not open, not started.
+        """
         wiring = self._door_wiring(key, side)
+        await self.gap.turn(key, side)
         if isinstance(wiring, GpioDoorWiring):
             await self._parts.release(key, side)
             return

@@ -8,13 +8,14 @@ with the HTTP status it goes with (``../shared/DESIGN.md``, "Local HTTP API").
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from agent.locker.cabinet import ThermalMode
 from agent.locker.errors import (
+    Busy,
     Conflict,
     Invalid,
     Jammed,
@@ -32,6 +33,7 @@ ERRORS: dict[type[LockerError], tuple[int, str]] = {
     NotFound: (404, "NOT_FOUND"),
     Conflict: (409, "CONFLICT"),
     Unavailable: (503, "UNAVAILABLE"),
+    Busy: (429, "BUSY"),
     Jammed: (504, "LOCK_JAMMED"),
     Obstructed: (504, "DOOR_OBSTRUCTED"),
 }
@@ -64,7 +66,9 @@ class CabinetCommand(BaseModel):
     size: str | None = Field(default=None, min_length=1, max_length=64)
     thermal_mode: ThermalMode | None = None
     acted_by: int | None = None
-    order_id: str | int | None = Field(default=None, union_mode="left_to_right")
+    order_id: Annotated[str, Field(max_length=100)] | int | None = Field(
+        default=None, union_mode="left_to_right"
+    )
     reason: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")

@@ -41,6 +41,17 @@ class Unavailable(LockerError):
     """
 
 
+class Busy(LockerError):
+    """Not now: the lock's pulse gap or the command queue is full; retry after ``retry_after_s``.
+
+    Transient, like ``Unavailable``: never remembered as a result.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Jammed(LockerError):
     """A lock was pulsed twice and its door never opened."""
 

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from agent.locker import errors
-from agent.locker.errors import Conflict, Invalid, LockerError, Unavailable
+from agent.locker.errors import Busy, Conflict, Invalid, LockerError, Unavailable
 from agent.storage.store import Outcome, StateStore, StoreError
 
 log = structlog.get_logger(__name__)
@@ -96,7 +96,7 @@ class CommandLog:
             # not act (a crash could otherwise let a resent id act twice).
             self._save(command_id, (fingerprint, now, "running", {}), durable=True)
             result = await action()
-        except Unavailable as err:  # a moment, not an answer: it did not act
+        except (Unavailable, Busy) as err:  # a moment, not an answer: it did not act
             self._forget(command_id)
             future.set_exception(err)
             future.exception()  # retrieved: no "never retrieved" warning if nobody repeats

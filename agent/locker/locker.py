@@ -7,9 +7,11 @@ A door change flows one way::
                                                           '--observe--> Supervisor, Actions,
                                                                         Indicators
 
-A command flows the other way: ``command`` (deduplicated by id) -> ``execute``
-(one at a time per cabinet) -> ``Actions`` -> the hardware; the switch it moves
-comes back in through ``door_sensed`` like any other change.
+A command flows the other way: ``submit`` (admitted or ``Busy`` at once, bounded
+per cabinet and in all) -> ``command`` (deduplicated by id) -> ``execute`` (opens of
+one door that pile up are carried out once; one command at a time per cabinet) ->
+``Actions`` -> the hardware (the lock's pulse gap); the switch it moves comes back
+in through ``door_sensed`` like any other change.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from agent.locker.actions import Actions, Actuator, door_of
 from agent.locker.cabinet import Cabinet
 from agent.locker.commands import CabinetCommand
 from agent.locker.door import DoorSeen
-from agent.locker.errors import Conflict, LockerError, NotFound, Unavailable
+from agent.locker.errors import Busy, Conflict, LockerError, NotFound, Unavailable
 from agent.locker.health import Health
 from agent.locker.idempotency import INTERRUPTED, CommandLog
 from agent.locker.indicator import Indicators, Link
+from agent.locker.intake import PER_CABINET, SPARE, Intake
 from agent.locker.journal import BoardSeen, Journal, Startup, StorageNotice
 from agent.locker.supervision import AlarmChange, Check, Supervisor
 from agent.storage.outbox import Outbox
@@ -91,6 +94,8 @@ class Locker:
             self.journal.observe(observer)
         self.health = Health(self.journal, min_interval_s=health_interval_s, clock=clock)
         self._commands = CommandLog(store)
+        self.intake = Intake(PER_CABINET, 2 * len(self.cabinets) + SPARE)
+        self._opening: dict[tuple[int, Side], asyncio.Future[None]] = {}  # opens in progress
         self.on_command: Callable[[str, str], None] | None = None  # (command, result)
         self._started = False
         self._notices: list[str] = []  # storage notices before start
@@ -178,6 +183,20 @@ class Locker:
 
     # --- commands ----------------------------------------------------------------
 
+    def submit(
+        self, key: int, cmd: CabinetCommand, command_id: str | None = None
+    ) -> asyncio.Task[dict[str, Any]]:
+        """Take a command now or refuse it now; the task runs ``command`` to its answer.
+
+        Raises ``NotFound`` and ``Busy`` (too many commands waiting) before anything
+        waits. The task outlives its caller: await it through ``asyncio.shield``.
+        """
+        self.get(key)
+        release = self.intake.admit(key)
+        task = asyncio.create_task(self.command(key, cmd, command_id), name=f"command-{key}")
+        task.add_done_callback(lambda _: release())
+        return task
+
     async def command(
         self, key: int, cmd: CabinetCommand, command_id: str | None = None
     ) -> dict[str, Any]:
@@ -203,10 +222,44 @@ class Locker:
         return self._commands.knows(command_id)
 
     async def execute(self, key: int, cmd: CabinetCommand) -> Cabinet:
-        """Carry out one command; raises ``NotFound``, ``Conflict``, ``Unavailable``,
-        ``Jammed``, ``Obstructed``."""
+        """Carry out one command; opens of one door that pile up are carried out once.
+
+        Raises ``NotFound``, ``Conflict``, ``Unavailable``, ``Busy``, ``Jammed``,
+        ``Obstructed``.
+        """
         cabinet = self.get(key)
         side: Side = "rear" if cmd.rearload else "front"
+        if cmd.command != "open":
+            await self._execute(cabinet, side, cmd)
+            return cabinet
+        # A second open of a door already being opened needs no second pulse: it
+        # joins the first and shares its outcome. The first runs in its caller, so
+        # commands keep their order on the cabinet's lock.
+        where = (key, side)
+        joined = self._opening.get(where)
+        if joined is not None:
+            log.info("command.joined", key=key, command=cmd.command, side=side)
+            await asyncio.shield(joined)
+            return cabinet
+        outcome = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(_retrieved)
+        self._opening[where] = outcome
+        try:
+            await self._execute(cabinet, side, cmd)
+        except LockerError as err:
+            outcome.set_exception(err)
+            raise
+        except BaseException:  # cancelled (a stop): it may have pulsed, never twice
+            outcome.set_exception(Conflict(f"the open it joined was interrupted: {INTERRUPTED}"))
+            raise
+        else:
+            outcome.set_result(None)
+        finally:
+            del self._opening[where]
+        return cabinet
+
+    async def _execute(self, cabinet: Cabinet, side: Side, cmd: CabinetCommand) -> None:
+        key = cabinet.key
         log.info(
             "command",
             key=key,
@@ -221,12 +274,11 @@ class Locker:
             acted = self.actions.acted(key)
             try:
                 await self._carry_out(cabinet, side, cmd)
-            except Unavailable as exc:
+            except (Unavailable, Busy) as exc:
                 if self.actions.acted(key) == acted:
                     raise  # it did not act: a moment, a retry may
-                # It acted, then the hardware went away: never a second try by a retry.
+                # It acted, then could not go on: never a second try by a retry.
                 raise Conflict(f"{exc}, after the command had acted: {INTERRUPTED}") from None
-        return cabinet
 
     async def _carry_out(self, cabinet: Cabinet, side: Side, cmd: CabinetCommand) -> None:
         key = cabinet.key
@@ -265,16 +317,22 @@ class Locker:
         pulses. Answers (key, cabinet or the domain error) per cabinet."""
         keys = [c.key for c in self.cabinets.values() if c.enabled and c.door(side) is not None]
         cmd = CabinetCommand(command="open", rearload=side == "rear", reason=reason)
-        results = await asyncio.gather(
-            *(self.execute(key, cmd) for key in keys), return_exceptions=True
-        )
         out: list[tuple[int, Cabinet | LockerError]] = []
-        for key, result in zip(keys, results, strict=True):
-            if isinstance(result, LockerError | Cabinet):
+        tasks: dict[int, asyncio.Task[dict[str, Any]]] = {}
+        for key in keys:
+            try:
+                tasks[key] = self.submit(key, cmd)
+            except LockerError as err:  # that cabinet is busy: its own answer
+                out.append((key, err))
+        results = await asyncio.gather(*map(asyncio.shield, tasks.values()), return_exceptions=True)
+        for key, result in zip(tasks, results, strict=True):
+            if isinstance(result, LockerError):
                 out.append((key, result))
+            elif isinstance(result, dict):
+                out.append((key, self.cabinets[key]))
             else:
                 raise result  # a bug or a cancellation: not one cabinet's answer
-        return out
+        return sorted(out, key=lambda pair: keys.index(pair[0]))
 
     def _settle(self, cabinet: Cabinet, **change: Any) -> None:
         """Change a cabinet setting: on disk first, so a restart keeps it."""
@@ -300,6 +358,12 @@ class Locker:
                 return  # set-up code: the next entry schedules it
             delay = max(0.0, at - self._clock())
             self._check = loop.call_later(delay, self.journal.publish, Check(key))
+
+
+def _retrieved(outcome: asyncio.Future[None]) -> None:
+    """Every caller raises an open's error; none left over is a "never retrieved"."""
+    if not outcome.cancelled():
+        outcome.exception()
 
 
 def _log_entry(entry: Any) -> None:
