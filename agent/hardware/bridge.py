@@ -201,15 +201,14 @@ class Hardware:
         ``Unavailable``: no lock, port not open, not started.
         """
         wiring = self._door_wiring(key, side)
-        await self.gap.turn(key, side)
         if isinstance(wiring, GpioDoorWiring):
-            await self._parts.release(key, side)
+            await self.gap.pulse(key, side, lambda: self._parts.release(key, side))
             return
         bus = self._kerong.get(wiring.bus)
         if bus is None:
             raise Unavailable("hardware not started")
         try:
-            await bus.unlock(wiring.board, wiring.channel)
+            await self.gap.pulse(key, side, lambda: bus.unlock(wiring.board, wiring.channel))
         except BusUnavailable as exc:
             raise Unavailable(f"bus {wiring.bus}: {exc or 'port not open'}") from None
 

@@ -2,17 +2,17 @@
 
 Every pulse the agent makes passes ``Hardware.release``, so the gap sits there:
 the local API, the cloud's channel, open-all, selftest, scenarios and the jam
-retry all reach it. A pulse that would come sooner waits for its turn when that
-is at most ``wait_s`` away, and is refused as ``Busy`` otherwise (retryable).
-Turns are reserved before the wait, so callers of one lock queue up a gap apart;
-a reservation whose pulse never came (cancelled, the port closed) still counts.
+retry all reach it. The gap runs from the end of one pulse (when the driver says
+it is over, after any wait for a power slot) to the start of the next. A pulse
+that would come sooner waits for its turn when that is at most ``wait_s`` away,
+and is refused as ``Busy`` otherwise (retryable). One pulse at a time per lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from agent.config import Side
 from agent.locker.errors import Busy
@@ -30,16 +30,27 @@ class PulseGap:
         self._wait_s = wait_s
         self._clock = clock
         self._next: dict[tuple[int, Side], float] = {}
+        self._locks: dict[tuple[int, Side], asyncio.Lock] = {}
 
-    async def turn(self, key: int, side: Side) -> None:
-        """Wait for the lock's turn and take it; ``Busy`` when it is over ``wait_s`` away."""
-        now = self._clock()
-        at = max(now, self._next.get((key, side), now))
-        if at - now > self._wait_s:
+    async def pulse(self, key: int, side: Side, act: Callable[[], Awaitable[None]]) -> None:
+        """Run ``act`` (one pulse of the lock) in its turn; ``Busy`` when that is far off."""
+        lock = (key, side)
+        self._check(lock)
+        async with self._locks.setdefault(lock, asyncio.Lock()):
+            wait = self._check(lock)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await act()
+            finally:  # a pulse that failed half way may have energised the lock
+                self._next[lock] = self._clock() + self.gap_s
+
+    def _check(self, lock: tuple[int, Side]) -> float:
+        wait = self._next.get(lock, 0.0) - self._clock()
+        if wait > self._wait_s:
+            key, side = lock
             raise Busy(
                 f"cabinet {key} {side} lock: pulsed less than {self.gap_s:g} s ago",
-                retry_after_s=at - now,
+                retry_after_s=wait,
             )
-        self._next[(key, side)] = at + self.gap_s
-        if at > now:
-            await asyncio.sleep(at - now)
+        return wait
