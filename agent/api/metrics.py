@@ -100,6 +100,28 @@ class _Live(Collector):
             stats["oldest_age_s"],
         )
         yield _gauge(
+            "locker_agent_outbox_dead_letters",
+            "Messages the cloud refused for good, kept aside",
+            stats["dead"] or 0,
+        )
+        dead = CounterMetricFamily(
+            "locker_agent_outbox_dead_letters_dropped",
+            "Dead letters dropped, oldest first, to keep within the outbox's limits",
+        )
+        dead.add_metric([], stats["dead_dropped"])
+        yield dead
+        yield _gauge(
+            "locker_agent_commands_waiting",
+            "Commands admitted and not yet answered",
+            agent.locker.intake.waiting,
+        )
+        refused = CounterMetricFamily(
+            "locker_agent_commands_refused_busy",
+            "Commands refused at once (BUSY): too many waiting for a cabinet or in all",
+        )
+        refused.add_metric([], agent.locker.intake.refused)
+        yield refused
+        yield _gauge(
             "locker_agent_journal_waiting",
             "Changes waiting for the disk",
             agent.locker.journal.waiting,

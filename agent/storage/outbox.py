@@ -47,6 +47,8 @@ OUTBOX_FILE = "outbox.sqlite3"
 # What a queued message is, for the outbox's bounds and batching.
 Kind = Literal["change", "snapshot", "heartbeat", "alarm"]
 
+DEAD_DROPPED = "dead_letter"  # the counter of dead letters dropped at the bound
+
 # Lower goes first when the outbox is full.
 _DROP_ORDER: tuple[Kind, ...] = ("heartbeat", "snapshot", "alarm", "change")
 
@@ -173,15 +175,33 @@ class Outbox:
         OutboxError when the disk refuses."""
 
         def move() -> None:
-            self._db.execute(
+            moved = self._db.execute(
                 "INSERT OR REPLACE INTO dead (seq, kind, event, cabinets, created, died, status,"
                 " answer) SELECT seq, kind, event, cabinets, created, ?, ?, ? FROM outbox"
-                f" WHERE seq IN ({_marks(seqs)})",
+                f" WHERE seq IN ({_marks(seqs)}) RETURNING length(cabinets)",
                 (time.time(), status, answer, *seqs),
-            )
+            ).fetchall()
+            self._delta[2] += len(moved)
+            self._delta[3] += sum(n for (n,) in moved)
             self._delete_where(f"seq IN ({_marks(seqs)})", seqs)
+            self._trim_dead()
 
         self._commit(move, "bury")
+
+    def _trim_dead(self) -> None:
+        """Dead letters under the outbox's own limits, the oldest dropped first, counted:
+        a cloud that refuses every body for good must not fill the disk."""
+        while (rows := self._dead[0] + self._delta[2]) > self._max_rows or (
+            rows > 1 and self._dead[1] + self._delta[3] > self._max_bytes
+        ):
+            seq, length = self._db.execute(
+                "DELETE FROM dead WHERE seq = (SELECT min(seq) FROM dead)"
+                " RETURNING seq, length(cabinets)"
+            ).fetchone()
+            self._delta[2] -= 1
+            self._delta[3] -= length
+            self._count(DEAD_DROPPED)
+            log.warning("outbox.dead_letter_dropped", seq=seq)
 
     # --- reading ---------------------------------------------------------------
 
@@ -236,20 +256,23 @@ class Outbox:
         await self._ready.wait()
 
     def stats(self) -> dict[str, Any]:
-        """Figures for /healthz: ``pending``, ``bytes``, ``oldest_age_s`` (monotonic,
-        at least since this process opened the file), ``dead``, ``dropped`` (by kind)."""
+        """Figures for /healthz: ``pending``, ``bytes``, ``oldest_age_s``, ``dead``, ``dropped``.
+
+        ``oldest_age_s``: monotonic, at least since this process opened the file;
+        ``dropped``: counts by kind when full; ``dead_dropped``: dead letters dropped.
+        """
         try:
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-            dead = self._db.execute("SELECT count(*) FROM dead").fetchone()[0]
             oldest = self._db.execute("SELECT seq FROM outbox ORDER BY seq LIMIT 1").fetchone()
         except (sqlite3.Error, UnicodeDecodeError):
-            counters, dead, oldest = {}, None, None
+            counters, oldest = {}, None
         return {
             "pending": self._rows,
             "bytes": self._bytes,
             "oldest_age_s": round(self._age(oldest[0]), 1) if oldest else 0.0,
-            "dead": dead,
+            "dead": self._dead[0],
             "dropped": counters,
+            "dead_dropped": counters.pop(DEAD_DROPPED, 0),
         }
 
     def problems(self) -> list[str]:
@@ -270,7 +293,7 @@ class Outbox:
         Raises OutboxError ("outbox cannot <verb>: ...") when the disk refuses."""
 
         def counted() -> T:
-            self._delta = [0, 0]
+            self._delta = [0, 0, 0, 0]  # pending rows, bytes; dead rows, bytes
             return work()
 
         try:
@@ -279,6 +302,8 @@ class Outbox:
             raise OutboxError(f"outbox cannot {verb}: {exc}") from exc
         self._rows += self._delta[0]
         self._bytes += self._delta[1]
+        self._dead[0] += self._delta[2]
+        self._dead[1] += self._delta[3]
         self._set_ready()
         return result
 
@@ -307,6 +332,11 @@ class Outbox:
         self._rows, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(length(cabinets)), 0) FROM outbox"
         ).fetchone()
+        self._dead = list(
+            self._db.execute(
+                "SELECT count(*), coalesce(sum(length(cabinets)), 0) FROM dead"
+            ).fetchone()
+        )
         self._set_ready()
 
     def _set_ready(self) -> None:
@@ -321,6 +351,12 @@ class Outbox:
         ).fetchall()
         self._delta[0] -= len(gone)
         self._delta[1] -= sum(n for (n,) in gone)
+
+    def _count(self, name: str) -> None:
+        self._db.execute(
+            "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            (name,),
+        )
 
     def _make_room(self, size: int) -> None:
         self._delta[0] += 1
@@ -338,11 +374,7 @@ class Outbox:
                 return
             seq, kind, cabinets = victim
             self._delete_where("seq = ?", (seq,))
-            self._db.execute(
-                "INSERT INTO counters VALUES (?, 1)"
-                " ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                (kind,),
-            )
+            self._count(kind)
             level = log.error if kind in ("change", "alarm") else log.warning
             level("outbox.full_dropped", seq=seq, kind=kind, cabinets=cabinets)
 

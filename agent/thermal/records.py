@@ -25,9 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from agent.storage.sqlite import Database
 
+log = structlog.get_logger(__name__)
+
 RECORDS_FILE = "thermal.sqlite3"
+MAX_EXCURSIONS = 50_000  # ended excursions kept, newest first: a bound a peer cannot push
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -89,10 +94,13 @@ class Records:
         path: Path,
         *,
         retention_days: int = 400,
+        max_excursions: int = MAX_EXCURSIONS,
         on_replaced: Callable[[str], None] | None = None,
     ) -> None:
         self._file = Database(path, SCHEMA, on_replaced)
         self.retention_s = retention_days * 86400.0
+        self.max_excursions = max_excursions
+        self.excursions_dropped = 0  # since start, for /metrics
 
     @property
     def notice(self) -> str | None:
@@ -109,9 +117,29 @@ class Records:
         self._write(lambda: self._file.db.executemany(_INSERT_READING, data))
 
     def excursion_started(self, key: int, t: float, temperature_c: float, mode: str) -> None:
-        """A cabinet went past its line at ``t``."""
+        """A cabinet went past its line at ``t``; the oldest ended ones beyond the bound go.
+
+        A peer that toggles a cabinet's mode makes one excursion a toggle: the
+        retention alone would let that grow for 400 days.
+        """
         sql = "INSERT INTO excursions VALUES (?, ?, NULL, ?, ?)"
-        self._write(lambda: self._file.db.execute(sql, (key, t, temperature_c, mode)))
+
+        def work() -> None:
+            db = self._file.db
+            db.execute(sql, (key, t, temperature_c, mode))
+            [(count,)] = db.execute("SELECT count(*) FROM excursions").fetchall()
+            if count <= self.max_excursions:
+                return
+            gone = db.execute(
+                "DELETE FROM excursions WHERE end IS NOT NULL AND rowid IN (SELECT rowid"
+                " FROM excursions WHERE end IS NOT NULL ORDER BY start DESC LIMIT -1 OFFSET ?)",
+                (self.max_excursions,),
+            ).rowcount
+            if gone:
+                self.excursions_dropped += gone
+                log.warning("records.excursions_dropped", count=gone, kept=self.max_excursions)
+
+        self._write(work)
 
     def excursion_peak(self, key: int, temperature_c: float, *, hot: bool) -> None:
         """The open excursion's worst temperature so far (highest, or lowest when

@@ -169,3 +169,7 @@ async def test_metrics_count_what_happened(sim, http):
     assert samples[("locker_agent_bus_board_silent", board0)] == 0
     assert samples[("locker_agent_bus_twin_replies_total", board0)] == 0  # one board per address
     assert samples[("locker_agent_outbox_pending", ())] >= 0
+    assert samples[("locker_agent_outbox_dead_letters", ())] == 0
+    assert samples[("locker_agent_outbox_dead_letters_dropped_total", ())] == 0
+    assert samples[("locker_agent_commands_waiting", ())] == 0
+    assert samples[("locker_agent_commands_refused_busy_total", ())] == 0

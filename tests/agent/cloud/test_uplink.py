@@ -237,3 +237,33 @@ def test_one_backoff_counts_failures_and_resets():
     assert backoff.failures == 4
     backoff.reset()
     assert backoff.next_s() == 0.5
+
+
+async def test_a_cloud_that_refuses_for_good_cannot_grow_the_dead_letters(cloud, tmp_path):
+    """Finding: a cloud answering 422 for good grew the dead letters by every change
+    (3,351 rows in 20 s with ``outbox_max_rows = 100``). Now they keep within the
+    outbox's limits, the oldest dropped first, each counted."""
+    box = Outbox(tmp_path / "outbox.sqlite3", max_rows=100)
+    cloud.fail_next(422, count=10**6)
+    uplink = Uplink(cloud.url, SecretStr(KEY), box, lambda: [], backoff_base_s=0.01)
+    await uplink.start()
+    try:
+        for i in range(300):
+            change(box, i % 16, "open" if i % 2 else "closed")
+            await asyncio.sleep(0)
+        await drained(box, timeout=30)
+    finally:
+        await uplink.close()
+    stats = box.stats()
+    assert stats["dead"] == 100
+    assert stats["dead_dropped"] > 0
+    # Every change is accounted for: kept aside, dropped from the dead letters, or
+    # dropped while pending (the outbox itself holds 100).
+    assert stats["dead"] + stats["dead_dropped"] + stats["dropped"].get("change", 0) == 300
+    seqs = sorted(d["seq"] for d in box.dead(limit=1000))
+    assert len(seqs) == 100 and seqs[-1] == 300  # the newest kept, the oldest dropped
+    box.close()
+    reopened = Outbox(tmp_path / "outbox.sqlite3", max_rows=100)  # counts survive a restart
+    assert reopened.stats()["dead"] == 100
+    assert reopened.stats()["dead_dropped"] == stats["dead_dropped"]
+    reopened.close()

@@ -130,3 +130,19 @@ def test_thermal_log_command(tmp_path):
     (state / RECORDS_FILE).unlink()
     gone = subprocess.run([*agent, str(config)], capture_output=True, text=True)
     assert gone.returncode == 1 and "no temperature records" in gone.stderr
+
+
+def test_a_mode_toggled_for_ever_cannot_grow_the_excursions(tmp_path):
+    """A peer toggling a cabinet's mode makes an excursion a toggle: kept to a bound,
+    the oldest ended ones dropped first and counted; an open one is never dropped."""
+    records = Records(tmp_path / RECORDS_FILE, max_excursions=50)
+    records.excursion_started(9, 0.0, 30.0, "chill")  # still open: never dropped
+    for i in range(1, 200):
+        records.excursion_started(1, float(i), 20.0, "chill")
+        records.excursion_ended(1, i + 0.5)
+    kept = records.excursions(1)
+    assert len(kept) <= 50 + 1  # the bound, and the one that was open at the last trim
+    assert records.excursions_dropped == 199 - len(kept)
+    assert [e["end"] for e in records.excursions(9)] == [None]
+    assert max(e["start"] for e in kept) == "1970-01-01T00:03:19Z"  # the newest kept
+    records.close()
