@@ -129,13 +129,15 @@ class Rig:
     proc: asyncio.subprocess.Process | None = None
     ready_s: float | None = None
     session: aiohttp.ClientSession | None = None
+    channel: bool = False  # the cloud's command channel too
 
     def write_config(self) -> None:
         """The agent's TOML: ``cabinets`` front doors, a long heartbeat (idle is idle)."""
         bus = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in self.bus_keys.items())
         lines = [
             '[locker]\nname = "Bench"\n',
-            f'[cloud]\nurl = "{self.cloud.url}"\napi_key = "{API_KEY}"\nheartbeat_s = 3600\n',
+            f'[cloud]\nurl = "{self.cloud.url}"\napi_key = "{API_KEY}"\nheartbeat_s = 3600\n'
+            + (f'commands_url = "{self.cloud.commands_url}"\n' if self.channel else ""),
             f'[api]\nlisten = "{self.api_url.removeprefix("http://")}"\ntoken = "{TOKEN}"\n',
             f'[storage]\ndir = "{self.workdir / "storage"}"\n',
             f'[[buses]]\nname = "rs485"\ndriver = "kerong-cu16"\nport = "{self.boards.port}"\n'
@@ -217,7 +219,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    cabinets: int, *, wire: bool, bus_keys: dict[str, object] | None = None
+    cabinets: int, *, wire: bool, bus_keys: dict[str, object] | None = None, channel: bool = False
 ) -> AsyncIterator[Rig]:
     """An emulator with the boards ``cabinets`` need, the fake cloud, a work dir and a
     config; the agent is started by ``Rig.start`` and stopped on the way out."""
@@ -237,6 +239,7 @@ async def rig(
             config=workdir / "agent.toml",
             bus_keys=dict(bus_keys or {}),
             cabinets=cabinets,
+            channel=channel,
         )
         try:
             yield the_rig

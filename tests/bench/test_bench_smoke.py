@@ -78,3 +78,12 @@ def test_bus_latency_runs():
     out = run("bus_latency.py", "--samples", "3")
     seen = re.findall(r"median [\d.]+ ms, p95 [\d.]+ ms, max [\d.]+ ms \(3 changes\)", out)
     assert len(seen) == 2, out
+
+
+@pytest.mark.timeout(120)
+def test_flood_runs():
+    out = run(
+        "flood.py", "--commands", "200", "--pad-kb", "1", "--jam-every", "0", "--cabinets", "4"
+    )
+    assert re.search(r"answers: \d+ done, [\d,]+ BUSY", out), out
+    assert re.search(r"RSS before [\d.]+ MB, peak [\d.]+ MB", out), out
