@@ -24,7 +24,8 @@ from agent.cloud.backoff import Backoff
 from agent.cloud.feedback import LockerInfo, build_body, locker_info
 from agent.cloud.session import cloud_session
 from agent.locker.indicator import Link
-from agent.storage.outbox import Message, Outbox, OutboxError
+from agent.storage.message import Message
+from agent.storage.outbox import Outbox, OutboxError
 
 log = structlog.get_logger(__name__)
 

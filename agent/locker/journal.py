@@ -35,7 +35,8 @@ import structlog
 from agent.locker.cabinet import Cabinet
 from agent.locker.door import DoorSeen
 from agent.locker.supervision import AlarmChange
-from agent.storage.outbox import Kind, Outbox, OutboxError
+from agent.storage.message import Kind
+from agent.storage.outbox import Outbox, OutboxError
 
 log = structlog.get_logger(__name__)
 

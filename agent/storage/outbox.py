@@ -30,12 +30,12 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
+from agent.storage.message import Kind, Message
 from agent.storage.sqlite import Database
 
 T = TypeVar("T")
@@ -44,8 +44,6 @@ log = structlog.get_logger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
 
-# What a queued message is, for the outbox's bounds and batching.
-Kind = Literal["change", "snapshot", "heartbeat", "alarm"]
 
 DEAD_DROPPED = "dead_letter"  # the counter of dead letters dropped at the bound
 
@@ -60,36 +58,6 @@ CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY,
     died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One queued message: the spec's ``cabinets`` entries plus ``event.type``."""
-
-    seq: int
-    kind: Kind
-    event: str
-    cabinets: tuple[dict[str, Any], ...]
-    created: float  # wall time, for people only: order is by seq
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Message:
-        """A message from an outbox row; ValueError when its cabinets are not a JSON
-        list of objects (a damaged row)."""
-        seq, kind, event, cabinets, created = row
-        decoded = json.loads(cabinets)
-        if not isinstance(decoded, list) or not all(isinstance(c, dict) for c in decoded):
-            raise ValueError("cabinets is not a list of objects")
-        return cls(seq, kind, event, tuple(decoded), created)
-
-    def doors(self) -> set[tuple[int, str]]:
-        """The (cabinet key, side) of every door status the message carries."""
-        return {
-            (c["key"], side)
-            for c in self.cabinets
-            for side in ("front", "rear")
-            if c.get(f"{side}_status")
-        }
 
 
 class OutboxError(Exception):
@@ -223,15 +191,16 @@ class Outbox:
     def pending(self, limit: int = 100) -> list[Message]:
         """The oldest ``limit`` messages waiting for the cloud, in order; a damaged row
         is moved to ``dead`` on the way. Raises OutboxError when the file cannot be read."""
+        sql = "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?"
         try:
-            rows = self._db.execute(
-                "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+            rows = self._db.execute(sql, (limit,)).fetchall()
         except (sqlite3.Error, UnicodeDecodeError) as exc:
-            if self._file.replace_if_damaged(exc):
-                return []  # a fresh file: nothing pending (the locker queues a snapshot)
-            raise OutboxError(f"outbox cannot read: {exc}") from exc
+            if not self._file.replace_if_damaged(exc):
+                raise OutboxError(f"outbox cannot read: {exc}") from exc
+            try:  # a fresh file, holding what could be read of the old one
+                rows = self._db.execute(sql, (limit,)).fetchall()
+            except (sqlite3.Error, UnicodeDecodeError) as again:
+                raise OutboxError(f"outbox cannot read: {again}") from again
         out = []
         for row in rows:
             try:
@@ -314,6 +283,11 @@ class Outbox:
         self._recount()
         if self.on_replaced is not None:
             self.on_replaced(notice)
+
+    @property
+    def salvaged(self) -> tuple[int, int]:
+        """Rows read back from damaged copies since start, and rows that could not be."""
+        return self._file.recovered, self._file.lost
 
     @property
     def notice(self) -> str | None:
