@@ -53,16 +53,20 @@ class Cabinet:
         return {"enabled": self.enabled, "size": self.size, "thermal_mode": self.thermal_mode}
 
     def as_cloud(self) -> dict[str, Any]:
-        """The cloud's cabinet object (GET /api/lockers/locations shape), plus
-        ``unknown`` door states and the active ``alarms``."""
+        """The cloud's cabinet object (GET /api/lockers/locations shape), as sensed now.
+
+        Plus ``unknown`` door states, ``recorded`` (False while a door's change waits
+        for the disk: shown, not yet in the outbox) and the active ``alarms``.
+        """
         return {
             "key": self.key,
-            "state": self.front.state.value,
+            "state": self.front.seen.value,
             "enabled": self.enabled,
             "size": self.size,
             "occupied": int(self.occupied),
             "thermal_mode": self.thermal_mode,
-            "rear_load_status": self.rear.state.value if self.rear else None,
+            "rear_load_status": self.rear.seen.value if self.rear else None,
+            "recorded": all(door.recorded for _, door in self.doors()),
             "temperature_c": self.temperature_c,
             "thermal": self._thermal(),
             "alarms": [{"type": a, "side": s} for a, s in sorted(self.alarms, key=_by_name)],

@@ -157,6 +157,12 @@ class Journal:
         out = []
         if self._backlog:
             out.append(f"{len(self._backlog)} changes waiting for the outbox to take them")
+            doors = {(e.key, e.side): e.door for e in self._backlog if isinstance(e, DoorSeen)}
+            out.extend(
+                f"cabinet {key} {side} door: shown {door.seen.value} as sensed, not yet recorded"
+                for (key, side), door in sorted(doors.items())
+                if not door.recorded
+            )
         if self.lost:
             out.append(f"{self.lost} changes lost: the outbox refused them too long")
         return out
