@@ -31,6 +31,7 @@ from agent.thermal.service import Thermal
 
 log = structlog.get_logger(__name__)
 
+STOP_DRAIN_S = 2.5  # of the 5 s a stop may take, for the commands in flight
 POLL_STALL_S = 30.0  # a bus whose poll cycle stalls this long gets no watchdog pet
 STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
 
@@ -214,6 +215,9 @@ class Agent:
         """Stop every part in reverse order: outputs off, outbox and store closed."""
         await self._watchdog.close()
         self.api.ready = False
+        # New commands are refused; those in flight finish or are answered with what
+        # they did, before the edges that carry the answers close.
+        await self.locker.drain(STOP_DRAIN_S)
         if self.channel is not None:
             await self.channel.close()
         await self.api.close()
