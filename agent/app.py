@@ -42,6 +42,15 @@ def _door(wiring: KerongDoorWiring | GpioDoorWiring | None) -> Door | None:
     return Door(motorised=isinstance(wiring, GpioDoorWiring) and wiring.motorised)
 
 
+def _served(config: Config) -> dict[tuple[str, int], tuple[int, ...]]:
+    """(bus, board) -> the cabinets whose doors a lock board serves."""
+    served: dict[tuple[str, int], set[int]] = {}
+    for key, _, wiring in config.door_refs():
+        if isinstance(wiring, KerongDoorWiring):
+            served.setdefault((wiring.bus, wiring.board), set()).add(key)
+    return {where: tuple(sorted(keys)) for where, keys in served.items()}
+
+
 class Agent:
     """``gpio_factory``: a gpiozero pin factory to use instead of the configured one
     (the simulator drives mock pins from outside)."""
@@ -74,6 +83,7 @@ class Agent:
             left_open_s=locker.left_open_s,
             announce_s=locker.announce_s,
             health_interval_s=locker.health_interval_s,
+            boards=_served(config),
         )
         for cabinet in self.locker.cabinets.values():  # saved, but the hardware is gone
             if cabinet.thermal_mode not in cabinet.thermal_modes:

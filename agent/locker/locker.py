@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -41,8 +41,12 @@ log = structlog.get_logger(__name__)
 
 
 class Locker(Dispatch):
-    """Every cabinet, by key. Seconds: ``confirm_s``, ``jam_retry_s``, ``timer_s``, ``announce_s``
-    (``Actions``), ``left_open_s`` (``Supervisor``), ``health_interval_s`` (``Health``)."""
+    """Every cabinet, by key: the sensors' sink and (``Dispatch``) the commands' entry.
+
+    Seconds: ``confirm_s``, ``jam_retry_s``, ``timer_s``, ``announce_s`` (``Actions``),
+    ``left_open_s`` (``Supervisor``), ``health_interval_s`` (``Health``). ``boards``:
+    (bus, board) -> the cabinets it serves, for board and bus events.
+    """
 
     def __init__(
         self,
@@ -56,6 +60,7 @@ class Locker(Dispatch):
         left_open_s: float = 120.0,
         announce_s: float = 0.5,
         health_interval_s: float = 60.0,
+        boards: Mapping[tuple[str, int], tuple[int, ...]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cabinets: dict[int, Cabinet] = {c.key: c for c in cabinets}
@@ -91,7 +96,9 @@ class Locker(Dispatch):
             self._schedule_check,
         ):
             self.journal.observe(observer)
-        self.health = Health(self.journal, min_interval_s=health_interval_s, clock=clock)
+        self.health = Health(
+            self.journal, min_interval_s=health_interval_s, clock=clock, boards=boards
+        )
         self._commands = CommandLog(store)
         self.intake = Intake(PER_CABINET, 2 * len(self.cabinets) + SPARE)
         self._opening: dict[tuple[int, Side], asyncio.Future[None]] = {}  # opens in progress
@@ -162,9 +169,10 @@ class Locker(Dispatch):
         """The cloud link's state, for the indicators."""
         self.indicators.set_link(link)
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Every shown door status, in the feedback's shape."""
-        return [e for c in self.cabinets.values() if (e := c.feedback()) is not None]
+    def snapshot(self, keys: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """The shown door statuses of cabinets ``keys`` (all by default), feedback-shaped."""
+        chosen = self.cabinets.values() if keys is None else (self.cabinets[k] for k in keys)
+        return [e for c in chosen if (e := c.feedback()) is not None]
 
     def report_startup(self) -> None:
         """Queue the whole locker once; from then on every change is journalled."""

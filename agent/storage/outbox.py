@@ -52,10 +52,11 @@ _DROP_ORDER: tuple[Kind, ...] = ("heartbeat", "snapshot", "alarm", "change")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL);
+    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL,
+    detail TEXT);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY,
     kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL,
-    died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL);
+    died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL, detail TEXT);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -93,6 +94,7 @@ class Outbox:
         self.appended = asyncio.Event()  # set on every append; a reader clears it
         self._file = Database(self.path, SCHEMA, self._replaced)
         self._db = self._file.db
+        self._migrate()
         self._ages: deque[tuple[int, float]] = deque()  # (seq, clock()) this process
         self._opened_at = clock()
         self._recount()
@@ -105,9 +107,19 @@ class Outbox:
 
     # --- writing ---------------------------------------------------------------
 
-    def append(self, kind: Kind, event: str, cabinets: list[dict[str, Any]]) -> Message:
-        """Commit one message; OutboxError when the disk refuses (nothing half-written)."""
+    def append(
+        self,
+        kind: Kind,
+        event: str,
+        cabinets: list[dict[str, Any]],
+        detail: dict[str, Any] | None = None,
+    ) -> Message:
+        """Commit one message; OutboxError when the disk refuses (nothing half-written).
+
+        ``detail``: more of the event than its type (``{"bus": ..., "board": ...}``).
+        """
         payload = json.dumps(cabinets, separators=(",", ":"))
+        told = None if detail is None else json.dumps(detail, separators=(",", ":"))
         created = time.time()
 
         def write() -> int:
@@ -115,8 +127,9 @@ class Outbox:
                 self._delete_where("kind = 'heartbeat'")
             self._make_room(len(payload))
             cur = self._db.execute(
-                "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
-                (kind, event, payload, created),
+                "INSERT INTO outbox (kind, event, cabinets, created, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, event, payload, created, told),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
@@ -132,7 +145,7 @@ class Outbox:
         while len(self._ages) > self._rows:  # acked or dropped meanwhile: never more kept
             self._ages.popleft()  # than pending (the oldest age is then an upper bound)
         self.appended.set()
-        return Message(seq, kind, event, tuple(cabinets), created)
+        return Message(seq, kind, event, tuple(cabinets), created, detail)
 
     def ack(self, seqs: list[int]) -> None:
         """The cloud took these: forget them. Raises OutboxError when the disk refuses."""
@@ -145,7 +158,8 @@ class Outbox:
         def move() -> None:
             moved = self._db.execute(
                 "INSERT OR REPLACE INTO dead (seq, kind, event, cabinets, created, died, status,"
-                " answer) SELECT seq, kind, event, cabinets, created, ?, ?, ? FROM outbox"
+                " answer, detail) SELECT seq, kind, event, cabinets, created, ?, ?, ?, detail"
+                " FROM outbox"
                 f" WHERE seq IN ({_marks(seqs)}) RETURNING length(cabinets)",
                 (time.time(), status, answer, *seqs),
             ).fetchall()
@@ -191,7 +205,7 @@ class Outbox:
     def pending(self, limit: int = 100) -> list[Message]:
         """The oldest ``limit`` messages waiting for the cloud, in order; a damaged row
         is moved to ``dead`` on the way. Raises OutboxError when the file cannot be read."""
-        sql = "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?"
+        sql = "SELECT seq, kind, event, cabinets, created, detail FROM outbox ORDER BY seq LIMIT ?"
         try:
             rows = self._db.execute(sql, (limit,)).fetchall()
         except (sqlite3.Error, UnicodeDecodeError) as exc:
@@ -275,6 +289,13 @@ class Outbox:
         self._dead[1] += self._delta[3]
         self._set_ready()
         return result
+
+    def _migrate(self) -> None:
+        """A file from before events had details: give its tables the column."""
+        for table in ("outbox", "dead"):
+            columns = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if "detail" not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN detail TEXT")
 
     def _replaced(self, notice: str) -> None:
         """The file was damaged and replaced (by ``Database``): count afresh, tell."""

@@ -32,6 +32,7 @@ class Salvaged:
     """What could be read of a damaged file: ``rows`` by table, in rowid order."""
 
     rows: dict[str, list[Row]] = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)  # after rowid, by table
     lost: int = 0  # rows that could not be read (at most this many)
     unreadable: bool = False  # not even the schema could be read: nothing is known
 
@@ -50,14 +51,15 @@ def salvage(path: Path, tables: dict[str, list[str]]) -> Salvaged:
         return Salvaged(unreadable=True)
     try:
         for table, columns in tables.items():
-            reader = _Reader(db, table, columns)
             try:
+                reader = _Reader(db, table, _present(db, table, columns))
                 rows, lost = reader.read()
             except (sqlite3.Error, UnicodeDecodeError) as exc:  # the schema itself is gone
                 log.warning("storage.salvage_table_unreadable", table=table, error=str(exc))
                 out.unreadable = True
                 continue
             out.rows[table] = rows
+            out.columns[table] = reader.columns
             out.lost += lost
     finally:
         db.close()
@@ -75,11 +77,22 @@ def columns_of(db: sqlite3.Connection) -> dict[str, list[str]]:
     return {name: [row[1] for row in db.execute(f'PRAGMA table_info("{name}")')] for name in names}
 
 
+def _present(db: sqlite3.Connection, table: str, columns: list[str]) -> list[str]:
+    """Those of ``columns`` the damaged table has (a file from an older version may
+    lack one); all of them when its schema cannot tell."""
+    try:
+        have = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+    except (sqlite3.Error, UnicodeDecodeError):
+        return columns
+    return [c for c in columns if c in have] if have else columns
+
+
 class _Reader:
     """One table of a damaged file, read around its bad pages."""
 
     def __init__(self, db: sqlite3.Connection, table: str, columns: Iterable[str]) -> None:
         self._db = db
+        self.columns = list(columns)
         self._select = f'SELECT rowid, {", ".join(columns)} FROM "{table}"'
         self._budget = QUERY_BUDGET
 

@@ -118,7 +118,7 @@ def restore(db: sqlite3.Connection, aside: Path) -> Salvaged:
         for table, rows in found.rows.items():
             if rows:
                 marks = ", ".join("?" * len(rows[0]))
-                names = ", ".join(["rowid", *columns_of(db)[table]])
+                names = ", ".join(["rowid", *found.columns[table]])
                 db.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})', rows)
         db.execute("COMMIT")
     except sqlite3.Error as exc:  # a full disk: the fresh file stays empty, said
