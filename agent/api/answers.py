@@ -37,7 +37,7 @@ class CabinetView(BaseModel):
     state: DoorStateName
     enabled: bool
     size: str
-    occupied: int = Field(ge=0, le=1)
+    occupied: int | None = Field(ge=0, le=1)  # None: its item sensor's board is silent
     thermal_mode: ThermalMode
     rear_load_status: DoorStateName | None
     recorded: bool  # False: a door's change is shown as sensed, not yet in the outbox

@@ -26,7 +26,8 @@ class Cabinet:
     front: Door = field(default_factory=Door)
     rear: Door | None = None
     enabled: bool = True
-    occupied: bool = False
+    occupied: bool = False  # the last reading: thermal control counts on it
+    occupied_known: bool = True  # False while the board with its item sensor is silent
     thermal_mode: ThermalMode = "ambient"
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").
@@ -63,7 +64,7 @@ class Cabinet:
             "state": self.front.seen.value,
             "enabled": self.enabled,
             "size": self.size,
-            "occupied": int(self.occupied),
+            "occupied": int(self.occupied) if self.occupied_known else None,
             "thermal_mode": self.thermal_mode,
             "rear_load_status": self.rear.seen.value if self.rear else None,
             "recorded": all(door.recorded for _, door in self.doors()),

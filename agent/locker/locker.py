@@ -143,10 +143,12 @@ class Locker(Dispatch):
             self.actions.sensed()
             self.indicators.refresh(key)
 
-    def item_sensed(self, key: int, present: bool) -> None:
-        """An item sensor: the cabinet is occupied or empty."""
+    def item_sensed(self, key: int, present: bool | None) -> None:
+        """An item sensor: the cabinet is occupied, empty, or not known (None: its board
+        is silent; the last reading is kept for thermal control, the API says null)."""
         cabinet = self.cabinets[key]
-        if cabinet.occupied != present:
+        cabinet.occupied_known = present is not None
+        if present is not None and cabinet.occupied != present:
             cabinet.occupied = present
             log.info("cabinet.occupied", key=key, occupied=present)
 

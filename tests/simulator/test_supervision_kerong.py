@@ -150,3 +150,28 @@ async def test_a_person_who_shuts_within_the_pulse_gets_one_pulse_and_success():
         assert "lock_jammed" not in cloud_events(sim)
     finally:
         await sim.close()
+
+
+async def test_a_silent_board_shows_its_doors_and_items_as_unknown(sim, http):
+    """What a silent board would tell is not known: the doors are ``unknown`` and the
+    item sensors ``null``, never the last reading dressed as the truth."""
+    sim.boards.set_item(0, 6, True)
+    async with asyncio.timeout(5):
+        while (await (await http.get("/api/lockers/cabinets/5")).json())["occupied"] != 1:
+            await asyncio.sleep(0.05)
+    sim.boards.set_offline(0)
+    async with asyncio.timeout(10):
+        while True:
+            async with http.get("/api/lockers/cabinets/5") as resp:
+                cabinet = await resp.json()
+            if cabinet["state"] == "unknown":
+                break
+            await asyncio.sleep(0.05)
+    assert cabinet["occupied"] is None
+    sim.boards.set_offline(0, False)
+    async with asyncio.timeout(10):
+        while cabinet["state"] == "unknown":
+            async with http.get("/api/lockers/cabinets/5") as resp:
+                cabinet = await resp.json()
+            await asyncio.sleep(0.05)
+    assert cabinet["occupied"] == 1
