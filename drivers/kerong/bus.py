@@ -33,6 +33,7 @@ import structlog
 from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.lock import PriorityLock
+from drivers.kerong.matcher import ReplyMatcher
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
@@ -76,11 +77,6 @@ _CLOSE_WAIT_S = 1.0
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
-# Two boards answering one request with different bits: the board's status changes
-# are not reported for this long after the last such pair (its doors would flap),
-# and the fault is logged at most this often per board.
-_TWIN_HOLD_S = 10.0
-_TWIN_LOG_S = 60.0
 # Loop time an unlock frame of each power budget last went on the wire: the budget
 # spaces the slots it hands out, but a slot taken can wait for the bus, so the stagger
 # is checked again when the frame is written (buses sharing a budget share this).
@@ -142,12 +138,6 @@ def _flips(before: BoardStatus, after: BoardStatus) -> int:
 def _wake(nap: asyncio.Future[None]) -> None:
     if not nap.done():
         nap.set_result(None)
-
-
-@dataclass(slots=True)
-class _Pending:
-    board: int
-    reply: asyncio.Future[codec.Frame]
 
 
 class KerongBus:
@@ -258,6 +248,7 @@ class KerongBus:
         # from request to reply (waiting for the bus included).
         self.counts: Counter[tuple[int, str]] = Counter()
         self.rtt_s: Counter[int] = Counter()
+        self._matcher = ReplyMatcher(name, reply_timeout_s, self.counts)
         self._connect: ConnectFn = connect or self._open_serial
         self._rng = random.Random()
 
@@ -265,8 +256,6 @@ class KerongBus:
         self._transport: asyncio.WriteTransport | None = None
         self._protocol: _KerongProtocol | None = None
         self._up = asyncio.Event()
-        self._pending: _Pending | None = None
-        self._last_request = b""
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -279,15 +268,7 @@ class KerongBus:
         self._next_offline_poll: dict[int, float] = {}
         self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
         self._requests = {board: codec.status_request(board) for board in self._boards}
-        # A board whose read timed out or was cancelled may still answer it: its next
-        # request waits until then (loop time), so a late reply is never taken for
-        # the answer to a later request.
-        self._drain_until: dict[int, float] = {}
         self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
-        # Boards that gave two disagreeing replies to one request (two boards on one
-        # address): until when their changes are held, and when they were last logged.
-        self._twinned_until: dict[int, float] = {}
-        self._twin_logged: dict[int, float] = {}
         # Boards to read before the next cycle is due (an unlock's pulse ended), and
         # the poll loop's nap between cycles, which that cuts short.
         self._soon: set[int] = set()
@@ -312,7 +293,7 @@ class KerongBus:
         tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
         for task in tasks:
             task.cancel()
-        self._fail_pending(BusUnavailable(f"bus {self._name} closed"))
+        self._matcher.fail(BusUnavailable(f"bus {self._name} closed"))
         protocol, transport = self._protocol, self._transport
         self._transport = None
         self._up.clear()
@@ -419,11 +400,9 @@ class KerongBus:
         request = self._requests.get(board) or codec.status_request(board)
         loop = asyncio.get_running_loop()
         # Not while a reply to an earlier request may still come (outside the bus lock:
-        # the other boards go on meanwhile). A loop: another timeout may extend it.
-        if board in self._drain_until:
-            while (drain_s := self._drain_until.get(board, 0.0) - loop.time()) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(drain_s)
-            self._drain_until.pop(board, None)
+        # the other boards go on meanwhile).
+        if board in self._matcher.drain_until:
+            await self._matcher.drained(board)
         started = loop.time()
         try:
             frame = await self._transact(request, board, priority)
@@ -451,11 +430,7 @@ class KerongBus:
                     return await self._read(board, priority, confirming=status)
                 if confirming is not None and status != confirming:
                     return status  # not seen twice: the last status stands
-            if (
-                self._twinned_until
-                and loop.time() < self._twinned_until.get(board, 0.0)
-                and self._reported.get(board) is not None
-            ):
+            if self._matcher.twinned(board) and self._reported.get(board) is not None:
                 # Two boards answer as this one and disagree: which is right cannot be
                 # told, so the last status reported stands (kerong.twin_reply says why).
                 return status
@@ -550,11 +525,8 @@ class KerongBus:
                 raise BusUnavailable(f"bus {self._name}: port not open")
             if gate is not None and (wait_s := gate()) > 0:
                 raise _NotYet(wait_s)
-            pending = None
-            if board is not None:
-                # Registered before the write: a reply can arrive inside write().
-                reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
-                pending = self._pending = _Pending(board, reply)
+            # Registered before the write: a reply can arrive inside write().
+            pending = None if board is None else self._matcher.expect(board)
             try:
                 await self._send(
                     transport, request, expect_reply=board is not None, on_sent=on_sent
@@ -580,20 +552,8 @@ class KerongBus:
                     raise BusUnavailable(f"bus {self._name}: connection lost")
                 return frame
             finally:
-                # The request stays registered until the next one: a second reply to it
-                # is told apart from a first (see _frame_received).
                 if pending is not None:
-                    reply = pending.reply
-                    if not reply.done():
-                        reply.cancel()  # the caller was cancelled
-                    if (reply.cancelled() or reply.exception() is not None) and (
-                        self._transport is transport
-                    ):
-                        # Timed out or given up: the board may answer yet. Its next
-                        # request waits until that answer can no longer come.
-                        self._drain_until[pending.board] = (
-                            asyncio.get_running_loop().time() + self._reply_timeout_s
-                        )
+                    self._matcher.finished(pending, same_link=self._transport is transport)
 
     async def _send(
         self,
@@ -641,7 +601,7 @@ class KerongBus:
         request: bytes,
         on_sent: Callable[[], None] | None,
     ) -> None:
-        self._last_request = request
+        self._matcher.written(request)
         try:
             transport.write(request)
         except Exception as exc:
@@ -655,43 +615,7 @@ class KerongBus:
         if protocol is not self._protocol:
             return
         self._last_frame = asyncio.get_running_loop().time()
-        pending = self._pending
-        if pending is not None and frame.cmd == codec.REPLY_STATUS and frame.board == pending.board:
-            reply = pending.reply
-            if not reply.done():
-                reply.set_result(frame)
-            elif reply.cancelled() or reply.exception() is not None:
-                # Past its timeout, or its reader gave up; the drain window keeps it
-                # from coming while the board's next request waits.
-                log.debug("kerong.late_reply", bus=self._name, board=frame.board)
-            else:
-                self._twin(frame.board, reply.result(), frame)
-        elif frame.raw == self._last_request:
-            log.debug("kerong.echo_skipped", bus=self._name, frame=frame.raw.hex(" "))
-        else:
-            log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
-
-    def _twin(self, board: int, first: codec.Frame, second: codec.Frame) -> None:
-        """A second status reply to one request: two boards are set to one address."""
-        self.counts[(board, "twins")] += 1
-        now = asyncio.get_running_loop().time()
-        if first.raw != second.raw:
-            self._twinned_until[board] = now + _TWIN_HOLD_S
-        if now >= self._twin_logged.get(board, float("-inf")):
-            self._twin_logged[board] = now + _TWIN_LOG_S
-            log.warning(
-                "kerong.twin_reply",
-                bus=self._name,
-                board=board,
-                first=first.raw.hex(" "),
-                second=second.raw.hex(" "),
-                held=first.raw != second.raw,
-            )
-
-    def _fail_pending(self, exc: Exception) -> None:
-        pending = self._pending
-        if pending is not None and not pending.reply.done():
-            pending.reply.set_exception(exc)
+        self._matcher.frame_received(frame)
 
     # ----------------------------------------------------------------- status
 
@@ -741,7 +665,7 @@ class KerongBus:
                 wake = next_cycle
                 if self._soon:
                     # The soonest of them is due once its late reply can no longer come.
-                    wake = min(wake, min(self._drain_until.get(b, 0.0) for b in self._soon))
+                    wake = min(wake, min(self._matcher.drain_until.get(b, 0.0) for b in self._soon))
                 await self._nap_until(wake)
             except asyncio.CancelledError:
                 raise
@@ -768,6 +692,7 @@ class KerongBus:
         """Read each of ``boards`` that is due. Returns how many were read, and the
         earliest loop time one skipped (silent, or draining a late reply) is due."""
         loop = asyncio.get_running_loop()
+        drain_until = self._matcher.drain_until
         polled = 0
         wake: float | None = None
         for board in boards:
@@ -778,7 +703,7 @@ class KerongBus:
                 wake = due if wake is None else min(wake, due)
                 self._soon.discard(board)  # read when due, as silent boards are
                 continue  # a dead board must not slow the others down
-            if board in self._drain_until and loop.time() < (drain := self._drain_until[board]):
+            if board in drain_until and loop.time() < (drain := drain_until[board]):
                 # It timed out and may answer yet: the others go on, and it is read again
                 # once that late reply can no longer be taken for this read's.
                 wake = drain if wake is None else min(wake, drain)
@@ -876,7 +801,7 @@ class KerongBus:
             self._protocol = protocol
             self._transport = cast(asyncio.WriteTransport, transport)
             self._offline.clear()
-            self._drain_until.clear()  # the old connection's late replies are ignored
+            self._matcher.forget_late()  # the old connection's late replies are ignored
             self._tries.clear()
             self._last_frame = asyncio.get_running_loop().time()
             self._up.set()
@@ -893,7 +818,7 @@ class KerongBus:
         self._protocol = None
         self._transport = None
         self._up.clear()
-        self._fail_pending(BusUnavailable(f"bus {self._name}: connection lost"))
+        self._matcher.fail(BusUnavailable(f"bus {self._name}: connection lost"))
         if self._closed:
             return
         log.warning("kerong.connection_lost", bus=self._name, error=repr(exc))
