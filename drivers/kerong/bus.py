@@ -20,18 +20,16 @@ See ``shared/protocols/kerong-cu16.md`` for the frames and
 from __future__ import annotations
 
 import asyncio
-import random
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
-import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
+from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.lock import PriorityLock
 from drivers.kerong.matcher import ReplyMatcher
 from drivers.power import PowerBudget
@@ -50,14 +48,6 @@ class BoardStatus:
 
 StatusCallback = Callable[[int, BoardStatus | None], None]  # None = board not answering
 HealthCallback = Callable[[int, bool], None]  # (board, online)
-ConnectFn = Callable[
-    [Callable[[], asyncio.Protocol]],
-    Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]],
-]
-
-
-class BusUnavailable(Exception):
-    """The port is not open (not yet, unplugged, being reopened, or the bus is closed)."""
 
 
 class BoardTimeout(Exception):
@@ -70,10 +60,6 @@ _POLL = 1
 # USB adapters and TCP gateways add their own latency on top of the wire time;
 # a small margin keeps an unlock from colliding with the next request.
 _GUARD_MARGIN_S = 0.002
-# A TCP gateway that is switched off can hang a connect for minutes.
-_OPEN_TIMEOUT_S = 10.0
-# How long close() waits for the transport to report that the port is closed.
-_CLOSE_WAIT_S = 1.0
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
@@ -81,35 +67,6 @@ _IDLE_CYCLE_S = 0.5
 # spaces the slots it hands out, but a slot taken can wait for the bus, so the stagger
 # is checked again when the frame is written (buses sharing a budget share this).
 _WIRE_STARTS: weakref.WeakKeyDictionary[PowerBudget, float] = weakref.WeakKeyDictionary()
-
-
-class _KerongProtocol(asyncio.Protocol):
-    """Bytes in, frames out. Never closes the connection because of bad bytes."""
-
-    def __init__(self, bus: KerongBus) -> None:
-        self._bus = bus
-        self._parser = codec.FrameParser()
-        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        self.heard = False  # at least one valid frame arrived on this connection
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self._parser.feed(data)
-            for frame in frames:
-                self.heard = True
-                self._bus._frame_received(self, frame)
-        except Exception:
-            # An exception here would make some transports close the connection.
-            log.exception("kerong.receive_error", bus=self._bus._name)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(exc)
-        self._bus._connection_lost(self, exc)
-
-    @property
-    def dropped(self) -> int:
-        return self._parser.dropped
 
 
 class _ReplyExpired(Exception):
@@ -216,7 +173,6 @@ class KerongBus:
         if pulse_s <= 0:
             raise ValueError(f"pulse_s must be > 0, not {pulse_s}")
         self._name = name
-        self._port = port
         self._boards = tuple(boards)
         self._on_status = on_status
         self._on_health = on_health
@@ -237,25 +193,27 @@ class KerongBus:
         self._locked_bit = bool(locked_bit)
         self._pulse_s = pulse_s
         self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
-        self._reconnect_min_s = reconnect_min_s
-        self._reconnect_max_s = reconnect_max_s
-        # Liveness: every board silent and no frame for this long while the port
-        # looks open (a hung TCP gateway, a wedged USB adapter): reopen the port.
-        self._silent_reopen_s = silent_reopen_s
-        self._last_frame = 0.0
         self.last_cycle: float | None = None  # loop time a poll cycle last began
         # For metrics: replies and timeouts per board, and the seconds the replies took
         # from request to reply (waiting for the bus included).
         self.counts: Counter[tuple[int, str]] = Counter()
         self.rtt_s: Counter[int] = Counter()
         self._matcher = ReplyMatcher(name, reply_timeout_s, self.counts)
-        self._connect: ConnectFn = connect or self._open_serial
-        self._rng = random.Random()
+        self._link = Link(
+            port,
+            baud,
+            name=name,
+            connect=connect,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+            silent_reopen_s=silent_reopen_s,
+            on_frame=self._matcher.frame_received,
+            on_open=self._port_open,
+            on_lost=self._matcher.fail,
+            on_down=self._port_down,
+        )
 
         self._lock = PriorityLock()
-        self._transport: asyncio.WriteTransport | None = None
-        self._protocol: _KerongProtocol | None = None
-        self._up = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -282,7 +240,7 @@ class KerongBus:
             raise RuntimeError(f"bus {self._name} is closed")
         if self._run_task is not None:
             return
-        self._run_task = asyncio.create_task(self._run(), name=f"kerong-{self._name}-port")
+        self._run_task = asyncio.create_task(self._link.run(), name=f"kerong-{self._name}-port")
         self._poll_task = asyncio.create_task(self._poll_loop(), name=f"kerong-{self._name}-poll")
 
     async def close(self) -> None:
@@ -294,17 +252,10 @@ class KerongBus:
         for task in tasks:
             task.cancel()
         self._matcher.fail(BusUnavailable(f"bus {self._name} closed"))
-        protocol, transport = self._protocol, self._transport
-        self._transport = None
-        self._up.clear()
-        if transport is not None:
-            transport.close()
+        self._link.close()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if protocol is not None:
-            # Wait (briefly) until the port is really closed so it can be reopened.
-            await asyncio.wait([protocol.lost], timeout=_CLOSE_WAIT_S)
-        self._protocol = None
+        await self._link.wait_closed()
         log.info("kerong.closed", bus=self._name)
 
     async def unlock(self, board: int, channel: int) -> None:
@@ -362,19 +313,19 @@ class KerongBus:
         tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
         if self._closed or not tasks or any(t.done() for t in tasks):
             return False
-        if not self._up.is_set() or self.last_cycle is None:
+        if not self._link.up.is_set() or self.last_cycle is None:
             return True
         return asyncio.get_running_loop().time() - self.last_cycle < stall_s
 
     @property
     def bad_bytes(self) -> int:
         """Bytes dropped as garbage by the frame parser on the current connection."""
-        return self._protocol.dropped if self._protocol is not None else 0
+        return self._link.bad_bytes
 
     @property
     def connected(self) -> bool:
         """True while the port is open."""
-        return self._transport is not None
+        return self._link.transport is not None
 
     @property
     def ready(self) -> bool:
@@ -520,7 +471,7 @@ class KerongBus:
         caller is cancelled during the shielded send). ``gate``, once the bus is held,
         gives the seconds the frame must still wait: above 0 raises ``_NotYet``."""
         async with self._lock.hold(priority):
-            transport = self._transport
+            transport = self._link.transport
             if transport is None or transport.is_closing():
                 raise BusUnavailable(f"bus {self._name}: port not open")
             if gate is not None and (wait_s := gate()) > 0:
@@ -546,14 +497,14 @@ class KerongBus:
                     ) from None
                 finally:
                     expiry.cancel()
-                if self._transport is not transport:
+                if self._link.transport is not transport:
                     # The port went away between the reply and now: the boards are
                     # already reported unknown, do not report this stale status.
                     raise BusUnavailable(f"bus {self._name}: connection lost")
                 return frame
             finally:
                 if pending is not None:
-                    self._matcher.finished(pending, same_link=self._transport is transport)
+                    self._matcher.finished(pending, same_link=self._link.transport is transport)
 
     async def _send(
         self,
@@ -611,12 +562,6 @@ class KerongBus:
         if on_sent is not None:
             on_sent()
 
-    def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
-        if protocol is not self._protocol:
-            return
-        self._last_frame = asyncio.get_running_loop().time()
-        self._matcher.frame_received(frame)
-
     # ----------------------------------------------------------------- status
 
     def _report(self, board: int, status: BoardStatus | None) -> None:
@@ -644,7 +589,16 @@ class KerongBus:
         if not self._ready.is_set() and len(self._reported) == len(self._boards):
             self._ready.set()
 
-    def _report_all_none(self) -> None:
+    def _port_open(self) -> None:
+        """A new connection: every board is polled at the normal rate, the old
+        connection's late replies are ignored, retries start over."""
+        self._offline.clear()
+        self._matcher.forget_late()
+        self._tries.clear()
+
+    def _port_down(self) -> None:
+        """The port failed to open or went away: every board is unknown."""
+        self._offline.clear()
         for board in self._boards:
             self._report(board, None)
 
@@ -655,7 +609,7 @@ class KerongBus:
         next_cycle = 0.0
         while True:
             try:
-                await self._up.wait()
+                await self._link.up.wait()
                 if loop.time() >= next_cycle:
                     next_cycle = await self._poll_cycle()
                 elif self._soon:
@@ -693,10 +647,11 @@ class KerongBus:
         earliest loop time one skipped (silent, or draining a late reply) is due."""
         loop = asyncio.get_running_loop()
         drain_until = self._matcher.drain_until
+        up = self._link.up
         polled = 0
         wake: float | None = None
         for board in boards:
-            if not self._up.is_set():
+            if not up.is_set():
                 break
             # (Membership first: loop.time() only for the few boards it matters to.)
             if board in self._offline and loop.time() < (due := self._next_offline_poll[board]):
@@ -723,7 +678,7 @@ class KerongBus:
                     self._tries[board] = tries
                     self._soon.add(board)  # retried once its drain is over
             except BusUnavailable:
-                break  # the port went away; _connection_lost reports the boards
+                break  # the port went away; the link's on_down reports the boards
             else:
                 if self._tries:
                     self._tries.pop(board, None)
@@ -747,14 +702,7 @@ class KerongBus:
             self._nap = None
 
     def _check_liveness(self, now: float) -> None:
-        transport = self._transport
-        if (
-            transport is not None
-            and self._offline.issuperset(self._boards)
-            and now - self._last_frame > self._silent_reopen_s
-        ):
-            log.warning("kerong.silent_link_reopen", bus=self._name, silent_s=self._silent_reopen_s)
-            transport.abort()  # connection_lost follows; _run reopens with backoff
+        self._link.check_liveness(now, boards_silent=self._offline.issuperset(self._boards))
 
     def _missed(self, board: int) -> None:
         """A poll of ``board`` went unanswered, retries included."""
@@ -767,83 +715,3 @@ class KerongBus:
             self._offline_poll_interval_s
         )
         self._report(board, None)
-
-    # ------------------------------------------------------------- connection
-
-    async def _run(self) -> None:
-        """Keep the port open until close(): open, wait until lost, back off, reopen."""
-        failures = 0
-        while True:
-            try:
-                log.debug("kerong.opening", bus=self._name, port=self._port)
-                async with asyncio.timeout(_OPEN_TIMEOUT_S):
-                    transport, protocol = await self._connect(lambda: _KerongProtocol(self))
-                if not isinstance(protocol, _KerongProtocol):
-                    transport.close()
-                    raise TypeError(f"connect returned a foreign protocol {protocol!r}")
-                if protocol.lost.done():
-                    raise BusUnavailable(f"closed while opening: {protocol.lost.result()!r}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # OSError, SerialException, termios.error, ...
-                failures += 1
-                delay = self._backoff(failures)
-                log.warning(
-                    "kerong.open_failed",
-                    bus=self._name,
-                    port=self._port,
-                    error=repr(exc),
-                    retry_in=round(delay, 3),
-                )
-                self._report_all_none()
-                await asyncio.sleep(delay)
-                continue
-            self._protocol = protocol
-            self._transport = cast(asyncio.WriteTransport, transport)
-            self._offline.clear()
-            self._matcher.forget_late()  # the old connection's late replies are ignored
-            self._tries.clear()
-            self._last_frame = asyncio.get_running_loop().time()
-            self._up.set()
-            log.info("kerong.connected", bus=self._name, port=self._port)
-            # Shielded: close() cancels this task but still wants to await `lost`.
-            await asyncio.shield(protocol.lost)  # _connection_lost has cleaned up
-            # Start the backoff over only if the link was proven good by a frame.
-            failures = 1 if protocol.heard else failures + 1
-            await asyncio.sleep(self._backoff(failures))
-
-    def _connection_lost(self, protocol: _KerongProtocol, exc: Exception | None) -> None:
-        if protocol is not self._protocol:
-            return
-        self._protocol = None
-        self._transport = None
-        self._up.clear()
-        self._matcher.fail(BusUnavailable(f"bus {self._name}: connection lost"))
-        if self._closed:
-            return
-        log.warning("kerong.connection_lost", bus=self._name, error=repr(exc))
-        self._offline.clear()
-        self._report_all_none()
-
-    def _backoff(self, failures: int) -> float:
-        """Exponential backoff with full jitter, between reconnect_min_s and _max_s."""
-        ceiling = min(self._reconnect_max_s, self._reconnect_min_s * 2 ** min(failures, 32))
-        return self._rng.uniform(self._reconnect_min_s, ceiling)
-
-    async def _open_serial(
-        self, factory: Callable[[], asyncio.Protocol]
-    ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-        loop = asyncio.get_running_loop()
-        try:
-            # exclusive: a second agent or a login getty on the same UART would
-            # otherwise garble every frame.
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud, exclusive=True
-            )
-        except (TypeError, ValueError) as exc:
-            if "exclusive" not in str(exc):
-                raise
-            log.info("kerong.exclusive_unsupported", bus=self._name, port=self._port)
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud
-            )
