@@ -30,8 +30,8 @@ import structlog
 from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
-from drivers.kerong.lock import PriorityLock
 from drivers.kerong.matcher import ReplyMatcher
+from drivers.kerong.transaction import COMMAND, POLL, BoardTimeout, NotYet, Transactions
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
@@ -50,16 +50,6 @@ StatusCallback = Callable[[int, BoardStatus | None], None]  # None = board not a
 HealthCallback = Callable[[int, bool], None]  # (board, online)
 
 
-class BoardTimeout(Exception):
-    """The board did not answer in time."""
-
-
-# Lock priorities: lower goes first.
-_COMMAND = 0
-_POLL = 1
-# USB adapters and TCP gateways add their own latency on top of the wire time;
-# a small margin keeps an unlock from colliding with the next request.
-_GUARD_MARGIN_S = 0.002
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
@@ -67,23 +57,6 @@ _IDLE_CYCLE_S = 0.5
 # spaces the slots it hands out, but a slot taken can wait for the bus, so the stagger
 # is checked again when the frame is written (buses sharing a budget share this).
 _WIRE_STARTS: weakref.WeakKeyDictionary[PowerBudget, float] = weakref.WeakKeyDictionary()
-
-
-class _ReplyExpired(Exception):
-    """The reply timer ran out (turned into BoardTimeout by the waiter)."""
-
-
-class _NotYet(Exception):
-    """An unlock got the bus before its stagger was over: release it, wait, try again."""
-
-    def __init__(self, wait_s: float) -> None:
-        super().__init__(wait_s)
-        self.wait_s = wait_s
-
-
-def _expire(reply: asyncio.Future[codec.Frame]) -> None:
-    if not reply.done():
-        reply.set_exception(_ReplyExpired())
 
 
 def _flips(before: BoardStatus, after: BoardStatus) -> int:
@@ -177,7 +150,6 @@ class KerongBus:
         self._on_status = on_status
         self._on_health = on_health
         self._baud = baud
-        self._reply_timeout_s = reply_timeout_s
         self._poll_retries = poll_retries
         # Hysteresis: a board is silent after a run of missed polls, and answers again
         # after a run of answers, so a flapping board neither flickers its doors to
@@ -213,7 +185,16 @@ class KerongBus:
             on_down=self._port_down,
         )
 
-        self._lock = PriorityLock()
+        self._tx = Transactions(
+            self._link,
+            self._matcher,
+            self._boards,
+            baud=baud,
+            reply_timeout_s=reply_timeout_s,
+            counts=self.counts,
+            rtt_s=self.rtt_s,
+            name=name,
+        )
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -225,7 +206,6 @@ class KerongBus:
         self._offline: set[int] = set()  # boards that failed their last poll
         self._next_offline_poll: dict[int, float] = {}
         self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
-        self._requests = {board: codec.status_request(board) for board in self._boards}
         self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
         # Boards to read before the next cycle is due (an unlock's pulse ended), and
         # the poll loop's nap between cycles, which that cuts short.
@@ -283,7 +263,7 @@ class KerongBus:
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
-        return await self._read(board, _COMMAND)
+        return await self._read(board, COMMAND)
 
     def status(self, board: int) -> BoardStatus | None:
         """The last known status; None if the board is not answering or never did."""
@@ -348,21 +328,7 @@ class KerongBus:
     ) -> BoardStatus:
         """Read ``board`` and report what changed. ``confirming``: the change the read
         before this one showed, reported only if this read shows it again."""
-        request = self._requests.get(board) or codec.status_request(board)
-        loop = asyncio.get_running_loop()
-        # Not while a reply to an earlier request may still come (outside the bus lock:
-        # the other boards go on meanwhile).
-        if board in self._matcher.drain_until:
-            await self._matcher.drained(board)
-        started = loop.time()
-        try:
-            frame = await self._transact(request, board, priority)
-        except BoardTimeout:
-            self.counts[(board, "timeouts")] += 1
-            raise
-        self.counts[(board, "replies")] += 1
-        self.rtt_s[board] += asyncio.get_running_loop().time() - started
-        assert frame is not None
+        frame = await self._tx.read(board, priority)
         status = self._status_of(board, frame)
         if board in self._boards:
             self._offline.discard(board)  # polled at the normal rate again
@@ -416,17 +382,17 @@ class KerongBus:
         def sent() -> None:
             nonlocal energised_until
             now = _WIRE_STARTS[self._budget] = loop.time()
-            energised_until = now + self._wire_time(request) + self._pulse_s
+            energised_until = now + self._tx.wire_time(request) + self._pulse_s
             loop.call_at(energised_until, self._poll_soon, board)
 
         try:
             while True:
                 try:
-                    await self._transact(
-                        request, None, _COMMAND, on_sent=sent, gate=self._stagger_left
+                    await self._tx.transact(
+                        request, None, COMMAND, on_sent=sent, gate=self._stagger_left
                     )
                     break
-                except _NotYet as not_yet:
+                except NotYet as not_yet:
                     # Another unlock went on the wire while this one waited for the bus.
                     await asyncio.sleep(not_yet.wait_s)
             assert energised_until is not None
@@ -448,119 +414,10 @@ class KerongBus:
 
     def _poll_soon(self, board: int) -> None:
         """Have the poll loop read ``board`` now instead of at its next cycle."""
-        if board in self._requests and not self._closed:
+        if board in self._boards and not self._closed:
             self._soon.add(board)
             if self._nap is not None:
                 _wake(self._nap)
-
-    def _wire_time(self, request: bytes) -> float:
-        # 10 bits a byte (8N1), plus the adapter's latency margin.
-        return len(request) * 10 / self._baud + _GUARD_MARGIN_S
-
-    async def _transact(
-        self,
-        request: bytes,
-        board: int | None,
-        priority: int,
-        *,
-        on_sent: Callable[[], None] | None = None,
-        gate: Callable[[], float] | None = None,
-    ) -> codec.Frame | None:
-        """Send one request and, if ``board`` is given, wait for its status reply.
-        ``on_sent`` is called once the bytes are handed to the transport (also when the
-        caller is cancelled during the shielded send). ``gate``, once the bus is held,
-        gives the seconds the frame must still wait: above 0 raises ``_NotYet``."""
-        async with self._lock.hold(priority):
-            transport = self._link.transport
-            if transport is None or transport.is_closing():
-                raise BusUnavailable(f"bus {self._name}: port not open")
-            if gate is not None and (wait_s := gate()) > 0:
-                raise _NotYet(wait_s)
-            # Registered before the write: a reply can arrive inside write().
-            pending = None if board is None else self._matcher.expect(board)
-            try:
-                await self._send(
-                    transport, request, expect_reply=board is not None, on_sent=on_sent
-                )
-                if pending is None:
-                    return None
-                # A bare timer, not asyncio.timeout(): it fails the reply instead of
-                # cancelling this task (cheaper, and it runs for every read).
-                loop = asyncio.get_running_loop()
-                expiry = loop.call_later(self._reply_timeout_s, _expire, pending.reply)
-                try:
-                    frame = await pending.reply
-                except _ReplyExpired:
-                    raise BoardTimeout(
-                        f"bus {self._name}: board {board} did not answer "
-                        f"within {self._reply_timeout_s} s"
-                    ) from None
-                finally:
-                    expiry.cancel()
-                if self._link.transport is not transport:
-                    # The port went away between the reply and now: the boards are
-                    # already reported unknown, do not report this stale status.
-                    raise BusUnavailable(f"bus {self._name}: connection lost")
-                return frame
-            finally:
-                if pending is not None:
-                    self._matcher.finished(pending, same_link=self._link.transport is transport)
-
-    async def _send(
-        self,
-        transport: asyncio.WriteTransport,
-        request: bytes,
-        *,
-        expect_reply: bool,
-        on_sent: Callable[[], None] | None,
-    ) -> None:
-        """Write a frame; shielded, because bytes half on the wire cannot be taken back
-        and the next request must not start until they are out."""
-        if expect_reply:
-            # The write itself never waits (the reply paces the bus): nothing to shield,
-            # and no task to make for every poll.
-            self._write_now(transport, request, on_sent)
-            return
-        task = asyncio.ensure_future(
-            self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
-        )
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The caller gave up; keep holding the bus until the frame is out.
-            await asyncio.wait([task])
-            if not task.cancelled():
-                task.exception()  # nobody else will look at it
-            raise
-
-    async def _write(
-        self,
-        transport: asyncio.WriteTransport,
-        request: bytes,
-        *,
-        expect_reply: bool,
-        on_sent: Callable[[], None] | None,
-    ) -> None:
-        self._write_now(transport, request, on_sent)
-        if not expect_reply:
-            # No reply comes to pace us: wait until the frame has left the wire.
-            await asyncio.sleep(self._wire_time(request))
-
-    def _write_now(
-        self,
-        transport: asyncio.WriteTransport,
-        request: bytes,
-        on_sent: Callable[[], None] | None,
-    ) -> None:
-        self._matcher.written(request)
-        try:
-            transport.write(request)
-        except Exception as exc:
-            log.warning("kerong.write_failed", bus=self._name, error=repr(exc))
-            transport.abort()
-            raise BusUnavailable(f"bus {self._name}: write failed: {exc!r}") from exc
-        if on_sent is not None:
-            on_sent()
 
     # ----------------------------------------------------------------- status
 
@@ -665,7 +522,7 @@ class KerongBus:
                 continue
             polled += 1
             try:
-                await self._read(board, _POLL)
+                await self._read(board, POLL)
             except BoardTimeout:
                 tries = self._tries.get(board, 0) + 1
                 log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=tries)
