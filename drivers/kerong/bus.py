@@ -20,7 +20,6 @@ See ``shared/protocols/kerong-cu16.md`` for the frames and
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.matcher import ReplyMatcher
-from drivers.kerong.transaction import COMMAND, POLL, BoardTimeout, NotYet, Transactions
+from drivers.kerong.pulse import Pulser
+from drivers.kerong.transaction import COMMAND, POLL, BoardTimeout, Transactions
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
@@ -53,10 +53,6 @@ HealthCallback = Callable[[int, bool], None]  # (board, online)
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
-# Loop time an unlock frame of each power budget last went on the wire: the budget
-# spaces the slots it hands out, but a slot taken can wait for the bus, so the stagger
-# is checked again when the frame is written (buses sharing a budget share this).
-_WIRE_STARTS: weakref.WeakKeyDictionary[PowerBudget, float] = weakref.WeakKeyDictionary()
 
 
 def _flips(before: BoardStatus, after: BoardStatus) -> int:
@@ -163,7 +159,6 @@ class KerongBus:
         self._poll_interval_s = poll_interval_s
         self._offline_poll_interval_s = offline_poll_interval_s
         self._locked_bit = bool(locked_bit)
-        self._pulse_s = pulse_s
         self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
         self.last_cycle: float | None = None  # loop time a poll cycle last began
         # For metrics: replies and timeouts per board, and the seconds the replies took
@@ -195,6 +190,7 @@ class KerongBus:
             rtt_s=self.rtt_s,
             name=name,
         )
+        self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -251,7 +247,7 @@ class KerongBus:
         """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
-        await self._pulse(request, board)
+        await self._pulser.pulse(request, board)
 
     async def unlock_all(self, board: int) -> None:
         """Pulse every lock of one board, inside one power slot held ``pulse_s``
@@ -259,7 +255,7 @@ class KerongBus:
         power budget, unlock channel by channel). Raises ``BusUnavailable``."""
         request = codec.unlock_all_request(board)
         log.info("kerong.unlock_all", bus=self._name, board=board)
-        await self._pulse(request, board)
+        await self._pulser.pulse(request, board)
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
@@ -369,48 +365,6 @@ class KerongBus:
         )
         self._decoded[board] = (frame.raw, status)
         return status
-
-    async def _pulse(self, request: bytes, board: int) -> None:
-        """Send an unlock inside a power slot held until the board's pulse is over, no
-        sooner than ``stagger_s`` after the last unlock of the same budget went on the
-        wire, and read ``board`` as soon as the pulse is over (the caller confirms the
-        door by its status, also when polls are seconds apart)."""
-        release = await self._budget.take()
-        loop = asyncio.get_running_loop()
-        energised_until: float | None = None
-
-        def sent() -> None:
-            nonlocal energised_until
-            now = _WIRE_STARTS[self._budget] = loop.time()
-            energised_until = now + self._tx.wire_time(request) + self._pulse_s
-            loop.call_at(energised_until, self._poll_soon, board)
-
-        try:
-            while True:
-                try:
-                    await self._tx.transact(
-                        request, None, COMMAND, on_sent=sent, gate=self._stagger_left
-                    )
-                    break
-                except NotYet as not_yet:
-                    # Another unlock went on the wire while this one waited for the bus.
-                    await asyncio.sleep(not_yet.wait_s)
-            assert energised_until is not None
-            # The board energises the lock now: the slot stays taken, the bus does
-            # not (polls go on).
-            await asyncio.sleep(max(energised_until - loop.time(), 0))
-        finally:
-            if energised_until is None or loop.time() >= energised_until:
-                release()  # nothing sent, or the pulse is over
-            else:
-                loop.call_at(energised_until, release)  # cancelled mid-pulse
-
-    def _stagger_left(self) -> float:
-        """Seconds until an unlock may go on the wire under the budget's stagger."""
-        last = _WIRE_STARTS.get(self._budget)
-        if last is None:
-            return 0.0
-        return last + self._budget.stagger_s - asyncio.get_running_loop().time()
 
     def _poll_soon(self, board: int) -> None:
         """Have the poll loop read ``board`` now instead of at its next cycle."""
