@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import structlog
 
@@ -31,34 +30,16 @@ from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.pulse import Pulser
+from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
 from drivers.kerong.transaction import COMMAND, POLL, BoardTimeout, Transactions
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class BoardStatus:
-    """One board's status with the lock polarity already applied."""
-
-    board: int
-    closed: tuple[bool, ...]  # 16 entries, channel i+1 -> closed[i]
-    items: tuple[bool, ...]  # 16 item-sensor bits, channel i+1 -> items[i]
-
-
-StatusCallback = Callable[[int, BoardStatus | None], None]  # None = board not answering
-HealthCallback = Callable[[int, bool], None]  # (board, online)
-
-
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
-
-
-def _flips(before: BoardStatus, after: BoardStatus) -> int:
-    """How many lock and item bits differ between two statuses of one board."""
-    doors = sum(a != b for a, b in zip(before.closed, after.closed, strict=True))
-    return doors + sum(a != b for a, b in zip(before.items, after.items, strict=True))
 
 
 def _wake(nap: asyncio.Future[None]) -> None:
@@ -143,22 +124,11 @@ class KerongBus:
             raise ValueError(f"pulse_s must be > 0, not {pulse_s}")
         self._name = name
         self._boards = tuple(boards)
-        self._on_status = on_status
-        self._on_health = on_health
         self._baud = baud
         self._poll_retries = poll_retries
-        # Hysteresis: a board is silent after a run of missed polls, and answers again
-        # after a run of answers, so a flapping board neither flickers its doors to
-        # unknown nor floods its listeners.
-        self._offline_after = offline_after
-        self._online_after = online_after
-        self._misses: dict[int, int] = {}  # consecutive missed polls
-        self._answers: dict[int, int] = {}  # consecutive answers while reported silent
         if poll_interval_s < 0:
             raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
         self._poll_interval_s = poll_interval_s
-        self._offline_poll_interval_s = offline_poll_interval_s
-        self._locked_bit = bool(locked_bit)
         self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
         self.last_cycle: float | None = None  # loop time a poll cycle last began
         # For metrics: replies and timeouts per board, and the seconds the replies took
@@ -190,18 +160,22 @@ class KerongBus:
             rtt_s=self.rtt_s,
             name=name,
         )
+        self._tracker = StatusTracker(
+            self._tx,
+            self._matcher,
+            self._boards,
+            on_status,
+            on_health=on_health,
+            locked_bit=locked_bit,
+            offline_after=offline_after,
+            online_after=online_after,
+            offline_poll_interval_s=offline_poll_interval_s,
+            name=name,
+        )
         self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
-        # What on_status last said per board; a missing key = nothing said yet.
-        self._reported: dict[int, BoardStatus | None] = {}
-        self._ready = asyncio.Event()  # every board reported at least once
-        if not self._boards:
-            self._ready.set()
-        self._offline: set[int] = set()  # boards that failed their last poll
-        self._next_offline_poll: dict[int, float] = {}
-        self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
         self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
         # Boards to read before the next cycle is due (an unlock's pulse ended), and
         # the poll loop's nap between cycles, which that cuts short.
@@ -259,11 +233,11 @@ class KerongBus:
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
-        return await self._read(board, COMMAND)
+        return await self._tracker.read(board, COMMAND)
 
     def status(self, board: int) -> BoardStatus | None:
         """The last known status; None if the board is not answering or never did."""
-        return self._reported.get(board)
+        return self._tracker.status(board)
 
     # ---------------------------------------------------------------- health
 
@@ -306,65 +280,18 @@ class KerongBus:
     @property
     def ready(self) -> bool:
         """True once every board has answered or been reported silent at least once."""
-        return self._ready.is_set()
+        return self._tracker.ready.is_set()
 
     async def wait_ready(self) -> None:
         """Return once ``ready`` (at once if it is); bound it with a timeout."""
-        await self._ready.wait()
+        await self._tracker.ready.wait()
 
     def silent_boards(self) -> list[int]:
         """Boards reported silent and not heard from since, ascending (every board
         while the port is not open, once reported)."""
-        return sorted(b for b, status in self._reported.items() if status is None)
+        return self._tracker.silent_boards()
 
     # ----------------------------------------------------------- transactions
-
-    async def _read(
-        self, board: int, priority: int, *, confirming: BoardStatus | None = None
-    ) -> BoardStatus:
-        """Read ``board`` and report what changed. ``confirming``: the change the read
-        before this one showed, reported only if this read shows it again."""
-        frame = await self._tx.read(board, priority)
-        status = self._status_of(board, frame)
-        if board in self._boards:
-            self._offline.discard(board)  # polled at the normal rate again
-            self._misses[board] = 0
-            if board in self._reported and self._reported[board] is None:
-                self._answers[board] = self._answers.get(board, 0) + 1
-                if self._answers[board] < self._online_after:
-                    return status  # not yet: one answer is not a recovery
-            self._answers[board] = 0
-            previous = self._reported.get(board)
-            if status is not previous and previous is not None:
-                if confirming is None and _flips(previous, status) > 1:
-                    # One door changes at a time; two bits at once may also be a reply
-                    # corrupted past its checksum (an 8-bit sum misses paired bit errors).
-                    # Read it again before telling anyone: a read only for rare changes.
-                    return await self._read(board, priority, confirming=status)
-                if confirming is not None and status != confirming:
-                    return status  # not seen twice: the last status stands
-            if self._matcher.twinned(board) and self._reported.get(board) is not None:
-                # Two boards answer as this one and disagree: which is right cannot be
-                # told, so the last status reported stands (kerong.twin_reply says why).
-                return status
-            self._report(board, status)
-        return status
-
-    def _status_of(self, board: int, frame: codec.Frame) -> BoardStatus:
-        """The reply decoded, or the status decoded from the same bytes last time: a
-        board at rest answers the same bytes read after read, and decoding them again
-        was most of what an idle poll cost."""
-        last = self._decoded.get(board)
-        if last is not None and last[0] == frame.raw:
-            return last[1]
-        reply = codec.decode_status(frame)
-        status = BoardStatus(
-            board,
-            tuple(bit == self._locked_bit for bit in reply.lock_bits),
-            reply.items,
-        )
-        self._decoded[board] = (frame.raw, status)
-        return status
 
     def _poll_soon(self, board: int) -> None:
         """Have the poll loop read ``board`` now instead of at its next cycle."""
@@ -375,43 +302,16 @@ class KerongBus:
 
     # ----------------------------------------------------------------- status
 
-    def _report(self, board: int, status: BoardStatus | None) -> None:
-        said_before = board in self._reported
-        previous = self._reported.get(board)
-        if said_before and previous == status:
-            return
-        self._reported[board] = status
-        if status is None:
-            log.warning("kerong.board_offline", bus=self._name, board=board)
-        elif previous is None:
-            log.info("kerong.board_online", bus=self._name, board=board)
-        try:
-            self._on_status(board, status)
-        except Exception:
-            log.exception("kerong.callback_error", bus=self._name, board=board)
-        # Health after the status: a listener sees the doors' state first.
-        went_silent = status is None  # (None -> None returned above)
-        came_back = status is not None and said_before and previous is None
-        if self._on_health is not None and (went_silent or came_back):
-            try:
-                self._on_health(board, came_back)
-            except Exception:
-                log.exception("kerong.callback_error", bus=self._name, board=board)
-        if not self._ready.is_set() and len(self._reported) == len(self._boards):
-            self._ready.set()
-
     def _port_open(self) -> None:
         """A new connection: every board is polled at the normal rate, the old
         connection's late replies are ignored, retries start over."""
-        self._offline.clear()
+        self._tracker.offline.clear()
         self._matcher.forget_late()
         self._tries.clear()
 
     def _port_down(self) -> None:
         """The port failed to open or went away: every board is unknown."""
-        self._offline.clear()
-        for board in self._boards:
-            self._report(board, None)
+        self._tracker.port_down()
 
     # ------------------------------------------------------------------ polls
 
@@ -458,6 +358,7 @@ class KerongBus:
         earliest loop time one skipped (silent, or draining a late reply) is due."""
         loop = asyncio.get_running_loop()
         drain_until = self._matcher.drain_until
+        offline, next_offline_poll = self._tracker.offline, self._tracker.next_offline_poll
         up = self._link.up
         polled = 0
         wake: float | None = None
@@ -465,7 +366,7 @@ class KerongBus:
             if not up.is_set():
                 break
             # (Membership first: loop.time() only for the few boards it matters to.)
-            if board in self._offline and loop.time() < (due := self._next_offline_poll[board]):
+            if board in offline and loop.time() < (due := next_offline_poll[board]):
                 wake = due if wake is None else min(wake, due)
                 self._soon.discard(board)  # read when due, as silent boards are
                 continue  # a dead board must not slow the others down
@@ -476,15 +377,15 @@ class KerongBus:
                 continue
             polled += 1
             try:
-                await self._read(board, POLL)
+                await self._tracker.read(board, POLL)
             except BoardTimeout:
                 tries = self._tries.get(board, 0) + 1
                 log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=tries)
                 # A board already known to be offline gets one try, not the retries.
-                if board in self._offline or tries > self._poll_retries:
+                if board in offline or tries > self._poll_retries:
                     self._tries.pop(board, None)
                     self._soon.discard(board)
-                    self._missed(board)
+                    self._tracker.missed(board)
                 else:
                     self._tries[board] = tries
                     self._soon.add(board)  # retried once its drain is over
@@ -513,16 +414,4 @@ class KerongBus:
             self._nap = None
 
     def _check_liveness(self, now: float) -> None:
-        self._link.check_liveness(now, boards_silent=self._offline.issuperset(self._boards))
-
-    def _missed(self, board: int) -> None:
-        """A poll of ``board`` went unanswered, retries included."""
-        self._answers[board] = 0
-        self._misses[board] = self._misses.get(board, 0) + 1
-        if self._reported.get(board) is not None and self._misses[board] < self._offline_after:
-            return  # a miss or two: the last status stands (a silent board's does not)
-        self._offline.add(board)
-        self._next_offline_poll[board] = asyncio.get_running_loop().time() + (
-            self._offline_poll_interval_s
-        )
-        self._report(board, None)
+        self._link.check_liveness(now, boards_silent=self._tracker.offline.issuperset(self._boards))
