@@ -13,6 +13,10 @@ wire, without holding the bus: polls go on. Buses on one power supply share one
 budget. The bus also tells its health: which boards are silent, whether every
 board has been heard from (or found silent) once, whether the port is open.
 
+``KerongBus`` builds the parts and wires them (the package's docstring maps
+them): the link below the transactions, the matcher beside them, the status
+tracker and the unlocks above them, and the poller on top.
+
 See ``shared/protocols/kerong-cu16.md`` for the frames and
 ``shared/LESSONS.md`` ("Serial protocols in asyncio") for why it is built this way.
 """
@@ -29,22 +33,24 @@ from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.matcher import ReplyMatcher
+from drivers.kerong.poller import Poller
 from drivers.kerong.pulse import Pulser
 from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
-from drivers.kerong.transaction import COMMAND, POLL, BoardTimeout, Transactions
+from drivers.kerong.transaction import COMMAND, BoardTimeout, Transactions
 from drivers.power import PowerBudget
 
+__all__ = [
+    "BoardStatus",
+    "BoardTimeout",
+    "BusUnavailable",
+    "ConnectFn",
+    "HealthCallback",
+    "KerongBus",
+    "StatusCallback",
+    "wire_cycle_s",
+]
+
 log = structlog.get_logger(__name__)
-
-
-# A bus with nothing to poll (no boards) still goes round this often, so `polling()`
-# stays true, without spinning a core.
-_IDLE_CYCLE_S = 0.5
-
-
-def _wake(nap: asyncio.Future[None]) -> None:
-    if not nap.done():
-        nap.set_result(None)
 
 
 class KerongBus:
@@ -122,15 +128,11 @@ class KerongBus:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
         if pulse_s <= 0:
             raise ValueError(f"pulse_s must be > 0, not {pulse_s}")
-        self._name = name
-        self._boards = tuple(boards)
-        self._baud = baud
-        self._poll_retries = poll_retries
         if poll_interval_s < 0:
             raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
-        self._poll_interval_s = poll_interval_s
+        self._name = name
+        self._boards = tuple(boards)
         self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
-        self.last_cycle: float | None = None  # loop time a poll cycle last began
         # For metrics: replies and timeouts per board, and the seconds the replies took
         # from request to reply (waiting for the bus included).
         self.counts: Counter[tuple[int, str]] = Counter()
@@ -149,7 +151,6 @@ class KerongBus:
             on_lost=self._matcher.fail,
             on_down=self._port_down,
         )
-
         self._tx = Transactions(
             self._link,
             self._matcher,
@@ -172,15 +173,20 @@ class KerongBus:
             offline_poll_interval_s=offline_poll_interval_s,
             name=name,
         )
+        self._poller = Poller(
+            self._tracker,
+            self._matcher,
+            self._link.up,
+            self._boards,
+            poll_retries=poll_retries,
+            poll_interval_s=poll_interval_s,
+            baud=baud,
+            name=name,
+        )
         self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
-        self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
-        # Boards to read before the next cycle is due (an unlock's pulse ended), and
-        # the poll loop's nap between cycles, which that cuts short.
-        self._soon: set[int] = set()
-        self._nap: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -191,7 +197,9 @@ class KerongBus:
         if self._run_task is not None:
             return
         self._run_task = asyncio.create_task(self._link.run(), name=f"kerong-{self._name}-port")
-        self._poll_task = asyncio.create_task(self._poll_loop(), name=f"kerong-{self._name}-poll")
+        self._poll_task = asyncio.create_task(
+            self._poller.run(self._check_liveness), name=f"kerong-{self._name}-poll"
+        )
 
     async def close(self) -> None:
         """Stop polling and close the port. Idempotent."""
@@ -268,6 +276,11 @@ class KerongBus:
         return asyncio.get_running_loop().time() - self.last_cycle < stall_s
 
     @property
+    def last_cycle(self) -> float | None:
+        """The loop time a poll cycle last began; None before the first."""
+        return self._poller.last_cycle
+
+    @property
     def bad_bytes(self) -> int:
         """Bytes dropped as garbage by the frame parser on the current connection."""
         return self._link.bad_bytes
@@ -291,127 +304,25 @@ class KerongBus:
         while the port is not open, once reported)."""
         return self._tracker.silent_boards()
 
-    # ----------------------------------------------------------- transactions
+    # ---------------------------------------------------------------- wiring
 
     def _poll_soon(self, board: int) -> None:
-        """Have the poll loop read ``board`` now instead of at its next cycle."""
-        if board in self._boards and not self._closed:
-            self._soon.add(board)
-            if self._nap is not None:
-                _wake(self._nap)
-
-    # ----------------------------------------------------------------- status
+        """An unlock's pulse is over: have the poll loop read ``board`` now."""
+        if not self._closed:
+            self._poller.poll_soon(board)
 
     def _port_open(self) -> None:
         """A new connection: every board is polled at the normal rate, the old
         connection's late replies are ignored, retries start over."""
         self._tracker.offline.clear()
         self._matcher.forget_late()
-        self._tries.clear()
+        self._poller.forget_retries()
 
     def _port_down(self) -> None:
         """The port failed to open or went away: every board is unknown."""
         self._tracker.port_down()
 
-    # ------------------------------------------------------------------ polls
-
-    async def _poll_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_cycle = 0.0
-        while True:
-            try:
-                await self._link.up.wait()
-                if loop.time() >= next_cycle:
-                    next_cycle = await self._poll_cycle()
-                elif self._soon:
-                    # A retry, or an unlock's pulse is over: read those boards now,
-                    # not at the next cycle (which may be seconds away).
-                    await self._poll_boards([b for b in self._boards if b in self._soon])
-                wake = next_cycle
-                if self._soon:
-                    # The soonest of them is due once its late reply can no longer come.
-                    wake = min(wake, min(self._matcher.drain_until.get(b, 0.0) for b in self._soon))
-                await self._nap_until(wake)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("kerong.poll_error", bus=self._name)
-                await asyncio.sleep(max(self._poll_interval_s, 0.01))
-
-    async def _poll_cycle(self) -> float:
-        """Poll every board due once; returns the loop time the next cycle is due."""
-        loop = asyncio.get_running_loop()
-        cycle_start = self.last_cycle = loop.time()
-        polled, wake = await self._poll_boards(self._boards)
-        self._check_liveness(loop.time())
-        # A link faster than the wire (an emulator, a buffering gateway) is paced like
-        # the wire: no cycle is shorter than its reads would take.
-        next_cycle = cycle_start + max(self._poll_interval_s, wire_cycle_s(polled, self._baud))
-        if not polled:
-            # Nothing was due (every board silent or draining, or no boards): sleep until
-            # the first one is, never a busy loop.
-            next_cycle = max(next_cycle, cycle_start + _IDLE_CYCLE_S if wake is None else wake)
-        return next_cycle
-
-    async def _poll_boards(self, boards: Sequence[int]) -> tuple[int, float | None]:
-        """Read each of ``boards`` that is due. Returns how many were read, and the
-        earliest loop time one skipped (silent, or draining a late reply) is due."""
-        loop = asyncio.get_running_loop()
-        drain_until = self._matcher.drain_until
-        offline, next_offline_poll = self._tracker.offline, self._tracker.next_offline_poll
-        up = self._link.up
-        polled = 0
-        wake: float | None = None
-        for board in boards:
-            if not up.is_set():
-                break
-            # (Membership first: loop.time() only for the few boards it matters to.)
-            if board in offline and loop.time() < (due := next_offline_poll[board]):
-                wake = due if wake is None else min(wake, due)
-                self._soon.discard(board)  # read when due, as silent boards are
-                continue  # a dead board must not slow the others down
-            if board in drain_until and loop.time() < (drain := drain_until[board]):
-                # It timed out and may answer yet: the others go on, and it is read again
-                # once that late reply can no longer be taken for this read's.
-                wake = drain if wake is None else min(wake, drain)
-                continue
-            polled += 1
-            try:
-                await self._tracker.read(board, POLL)
-            except BoardTimeout:
-                tries = self._tries.get(board, 0) + 1
-                log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=tries)
-                # A board already known to be offline gets one try, not the retries.
-                if board in offline or tries > self._poll_retries:
-                    self._tries.pop(board, None)
-                    self._soon.discard(board)
-                    self._tracker.missed(board)
-                else:
-                    self._tries[board] = tries
-                    self._soon.add(board)  # retried once its drain is over
-            except BusUnavailable:
-                break  # the port went away; the link's on_down reports the boards
-            else:
-                if self._tries:
-                    self._tries.pop(board, None)
-                if self._soon:
-                    self._soon.discard(board)
-        return polled, wake
-
-    async def _nap_until(self, when: float) -> None:
-        """Sleep until loop time ``when``; an unlock's end (``_poll_soon``) wakes it."""
-        loop = asyncio.get_running_loop()
-        delay = when - loop.time()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        nap = self._nap = loop.create_future()
-        handle = loop.call_later(delay, _wake, nap)
-        try:
-            await nap
-        finally:
-            handle.cancel()
-            self._nap = None
-
     def _check_liveness(self, now: float) -> None:
+        """After each poll cycle: a port that looks open while every board is silent
+        and no frame came for ``silent_reopen_s`` is reopened."""
         self._link.check_liveness(now, boards_silent=self._tracker.offline.issuperset(self._boards))
