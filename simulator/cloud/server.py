@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 COMMANDS_PATH = "/api/lockers/commands"
-SPEC_PATH = Path(__file__).parent / "spec" / "synq-lockers-api.yaml"
+SPEC_PATH = Path(__file__).parent.parent / "spec" / "synq-lockers-api.yaml"
 
 REDIRECTED_PATH = "/_sim/redirected"  # where an odd "redirect" answer points
 ODD_KINDS = ("not_utf8", "false_gzip", "redirect", "retry_after")
