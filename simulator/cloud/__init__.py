@@ -1,20 +1,18 @@
 """A fake SYNQ cloud: the v2 feedback endpoint and the command channel, over real HTTP.
 
 ``server`` holds :class:`FakeCloud`, the one object the simulator, the bench
-and the tests start; everything they import is importable from here.
+and the tests start; ``spec`` checks feedback bodies against the cloud's
+OpenAPI document. Every name they import is importable from here.
 """
 
 from simulator.cloud.server import (
     COMMANDS_PATH,
-    FEEDBACK_PATH,
     ODD_KINDS,
     REDIRECTED_PATH,
-    SPEC_PATH,
     FakeCloud,
-    FeedbackValidator,
     Predicate,
-    load_feedback_schema,
 )
+from simulator.cloud.spec import FEEDBACK_PATH, SPEC_PATH, FeedbackValidator, load_feedback_schema
 
 __all__ = [
     "COMMANDS_PATH",
