@@ -2,16 +2,13 @@
 
 ``server`` holds :class:`FakeCloud`, the one object the simulator, the bench
 and the tests start; ``spec`` checks feedback bodies against the cloud's
-OpenAPI document. Every name they import is importable from here.
+OpenAPI document; ``channel`` sends commands to the agent and matches its
+answers. Every name they import is importable from here.
 """
 
-from simulator.cloud.server import (
-    COMMANDS_PATH,
-    ODD_KINDS,
-    REDIRECTED_PATH,
-    FakeCloud,
-    Predicate,
-)
+from simulator.cloud.channel import COMMANDS_PATH
+from simulator.cloud.common import Predicate
+from simulator.cloud.server import ODD_KINDS, REDIRECTED_PATH, FakeCloud
 from simulator.cloud.spec import FEEDBACK_PATH, SPEC_PATH, FeedbackValidator, load_feedback_schema
 
 __all__ = [

@@ -14,21 +14,19 @@ connected agent and waits for the answer with the same id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hmac
 import json
 import math
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
+from simulator.cloud.channel import COMMANDS_PATH, CommandChannel
+from simulator.cloud.common import Predicate, json_or_text, matches
 from simulator.cloud.spec import (
     FEEDBACK_PATH,
     FeedbackValidator,
@@ -38,12 +36,8 @@ from simulator.cloud.spec import (
 
 log = structlog.get_logger(__name__)
 
-COMMANDS_PATH = "/api/lockers/commands"
-
 REDIRECTED_PATH = "/_sim/redirected"  # where an odd "redirect" answer points
 ODD_KINDS = ("not_utf8", "false_gzip", "redirect", "retry_after")
-
-Predicate = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(slots=True)
@@ -56,12 +50,6 @@ class _Failure:
 class _Odd:
     kind: str
     retry_after: str
-
-
-@dataclass(slots=True)
-class _Waiter:
-    ws: web.WebSocketResponse
-    future: asyncio.Future[dict[str, Any]]
 
 
 class FakeCloud:
@@ -96,15 +84,7 @@ class FakeCloud:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
-        # The command channel: connected agents (newest last), answers by id.
-        self._agents: list[web.WebSocketResponse] = []
-        self._agents_changed = asyncio.Event()
-        self._waiters: dict[str, deque[_Waiter]] = {}
-        self.connections = 0  # websocket upgrades accepted, ever
-        self.refused = 0  # upgrades refused for a wrong api-key
-        # Every message an agent sent on the channel, parsed when it was JSON.
-        self.answers: list[Any] = []
-        self._answered = asyncio.Event()
+        self._channel = CommandChannel(api_key)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -119,7 +99,7 @@ class FakeCloud:
         app.router.add_post(FEEDBACK_PATH, self._feedback)
         app.router.add_get("/_sim/feedback", self._list)
         app.router.add_route("*", REDIRECTED_PATH, self._redirected)
-        app.router.add_get(COMMANDS_PATH, self._commands)
+        app.router.add_get(COMMANDS_PATH, self._channel.handle)
         # Open websockets would hold the shutdown up: close them once the site stops listening.
         app.on_shutdown.append(self._shutdown_agents)
         # Access logs off: the structlog lines below say more, and less noise.
@@ -166,74 +146,44 @@ class FakeCloud:
     @property
     def agents(self) -> int:
         """How many agents are connected right now."""
-        return len(self._agents)
+        return self._channel.agents
+
+    @property
+    def connections(self) -> int:
+        """Websocket upgrades accepted, ever."""
+        return self._channel.connections
+
+    @property
+    def refused(self) -> int:
+        """Upgrades refused for a wrong api-key."""
+        return self._channel.refused
+
+    @property
+    def answers(self) -> list[Any]:
+        """Every message an agent sent on the channel, parsed when it was JSON."""
+        return self._channel.answers
 
     async def wait_for_agent(self, timeout: float) -> None:
         """Returns once an agent is connected; TimeoutError when none comes in time."""
-        async with asyncio.timeout(timeout):
-            while not self._agents:
-                self._agents_changed.clear()
-                await self._agents_changed.wait()
+        await self._channel.wait_for_agent(timeout)
 
     async def send_command(self, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """Send a command to the newest connected agent and return its answer.
 
-        ``body`` is ``{"id", "key", ...command}``; an id is added when missing.
-        Waits (within ``timeout``) for an agent if none is connected. Sending
-        the same id twice waits for two answers. ConnectionResetError when the
-        agent goes away before answering, TimeoutError when it does not answer.
-        """
-        body = dict(body)
-        body.setdefault("id", uuid.uuid4().hex)
-        ident = _id_key(body["id"])
-        async with asyncio.timeout(timeout):
-            await self.wait_for_agent(timeout)
-            ws = self._agents[-1]
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            waiter = _Waiter(ws, future)
-            self._waiters.setdefault(ident, deque()).append(waiter)
-            try:
-                await ws.send_str(json.dumps(body))
-                log.info("fake cloud sent command", command=body)
-                return await future
-            finally:
-                queue = self._waiters.get(ident)
-                if queue is not None and waiter in queue:
-                    queue.remove(waiter)
-                    if not queue:
-                        del self._waiters[ident]
+        See :meth:`CommandChannel.send_command`."""
+        return await self._channel.send_command(body, timeout)
 
     async def send_raw(self, data: str | bytes) -> None:
         """Send any frame to the newest agent (bad messages); see ``wait_for_answer``."""
-        await self.wait_for_agent(5.0)
-        ws = self._agents[-1]
-        if isinstance(data, bytes):
-            await ws.send_bytes(data)
-        else:
-            await ws.send_str(data)
+        await self._channel.send_raw(data)
 
     async def wait_for_answer(self, predicate: Predicate, timeout: float) -> dict[str, Any]:
         """The first answer (a JSON object) matching ``predicate``, received or to come."""
-        checked = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                while checked < len(self.answers):
-                    answer = self.answers[checked]
-                    checked += 1
-                    if isinstance(answer, dict) and _matches(predicate, answer):
-                        return answer
-                self._answered.clear()
-                await self._answered.wait()
+        return await self._channel.wait_for_answer(predicate, timeout)
 
     async def disconnect_agents(self) -> None:
         """Close every agent's socket (the agent should reconnect)."""
-        agents, self._agents = self._agents, []
-        self._agents_changed.set()
-        for ws in agents:
-            self._fail_waiters(ws)
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"disconnected by the simulator")
-        if agents:
-            log.info("fake cloud disconnected agents", count=len(agents))
+        await self._channel.disconnect_agents()
 
     # -- fault injection ----------------------------------------------------
 
@@ -307,61 +257,12 @@ class FakeCloud:
                     body = self.received[checked]["body"]
                     checked += 1
                     for candidate in (*body["cabinets"], body):
-                        if _matches(predicate, candidate):
+                        if matches(predicate, candidate):
                             return candidate
                 self._changed.clear()
                 await self._changed.wait()
 
     # -- handlers -----------------------------------------------------------
-
-    async def _commands(self, request: web.Request) -> web.StreamResponse:
-        given = request.headers.get("api-key", "")
-        if not hmac.compare_digest(given.encode(), self._api_key.encode()):
-            self.refused += 1
-            log.info("fake cloud refused command channel", status=401)
-            return web.json_response(
-                {"error": "Unauthorized", "message": "Invalid API key"}, status=401
-            )
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        self.connections += 1
-        self._agents.append(ws)
-        self._agents_changed.set()
-        log.info("fake cloud agent connected", connections=self.connections)
-        try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    self._answer_received(_json_or_text(msg.data))
-                elif msg.type is WSMsgType.BINARY:
-                    self._answer_received(msg.data)
-        finally:
-            if ws in self._agents:
-                self._agents.remove(ws)
-                self._agents_changed.set()
-            self._fail_waiters(ws)
-            log.info("fake cloud agent disconnected")
-        return ws
-
-    def _answer_received(self, answer: Any) -> None:
-        self.answers.append(answer)
-        self._answered.set()
-        log.info("fake cloud got answer", answer=answer)
-        if not isinstance(answer, dict) or "id" not in answer:
-            return
-        queue = self._waiters.get(_id_key(answer["id"]))
-        while queue:
-            waiter = queue.popleft()
-            if not waiter.future.done():
-                waiter.future.set_result(answer)
-                break
-
-    def _fail_waiters(self, ws: web.WebSocketResponse) -> None:
-        for queue in self._waiters.values():
-            for waiter in queue:
-                if waiter.ws is ws and not waiter.future.done():
-                    waiter.future.set_exception(
-                        ConnectionResetError("the agent went away before answering")
-                    )
 
     async def _shutdown_agents(self, app: web.Application) -> None:
         await self.disconnect_agents()
@@ -461,7 +362,7 @@ class FakeCloud:
 
     async def _fail(self, request: web.Request, failure: _Failure) -> web.Response:
         now = time.time()
-        body = _json_or_text(await request.text())
+        body = json_or_text(await request.text())
         headers: dict[str, str] = {}
         if failure.retry_after_s is not None:
             headers["Retry-After"] = str(max(0, math.ceil(failure.retry_after_s)))
@@ -483,21 +384,3 @@ class FakeCloud:
             request.transport.abort()
         # Never reaches the client; returning keeps aiohttp from logging an error.
         return web.Response(status=499)
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _id_key(command_id: Any) -> str:
-    """Ids compared as JSON: 5 and "5" are different commands."""
-    return json.dumps(command_id, sort_keys=True)
-
-
-def _matches(predicate: Predicate, candidate: dict[str, Any]) -> bool:
-    with contextlib.suppress(KeyError, TypeError, IndexError, AttributeError):
-        return bool(predicate(candidate))
-    return False
