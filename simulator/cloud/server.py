@@ -1,89 +1,39 @@
-"""A fake SYNQ cloud: the v2 feedback endpoint, strict about the spec's shapes.
+"""The fake SYNQ cloud as one object: its feedback endpoint, fault switches and command channel.
 
-It validates every body against the OpenAPI document the real cloud
-publishes (a copy lives in ``simulator/spec/``), records what it accepted,
-and can be told to fail, stall or drop connections, so the agent's outbox is
-tested against a real HTTP server on 127.0.0.1.
-
-It also plays the cloud's side of the command channel: a websocket at
-``/api/lockers/commands`` (``api-key`` header, 401 before the upgrade when
-wrong) on which ``send_command`` sends ``{"id", "key", ...command}`` to the
-connected agent and waits for the answer with the same id.
+:class:`FakeCloud` serves them on one real aiohttp server on 127.0.0.1, so
+the agent's outbox and channel are tested against real HTTP; each job lives
+in its own module (``feedback``, ``faults``, ``channel``) and the methods
+here hand over to it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import hmac
-import json
-import math
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from simulator.cloud.channel import COMMANDS_PATH, CommandChannel
-from simulator.cloud.common import Predicate, json_or_text, matches
-from simulator.cloud.spec import (
-    FEEDBACK_PATH,
-    FeedbackValidator,
-    load_feedback_schema,
-    unprocessable,
-)
+from simulator.cloud.common import Predicate
+from simulator.cloud.faults import REDIRECTED_PATH, FaultSwitches
+from simulator.cloud.feedback import FeedbackEndpoint
+from simulator.cloud.spec import FEEDBACK_PATH, FeedbackValidator, load_feedback_schema
 
 log = structlog.get_logger(__name__)
-
-REDIRECTED_PATH = "/_sim/redirected"  # where an odd "redirect" answer points
-ODD_KINDS = ("not_utf8", "false_gzip", "redirect", "retry_after")
-
-
-@dataclass(slots=True)
-class _Failure:
-    status: int
-    retry_after_s: float | None
-
-
-@dataclass(slots=True)
-class _Odd:
-    kind: str
-    retry_after: str
 
 
 class FakeCloud:
     """The cloud's feedback endpoint and command channel on a real aiohttp server."""
 
     def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._api_key = api_key
         self._host = host
         self._port = port
-        self._validator = FeedbackValidator(load_feedback_schema())
-        # Accepted requests: {"received_at": unix time, "body": the JSON body}.
-        self.received: list[dict[str, Any]] = []
-        # Requests answered 4xx: {"received_at", "status", "body", "response"}.
-        self.rejected: list[dict[str, Any]] = []
-        # Seconds to stall before answering each feedback request. NOTE: not
-        # delay_s, unlike the rest of the simulator: the agent's tests set it.
-        self.delay = 0.0
-        # Seconds to hold each answer back *after* the body was taken and recorded:
-        # a slow cloud whose late answer a client may give up on (it then resends).
-        self.answer_delay_s = 0.0
-        # An HTTP status every feedback request gets until set back to None (a cloud
-        # answering 500 for a while), after the queued failures of fail_next.
-        self.failing_status: int | None = None
-        self._failures: list[_Failure] = []
-        self._odd: list[_Odd] = []
-        # Requests that followed a redirect: {"method", "api_key_sent"}; never any.
-        self.redirected: list[dict[str, Any]] = []
-        # Odd answers given: {"answered_at": unix time, "kind", "retry_after": the header
-        # value of a "retry_after" answer, else None}.
-        self.odd_answers: list[dict[str, Any]] = []
-        self._drops: list[bool] = []  # one per connection to drop: after processing?
-        self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._faults = FaultSwitches()
+        self._feedback = FeedbackEndpoint(
+            api_key, FeedbackValidator(load_feedback_schema()), self._faults, lambda: self.url
+        )
         self._channel = CommandChannel(api_key)
 
     # -- lifecycle ---------------------------------------------------------
@@ -96,9 +46,9 @@ class FakeCloud:
         if self._runner is not None:
             return
         app = web.Application()
-        app.router.add_post(FEEDBACK_PATH, self._feedback)
-        app.router.add_get("/_sim/feedback", self._list)
-        app.router.add_route("*", REDIRECTED_PATH, self._redirected)
+        app.router.add_post(FEEDBACK_PATH, self._feedback.handle)
+        app.router.add_get("/_sim/feedback", self._feedback.listing)
+        app.router.add_route("*", REDIRECTED_PATH, self._faults.redirected_to)
         app.router.add_get(COMMANDS_PATH, self._channel.handle)
         # Open websockets would hold the shutdown up: close them once the site stops listening.
         app.on_shutdown.append(self._shutdown_agents)
@@ -187,200 +137,86 @@ class FakeCloud:
 
     # -- fault injection ----------------------------------------------------
 
+    @property
+    def delay(self) -> float:
+        """Seconds to stall before answering each feedback request (settable)."""
+        return self._faults.delay
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        self._faults.delay = value
+
+    @property
+    def answer_delay_s(self) -> float:
+        """Seconds to hold each answer back after the body was recorded (settable)."""
+        return self._faults.answer_delay_s
+
+    @answer_delay_s.setter
+    def answer_delay_s(self, value: float) -> None:
+        self._faults.answer_delay_s = value
+
+    @property
+    def failing_status(self) -> int | None:
+        """An HTTP status every feedback request gets until set back to None (settable)."""
+        return self._faults.failing_status
+
+    @failing_status.setter
+    def failing_status(self, value: int | None) -> None:
+        self._faults.failing_status = value
+
+    @property
+    def redirected(self) -> list[dict[str, Any]]:
+        """Requests that followed a redirect: ``{"method", "api_key_sent"}``; never any."""
+        return self._faults.redirected
+
+    @property
+    def odd_answers(self) -> list[dict[str, Any]]:
+        """Odd answers given: ``{"answered_at", "kind", "retry_after"}``."""
+        return self._faults.odd_answers
+
     def fail_next(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Answer ``status`` to the next ``count`` feedback requests, recording nothing.
 
-        ``retry_after`` (seconds; named after the HTTP header, and the agent's
-        tests call it so) goes out as whole seconds, rounded up: HTTP's
-        delay-seconds is an integer.
-        """
-        self._failures.extend(_Failure(status, retry_after) for _ in range(count))
+        See :meth:`FaultSwitches.fail_next`."""
+        self._faults.fail_next(status, count, retry_after)
 
     def drop_next(self, count: int = 1, *, after_processing: bool = False) -> None:
         """Close the next ``count`` connections without an answer.
 
-        With ``after_processing`` the body is validated and recorded first: the
-        cloud took the update but the answer was lost, so the agent resends.
-        """
-        self._drops.extend(after_processing for _ in range(count))
+        See :meth:`FaultSwitches.drop_next`."""
+        self._faults.drop_next(count, after_processing=after_processing)
 
     def odd_next(self, kind: str, count: int = 1, *, retry_after: str = "999999999") -> None:
-        """Answer the next ``count`` feedback requests oddly (``kind`` in :data:`ODD_KINDS`):
+        """Answer the next ``count`` feedback requests oddly (``kind`` in ``ODD_KINDS``).
 
-        - ``not_utf8``: the body is taken and recorded; the answer is a 200 whose
-          body is not UTF-8;
-        - ``false_gzip``: taken and recorded; a 200 claiming ``Content-Encoding:
-          gzip`` over bytes that are not gzip;
-        - ``redirect``: not taken; a 307 to :data:`REDIRECTED_PATH` (a client that
-          follows it shows up in :attr:`redirected`, api-key and all);
-        - ``retry_after``: not taken; a 503 with ``Retry-After: <retry_after>``, the
-          raw header value (absurd ones: ``"999999999"``, ``"-5"``, ``"soon"``, a date
-          in the year 9999).
-
-        ValueError for an unknown kind. Drops and failures queued before go first.
-        """
-        if kind not in ODD_KINDS:
-            raise ValueError(f"odd answer {kind!r} is not one of {ODD_KINDS}")
-        self._odd.extend(_Odd(kind, retry_after) for _ in range(count))
+        See :meth:`FaultSwitches.odd_next`."""
+        self._faults.odd_next(kind, count, retry_after=retry_after)
 
     def heal(self) -> None:
         """Forget every injected failure, drop and odd answer still queued, and delays."""
-        self._failures.clear()
-        self._drops.clear()
-        self._odd.clear()
-        self.delay = 0.0
-        self.answer_delay_s = 0.0
-        self.failing_status = None
+        self._faults.heal()
 
     # -- observation --------------------------------------------------------
 
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """Accepted requests: ``{"received_at": unix time, "body": the JSON body}``."""
+        return self._feedback.received
+
+    @property
+    def rejected(self) -> list[dict[str, Any]]:
+        """Requests answered 4xx: ``{"received_at", "status", "body", "response"}``."""
+        return self._feedback.rejected
+
     def cabinet_updates(self) -> list[dict[str, Any]]:
         """Every accepted cabinet entry, in the order received."""
-        return [
-            copy.deepcopy(cabinet)
-            for record in self.received
-            for cabinet in record["body"]["cabinets"]
-        ]
+        return self._feedback.cabinet_updates()
 
-    # The timeout parameter is the agreed test-helper signature.
     async def wait_for(self, predicate: Predicate, timeout: float) -> dict[str, Any]:
         """The first accepted cabinet entry, or else body, matching ``predicate``.
 
-        Looks at what was already received first, then waits; TimeoutError when
-        nothing matches in time. A predicate raising KeyError/TypeError/IndexError
-        on a shape it did not expect counts as no match.
-        """
-        checked = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                while checked < len(self.received):
-                    body = self.received[checked]["body"]
-                    checked += 1
-                    for candidate in (*body["cabinets"], body):
-                        if matches(predicate, candidate):
-                            return candidate
-                self._changed.clear()
-                await self._changed.wait()
-
-    # -- handlers -----------------------------------------------------------
+        See :meth:`FeedbackEndpoint.wait_for`."""
+        return await self._feedback.wait_for(predicate, timeout)
 
     async def _shutdown_agents(self, app: web.Application) -> None:
         await self.disconnect_agents()
-
-    async def _list(self, request: web.Request) -> web.Response:
-        return web.json_response(self.received)
-
-    async def _feedback(self, request: web.Request) -> web.StreamResponse:
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        drop_after: bool | None = self._drops.pop(0) if self._drops else None
-        if drop_after is False:
-            return self._drop(request)
-        if drop_after is None and self._failures:
-            failure = self._failures.pop(0)
-            return await self._fail(request, failure)
-        if drop_after is None and self.failing_status is not None:
-            return await self._fail(request, _Failure(self.failing_status, None))
-        odd = self._odd.pop(0) if drop_after is None and self._odd else None
-        if odd is not None:
-            retry_after = odd.retry_after if odd.kind == "retry_after" else None
-            self.odd_answers.append(
-                {"answered_at": time.time(), "kind": odd.kind, "retry_after": retry_after}
-            )
-        if odd is not None and odd.kind in ("redirect", "retry_after"):
-            return self._odd_refusal(odd)
-
-        response = await self._process(request)
-        if drop_after:
-            return self._drop(request)
-        if odd is not None and response.status == 200:
-            response = self._odd_acceptance(odd)
-        if self.answer_delay_s > 0:
-            await asyncio.sleep(self.answer_delay_s)
-        return response
-
-    def _odd_refusal(self, odd: _Odd) -> web.Response:
-        """A feedback request not taken: a redirect, or a 503 with an absurd Retry-After."""
-        log.info("fake cloud odd answer", kind=odd.kind, retry_after=odd.retry_after)
-        if odd.kind == "redirect":
-            location = self.url + REDIRECTED_PATH
-            return web.Response(status=307, headers={"Location": location}, text="moved")
-        return web.json_response(
-            {"message": "Service unavailable"},
-            status=503,
-            headers={"Retry-After": odd.retry_after},
-        )
-
-    def _odd_acceptance(self, odd: _Odd) -> web.Response:
-        """A 200 for a body already taken, whose own body a client cannot decode."""
-        log.info("fake cloud odd answer", kind=odd.kind)
-        if odd.kind == "not_utf8":
-            return web.Response(
-                status=200, body=b"\xff\xfe\x00\xc3(not utf-8", content_type="text/plain"
-            )
-        return web.Response(
-            status=200,
-            body=b"this is not gzip at all",
-            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-        )
-
-    async def _redirected(self, request: web.Request) -> web.Response:
-        self.redirected.append(
-            {"method": request.method, "api_key_sent": "api-key" in request.headers}
-        )
-        log.warning("fake cloud: a client followed a redirect", method=request.method)
-        return web.json_response({"message": "you should not be here"}, status=418)
-
-    async def _process(self, request: web.Request) -> web.Response:
-        now = time.time()
-        text = await request.text()
-        given = request.headers.get("api-key", "")
-        if not hmac.compare_digest(given.encode(), self._api_key.encode()):
-            return self._reject(
-                now, 401, text, {"error": "Unauthorized", "message": "Invalid API key"}
-            )
-        try:
-            body = json.loads(text)
-        except ValueError:
-            errors = {"body": ["The request body must be valid JSON."]}
-            return self._reject(now, 422, text, unprocessable(errors))
-        errors = self._validator.errors(body)
-        if errors:
-            return self._reject(now, 422, body, unprocessable(errors))
-        self.received.append({"received_at": now, "body": body})
-        self._changed.set()
-        # "event" is structlog's own key, hence event_body.
-        log.info("fake cloud feedback", cabinets=body["cabinets"], event_body=body.get("event"))
-        return web.json_response({"message": "Updated successfully"})
-
-    def _reject(self, now: float, status: int, body: Any, response: dict[str, Any]) -> web.Response:
-        self.rejected.append(
-            {"received_at": now, "status": status, "body": body, "response": response}
-        )
-        log.info("fake cloud rejected feedback", status=status, response=response)
-        return web.json_response(response, status=status)
-
-    async def _fail(self, request: web.Request, failure: _Failure) -> web.Response:
-        now = time.time()
-        body = json_or_text(await request.text())
-        headers: dict[str, str] = {}
-        if failure.retry_after_s is not None:
-            headers["Retry-After"] = str(max(0, math.ceil(failure.retry_after_s)))
-        message = "Simulated failure"
-        if failure.status == 500:
-            message = "Internal server error"
-        response = {"message": message}
-        if 400 <= failure.status < 500:
-            self.rejected.append(
-                {"received_at": now, "status": failure.status, "body": body, "response": response}
-            )
-        log.info("fake cloud injected failure", status=failure.status, headers=headers)
-        return web.json_response(response, status=failure.status, headers=headers)
-
-    def _drop(self, request: web.Request) -> web.Response:
-        log.info("fake cloud dropped connection")
-        # abort(): no answer at all, the client sees the connection vanish.
-        if request.transport is not None:
-            request.transport.abort()
-        # Never reaches the client; returning keeps aiohttp from logging an error.
-        return web.Response(status=499)
