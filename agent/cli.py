@@ -32,6 +32,7 @@ from typing import Protocol
 import structlog
 
 from agent import __version__, log
+from agent.api.unix import SocketUnavailable
 from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
 from agent.field import access, busscan, technician
@@ -197,6 +198,9 @@ def _run(path: str) -> int:
         return EX_CONFIG
     try:
         asyncio.run(run(config, path=path))
+    except SocketUnavailable as err:  # another agent serves it, or its folder refuses
+        logger.error("agent.failed", error=f"api.socket: {err}")
+        return 1
     except OSError as err:
         reason = _BIND_ERRORS.get(err.errno or 0)
         if reason is None or "bind" not in str(err):
