@@ -250,9 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor.main(args)
 
     if args.cmd in ("status", "open", "selftest"):
-        config = _load_or_report(args.config_flag)
-        if config is None:
-            return EX_CONFIG
+        config = None
+        if args.socket is None:  # the config file says where the socket is
+            config = _load_or_report(args.config_flag)
+            if config is None:
+                return EX_CONFIG
         log.configure(level="warning")
         return technician.main(args, config)
 
