@@ -35,7 +35,7 @@ from agent import __version__, log
 from agent.api.unix import SocketUnavailable
 from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
-from agent.field import access, busscan, technician
+from agent.field import access, busscan, probes, technician
 from agent.hardware.dry import build_dry
 from agent.thermal import cli as thermal_cli
 
@@ -206,17 +206,26 @@ def _run(path: str) -> int:
         if reason is None or "bind" not in str(err):
             logger.exception("agent.failed")
             return 1
-        listen = config.api.listen
-        logger.error(
-            "agent.failed",
-            error=f"api.listen: cannot listen on {listen}: {reason}: stop what holds port"
-            f" {config.api.port} (ss -ltnp 'sport = :{config.api.port}') or change api.listen",
-        )
+        logger.error("agent.failed", error=_listen_refused(config, err.errno, reason))
         return 1
     except Exception:  # one clear log line, exit 1
         logger.exception("agent.failed")
         return 1
     return 0
+
+
+def _listen_refused(config: Config, errno_: int | None, reason: str) -> str:
+    """One line: why ``api.listen`` cannot be listened on, naming the process that holds
+    the port when /proc shows it (all of them as root, only this user's otherwise)."""
+    port = config.api.port
+    where = f"api.listen: cannot listen on {config.api.listen}"
+    if errno_ == errno.EADDRINUSE and (found := probes.port_holders(port)):
+        holder = probes.named(found)
+        return f"{where}: the address is in use by {holder}: stop it or change api.listen"
+    return (
+        f"{where}: {reason}: stop what holds port {port} (ss -ltnp 'sport = :{port}') or change"
+        " api.listen"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
