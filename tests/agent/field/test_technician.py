@@ -102,7 +102,7 @@ async def test_status_and_open_on_the_socket_without_the_token(tmp_path):
 
 
 async def test_selftest_spares_an_occupied_and_a_disabled_cabinet(tmp_path):
-    sim = Simulation(auto_shut_after_s=0.3, adjust=small())
+    sim = Simulation(adjust=small())  # nobody shuts a door: each answer reads open
     await sim.start()
     try:
         path = config_for(tmp_path, sim)
@@ -126,7 +126,7 @@ async def test_selftest_spares_an_occupied_and_a_disabled_cabinet(tmp_path):
 
 
 async def test_selftest_asks_first(tmp_path):
-    sim = Simulation(auto_shut_after_s=0.3, adjust=small(cabinets=2))
+    sim = Simulation(adjust=small(cabinets=2))  # doors stay open: answers read open
     await sim.start()
     try:
         path = config_for(tmp_path, sim)
