@@ -28,6 +28,7 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ class SocketUnavailable(OSError):
     is not a socket is there, or its directory refuses (the message says which)."""
 
 
-def peer_check(policy: PeerPolicy) -> Any:
+def peer_check(policy: PeerPolicy) -> Callable[[Any], str | None]:
     """A ``ConnectionGate`` peer check: the transport's socket -> None (served) or why
     not (a peer without credentials, or one ``policy`` refuses)."""
 

@@ -98,7 +98,8 @@ def _redact(text: str, secret: str) -> str:
 def healthz(host: str, port: int, timeout_s: float = 3.0) -> tuple[int, list[str]] | None:
     """``(status, reasons)`` of the running agent's ``GET /healthz``; None when silent.
 
-    A wildcard ``host`` is asked on loopback.
+    A wildcard ``host`` is asked on loopback. The reasons are printable (control
+    characters escaped): whoever answers on the port wrote them.
     """
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
@@ -106,7 +107,7 @@ def healthz(host: str, port: int, timeout_s: float = 3.0) -> tuple[int, list[str
         conn.request("GET", "/healthz")
         response = conn.getresponse()
         body = json.loads(response.read() or b"{}")
-        return response.status, [str(r) for r in body.get("reasons", [])]
+        return response.status, [printable(r) for r in body.get("reasons", [])]
     except (OSError, http.client.HTTPException, ValueError, AttributeError):
         return None
     finally:

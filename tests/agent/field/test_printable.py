@@ -22,3 +22,27 @@ from agent.field.printable import printable
 )
 def test_printable(raw, shown):
     assert printable(raw) == shown
+
+
+async def test_doctor_escapes_the_reasons_of_whoever_answers_on_the_port():
+    import asyncio
+
+    from aiohttp import web
+
+    from agent.field.probes import healthz
+
+    async def health(request):
+        return web.json_response({"reasons": ["board 0 silent\x1b[2J"]}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        found = await asyncio.to_thread(healthz, "127.0.0.1", port)
+    finally:
+        await runner.cleanup()
+    assert found == (503, ["board 0 silent\\x1b[2J"])
