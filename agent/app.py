@@ -126,6 +126,7 @@ class Agent:
             body_timeout_s=config.api.body_timeout_s,
             metrics=self.metrics.render,
             records=self.thermal.records if self.thermal else None,
+            socket=config.api_socket,  # the technicians' commands: peer credentials, no token
         )
         self.channel = (
             CommandChannel(
@@ -202,7 +203,8 @@ class Agent:
 
     async def start(self) -> None:
         """Start every part in order; READY=1 once the start-up snapshot is queued.
-        Raises OSError when the API address is taken."""
+        Raises OSError when the API address is taken (``SocketUnavailable`` for the
+        technicians' socket)."""
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
         for warning in warnings(self.config):
             log.warning("config.warning", warning=warning)

@@ -14,7 +14,10 @@
 #   5. /etc/locker-agent (root:locker-agent 0750) with agent.toml, api.key and
 #      api.token written when absent, each root:locker-agent 0640 (the service reads
 #      them, nobody else does);
-#   6. the unit, systemd reloaded; a service that was running is restarted.
+#   6. the unit, systemd reloaded; a service that was running is restarted. The unit
+#      makes /run/locker-agent (RuntimeDirectory=, 0750) for the technicians' socket
+#      at each start: nothing to make here. A technician's own login may use it
+#      without sudo once in the group: usermod -aG locker-agent NAME.
 # It does not enable or start the service: edit the config first (README, "On a locker").
 #
 # Variables: ROOT (a directory to install into as if it were /: tests and image
@@ -148,3 +151,4 @@ if "$prefix/bin/locker-agent" check-config "$etc/agent.toml" >/dev/null; then
 else
   say "next: fix $etc/agent.toml (the lines above), then: sudo systemctl enable --now locker-agent"
 fi
+say "technicians: sudo locker-agent status (the agent's socket: root and the group $user)"
