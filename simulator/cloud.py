@@ -174,6 +174,9 @@ class FakeCloud:
         # Every message an agent sent on the channel, parsed when it was JSON.
         self.answers: list[Any] = []
         self._answered = asyncio.Event()
+        # True: the command channel goes silent without closing (pings unanswered), as
+        # behind a proxy that swallows traffic; set back to False to answer again.
+        self.silent = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -343,13 +346,15 @@ class FakeCloud:
         self._odd.extend(_Odd(kind, retry_after) for _ in range(count))
 
     def heal(self) -> None:
-        """Forget every injected failure, drop and odd answer still queued, and delays."""
+        """Forget every injected failure, drop and odd answer still queued, delays and
+        silence."""
         self._failures.clear()
         self._drops.clear()
         self._odd.clear()
         self.delay = 0.0
         self.answer_delay_s = 0.0
         self.failing_status = None
+        self.silent = False
 
     # -- observation --------------------------------------------------------
 
@@ -391,7 +396,7 @@ class FakeCloud:
             return web.json_response(
                 {"error": "Unauthorized", "message": "Invalid API key"}, status=401
             )
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoping=False)  # pings answered below, unless silent
         await ws.prepare(request)
         self.connections += 1
         self._agents.append(ws)
@@ -399,7 +404,9 @@ class FakeCloud:
         log.info("fake cloud agent connected", connections=self.connections)
         try:
             async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
+                if msg.type is WSMsgType.PING and not self.silent:
+                    await ws.pong(msg.data)
+                elif msg.type is WSMsgType.TEXT:
                     self._answer_received(_json_or_text(msg.data))
                 elif msg.type is WSMsgType.BINARY:
                     self._answer_received(msg.data)
