@@ -12,7 +12,6 @@ import contextlib
 import email.utils
 import random
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +40,13 @@ BODY_REFUSED = frozenset(
 )  # during a backoff, fresh news is tried at most this often
 
 
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+def retry_after(value: str | None, date: str | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds, or an HTTP date taken
+    from the answer's own ``Date`` header (the cloud's clock against the cloud's clock).
+
+    Never against this controller's wall clock, which may be days off before its
+    first NTP sync: a date without a ``Date`` to measure it from gives None.
+    """
     if not value:
         return None
     value = value.strip()
@@ -50,7 +54,8 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return float(value)
     with contextlib.suppress(TypeError, ValueError):
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        sent = email.utils.parsedate_to_datetime(date or "")
+        return max(0.0, (when - sent).total_seconds())
     return None
 
 
@@ -197,7 +202,7 @@ class Uplink:
                 allow_redirects=False,
             ) as resp:
                 status = resp.status
-                hint = retry_after(resp.headers.get("Retry-After"))
+                hint = retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"))
                 text = "" if 200 <= status < 300 else await _answer(resp)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if self._on_answer is not None:
