@@ -31,10 +31,10 @@ from pydantic import SecretStr
 from yarl import URL
 
 from agent.cloud.backoff import Backoff
+from agent.cloud.messages import admit, failure
 from agent.cloud.session import RedirectRefused, cloud_session
-from agent.locker.commands import error_body, parse_command, problem
-from agent.locker.errors import Invalid, LockerError
-from agent.locker.idempotency import MAX_ID_LENGTH
+from agent.locker.commands import problem
+from agent.locker.errors import LockerError
 from agent.locker.locker import Locker
 
 log = structlog.get_logger(__name__)
@@ -233,7 +233,7 @@ class CommandChannel:
         costs the agent the answers, never its memory, and reading goes on.
         """
         self.received += 1
-        taken = self._admit(text)
+        taken = admit(self._locker, text)
         del text
         if isinstance(taken, dict):
             await self._send(ws, taken)
@@ -248,7 +248,7 @@ class CommandChannel:
         try:
             answer = {"id": command_id, "ok": True, "cabinet": await asyncio.shield(running)}
         except LockerError as err:
-            answer = _failure(command_id, err)
+            answer = failure(command_id, err)
         except Exception:  # a bug in one command must not end the channel
             log.exception("channel.command_failed", id=command_id)
             error = problem(500, "INTERNAL_ERROR", "internal error")
@@ -268,54 +268,3 @@ class CommandChannel:
             )
             return
         log.debug("channel.answered", id=answer["id"], ok=answer["ok"])
-
-    def _admit(self, text: str | None) -> dict[str, Any] | tuple[Any, asyncio.Task[Any]]:
-        """An answer now (a refusal), or ``(id, the running command)``."""
-        if text is None:
-            return _failure(None, Invalid("binary messages are not accepted: send JSON text"))
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            return _failure(None, Invalid("the message is not JSON"))
-        if not isinstance(data, dict):
-            return _failure(None, Invalid("the message must be a JSON object"))
-
-        raw_id = data.pop("id", None)
-        raw_key = data.pop("key", None)
-        errors: dict[str, list[str]] = {}
-        command_id = raw_id if _is_id(raw_id) else None
-        if raw_id is None:
-            errors["id"] = ["required"]
-        elif command_id is None:
-            errors["id"] = [f"must be an integer or a string of 1-{MAX_ID_LENGTH} characters"]
-        if raw_key is None:
-            errors["key"] = ["required"]
-        elif not _is_int(raw_key):
-            errors["key"] = ["must be an integer"]
-        if errors:
-            first = next(iter(errors.items()))
-            err = Invalid(f"{first[0]}: {first[1][0]}", errors)
-            # Echo an id the cloud can match, even one we refuse to act on.
-            echo = (
-                raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
-            )
-            return _failure(echo, err)
-
-        try:
-            cmd = parse_command(data)
-            # Own namespace: a cloud id never collides with a local Idempotency-Key.
-            return command_id, self._locker.submit(raw_key, cmd, f"cloud:{command_id!r}")
-        except LockerError as err:
-            return _failure(command_id, err)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_id(value: Any) -> bool:
-    return (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH) or _is_int(value)
-
-
-def _failure(command_id: str | int | None, err: LockerError) -> dict[str, Any]:
-    return {"id": command_id, "ok": False, "error": error_body(err)[1]}
