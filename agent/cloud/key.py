@@ -20,12 +20,12 @@ from pathlib import Path
 import structlog
 from pydantic import SecretStr
 
+from agent.config.secrets import read_secret_file
+
 log = structlog.get_logger(__name__)
 
 AUTH_RETRY_S = 60.0  # a refused key will not fix itself quickly: the slow retry
 WATCH_S = 1.0  # while refused, the key file's stat is looked at this often
-# As agent/config/secrets.py reads the file at start: a bigger file is the wrong file.
-MAX_KEY_FILE_BYTES = 64 * 1024
 
 _Signature = tuple[int, int, int, int]  # inode, size, mtime and ctime in ns
 _UNREAD = object()  # the file not looked at yet
@@ -89,7 +89,7 @@ class ApiKey:
             return  # unchanged (or still missing): the cheap path, once a second while refused
         self._seen = signature
         if problem is None:
-            text, problem = read_key_file(self.path)
+            text, problem = read_secret_file(self.path)
         if problem is not None:
             # Mid-edit (truncated, not yet written) or gone: the next change is read again.
             log.warning("api_key.file_unusable", problem=problem)
@@ -101,23 +101,3 @@ class ApiKey:
         self._new.set()
         self._new = asyncio.Event()
         log.info("api_key.reloaded", file=str(self.path), generation=self.generation)
-
-
-def read_key_file(path: Path) -> tuple[str, str | None]:
-    """(the stripped key, None), or ("", why not): the rules of ``[cloud] api_key_file``
-    at start (at most ``MAX_KEY_FILE_BYTES``, UTF-8, not blank). The reason names the
-    path, never the content."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as exc:
-        return "", f"cannot read {path}: {exc.strerror or type(exc).__name__}"
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        return "", f"{path} is larger than {MAX_KEY_FILE_BYTES} bytes: not a key file"
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return "", f"{path} is not UTF-8 text"
-    if not text:
-        return "", f"{path} is empty"
-    return text, None
