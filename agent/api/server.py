@@ -250,6 +250,8 @@ class LocalApi:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         reasons = self._problems() if self.ready else ["starting"]
+        if self._site is not None and (gone := self._site.problem()) is not None:
+            reasons.append(gone)
         status = 200 if not reasons else 503
         body = {"status": "ok" if status == 200 else "degraded", "reasons": reasons}
         body |= {"connections": self.gate.stats()} | self._details()

@@ -127,6 +127,21 @@ class PeerSite(web.UnixSite):
         self._remove()
         await super().stop()
 
+    def problem(self) -> str | None:
+        """A health line when the socket file is no longer the one this site made."""
+        if self._node is None:
+            return None
+        try:
+            found = os.lstat(self._socket_path)
+        except OSError:
+            found = None
+        if found is not None and (found.st_dev, found.st_ino) == self._node:
+            return None
+        return (
+            f"api.socket: {self._socket_path} is gone or replaced: the technicians' commands"
+            " cannot reach the agent (restart it to make the socket again)"
+        )
+
     def _remove(self) -> None:
         if self._node is None:
             return
