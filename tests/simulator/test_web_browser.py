@@ -222,3 +222,27 @@ def test_thermal_is_drawn_when_the_cabinet_object_has_it(page):
     assert chill == "chill 4.2 °C cooling"
     assert freeze == "freeze ? °C sensor failed"
     assert none
+
+
+def test_a_door_not_yet_recorded_is_marked(page, live):
+    """The disk refuses the change: the tile shows the door open, marked "not recorded",
+    until the agent has written it (issue 23: shown as sensed, with its doubt)."""
+    import sqlite3
+
+    outbox = live.sim.agent.outbox
+    make_room = outbox._make_room
+
+    def full(*_a, **_k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    outbox._make_room = full
+    try:
+        live.sim.boards.force_open(0, 10)  # cabinet 9
+        page.wait_for_selector(cab(9, front="open", recorded="false"))
+        assert page.locator(f"{cab(9)} .tag.doubt", has_text="not recorded").count() == 1
+    finally:
+        outbox._make_room = make_room
+    page.wait_for_selector(cab(9, front="open", recorded="true"))
+    assert page.locator(f"{cab(9)} .tag.doubt").count() == 0
+    live.sim.boards.shut_door(0, 10)
+    page.wait_for_selector(cab(9, front="closed"))

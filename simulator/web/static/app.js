@@ -204,6 +204,7 @@ function drawCabinet(cab, h) {
     "data-rear": rear,
     "data-enabled": cab.enabled,
     "data-occupied": cab.occupied,
+    "data-recorded": String(cab.recorded !== false),
     title: `front: ${front}${hw.front ? ` (${hw.front.wired})` : ""}${rear ? `\nrear: ${rear}` : ""}`,
     onclick: () => { selected = cab.key; render(state); },
   });
@@ -217,6 +218,10 @@ function drawCabinet(cab, h) {
   const info = el("div", { class: "info" }, front);
   if (cab.enabled === false) info.append(el("span", { class: "tag" }, "disabled"));
   if (cab.occupied) info.append(el("span", { class: "tag item" }, "item"));
+  if (cab.occupied === null) info.append(el("span", { class: "tag doubt", title: "its board does not answer" }, "item ?"));
+  if (cab.recorded === false) {
+    info.append(el("span", { class: "tag doubt", title: "shown as sensed; the agent has not recorded it yet (the disk refuses)" }, "not recorded"));
+  }
   if (hw.front && hw.front.jammed) info.append(el("span", { class: "tag hw" }, "jammed"));
   if (cab.thermal) info.append(drawThermal(cab));
   tile.append(info);
