@@ -282,6 +282,8 @@ class Locker:
 
     async def _carry_out(self, cabinet: Cabinet, side: Side, cmd: CabinetCommand) -> None:
         key = cabinet.key
+        if (refusal := cabinet.thermal_refusal(cmd.command)) is not None:
+            raise Conflict(refusal)  # a latched safety shut-off (ADR 0011)
         if cmd.command == "open":
             if not cabinet.enabled:
                 raise Conflict(f"cabinet {key} is disabled")

@@ -58,6 +58,8 @@ class Rig:
         for line in self.switches.values():
             line.set(True)  # every door shut (a switch is active when shut)
         self.lines = {pin: world.output(pin) for key in modes for pin in PINS[key].values()}
+        cutoff = self.config.thermal.cutoff
+        self.cutoff = world.output(cutoff.pin) if cutoff is not None else None
         self.agent = Agent(self.config, gpio_factory=self.factory)
         self.locker = self.agent.locker
         for key, mode in modes.items():
@@ -65,6 +67,7 @@ class Rig:
         self.doors: dict[int, bool] = {}
         self.both_on = 0
         self.thermal: Thermal | None = None
+        self.synced = True  # the wall clock known right at each start (set False to test)
 
     async def start(self) -> None:
         await self.agent.hardware.start()  # door switches read: the cloud can be told
@@ -73,10 +76,13 @@ class Rig:
         self.thermal = self.new_thermal()
         self.thermal.outputs.all_off()
 
-    def new_thermal(self) -> Thermal:
+    def new_thermal(self, wall_offset_s: float = 0.0) -> Thermal:
+        """A thermal service on the rig's clocks (the wall ``wall_offset_s`` off the
+        truth), its clock's evidence as ``synced`` says, taken at once."""
         wirings = {c.key: c.thermal for c in self.config.cabinets}
         records = Records(self.tmp_path / "thermal.sqlite3", retention_days=400)
-        return Thermal(
+        self.wall_offset_s = wall_offset_s
+        thermal = Thermal(
             self.config.thermal,
             self.locker.cabinets,
             wirings,  # type: ignore[arg-type]
@@ -85,8 +91,10 @@ class Rig:
             self.locker.journal.publish,
             disable=self.disable,
             clock=lambda: self.now,
-            wall=lambda: self.now + 1.8e9,
+            wall=lambda: self.now + 1.8e9 + self.wall_offset_s,
         )
+        thermal.clock_known(True if self.synced else None, "the rig")
+        return thermal
 
     async def disable(self, key: int, reason: str) -> None:
         await self.locker.execute(key, parse_command({"command": "disable", "reason": reason}))
@@ -105,6 +113,9 @@ class Rig:
         return self.lines[number].on
 
     def outputs(self) -> dict[int, tuple[bool, bool]]:
+        supplied = self.cutoff is None or self.cutoff.on
+        for key in self.plant.keys:
+            self.plant.body(key).heater_supply = supplied
         out = {}
         for key in self.plant.keys:
             pins = PINS[key]
