@@ -245,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.configure(level="warning")
         return doctor.main(args)
 
+    if args.cmd == "thermal" and args.thermal_cmd == "reset":
+        return _thermal_reset(args)
+
     if args.cmd in ("status", "open", "selftest"):
         config = _load_or_report(args.config_flag)
         if config is None:
@@ -273,6 +276,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
             return 1
     return 2
+
+
+def _thermal_reset(args: argparse.Namespace) -> int:
+    """``thermal reset KEY``: through the technician's client, as ``open`` is."""
+    config = _load_or_report(args.config_flag)
+    if config is None:
+        return EX_CONFIG
+    log.configure(level="warning")
+    by = args.by or thermal_cli.who()
+    try:
+        return asyncio.run(thermal_cli.reset(config, args.key, by, args.reason, technician.ask))
+    except technician.AgentUnreachable as exc:
+        print(
+            f"locker-agent thermal reset: the agent does not answer at {exc}: is it running?"
+            " (systemctl status locker-agent)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _show_outbox(config: Config, limit: int) -> int:

@@ -53,6 +53,12 @@ class _Client:
             raise AgentUnreachable(f"{self._base}: {type(exc).__name__}") from None
 
 
+async def ask(config: Config, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request to the running agent, as ``open`` makes it: (status, JSON answer).
+    Raises ``AgentUnreachable``. Other rooms' commands (``thermal reset``) call this."""
+    return await _Client(config).call(method, path, body)
+
+
 def _row(cabinet: dict[str, Any]) -> str:
     alarms = (
         ", ".join(a["type"] + (f" ({a['side']})" if a["side"] else "") for a in cabinet["alarms"])
