@@ -133,6 +133,22 @@ class Rig:
             self.now += dt_s
             self.thermal.step(self.thermal._read_all())
 
+    def power_cut(self, seconds: float, *, wall_offset_s: float = 0.0) -> Thermal:
+        """The power goes for ``seconds``: no shutdown (the food clocks as last saved),
+        every relay off with it, the cabinets drift; then a new thermal service starts,
+        its wall clock ``wall_offset_s`` off the truth (a Pi without a clock chip boots
+        at fake-hwclock's last save)."""
+        assert self.thermal is not None
+        self.thermal.outputs.all_off()  # no power, no relay
+        self.thermal.records.close()  # no last save: a cut, not a stop
+        step = 60.0
+        for _ in range(round(seconds / step)):
+            self.plant.advance(step, {}, self.doors)
+            self.now += step
+        self.thermal = self.new_thermal(wall_offset_s)
+        self.thermal.outputs.all_off()
+        return self.thermal
+
     def temp(self, key: int) -> float:
         return self.plant.body(key).temperature_c
 

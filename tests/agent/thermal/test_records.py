@@ -208,7 +208,9 @@ def test_latches_are_kept_and_each_reset_logged_with_who_and_when(tmp_path):
             ("temperature_over_limit", "91.0 C", T0 + 60, True),
         ]
     }
-    records.reset(3, T0 + 600, "ana (locker-agent thermal reset)", [("temperature_over_limit", "91.0 C")])
+    records.reset(
+        3, T0 + 600, "ana (locker-agent thermal reset)", [("temperature_over_limit", "91.0 C")]
+    )
     assert records.latches() == {}
     [*_, reset] = records.latch_log(3)
     assert reset == {
