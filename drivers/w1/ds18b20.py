@@ -172,9 +172,7 @@ def start_conversions(w1_dir: Path) -> bool:
             if str(trigger) not in _refused:
                 _refused.add(str(trigger))
                 hint = _BULK_HINTS.get(exc.errno or 0, "")
-                log.warning(
-                    "w1.bulk_refused", master=trigger.parent.name, error=str(exc), fix=hint
-                )
+                log.warning("w1.bulk_refused", master=trigger.parent.name, error=str(exc), fix=hint)
             continue
         started = True
     return started

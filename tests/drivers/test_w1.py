@@ -292,9 +292,7 @@ def test_one_slow_lost_read_is_not_a_failure():
 
 
 def test_a_glitch_beyond_the_physics_is_held_and_a_new_level_taken_when_it_holds():
-    feed = Feed(
-        SensorTrust(grace_s=30.0, fail_after=3, drift_c_per_s=20 / 3600), every_s=2.0
-    )
+    feed = Feed(SensorTrust(grace_s=30.0, fail_after=3, drift_c_per_s=20 / 3600), every_s=2.0)
     feed(4.0)
     for _ in range(10):  # idle and shut, every other read 3 C low (Tasmota #9640)
         assert feed(1.0).temperature_c in (4.0, 4.0625)  # held: never a failure

@@ -208,12 +208,11 @@ def test_latches_are_kept_and_each_reset_logged_with_who_and_when(tmp_path):
             ("temperature_over_limit", "91.0 C", T0 + 60, True),
         ]
     }
-    records.reset(
-        3, T0 + 600, "ana (locker-agent thermal reset)", [("temperature_over_limit", "91.0 C")]
-    )
+    by = "ana (locker-agent thermal reset)"
+    records.reset(3, T0 + 600, by, [("temperature_over_limit", "91.0 C")])
     assert records.latches() == {}
     [*_, reset] = records.latch_log(3)
     assert reset == {
         "key": 3, "t": "2026-11-18T11:16:40Z", "event": "reset",
-        "alarm": "temperature_over_limit", "why": "91.0 C", "by": "ana (locker-agent thermal reset)",
+        "alarm": "temperature_over_limit", "why": "91.0 C", "by": by,
     }  # fmt: skip

@@ -12,7 +12,6 @@ import pytest
 from agent.locker.commands import CabinetCommand, parse_command
 from agent.locker.errors import Conflict
 from agent.thermal.outage import Downtime, Outage
-from drivers.w1 import SensorFault
 
 CUT_S = 3 * 3600.0  # the field report: a chill cabinet, 3 h without power
 BEHIND_S = 40 * 60.0  # fake-hwclock's last save, 40 min before the cut
@@ -279,7 +278,7 @@ async def _freezer_unplugged(rigs, freeze_share: float) -> tuple[object, float]:
 
 async def test_an_unplugged_sensor_in_a_freezer_runs_the_fallback_cycle(rigs):
     """The field: off is right for a heater, not for a compressor: 15.7 C in 2.5 h."""
-    off, warmest_off = await _freezer_unplugged(rigs, 0.0)  # as before issue 18
+    _, warmest_off = await _freezer_unplugged(rigs, 0.0)  # as before issue 18
     assert warmest_off > -15  # past the frozen line: a certain loss
     rig, warmest = await _freezer_unplugged(rigs, 0.6)
     assert warmest < -18  # kept frozen, blind
