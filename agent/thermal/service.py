@@ -349,8 +349,10 @@ class Thermal:
             unit.output_error = None
 
     def _judge(self, now: float, unit: Unit, reading: Reading, door_open: bool) -> None:
-        key = unit.cabinet.key
+        key, shared = unit.cabinet.key, unit.wiring.compressor
         running = self.outputs.heating(key) or self.outputs.cooler_on(key)
+        if shared is not None and unit.wiring.cooler is None:  # cooled when it runs
+            running = running or self.outputs.compressor_on(shared)
         unit.judge(now, reading, running=running, door_open=door_open, said=bool(self._rounds))
 
     def _food(self, now: float, unit: Unit) -> None:

@@ -19,6 +19,7 @@ from agent.thermal.control import Compressor, FoodClock, UnitControl
 from agent.thermal.latch import Latch
 from agent.thermal.outage import Downtime
 from agent.thermal.outputs import ThermalOutputs
+from agent.thermal.physics import IdleDrift
 from drivers.w1.ds18b20 import SensorFault
 from drivers.w1.trust import NOT_YET, SensorTrust, Verdict
 
@@ -45,6 +46,7 @@ class Unit:
             grace_s=cfg.sensor_grace_s,
             drift_c_per_s=cfg.drift_max_c_per_h / 3600.0,
         )
+        self.drift = IdleDrift(cfg.converge_c)  # a flat line where physics moves it
         self.control = UnitControl(
             cfg.held_bands(),
             converge_s=cfg.converge_s,
@@ -89,6 +91,12 @@ class Unit:
         before = self.verdict.status
         verdict = self.trust.judge(now, reading, unit_running=running, held=held,
                                    door_open=door_open)  # fmt: skip
+        idle = not running and not door_open
+        mode = cabinet.thermal_mode
+        if (
+            flat := self.drift.observe(now, verdict.temperature_c, idle=idle, mode=mode)
+        ) is not None:
+            verdict = self.trust.distrust(flat)
         self.verdict = verdict
         if verdict.temperature_c is not None:
             self.trusted_c = verdict.temperature_c

@@ -113,6 +113,7 @@ class SensorTrust:
         "_status",
         "_stuck_latched",
         "_stuck_s",
+        "_stuck_why",
         "_unchanged_s",
         "glitches",
         "loss",
@@ -150,6 +151,7 @@ class SensorTrust:
         self._ref_s: float | None = None  # when it was read
         self._unchanged_s = 0.0  # running time with ``_ref`` unchanged
         self._stuck_latched = False
+        self._stuck_why: str | None = None  # a caller's reason for a latched stuck
         self._good_reads = 0  # in a row, while not ok
         self._misses = 0  # reads in a row that gave nothing trusted
         self._first_s: float | None = None  # the first read's time (grace before any)
@@ -284,6 +286,12 @@ class SensorTrust:
             return f"power-on value {POWER_ON_C} C"
         return None
 
+    def distrust(self, reason: str) -> Verdict:
+        """The caller's physics says the value is stuck (a flat line while the cabinet
+        must move): failed for ``reason`` until the raw value changes, as for "stuck"."""
+        self._stuck_latched, self._stuck_why = True, reason
+        return self._fail("failed", reason)
+
     def _stuck(self, now_s: float, value: float, weight: float) -> str | None:
         """Whether ``value`` has stayed the same raw value too long while the unit
         worked (None: not stuck); moves the references on."""
@@ -294,11 +302,13 @@ class SensorTrust:
         self._ref, self._ref_s = value, now_s
         if value != previous:
             self._unchanged_s = 0.0
-            self._stuck_latched = False
+            self._stuck_latched, self._stuck_why = False, None
         else:  # the same value on both sides of lost reads: unchanged all along
             self._unchanged_s += dt_s * weight
         if self._unchanged_s >= self._stuck_s:
             self._stuck_latched = True
+        if self._stuck_why is not None:
+            return self._stuck_why
         if self._stuck_latched:
             return f"stuck at {value:.3f} C for {self._unchanged_s:.0f} s of its unit's work"
         return None

@@ -365,3 +365,33 @@ async def test_a_probe_flapping_low_every_other_read_is_noisy_not_failed(rigs):
     assert "temperature_sensor_failed" not in rig.events()
     assert 1.0 - 0.6 <= rig.temp(1) <= 4.0 + 0.6  # held its band on the true reads
     assert any("sensor noisy" in p for p in rig.thermal.problems())
+
+
+async def test_a_frozen_reading_in_band_is_caught_by_the_cabinets_physics(rigs):
+    """Mycodo #1393: a DS18B20 repeating a frozen copy with a good CRC, in band, the
+    cooler idle and the food warming. The idle drift the cabinet showed before says the
+    flat line cannot be air: failed within a quarter of an hour, not six."""
+    rig = await rigs({1: "chill"}, 3.0, compressor_min_off_s=0)
+    rig.run(3 * 3600, dt_s=30)
+    while rig.pin(27) or not 1.5 < rig.temp(1) < 3.0:
+        rig.run(10)
+    rig.run(600, dt_s=30)  # idle, warming a step every minute or so
+    assert rig.thermal.units[1].drift.interval is not None
+    rig.plant.sensor(1).fault = "stuck"
+    for _ in range(40):
+        rig.run(60, dt_s=30)
+        if "temperature_sensor_failed" in rig.alarms(1):
+            break
+    assert "temperature_sensor_failed" in rig.alarms(1)
+    assert "a frozen reading" in rig.thermal.units[1].verdict.reason
+    assert rig.temp(1) < 8.0  # caught before the food went past its line
+
+
+async def test_a_room_inside_the_band_after_a_warm_day_is_no_frozen_reading(rigs):
+    rig = await rigs({1: "chill"}, 3.0, compressor_min_off_s=0)
+    rig.run(3 * 3600, dt_s=30)
+    for room in (16.0, 10.0, 6.0, 3.0):  # the lobby's heating fails for the night
+        rig.plant.room_c = room
+        rig.run(3600, dt_s=30)
+    rig.run(6 * 3600, dt_s=60)
+    assert rig.events().count("temperature_sensor_failed") == 0
