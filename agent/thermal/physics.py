@@ -8,7 +8,10 @@ steps come slower and slower, never all at once. A reading that, drifting, stops
 (flat for ``expect_c / STEP_C`` times the last interval between its steps, and at least
 ``FLAT_MIN_S``) is a frozen copy: the sensor is failed (``SensorTrust.distrust``)
 until its value changes. A cabinet truly still (a room inside the band) got there
-with ever longer steps, so its flat line is long expected.
+with ever longer steps, so its flat line is long expected. The interval is kept from
+one idle stretch to the next (a reading frozen as the unit stops never steps at all),
+and is the time per step of what was moved (a gap with no rounds, a stalled loop,
+does not stretch it); a new mode forgets it.
 
 Pure: no I/O, no clock of its own.
 """
@@ -27,6 +30,7 @@ class IdleDrift:
     def __init__(self, expect_c: float) -> None:
         self.factor = max(1.0, expect_c / STEP_C)
         self.interval: float | None = None
+        self._mode: str | None = None
         self._quiet_since: float | None = None  # idle and shut since
         self._flat: tuple[float, float] | None = None  # (since, value): no step since
 
@@ -34,8 +38,10 @@ class IdleDrift:
         """One round: the trusted temperature (None: none), whether the unit is idle with
         the door shut, the mode held. Answers why the reading does not fit the physics
         (a drift that stopped dead), or None."""
+        if mode != self._mode:
+            self._mode, self.interval = mode, None
         if temp is None or not idle or mode == "ambient":
-            self._quiet_since = self._flat = self.interval = None
+            self._quiet_since = self._flat = None
             return None
         if self._quiet_since is None:
             self._quiet_since = now
@@ -45,8 +51,8 @@ class IdleDrift:
             self._flat = (now, temp)
             return None
         since, value = self._flat
-        if abs(temp - value) >= STEP_C:  # a step: the drift goes on
-            self.interval, self._flat = now - since, (now, temp)
+        if (moved := abs(temp - value)) >= STEP_C:  # a step: the drift goes on
+            self.interval, self._flat = (now - since) / (moved / STEP_C), (now, temp)
             return None
         flat_s = now - since
         if self.interval is None or flat_s < max(FLAT_MIN_S, self.factor * self.interval):
