@@ -147,6 +147,9 @@ class ThermalConfig(StrictModel):
     alarm_raise_s: float = Field(20.0, ge=0, le=3600)  # sensor and band alarms: cause this long
     alarm_clear_s: float = Field(60.0, ge=0, le=3600)  # cause gone this long: cleared
     over_limit_c: float = Field(90.0, strict=False, ge=70, le=120)  # heaters cut, disabled
+    # The loop completed no round this long (and at least the outputs' lease): stalled,
+    # said, and the watchdog no longer fed.
+    stall_s: float = Field(30.0, ge=5, le=600)
     cutoff: CutoffConfig | None = None
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     # true: no item sensors fitted, so time out of temperature counts while a mode is
@@ -209,7 +212,8 @@ class ThermalConfig(StrictModel):
         return (
             f"thermal: at {self.over_limit_c:g} C or over a cabinet's outputs are cut{cutoff}"
             f" and it is disabled until a reset; {blind}; a lost sensor is held"
-            f" {self.sensor_grace_s:g} s, alarms wait {self.alarm_raise_s:g} s"
+            f" {self.sensor_grace_s:g} s, alarms wait {self.alarm_raise_s:g} s, the loop is"
+            f" stalled after {self.stall_s:g} s without a round"
         )
 
 

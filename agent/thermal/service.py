@@ -104,7 +104,7 @@ class Thermal:
             clock=clock,
             wall=wall,
         )
-        self.liveness = Liveness(clock, lambda: self.lease_s)
+        self.liveness = Liveness(clock, config.stall_s, lambda: self.lease_s)
         self._rounds = 0
         self._failed_logged: float | None = None
         for key, (out_s, saved_at, unsafe, temp) in self.logbook.saved_clocks().items():

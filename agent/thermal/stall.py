@@ -15,17 +15,19 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-STALL_MIN_S = 30.0  # never stalled sooner: a slow 1-wire read is not a stall
-
 
 class Liveness:
     """When the last round completed (``clock``: monotonic seconds; the start counts as
-    one), and whether that is too long ago (``bound_s()``: seconds, asked each time:
-    it follows the outputs' lease)."""
+    one), and whether that is too long ago: ``stall_s`` (``[thermal] stall_s``), and at
+    least ``lease_s()`` (the outputs' lease, asked each time: a slow 1-wire read is not
+    a stall)."""
 
-    def __init__(self, clock: Callable[[], float], bound_s: Callable[[], float]) -> None:
+    def __init__(
+        self, clock: Callable[[], float], stall_s: float, lease_s: Callable[[], float]
+    ) -> None:
         self._clock = clock
-        self._bound_s = bound_s
+        self._stall_s = stall_s
+        self._lease_s = lease_s
         self.last_round = clock()
         self.since: float | None = None  # when the stall was found; None: alive
 
@@ -40,7 +42,7 @@ class Liveness:
 
     def bound(self) -> float:
         """Seconds without a completed round that make a stall."""
-        return max(STALL_MIN_S, self._bound_s())
+        return max(self._stall_s, self._lease_s())
 
     def reason(self) -> str | None:
         """Why the loop counts as stalled now, None while it is alive."""
