@@ -263,3 +263,34 @@ def _toml(data: dict) -> str:
             out.append(f"[{section}]")
             out += [f"{k} = {value(v)}" for k, v in body.items()]
     return "\n".join(out) + "\n"
+
+
+async def test_a_latch_is_reset_on_the_local_api_only_with_who_and_when(running):
+    agent, cloud, http, _factory, w1 = running
+    assert (await command(http, 0, {"command": "set_thermal_mode", "thermal_mode": "heat"}))[
+        0
+    ] == 200
+    reading(w1, HOT, 95.0)  # over the limit (90 C)
+    await until(lambda: "temperature_over_limit" in events(cloud))
+    await until(lambda: not agent.locker.cabinets[0].enabled)
+    reset = "/api/lockers/cabinets/0/thermal/reset"
+    async with http.post(reset, json={"by": 5}) as r:
+        assert r.status == 422 and "by" in (await r.json())["errors"]
+    async with http.post(reset, data=b"{}") as r:
+        assert r.status == 415  # an act carries its JSON as JSON
+    async with http.post(reset, json={}, headers={"Origin": "http://evil.example"}) as r:
+        assert r.status == 403
+    async with http.post("/api/lockers/cabinets/7/thermal/reset", json={}) as r:
+        assert r.status == 404
+    reading(w1, HOT, 60.0)  # cooled (taken once several reads agree: no air moves so fast)
+    await until_async(lambda: cabinet(http, 0), lambda c: c["temperature_c"] == 60.0)
+    async with http.post(reset, json={"by": "Ana", "reason": "relay replaced"}) as r:
+        assert r.status == 200
+        answer = await r.json()
+    assert [c["alarm"] for c in answer["cleared"]] == ["temperature_over_limit"]
+    assert answer["cabinet"]["key"] == 0 and not answer["cabinet"]["enabled"]  # enable: yours
+    [*_, logged] = agent.thermal.records.latch_log(0)
+    assert logged["event"] == "reset" and logged["by"].startswith("Ana via the local API from")
+    assert logged["by"].endswith(": relay replaced")
+    await until(lambda: "temperature_over_limit_cleared" in events(cloud))
+    assert (await command(http, 0, {"command": "enable"}))[0] == 200
