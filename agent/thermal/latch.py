@@ -27,11 +27,3 @@ class Latch:
     def describe(self) -> str:
         """``thermal_not_converging (the heater ran 1200 s ...)``."""
         return f"{self.alarm} ({self.why})"
-
-
-def reset_hint(key: int) -> str:
-    """How a technician clears a latch on cabinet ``key``, for messages."""
-    return (
-        f"a technician resets it: POST /api/lockers/cabinets/{key}/thermal/reset"
-        f" or locker-agent thermal reset {key}"
-    )

@@ -74,8 +74,9 @@ class Logbook:
                         self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
                 self._pruned_at = now
-                if not unsure:  # a clock far ahead at boot deletes nothing
-                    self.records.prune(wall, newest_before=self._newest_before)
+                # A clock far ahead at boot deletes nothing: the cut never passes the
+                # newest record of earlier runs, less the retention.
+                self.records.prune(wall, newest_before=self._newest_before)
 
     def correct(self, wall: float, mono: float) -> None:
         """The wall clock is known right now: rewrite what this run wrote unsure."""
@@ -129,7 +130,9 @@ class Logbook:
 
     def save_clocks(self, units: Iterable[Any]) -> None:
         """Keep every unit's food clock."""
-        clocks = {u.cabinet.key: (u.food.out_s, u.food.unsafe, u.trusted_c) for u in units}
+        clocks = {
+            u.cabinet.key: (u.food.out_s, u.food.unsafe, u.verdict.temperature_c) for u in units
+        }
         with self.saying():
             self.records.save_food_clocks(self._wall(), clocks)
 

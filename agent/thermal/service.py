@@ -231,7 +231,8 @@ class Thermal:
     async def _ask_clock(self) -> None:
         """Ask whether the wall clock is known right, until it is."""
         while not self.outage.clock_right:
-            synced, by = await asyncio.to_thread(self.clock_evidence)
+            # A daemon thread: a chronyc that hangs never holds up the agent's stop.
+            synced, by = await in_daemon_thread(self.clock_evidence)
             self.clock_known(synced, by)
             await asyncio.sleep(CLOCK_ASK_S)
 

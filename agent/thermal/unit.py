@@ -62,7 +62,6 @@ class Unit:
         self.own = Compressor(cfg.compressor_min_on_s, cfg.compressor_min_off_s, now)
         self.food = FoodClock(cfg.time_limit_s())
         self.verdict = Verdict("missing", None, NOT_YET)
-        self.trusted_c: float | None = None  # the last trusted temperature, kept
         self.mode = "ambient"
         self.mode_set = -1  # the cabinet's thermal_set last seen: a new one re-arms
         self.mode_changed = False  # this round: its alarms clear at once
@@ -98,8 +97,6 @@ class Unit:
         ) is not None:
             verdict = self.trust.distrust(flat)
         self.verdict = verdict
-        if verdict.temperature_c is not None:
-            self.trusted_c = verdict.temperature_c
         self.mode_changed = False
         if verdict.status != before and said:
             level = log.info if verdict.status == "ok" else log.warning
