@@ -288,7 +288,7 @@ async def test_a_resent_mode_never_clears_a_latch_and_a_technicians_reset_does(t
             0
         ] == 200
         await until(lambda: said(cloud, "thermal_not_converging"))
-        for _ in range(3):  # the cloud's desired state, re-sent (within the API's rate)
+        for _ in range(2):  # the cloud's desired state, re-sent (within the API's rate)
             await asyncio.sleep(2.1)
             status, body = await agent.put(
                 0, {"command": "set_thermal_mode", "thermal_mode": "heat"}
@@ -378,7 +378,7 @@ async def test_a_flickering_sensor_pages_nobody_and_keeps_the_compressor(tmp_pat
             0
         ] == 200
         await until(lambda: _cooling(agent, 1))
-        for _ in range(5):
+        for _ in range(3):
             write_sensor(w1, COLD, None)
             await asyncio.sleep(1.5)
             write_sensor(w1, COLD, 9.0)
