@@ -285,8 +285,12 @@ def _thermal_reset(args: argparse.Namespace) -> int:
         return EX_CONFIG
     log.configure(level="warning")
     by = args.by or thermal_cli.who()
+
+    def call(method: str, path: str, body: object) -> tuple[int, object]:
+        return asyncio.run(technician.ask(config, method, path, body))
+
     try:
-        return asyncio.run(thermal_cli.reset(config, args.key, by, args.reason, technician.ask))
+        return thermal_cli.reset(args.key, by, args.reason, call)
     except technician.AgentUnreachable as exc:
         print(
             f"locker-agent thermal reset: the agent does not answer at {exc}: is it running?"

@@ -15,7 +15,7 @@ known right); with ``--excursions``, each time out of temperature:
 no records file or it cannot be read (said on stderr, nothing on stdout); 2 for a bad
 ``--since``. ``reset`` exits 0 when reset (nothing latched included), 1 when the agent
 refused, 2 when it cannot be reached; it asks the agent through the technician's
-client (``ask``, handed in: this room does not import the field's).
+client, whose ``call`` is handed in (this room does not import the field's).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from agent.config import Config
@@ -59,7 +59,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
     return log
 
 
-Ask = Callable[[Config, str, str, Any], Awaitable[tuple[int, Any]]]
+Call = Callable[[str, str, Any], tuple[int, Any]]
+"""One request to the running agent: (method, path, JSON body) -> (status, JSON answer),
+as the technician's client makes it (it raises when the agent cannot be reached)."""
 
 
 def who() -> str:
@@ -68,15 +70,15 @@ def who() -> str:
     return f"{name} (locker-agent thermal reset)"
 
 
-async def reset(config: Config, key: int, by: str, reason: str | None, ask: Ask) -> int:
+def reset(key: int, by: str, reason: str | None, call: Call) -> int:
     """Ask the running agent to reset cabinet ``key``'s latches; print what was cleared.
-    0 when reset, 1 when refused; ``ask`` raises when the agent cannot be reached."""
+    0 when reset, 1 when refused."""
     body = {"by": by} | ({"reason": reason} if reason else {})
-    code, answer = await ask(config, "POST", f"/api/lockers/cabinets/{key}/thermal/reset", body)
+    code, answer = call("POST", f"/api/lockers/cabinets/{key}/thermal/reset", body)
     if code != 200:
         kind = answer.get("type") if isinstance(answer, dict) else code
         message = answer.get("message") if isinstance(answer, dict) else ""
-        print(f"cabinet {key}: {kind}: {_printable(message)}", file=sys.stderr)
+        print(f"cabinet {key}: {_printable(kind)}: {_printable(message)}", file=sys.stderr)
         return 1
     cleared = answer.get("cleared") or []
     if not cleared:
