@@ -30,8 +30,9 @@ from agent.api.answers import CabinetView
 from agent.locker.cabinet import ThermalMode
 from agent.locker.errors import Invalid, NotFound, Unavailable
 from agent.locker.locker import Locker
-from agent.thermal.records import RecordsError, iso, parse_since
+from agent.thermal.records import RecordsError
 from agent.thermal.service import Thermal
+from agent.thermal.times import iso, parse_since
 
 MAX_ROWS = 10_000
 DEFAULT_SPAN_S = 86400.0

@@ -29,7 +29,8 @@ from typing import Any
 
 from agent.config import Config
 from agent.thermal.export import export_csv
-from agent.thermal.records import RECORDS_FILE, RecordsError, parse_since
+from agent.thermal.records import RECORDS_FILE, RecordsError
+from agent.thermal.times import parse_since
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]

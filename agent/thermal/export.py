@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.thermal.records import RecordsError, iso
+from agent.thermal.records import RecordsError
+from agent.thermal.times import iso
 
 CSV_FIELDS = ("key", "t", "temperature_c", "mode", "sensor", "clock")
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from agent.storage.sqlite import Database
+from agent.thermal.times import iso
 
 log = structlog.get_logger(__name__)
 
@@ -98,26 +98,6 @@ MAX_LATCH_LOG = 10_000  # rows of the latch log kept, newest
 
 class RecordsError(Exception):
     """The records could not be read or written (disk full, I/O error)."""
-
-
-def iso(t: float) -> str:
-    """UNIX seconds as ISO 8601 UTC with a ``Z``, to the second."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_since(text: str) -> float:
-    """An ISO 8601 time (``2026-11-29T10:00:00Z``; no zone means UTC) as UNIX seconds.
-    Raises ``ValueError`` naming the expected form."""
-    hint = "since: an ISO 8601 time such as 2026-11-29T10:00:00Z"
-    if " " in text.strip():  # a "+01:00" sent unencoded in a URL arrives as a space
-        hint += " (in a URL, write + as %2B, or use Z)"
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.timestamp()
-    except (ValueError, OverflowError):
-        raise ValueError(hint) from None
 
 
 class Records:
@@ -188,7 +168,8 @@ class Records:
             " clock = CASE WHEN clock = 'unsure' THEN 'corrected' ELSE clock END"
             " WHERE start_mono IS NOT NULL",
             "UPDATE excursions SET end = :wall - (:mono - end_mono), end_mono = NULL,"
-            " clock = CASE WHEN clock = 'unsure' THEN 'corrected' ELSE clock END"
+            " clock = CASE WHEN clock = 'unsure' THEN 'corrected'"
+            " WHEN clock = 'outage, end unsure' THEN 'outage' ELSE clock END"
             " WHERE end_mono IS NOT NULL",
         )
         params = {"wall": wall, "mono": mono}
@@ -249,12 +230,10 @@ class Records:
     def excursion_ended(self, key: int, t: float, unsure_mono: float | None = None) -> None:
         """The open excursion of ``key`` ended at ``t`` (``unsure_mono``: the clock is
         not known right, this is the monotonic time)."""
-        sql = (
-            "UPDATE excursions SET end = ?, end_mono = ?, clock = COALESCE(clock, ?)"
-            " WHERE key = ? AND end IS NULL"
-        )
-        unsure = None if unsure_mono is None else "unsure"
-        self._write(lambda: self._file.db.execute(sql, (t, unsure_mono, unsure, key)))
+        clock = "clock" if unsure_mono is None else _END_UNSURE
+        sql = f"UPDATE excursions SET end = ?, end_mono = ?, clock = {clock}"
+        sql += " WHERE key = ? AND end IS NULL"
+        self._write(lambda: self._file.db.execute(sql, (t, unsure_mono, key)))
 
     def excursions(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
         """The newest ``limit`` excursions of ``key`` open or ended since ``since``, oldest first.
@@ -393,6 +372,11 @@ class Records:
 
 
 _INSERT_READING = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
+# An end written under an unsure clock: the row says so, an outage's start stays said.
+_END_UNSURE = (
+    "CASE WHEN clock IS NULL THEN 'unsure'"
+    " WHEN clock = 'outage' THEN 'outage, end unsure' ELSE clock END"
+)
 
 
 def _one_decimal(value: float | None) -> float | None:

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from agent.thermal.export import export_csv
-from agent.thermal.records import RECORDS_FILE, Records, RecordsError, parse_since
+from agent.thermal.records import RECORDS_FILE, Records, RecordsError
+from agent.thermal.times import parse_since
 
 T0 = 1_795_000_000.0  # 2026-11-18
 
@@ -160,6 +161,7 @@ def test_times_written_under_an_unsure_clock_say_so_and_are_corrected(tmp_path):
     records.excursion_ended(0, T0 + 60 - behind, unsure_mono=160.0)
     rows = list(csv.DictReader(io.StringIO("".join(export_csv(tmp_path / RECORDS_FILE)))))
     assert [r["clock"] for r in rows] == ["unsure"]
+    assert records.excursions(0, since=0)[0]["clock"] == "outage, end unsure"
     assert records.correct(wall=T0 + 200.0, mono=300.0) == 2  # the clock, now known
     assert records.readings(0)[0]["t"] == "2026-11-18T11:06:40Z"  # T0
     [excursion] = records.excursions(0, since=T0 - 86400)

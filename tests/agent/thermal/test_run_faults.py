@@ -218,7 +218,7 @@ async def test_a_clockless_power_cut_with_the_clock_set_back(tmp_path, cloud):
 
 
 def _unix(text: str) -> float:
-    from agent.thermal.records import parse_since
+    from agent.thermal.times import parse_since
 
     return parse_since(text)
 

@@ -144,7 +144,7 @@ def test_the_physics_bounds_an_outage_a_clock_says_was_short():
 
 
 def _iso(t: float) -> str:
-    from agent.thermal.records import iso
+    from agent.thermal.times import iso
 
     return iso(t)
 
