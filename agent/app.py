@@ -31,6 +31,7 @@ from agent.thermal.service import Thermal
 
 log = structlog.get_logger(__name__)
 
+STOP_DRAIN_S = 2.5  # of the 5 s a stop may take, for the commands in flight
 POLL_STALL_S = 30.0  # a bus whose poll cycle stalls this long gets no watchdog pet
 STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's first answer
 
@@ -39,6 +40,15 @@ def _door(wiring: KerongDoorWiring | GpioDoorWiring | None) -> Door | None:
     if wiring is None:
         return None
     return Door(motorised=isinstance(wiring, GpioDoorWiring) and wiring.motorised)
+
+
+def _served(config: Config) -> dict[tuple[str, int], tuple[int, ...]]:
+    """(bus, board) -> the cabinets whose doors a lock board serves."""
+    served: dict[tuple[str, int], set[int]] = {}
+    for key, _, wiring in config.door_refs():
+        if isinstance(wiring, KerongDoorWiring):
+            served.setdefault((wiring.bus, wiring.board), set()).add(key)
+    return {where: tuple(sorted(keys)) for where, keys in served.items()}
 
 
 class Agent:
@@ -73,6 +83,7 @@ class Agent:
             left_open_s=locker.left_open_s,
             announce_s=locker.announce_s,
             health_interval_s=locker.health_interval_s,
+            boards=_served(config),
         )
         for cabinet in self.locker.cabinets.values():  # saved, but the hardware is gone
             if cabinet.thermal_mode not in cabinet.thermal_modes:
@@ -115,6 +126,7 @@ class Agent:
             body_timeout_s=config.api.body_timeout_s,
             metrics=self.metrics.render,
             thermal=self.thermal,
+            socket=config.api_socket,  # the technicians' commands: peer credentials, no token
         )
         self.channel = (
             CommandChannel(
@@ -193,7 +205,8 @@ class Agent:
 
     async def start(self) -> None:
         """Start every part in order; READY=1 once the start-up snapshot is queued.
-        Raises OSError when the API address is taken."""
+        Raises OSError when the API address is taken (``SocketUnavailable`` for the
+        technicians' socket)."""
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
         for warning in warnings(self.config):
             log.warning("config.warning", warning=warning)
@@ -216,6 +229,9 @@ class Agent:
         """Stop every part in reverse order: outputs off, outbox and store closed."""
         await self._watchdog.close()
         self.api.ready = False
+        # New commands are refused; those in flight finish or are answered with what
+        # they did, before the edges that carry the answers close.
+        await self.locker.drain(STOP_DRAIN_S)
         if self.channel is not None:
             await self.channel.close()
         await self.api.close()

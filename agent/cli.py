@@ -32,9 +32,10 @@ from typing import Protocol
 import structlog
 
 from agent import __version__, log
+from agent.api.unix import SocketUnavailable
 from agent.config import Config, ConfigError, load_config, summary
 from agent.config.warnings import warnings
-from agent.field import access, busscan, technician
+from agent.field import access, busscan, probes, technician
 from agent.hardware.dry import build_dry
 from agent.thermal import cli as thermal_cli
 
@@ -197,22 +198,34 @@ def _run(path: str) -> int:
         return EX_CONFIG
     try:
         asyncio.run(run(config, path=path))
+    except SocketUnavailable as err:  # another agent serves it, or its folder refuses
+        logger.error("agent.failed", error=f"api.socket: {err}")
+        return 1
     except OSError as err:
         reason = _BIND_ERRORS.get(err.errno or 0)
         if reason is None or "bind" not in str(err):
             logger.exception("agent.failed")
             return 1
-        listen = config.api.listen
-        logger.error(
-            "agent.failed",
-            error=f"api.listen: cannot listen on {listen}: {reason}: stop what holds port"
-            f" {config.api.port} (ss -ltnp 'sport = :{config.api.port}') or change api.listen",
-        )
+        logger.error("agent.failed", error=_listen_refused(config, err.errno, reason))
         return 1
     except Exception:  # one clear log line, exit 1
         logger.exception("agent.failed")
         return 1
     return 0
+
+
+def _listen_refused(config: Config, errno_: int | None, reason: str) -> str:
+    """One line: why ``api.listen`` cannot be listened on, naming the process that holds
+    the port when /proc shows it (all of them as root, only this user's otherwise)."""
+    port = config.api.port
+    where = f"api.listen: cannot listen on {config.api.listen}"
+    if errno_ == errno.EADDRINUSE and (found := probes.port_holders(port)):
+        holder = probes.named(found)
+        return f"{where}: the address is in use by {holder}: stop it or change api.listen"
+    return (
+        f"{where}: {reason}: stop what holds port {port} (ss -ltnp 'sport = :{port}') or change"
+        " api.listen"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,9 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _thermal_reset(args)
 
     if args.cmd in ("status", "open", "selftest"):
-        config = _load_or_report(args.config_flag)
-        if config is None:
-            return EX_CONFIG
+        config = None
+        if args.socket is None:  # the config file says where the socket is
+            config = _load_or_report(args.config_flag)
+            if config is None:
+                return EX_CONFIG
         log.configure(level="warning")
         return technician.main(args, config)
 
@@ -279,25 +294,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _thermal_reset(args: argparse.Namespace) -> int:
-    """``thermal reset KEY``: through the technician's client, as ``open`` is."""
-    config = _load_or_report(args.config_flag)
-    if config is None:
-        return EX_CONFIG
+    """``thermal reset KEY``: on the agent's socket, as ``open`` is (2 when it cannot
+    be reached)."""
+    config = None
+    if args.socket is None:  # the config file says where the socket is
+        config = _load_or_report(args.config_flag)
+        if config is None:
+            return EX_CONFIG
     log.configure(level="warning")
+    path = args.socket or (config.api_socket if config is not None else None)
+    assert path is not None
     by = args.by or thermal_cli.who()
-
-    def call(method: str, path: str, body: object) -> tuple[int, object]:
-        return asyncio.run(technician.ask(config, method, path, body))
-
-    try:
-        return thermal_cli.reset(args.key, by, args.reason, call)
-    except technician.AgentUnreachable as exc:
-        print(
-            f"locker-agent thermal reset: the agent does not answer at {exc}: is it running?"
-            " (systemctl status locker-agent)",
-            file=sys.stderr,
-        )
-        return 2
+    return technician.run_command(
+        "thermal reset",
+        path,
+        lambda channel: thermal_cli.reset(args.key, by, args.reason, channel.call),
+    )
 
 
 def _show_outbox(config: Config, limit: int) -> int:

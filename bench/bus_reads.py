@@ -42,9 +42,9 @@ async def driver_reads(boards: int, seconds: float, wire: bool) -> tuple[float, 
     try:
         await asyncio.wait_for(bus.wait_ready(), 5)
         if not wire:
-            # NOTE: the driver's wire pacing off (it paces by the baud it was given,
+            # NOTE: the driver's wire pacing off (the poller paces by the baud it was given,
             # once the port is open at the real one): its own ceiling.
-            bus._baud = 10**12
+            bus._poller._baud = 10**12
         await asyncio.sleep(0.2)  # warm-up
         before = sum(emulator.bank.status_reads.values())
         cpu, began = time.process_time(), time.perf_counter()

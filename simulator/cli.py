@@ -188,7 +188,8 @@ def play_scenario(name: str) -> int:
 
 
 def port_taken(port: int, host: str = "127.0.0.1") -> str | None:
-    """Why ``host``:``port`` cannot be listened on now (None: it can, or ``port`` is 0)."""
+    """Why ``host``:``port`` cannot be listened on now (None: it can, or ``port`` is 0):
+    in use by whom, when /proc shows it (every process as root, else only ours)."""
     if port == 0:
         return None
     with socket.socket() as sock:
@@ -197,6 +198,10 @@ def port_taken(port: int, host: str = "127.0.0.1") -> str | None:
             sock.bind((host, port))
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
+                from agent.field.probes import named, port_holders
+
+                if found := port_holders(port):
+                    return f"in use by {named(found)}"
                 return "in use by another program (another simulator or agent?)"
             return (err.strerror or type(err).__name__).lower()
     return None

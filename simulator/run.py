@@ -67,7 +67,9 @@ class Simulation:
     before it is validated (tests shorten timings). ``config_data`` (a raw config
     dict, e.g. :func:`load_config_data`) replaces the embedded ``locker``: its
     Kerong buses become emulators (:attr:`buses`, by bus name), its GPIO pins
-    mock pins; its cloud, API address, secrets and storage are the simulator's.
+    mock pins; its cloud, API address and socket, secrets and storage are the
+    simulator's (the technicians' socket is ``agent.sock`` in the storage directory,
+    never the locker's ``/run/locker-agent``).
     Its errors surface at :meth:`start` as the agent's ``ConfigError``.
 
     Cabinets with a ``thermal`` unit get a body each (:attr:`food`, a
@@ -142,6 +144,11 @@ class Simulation:
         return str(self._data["api"]["token"])
 
     @property
+    def socket(self) -> Path:
+        """The agent's technicians' socket (``locker-agent status --socket PATH``)."""
+        return self._storage_dir / "agent.sock"
+
+    @property
     def api_url(self) -> str:
         """``http://127.0.0.1:PORT`` of the agent's local API, once started."""
         assert self.agent is not None
@@ -157,6 +164,7 @@ class Simulation:
         data["cloud"]["commands_url"] = self.cloud.commands_url
         data["api"]["listen"] = f"127.0.0.1:{self._api_port}"
         data["storage"]["dir"] = str(self._storage_dir)
+        data["api"]["socket"] = str(self.socket)
         return parse_config(data, self._storage_dir)
 
     async def start(self) -> None:
@@ -242,6 +250,8 @@ class Simulation:
             [
                 f"locker-agent simulator ({self.locker} locker) is running (Ctrl-C stops it)",
                 f"  agent API    {self.api_url}   token: {self.token}",
+                f"  technician   locker-agent status --socket {self.socket}   (open {key},"
+                " selftest: the same)",
                 f"  fake cloud   {self.cloud.url}/_sim/feedback   (feedback received)",
                 f"  commands     {self.cloud.commands_url}   (the cloud's websocket)",
                 *hardware,

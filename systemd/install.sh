@@ -16,7 +16,10 @@
 #      them, nobody else does);
 #   6. the unit, systemd reloaded, and the udev rule that lets the service start a
 #      bulk temperature conversion (61-locker-agent-w1.rules, udev reloaded and the
-#      1-wire sensors re-announced); a service that was running is restarted.
+#      1-wire sensors re-announced); a service that was running is restarted. The
+#      unit makes /run/locker-agent (RuntimeDirectory=, 0750) for the technicians'
+#      socket at each start: nothing to make here. A technician's own login may use
+#      it without sudo once in the group: usermod -aG locker-agent NAME.
 # It does not enable or start the service: edit the config first (README, "On a locker").
 #
 # Variables: ROOT (a directory to install into as if it were /: tests and image
@@ -155,3 +158,4 @@ if "$prefix/bin/locker-agent" check-config "$etc/agent.toml" >/dev/null; then
 else
   say "next: fix $etc/agent.toml (the lines above), then: sudo systemctl enable --now locker-agent"
 fi
+say "technicians: sudo locker-agent status (the agent's socket: root and the group $user)"

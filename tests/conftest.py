@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,50 @@ def write_small_config(
     path = directory / "agent.toml"
     path.write_text("\n\n".join(line for line in lines if line) + "\n")
     return path
+
+
+NOBODY = 65534  # uid and gid of nobody / nogroup on Debian
+
+
+@functools.cache
+def python_for(uid: int = NOBODY) -> str | None:
+    """An interpreter that user ``uid`` may run (this venv's may live under /root), for
+    stdlib-only scripts run as that user; None when there is none or we are not root."""
+    if os.geteuid() != 0:
+        return None
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        try:
+            done = subprocess.run(
+                [candidate, "-c", "pass"], user=uid, group=uid, extra_groups=[], timeout=30
+            )
+        except OSError:
+            continue
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or python_for() is None,
+    reason="needs root, and a Python that nobody may run, to act as another user",
+)
+
+
+def as_user(
+    script: str, *args: object, uid: int = NOBODY, gid: int = NOBODY, groups: Sequence[int] = ()
+) -> tuple[list[str], dict[str, object]]:
+    """``(argv, kwargs)`` for ``asyncio.create_subprocess_exec(*argv, **kwargs)`` (or
+    ``subprocess.Popen``) running the stdlib-only ``script`` with ``args`` as
+    ``uid``:``gid`` with exactly the supplementary ``groups``."""
+    argv = [str(python_for()), "-c", script, *map(str, args)]
+    return argv, {"user": uid, "group": gid, "extra_groups": list(groups)}
+
+
+@pytest.fixture
+def open_dir():
+    """A fresh directory under /tmp that every user may enter and write (mode 1777: each
+    removes only their own files), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="la-open-", dir="/tmp"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

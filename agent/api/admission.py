@@ -2,7 +2,10 @@
 
 DNS rebinding, a web page that knows the token, a form posted with
 ``enctype=text/plain``: each is refused here before a handler runs
-(``docs/security.md``). ``Admission.admit(request)`` raises ``HttpProblem``.
+(``docs/security.md``). ``Admission.admit(request)`` raises ``HttpProblem``. A
+request on the technicians' Unix socket comes from a peer whose credentials were
+checked when it connected (``agent/api/unix.py``): it needs no token, and every
+other check still applies.
 """
 
 from __future__ import annotations
@@ -163,14 +166,15 @@ class Admission:
         self._api_rate = api_rate
         self._buckets = _Buckets(clock)
 
-    def admit(self, request: web.Request) -> None:
-        """Host, then (acting) Origin, then the token, then (acting) the body's type;
-        raises ``HttpProblem``."""
+    def admit(self, request: web.Request, *, by_peer: bool = False) -> None:
+        """Host, then (acting) Origin, then the token (unless ``by_peer``: the peer's
+        credentials admitted the connection), then (acting) the body's type; raises
+        ``HttpProblem``."""
         self._check_host(request)
         acts = request.method not in _READS
         if acts:
             self._check_origin(request)
-        if request.path != "/healthz":
+        if request.path != "/healthz" and not by_peer:
             self._check_token(request, acts)
         if acts and request.match_info.http_exception is None:  # a route that acts
             _check_json_body(request)

@@ -30,7 +30,7 @@ class ThermalView(BaseModel):
 
 
 class CabinetView(BaseModel):
-    """The cloud's cabinet object, plus ``unknown`` door states, thermal state, ``alarms``."""
+    """The cloud's cabinet object as sensed: ``unknown`` doors, ``recorded``, thermal, alarms."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -38,9 +38,10 @@ class CabinetView(BaseModel):
     state: DoorStateName
     enabled: bool
     size: str
-    occupied: int = Field(ge=0, le=1)
+    occupied: int | None = Field(ge=0, le=1)  # None: its item sensor's board is silent
     thermal_mode: ThermalMode
     rear_load_status: DoorStateName | None
+    recorded: bool  # False: a door's change is shown as sensed, not yet in the outbox
     temperature_c: float | None = None  # one decimal; None: no sensor, or not trusted
     thermal: ThermalView | None = None  # None: no thermal unit
     alarms: list[Alarm]

@@ -24,6 +24,10 @@
   and closed; aiohttp never sees it, so it can neither log nor echo the raw line,
   which may carry the token. A line is only passed on once it is complete.
 
+A gate may also check who connects (``check_peer``: the Unix socket's
+credentials, ``agent/api/unix.py``): a peer it refuses is answered 403 before any
+byte it sends is read, and an admitted one is marked ``by_peer`` (no token needed).
+
 The request handler tells a connection when it has answered
 (``GuardedConnection.answered``); the connection knows by itself when a head ended.
 """
@@ -62,6 +66,7 @@ class GuardedConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._draining = False  # refused: reading and dropping until the close
+        self.by_peer = False  # admitted by its peer's credentials (the Unix socket)
 
     def answered(self) -> None:
         """The handler has answered a request (its response is being written)."""
@@ -96,6 +101,14 @@ class GuardedConnection(asyncio.Protocol):
             transport.close()
             self._gone()
             return
+        if self._gate.check_peer is not None:
+            refusal = self._gate.check_peer(transport.get_extra_info("socket"))
+            if refusal is not None:
+                self._gate.peers_refused += 1
+                log.warning("api.peer_refused", reason=refusal)
+                self._refuse(403, "FORBIDDEN", refusal)
+                return
+            self.by_peer = True
         self._inner = self._make_inner()
         self._inner.connection_made(transport)
         self._arm(self._gate.head_timeout_s)
@@ -201,8 +214,10 @@ class ConnectionGate:
 
     ``max_connections`` open at most; ``head_timeout_s`` and ``body_timeout_s``
     (seconds) to send a request; ``busy_timeout_s`` for an answer (a backstop: no
-    handler runs that long, so such a connection is stuck). Counters ``displaced``,
-    ``refused``, ``timed_out``, ``bad_heads``; ``open``: connections open now.
+    handler runs that long, so such a connection is stuck). ``check_peer``: the
+    connection's socket -> None to serve it, or why not (then 403). Counters
+    ``displaced``, ``refused``, ``timed_out``, ``bad_heads``, ``peers_refused``;
+    ``open``: connections open now.
     """
 
     def __init__(
@@ -211,6 +226,7 @@ class ConnectionGate:
         head_timeout_s: float = 10.0,
         body_timeout_s: float = 10.0,
         busy_timeout_s: float = 300.0,
+        check_peer: Callable[[Any], str | None] | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -218,7 +234,9 @@ class ConnectionGate:
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
         self.busy_timeout_s = busy_timeout_s
+        self.check_peer = check_peer
         self.displaced = self.refused = self.timed_out = self.bad_heads = 0
+        self.peers_refused = 0
         self._open: set[GuardedConnection] = set()
         # Connections without a request in progress, longest waiting first.
         self._waiting: OrderedDict[GuardedConnection, None] = OrderedDict()
@@ -237,8 +255,10 @@ class ConnectionGate:
         """``{"open", "busy", "max", "displaced", "refused", "timed_out", "bad_heads"}``.
 
         Connections open now and those with a request in progress, the cap, and how
-        many were displaced, refused (503), timed out, or sent a bad head.
+        many were displaced, refused (503), timed out, or sent a bad head; with a peer
+        check, also ``peers_refused`` (403).
         """
+        peers = {"peers_refused": self.peers_refused} if self.check_peer else {}
         return {
             "open": self.open,
             "busy": self.open - len(self._waiting),
@@ -247,7 +267,7 @@ class ConnectionGate:
             "refused": self.refused,
             "timed_out": self.timed_out,
             "bad_heads": self.bad_heads,
-        }
+        } | peers
 
     def abort_all(self) -> None:
         """Drop every connection still open (at shutdown, after the server's own grace:

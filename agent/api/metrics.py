@@ -20,6 +20,7 @@ from agent.hardware.bridge import Hardware
 from agent.locker.door import DoorSeen
 from agent.locker.locker import Locker
 from agent.storage.outbox import Outbox
+from agent.storage.store import StateStore
 from agent.thermal.service import Thermal
 
 
@@ -27,6 +28,7 @@ class Parts(Protocol):
     """What the metrics read when scraped (``agent.app.Agent`` has them)."""
 
     outbox: Outbox
+    store: StateStore
     locker: Locker
     hardware: Hardware
     thermal: Thermal | None
@@ -110,6 +112,25 @@ class _Live(Collector):
         )
         dead.add_metric([], stats["dead_dropped"])
         yield dead
+        recovered = CounterMetricFamily(
+            "locker_agent_storage_rows_recovered",
+            "Rows read back from a damaged file, set aside and replaced",
+            labels=["file"],
+        )
+        lost = CounterMetricFamily(
+            "locker_agent_storage_rows_lost",
+            "Rows of a damaged file that could not be read (at most)",
+            labels=["file"],
+        )
+        stores = {"outbox": agent.outbox, "state": agent.store}
+        if agent.thermal is not None:
+            stores["thermal"] = agent.thermal.records
+        for name, part in stores.items():
+            got, gone = part.salvaged
+            recovered.add_metric([name], got)
+            lost.add_metric([name], gone)
+        yield recovered
+        yield lost
         yield _gauge(
             "locker_agent_commands_waiting",
             "Commands admitted and not yet answered",

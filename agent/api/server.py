@@ -12,6 +12,9 @@ but ``/healthz`` needs the token, as ``Authorization: Bearer`` or, on requests t
 read, ``?secret_token=``. Acting requests are rate-limited per cabinet and for the
 API as a whole (429 with ``Retry-After``). Connections are capped and timed by
 ``agent.api.guard``.
+
+The same application is also served on the technicians' Unix socket
+(``agent.api.unix``), where the peer's credentials stand in for the token.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,6 +43,8 @@ from agent.api.admission import (
     http_type,
 )
 from agent.api.guard import ConnectionGate, GuardedConnection
+from agent.api.peers import PeerPolicy
+from agent.api.unix import PeerSite, peer_check
 from agent.locker.commands import error_body, parse_command, parse_open_all, problem
 from agent.locker.errors import Busy, Invalid, LockerError, NotFound, Unavailable
 from agent.locker.idempotency import MAX_ID_LENGTH
@@ -48,6 +54,7 @@ from agent.thermal.service import Thermal
 log = structlog.get_logger(__name__)
 
 MAX_BODY = 16 * 1024
+SOCKET_CONNECTIONS = 16  # technicians on the Unix socket, open at once
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthFn = Callable[[], list[str]]
 DetailsFn = Callable[[], dict[str, Any]]
@@ -78,7 +85,10 @@ class LocalApi:
     or the previous answer) and then the body. ``cabinet_rate``: acting requests on
     one cabinet (open-all counts on each); ``api_rate``: acting requests in all.
     ``clock``: monotonic seconds. ``thermal``: thermal control (its records, its reset).
-    Lifecycle: ``start()`` binds (``OSError`` when the address is taken), ``close()``.
+    ``socket``: also serve on this Unix socket, to the peers ``peers`` names (default
+    ``PeerPolicy.for_agent()``: root, this user, the group ``locker-agent``), no token.
+    Lifecycle: ``start()`` binds (``OSError`` when the address is taken,
+    ``SocketUnavailable`` when the socket cannot be served), ``close()``.
     """
 
     def __init__(
@@ -99,6 +109,8 @@ class LocalApi:
         clock: Callable[[], float] = time.monotonic,
         metrics: Callable[[], bytes] | None = None,
         thermal: Thermal | None = None,
+        socket: Path | None = None,
+        peers: PeerPolicy | None = None,
     ) -> None:
         self._locker = locker
         self._details = details
@@ -114,6 +126,14 @@ class LocalApi:
         )
         self._body_timeout_s = body_timeout_s
         self.gate = ConnectionGate(max_connections, head_timeout_s, body_timeout_s)
+        self.socket = socket
+        self.socket_gate = ConnectionGate(
+            SOCKET_CONNECTIONS,
+            head_timeout_s,
+            body_timeout_s,
+            check_peer=peer_check(peers or PeerPolicy.for_agent()),
+        )
+        self._site: PeerSite | None = None
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
@@ -162,20 +182,27 @@ class LocalApi:
             self._listener = await loop.create_server(
                 self.gate.factory(server), self._host, self._port
             )
+            if self.socket is not None:
+                self._site = PeerSite(self._runner, self.socket, self.socket_gate)
+                await self._site.start()
         except OSError:
-            await self._runner.cleanup()
-            self._runner = None
+            await self.close()
             raise
         log.info("api.listening", host=self._host, port=self.port)
 
     async def close(self) -> None:
-        """Stop serving; commands still running get a second, then are cancelled."""
+        """Stop serving; commands still running get a second, then are cancelled.
+        The socket file goes first: a technician's command now says the agent is down."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
         if self._listener is not None:
             self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         self.gate.abort_all()
+        self.socket_gate.abort_all()
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None
@@ -215,7 +242,8 @@ class LocalApi:
 
     @web.middleware
     async def _admit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self._admission.admit(request)
+        conn = _connection(request)
+        self._admission.admit(request, by_peer=conn is not None and conn.by_peer)
         return await handler(request)
 
     # --- handlers --------------------------------------------------------------
@@ -225,6 +253,8 @@ class LocalApi:
         status = 200 if not reasons else 503
         body = {"status": "ok" if status == 200 else "degraded", "reasons": reasons}
         body |= {"connections": self.gate.stats()} | self._details()
+        if self.socket is not None:
+            body["socket"] = {"path": str(self.socket)} | self.socket_gate.stats()
         return web.json_response(body, status=status)
 
     async def _metrics_text(self, request: web.Request) -> web.Response:

@@ -39,11 +39,18 @@ class LockerInfo(BaseModel):
 
 
 class Event(BaseModel):
-    """``event``: what happened (``door_changed``, ``startup``, an alarm, ...)."""
+    """``event``: what happened (``door_changed``, an alarm, ...) and, for some, where.
+
+    The spec leaves ``event`` open beyond ``type``: board and bus events name their
+    ``bus`` and ``board`` (or the bus's ``boards``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: str
+    bus: str | None = None
+    board: int | None = None
+    boards: list[int] | None = None
 
 
 class FeedbackBody(BaseModel):
@@ -56,12 +63,20 @@ class FeedbackBody(BaseModel):
     event: Event | None = None
 
 
-def build_body(cabinets: Iterable[dict[str, Any]], event: str, info: LockerInfo) -> dict[str, Any]:
-    """Validate and serialise one POST body; unset statuses are left out, not sent as null."""
+def build_body(
+    cabinets: Iterable[dict[str, Any]],
+    event: str,
+    info: LockerInfo,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate and serialise one POST body; unset statuses are left out, not sent as null.
+
+    ``detail``: the event's fields beyond its type. Raises pydantic's ValidationError.
+    """
     body = FeedbackBody(
         cabinets=[CabinetStatus.model_validate(c) for c in cabinets],
         locker_info=info,
-        event=Event(type=event),
+        event=Event(type=event, **(detail or {})),
     )
     return body.model_dump(exclude_none=True)
 

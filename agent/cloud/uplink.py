@@ -18,13 +18,14 @@ from typing import Any
 
 import aiohttp
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from agent.cloud.backoff import Backoff
 from agent.cloud.feedback import LockerInfo, build_body, locker_info
 from agent.cloud.session import cloud_session
 from agent.locker.indicator import Link
-from agent.storage.outbox import Message, Outbox, OutboxError
+from agent.storage.message import Message
+from agent.storage.outbox import Outbox, OutboxError
 
 log = structlog.get_logger(__name__)
 
@@ -189,7 +190,16 @@ class Uplink:
     async def _deliver(self, batch: list[Message]) -> float:
         """POST one batch; returns how long to wait before the next try (0: go on)."""
         seqs = [m.seq for m in batch]
-        body = build_body([c for m in batch for c in m.cabinets], batch[0].event, self._info)
+        cabinets = [c for m in batch for c in m.cabinets]
+        try:
+            body = build_body(cabinets, batch[0].event, self._info, batch[0].detail)
+        except ValidationError as exc:  # a row damaged in a way JSON still reads
+            if len(batch) > 1:
+                self._isolate = True
+                return 0.0
+            log.error("uplink.invalid_body", seqs=seqs, error=str(exc))
+            self._outbox.bury(seqs, 0, f"not a valid feedback body: {exc}")
+            return 0.0
         assert self._session is not None
         self._hold = False
         try:

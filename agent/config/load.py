@@ -204,7 +204,8 @@ def summary(config: Config) -> str:
     lines += [
         f"cloud: {config.cloud.url}, heartbeat every {config.cloud.heartbeat_s:g} s"
         f" (api key: {key_from})",
-        f"api: listening on {config.api.listen} (token: {token_from})",
+        f"api: listening on {config.api.listen} (token: {token_from}),"
+        f" technicians' socket {config.api_socket}",
         f"storage: {config.storage.dir}",
     ]
     if config.cloud.commands_url:

@@ -47,6 +47,10 @@ _TAGS = frozenset({"kerong-cu16", "gpio"})
 Side = Literal["front", "rear"]
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_STORAGE_DIR = Path("/var/lib/locker-agent")
+RUNTIME_DIR = Path("/run/locker-agent")
+"""The unit's ``RuntimeDirectory=``: the technicians' socket lives there on a locker."""
+SOCKET_NAME = "agent.sock"
+SOCKET_NAME_MAX = 64  # bytes: bound through /proc/self/fd/N/, in 108 bytes of sun_path
 _HOST_RE = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -139,6 +143,32 @@ class ApiConfig(StrictModel):
     # then its body.
     head_timeout_s: float = Field(10.0, ge=1, le=120)
     body_timeout_s: float = Field(10.0, ge=1, le=120)
+    # The Unix socket the technicians' commands (status, open, selftest) reach the
+    # agent on, relative to the config file; default: see Config.api_socket.
+    socket: Annotated[Path, Field(strict=False)] | None = None
+
+    @field_validator("socket", mode="before")
+    @classmethod
+    def _plain_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and (not value.strip() or value.endswith("/")):
+            raise ValueError('must name a file, like "/run/locker-agent/agent.sock"')
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("socket")
+    @classmethod
+    def _socket_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not value.is_absolute():
+            value = Path(base) / value
+        if len(value.name.encode()) > SOCKET_NAME_MAX:
+            raise ValueError(f"the file name is at most {SOCKET_NAME_MAX} bytes")
+        if value.is_dir():
+            raise ValueError(f"{value} is a directory: name the socket file in it")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -279,6 +309,21 @@ class Config(StrictModel):
             if cabinet.key == key:
                 return cabinet
         raise KeyError(key)
+
+    @property
+    def api_socket(self) -> Path:
+        """The technicians' Unix socket: ``[api] socket`` when given; else, with the
+        service's storage (``/var/lib/locker-agent``), ``/run/locker-agent/agent.sock``
+        (the unit's RuntimeDirectory); else ``agent.sock`` in ``[storage] dir``.
+
+        A function of the file alone (never of what exists now), so the agent and the
+        CLI reading the same file name the same path, the agent up or down.
+        """
+        if self.api.socket is not None:
+            return self.api.socket
+        if self.storage.dir == DEFAULT_STORAGE_DIR:
+            return RUNTIME_DIR / SOCKET_NAME
+        return self.storage.dir / SOCKET_NAME
 
     def door_refs(self) -> Iterator[tuple[int, Side, KerongDoorWiring | GpioDoorWiring]]:
         """Every wired door as (cabinet key, "front"/"rear", wiring), in file order."""

@@ -1,1 +1,1 @@
-"""The technician's tools: doctor, bus scan, status; imports hardware, thermal, config, drivers."""
+"""Technicians' tools: doctor, bus scan, status; imports hardware, thermal, config, drivers, api."""

@@ -1,5 +1,6 @@
-"""What ``doctor`` looks at outside the config: the cloud, a serial port's holders,
-the clock. Each returns what it found; ``doctor`` turns it into ok/FAIL/warn lines.
+"""What ``doctor`` looks at outside the config: the cloud, the holders of a serial port
+or of a TCP port, the clock. Each returns what it found; ``doctor`` turns it into
+ok/FAIL/warn lines, ``run`` and ``simulate`` name who holds a port they need.
 
 The cloud probe never sends feedback: it POSTs an empty JSON object to the feedback
 endpoint with the api-key. The cloud checks the key before the body, so 401/403
@@ -16,11 +17,13 @@ import shutil
 import socket
 import ssl
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config import CloudConfig
+from agent.field.printable import printable
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 
@@ -95,7 +98,8 @@ def _redact(text: str, secret: str) -> str:
 def healthz(host: str, port: int, timeout_s: float = 3.0) -> tuple[int, list[str]] | None:
     """``(status, reasons)`` of the running agent's ``GET /healthz``; None when silent.
 
-    A wildcard ``host`` is asked on loopback.
+    A wildcard ``host`` is asked on loopback. The reasons are printable (control
+    characters escaped): whoever answers on the port wrote them.
     """
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
@@ -103,7 +107,7 @@ def healthz(host: str, port: int, timeout_s: float = 3.0) -> tuple[int, list[str
         conn.request("GET", "/healthz")
         response = conn.getresponse()
         body = json.loads(response.read() or b"{}")
-        return response.status, [str(r) for r in body.get("reasons", [])]
+        return response.status, [printable(r) for r in body.get("reasons", [])]
     except (OSError, http.client.HTTPException, ValueError, AttributeError):
         return None
     finally:
@@ -114,19 +118,81 @@ def holders(device: str) -> list[tuple[int, str]]:
     """``(pid, command line)`` of every other process with ``device`` open, by /proc
     (the processes this user may look at)."""
     target = os.path.realpath(device)
+    return _holding(lambda link: link == target)
+
+
+def port_holders(port: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every other process holding TCP ``port``: those
+    listening on it, else those bound or connected with it (never TIME_WAIT), by
+    /proc/net/tcp and tcp6 and the processes' descriptors. As root every process is
+    seen, otherwise only this user's: an empty list then says nothing."""
+    listening: set[str] = set()
+    bound: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()  # sl local rem st queues tr retrnsmt uid timeout inode
+            if len(fields) < 10 or fields[9] == "0" or fields[3] == _TIME_WAIT:
+                continue
+            if int(fields[1].rpartition(":")[2], 16) == port:
+                (listening if fields[3] == _LISTEN else bound).add(f"socket:[{fields[9]}]")
+    for inodes in (listening, bound):
+        if inodes and (found := _holding(inodes.__contains__)):
+            return found
+    return []
+
+
+def named(found: list[tuple[int, str]], most: int = 3) -> str:
+    """``pid 812 (python3 -m http.server 8080)``, a few of them, comma separated."""
+    text = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in found[:most])
+    return text + (f" and {len(found) - most} more" if len(found) > most else "")
+
+
+def command_line(pid: int, limit: int = 120) -> str:
+    """The command line of process ``pid`` as one line (control characters escaped,
+    at most ``limit`` characters); its name when the command line is empty; ``?``
+    when it cannot be read."""
+    proc = Path("/proc") / str(pid)
+    try:
+        cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        text = cmd.decode(errors="replace") or (proc / "comm").read_text().strip()
+    except OSError:
+        return "?"
+    text = printable(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_LISTEN, _TIME_WAIT = "0A", "06"  # /proc/net/tcp states
+
+
+def _holding(match: Callable[[str], bool]) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every other process with a descriptor whose link
+    (``/dev/ttyUSB0``, ``socket:[4711]``) ``match`` accepts."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         pid = int(proc.name)
         if pid == os.getpid():
             continue
         try:
-            fds = list((proc / "fd").iterdir())
-            if any(os.path.realpath(fd) == target for fd in fds):
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                found.append((pid, cmd.strip() or proc.name))
+            if any(match(link) for link in _links(proc)):
+                found.append((pid, command_line(pid)))
         except OSError:
             continue  # gone, or not ours to look at
     return found
+
+
+def _links(proc: Path) -> list[str]:
+    """Where each of a process's descriptors points; OSError when they cannot be read."""
+    links = []
+    for fd in (proc / "fd").iterdir():
+        try:
+            links.append(os.readlink(fd))
+        except OSError:
+            continue  # closed meanwhile
+    return links
 
 
 def by_id() -> list[str]:

@@ -1,74 +1,66 @@
-"""``status``, ``open`` and ``selftest``: the running agent, asked through its local API.
+"""``status``, ``open`` and ``selftest``: the running agent, asked on its Unix socket.
 
 The agent holds the serial ports, so a technician's command never talks to the
-hardware itself: it reads ``[api] listen`` and the token from the same config
-file and asks the running agent, exactly as an operator's tool would.
+hardware itself: it asks the running agent through ``AgentChannel``
+(``agent/field/channel.py``) on the socket the config file names
+(``Config.api_socket``: ``[api] socket``, else ``/run/locker-agent/agent.sock``
+with the service's storage, else ``agent.sock`` in ``[storage] dir``), or
+``--socket PATH``. The server proves to be the agent by its credentials before a
+byte is sent; the token is never used. Everything printed that came from the agent
+goes through ``printable`` (control characters escaped).
 
 - ``locker-agent status``: every cabinet as a table (doors, enabled, occupied,
-  alarms), then the agent's health;
+  size, thermal, alarms), then the agent's health;
 - ``locker-agent open KEY [--rear]``: open one door; prints the cabinet after;
-- ``locker-agent selftest [--rear] [--pause-s S]``: open every enabled cabinet's
-  door in turn (one at a time, ``pause_s`` apart: the supply sees one lock at a
-  time) and print whether each switch confirmed it.
+- ``locker-agent selftest [--rear] [--yes] [--pause-s S]``: says which cabinets it
+  will open and which it spares (disabled; occupied: the item sensor reads an
+  item), asks (``--yes`` skips the question; without a terminal and without
+  ``--yes`` it refuses), then opens each one in turn through the agent's normal
+  open (one at a time, ``pause_s`` apart), looking at each again just before.
+
+A new command (``thermal reset KEY``) is a function of an ``AgentChannel``, e.g.
+``channel.call("POST", f"/api/lockers/cabinets/{key}/thermal/reset")``, printing
+through ``printable``; ``run_command`` gives it the channel and the exit statuses.
 
 Exit status: 0 when all is well, 1 when a door did not open or the agent is
-degraded, 2 when the agent cannot be reached.
+degraded, 2 when the agent cannot be reached (or something else serves its
+socket), 3 when the selftest was not confirmed (nothing opened).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from typing import Any
-
-import aiohttp
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
 
 from agent.config import Config
+from agent.field.channel import AgentChannel, AgentUnreachable
+from agent.field.printable import printable as p
 
-TIMEOUT_S = 30.0  # an open waits for its confirmation, and a retry
+NOT_CONFIRMED = 3
 
-
-class AgentUnreachable(Exception):
-    """The running agent's local API did not answer."""
-
-
-class _Client:
-    def __init__(self, config: Config) -> None:
-        host = config.api.host
-        host = f"[{host}]" if ":" in host else host
-        host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
-        self._base = f"http://{host}:{config.api.port}"
-        self._headers = {"Authorization": f"Bearer {config.api.token.get_secret_value()}"}
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout, headers=self._headers) as http,
-                http.request(method, self._base + path, json=body) as resp,
-            ):
-                return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            raise AgentUnreachable(f"{self._base}: {type(exc).__name__}") from None
+HEADER = (
+    f"{'key':>5}  {'front':<8} {'rear':<8} {'enabled':<8} {'occupied':<9} {'size':<8}"
+    f" {'thermal':<22} alarms"
+)
 
 
-async def ask(config: Config, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request to the running agent, as ``open`` makes it: (status, JSON answer).
-    Raises ``AgentUnreachable``. Other rooms' commands (``thermal reset``) call this."""
-    return await _Client(config).call(method, path, body)
+class _Odd(Exception):
+    """An answer without the fields of the local API's cabinet or health objects."""
 
 
 def _row(cabinet: dict[str, Any]) -> str:
-    alarms = (
-        ", ".join(a["type"] + (f" ({a['side']})" if a["side"] else "") for a in cabinet["alarms"])
-        or "-"
+    alarms = ", ".join(
+        p(a["type"]) + (f" ({p(a['side'])})" if a.get("side") else "") for a in cabinet["alarms"]
     )
     rear = cabinet.get("rear_load_status") or "-"
     return (
-        f"{cabinet['key']:>5}  {cabinet['state']:<8} {rear:<8} "
-        f"{'yes' if cabinet['enabled'] else 'no':<8} {cabinet['occupied']:<9}"
-        f" {_thermal(cabinet):<22} {alarms}"
+        f"{p(cabinet['key']):>5}  {p(cabinet['state']):<8} {p(rear):<8} "
+        f"{'yes' if cabinet['enabled'] else 'no':<8} {'yes' if cabinet['occupied'] else 'no':<9}"
+        f" {p(cabinet.get('size', '-')):<8} {_thermal(cabinet):<22} {alarms or '-'}"
     )
 
 
@@ -78,100 +70,201 @@ def _thermal(cabinet: dict[str, Any]) -> str:
     if not unit:
         return "-"
     temp = cabinet.get("temperature_c")
-    shown = f"{temp:.1f} C" if temp is not None else f"? (sensor {unit['sensor']})"
+    shown = f"{float(temp):.1f} C" if temp is not None else f"? (sensor {p(unit['sensor'])})"
     doing = " heating" if unit["heating"] else " cooling" if unit["cooling"] else ""
-    return f"{unit['mode']} {shown}{doing}"
+    return f"{p(unit['mode'])} {shown}{doing}"
 
 
-HEADER = (
-    f"{'key':>5}  {'front':<8} {'rear':<8} {'enabled':<8} {'occupied':<9} {'thermal':<22} alarms"
-)
+def _cabinets(channel: AgentChannel) -> list[dict[str, Any]]:
+    code, cabinets = channel.call("GET", "/api/lockers/cabinets")
+    if code != 200 or not isinstance(cabinets, list):
+        raise _Odd(f"the cabinets answered {code}: {_problem(cabinets)}")
+    return cabinets
 
 
-async def status(config: Config) -> int:
+def _problem(answer: Any) -> str:
+    """``BUSY: the lock rests 1.2 s more``: an error answer's type and message."""
+    if isinstance(answer, dict):
+        return f"{p(answer.get('type', '?'))}: {p(answer.get('message', ''))}"
+    return p(answer)[:200]
+
+
+def status(channel: AgentChannel) -> int:
     """Print the cabinets and the health; 1 when degraded."""
-    client = _Client(config)
-    _, cabinets = await client.call("GET", "/api/lockers/cabinets")
-    code, health = await client.call("GET", "/healthz")
+    cabinets = _cabinets(channel)
+    code, health = channel.call("GET", "/healthz")
     print(HEADER)
     for cabinet in cabinets:
         print(_row(cabinet))
-    print(f"health: {health.get('status')}" + "".join(f"\n  - {r}" for r in health["reasons"]))
+    reasons = "".join(f"\n  - {p(r)}" for r in health["reasons"])
+    print(f"health: {p(health.get('status'))}{reasons}")
     return 0 if code == 200 else 1
 
 
-async def open_door(config: Config, key: int, rear: bool) -> int:
+def open_door(channel: AgentChannel, key: int, rear: bool) -> int:
     """Open one door; 1 when the agent refused or the door did not open."""
-    client = _Client(config)
-    code, answer = await client.call(
+    code, answer = channel.call(
         "PUT", f"/api/lockers/cabinets/{key}", {"command": "open", "rearload": rear}
     )
     if code != 200:
-        print(f"cabinet {key}: {answer.get('type')}: {answer.get('message')}", file=sys.stderr)
+        print(f"cabinet {key}: {_problem(answer)}", file=sys.stderr)
         return 1
     print(HEADER)
     print(_row(answer))
     return 0
 
 
-async def selftest(config: Config, rear: bool, pause_s: float) -> int:
-    """Open each enabled cabinet's door in turn and print a table; 1 if any failed."""
-    client = _Client(config)
-    _, cabinets = await client.call("GET", "/api/lockers/cabinets")
+def _key(cabinet: dict[str, Any]) -> int:
+    """A cabinet's key, which goes into a request's path: a number, or ``_Odd``."""
+    key = cabinet["key"]
+    if type(key) is not int:
+        raise _Odd(f"a cabinet key that is not a number: {p(key)[:40]}")
+    return key
+
+
+def spared(cabinet: dict[str, Any], rear: bool) -> str | None:
+    """Why the selftest leaves ``cabinet`` shut (``disabled``, ``occupied``, ``no rear
+    door``), or None to open it."""
+    if rear and cabinet.get("rear_load_status") is None:
+        return "no rear door"
+    if not cabinet["enabled"]:
+        return "disabled"
+    if cabinet["occupied"]:
+        return "occupied (the item sensor reads an item)"
+    return None
+
+
+def selftest(
+    channel: AgentChannel,
+    rear: bool,
+    pause_s: float,
+    confirm: Callable[[str], bool],
+) -> int:
+    """Open each enabled, empty cabinet's door once, in turn, after ``confirm(question)``
+    says yes; print a line per cabinet and a summary. 1 if a door did not open,
+    ``NOT_CONFIRMED`` (nothing opened) when not confirmed."""
     side = "rear" if rear else "front"
-    failed = 0
+    cabinets = _cabinets(channel)
+    plan = [(c, spared(c, rear)) for c in cabinets]
+    chosen = [str(_key(c)) for c, why in plan if why is None]
+    spare = [f"{_key(c)} ({why})" for c, why in plan if why and why != "no rear door"]
+    print(
+        f"selftest: opens the {side} door of {len(chosen)} cabinet(s), one at a time:"
+        f" {', '.join(chosen) or 'none'}"
+    )
+    if spare:
+        print(f"selftest: spares {', '.join(spare)}")
+    if not chosen:
+        return 0
+    if not confirm(f"Open {len(chosen)} {side} door(s) now? [y/N] "):
+        print("selftest: not confirmed, nothing opened", file=sys.stderr)
+        return NOT_CONFIRMED
     print(f"{'key':>5}  {side:<6} result")
-    for cabinet in cabinets:
-        if not cabinet["enabled"] or (rear and cabinet.get("rear_load_status") is None):
+    opened = failed = late = 0
+    for cabinet, why in plan:
+        if why is not None:
+            if why != "no rear door":
+                print(f"{_key(cabinet):>5}  {side:<6} spared: {why}")
             continue
-        code, answer = await client.call(
-            "PUT", f"/api/lockers/cabinets/{cabinet['key']}", {"command": "open", "rearload": rear}
+        key = _key(cabinet)
+        code, now = channel.call("GET", f"/api/lockers/cabinets/{key}")  # as it is now
+        why = spared(now, rear) if code == 200 else None
+        if why is not None:  # filled or disabled since the plan
+            late += 1
+            print(f"{key:>5}  {side:<6} spared: {why}")
+            continue
+        code, answer = channel.call(
+            "PUT", f"/api/lockers/cabinets/{key}", {"command": "open", "rearload": rear}
         )
         state = answer.get("rear_load_status" if rear else "state") if code == 200 else None
         ok = code == 200 and state == "open"
+        opened += ok
         failed += not ok
-        result = "opened" if ok else f"FAIL {answer.get('type', code)}: {answer.get('message', '')}"
-        print(f"{cabinet['key']:>5}  {side:<6} {result}")
-        await asyncio.sleep(pause_s)
-    print(f"selftest: {failed} of {len(cabinets)} failed" if failed else "selftest: all opened")
+        why_not = _problem(answer) if code != 200 else f"the switch reads {p(state)}"
+        result = "opened" if ok else f"FAIL {why_not}"
+        print(f"{key:>5}  {side:<6} {result}")
+        time.sleep(pause_s)
+    counts = f"{opened} opened, {len(spare) + late} spared, {failed} failed"
+    print(f"selftest: {counts}" if failed else f"selftest: all opened ({counts})")
     return 1 if failed else 0
 
 
+def ask(question: str, stdin: TextIO = sys.stdin) -> bool:
+    """``question`` on stdout, a yes (``y``, ``yes``) from the terminal on ``stdin``."""
+    print(question, end="", flush=True)
+    answer = stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
 def add_arguments(sub: Any) -> None:
-    """The three subcommands on ``sub`` (argparse subparsers); each takes the config."""
+    """The three subcommands on ``sub`` (argparse subparsers); each takes the config
+    (for the socket's path) or ``--socket``."""
     for name, text in (
-        ("status", "the running agent's cabinets as a table, with alarms"),
+        ("status", "the running agent's cabinets as a table, with alarms and health"),
         ("open", "open one cabinet's door through the running agent"),
-        ("selftest", "open every enabled cabinet in turn and confirm each switch"),
+        (
+            "selftest",
+            "open every enabled, empty cabinet in turn (asks first) and confirm each switch",
+        ),
     ):
-        parser = sub.add_parser(name, help=text)
+        parser = sub.add_parser(
+            name,
+            help=text,
+            description=f"{text}. Asks the running agent on its Unix socket (the config"
+            " file's [api] socket; see README 'On a locker'), as root, the service user"
+            " or a member of the group locker-agent; the token is not used.",
+        )
         parser.add_argument(
             "--config",
             dest="config_flag",
             metavar="FILE",
             default="/etc/locker-agent/agent.toml",
-            help="the TOML config file",
+            help="the TOML config file: where the agent's socket is",
+        )
+        parser.add_argument(
+            "--socket", type=Path, metavar="PATH", help="the agent's socket; the config is not read"
         )
         if name == "open":
             parser.add_argument("key", type=int, help="the cabinet's key")
         if name in ("open", "selftest"):
             parser.add_argument("--rear", action="store_true", help="the rear-load door")
         if name == "selftest":
+            parser.add_argument(
+                "--yes", action="store_true", help="do not ask (needed without a terminal)"
+            )
             parser.add_argument("--pause-s", type=float, default=1.0, help="between two opens")
 
 
-def main(args: argparse.Namespace, config: Config) -> int:
-    """Run ``args.cmd``; 2 when the agent cannot be reached."""
+def run_command(name: str, path: Path, work: Callable[[AgentChannel], int]) -> int:
+    """``work(channel)`` on the agent's socket; 2 (said on stderr) when the agent
+    cannot be reached or its answer is not the API's."""
     try:
-        if args.cmd == "status":
-            return asyncio.run(status(config))
-        if args.cmd == "open":
-            return asyncio.run(open_door(config, args.key, args.rear))
-        return asyncio.run(selftest(config, args.rear, args.pause_s))
+        return work(AgentChannel(path))
     except AgentUnreachable as exc:
         print(
-            f"locker-agent {args.cmd}: the agent does not answer at {exc}: is it running?"
+            f"locker-agent {name}: the agent does not answer: {exc}"
             " (systemctl status locker-agent)",
             file=sys.stderr,
         )
-        return 2
+    except (_Odd, KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f": {exc}" if isinstance(exc, _Odd) else ""
+        print(f"locker-agent {name}: the agent's answer is not understood{detail}", file=sys.stderr)
+    return 2
+
+
+def main(args: argparse.Namespace, config: Config | None) -> int:
+    """Run ``args.cmd`` against the socket of ``--socket`` or of ``config``."""
+    path = args.socket or (config.api_socket if config is not None else None)
+    assert path is not None, "the CLI passes a config when --socket is not given"
+    if args.cmd == "status":
+        return run_command("status", path, status)
+    if args.cmd == "open":
+        return run_command("open", path, lambda c: open_door(c, args.key, args.rear))
+    if not args.yes and not sys.stdin.isatty():
+        print(
+            "locker-agent selftest: it opens doors, and asks first; without a terminal, pass --yes",
+            file=sys.stderr,
+        )
+        return NOT_CONFIRMED
+    confirm = (lambda _: True) if args.yes else ask
+    return run_command("selftest", path, lambda c: selftest(c, args.rear, args.pause_s, confirm))

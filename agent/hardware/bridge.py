@@ -54,8 +54,8 @@ class SensorSink(Protocol):
     def door_fully_open(self, key: int, side: Side, is_open: bool) -> None:
         """A motorised door reached (True) or left (False) its open end switch."""
 
-    def item_sensed(self, key: int, present: bool) -> None:
-        """An item is in the cabinet (True) or not."""
+    def item_sensed(self, key: int, present: bool | None) -> None:
+        """An item is in the cabinet (True), or not, or not known (None: board silent)."""
 
     def board_health(self, bus: str, board: int, online: bool) -> None:
         """A lock board went silent (False) or answers again (True)."""
@@ -297,8 +297,8 @@ class Hardware:
         for channel, key, side in self._points.get((bus_name, board), ()):
             is_open = None if status is None else not status.closed[channel - 1]
             self._sink.door_sensed(key, side, is_open)
-            if status is not None and side == "front":
-                self._sink.item_sensed(key, status.items[channel - 1])
+            if side == "front":
+                self._sink.item_sensed(key, None if status is None else status.items[channel - 1])
 
     def _health(self, bus_name: str, board: int, online: bool) -> None:
         """A board's health, and the bus's: all of its boards silent is one bus event

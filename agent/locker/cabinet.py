@@ -26,7 +26,8 @@ class Cabinet:
     front: Door = field(default_factory=Door)
     rear: Door | None = None
     enabled: bool = True
-    occupied: bool = False
+    occupied: bool = False  # the last reading: thermal control counts on it
+    occupied_known: bool = True  # False while the board with its item sensor is silent
     thermal_mode: ThermalMode = "ambient"
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").
@@ -71,16 +72,20 @@ class Cabinet:
         return {"enabled": self.enabled, "size": self.size, "thermal_mode": self.thermal_mode}
 
     def as_cloud(self) -> dict[str, Any]:
-        """The cloud's cabinet object (GET /api/lockers/locations shape), plus
-        ``unknown`` door states and the active ``alarms``."""
+        """The cloud's cabinet object (GET /api/lockers/locations shape), as sensed now.
+
+        Plus ``unknown`` door states, ``recorded`` (False while a door's change waits
+        for the disk: shown, not yet in the outbox) and the active ``alarms``.
+        """
         return {
             "key": self.key,
-            "state": self.front.state.value,
+            "state": self.front.seen.value,
             "enabled": self.enabled,
             "size": self.size,
-            "occupied": int(self.occupied),
+            "occupied": int(self.occupied) if self.occupied_known else None,
             "thermal_mode": self.thermal_mode,
-            "rear_load_status": self.rear.state.value if self.rear else None,
+            "rear_load_status": self.rear.seen.value if self.rear else None,
+            "recorded": all(door.recorded for _, door in self.doors()),
             "temperature_c": self.temperature_c,
             "thermal": self._thermal(),
             "alarms": [{"type": a, "side": s} for a, s in sorted(self.alarms, key=_by_name)],

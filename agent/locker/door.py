@@ -4,14 +4,16 @@ No asyncio and no I/O. A door keeps three views of itself:
 
 - ``sensed``: what the switch said last (True open, False closed, None unknown);
   raw, updated at once, for the actions that wait on it;
-- ``shown``: what the API shows and supervision reasons about; it moves only when
-  the journal applies a :class:`DoorSeen` entry, that is after the change was
-  committed to the outbox ("queued before shown");
+- ``shown``: what supervision, the indicator and the cloud reason about; it moves
+  only when the journal applies a :class:`DoorSeen` entry, that is after the
+  change was committed to the outbox ("recorded before it counts");
 - ``reported``: what the cloud was last told (committed), and ``proposed``: the
   last status put in the journal, so each real change is proposed exactly once.
 
-A board that stops answering makes the door ``unknown``: shown as such, never
-reported to the cloud as open or closed (Open-Locker: no guesses).
+A person reading the API is shown what the switch says now (``seen``), and
+whether that is recorded yet (``recorded``: False while the disk refuses the
+change). A board that stops answering makes the door ``unknown``: shown as such,
+never reported to the cloud as open or closed (Open-Locker: no guesses).
 """
 
 from __future__ import annotations
@@ -106,12 +108,25 @@ class Door:
 
     @property
     def state(self) -> DoorState:
-        """The shown state with what a command is doing folded in."""
-        if self.shown is None:
+        """The recorded state with what a command is doing folded in."""
+        return self._state(self.shown)
+
+    @property
+    def seen(self) -> DoorState:
+        """What the switch says now, with what a command is doing folded in: for people."""
+        return self._state(self.sensed)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether what the switch says is recorded (in the outbox), or still waits."""
+        return self.sensed == self.shown
+
+    def _state(self, value: bool | None) -> DoorState:
+        if value is None:
             return DoorState.UNKNOWN
         if self.motion == "opening":
-            done = self.fully_open if self.motorised else self.shown
+            done = self.fully_open if self.motorised else value
             return DoorState.OPEN if done else DoorState.OPENING
         if self.motion == "closing":
-            return DoorState.CLOSING if self.shown else DoorState.CLOSED
-        return DoorState.OPEN if self.shown else DoorState.CLOSED
+            return DoorState.CLOSING if value else DoorState.CLOSED
+        return DoorState.OPEN if value else DoorState.CLOSED

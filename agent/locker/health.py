@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agent.locker.journal import BoardSeen, BusSeen, Journal
@@ -36,7 +36,8 @@ class Health:
 
     Seconds: ``min_interval_s`` between two events of one board or bus;
     ``settle_s`` after a bus answers again before its boards are judged one by one.
-    ``clock``: monotonic.
+    ``clock``: monotonic. ``boards``: (bus, board) -> the cabinet keys it serves, so
+    an event carries its own cabinets.
     """
 
     def __init__(
@@ -46,8 +47,10 @@ class Health:
         min_interval_s: float = 60.0,
         settle_s: float = 3.0,
         clock: Callable[[], float],
+        boards: Mapping[tuple[str, int], tuple[int, ...]] | None = None,
     ) -> None:
         self._journal = journal
+        self._served = dict(boards or {})  # (bus, board) -> the cabinets it serves
         self.min_interval_s = min_interval_s
         self._settle_s = settle_s
         self._clock = clock
@@ -110,9 +113,11 @@ class Health:
             return
         told.online, told.at = actual, now
         if isinstance(key, tuple):
-            self._journal.publish(BoardSeen(key[0], key[1], actual))
+            self._journal.publish(BoardSeen(key[0], key[1], actual, self._served.get(key, ())))
         else:
-            self._journal.publish(BusSeen(key, actual))
+            on_bus = sorted(b for bus, b in self._served if bus == key)
+            keys = sorted({k for (bus, _), ks in self._served.items() if bus == key for k in ks})
+            self._journal.publish(BusSeen(key, actual, tuple(on_bus), tuple(keys)))
 
     def _defer(self, key: tuple[str, int] | str, delay_s: float) -> None:
         if key in self._timers:

@@ -35,7 +35,8 @@ import structlog
 from agent.locker.cabinet import Cabinet
 from agent.locker.door import DoorSeen
 from agent.locker.supervision import AlarmChange
-from agent.storage.outbox import Kind, Outbox, OutboxError
+from agent.storage.message import Kind
+from agent.storage.outbox import Outbox, OutboxError
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +61,13 @@ Observer = Callable[[Any], Iterable[Entry] | None]
 
 @dataclass(frozen=True, slots=True)
 class BoardSeen:
-    """A journal entry: lock board ``board`` on ``bus`` went silent or answers again."""
+    """A journal entry: lock board ``board`` on ``bus`` went silent or answers again;
+    ``keys``: the cabinets it serves (empty: not known, the whole locker is sent)."""
 
     bus: str
     board: int
     online: bool
+    keys: tuple[int, ...] = ()
 
     def apply(self) -> None:
         """Health is read from the buses; the entry only tells the cloud."""
@@ -73,10 +76,12 @@ class BoardSeen:
 @dataclass(frozen=True, slots=True)
 class BusSeen:
     """A journal entry: every board of ``bus`` went silent (or its port closed), or
-    the bus answers again."""
+    the bus answers again; ``boards`` and ``keys``: its boards and their cabinets."""
 
     bus: str
     online: bool
+    boards: tuple[int, ...] = ()
+    keys: tuple[int, ...] = ()
 
     def apply(self) -> None:
         """Health is read from the buses; the entry only tells the cloud."""
@@ -109,15 +114,15 @@ class Startup:
 class Journal:
     """Orders entries, queues their feedback, applies them, tells the observers.
 
-    ``snapshot()`` gives the known door statuses of the whole locker, for events
-    that have no door of their own. ``retry_s``: seconds between tries while the
-    outbox refuses; ``max_backlog``: entries kept waiting at most.
+    ``snapshot(keys=None)`` gives the known door statuses of those cabinets (all by
+    default), for events that have no door of their own. ``retry_s``: seconds between
+    tries while the outbox refuses; ``max_backlog``: entries kept waiting at most.
     """
 
     def __init__(
         self,
         outbox: Outbox,
-        snapshot: Callable[[], Feedback],
+        snapshot: Callable[..., Feedback],
         *,
         retry_s: float = 1.0,
         max_backlog: int = 10_000,
@@ -156,6 +161,12 @@ class Journal:
         out = []
         if self._backlog:
             out.append(f"{len(self._backlog)} changes waiting for the outbox to take them")
+            doors = {(e.key, e.side): e.door for e in self._backlog if isinstance(e, DoorSeen)}
+            out.extend(
+                f"cabinet {key} {side} door: shown {door.seen.value} as sensed, not yet recorded"
+                for (key, side), door in sorted(doors.items())
+                if not door.recorded
+            )
         if self.lost:
             out.append(f"{self.lost} changes lost: the outbox refused them too long")
         return out
@@ -202,9 +213,10 @@ class Journal:
         self._retry = None
         self._drain()
 
-    def _message(self, entry: Entry) -> tuple[Kind, str, Feedback] | None:
-        """What the cloud hears of an entry: (outbox kind, event.type, cabinets)."""
+    def _message(self, entry: Entry) -> tuple[Kind, str, Feedback, dict[str, Any] | None] | None:
+        """What the cloud hears of an entry: (outbox kind, event.type, cabinets, detail)."""
         kind: Kind
+        detail: dict[str, Any] | None = None
         if isinstance(entry, DoorSeen):
             if entry.report is None:
                 return None
@@ -212,14 +224,19 @@ class Journal:
                 "change",
                 EVENT_DOOR_CHANGED,
                 [{"key": entry.key, f"{entry.side}_status": entry.report}],
+                None,
             )
         if isinstance(entry, AlarmChange):
             own = entry.cabinet.feedback()
             kind, event, cabinets = "alarm", entry.event, [own] if own else self._snapshot()
-        elif isinstance(entry, BoardSeen | BusSeen):
-            what = "board" if isinstance(entry, BoardSeen) else "bus"
-            event = f"{what}_online" if entry.online else f"{what}_offline"
-            kind, cabinets = "alarm", self._snapshot()
+        elif isinstance(entry, BoardSeen):
+            event = "board_online" if entry.online else "board_offline"
+            kind, cabinets = "alarm", self._snapshot(entry.keys or None)
+            detail = {"bus": entry.bus, "board": entry.board}
+        elif isinstance(entry, BusSeen):
+            event = "bus_online" if entry.online else "bus_offline"
+            kind, cabinets = "alarm", self._snapshot(entry.keys or None)
+            detail = {"bus": entry.bus, "boards": list(entry.boards)}
         elif isinstance(entry, Startup):
             kind, event, cabinets = "snapshot", EVENT_STARTUP, self._snapshot()
         elif isinstance(entry, StorageNotice):
@@ -231,4 +248,4 @@ class Journal:
         if not cabinets:
             log.warning("event.not_sent", event_type=event, reason="no door state known")
             return None
-        return kind, event, cabinets
+        return kind, event, cabinets, detail

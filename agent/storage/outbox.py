@@ -30,12 +30,12 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
+from agent.storage.message import Kind, Message
 from agent.storage.sqlite import Database
 
 T = TypeVar("T")
@@ -44,8 +44,6 @@ log = structlog.get_logger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
 
-# What a queued message is, for the outbox's bounds and batching.
-Kind = Literal["change", "snapshot", "heartbeat", "alarm"]
 
 DEAD_DROPPED = "dead_letter"  # the counter of dead letters dropped at the bound
 
@@ -54,42 +52,13 @@ _DROP_ORDER: tuple[Kind, ...] = ("heartbeat", "snapshot", "alarm", "change")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL);
+    kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL,
+    detail TEXT);
 CREATE TABLE IF NOT EXISTS dead (seq INTEGER PRIMARY KEY,
     kind TEXT NOT NULL, event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL,
-    died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL);
+    died REAL NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL, detail TEXT);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One queued message: the spec's ``cabinets`` entries plus ``event.type``."""
-
-    seq: int
-    kind: Kind
-    event: str
-    cabinets: tuple[dict[str, Any], ...]
-    created: float  # wall time, for people only: order is by seq
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Message:
-        """A message from an outbox row; ValueError when its cabinets are not a JSON
-        list of objects (a damaged row)."""
-        seq, kind, event, cabinets, created = row
-        decoded = json.loads(cabinets)
-        if not isinstance(decoded, list) or not all(isinstance(c, dict) for c in decoded):
-            raise ValueError("cabinets is not a list of objects")
-        return cls(seq, kind, event, tuple(decoded), created)
-
-    def doors(self) -> set[tuple[int, str]]:
-        """The (cabinet key, side) of every door status the message carries."""
-        return {
-            (c["key"], side)
-            for c in self.cabinets
-            for side in ("front", "rear")
-            if c.get(f"{side}_status")
-        }
 
 
 class OutboxError(Exception):
@@ -125,6 +94,7 @@ class Outbox:
         self.appended = asyncio.Event()  # set on every append; a reader clears it
         self._file = Database(self.path, SCHEMA, self._replaced)
         self._db = self._file.db
+        self._migrate()
         self._ages: deque[tuple[int, float]] = deque()  # (seq, clock()) this process
         self._opened_at = clock()
         self._recount()
@@ -137,9 +107,19 @@ class Outbox:
 
     # --- writing ---------------------------------------------------------------
 
-    def append(self, kind: Kind, event: str, cabinets: list[dict[str, Any]]) -> Message:
-        """Commit one message; OutboxError when the disk refuses (nothing half-written)."""
+    def append(
+        self,
+        kind: Kind,
+        event: str,
+        cabinets: list[dict[str, Any]],
+        detail: dict[str, Any] | None = None,
+    ) -> Message:
+        """Commit one message; OutboxError when the disk refuses (nothing half-written).
+
+        ``detail``: more of the event than its type (``{"bus": ..., "board": ...}``).
+        """
         payload = json.dumps(cabinets, separators=(",", ":"))
+        told = None if detail is None else json.dumps(detail, separators=(",", ":"))
         created = time.time()
 
         def write() -> int:
@@ -147,8 +127,9 @@ class Outbox:
                 self._delete_where("kind = 'heartbeat'")
             self._make_room(len(payload))
             cur = self._db.execute(
-                "INSERT INTO outbox (kind, event, cabinets, created) VALUES (?, ?, ?, ?)",
-                (kind, event, payload, created),
+                "INSERT INTO outbox (kind, event, cabinets, created, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, event, payload, created, told),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
@@ -164,7 +145,7 @@ class Outbox:
         while len(self._ages) > self._rows:  # acked or dropped meanwhile: never more kept
             self._ages.popleft()  # than pending (the oldest age is then an upper bound)
         self.appended.set()
-        return Message(seq, kind, event, tuple(cabinets), created)
+        return Message(seq, kind, event, tuple(cabinets), created, detail)
 
     def ack(self, seqs: list[int]) -> None:
         """The cloud took these: forget them. Raises OutboxError when the disk refuses."""
@@ -177,7 +158,8 @@ class Outbox:
         def move() -> None:
             moved = self._db.execute(
                 "INSERT OR REPLACE INTO dead (seq, kind, event, cabinets, created, died, status,"
-                " answer) SELECT seq, kind, event, cabinets, created, ?, ?, ? FROM outbox"
+                " answer, detail) SELECT seq, kind, event, cabinets, created, ?, ?, ?, detail"
+                " FROM outbox"
                 f" WHERE seq IN ({_marks(seqs)}) RETURNING length(cabinets)",
                 (time.time(), status, answer, *seqs),
             ).fetchall()
@@ -223,15 +205,16 @@ class Outbox:
     def pending(self, limit: int = 100) -> list[Message]:
         """The oldest ``limit`` messages waiting for the cloud, in order; a damaged row
         is moved to ``dead`` on the way. Raises OutboxError when the file cannot be read."""
+        sql = "SELECT seq, kind, event, cabinets, created, detail FROM outbox ORDER BY seq LIMIT ?"
         try:
-            rows = self._db.execute(
-                "SELECT seq, kind, event, cabinets, created FROM outbox ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+            rows = self._db.execute(sql, (limit,)).fetchall()
         except (sqlite3.Error, UnicodeDecodeError) as exc:
-            if self._file.replace_if_damaged(exc):
-                return []  # a fresh file: nothing pending (the locker queues a snapshot)
-            raise OutboxError(f"outbox cannot read: {exc}") from exc
+            if not self._file.replace_if_damaged(exc):
+                raise OutboxError(f"outbox cannot read: {exc}") from exc
+            try:  # a fresh file, holding what could be read of the old one
+                rows = self._db.execute(sql, (limit,)).fetchall()
+            except (sqlite3.Error, UnicodeDecodeError) as again:
+                raise OutboxError(f"outbox cannot read: {again}") from again
         out = []
         for row in rows:
             try:
@@ -307,6 +290,13 @@ class Outbox:
         self._set_ready()
         return result
 
+    def _migrate(self) -> None:
+        """A file from before events had details: give its tables the column."""
+        for table in ("outbox", "dead"):
+            columns = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if "detail" not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN detail TEXT")
+
     def _replaced(self, notice: str) -> None:
         """The file was damaged and replaced (by ``Database``): count afresh, tell."""
         self._db = self._file.db
@@ -314,6 +304,11 @@ class Outbox:
         self._recount()
         if self.on_replaced is not None:
             self.on_replaced(notice)
+
+    @property
+    def salvaged(self) -> tuple[int, int]:
+        """Rows read back from damaged copies since start, and rows that could not be."""
+        return self._file.recovered, self._file.lost
 
     @property
     def notice(self) -> str | None:

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from agent.storage.salvage import Salvaged, columns_of, salvage
+
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
@@ -58,6 +60,8 @@ class Opened:
     db: sqlite3.Connection
     problem: str | None = None
     set_aside: Path | None = None  # where a damaged file was moved
+    recovered: int = 0  # rows read back from the damaged file
+    lost: int = 0  # rows that could not be (at most this many)
 
 
 def open_db(path: Path, schema: str) -> Opened:
@@ -78,8 +82,9 @@ def open_db(path: Path, schema: str) -> Opened:
             db = _open(path, schema)
         except (sqlite3.Error, OSError) as again:
             return _in_memory(path, schema, again)
-        problem = f"{path} was damaged ({exc}); set aside as {aside.name}, started afresh"
-        return Opened(db, problem, aside)
+        found = restore(db, aside)
+        problem = f"{path} was damaged ({exc}); set aside as {aside.name}, {_told(found)}"
+        return Opened(db, problem, aside, found.recovered, found.lost)
     except OSError as exc:
         return _in_memory(path, schema, exc)
 
@@ -98,6 +103,40 @@ def set_aside(path: Path) -> Path:
             log.error("storage.set_aside_failed", path=str(src), error=str(exc))
             src.unlink(missing_ok=True)
     return aside
+
+
+def restore(db: sqlite3.Connection, aside: Path) -> Salvaged:
+    """Copy every readable row of the damaged file ``aside`` into the fresh ``db``,
+    rowids kept (an outbox's order is its rowids). Never raises for either file."""
+    try:
+        found = salvage(aside, columns_of(db))
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        log.error("storage.salvage_failed", path=str(aside), error=str(exc))
+        return Salvaged(unreadable=True)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for table, rows in found.rows.items():
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                names = ", ".join(["rowid", *found.columns[table]])
+                db.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})', rows)
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:  # a full disk: the fresh file stays empty, said
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        log.error("storage.salvage_unsaved", path=str(aside), error=str(exc))
+        return Salvaged(lost=found.recovered + found.lost)
+    log.warning("storage.salvaged", path=str(aside), recovered=found.recovered, lost=found.lost)
+    return found
+
+
+def _told(found: Salvaged) -> str:
+    if found.unreadable and not found.recovered:
+        return "started afresh: nothing in it could be read"
+    return (
+        f"started afresh with the {found.recovered} rows that could be read"
+        f" ({found.lost} could not)"
+    )
 
 
 def _open(path: Path, schema: str) -> sqlite3.Connection:
@@ -150,6 +189,7 @@ class Database:
         self.db = opened.db
         self.notice = opened.problem
         self.in_memory = opened.problem is not None and opened.set_aside is None
+        self.recovered, self.lost = opened.recovered, opened.lost  # rows, since start
 
     def close(self) -> None:
         """Close the file."""
@@ -191,7 +231,10 @@ class Database:
         opened = open_db(self.path, self._schema)
         self.db = opened.db
         self.in_memory = opened.problem is not None and opened.set_aside is None
-        self.notice = f"{self.path} was damaged ({exc}); set aside as {aside.name}, started afresh"
+        found = restore(self.db, aside) if not self.in_memory else Salvaged(unreadable=True)
+        self.recovered += opened.recovered + found.recovered
+        self.lost += opened.lost + found.lost
+        self.notice = f"{self.path} was damaged ({exc}); set aside as {aside.name}, {_told(found)}"
         log.error("storage.replaced", path=str(self.path), error=str(exc), set_aside=str(aside))
         if self.on_replaced is not None:
             self.on_replaced(self.notice)

@@ -62,6 +62,11 @@ class StateStore:
         self._max_commands = max_commands
 
     @property
+    def salvaged(self) -> tuple[int, int]:
+        """Rows read back from damaged copies since start, and rows that could not be."""
+        return self._file.recovered, self._file.lost
+
+    @property
     def notice(self) -> str | None:
         """What went wrong with the file since start, if anything."""
         return self._file.notice

@@ -14,8 +14,9 @@ known right); with ``--excursions``, each time out of temperature:
 ``/etc/locker-agent/agent.toml``, as for ``doctor``. ``log`` exits 0; 1 when there is
 no records file or it cannot be read (said on stderr, nothing on stdout); 2 for a bad
 ``--since``. ``reset`` exits 0 when reset (nothing latched included), 1 when the agent
-refused, 2 when it cannot be reached; it asks the agent through the technician's
-client, whose ``call`` is handed in (this room does not import the field's).
+refused, 2 when it cannot be reached; it asks the agent on its Unix socket through
+the technician's channel, whose ``call`` is handed in (this room does not import the
+field's).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.config import Config
@@ -55,7 +57,10 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
         dest="config_flag",
         metavar="FILE",
         default="/etc/locker-agent/agent.toml",
-        help="the TOML config file",
+        help="the TOML config file (it says where the agent's socket is)",
+    )
+    reset.add_argument(
+        "--socket", type=Path, help="the agent's socket (default: as the config file says)"
     )
     return log
 

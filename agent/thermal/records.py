@@ -118,6 +118,11 @@ class Records:
         self.excursions_dropped = 0  # since start, for /metrics
 
     @property
+    def salvaged(self) -> tuple[int, int]:
+        """Rows read back from damaged copies since start, and rows that could not be."""
+        return self._file.recovered, self._file.lost
+
+    @property
     def notice(self) -> str | None:
         """What went wrong with the file since start (damaged, or kept in memory)."""
         return self._file.notice

@@ -1,1 +1,18 @@
-"""Kerong KR-CU16 lock boards on RS-485: the codec, the bus, their config section."""
+"""Kerong KR-CU16 lock boards on RS-485: the codec, the bus, their config section.
+
+Where things live (each module imports only the ones above it):
+
+    codec.py        frames: encode, decode, a parser that resynchronises after garbage
+    config.py       the config sections: KerongBusConfig, KerongDoorWiring
+    lock.py         PriorityLock: waiters by priority, then arrival
+    link.py         Link: the port kept open, the asyncio protocol, reopen with backoff,
+                    the silent-link check; BusUnavailable
+    matcher.py      ReplyMatcher: which request a frame answers (late, twin, echo)
+    transaction.py  Transactions: one request in flight, commands before polls, a timed
+                    reply, the metrics; BoardTimeout
+    pulse.py        Pulser: unlocks inside the power budget, staggered on the wire
+    status.py       StatusTracker: reads decoded and confirmed, silence with hysteresis,
+                    on_status and on_health; BoardStatus
+    poller.py       Poller: when each board is read
+    bus.py          KerongBus: builds and wires the parts, start/close; what callers import
+"""

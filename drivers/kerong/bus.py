@@ -13,6 +13,10 @@ wire, without holding the bus: polls go on. Buses on one power supply share one
 budget. The bus also tells its health: which boards are silent, whether every
 board has been heard from (or found silent) once, whether the port is open.
 
+``KerongBus`` builds the parts and wires them (the package's docstring maps
+them): the link below the transactions, the matcher beside them, the status
+tracker and the unlocks above them, and the poller on top.
+
 See ``shared/protocols/kerong-cu16.md`` for the frames and
 ``shared/LESSONS.md`` ("Serial protocols in asyncio") for why it is built this way.
 """
@@ -20,195 +24,33 @@ See ``shared/protocols/kerong-cu16.md`` for the frames and
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
-import random
-import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Sequence
 
-import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
+from drivers.kerong.link import BusUnavailable, ConnectFn, Link
+from drivers.kerong.matcher import ReplyMatcher
+from drivers.kerong.poller import Poller
+from drivers.kerong.pulse import Pulser
+from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
+from drivers.kerong.transaction import COMMAND, BoardTimeout, Transactions
 from drivers.power import PowerBudget
 
-log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class BoardStatus:
-    """One board's status with the lock polarity already applied."""
-
-    board: int
-    closed: tuple[bool, ...]  # 16 entries, channel i+1 -> closed[i]
-    items: tuple[bool, ...]  # 16 item-sensor bits, channel i+1 -> items[i]
-
-
-StatusCallback = Callable[[int, BoardStatus | None], None]  # None = board not answering
-HealthCallback = Callable[[int, bool], None]  # (board, online)
-ConnectFn = Callable[
-    [Callable[[], asyncio.Protocol]],
-    Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]],
+__all__ = [
+    "BoardStatus",
+    "BoardTimeout",
+    "BusUnavailable",
+    "ConnectFn",
+    "HealthCallback",
+    "KerongBus",
+    "StatusCallback",
+    "wire_cycle_s",
 ]
 
-
-class BusUnavailable(Exception):
-    """The port is not open (not yet, unplugged, being reopened, or the bus is closed)."""
-
-
-class BoardTimeout(Exception):
-    """The board did not answer in time."""
-
-
-# Lock priorities: lower goes first.
-_COMMAND = 0
-_POLL = 1
-# USB adapters and TCP gateways add their own latency on top of the wire time;
-# a small margin keeps an unlock from colliding with the next request.
-_GUARD_MARGIN_S = 0.002
-# A TCP gateway that is switched off can hang a connect for minutes.
-_OPEN_TIMEOUT_S = 10.0
-# How long close() waits for the transport to report that the port is closed.
-_CLOSE_WAIT_S = 1.0
-# A bus with nothing to poll (no boards) still goes round this often, so `polling()`
-# stays true, without spinning a core.
-_IDLE_CYCLE_S = 0.5
-# Two boards answering one request with different bits: the board's status changes
-# are not reported for this long after the last such pair (its doors would flap),
-# and the fault is logged at most this often per board.
-_TWIN_HOLD_S = 10.0
-_TWIN_LOG_S = 60.0
-# Loop time an unlock frame of each power budget last went on the wire: the budget
-# spaces the slots it hands out, but a slot taken can wait for the bus, so the stagger
-# is checked again when the frame is written (buses sharing a budget share this).
-_WIRE_STARTS: weakref.WeakKeyDictionary[PowerBudget, float] = weakref.WeakKeyDictionary()
-
-
-class _PriorityLock:
-    """A mutex whose waiters are served by (priority, arrival) instead of arrival only.
-
-    The holder hands the lock straight to the best waiter on release, so a task
-    that calls acquire() right after releasing cannot jump the queue.
-    """
-
-    def __init__(self) -> None:
-        self._locked = False
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def hold(self, priority: int) -> _Held:
-        """``async with lock.hold(priority):`` the lock, released on the way out."""
-        return _Held(self, priority)
-
-    async def _acquire(self, priority: int) -> None:
-        if not self._locked:
-            self._locked = True
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (priority, next(self._seq), fut)
-        heapq.heappush(self._waiters, entry)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                # The lock was handed to us just as we were cancelled: pass it on.
-                self._release()
-            else:
-                self._waiters.remove(entry)
-                heapq.heapify(self._waiters)
-            raise
-
-    def _release(self) -> None:
-        while self._waiters:
-            _, _, fut = heapq.heappop(self._waiters)
-            if not fut.done():
-                fut.set_result(None)  # ownership passes on; _locked stays True
-                return
-        self._locked = False
-
-
-class _Held:
-    """The context of one ``_PriorityLock.hold``: a class, not a generator-based context
-    manager, because every read of every board enters one (a third of a poll's cost)."""
-
-    __slots__ = ("_lock", "_priority")
-
-    def __init__(self, lock: _PriorityLock, priority: int) -> None:
-        self._lock = lock
-        self._priority = priority
-
-    async def __aenter__(self) -> None:
-        await self._lock._acquire(self._priority)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._lock._release()
-
-
-class _KerongProtocol(asyncio.Protocol):
-    """Bytes in, frames out. Never closes the connection because of bad bytes."""
-
-    def __init__(self, bus: KerongBus) -> None:
-        self._bus = bus
-        self._parser = codec.FrameParser()
-        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        self.heard = False  # at least one valid frame arrived on this connection
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self._parser.feed(data)
-            for frame in frames:
-                self.heard = True
-                self._bus._frame_received(self, frame)
-        except Exception:
-            # An exception here would make some transports close the connection.
-            log.exception("kerong.receive_error", bus=self._bus._name)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(exc)
-        self._bus._connection_lost(self, exc)
-
-    @property
-    def dropped(self) -> int:
-        return self._parser.dropped
-
-
-class _ReplyExpired(Exception):
-    """The reply timer ran out (turned into BoardTimeout by the waiter)."""
-
-
-class _NotYet(Exception):
-    """An unlock got the bus before its stagger was over: release it, wait, try again."""
-
-    def __init__(self, wait_s: float) -> None:
-        super().__init__(wait_s)
-        self.wait_s = wait_s
-
-
-def _expire(reply: asyncio.Future[codec.Frame]) -> None:
-    if not reply.done():
-        reply.set_exception(_ReplyExpired())
-
-
-def _flips(before: BoardStatus, after: BoardStatus) -> int:
-    """How many lock and item bits differ between two statuses of one board."""
-    doors = sum(a != b for a, b in zip(before.closed, after.closed, strict=True))
-    return doors + sum(a != b for a, b in zip(before.items, after.items, strict=True))
-
-
-def _wake(nap: asyncio.Future[None]) -> None:
-    if not nap.done():
-        nap.set_result(None)
-
-
-@dataclass(slots=True)
-class _Pending:
-    board: int
-    reply: asyncio.Future[codec.Frame]
+log = structlog.get_logger(__name__)
 
 
 class KerongBus:
@@ -286,73 +128,65 @@ class KerongBus:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
         if pulse_s <= 0:
             raise ValueError(f"pulse_s must be > 0, not {pulse_s}")
-        self._name = name
-        self._port = port
-        self._boards = tuple(boards)
-        self._on_status = on_status
-        self._on_health = on_health
-        self._baud = baud
-        self._reply_timeout_s = reply_timeout_s
-        self._poll_retries = poll_retries
-        # Hysteresis: a board is silent after a run of missed polls, and answers again
-        # after a run of answers, so a flapping board neither flickers its doors to
-        # unknown nor floods its listeners.
-        self._offline_after = offline_after
-        self._online_after = online_after
-        self._misses: dict[int, int] = {}  # consecutive missed polls
-        self._answers: dict[int, int] = {}  # consecutive answers while reported silent
         if poll_interval_s < 0:
             raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
-        self._poll_interval_s = poll_interval_s
-        self._offline_poll_interval_s = offline_poll_interval_s
-        self._locked_bit = bool(locked_bit)
-        self._pulse_s = pulse_s
+        self._name = name
+        self._boards = tuple(boards)
         self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
-        self._reconnect_min_s = reconnect_min_s
-        self._reconnect_max_s = reconnect_max_s
-        # Liveness: every board silent and no frame for this long while the port
-        # looks open (a hung TCP gateway, a wedged USB adapter): reopen the port.
-        self._silent_reopen_s = silent_reopen_s
-        self._last_frame = 0.0
-        self.last_cycle: float | None = None  # loop time a poll cycle last began
         # For metrics: replies and timeouts per board, and the seconds the replies took
         # from request to reply (waiting for the bus included).
         self.counts: Counter[tuple[int, str]] = Counter()
         self.rtt_s: Counter[int] = Counter()
-        self._connect: ConnectFn = connect or self._open_serial
-        self._rng = random.Random()
-
-        self._lock = _PriorityLock()
-        self._transport: asyncio.WriteTransport | None = None
-        self._protocol: _KerongProtocol | None = None
-        self._up = asyncio.Event()
-        self._pending: _Pending | None = None
-        self._last_request = b""
+        self._matcher = ReplyMatcher(name, reply_timeout_s, self.counts)
+        self._link = Link(
+            port,
+            baud,
+            name=name,
+            connect=connect,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+            silent_reopen_s=silent_reopen_s,
+            on_frame=self._matcher.frame_received,
+            on_open=self._port_open,
+            on_lost=self._matcher.fail,
+            on_down=self._port_down,
+        )
+        self._tx = Transactions(
+            self._link,
+            self._matcher,
+            self._boards,
+            baud=baud,
+            reply_timeout_s=reply_timeout_s,
+            counts=self.counts,
+            rtt_s=self.rtt_s,
+            name=name,
+        )
+        self._tracker = StatusTracker(
+            self._tx,
+            self._matcher,
+            self._boards,
+            on_status,
+            on_health=on_health,
+            locked_bit=locked_bit,
+            offline_after=offline_after,
+            online_after=online_after,
+            offline_poll_interval_s=offline_poll_interval_s,
+            name=name,
+        )
+        self._poller = Poller(
+            self._tracker,
+            self._matcher,
+            self._link.up,
+            self._boards,
+            poll_retries=poll_retries,
+            poll_interval_s=poll_interval_s,
+            baud=baud,
+            name=name,
+        )
+        self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
-        # What on_status last said per board; a missing key = nothing said yet.
-        self._reported: dict[int, BoardStatus | None] = {}
-        self._ready = asyncio.Event()  # every board reported at least once
-        if not self._boards:
-            self._ready.set()
-        self._offline: set[int] = set()  # boards that failed their last poll
-        self._next_offline_poll: dict[int, float] = {}
-        self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
-        self._requests = {board: codec.status_request(board) for board in self._boards}
-        # A board whose read timed out or was cancelled may still answer it: its next
-        # request waits until then (loop time), so a late reply is never taken for
-        # the answer to a later request.
-        self._drain_until: dict[int, float] = {}
-        self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
-        # Boards that gave two disagreeing replies to one request (two boards on one
-        # address): until when their changes are held, and when they were last logged.
-        self._twinned_until: dict[int, float] = {}
-        self._twin_logged: dict[int, float] = {}
-        # Boards to read before the next cycle is due (an unlock's pulse ended), and
-        # the poll loop's nap between cycles, which that cuts short.
-        self._soon: set[int] = set()
-        self._nap: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -362,8 +196,10 @@ class KerongBus:
             raise RuntimeError(f"bus {self._name} is closed")
         if self._run_task is not None:
             return
-        self._run_task = asyncio.create_task(self._run(), name=f"kerong-{self._name}-port")
-        self._poll_task = asyncio.create_task(self._poll_loop(), name=f"kerong-{self._name}-poll")
+        self._run_task = asyncio.create_task(self._link.run(), name=f"kerong-{self._name}-port")
+        self._poll_task = asyncio.create_task(
+            self._poller.run(self._check_liveness), name=f"kerong-{self._name}-poll"
+        )
 
     async def close(self) -> None:
         """Stop polling and close the port. Idempotent."""
@@ -373,18 +209,11 @@ class KerongBus:
         tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
         for task in tasks:
             task.cancel()
-        self._fail_pending(BusUnavailable(f"bus {self._name} closed"))
-        protocol, transport = self._protocol, self._transport
-        self._transport = None
-        self._up.clear()
-        if transport is not None:
-            transport.close()
+        self._matcher.fail(BusUnavailable(f"bus {self._name} closed"))
+        self._link.close()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if protocol is not None:
-            # Wait (briefly) until the port is really closed so it can be reopened.
-            await asyncio.wait([protocol.lost], timeout=_CLOSE_WAIT_S)
-        self._protocol = None
+        await self._link.wait_closed()
         log.info("kerong.closed", bus=self._name)
 
     async def unlock(self, board: int, channel: int) -> None:
@@ -400,7 +229,7 @@ class KerongBus:
         """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
-        await self._pulse(request, board)
+        await self._pulser.pulse(request, board)
 
     async def unlock_all(self, board: int) -> None:
         """Pulse every lock of one board, inside one power slot held ``pulse_s``
@@ -408,15 +237,15 @@ class KerongBus:
         power budget, unlock channel by channel). Raises ``BusUnavailable``."""
         request = codec.unlock_all_request(board)
         log.info("kerong.unlock_all", bus=self._name, board=board)
-        await self._pulse(request, board)
+        await self._pulser.pulse(request, board)
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
-        return await self._read(board, _COMMAND)
+        return await self._tracker.read(board, COMMAND)
 
     def status(self, board: int) -> BoardStatus | None:
         """The last known status; None if the board is not answering or never did."""
-        return self._reported.get(board)
+        return self._tracker.status(board)
 
     # ---------------------------------------------------------------- health
 
@@ -442,544 +271,58 @@ class KerongBus:
         tasks = [t for t in (self._run_task, self._poll_task) if t is not None]
         if self._closed or not tasks or any(t.done() for t in tasks):
             return False
-        if not self._up.is_set() or self.last_cycle is None:
+        if not self._link.up.is_set() or self.last_cycle is None:
             return True
         return asyncio.get_running_loop().time() - self.last_cycle < stall_s
 
     @property
+    def last_cycle(self) -> float | None:
+        """The loop time a poll cycle last began; None before the first."""
+        return self._poller.last_cycle
+
+    @property
     def bad_bytes(self) -> int:
         """Bytes dropped as garbage by the frame parser on the current connection."""
-        return self._protocol.dropped if self._protocol is not None else 0
+        return self._link.bad_bytes
 
     @property
     def connected(self) -> bool:
         """True while the port is open."""
-        return self._transport is not None
+        return self._link.transport is not None
 
     @property
     def ready(self) -> bool:
         """True once every board has answered or been reported silent at least once."""
-        return self._ready.is_set()
+        return self._tracker.ready.is_set()
 
     async def wait_ready(self) -> None:
         """Return once ``ready`` (at once if it is); bound it with a timeout."""
-        await self._ready.wait()
+        await self._tracker.ready.wait()
 
     def silent_boards(self) -> list[int]:
         """Boards reported silent and not heard from since, ascending (every board
         while the port is not open, once reported)."""
-        return sorted(b for b, status in self._reported.items() if status is None)
+        return self._tracker.silent_boards()
 
-    # ----------------------------------------------------------- transactions
-
-    async def _read(
-        self, board: int, priority: int, *, confirming: BoardStatus | None = None
-    ) -> BoardStatus:
-        """Read ``board`` and report what changed. ``confirming``: the change the read
-        before this one showed, reported only if this read shows it again."""
-        request = self._requests.get(board) or codec.status_request(board)
-        loop = asyncio.get_running_loop()
-        # Not while a reply to an earlier request may still come (outside the bus lock:
-        # the other boards go on meanwhile). A loop: another timeout may extend it.
-        if board in self._drain_until:
-            while (drain_s := self._drain_until.get(board, 0.0) - loop.time()) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(drain_s)
-            self._drain_until.pop(board, None)
-        started = loop.time()
-        try:
-            frame = await self._transact(request, board, priority)
-        except BoardTimeout:
-            self.counts[(board, "timeouts")] += 1
-            raise
-        self.counts[(board, "replies")] += 1
-        self.rtt_s[board] += asyncio.get_running_loop().time() - started
-        assert frame is not None
-        status = self._status_of(board, frame)
-        if board in self._boards:
-            self._offline.discard(board)  # polled at the normal rate again
-            self._misses[board] = 0
-            if board in self._reported and self._reported[board] is None:
-                self._answers[board] = self._answers.get(board, 0) + 1
-                if self._answers[board] < self._online_after:
-                    return status  # not yet: one answer is not a recovery
-            self._answers[board] = 0
-            previous = self._reported.get(board)
-            if status is not previous and previous is not None:
-                if confirming is None and _flips(previous, status) > 1:
-                    # One door changes at a time; two bits at once may also be a reply
-                    # corrupted past its checksum (an 8-bit sum misses paired bit errors).
-                    # Read it again before telling anyone: a read only for rare changes.
-                    return await self._read(board, priority, confirming=status)
-                if confirming is not None and status != confirming:
-                    return status  # not seen twice: the last status stands
-            if (
-                self._twinned_until
-                and loop.time() < self._twinned_until.get(board, 0.0)
-                and self._reported.get(board) is not None
-            ):
-                # Two boards answer as this one and disagree: which is right cannot be
-                # told, so the last status reported stands (kerong.twin_reply says why).
-                return status
-            self._report(board, status)
-        return status
-
-    def _status_of(self, board: int, frame: codec.Frame) -> BoardStatus:
-        """The reply decoded, or the status decoded from the same bytes last time: a
-        board at rest answers the same bytes read after read, and decoding them again
-        was most of what an idle poll cost."""
-        last = self._decoded.get(board)
-        if last is not None and last[0] == frame.raw:
-            return last[1]
-        reply = codec.decode_status(frame)
-        status = BoardStatus(
-            board,
-            tuple(bit == self._locked_bit for bit in reply.lock_bits),
-            reply.items,
-        )
-        self._decoded[board] = (frame.raw, status)
-        return status
-
-    async def _pulse(self, request: bytes, board: int) -> None:
-        """Send an unlock inside a power slot held until the board's pulse is over, no
-        sooner than ``stagger_s`` after the last unlock of the same budget went on the
-        wire, and read ``board`` as soon as the pulse is over (the caller confirms the
-        door by its status, also when polls are seconds apart)."""
-        release = await self._budget.take()
-        loop = asyncio.get_running_loop()
-        energised_until: float | None = None
-
-        def sent() -> None:
-            nonlocal energised_until
-            now = _WIRE_STARTS[self._budget] = loop.time()
-            energised_until = now + self._wire_time(request) + self._pulse_s
-            loop.call_at(energised_until, self._poll_soon, board)
-
-        try:
-            while True:
-                try:
-                    await self._transact(
-                        request, None, _COMMAND, on_sent=sent, gate=self._stagger_left
-                    )
-                    break
-                except _NotYet as not_yet:
-                    # Another unlock went on the wire while this one waited for the bus.
-                    await asyncio.sleep(not_yet.wait_s)
-            assert energised_until is not None
-            # The board energises the lock now: the slot stays taken, the bus does
-            # not (polls go on).
-            await asyncio.sleep(max(energised_until - loop.time(), 0))
-        finally:
-            if energised_until is None or loop.time() >= energised_until:
-                release()  # nothing sent, or the pulse is over
-            else:
-                loop.call_at(energised_until, release)  # cancelled mid-pulse
-
-    def _stagger_left(self) -> float:
-        """Seconds until an unlock may go on the wire under the budget's stagger."""
-        last = _WIRE_STARTS.get(self._budget)
-        if last is None:
-            return 0.0
-        return last + self._budget.stagger_s - asyncio.get_running_loop().time()
+    # ---------------------------------------------------------------- wiring
 
     def _poll_soon(self, board: int) -> None:
-        """Have the poll loop read ``board`` now instead of at its next cycle."""
-        if board in self._requests and not self._closed:
-            self._soon.add(board)
-            if self._nap is not None:
-                _wake(self._nap)
+        """An unlock's pulse is over: have the poll loop read ``board`` now."""
+        if not self._closed:
+            self._poller.poll_soon(board)
 
-    def _wire_time(self, request: bytes) -> float:
-        # 10 bits a byte (8N1), plus the adapter's latency margin.
-        return len(request) * 10 / self._baud + _GUARD_MARGIN_S
+    def _port_open(self) -> None:
+        """A new connection: every board is polled at the normal rate, the old
+        connection's late replies are ignored, retries start over."""
+        self._tracker.offline.clear()
+        self._matcher.forget_late()
+        self._poller.forget_retries()
 
-    async def _transact(
-        self,
-        request: bytes,
-        board: int | None,
-        priority: int,
-        *,
-        on_sent: Callable[[], None] | None = None,
-        gate: Callable[[], float] | None = None,
-    ) -> codec.Frame | None:
-        """Send one request and, if ``board`` is given, wait for its status reply.
-        ``on_sent`` is called once the bytes are handed to the transport (also when the
-        caller is cancelled during the shielded send). ``gate``, once the bus is held,
-        gives the seconds the frame must still wait: above 0 raises ``_NotYet``."""
-        async with self._lock.hold(priority):
-            transport = self._transport
-            if transport is None or transport.is_closing():
-                raise BusUnavailable(f"bus {self._name}: port not open")
-            if gate is not None and (wait_s := gate()) > 0:
-                raise _NotYet(wait_s)
-            pending = None
-            if board is not None:
-                # Registered before the write: a reply can arrive inside write().
-                reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
-                pending = self._pending = _Pending(board, reply)
-            try:
-                await self._send(
-                    transport, request, expect_reply=board is not None, on_sent=on_sent
-                )
-                if pending is None:
-                    return None
-                # A bare timer, not asyncio.timeout(): it fails the reply instead of
-                # cancelling this task (cheaper, and it runs for every read).
-                loop = asyncio.get_running_loop()
-                expiry = loop.call_later(self._reply_timeout_s, _expire, pending.reply)
-                try:
-                    frame = await pending.reply
-                except _ReplyExpired:
-                    raise BoardTimeout(
-                        f"bus {self._name}: board {board} did not answer "
-                        f"within {self._reply_timeout_s} s"
-                    ) from None
-                finally:
-                    expiry.cancel()
-                if self._transport is not transport:
-                    # The port went away between the reply and now: the boards are
-                    # already reported unknown, do not report this stale status.
-                    raise BusUnavailable(f"bus {self._name}: connection lost")
-                return frame
-            finally:
-                # The request stays registered until the next one: a second reply to it
-                # is told apart from a first (see _frame_received).
-                if pending is not None:
-                    reply = pending.reply
-                    if not reply.done():
-                        reply.cancel()  # the caller was cancelled
-                    if (reply.cancelled() or reply.exception() is not None) and (
-                        self._transport is transport
-                    ):
-                        # Timed out or given up: the board may answer yet. Its next
-                        # request waits until that answer can no longer come.
-                        self._drain_until[pending.board] = (
-                            asyncio.get_running_loop().time() + self._reply_timeout_s
-                        )
-
-    async def _send(
-        self,
-        transport: asyncio.WriteTransport,
-        request: bytes,
-        *,
-        expect_reply: bool,
-        on_sent: Callable[[], None] | None,
-    ) -> None:
-        """Write a frame; shielded, because bytes half on the wire cannot be taken back
-        and the next request must not start until they are out."""
-        if expect_reply:
-            # The write itself never waits (the reply paces the bus): nothing to shield,
-            # and no task to make for every poll.
-            self._write_now(transport, request, on_sent)
-            return
-        task = asyncio.ensure_future(
-            self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
-        )
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The caller gave up; keep holding the bus until the frame is out.
-            await asyncio.wait([task])
-            if not task.cancelled():
-                task.exception()  # nobody else will look at it
-            raise
-
-    async def _write(
-        self,
-        transport: asyncio.WriteTransport,
-        request: bytes,
-        *,
-        expect_reply: bool,
-        on_sent: Callable[[], None] | None,
-    ) -> None:
-        self._write_now(transport, request, on_sent)
-        if not expect_reply:
-            # No reply comes to pace us: wait until the frame has left the wire.
-            await asyncio.sleep(self._wire_time(request))
-
-    def _write_now(
-        self,
-        transport: asyncio.WriteTransport,
-        request: bytes,
-        on_sent: Callable[[], None] | None,
-    ) -> None:
-        self._last_request = request
-        try:
-            transport.write(request)
-        except Exception as exc:
-            log.warning("kerong.write_failed", bus=self._name, error=repr(exc))
-            transport.abort()
-            raise BusUnavailable(f"bus {self._name}: write failed: {exc!r}") from exc
-        if on_sent is not None:
-            on_sent()
-
-    def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
-        if protocol is not self._protocol:
-            return
-        self._last_frame = asyncio.get_running_loop().time()
-        pending = self._pending
-        if pending is not None and frame.cmd == codec.REPLY_STATUS and frame.board == pending.board:
-            reply = pending.reply
-            if not reply.done():
-                reply.set_result(frame)
-            elif reply.cancelled() or reply.exception() is not None:
-                # Past its timeout, or its reader gave up; the drain window keeps it
-                # from coming while the board's next request waits.
-                log.debug("kerong.late_reply", bus=self._name, board=frame.board)
-            else:
-                self._twin(frame.board, reply.result(), frame)
-        elif frame.raw == self._last_request:
-            log.debug("kerong.echo_skipped", bus=self._name, frame=frame.raw.hex(" "))
-        else:
-            log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
-
-    def _twin(self, board: int, first: codec.Frame, second: codec.Frame) -> None:
-        """A second status reply to one request: two boards are set to one address."""
-        self.counts[(board, "twins")] += 1
-        now = asyncio.get_running_loop().time()
-        if first.raw != second.raw:
-            self._twinned_until[board] = now + _TWIN_HOLD_S
-        if now >= self._twin_logged.get(board, float("-inf")):
-            self._twin_logged[board] = now + _TWIN_LOG_S
-            log.warning(
-                "kerong.twin_reply",
-                bus=self._name,
-                board=board,
-                first=first.raw.hex(" "),
-                second=second.raw.hex(" "),
-                held=first.raw != second.raw,
-            )
-
-    def _fail_pending(self, exc: Exception) -> None:
-        pending = self._pending
-        if pending is not None and not pending.reply.done():
-            pending.reply.set_exception(exc)
-
-    # ----------------------------------------------------------------- status
-
-    def _report(self, board: int, status: BoardStatus | None) -> None:
-        said_before = board in self._reported
-        previous = self._reported.get(board)
-        if said_before and previous == status:
-            return
-        self._reported[board] = status
-        if status is None:
-            log.warning("kerong.board_offline", bus=self._name, board=board)
-        elif previous is None:
-            log.info("kerong.board_online", bus=self._name, board=board)
-        try:
-            self._on_status(board, status)
-        except Exception:
-            log.exception("kerong.callback_error", bus=self._name, board=board)
-        # Health after the status: a listener sees the doors' state first.
-        went_silent = status is None  # (None -> None returned above)
-        came_back = status is not None and said_before and previous is None
-        if self._on_health is not None and (went_silent or came_back):
-            try:
-                self._on_health(board, came_back)
-            except Exception:
-                log.exception("kerong.callback_error", bus=self._name, board=board)
-        if not self._ready.is_set() and len(self._reported) == len(self._boards):
-            self._ready.set()
-
-    def _report_all_none(self) -> None:
-        for board in self._boards:
-            self._report(board, None)
-
-    # ------------------------------------------------------------------ polls
-
-    async def _poll_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_cycle = 0.0
-        while True:
-            try:
-                await self._up.wait()
-                if loop.time() >= next_cycle:
-                    next_cycle = await self._poll_cycle()
-                elif self._soon:
-                    # A retry, or an unlock's pulse is over: read those boards now,
-                    # not at the next cycle (which may be seconds away).
-                    await self._poll_boards([b for b in self._boards if b in self._soon])
-                wake = next_cycle
-                if self._soon:
-                    # The soonest of them is due once its late reply can no longer come.
-                    wake = min(wake, min(self._drain_until.get(b, 0.0) for b in self._soon))
-                await self._nap_until(wake)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("kerong.poll_error", bus=self._name)
-                await asyncio.sleep(max(self._poll_interval_s, 0.01))
-
-    async def _poll_cycle(self) -> float:
-        """Poll every board due once; returns the loop time the next cycle is due."""
-        loop = asyncio.get_running_loop()
-        cycle_start = self.last_cycle = loop.time()
-        polled, wake = await self._poll_boards(self._boards)
-        self._check_liveness(loop.time())
-        # A link faster than the wire (an emulator, a buffering gateway) is paced like
-        # the wire: no cycle is shorter than its reads would take.
-        next_cycle = cycle_start + max(self._poll_interval_s, wire_cycle_s(polled, self._baud))
-        if not polled:
-            # Nothing was due (every board silent or draining, or no boards): sleep until
-            # the first one is, never a busy loop.
-            next_cycle = max(next_cycle, cycle_start + _IDLE_CYCLE_S if wake is None else wake)
-        return next_cycle
-
-    async def _poll_boards(self, boards: Sequence[int]) -> tuple[int, float | None]:
-        """Read each of ``boards`` that is due. Returns how many were read, and the
-        earliest loop time one skipped (silent, or draining a late reply) is due."""
-        loop = asyncio.get_running_loop()
-        polled = 0
-        wake: float | None = None
-        for board in boards:
-            if not self._up.is_set():
-                break
-            # (Membership first: loop.time() only for the few boards it matters to.)
-            if board in self._offline and loop.time() < (due := self._next_offline_poll[board]):
-                wake = due if wake is None else min(wake, due)
-                self._soon.discard(board)  # read when due, as silent boards are
-                continue  # a dead board must not slow the others down
-            if board in self._drain_until and loop.time() < (drain := self._drain_until[board]):
-                # It timed out and may answer yet: the others go on, and it is read again
-                # once that late reply can no longer be taken for this read's.
-                wake = drain if wake is None else min(wake, drain)
-                continue
-            polled += 1
-            try:
-                await self._read(board, _POLL)
-            except BoardTimeout:
-                tries = self._tries.get(board, 0) + 1
-                log.debug("kerong.poll_timeout", bus=self._name, board=board, attempt=tries)
-                # A board already known to be offline gets one try, not the retries.
-                if board in self._offline or tries > self._poll_retries:
-                    self._tries.pop(board, None)
-                    self._soon.discard(board)
-                    self._missed(board)
-                else:
-                    self._tries[board] = tries
-                    self._soon.add(board)  # retried once its drain is over
-            except BusUnavailable:
-                break  # the port went away; _connection_lost reports the boards
-            else:
-                if self._tries:
-                    self._tries.pop(board, None)
-                if self._soon:
-                    self._soon.discard(board)
-        return polled, wake
-
-    async def _nap_until(self, when: float) -> None:
-        """Sleep until loop time ``when``; an unlock's end (``_poll_soon``) wakes it."""
-        loop = asyncio.get_running_loop()
-        delay = when - loop.time()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        nap = self._nap = loop.create_future()
-        handle = loop.call_later(delay, _wake, nap)
-        try:
-            await nap
-        finally:
-            handle.cancel()
-            self._nap = None
+    def _port_down(self) -> None:
+        """The port failed to open or went away: every board is unknown."""
+        self._tracker.port_down()
 
     def _check_liveness(self, now: float) -> None:
-        transport = self._transport
-        if (
-            transport is not None
-            and self._offline.issuperset(self._boards)
-            and now - self._last_frame > self._silent_reopen_s
-        ):
-            log.warning("kerong.silent_link_reopen", bus=self._name, silent_s=self._silent_reopen_s)
-            transport.abort()  # connection_lost follows; _run reopens with backoff
-
-    def _missed(self, board: int) -> None:
-        """A poll of ``board`` went unanswered, retries included."""
-        self._answers[board] = 0
-        self._misses[board] = self._misses.get(board, 0) + 1
-        if self._reported.get(board) is not None and self._misses[board] < self._offline_after:
-            return  # a miss or two: the last status stands (a silent board's does not)
-        self._offline.add(board)
-        self._next_offline_poll[board] = asyncio.get_running_loop().time() + (
-            self._offline_poll_interval_s
-        )
-        self._report(board, None)
-
-    # ------------------------------------------------------------- connection
-
-    async def _run(self) -> None:
-        """Keep the port open until close(): open, wait until lost, back off, reopen."""
-        failures = 0
-        while True:
-            try:
-                log.debug("kerong.opening", bus=self._name, port=self._port)
-                async with asyncio.timeout(_OPEN_TIMEOUT_S):
-                    transport, protocol = await self._connect(lambda: _KerongProtocol(self))
-                if not isinstance(protocol, _KerongProtocol):
-                    transport.close()
-                    raise TypeError(f"connect returned a foreign protocol {protocol!r}")
-                if protocol.lost.done():
-                    raise BusUnavailable(f"closed while opening: {protocol.lost.result()!r}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # OSError, SerialException, termios.error, ...
-                failures += 1
-                delay = self._backoff(failures)
-                log.warning(
-                    "kerong.open_failed",
-                    bus=self._name,
-                    port=self._port,
-                    error=repr(exc),
-                    retry_in=round(delay, 3),
-                )
-                self._report_all_none()
-                await asyncio.sleep(delay)
-                continue
-            self._protocol = protocol
-            self._transport = cast(asyncio.WriteTransport, transport)
-            self._offline.clear()
-            self._drain_until.clear()  # the old connection's late replies are ignored
-            self._tries.clear()
-            self._last_frame = asyncio.get_running_loop().time()
-            self._up.set()
-            log.info("kerong.connected", bus=self._name, port=self._port)
-            # Shielded: close() cancels this task but still wants to await `lost`.
-            await asyncio.shield(protocol.lost)  # _connection_lost has cleaned up
-            # Start the backoff over only if the link was proven good by a frame.
-            failures = 1 if protocol.heard else failures + 1
-            await asyncio.sleep(self._backoff(failures))
-
-    def _connection_lost(self, protocol: _KerongProtocol, exc: Exception | None) -> None:
-        if protocol is not self._protocol:
-            return
-        self._protocol = None
-        self._transport = None
-        self._up.clear()
-        self._fail_pending(BusUnavailable(f"bus {self._name}: connection lost"))
-        if self._closed:
-            return
-        log.warning("kerong.connection_lost", bus=self._name, error=repr(exc))
-        self._offline.clear()
-        self._report_all_none()
-
-    def _backoff(self, failures: int) -> float:
-        """Exponential backoff with full jitter, between reconnect_min_s and _max_s."""
-        ceiling = min(self._reconnect_max_s, self._reconnect_min_s * 2 ** min(failures, 32))
-        return self._rng.uniform(self._reconnect_min_s, ceiling)
-
-    async def _open_serial(
-        self, factory: Callable[[], asyncio.Protocol]
-    ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-        loop = asyncio.get_running_loop()
-        try:
-            # exclusive: a second agent or a login getty on the same UART would
-            # otherwise garble every frame.
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud, exclusive=True
-            )
-        except (TypeError, ValueError) as exc:
-            if "exclusive" not in str(exc):
-                raise
-            log.info("kerong.exclusive_unsupported", bus=self._name, port=self._port)
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud
-            )
+        """After each poll cycle: a port that looks open while every board is silent
+        and no frame came for ``silent_reopen_s`` is reopened."""
+        self._link.check_liveness(now, boards_silent=self._tracker.offline.issuperset(self._boards))

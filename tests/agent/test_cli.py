@@ -127,6 +127,15 @@ async def test_simulate_runs_and_opens_a_cabinet(locker, key):
             while "curl" not in banner:
                 banner += (await proc.stdout.readline()).decode()
         assert f"127.0.0.1:{api_port}" in banner
+        # The technicians' socket is the simulator's own, and its status line works.
+        line = next(x for x in banner.splitlines() if "locker-agent status --socket" in x)
+        sock = line.split("--socket ", 1)[1].split()[0]
+        assert "locker-agent-sim-" in sock and sock.endswith("/agent.sock")
+        status = await asyncio.create_subprocess_exec(
+            *AGENT, "status", "--socket", sock, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await status.communicate()
+        assert status.returncode == 0 and f"    {key}  closed" in out.decode()
         headers = {"Authorization": "Bearer simulator"}
         async with aiohttp.ClientSession() as session:
             url = f"http://127.0.0.1:{api_port}/api/lockers/cabinets/{key}"

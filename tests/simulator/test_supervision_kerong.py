@@ -49,10 +49,15 @@ async def test_forced_door_is_an_alarm_until_shut(sim):
 
 
 async def test_board_offline_and_back_reach_the_cloud(sim):
+    """Each names its bus and board and carries only the cabinets that board serves
+    (board 1: the rear doors of cabinets 0-3), never the whole locker."""
     sim.boards.set_offline(1)
-    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=5)
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=5)
+    assert body["event"] == {"type": "board_offline", "bus": "rs485", "board": 1}
+    assert sorted(c["key"] for c in body["cabinets"]) == [0, 1, 2, 3]
     sim.boards.set_offline(1, False)
-    await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_online", timeout=5)
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_online", timeout=5)
+    assert body["event"] == {"type": "board_online", "bus": "rs485", "board": 1}
 
 
 async def test_rear_opened_while_front_open(sim, http):
@@ -114,7 +119,8 @@ async def test_a_silent_bus_is_one_event_and_the_cloud_still_hears(sim):
     for board in sim.boards.boards:
         sim.boards.set_offline(board)
     body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=10)
-    assert len(body["cabinets"]) == 16  # the whole locker, as last told
+    assert len(body["cabinets"]) == 16  # every cabinet is on this bus, as last told
+    assert body["event"] == {"type": "bus_offline", "bus": "rs485", "boards": [0, 1]}
     for board in sim.boards.boards:
         sim.boards.set_offline(board, False)
     await sim.cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=10)
@@ -144,3 +150,28 @@ async def test_a_person_who_shuts_within_the_pulse_gets_one_pulse_and_success():
         assert "lock_jammed" not in cloud_events(sim)
     finally:
         await sim.close()
+
+
+async def test_a_silent_board_shows_its_doors_and_items_as_unknown(sim, http):
+    """What a silent board would tell is not known: the doors are ``unknown`` and the
+    item sensors ``null``, never the last reading dressed as the truth."""
+    sim.boards.set_item(0, 6, True)
+    async with asyncio.timeout(5):
+        while (await (await http.get("/api/lockers/cabinets/5")).json())["occupied"] != 1:
+            await asyncio.sleep(0.05)
+    sim.boards.set_offline(0)
+    async with asyncio.timeout(10):
+        while True:
+            async with http.get("/api/lockers/cabinets/5") as resp:
+                cabinet = await resp.json()
+            if cabinet["state"] == "unknown":
+                break
+            await asyncio.sleep(0.05)
+    assert cabinet["occupied"] is None
+    sim.boards.set_offline(0, False)
+    async with asyncio.timeout(10):
+        while cabinet["state"] == "unknown":
+            async with http.get("/api/lockers/cabinets/5") as resp:
+                cabinet = await resp.json()
+            await asyncio.sleep(0.05)
+    assert cabinet["occupied"] == 1

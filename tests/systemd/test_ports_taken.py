@@ -1,13 +1,17 @@
-"""A port already taken is one line naming the option to change, never a traceback."""
+"""A port already taken is one line naming the option to change and, where /proc shows
+it, the process that holds the port; never a traceback."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import AGENT, write_small_config
+from agent.field import probes
+from tests.conftest import AGENT, NOBODY, write_small_config
 
 
 @pytest.fixture
@@ -34,6 +38,9 @@ def test_run_names_api_listen_in_one_line(tmp_path, taken):
     assert len(failed) == 1, result.stderr
     assert f"api.listen: cannot listen on 127.0.0.1:{taken}: the address is in use" in failed[0]
     assert "change api.listen" in failed[0]
+    # This test's process holds it: named, with its command line.
+    holder = f"in use by pid {os.getpid()} ({probes.command_line(os.getpid())}): stop it"
+    assert holder in failed[0]
 
 
 @pytest.mark.parametrize("option", ["--api-port", "--cloud-port"])
@@ -46,9 +53,10 @@ def test_simulate_names_the_port_option_in_one_line(taken, option):
         timeout=30,
     )
     assert result.returncode == 1
+    holder = f"pid {os.getpid()} ({probes.command_line(os.getpid())})"
     assert result.stderr.splitlines() == [
-        f"locker-agent simulate: {option} {taken}: in use by another program (another"
-        f" simulator or agent?): pick another port ({option} 0 takes any free one)"
+        f"locker-agent simulate: {option} {taken}: in use by {holder}: pick another port"
+        f" ({option} 0 takes any free one)"
     ]
 
 
@@ -61,3 +69,43 @@ def test_simulate_refuses_one_port_for_both(taken):
     )
     assert result.returncode == 1
     assert "--cloud-port 8123: the same as --api-port" in result.stderr
+
+
+def test_the_holder_of_a_port_is_found_by_its_socket(taken):
+    code = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen();"
+    code += " print(s.getsockname()[1], flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(child.stdout.readline())
+        [(pid, command)] = probes.port_holders(port)
+        assert pid == child.pid and command.startswith(sys.executable) and "\\x0a" not in command
+    finally:
+        child.kill()
+        child.wait()
+    assert probes.port_holders(port) == []  # gone with it
+    assert probes.port_holders(taken) == []  # our own socket is not "another process"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_another_user_sees_only_its_own_processes(taken):
+    """Not as root, /proc hides other users' descriptors: no holder, no guess. A forked
+    child looks for the holder of ``taken`` (this process) as root, then as nobody."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: look, become nobody, look again, report, leave
+        try:
+            as_root = [p for p, _ in probes.port_holders(taken)]
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            as_nobody = [p for p, _ in probes.port_holders(taken)]
+            os.write(write, repr((as_root, as_nobody)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        os.waitpid(pid, 0)
+        seen = os.read(read, 65536).decode()
+    finally:
+        os.close(read)
+    assert seen == repr(([os.getpid()], []))

@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from agent.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "locker-agent.service"
@@ -94,3 +97,16 @@ def test_systemd_verifies_the_unit(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Unknown key" not in result.stderr and "ignoring" not in result.stderr, result.stderr
+
+
+def test_the_technicians_socket_is_in_the_units_runtime_directory(tmp_path):
+    """The config's default socket, with the unit's StateDirectory as the storage, is in
+    its RuntimeDirectory: made by systemd at start, the service's, 0750."""
+    assert one("RuntimeDirectory") == "locker-agent"
+    assert one("RuntimeDirectoryMode") == "0750"
+    data = tomllib.loads((ROOT / "systemd" / "agent.toml").read_text())
+    data["cloud"] = {"url": "https://lockers.example.com", "api_key": "k"}
+    data["api"] = {"listen": "127.0.0.1:8080", "token": "t"}
+    config = parse_config(data, tmp_path)
+    assert config.storage.dir == Path("/var/lib") / one("StateDirectory")
+    assert config.api_socket == Path("/run") / one("RuntimeDirectory") / "agent.sock"

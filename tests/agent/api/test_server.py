@@ -46,6 +46,7 @@ async def test_list_and_get(http):
         "occupied": 0,
         "thermal_mode": "ambient",
         "rear_load_status": "closed",
+        "recorded": True,
         "temperature_c": None,
         "thermal": None,
         "alarms": [],

@@ -1,64 +1,147 @@
-"""status, open and selftest against a running (simulated) agent, through its local API."""
+"""status, open and selftest as processes against a running (simulated) agent, on its
+Unix socket: the token is never used, selftest asks and spares, text is escaped."""
 
 import asyncio
+import os
+import pty
 import sys
 
-from simulator.run import Simulation
+from agent.field.channel import AgentChannel
+from simulator.run import Simulation, free_port
+
+ESC = "\x1b"
 
 
-def config_for(tmp_path, sim: Simulation):
-    """A technician's config file: the agent's API address and token (the rest valid)."""
+def config_for(tmp_path, sim: Simulation, token="not-the-token"):
+    """A technician's config file naming the agent's socket. Its token is wrong and its
+    API address is a port nobody serves: neither is used."""
     path = tmp_path / "agent.toml"
     path.write_text(
         f'[cloud]\nurl = "{sim.cloud.url}"\napi_key = "k-9f3Qx1"\n'
-        f'[api]\nlisten = "{sim.api_url.removeprefix("http://")}"\ntoken = "{sim.token}"\n'
+        f'[api]\nlisten = "127.0.0.1:{free_port()}"\ntoken = "{token}"\n'
+        f'socket = "{sim.socket}"\n'
         f'[storage]\ndir = "{tmp_path}"\n'
         '[[buses]]\nname = "rs485"\nport = "/dev/ttyUSB9"\nboards = [0]\n'
         '[[cabinets]]\nkey = 0\nfront = { bus = "rs485", board = 0, channel = 1 }\n'
     )
-    return path
+    return str(path)
 
 
-async def cli(*args: str) -> tuple[int, str, str]:
+async def cli(*args: str, stdin=asyncio.subprocess.DEVNULL, answer: bytes | None = None):
+    """``locker-agent ARGS`` to its end: (exit status, stdout, stderr). With ``answer``,
+    stdin is a terminal (a pseudo-terminal) and ``answer`` is typed into it."""
+    master = None
+    if answer is not None:
+        master, stdin = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "agent",
         *args,
+        stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    if master is not None:
+        os.close(stdin)
+        os.write(master, answer)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if master is not None:
+            os.close(master)
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_status_open_and_selftest(tmp_path):
-    def quick(data):
-        data["buses"][0].update(pulse_s=0.1, stagger_s=0.0)
+def small(cabinets=6, size_of_3=None):
+    """The embedded locker cut to ``cabinets`` cabinets, quick pulses; cabinet 3's size
+    may be set (text a config can carry, shown by status)."""
 
-    # The person shuts a door 5 s after it opened: long enough for `status` (a
-    # subprocess, up to a second to start on a loaded machine) to see the alarm.
-    sim = Simulation(auto_shut_after_s=5.0, adjust=quick)
+    def adjust(data):
+        data["buses"][0].update(pulse_s=0.1, stagger_s=0.0)
+        data["cabinets"] = data["cabinets"][:cabinets]
+        if size_of_3 is not None:
+            data["cabinets"][3]["size"] = size_of_3
+
+    return adjust
+
+
+async def until(condition, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_status_and_open_on_the_socket_without_the_token(tmp_path):
+    # The person shuts a door 5 s after it opened: long enough for `status` to see it.
+    sim = Simulation(auto_shut_after_s=5.0, adjust=small(size_of_3=f"{ESC}]0;pwned\a{ESC}[2J"))
     await sim.start()
     try:
-        path = str(config_for(tmp_path, sim))
-        code, out, _ = await cli("open", "5", "--config", path)
-        assert code == 0 and " 5  open" in out
-        sim.boards.force_open(0, 8)  # cabinet 7, by hand: an alarm
-        async with asyncio.timeout(5):
-            while ("door_forced_open", "front") not in sim.agent.locker.get(7).alarms:
-                await asyncio.sleep(0.02)
+        path = config_for(tmp_path, sim)
+        code, out, err = await cli("open", "5", "--config", path)
+        assert code == 0 and " 5  open" in out, err
+        sim.boards.force_open(0, 2)  # cabinet 1, by hand: an alarm
+        await until(lambda: ("door_forced_open", "front") in sim.agent.locker.get(1).alarms)
         code, out, _ = await cli("status", "--config", path)
+        assert code == 0
         lines = out.splitlines()
         assert lines[0].split()[:3] == ["key", "front", "rear"]
-        assert len([line for line in lines if line[:5].strip().isdigit()]) == 16
+        assert len([line for line in lines if line[:5].strip().isdigit()]) == 6
         assert "door_forced_open (front)" in out
-        code, out, _ = await cli("selftest", "--config", path, "--pause-s", "0.05")
-        assert "selftest: all opened" in out, out
-        assert len(sim.boards.bank.unlocked) >= 17  # the open, then one per cabinet
-        code, _, _ = await cli("open", "99", "--config", path)
-        assert code == 1
+        # What the agent carries is shown, escaped: no ESC reaches the terminal.
+        assert ESC not in out and "\\x1b]0;pwned\\x07\\x1b[2J" in out
+        code, _, err = await cli("open", "99", "--config", path)
+        assert code == 1 and "NOT_FOUND" in err
+        # --socket names the socket without a config file.
+        code, out, _ = await cli("status", "--socket", str(sim.socket))
+        assert code == 0 and "health: ok" in out
     finally:
         await sim.close()
     code, _, err = await cli("status", "--config", path)
-    assert code == 2 and "does not answer" in err
+    assert code == 2 and "does not answer" in err and "no socket at" in err
+
+
+async def test_selftest_spares_an_occupied_and_a_disabled_cabinet(tmp_path):
+    sim = Simulation(adjust=small())  # nobody shuts a door: each answer reads open
+    await sim.start()
+    try:
+        path = config_for(tmp_path, sim)
+        sim.boards.set_item(0, 3, True)  # cabinet 2 holds a parcel
+        channel = AgentChannel(sim.socket)
+        code, _ = await asyncio.to_thread(
+            channel.call, "PUT", "/api/lockers/cabinets/4", {"command": "disable"}
+        )
+        assert code == 200
+        await until(lambda: sim.agent.locker.get(2).occupied)
+        before = len(sim.boards.bank.unlocked)
+        code, out, err = await cli("selftest", "--yes", "--config", path, "--pause-s", "0")
+        assert code == 0, out + err
+        assert "spares 2 (occupied (the item sensor reads an item)), 4 (disabled)" in out
+        assert "    2  front  spared: occupied" in out and "    4  front  spared: disabled" in out
+        assert "selftest: all opened (4 opened, 2 spared, 0 failed)" in out
+        pulsed = sim.boards.bank.unlocked[before:]
+        assert sorted(pulsed) == [(0, 1), (0, 2), (0, 4), (0, 6)]  # 0, 1, 3, 5: once each
+    finally:
+        await sim.close()
+
+
+async def test_selftest_asks_first(tmp_path):
+    sim = Simulation(adjust=small(cabinets=2))  # doors stay open: answers read open
+    await sim.start()
+    try:
+        path = config_for(tmp_path, sim)
+        before = len(sim.boards.bank.unlocked)
+        # No terminal and no --yes: refused before the agent is asked anything.
+        code, out, err = await cli("selftest", "--config", path)
+        assert code == 3 and "pass --yes" in err and out == ""
+        # On a terminal, no: nothing opened.
+        code, out, err = await cli("selftest", "--config", path, answer=b"n\n")
+        assert code == 3 and "Open 2 front door(s) now? [y/N]" in out
+        assert "nothing opened" in err
+        assert len(sim.boards.bank.unlocked) == before
+        # Yes: both opened.
+        code, out, _ = await cli("selftest", "--config", path, "--pause-s", "0", answer=b"y\n")
+        assert code == 0 and "selftest: all opened (2 opened, 0 spared, 0 failed)" in out
+        assert sorted(sim.boards.bank.unlocked[before:]) == [(0, 1), (0, 2)]
+    finally:
+        await sim.close()

@@ -248,7 +248,7 @@ async def test_disable_stops_the_auto_close(touchless, motors):
     assert (0, "front", "close") not in motors.drives
 
 
-async def test_a_disk_that_refuses_shows_nothing_unqueued_and_loses_nothing(
+async def test_a_disk_that_refuses_shows_what_is_sensed_marked_and_loses_nothing(
     locker, outbox, monkeypatch
 ):
     import sqlite3
@@ -259,11 +259,15 @@ async def test_a_disk_that_refuses_shows_nothing_unqueued_and_loses_nothing(
     monkeypatch.setattr(outbox, "_make_room", refuse)
     before = len(outbox.pending(100))
     locker.door_sensed(4, "front", True)  # forced: nobody asked
-    # Not queued, so not shown: the API keeps the last state the cloud will hear.
-    assert locker.get(4).as_cloud()["state"] == "closed"
+    # Shown as sensed, marked as not yet recorded; the alarm waits for its record.
+    shown = locker.get(4).as_cloud()
+    assert (shown["state"], shown["recorded"]) == ("open", False)
     assert alarms(locker, 4) == []
     assert outbox.problems() == ["outbox cannot write: database or disk is full"]
-    assert locker.journal.problems() == ["1 changes waiting for the outbox to take them"]
+    assert locker.journal.problems() == [
+        "1 changes waiting for the outbox to take them",
+        "cabinet 4 front door: shown open as sensed, not yet recorded",
+    ]
     locker.door_sensed(4, "front", False)  # shut again while the disk is full
     monkeypatch.undo()  # space comes back; the journal retries by itself
     await until(lambda: locker.journal.waiting == 0, timeout=3)
@@ -274,5 +278,6 @@ async def test_a_disk_that_refuses_shows_nothing_unqueued_and_loses_nothing(
         ("door_changed", [{"key": 4, "front_status": "closed"}]),
         ("door_forced_open_cleared", [{"key": 4, "front_status": "closed"}]),
     ]
-    assert locker.get(4).as_cloud()["state"] == "closed"
+    shown = locker.get(4).as_cloud()
+    assert (shown["state"], shown["recorded"]) == ("closed", True)
     assert outbox.problems() == [] and locker.journal.problems() == []

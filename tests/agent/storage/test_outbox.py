@@ -220,3 +220,29 @@ def test_ages_kept_in_memory_stay_bounded_by_what_is_pending(tmp_path):
     change(box, 1, "open")
     assert box.stats()["pending"] == 1 and box.stats()["oldest_age_s"] >= 0
     box.close()
+
+
+def test_an_outbox_from_before_event_details_is_given_the_column(tmp_path):
+    """A file written by the previous version (no ``detail`` column) keeps its queue."""
+    import sqlite3
+
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+        " event TEXT NOT NULL, cabinets TEXT NOT NULL, created REAL NOT NULL);"
+        "CREATE TABLE dead (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, event TEXT NOT NULL,"
+        " cabinets TEXT NOT NULL, created REAL NOT NULL, died REAL NOT NULL,"
+        " status INTEGER NOT NULL, answer TEXT NOT NULL);"
+        "INSERT INTO outbox (kind, event, cabinets, created)"
+        """ VALUES ('change', 'door_changed', '[{"key":1,"front_status":"open"}]', 0);"""
+    )
+    db.commit()
+    db.close()
+    box = Outbox(path)
+    box.append("alarm", "board_offline", [{"key": 1, "front_status": "open"}], {"bus": "b"})
+    assert [(m.event, m.detail) for m in box.pending()] == [
+        ("door_changed", None),
+        ("board_offline", {"bus": "b"}),
+    ]
+    box.close()

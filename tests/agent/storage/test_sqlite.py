@@ -154,10 +154,10 @@ def fill_up(disk):
     return filler
 
 
-async def test_a_full_disk_shows_nothing_unqueued_and_loses_nothing(small_disk):
-    """The real thing: a filesystem that fills. Nothing is shown that is not queued;
-    a setting that cannot be saved is refused (503), not a 500; once space is back,
-    the cloud hears every change in order."""
+async def test_a_full_disk_shows_what_is_sensed_marked_and_loses_nothing(small_disk):
+    """The real thing: a filesystem that fills. The API shows what the switch says,
+    marked as not yet recorded; a setting that cannot be saved is refused (503), not a
+    500; once space is back, the cloud hears every change in order."""
     from agent.locker.cabinet import Cabinet
     from agent.locker.commands import error_body, parse_command
     from agent.locker.errors import Unavailable
@@ -173,7 +173,8 @@ async def test_a_full_disk_shows_nothing_unqueued_and_loses_nothing(small_disk):
     filler = fill_up(small_disk)
     for status in (True, False, True):
         locker.door_sensed(1, "front", status)
-    assert locker.get(1).as_cloud()["state"] == "closed"  # nothing shown unqueued
+    shown = locker.get(1).as_cloud()
+    assert (shown["state"], shown["recorded"]) == ("open", False)  # the truth, and its doubt
     assert locker.journal.waiting >= 1 and outbox.problems()
     with pytest.raises(Unavailable) as refused:
         await locker.execute(2, parse_command({"command": "disable"}))
@@ -185,7 +186,8 @@ async def test_a_full_disk_shows_nothing_unqueued_and_loses_nothing(small_disk):
             await asyncio.sleep(0.02)
     changes = [m.cabinets[0]["front_status"] for m in outbox.pending(100) if m.kind == "change"]
     assert changes == ["open", "closed", "open"]
-    assert locker.get(1).as_cloud()["state"] == "open"
+    shown = locker.get(1).as_cloud()
+    assert (shown["state"], shown["recorded"]) == ("open", True)
     await locker.execute(2, parse_command({"command": "disable"}))
     assert locker.get(2).as_cloud()["enabled"] is False
     await locker.close()
