@@ -14,6 +14,7 @@ from agent import log as log_setup
 from agent.api.metrics import Metrics
 from agent.api.server import LocalApi
 from agent.cloud.channel import CommandChannel
+from agent.cloud.key import ApiKey
 from agent.cloud.uplink import Uplink
 from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
 from agent.config.reload import differences
@@ -102,9 +103,11 @@ class Agent:
         self.locker.on_command = self.metrics.command
         ca_file = config.cloud.ca_file
         cloud_tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        # One key for both links: a key file fixed while the cloud refuses is used by both.
+        self.api_key = ApiKey(config.cloud.api_key, config.cloud.api_key_file)
         self.uplink = Uplink(
             config.cloud.url,
-            config.cloud.api_key,
+            self.api_key,
             self.outbox,
             self.locker.snapshot,
             heartbeat_s=config.cloud.heartbeat_s,
@@ -131,13 +134,16 @@ class Agent:
         self.channel = (
             CommandChannel(
                 config.cloud.commands_url,
-                config.cloud.api_key,
+                self.api_key,
                 self.locker,
                 ssl_context=cloud_tls,
             )
             if config.cloud.commands_url
             else None
         )
+        self.links = {"uplink": self.uplink.health}  # for /metrics
+        if self.channel is not None:
+            self.links["commands"] = self.channel.health
         self._watchdog = systemd.Watchdog(self.status_line, self._stuck)
         self.metrics.bind(self)
 
@@ -276,13 +282,16 @@ class Agent:
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: "3/3 boards, 48 cabinets, outbox 0,
-        cloud ok", or what is wrong ("board 2 silent", "cloud unreachable 4 min")."""
+        cloud ok", or what is wrong ("board 2 silent", "cloud unreachable 4 min",
+        "command channel unstable: dropped 4 times in the last 10 min (...)")."""
         answering, total = self.hardware.boards()
         parts = [f"{answering}/{total} boards"] if total else []
         parts.append(f"{len(self.locker.cabinets)} cabinets")
         parts.append(f"outbox {self.outbox.stats()['pending']}")
         problem = self.uplink.problems()
         parts.append(f"cloud: {problem[0]}" if problem else "cloud ok")
+        if channel := self.channel.problems() if self.channel else []:
+            parts.append(channel[0])
         if self.locker.journal.waiting:
             parts.append(f"{self.locker.journal.waiting} changes waiting for the disk")
         if thermal := self.thermal.problems() if self.thermal else []:

@@ -9,7 +9,7 @@ answers by status) are plain counters. One registry per agent: no global state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -24,6 +24,16 @@ from agent.storage.store import StateStore
 from agent.thermal.service import Thermal
 
 
+class LinkState(Protocol):
+    """One cloud link's health (``agent.cloud.link.LinkHealth``): up now, drops so far."""
+
+    @property
+    def up(self) -> bool: ...
+
+    @property
+    def drops(self) -> int: ...
+
+
 class Parts(Protocol):
     """What the metrics read when scraped (``agent.app.Agent`` has them)."""
 
@@ -32,6 +42,11 @@ class Parts(Protocol):
     locker: Locker
     hardware: Hardware
     thermal: Thermal | None
+
+    @property
+    def links(self) -> Mapping[str, LinkState]:
+        """The cloud links by name: "uplink", and "commands" when configured."""
+        ...
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -194,8 +209,27 @@ class _Live(Collector):
                 silent.add_metric(labels, int(board in quiet))
             bad.add_metric([name], bus.bad_bytes)
         yield from (replies, timeouts, twins, rtt, bad, silent)
+        yield from _links(agent.links)
         if agent.thermal is not None:
             yield from _thermal(agent.thermal)
+
+
+def _links(links: Mapping[str, LinkState]) -> Iterator[Metric]:
+    """Each cloud link's state and its drops (an up that went down)."""
+    up = GaugeMetricFamily(
+        "locker_agent_cloud_link_up",
+        "1 while the cloud link works (heard from, or taking feedback)",
+        labels=["link"],
+    )
+    drops = CounterMetricFamily(
+        "locker_agent_cloud_link_drops",
+        "Times the cloud link went down after working",
+        labels=["link"],
+    )
+    for name, link in sorted(links.items()):
+        up.add_metric([name], int(link.up))
+        drops.add_metric([name], link.drops)
+    yield from (up, drops)
 
 
 def _thermal(thermal: Thermal) -> Iterator[Metric]:

@@ -1,1 +1,1 @@
-"""The cloud link: feedback body, uplink, command channel; imports locker, storage."""
+"""The cloud link: feedback, uplink, channel, key, link health; imports locker, storage, config."""

@@ -11,6 +11,14 @@ deaf for good. Each message runs in its own task, so a slow open of one cabinet
 does not hold up another's command (the Locker serialises per cabinet), and a
 command runs once per id: the cloud resends an unanswered id after a reconnect
 and gets the first result.
+
+Liveness: a socket can stay open while nothing passes (a proxy that swallows
+traffic), and commands sent meanwhile wait for nothing. The agent pings at once
+on connecting and whenever it has heard nothing for ``ping_s``; a connection on
+which nothing at all (a pong, a ping, a command) was heard for ``silence_s`` is
+dead, is said so at once and is replaced. A silent peer is therefore noticed at
+most ``silence_s`` (12 s) after the last frame it sent. The link is up once the
+peer was heard on a connection, not when the socket opened.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -31,10 +38,12 @@ from pydantic import SecretStr
 from yarl import URL
 
 from agent.cloud.backoff import Backoff
+from agent.cloud.key import AUTH_RETRY_S, ApiKey
+from agent.cloud.link import LinkHealth, duration
+from agent.cloud.messages import admit, failure
 from agent.cloud.session import RedirectRefused, cloud_session
-from agent.locker.commands import error_body, parse_command, problem
-from agent.locker.errors import Invalid, LockerError
-from agent.locker.idempotency import MAX_ID_LENGTH
+from agent.locker.commands import problem
+from agent.locker.errors import LockerError
 from agent.locker.locker import Locker
 
 log = structlog.get_logger(__name__)
@@ -43,50 +52,68 @@ HANDSHAKE_TIMEOUT_S = 10.0  # TCP + TLS + upgrade; a hung handshake counts as a 
 CLOSE_TIMEOUT_S = 2.0  # wait for the cloud's close frame, no longer: close() stays prompt
 STABLE_S = 30.0  # a connection up this long resets the backoff
 DOWN_GRACE_S = 10.0  # a drop fixed by the first reconnect is not a health problem
+PING_S = 5.0  # a ping after this long without hearing the cloud (and one on connecting)
+SILENCE_S = 12.0  # nothing heard this long: the cloud is gone (7 s for the pong to come)
 MAX_MESSAGE_BYTES = 256 * 1024  # commands are tiny; the cloud never needs more
+_HEARD = frozenset(
+    {
+        aiohttp.WSMsgType.TEXT,
+        aiohttp.WSMsgType.BINARY,
+        aiohttp.WSMsgType.PING,
+        aiohttp.WSMsgType.PONG,
+    }
+)
 
 
 class CommandChannel:
     """The cloud's command websocket at ``url`` (ws:// or wss://); commands go to ``locker``.
 
-    Authenticated by ``api_key``. Seconds: ``backoff_base_s`` / ``backoff_cap_s`` of
-    the reconnect backoff, ``heartbeat_s`` between websocket pings.
-    Lifecycle: ``start()`` returns at once (it connects in the background), ``close()``.
+    Authenticated by ``api_key`` (an ``ApiKey`` shared with the uplink, or a fixed key).
+    Seconds: ``backoff_base_s`` / ``backoff_cap_s`` of the reconnect backoff, ``ping_s``
+    and ``silence_s`` of liveness (``silence_s`` > ``ping_s``, else ValueError),
+    ``auth_retry_s`` after the cloud refused the key (a new key file ends it sooner).
+    ``health`` keeps up/down and the drops. Lifecycle: ``start()`` returns at once (it
+    connects in the background), ``close()``.
     """
 
     def __init__(
         self,
         url: str,
-        api_key: SecretStr,
+        api_key: SecretStr | ApiKey,
         locker: Locker,
         *,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 60.0,
-        heartbeat_s: float = 30.0,
+        ping_s: float = PING_S,
+        silence_s: float = SILENCE_S,
+        auth_retry_s: float = AUTH_RETRY_S,
         rand: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parsed = URL(url)
         if parsed.scheme not in ("ws", "wss") or not parsed.host:
             raise ValueError("the command channel url must be ws:// or wss:// with a host")
+        if not 0 < ping_s < silence_s:
+            raise ValueError("ping_s must be above 0 and below silence_s")
         self._url = url
         # Logged instead of the url: a user:password in it must not reach a log.
         self._where = str(parsed.with_user(None).with_query(None))
-        self._api_key = api_key
+        self._key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
         self._locker = locker
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, rand)
-        self._heartbeat_s = heartbeat_s
+        self.ping_s = ping_s
+        self.silence_s = silence_s
+        self._auth_retry_s = auth_retry_s
         self._ssl = ssl_context  # a private CA; None: the system's, verified
         self._session: aiohttp.ClientSession | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._closed = False
-        # Health: when the channel went down (monotonic, wall clock), why, and whether a
-        # connection attempt has failed since then.
-        self._down_since = (time.monotonic(), time.time())
-        self._reason = "not connected yet"
-        self._attempt_failed = False
+        self.health = LinkHealth("command channel")
+        # Whether the channel's being down is a problem before DOWN_GRACE_S: a try
+        # failed, or the cloud fell silent, since it was last heard.
+        self._report_now = False
         self._auth_problem: str | None = None
         self.received = 0  # messages handled, for tests and the status page
 
@@ -100,7 +127,6 @@ class CommandChannel:
             total=None, connect=HANDSHAKE_TIMEOUT_S, sock_read=HANDSHAKE_TIMEOUT_S
         )
         self._session = cloud_session(timeout, self._ssl)
-        self._down_since = (time.monotonic(), time.time())
         self._supervisor = asyncio.create_task(self._supervise(), name="command-channel")
 
     async def close(self) -> None:
@@ -129,109 +155,159 @@ class CommandChannel:
 
     @property
     def connected(self) -> bool:
-        """Whether the websocket is up now."""
+        """Whether the websocket is open now (the cloud may still be silent on it)."""
         return self._ws is not None and not self._ws.closed
 
     def problems(self) -> list[str]:
-        """Health lines for /healthz; a drop mended within ``DOWN_GRACE_S`` is none."""
-        if self._closed or self._supervisor is None or self.connected:
+        """Health lines for /healthz: down (a drop mended within ``DOWN_GRACE_S`` is
+        none, a silent cloud is one at once), refused, or dropping again and again."""
+        health = self.health
+        if self._closed or self._supervisor is None:
             return []
+        if health.up:
+            unstable = health.unstable()
+            return [unstable] if unstable else []
         if self._auth_problem is not None:
             return [self._auth_problem]
-        down_for = time.monotonic() - self._down_since[0]
-        if not self._attempt_failed and down_for < DOWN_GRACE_S:
+        down_for = health.down_for()
+        if not self._report_now and down_for < DOWN_GRACE_S:
             return []
-        since = datetime.fromtimestamp(self._down_since[1], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return [f"command channel: disconnected since {since} ({self._reason})"]
+        flapping = health.flapping()
+        line = f"command channel: disconnected for {duration(down_for)} ({health.reason})"
+        return [line + (f"; {flapping}" if flapping else "")]
 
     # --- the supervisor ----------------------------------------------------------
 
     async def _supervise(self) -> None:
         while True:
             up_s: float | None = None
+            generation = self._key.generation  # the key this try sends
+            refused = False
             try:
                 up_s = await self._connect_and_serve()
             except aiohttp.WSServerHandshakeError as exc:
-                self._attempt_failed = True
+                self._report_now = True
                 if exc.status in (401, 403):
+                    refused = True
                     self._auth_problem = (
                         f"command channel: cloud rejects the api-key (HTTP {exc.status})"
+                        + self._key.hint()
                     )
-                    self._reason = self._auth_problem.removeprefix("command channel: ")
+                    self.health.went_down(f"cloud rejects the api-key (HTTP {exc.status})")
                     log.error("channel.unauthorized", status=exc.status)
                 else:
-                    self._reason = f"cloud refused the websocket (HTTP {exc.status})"
+                    self.health.went_down(f"cloud refused the websocket (HTTP {exc.status})")
             except RedirectRefused as exc:
-                self._attempt_failed = True
-                self._reason = str(exc)
+                self._report_now = True
+                self.health.went_down(str(exc))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                self._attempt_failed = True
-                self._reason = f"cloud unreachable: {type(exc).__name__}"
+                self._report_now = True
+                self.health.went_down(f"cloud unreachable: {type(exc).__name__}")
             except Exception:  # a bug here must not end the channel for good
                 log.exception("channel.error")
-                self._attempt_failed = True
-                self._reason = "channel error"
+                self._report_now = True
+                self.health.went_down("channel error")
 
+            if refused:
+                # Slowly, unless the key file brings a new key: then at once.
+                log.warning("channel.retry", problem=self.health.reason, delay_s=self._auth_retry_s)
+                await self._key.refused(generation, self._auth_retry_s)
+                continue
             if up_s is not None and up_s >= STABLE_S:
                 self._backoff.reset()
             delay = self._backoff.next_s()
             log.warning(
                 "channel.retry",
-                problem=self._reason,
+                problem=self.health.reason,
                 attempt=self._backoff.failures,
                 delay_s=round(delay, 2),
             )
             await asyncio.sleep(delay)
 
     async def _connect_and_serve(self) -> float:
-        """One connection, read until it ends; returns how long it stayed up."""
+        """One connection, read until it ends or falls silent; returns how long it was open."""
         assert self._session is not None
         ws = await self._session.ws_connect(
             self._url,
-            headers={"api-key": self._api_key.get_secret_value()},
-            heartbeat=self._heartbeat_s,
+            headers=self._key.header(),
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
             max_msg_size=MAX_MESSAGE_BYTES,
             autoclose=True,
-            autoping=True,
+            autoping=False,  # pings and pongs are heard here: they prove the cloud alive
         )
         up_at = time.monotonic()
         self._ws = ws
         self._auth_problem = None
-        self._attempt_failed = False
         log.info("channel.connected", url=self._where)
+        reason = "channel closed"
         try:
-            while True:
-                msg = await ws.receive()
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    await self._take(ws, msg.data)
-                elif msg.type is aiohttp.WSMsgType.BINARY:
-                    await self._take(ws, None)
-                elif msg.type is aiohttp.WSMsgType.ERROR:
-                    self._reason = f"connection error: {type(msg.data).__name__}"
-                    break
-                elif msg.type in (
-                    aiohttp.WSMsgType.CLOSE,
-                    aiohttp.WSMsgType.CLOSING,
-                    aiohttp.WSMsgType.CLOSED,
-                ):
-                    problem = ws.exception()
-                    self._reason = (
-                        f"connection lost: {type(problem).__name__}"
-                        if problem is not None
-                        else f"closed by the cloud (code {ws.close_code})"
-                    )
-                    break
+            reason = await self._serve(ws)
         finally:
             self._ws = None
-            self._down_since = (time.monotonic(), time.time())
+            if self._closed:
+                self.health.up = False  # stopping is not a drop
+            else:
+                self.health.went_down(reason)
             up_s = time.monotonic() - up_at
             # Shielded: a close() that cancels us still says goodbye, bounded by CLOSE_TIMEOUT_S.
             with contextlib.suppress(Exception):
                 await asyncio.shield(ws.close())
             if not self._closed:
-                log.warning("channel.disconnected", reason=self._reason, up_s=round(up_s, 1))
+                log.warning("channel.disconnected", reason=reason, up_s=round(up_s, 1))
         return up_s
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Read and answer until the connection ends; returns why it ended.
+
+        Every frame heard resets the silence; after ``ping_s`` of it a ping goes out
+        (one also at once), and ``silence_s`` of it ends the connection.
+        """
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        # At once: the link is up when the cloud answers, not when the socket opens.
+        lost = await _ping(ws, self.silence_s)
+        if lost is not None:
+            return lost
+        pinged = True
+        while True:
+            quiet = loop.time() - heard
+            if quiet >= self.silence_s:
+                self._report_now = True
+                log.warning("channel.silent", silence_s=self.silence_s)
+                return f"cloud silent: nothing heard for {self.silence_s:g} s"
+            if not pinged and quiet >= self.ping_s:
+                pinged = True
+                lost = await _ping(ws, self.silence_s - quiet)
+                if lost is not None:
+                    return lost
+                continue
+            wait = (self.silence_s if pinged else self.ping_s) - quiet
+            try:
+                msg = await ws.receive(timeout=max(wait, 0.001))
+            except TimeoutError:
+                continue
+            if msg.type in _HEARD:  # a frame from the cloud: it is alive
+                heard, pinged = loop.time(), False
+                self.health.went_up()
+                self._report_now = False
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                await self._take(ws, msg.data)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                await self._take(ws, None)
+            elif msg.type is aiohttp.WSMsgType.PING:
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                    await ws.pong(msg.data)
+            elif msg.type is aiohttp.WSMsgType.ERROR:
+                return f"connection error: {type(msg.data).__name__}"
+            elif msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
+                problem = ws.exception()
+                if problem is not None:
+                    return f"connection lost: {type(problem).__name__}"
+                return f"closed by the cloud (code {ws.close_code})"
 
     # --- one message -------------------------------------------------------------
 
@@ -242,7 +318,7 @@ class CommandChannel:
         costs the agent the answers, never its memory, and reading goes on.
         """
         self.received += 1
-        taken = self._admit(text)
+        taken = admit(self._locker, text)
         del text
         if isinstance(taken, dict):
             await self._send(ws, taken)
@@ -257,7 +333,7 @@ class CommandChannel:
         try:
             answer = {"id": command_id, "ok": True, "cabinet": await asyncio.shield(running)}
         except LockerError as err:
-            answer = _failure(command_id, err)
+            answer = failure(command_id, err)
         except Exception:  # a bug in one command must not end the channel
             log.exception("channel.command_failed", id=command_id)
             error = problem(500, "INTERNAL_ERROR", "internal error")
@@ -278,53 +354,15 @@ class CommandChannel:
             return
         log.debug("channel.answered", id=answer["id"], ok=answer["ok"])
 
-    def _admit(self, text: str | None) -> dict[str, Any] | tuple[Any, asyncio.Task[Any]]:
-        """An answer now (a refusal), or ``(id, the running command)``."""
-        if text is None:
-            return _failure(None, Invalid("binary messages are not accepted: send JSON text"))
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            return _failure(None, Invalid("the message is not JSON"))
-        if not isinstance(data, dict):
-            return _failure(None, Invalid("the message must be a JSON object"))
 
-        raw_id = data.pop("id", None)
-        raw_key = data.pop("key", None)
-        errors: dict[str, list[str]] = {}
-        command_id = raw_id if _is_id(raw_id) else None
-        if raw_id is None:
-            errors["id"] = ["required"]
-        elif command_id is None:
-            errors["id"] = [f"must be an integer or a string of 1-{MAX_ID_LENGTH} characters"]
-        if raw_key is None:
-            errors["key"] = ["required"]
-        elif not _is_int(raw_key):
-            errors["key"] = ["must be an integer"]
-        if errors:
-            first = next(iter(errors.items()))
-            err = Invalid(f"{first[0]}: {first[1][0]}", errors)
-            # Echo an id the cloud can match, even one we refuse to act on.
-            echo = (
-                raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
-            )
-            return _failure(echo, err)
-
-        try:
-            cmd = parse_command(data)
-            # Own namespace: a cloud id never collides with a local Idempotency-Key.
-            return command_id, self._locker.submit(raw_key, cmd, f"cloud:{command_id!r}")
-        except LockerError as err:
-            return _failure(command_id, err)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_id(value: Any) -> bool:
-    return (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH) or _is_int(value)
-
-
-def _failure(command_id: str | int | None, err: LockerError) -> dict[str, Any]:
-    return {"id": command_id, "ok": False, "error": error_body(err)[1]}
+async def _ping(ws: aiohttp.ClientWebSocketResponse, within_s: float) -> str | None:
+    """Send a ping, waiting at most ``within_s`` for the socket to take it; None, or why
+    the connection is lost."""
+    try:
+        async with asyncio.timeout(max(within_s, 0.001)):
+            await ws.ping()
+    except TimeoutError:
+        return "cloud silent: a ping could not be sent"
+    except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+        return f"connection lost: {type(exc).__name__}"
+    return None

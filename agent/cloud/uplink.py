@@ -2,7 +2,9 @@
 
 One task sends, one task appends heartbeats. A failing cloud never stops the
 rest of the agent: every error here turns into a retry with backoff and a
-health problem, never an exception out of the loop.
+health problem, never an exception out of the loop. The link is up while the
+cloud takes what is sent; a cloud that keeps dropping it is unstable in health
+(``agent.cloud.link``), even at the moments it answers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import email.utils
 import random
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from pydantic import SecretStr, ValidationError
 
 from agent.cloud.backoff import Backoff
 from agent.cloud.feedback import LockerInfo, build_body, locker_info
+from agent.cloud.key import AUTH_RETRY_S, ApiKey
+from agent.cloud.link import LinkHealth
 from agent.cloud.session import cloud_session
 from agent.locker.indicator import Link
 from agent.storage.message import Message
@@ -31,7 +34,6 @@ log = structlog.get_logger(__name__)
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 EVENT_HEARTBEAT = "active"  # event.type of a heartbeat
-AUTH_RETRY_S = 60.0  # a wrong api-key will not fix itself quickly: retry slowly
 RETRY_AFTER_MAX_S = 300.0  # a Retry-After beyond this is a cloud bug, not a plan
 ANSWER_BYTES = 512  # of a refusal, for the log; an acceptance is judged by its status alone
 EARLY_TRY_S = 2.0
@@ -41,8 +43,13 @@ BODY_REFUSED = frozenset(
 )  # during a backoff, fresh news is tried at most this often
 
 
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+def retry_after(value: str | None, date: str | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds, or an HTTP date taken
+    from the answer's own ``Date`` header (the cloud's clock against the cloud's clock).
+
+    Never against this controller's wall clock, which may be days off before its
+    first NTP sync: a date without a ``Date`` to measure it from gives None.
+    """
     if not value:
         return None
     value = value.strip()
@@ -50,7 +57,8 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return float(value)
     with contextlib.suppress(TypeError, ValueError):
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        sent = email.utils.parsedate_to_datetime(date or "")
+        return max(0.0, (when - sent).total_seconds())
     return None
 
 
@@ -59,13 +67,15 @@ class Uplink:
 
     Seconds: ``heartbeat_s`` between heartbeats, ``timeout_s`` per POST,
     ``backoff_base_s``/``backoff_cap_s`` of the retry backoff, ``auth_retry_s``
-    after a 401/403. ``on_link`` hears the link state change (for the indicators).
+    after a 401/403 (sooner when ``api_key``, an ``ApiKey`` shared with the command
+    channel, takes a new key from its file). ``on_link`` hears the link state change
+    (for the indicators); ``health`` keeps up/down and the drops.
     """
 
     def __init__(
         self,
         url: str,
-        api_key: SecretStr,
+        api_key: SecretStr | ApiKey,
         outbox: Outbox,
         snapshot: Callable[[], list[dict[str, Any]]],
         *,
@@ -80,7 +90,7 @@ class Uplink:
         on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self._endpoint = url.rstrip("/") + FEEDBACK_PATH
-        self._api_key = api_key
+        self._key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
         self._outbox = outbox
         self._snapshot = snapshot
         self.heartbeat_s = heartbeat_s
@@ -94,6 +104,8 @@ class Uplink:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._problem: str | None = None
+        self.health = LinkHealth("uplink")
+        self._refused: int | None = None  # the generation of the key the cloud refused
         self._hold = False  # the cloud asked for time: no early tries
         self._isolate = False  # after a rejected batch: one message at a time, to find the bad one
 
@@ -118,8 +130,13 @@ class Uplink:
             self._session = None
 
     def problems(self) -> list[str]:
-        """Health lines for /healthz: why the cloud did not take the last batch."""
-        return [self._problem] if self._problem else []
+        """Health lines for /healthz: why the cloud did not take the last batch, or
+        that it keeps failing between the batches it takes."""
+        flapping = self.health.flapping()
+        if self._problem is not None:
+            return [self._problem + (f"; {flapping}" if flapping else "")]
+        unstable = self.health.unstable()
+        return [unstable] if unstable else []
 
     def ended(self) -> str | None:
         """Why a loop of the uplink stopped for good (a bug escaped it), for the
@@ -136,6 +153,10 @@ class Uplink:
     def _set_problem(self, problem: str | None) -> None:
         before = self.link
         self._problem = problem
+        if problem is None:
+            self.health.went_up()
+        else:
+            self.health.went_down(problem)
         if problem is not None and problem.startswith("cloud unreachable"):
             self._info = locker_info()  # did we lose the network itself?
         if self._on_link is not None and self.link != before:
@@ -175,6 +196,11 @@ class Uplink:
         After an outage a fresh change need not wait out a minute of backoff; a
         throttled or refused cloud gets no early tries.
         """
+        if self._refused is not None:
+            # The key was refused: slowly, unless its file brings a new one.
+            refused, self._refused = self._refused, None
+            await self._key.refused(refused, delay_s)
+            return
         if self._hold:
             await asyncio.sleep(delay_s)
             return
@@ -202,16 +228,17 @@ class Uplink:
             return 0.0
         assert self._session is not None
         self._hold = False
+        generation = self._key.generation  # the key this POST sends
         try:
             # Never a redirect: the api-key would follow it to whoever sent it.
             async with self._session.post(
                 self._endpoint,
                 json=body,
-                headers={"api-key": self._api_key.get_secret_value()},
+                headers=self._key.header(),
                 allow_redirects=False,
             ) as resp:
                 status = resp.status
-                hint = retry_after(resp.headers.get("Retry-After"))
+                hint = retry_after(resp.headers.get("Retry-After"), resp.headers.get("Date"))
                 text = "" if 200 <= status < 300 else await _answer(resp)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if self._on_answer is not None:
@@ -234,8 +261,8 @@ class Uplink:
             return self._failed(f"cloud answers HTTP {status} (redirects are not followed)", None)
         if status == 401 or status == 403:
             self._backoff.failures += 1
-            self._hold = True
-            self._set_problem(f"cloud rejects the api-key (HTTP {status})")
+            self._refused = generation
+            self._set_problem(f"cloud rejects the api-key (HTTP {status}){self._key.hint()}")
             log.error("uplink.unauthorized", status=status, retry_in_s=self._auth_retry_s)
             return self._auth_retry_s
         if status not in BODY_REFUSED:

@@ -55,7 +55,7 @@ def _resolve_secrets(data: dict[str, Any], base_dir: Path) -> list[_Problem]:
                 file_path = Path(raw).expanduser()
                 if not file_path.is_absolute():
                     file_path = base_dir / file_path
-                text, error = _read_secret_file(file_path)
+                text, error = read_secret_file(file_path)
                 if error is not None:
                     problem = ((section, file_key), error)
                 else:
@@ -71,7 +71,7 @@ def _resolve_secrets(data: dict[str, Any], base_dir: Path) -> list[_Problem]:
     return problems
 
 
-def _read_secret_file(path: Path) -> tuple[str, str | None]:
+def read_secret_file(path: Path) -> tuple[str, str | None]:
     """(stripped text, None) or ("", a message naming the path, never the content)."""
     try:
         with path.open("rb") as f:

@@ -45,6 +45,9 @@ class CommandChannel:
         # Every message an agent sent on the channel, parsed when it was JSON.
         self.answers: list[Any] = []
         self._answered = asyncio.Event()
+        # True: the channel goes silent without closing (pings unanswered), as behind
+        # a proxy that swallows traffic; False answers again.
+        self.silent = False
 
     @property
     def agents(self) -> int:
@@ -127,7 +130,7 @@ class CommandChannel:
             return web.json_response(
                 {"error": "Unauthorized", "message": "Invalid API key"}, status=401
             )
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoping=False)  # pings answered below, unless silent
         await ws.prepare(request)
         self.connections += 1
         self._agents.append(ws)
@@ -135,7 +138,9 @@ class CommandChannel:
         log.info("fake cloud agent connected", connections=self.connections)
         try:
             async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
+                if msg.type is WSMsgType.PING and not self.silent:
+                    await ws.pong(msg.data)
+                elif msg.type is WSMsgType.TEXT:
                     self._answer_received(json_or_text(msg.data))
                 elif msg.type is WSMsgType.BINARY:
                     self._answer_received(msg.data)

@@ -193,8 +193,19 @@ class FakeCloud:
         self._faults.odd_next(kind, count, retry_after=retry_after)
 
     def heal(self) -> None:
-        """Forget every injected failure, drop and odd answer still queued, and delays."""
+        """Forget every injected failure, drop and odd answer still queued, delays and
+        silence."""
         self._faults.heal()
+        self._channel.silent = False
+
+    @property
+    def silent(self) -> bool:
+        """True: the command channel swallows everything without closing (pings too)."""
+        return self._channel.silent
+
+    @silent.setter
+    def silent(self, value: bool) -> None:
+        self._channel.silent = value
 
     # -- observation --------------------------------------------------------
 

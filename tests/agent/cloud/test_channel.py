@@ -229,14 +229,18 @@ async def test_a_slow_open_does_not_hold_up_other_cabinets(cloud, channel, actua
 
 async def test_reconnects_after_the_cloud_drops_it(cloud, channel, actuator):
     for round_ in range(1, 4):
+        await until(lambda: channel.health.up)  # heard: a drop from here counts
         await cloud.disconnect_agents()
         await cloud.wait_for_agent(WAIT)
         assert cloud.connections == round_ + 1
         answer = await cloud.send_command({"id": f"r-{round_}", "key": round_, "command": "open"})
         assert answer["ok"] is True
+        await until(lambda: channel.health.up)
+        if round_ < 3:  # a drop or two mended at once is no problem; a third is a pattern
+            assert channel.problems() == []
     assert actuator.pulses == [(1, "front"), (2, "front"), (3, "front")]
-    await until(lambda: channel.connected)
-    assert channel.problems() == []
+    [unstable] = channel.problems()
+    assert unstable.startswith("command channel unstable: dropped 3 times in the last 10 min")
 
 
 async def test_waits_for_the_cloud_to_come_up(make_channel, actuator):
@@ -247,7 +251,7 @@ async def test_waits_for_the_cloud_to_come_up(make_channel, actuator):
     channel = await make_channel(url=f"ws://127.0.0.1:{port}/api/lockers/commands")
     await until(lambda: channel.problems())
     [problem] = channel.problems()
-    assert problem.startswith("command channel: disconnected since ")
+    assert problem.startswith("command channel: disconnected for ")
     assert "unreachable" in problem
 
     cloud = FakeCloud(KEY, port=port)
@@ -263,7 +267,7 @@ async def test_waits_for_the_cloud_to_come_up(make_channel, actuator):
 
 
 async def test_wrong_api_key_is_its_own_problem_and_retried(cloud, make_channel, actuator):
-    channel = await make_channel(key="wrong-key")
+    channel = await make_channel(key="wrong-key", auth_retry_s=0.01)
     await until(lambda: cloud.refused >= 3)  # keeps retrying, never gives up
     [problem] = channel.problems()
     assert "api-key" in problem and "401" in problem
@@ -281,7 +285,7 @@ async def test_close_is_prompt_while_connected(cloud, channel):
 
 
 async def test_close_is_prompt_while_backing_off(cloud, make_channel):
-    channel = await make_channel(key="wrong-key", backoff_base_s=3600, rand=lambda: 1.0)
+    channel = await make_channel(key="wrong-key", auth_retry_s=3600)
     await until(lambda: channel.problems())  # refused once, now sleeping for an hour
     assert cloud.refused == 1
     await asyncio.wait_for(channel.close(), HANG_GUARD)
@@ -347,10 +351,10 @@ async def test_a_redirect_is_never_followed_with_the_api_key(locker, actuator):
     channel = CommandChannel(url, SecretStr(KEY), locker, backoff_base_s=0.01, backoff_cap_s=0.02)
     await channel.start()
     try:
-        await until(lambda: channel.problems() != [] or channel._reason.endswith("followed)"))
+        await until(lambda: channel.health.reason.endswith("followed)"))
         await asyncio.sleep(0.1)
         assert seen == []
-        assert "redirects are not followed" in channel._reason
+        assert "redirects are not followed" in channel.health.reason
     finally:
         await channel.close()
         await runner.cleanup()

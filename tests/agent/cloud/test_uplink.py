@@ -153,7 +153,9 @@ def test_retry_after_parsing():
     assert retry_after("7") == 7.0
     assert retry_after(None) is None
     assert retry_after("soon") is None
-    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    date = "Wed, 21 Oct 2015 07:27:50 GMT"  # the cloud's Date: its clock, not ours
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", date) == 10.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None  # no Date to measure from
 
 
 async def test_a_cloud_that_never_answers_times_out_and_is_retried(cloud, outbox, make_uplink):
