@@ -128,7 +128,7 @@ class Agent:
             head_timeout_s=config.api.head_timeout_s,
             body_timeout_s=config.api.body_timeout_s,
             metrics=self.metrics.render,
-            records=self.thermal.records if self.thermal else None,
+            thermal=self.thermal,
             socket=config.api_socket,  # the technicians' commands: peer credentials, no token
         )
         self.channel = (
@@ -181,8 +181,10 @@ class Agent:
         channel = self.channel.problems() if self.channel else []
         store = [self.store.notice] if self.store.in_memory and self.store.notice else []
         thermal = self.thermal.problems() if self.thermal else []
+        ended = [why] if (why := self._ended()) else []
         return (
-            self.hardware.problems()
+            ended
+            + self.hardware.problems()
             + thermal
             + self.uplink.problems()
             + channel
@@ -297,12 +299,22 @@ class Agent:
         return ", ".join(parts)
 
     def _stuck(self) -> str | None:
-        """What stopped turning, for the watchdog; None while every bus polls.
+        """What stopped turning, for the watchdog; None while every loop turns: each
+        bus polls, the thermal loop completes rounds, the cloud's loops run.
 
         A silent board or an unplugged adapter does not count: a restart mends
         neither, and the bus reconnects by itself.
         """
-        return None if self.hardware.polling(stall_s=POLL_STALL_S) else "a bus stopped polling"
+        if not self.hardware.polling(stall_s=POLL_STALL_S):
+            return "a bus stopped polling"
+        if self.thermal is not None and (why := self.thermal.stalled()):
+            return why
+        return self._ended()
+
+    def _ended(self) -> str | None:
+        """A loop of the cloud link that ended for good (a bug escaped it)."""
+        channel = self.channel.ended() if self.channel is not None else None
+        return self.uplink.ended() or channel
 
 
 async def run(config: Config, stop: asyncio.Event | None = None, path: str | None = None) -> None:

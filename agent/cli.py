@@ -258,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.configure(level="warning")
         return doctor.main(args)
 
+    if args.cmd == "thermal" and args.thermal_cmd == "reset":
+        return _thermal_reset(args)
+
     if args.cmd in ("status", "open", "selftest"):
         config = None
         if args.socket is None:  # the config file says where the socket is
@@ -288,6 +291,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
             return 1
     return 2
+
+
+def _thermal_reset(args: argparse.Namespace) -> int:
+    """``thermal reset KEY``: on the agent's socket, as ``open`` is (2 when it cannot
+    be reached)."""
+    config = None
+    if args.socket is None:  # the config file says where the socket is
+        config = _load_or_report(args.config_flag)
+        if config is None:
+            return EX_CONFIG
+    log.configure(level="warning")
+    path = args.socket or (config.api_socket if config is not None else None)
+    assert path is not None
+    by = args.by or thermal_cli.who()
+    return technician.run_command(
+        "thermal reset",
+        path,
+        lambda channel: thermal_cli.reset(args.key, by, args.reason, channel.call),
+    )
 
 
 def _show_outbox(config: Config, limit: int) -> int:

@@ -5,9 +5,10 @@ cabinet that has a ``thermal`` unit, writing its DS18B20 file under the config's
 ``[thermal] w1_dir``, and advances it in real time (``speed`` times faster) with:
 
 - the outputs the agent drives, read off the gpiozero mock pins as a relay sees
-  them: the heater pin; cooling is the cabinet's own cooler pin, or with a shared
-  compressor its valve's pin and the compressor's, or the compressor's alone when
-  the cabinet has no valve;
+  them: the heater pin (its power through the ``[thermal] cutoff`` contactor's pin
+  when one is fitted: open, no heater heats, welded or not); cooling is the
+  cabinet's own cooler pin, or with a shared compressor its valve's pin and the
+  compressor's, or the compressor's alone when the cabinet has no valve;
 - the doors as the emulated hardware has them (a door physically open lets the
   room in), never the agent's idea of them.
 
@@ -73,7 +74,7 @@ class FoodPlant:
     RuntimeError when a thermal pin was used on the factory before.
     """
 
-    __slots__ = ("_door_open", "_wires", "compressors", "plant", "runner")
+    __slots__ = ("_cutoff", "_door_open", "_wires", "compressors", "plant", "runner")
 
     def __init__(
         self,
@@ -91,6 +92,8 @@ class FoodPlant:
         start_c = start_c or {}
         pins = WorldPins(factory)
         compressors = {c.name: pins.output(c.pin) for c in config.thermal.compressors}
+        cutoff = config.thermal.cutoff
+        self._cutoff = pins.output(cutoff.pin) if cutoff is not None else None
         self.compressors: dict[str, list[int]] = {name: [] for name in compressors}
         self.plant = ThermalPlant(config.thermal.w1_dir, room_c=room_c)
         self._wires: dict[int, _Wires] = {}
@@ -115,7 +118,11 @@ class FoodPlant:
         return self.plant.keys
 
     def outputs(self) -> Outputs:
-        """(heating, cooling) per cabinet as its relays are now."""
+        """(heating, cooling) per cabinet as its relays are now; the heaters' supply as
+        the cutoff contactor gives it, set on each body."""
+        supplied = self._cutoff is None or self._cutoff.on
+        for key in self._wires:
+            self.plant.body(key).heater_supply = supplied
         return {key: wires.outputs() for key, wires in self._wires.items()}
 
     def doors(self) -> dict[int, bool]:

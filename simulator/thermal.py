@@ -14,6 +14,8 @@ sensor; :func:`run_plant` (or :class:`PlantRunner`) advances it in real time.
 
 Fates a test sets on a body: ``heater_failed``, ``cooler_failed`` (a dead
 compressor), ``stuck_on`` (a welded relay: that unit runs whatever is commanded).
+``heater_supply`` False is the heaters' power cut by a contactor: no heat, welded
+relay or not.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class ThermalBody:
     heater_failed: bool = False
     cooler_failed: bool = False
     stuck_on: Literal["heater", "cooler"] | None = None
+    heater_supply: bool = True  # False: a cutoff contactor took the heater's power away
     both_on_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -79,6 +82,7 @@ class ThermalBody:
     def power_w(self, *, heating: bool, cooling: bool) -> float:
         """Net heat into the body (W) for these commanded outputs, after the fates."""
         heat = (heating or self.stuck_on == "heater") and not self.heater_failed
+        heat = heat and self.heater_supply
         cool = (cooling or self.stuck_on == "cooler") and not self.cooler_failed
         return self.heater_w * heat - self.cooler_w * cool
 

@@ -14,10 +14,12 @@
 #   5. /etc/locker-agent (root:locker-agent 0750) with agent.toml, api.key and
 #      api.token written when absent, each root:locker-agent 0640 (the service reads
 #      them, nobody else does);
-#   6. the unit, systemd reloaded; a service that was running is restarted. The unit
-#      makes /run/locker-agent (RuntimeDirectory=, 0750) for the technicians' socket
-#      at each start: nothing to make here. A technician's own login may use it
-#      without sudo once in the group: usermod -aG locker-agent NAME.
+#   6. the unit, systemd reloaded, and the udev rule that lets the service start a
+#      bulk temperature conversion (61-locker-agent-w1.rules, udev reloaded and the
+#      1-wire sensors re-announced); a service that was running is restarted. The
+#      unit makes /run/locker-agent (RuntimeDirectory=, 0750) for the technicians'
+#      socket at each start: nothing to make here. A technician's own login may use
+#      it without sudo once in the group: usermod -aG locker-agent NAME.
 # It does not enable or start the service: edit the config first (README, "On a locker").
 #
 # Variables: ROOT (a directory to install into as if it were /: tests and image
@@ -25,8 +27,8 @@
 # runs from there), PYTHON (the venv's interpreter, 3.11 or newer; default python3),
 # WHEEL, EXTRAS ("pi" or "none"; default: pi on a Raspberry Pi), PIP_ARGS (more pip
 # options, e.g. "--no-index --find-links /media/usb/wheels" on a locker offline).
-# getent, groupadd, useradd, usermod, chown and systemctl are taken from PATH: the
-# tests put stand-ins first. Accounts are those of the running system.
+# getent, groupadd, useradd, usermod, chown, systemctl and udevadm are taken from
+# PATH: the tests put stand-ins first. Accounts are those of the running system.
 set -euo pipefail
 
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,6 +40,7 @@ user=locker-agent
 prefix="$ROOT/opt/locker-agent"
 etc="$ROOT/etc/locker-agent"
 unit_dir="$ROOT/etc/systemd/system"
+udev_dir="$ROOT/etc/udev/rules.d"
 bin_link="$ROOT/usr/local/bin/locker-agent"
 
 say() { printf 'install.sh: %s\n' "$*"; }
@@ -141,6 +144,10 @@ umask 022
 mkdir -p "$unit_dir"
 install -m 0644 "$src/systemd/locker-agent.service" "$unit_dir/locker-agent.service"
 systemctl daemon-reload || say "systemctl daemon-reload failed (no systemd here?)"
+mkdir -p "$udev_dir"
+install -m 0644 "$src/systemd/61-locker-agent-w1.rules" "$udev_dir/61-locker-agent-w1.rules"
+{ udevadm control --reload-rules && udevadm trigger --subsystem-match=w1 --action=add; } \
+  || say "udevadm failed (no udev here?): the bulk conversion's rule applies at the next boot"
 if "$prefix/bin/locker-agent" check-config "$etc/agent.toml" >/dev/null; then
   if systemctl is-active --quiet locker-agent; then
     systemctl restart locker-agent

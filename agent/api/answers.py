@@ -19,12 +19,13 @@ class Alarm(BaseModel):
 
 
 class ThermalView(BaseModel):
-    """A thermal unit (DESIGN.md, "Thermal"); ``band_c``: ``[low, high]``, None in ambient."""
+    """A thermal unit (DESIGN.md, "Thermal"); ``band_c``: ``[low, high]``, None in ambient;
+    ``heating`` and ``cooling`` None while the control loop is stalled (unknown)."""
 
     mode: ThermalMode
     band_c: list[float] | None
-    heating: bool
-    cooling: bool
+    heating: bool | None
+    cooling: bool | None
     sensor: Literal["ok", "failed", "missing"]
 
 

@@ -250,20 +250,37 @@ def _thermal(thermal: Thermal) -> Iterator[Metric]:
         "Time the food in an occupied cabinet spent out of temperature",
         labels=["key"],
     )
+    latched = GaugeMetricFamily(
+        "locker_agent_thermal_latched",
+        "1 while a safety shut-off holds the unit off until a reset",
+        labels=["key", "alarm"],
+    )
+    stalled = thermal.stalled() is not None  # temperatures and outputs unknown
     for key, unit in thermal.units.items():
         labels = [str(key)]
-        if unit.verdict.temperature_c is not None:
+        if unit.verdict.temperature_c is not None and not stalled:
             temp.add_metric(labels, unit.verdict.temperature_c)
         sensor.add_metric(labels, int(unit.verdict.status == "ok"))
-        outputs.add_metric([str(key), "heater"], int(thermal.outputs.heating(key)))
-        outputs.add_metric([str(key), "cooler"], int(thermal.outputs.cooler_on(key)))
+        if not stalled:
+            outputs.add_metric([str(key), "heater"], int(thermal.outputs.heating(key)))
+            outputs.add_metric([str(key), "cooler"], int(thermal.outputs.cooler_on(key)))
         food.add_metric(labels, unit.food.out_s)
+        for alarm in unit.latches:
+            latched.add_metric([str(key), alarm], 1)
     compressors = GaugeMetricFamily(
         "locker_agent_compressor_on", "1 while a shared compressor runs", labels=["compressor"]
     )
     for name in thermal.compressors:
         compressors.add_metric([name], int(thermal.outputs.compressor_on(name)))
-    yield from (temp, sensor, outputs, food, compressors)
+    age = GaugeMetricFamily(
+        "locker_agent_thermal_round_age_seconds",
+        "Seconds since the thermal loop last completed a round",
+        value=thermal.liveness.age_s(),
+    )
+    stall = GaugeMetricFamily(
+        "locker_agent_thermal_stalled", "1 while the thermal loop is stalled", value=int(stalled)
+    )
+    yield from (temp, sensor, outputs, food, compressors, latched, age, stall)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

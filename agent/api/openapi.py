@@ -29,6 +29,8 @@ _MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = 
     (Health, "serialization"),
     (OpenAllResult, "serialization"),
     *((model, "serialization") for _, _, model in api_thermal.LOGS.values()),
+    (api_thermal.ThermalReset, "validation"),
+    (api_thermal.ResetAnswer, "serialization"),
 ]
 
 # Why each error status happens; every route names the ones it can answer.
@@ -108,6 +110,27 @@ def _logs() -> dict[str, Any]:
             },
         }
         for name, (operation, summary, model) in api_thermal.LOGS.items()
+    }
+
+
+def _reset() -> dict[str, Any]:
+    """A technician's reset of a cabinet's latched thermal unit (ADR 0011)."""
+    summary = "Technicians: clear a cabinet's latched thermal safety shut-offs"
+    answer = {
+        "description": "what was cleared, and the cabinet",
+        "content": _json(_schema("ResetAnswer")),
+    }
+    return {
+        "/api/lockers/cabinets/{key}/thermal/reset": {
+            "parameters": [_KEY],
+            "post": {
+                "operationId": "resetThermal",
+                "summary": summary,
+                "security": _ACT_AUTH,
+                "requestBody": {"required": True, "content": _json(_schema("ThermalReset"))},
+                "responses": _responses(answer, (*_ACT, 404, 422)),
+            },
+        }
     }
 
 
@@ -243,7 +266,7 @@ def document() -> dict[str, Any]:
             "(PUT, POST) carries the token as Bearer, its body as application/json, "
             "and no foreign Origin.",
         },
-        "paths": _paths() | _logs(),
+        "paths": _paths() | _logs() | _reset(),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

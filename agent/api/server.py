@@ -49,7 +49,7 @@ from agent.locker.commands import error_body, parse_command, parse_open_all, pro
 from agent.locker.errors import Busy, Invalid, LockerError, NotFound, Unavailable
 from agent.locker.idempotency import MAX_ID_LENGTH
 from agent.locker.locker import Locker
-from agent.thermal.records import Records
+from agent.thermal.service import Thermal
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +84,7 @@ class LocalApi:
     ``head_timeout_s`` / ``body_timeout_s``: seconds to send a head (from connecting
     or the previous answer) and then the body. ``cabinet_rate``: acting requests on
     one cabinet (open-all counts on each); ``api_rate``: acting requests in all.
-    ``clock``: monotonic seconds. ``records``: the temperature log.
+    ``clock``: monotonic seconds. ``thermal``: thermal control (its records, its reset).
     ``socket``: also serve on this Unix socket, to the peers ``peers`` names (default
     ``PeerPolicy.for_agent()``: root, this user, the group ``locker-agent``), no token.
     Lifecycle: ``start()`` binds (``OSError`` when the address is taken,
@@ -108,7 +108,7 @@ class LocalApi:
         api_rate: RateLimit = API_RATE,
         clock: Callable[[], float] = time.monotonic,
         metrics: Callable[[], bytes] | None = None,
-        records: Records | None = None,
+        thermal: Thermal | None = None,
         socket: Path | None = None,
         peers: PeerPolicy | None = None,
     ) -> None:
@@ -148,7 +148,7 @@ class LocalApi:
         self.app.router.add_get("/api/lockers/cabinets/{key}", self._get)
         self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
         self.app.router.add_post("/api/lockers/open-all", self._open_all)
-        api_thermal.add_routes(self.app, locker, records, _key)
+        api_thermal.add_routes(self.app, locker, thermal, _key, self._json)
         self._document = json.dumps(openapi.document()).encode()
 
     @property

@@ -1,37 +1,44 @@
-"""A cabinet's thermal records over the local API, oldest first, at most ``MAX_ROWS``
-(the newest):
+"""A cabinet's thermal unit over the local API: its records, oldest first, at most
+``MAX_ROWS`` (the newest), and a technician's reset of its latches:
 
 - ``GET /api/lockers/cabinets/{key}/temperatures?since=ISO-8601`` (DESIGN.md,
   "Thermal"): ``[{"t": "2026-11-29T10:00:00Z", "temperature_c": 3.9, "mode": "chill"}]``;
 - ``GET /api/lockers/cabinets/{key}/excursions?since=ISO-8601``: each time out of
-  temperature, ``[{"start", "end", "duration_s", "peak_c", "mode"}]`` (``end`` None
-  while it lasts).
+  temperature, ``[{"start", "end", "duration_s", "peak_c", "mode", "clock"}]`` (``end``
+  None while it lasts; ``clock`` None unless the wall clock was not known right);
+- ``POST /api/lockers/cabinets/{key}/thermal/reset`` with ``{"by": "who", "reason":
+  "..."}`` (both optional): every latched safety shut-off cleared (ADR 0011), logged
+  and recorded with who and when; answers ``{"key", "cleared", "cabinet"}``.
 
 Errors are domain errors (the API's middleware answers them): an unknown cabinet or
-one without a thermal unit is ``NotFound``, a ``since`` that is not ISO 8601
-``Invalid``, records the disk refuses ``Unavailable``. Without ``since``: the last
-24 hours.
+one without a thermal unit is ``NotFound``, a ``since`` that is not ISO 8601 or a
+reset body that is not one ``Invalid``, records the disk refuses ``Unavailable``.
+Without ``since``: the last 24 hours.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.api.answers import CabinetView
 from agent.locker.cabinet import ThermalMode
 from agent.locker.errors import Invalid, NotFound, Unavailable
 from agent.locker.locker import Locker
-from agent.thermal.records import Records, RecordsError, parse_since
+from agent.thermal.records import RecordsError
+from agent.thermal.service import Thermal
+from agent.thermal.times import iso, parse_since
 
 MAX_ROWS = 10_000
 DEFAULT_SPAN_S = 86400.0
 
 Key = Callable[[web.Request], int]
+ReadJson = Callable[[web.Request], Awaitable[Any]]
 
 
 class TemperatureRow(BaseModel):
@@ -51,6 +58,33 @@ class Excursion(BaseModel):
     duration_s: int | None
     peak_c: float | None
     mode: ThermalMode
+    clock: str | None = None  # unsure, corrected, outage; None: the clock was known right
+
+
+class ThermalReset(BaseModel):
+    """The body of a reset: who resets (for the log and the records), and why."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    by: str | None = Field(default=None, min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Cleared(BaseModel):
+    """One latch a reset cleared: its alarm, why it latched, since when (ISO 8601)."""
+
+    alarm: str
+    why: str
+    since: str
+
+
+class ResetAnswer(BaseModel):
+    """What a reset did: the latches it cleared (none: nothing was latched), and the
+    cabinet after."""
+
+    key: int
+    cleared: list[Cleared]
+    cabinet: CabinetView
 
 
 # name -> (operationId, summary, answer row): the routes, and the OpenAPI document's.
@@ -68,27 +102,66 @@ LOGS: dict[str, tuple[str, str, type[BaseModel]]] = {
 }
 
 
-def add_routes(app: web.Application, locker: Locker, records: Records | None, key: Key) -> None:
-    """Serve the temperature log of ``records`` (None: no cabinet has a thermal unit);
-    ``key(request)`` reads the cabinet key from the path (``NotFound`` when bad)."""
+def add_routes(
+    app: web.Application, locker: Locker, thermal: Thermal | None, key: Key, read_json: ReadJson
+) -> None:
+    """Serve the records of ``thermal`` and its reset (None: no cabinet has a thermal
+    unit); ``key(request)`` reads the cabinet key from the path (``NotFound`` when
+    bad); ``read_json(request)`` the body, as the API reads every body."""
+
+    def unit_of(request: web.Request) -> int:
+        cabinet = locker.get(key(request))
+        if thermal is None or cabinet.thermal_bands is None:
+            raise NotFound(f"cabinet {cabinet.key} has no thermal unit")
+        return cabinet.key
 
     async def answer(request: web.Request, name: str) -> web.Response:
-        cabinet = locker.get(key(request))
-        if records is None or cabinet.thermal_bands is None:
-            raise NotFound(f"cabinet {cabinet.key} has no thermal unit")
+        cabinet_key = unit_of(request)
+        assert thermal is not None
         since_text = request.query.get("since")
         try:
             since = time.time() - DEFAULT_SPAN_S if since_text is None else parse_since(since_text)
         except ValueError as exc:
             raise Invalid(str(exc), {"since": [str(exc)]}) from None
+        records = thermal.records
         read = records.readings if name == "temperatures" else records.excursions
         try:
-            rows: list[dict[str, Any]] = read(cabinet.key, since, MAX_ROWS)
+            rows: list[dict[str, Any]] = read(cabinet_key, since, MAX_ROWS)
         except RecordsError as exc:
             raise Unavailable(str(exc)) from None
         return web.json_response(rows)
+
+    async def reset(request: web.Request) -> web.Response:
+        cabinet_key = unit_of(request)
+        assert thermal is not None
+        data = await read_json(request) if request.body_exists else {}
+        if not isinstance(data, dict):
+            raise Invalid("the body must be a JSON object")
+        try:
+            body = ThermalReset.model_validate(data)
+        except ValidationError as exc:
+            errors: dict[str, list[str]] = {}
+            for err in exc.errors(include_input=False, include_url=False):
+                where = ".".join(str(p) for p in err["loc"]) or "body"
+                errors.setdefault(where, []).append(err["msg"])
+            first, messages = next(iter(errors.items()))
+            raise Invalid(f"{first}: {messages[0]}", errors) from None
+        who = f"{body.by or 'someone'} via the local API from {request.remote or 'a local peer'}"
+        if body.reason:
+            who += f": {body.reason}"
+        cleared = thermal.reset(cabinet_key, who)
+        return web.json_response(
+            {
+                "key": cabinet_key,
+                "cleared": [
+                    {"alarm": c.alarm, "why": c.why, "since": iso(c.since)} for c in cleared
+                ],
+                "cabinet": locker.get(cabinet_key).as_cloud(),
+            }
+        )
 
     for name in LOGS:
         app.router.add_get(
             f"/api/lockers/cabinets/{{key}}/{name}", functools.partial(answer, name=name)
         )
+    app.router.add_post("/api/lockers/cabinets/{key}/thermal/reset", reset)

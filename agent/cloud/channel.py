@@ -144,6 +144,15 @@ class CommandChannel:
         if session is not None:
             await session.close()
 
+    def ended(self) -> str | None:
+        """Why the channel's supervisor stopped for good (a bug escaped it), for the
+        watchdog; None while it runs or after ``close``."""
+        task = self._supervisor
+        if self._closed or task is None or not task.done() or task.cancelled():
+            return None
+        error = task.exception()
+        return f"command channel: its loop ended ({type(error).__name__ if error else 'returned'})"
+
     @property
     def connected(self) -> bool:
         """Whether the websocket is open now (the cloud may still be silent on it)."""

@@ -138,6 +138,11 @@ class Uplink:
         unstable = self.health.unstable()
         return [unstable] if unstable else []
 
+    def ended(self) -> str | None:
+        """Why a loop of the uplink stopped for good (a bug escaped it), for the
+        watchdog; None while both run."""
+        return _ended(self._tasks, "uplink")
+
     @property
     def link(self) -> Link:
         """The link's state for the indicators: ok, cloud_unreachable or no_internet."""
@@ -294,3 +299,13 @@ async def _answer(resp: aiohttp.ClientResponse) -> str:
     except (aiohttp.ClientError, ValueError, OSError, TimeoutError):
         return "(unreadable body)"
     return raw.decode("utf-8", "replace")
+
+
+def _ended(tasks: list[asyncio.Task[None]], what: str) -> str | None:
+    """Why one of ``tasks`` is no longer running (None: all run)."""
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            cause = type(error).__name__ if error is not None else "returned"
+            return f"{what}: its {task.get_name()} loop ended ({cause})"
+    return None

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from agent.config.entries import Entry, Part
 from agent.config.messages import _format_loc, _Problem
-from agent.thermal.config import CompressorConfig
+from agent.thermal.config import CompressorConfig, CutoffConfig
 from drivers.gpio.pins import PinSpec
 
 # The part of a cabinet on a GPIO bus other than a door, and what to call it.
@@ -134,6 +134,7 @@ def _check_compressors(
         else:
             part = Part("compressor", {"pin": comp.pin})
             _claim_pins(loc, comp.bus, part, pins, problems)
+    _check_cutoff(thermal, declared, pins, problems)
     for entry in cabinets:
         unit = entry.part.get("thermal") if entry.part is not None else None
         name = unit.get("compressor") if isinstance(unit, Part) else None
@@ -141,6 +142,32 @@ def _check_compressors(
             known = ", ".join(sorted(names)) or "none"
             message = f"no compressor named '{name}' in [[thermal.compressors]] (declared: {known})"
             problems.append((("cabinets", entry.index, "thermal", "compressor"), message))
+
+
+def _check_cutoff(
+    thermal: Any,
+    declared: dict[str, Part],
+    pins: dict[int, tuple[str, str]],
+    problems: list[_Problem],
+) -> None:
+    """The heaters' cutoff contactor, when fitted: on a declared GPIO bus, its pin once."""
+    raw = thermal.get("cutoff") if isinstance(thermal, dict) else None
+    try:
+        cutoff = CutoffConfig.model_validate(raw) if raw is not None else None
+    except ValidationError:
+        return  # its own problems are reported by the model
+    if cutoff is None:
+        return
+    bus = declared.get(cutoff.bus)
+    if bus is None:
+        problems.append((("thermal", "cutoff", "bus"), f"no bus named '{cutoff.bus}'"))
+    elif bus.kind not in ("gpio", None):
+        message = f"bus '{cutoff.bus}' is {bus.kind}; needs a gpio bus"
+        problems.append((("thermal", "cutoff", "bus"), message))
+    else:
+        _claim_pins(
+            ("thermal", "cutoff"), cutoff.bus, Part("cutoff", {"pin": cutoff.pin}), pins, problems
+        )
 
 
 def _check_buses(buses: Sequence[Entry], problems: list[_Problem]) -> dict[str, Part]:

@@ -229,4 +229,5 @@ def summary(config: Config) -> str:
             f" food out of temperature {thermal.time_limit_s() / 3600:g} h at most"
             + (", then the cabinet is disabled" if thermal.disable_when_unsafe else "")
         )
+        lines.append(thermal.safety_summary())
     return "\n".join(lines)

@@ -82,7 +82,8 @@ def doctor(path: Path) -> Iterator[Line]:
     for i, bus in enumerate(config.buses):
         if isinstance(bus, KerongBusConfig):
             yield from check_bus(i, bus, config)
-    yield from (Line(level, "thermal", says) for level, says in sensor_lines(config))
+    found = sensor_lines(config, access.service_cannot)
+    yield from (Line(level, "thermal", says) for level, says in found)
     yield check_cloud(config)
     yield check_clock()
     yield from check_disk(config)

@@ -32,13 +32,16 @@ class Cabinet:
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").
     thermal_modes: frozenset[str] = frozenset({"ambient"})
-    thermal_set: int = 0  # set_thermal_mode commands carried out (each re-arms the unit)
+    thermal_set: int = 0  # set_thermal_mode commands carried out (each re-arms the controller)
     alarms: set[tuple[str, Side | None]] = field(default_factory=set)
     # What the thermal control shows (DESIGN.md, "Thermal"): the trusted temperature
     # (one decimal) and the unit's state; both None without a thermal unit.
     temperature_c: float | None = None
     thermal: dict[str, Any] | None = None  # heating, cooling, sensor: the last round's
     thermal_bands: dict[str, list[float]] | None = None  # band_c by mode (config)
+    # Safety shut-offs latched by thermal control (ADR 0011), alarm -> why: only a
+    # technician's reset clears them, never a command.
+    thermal_latches: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def door(self, side: Side) -> Door | None:
@@ -48,6 +51,21 @@ class Cabinet:
     def doors(self) -> list[tuple[Side, Door]]:
         """Every door the cabinet has, front first."""
         return [("front", self.front)] + ([("rear", self.rear)] if self.rear else [])
+
+    def thermal_refusal(self, command: str) -> str | None:
+        """Why a latched thermal unit refuses ``command`` (None: it does not):
+        ``set_thermal_mode`` while any latch holds, ``enable`` while over the limit."""
+        latches = self.thermal_latches
+        if not latches or command not in ("set_thermal_mode", "enable"):
+            return None
+        if command == "enable" and "temperature_over_limit" not in latches:
+            return None
+        named = "; ".join(f"{alarm} ({why})" for alarm, why in sorted(latches.items()))
+        return (
+            f"cabinet {self.key}'s thermal unit is latched off: {named}; a technician"
+            f" resets it: POST /api/lockers/cabinets/{self.key}/thermal/reset or"
+            f" locker-agent thermal reset {self.key}"
+        )
 
     def settings(self) -> dict[str, Any]:
         """What commands change and the state store keeps."""

@@ -180,6 +180,8 @@ class Dispatch:
 
     async def _carry_out(self, cabinet: Cabinet, side: Side, cmd: CabinetCommand) -> None:
         key = cabinet.key
+        if (refusal := cabinet.thermal_refusal(cmd.command)) is not None:
+            raise Conflict(refusal)  # a latched safety shut-off (ADR 0011)
         if cmd.command == "open":
             if not cabinet.enabled:
                 raise Conflict(f"cabinet {key} is disabled")
@@ -206,7 +208,7 @@ class Dispatch:
                     f" (it can: {', '.join(sorted(cabinet.thermal_modes))})"
                 )
             self._settle(cabinet, thermal_mode=cmd.thermal_mode)
-            cabinet.thermal_set += 1  # each one re-arms a unit the verification switched off
+            cabinet.thermal_set += 1  # each one re-arms the controller (a latch refuses it)
 
     async def open_all(
         self, side: Side = "front", reason: str | None = None

@@ -1,25 +1,38 @@
 """``locker-agent thermal log``: the temperature records as CSV, for an inspector or a
 spreadsheet (HACCP records), read-only from the storage directory while the agent
-runs.
+runs; ``locker-agent thermal reset KEY``: a technician clears a cabinet's latched
+safety shut-offs through the running agent (ADR 0011).
 
 ```
 locker-agent thermal log /etc/locker-agent/agent.toml --key 3 --since 2026-11-01 > k3.csv
+locker-agent thermal reset 3 --by "Ana" --reason "heater relay replaced"
 ```
-Columns: ``key,t,temperature_c,mode,sensor`` (``t`` ISO 8601 UTC; an empty
-``temperature_c`` is a reading not trusted); with ``--excursions``, each time out of
-temperature: ``key,start,end,duration_s,peak_c,mode``. The config file defaults to
-``/etc/locker-agent/agent.toml``, as for ``doctor``. Exit 0; 1 when there is no
-records file or it cannot be read (said on stderr, nothing on stdout); 2 for a bad
-``--since``.
+Columns: ``key,t,temperature_c,mode,sensor,clock`` (``t`` ISO 8601 UTC; an empty
+``temperature_c`` is a reading not trusted; ``clock`` empty when the wall clock was
+known right); with ``--excursions``, each time out of temperature:
+``key,start,end,duration_s,peak_c,mode,clock``. The config file defaults to
+``/etc/locker-agent/agent.toml``, as for ``doctor``. ``log`` exits 0; 1 when there is
+no records file or it cannot be read (said on stderr, nothing on stdout); 2 for a bad
+``--since``. ``reset`` exits 0 when reset (nothing latched included), 1 when the agent
+refused, 2 when it cannot be reached; it asks the agent on its Unix socket through
+the technician's channel, whose ``call`` is handed in (this room does not import the
+field's).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from agent.config import Config
-from agent.thermal.records import RECORDS_FILE, RecordsError, export_csv, parse_since
+from agent.thermal.export import export_csv
+from agent.thermal.records import RECORDS_FILE, RecordsError
+from agent.thermal.times import parse_since
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -33,11 +46,62 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
     log.add_argument(
         "--excursions", action="store_true", help="the times out of temperature instead"
     )
+    reset = thermal_sub.add_parser(
+        "reset", help="clear a cabinet's latched thermal shut-offs through the running agent"
+    )
+    reset.add_argument("key", type=int, help="the cabinet's key")
+    reset.add_argument("--by", help="who resets (default: your login name)")
+    reset.add_argument("--reason", help="why, for the records")
+    reset.add_argument(
+        "--config",
+        dest="config_flag",
+        metavar="FILE",
+        default="/etc/locker-agent/agent.toml",
+        help="the TOML config file (it says where the agent's socket is)",
+    )
+    reset.add_argument(
+        "--socket", type=Path, help="the agent's socket (default: as the config file says)"
+    )
     return log
 
 
+Call = Callable[[str, str, Any], tuple[int, Any]]
+"""One request to the running agent: (method, path, JSON body) -> (status, JSON answer),
+as the technician's client makes it (it raises when the agent cannot be reached)."""
+
+
+def who() -> str:
+    """The person at the keyboard: the login behind sudo, else this user."""
+    name = os.environ.get("SUDO_USER") or getpass.getuser()
+    return f"{name} (locker-agent thermal reset)"
+
+
+def reset(key: int, by: str, reason: str | None, call: Call) -> int:
+    """Ask the running agent to reset cabinet ``key``'s latches; print what was cleared.
+    0 when reset, 1 when refused."""
+    body = {"by": by} | ({"reason": reason} if reason else {})
+    code, answer = call("POST", f"/api/lockers/cabinets/{key}/thermal/reset", body)
+    if code != 200:
+        kind = answer.get("type") if isinstance(answer, dict) else code
+        message = answer.get("message") if isinstance(answer, dict) else ""
+        print(f"cabinet {key}: {_printable(kind)}: {_printable(message)}", file=sys.stderr)
+        return 1
+    cleared = answer.get("cleared") or []
+    if not cleared:
+        print(f"cabinet {key}: nothing was latched")
+    for latch in cleared:
+        print(f"cabinet {key}: reset {_printable(latch['alarm'])}, latched since"
+              f" {_printable(latch['since'])}: {_printable(latch['why'])}")  # fmt: skip
+    return 0
+
+
+def _printable(text: Any) -> str:
+    """Text from the network with control characters escaped (DESIGN.md)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def main(args: argparse.Namespace, config: Config) -> int:
-    """Print the CSV to stdout; the exit status."""
+    """``thermal log``: print the CSV to stdout; the exit status."""
     try:
         since = parse_since(args.since) if args.since is not None else 0.0
     except ValueError as exc:

@@ -5,6 +5,8 @@
 [thermal]
 food_code = "uk"                  # "uk" or "fda": the alarm lines and the time limit
 w1_dir = "/sys/bus/w1/devices"
+over_limit_c = 90                 # heaters cut, cabinet disabled, latched (ADR 0011)
+cutoff = { bus = "gpio", pin = 10 }   # optional: a contactor in the heaters' supply
 
 [[thermal.compressors]]
 name = "cold-bank"
@@ -36,6 +38,9 @@ from drivers.gpio.config import OutputPin
 from drivers.w1.config import SensorId
 
 FoodCode = Literal["uk", "fda"]
+
+OVER_LIMIT_MARGIN_C = 5.0
+"""``over_limit_c`` lies at least this far above the heat band's top (overshoot)."""
 
 Celsius = Annotated[float, Field(strict=False, ge=-40.0, le=120.0)]
 """A temperature in degrees Celsius; integers are taken too (TOML ``63`` for ``63.0``)."""
@@ -87,6 +92,32 @@ class CompressorConfig(StrictModel):
     pin: OutputPin
 
 
+class CutoffConfig(StrictModel):
+    """``[thermal] cutoff``: a contactor in the heaters' supply (as printers fit one),
+    held closed while the control loop runs and trusts itself; it opens when a cabinet
+    goes over ``over_limit_c``, a heater heats while switched off, the loop stalls, or
+    the agent stops (ADR 0011)."""
+
+    bus: NameRef
+    pin: OutputPin
+
+
+class FallbackConfig(StrictModel):
+    """``[thermal.fallback]``: while a cold cabinet's sensor is failed its cooler runs a
+    fixed cycle, ``cycle_s`` long, on for the share of its mode (0: off, as before);
+    the compressor's own timers win over it (Dixell/Eliwell "Con/CoF"). A heater
+    never runs blind."""
+
+    cycle_s: float = Field(1800.0, ge=60, le=7200)
+    chill: float = Field(0.35, ge=0.0, le=1.0)
+    freeze: float = Field(0.6, ge=0.0, le=1.0)
+
+    def duty(self, mode: str) -> float:
+        """The share of ``cycle_s`` the cooler runs blind in ``mode`` (0 for heat and
+        ambient)."""
+        return {"chill": self.chill, "freeze": self.freeze}.get(mode, 0.0)
+
+
 class ThermalConfig(StrictModel):
     """``[thermal]``: the food code, where the sensors are, the records, the timers that
     protect the machines. Seconds end in ``_s``; temperatures in ``_c``."""
@@ -106,8 +137,21 @@ class ThermalConfig(StrictModel):
     sensor_stuck_s: float = Field(3600.0, ge=60, le=86400)  # > converge_s: see ADR 0007
     sensor_recover_reads: int = Field(3, ge=1, le=20)
     sensor_max_rate_c_per_s: float = Field(2.0, ge=0.1, le=50)  # faster is a glitch
-    sensor_fail_after: int = Field(3, ge=1, le=10)  # failed reads in a row: failed
+    # A lost read holds the last trusted one until the sensor has given nothing for
+    # sensor_grace_s and at least sensor_fail_after reads in a row: then it is failed.
+    sensor_grace_s: float = Field(10.0, ge=2, le=300)
+    sensor_fail_after: int = Field(3, ge=1, le=10)
+    # The fastest a shut cabinet drifts with its unit off: a reading that moves faster
+    # while idle is a glitch, and an outage lasted at least the change found over it.
+    drift_max_c_per_h: float = Field(20.0, ge=1, le=200)
+    alarm_raise_s: float = Field(20.0, ge=0, le=3600)  # sensor and band alarms: cause this long
     alarm_clear_s: float = Field(60.0, ge=0, le=3600)  # cause gone this long: cleared
+    over_limit_c: float = Field(90.0, strict=False, ge=70, le=120)  # heaters cut, disabled
+    # The loop completed no round this long (and at least the outputs' lease): stalled,
+    # said, and the watchdog no longer fed.
+    stall_s: float = Field(30.0, ge=5, le=600)
+    cutoff: CutoffConfig | None = None
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     # true: no item sensors fitted, so time out of temperature counts while a mode is
     # held (else only while the cabinet's item sensor says occupied).
     assume_occupied: bool = False
@@ -124,6 +168,12 @@ class ThermalConfig(StrictModel):
                     f"bands.{mode} {band} lies beyond the alarm line"
                     f" ({lines.describe(mode)}): it would hold food in the alarm"
                 )
+        heat = self.held_bands()["heat"]
+        if self.over_limit_c < heat.high + OVER_LIMIT_MARGIN_C:
+            raise ValueError(
+                f"over_limit_c: {self.over_limit_c:g} C is within {OVER_LIMIT_MARGIN_C:g} C"
+                f" of the heat band's top ({heat.high:g} C): a heater's overshoot would trip it"
+            )
         return self
 
     def alarm_lines(self) -> Lines:
@@ -147,6 +197,24 @@ class ThermalConfig(StrictModel):
     def time_limit_s(self) -> float:
         """How long food may be out of its line before it must go ("time as a control")."""
         return _or(self.food_time_limit_s, FOOD_CODES[self.food_code].time_limit_s)
+
+    def safety_summary(self) -> str:
+        """One line for ``check-config``: the upper line, the cutoff, the blind cycle,
+        and how long a lost sensor is held and an alarm waits."""
+        cutoff = f", the heaters' cutoff {self.cutoff.pin} opened" if self.cutoff else ""
+        fall = self.fallback
+        blind = (
+            f"a failed sensor in the cold runs {fall.chill:.0%} (chill) / {fall.freeze:.0%}"
+            f" (freeze) of {fall.cycle_s:g} s"
+            if fall.chill or fall.freeze
+            else "a failed sensor in the cold stops the cooler"
+        )
+        return (
+            f"thermal: at {self.over_limit_c:g} C or over a cabinet's outputs are cut{cutoff}"
+            f" and it is disabled until a reset; {blind}; a lost sensor is held"
+            f" {self.sensor_grace_s:g} s, alarms wait {self.alarm_raise_s:g} s, the loop is"
+            f" stalled after {self.stall_s:g} s without a round"
+        )
 
 
 def _or(value: float | None, default: float) -> float:

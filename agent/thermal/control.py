@@ -7,10 +7,13 @@
 - "Not converging", after Klipper's ``verify_heater``: while a unit runs it must move
   the temperature ``converge_c`` toward its band within ``converge_s`` seconds of
   running (time locked out by a compressor timer or the duty limit does not count),
-  else it is switched off and stays off until the mode is set again. A unit switched
+  else it is switched off (``fault``: the unit latches it, ADR 0011). A unit switched
   off beyond its band whose temperature keeps moving its way by twice ``converge_c``
-  (a welded relay, or a room colder than a chill band) is told as ``runaway``: an
-  alarm, not a latch (the unit is off already), gone once back in the band.
+  is told as ``runaway``: a heater's is a welded relay (``runaway_heater``: latched);
+  a cooler's may be a room colder than a chill band (an alarm, gone once back in
+  the band).
+- Blind in the cold: without a trusted temperature a chill or freeze unit runs a
+  fixed cycle (``fallback``), a heater nothing.
 - :class:`Compressor`: minimum on and off times (anti-short-cycle), the off time also
   after power-up; a forced stop (sensor failed, agent stopping) is never delayed.
 - :class:`DutyLimit`: a heater is on at most ``max_duty`` of any ``window_s`` window.
@@ -101,15 +104,19 @@ class UnitControl:
         self._want = False  # the band's hysteresis: called for until the far edge
         self.fault: str | None = None  # why the unit was switched off for good
         self.runaway: str | None = None  # why it seems to run while switched off
+        self.runaway_heater = False  # ... and it is a heater (a welded relay)
         self.verify_idle = True  # False: a valve-less cabinet on a shared compressor
+        self.fallback: dict[str, float] = {}  # mode -> share of FALLBACK cycle, blind
+        self.fallback_cycle_s = 1800.0
+        self.blind_since: float | None = None  # the fallback cycle's start
         self._mode = "ambient"
         self._running: _Progress | None = None  # a unit on, moving toward the band
         self._coasting: tuple[str, float] | None = None  # ("heat"/"cool", where it stopped)
         self._last_s: float | None = None
 
     def set_mode(self, mode: str) -> None:
-        """The mode, set again or anew: re-arms a unit found not converging."""
-        self._mode, self.fault, self.runaway = mode, None, None
+        """The mode, set again or anew, or a technician's reset: re-arms the unit."""
+        self._mode, self.fault, self.runaway, self.runaway_heater = mode, None, None, False
         self._running = self._coasting = None
         self.call, self._want = Call(), False
 
@@ -135,6 +142,9 @@ class UnitControl:
         band = self.bands.get(self._mode)
         if band is None and temperature_c is not None:
             self._watch_ambient(temperature_c)
+        if temperature_c is None and band is not None and self.fault is None:
+            return self._blind(now_s)
+        self.blind_since = None
         if band is None or temperature_c is None or self.fault is not None:
             self.call, self._want, self._running, self._coasting = Call(), False, None, None
             return self.call
@@ -155,15 +165,31 @@ class UnitControl:
             self._running = None
         return self.call
 
+    def _blind(self, now_s: float) -> Call:
+        """No trusted temperature in a held mode: a cold unit runs its fixed cycle, on
+        first (cold food warms while it waits), a heater nothing."""
+        self._want, self._running, self._coasting = False, None, None
+        duty = self.fallback.get(self._mode, 0.0)
+        if duty <= 0:
+            self.blind_since = None
+            self.call = Call()
+            return self.call
+        if self.blind_since is None:
+            self.blind_since = now_s
+        phase = (now_s - self.blind_since) % self.fallback_cycle_s
+        self.call = Call(cool=phase < duty * self.fallback_cycle_s)
+        return self.call
+
     def _watch_ambient(self, t: float) -> None:
         """Ambient: every output off, so a cabinet hotter than any heat band or colder
         than any freeze band, by the runaway margin, has a relay stuck on."""
         heat, freeze = self.bands.get("heat"), self.bands.get("freeze")
         if heat is not None and t > heat.high + self._runaway_c(heat):
             self.runaway = f"{t:.1f} C in ambient with every output off: a heater relay stuck on?"
+            self.runaway_heater = True
         elif freeze is not None and t < freeze.low - self._runaway_c(freeze):
             self.runaway = f"{t:.1f} C in ambient with every output off: a cooler relay stuck on?"
-        else:
+        elif not self.runaway_heater:
             self.runaway = None
 
     def _runaway_c(self, band: Band) -> float:
@@ -188,7 +214,7 @@ class UnitControl:
                     )
             return
         band = self.bands[self._mode]
-        if band.low <= t <= band.high:
+        if band.low <= t <= band.high and not self.runaway_heater:
             self.runaway = None
         kind = "heat" if heat else "cool"
         if self._coasting is None or self._coasting[0] != kind:
@@ -202,6 +228,7 @@ class UnitControl:
                 f" its way: a relay stuck on"
                 + ("?" if heat else ", or a room colder than the band?")
             )
+            self.runaway_heater = heat
         elif sign * (t - self._coasting[1]) < 0:
             self._coasting = (kind, t)  # moving back: follow it
 

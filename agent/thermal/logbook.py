@@ -1,13 +1,16 @@
 """Keeping the records as the rounds go: a reading per cabinet every ``log_every_s``,
 each excursion past the food code's line (start, worst temperature, end), the food
 clocks, and the retention. A record the disk refuses is logged and the control goes
-on: a lost row never keeps a heater on."""
+on: a lost row never keeps a heater on.
+
+While the wall clock is not known right, what is written says so (``unsure``, with
+the monotonic time) and is rewritten once it is (``correct``); an excursion found at
+the first reading after an outage begins at the last record before it."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -32,29 +35,38 @@ class Logbook:
         self._pruned_at: float | None = None
         self.failing: str | None = None  # why the last write failed, until one works
         self._newest_before: float | None = None
-        with self._saying():  # the newest row of earlier runs: the prune's guard
+        with self.saying():  # the newest row of earlier runs: the prune's guard
             self._newest_before = records.newest()
 
-    def start(self, units: Mapping[int, Any]) -> None:
-        """Close the excursions a crash left open (they end at the restart)."""
-        with self._saying():
-            for key in units:
-                self.records.excursion_ended(key, self._wall())
+    @property
+    def last_record(self) -> float | None:
+        """The newest time kept before this run (UNIX seconds), None when none is."""
+        return self._newest_before
 
-    def keep(self, now: float, units: Iterable[Any], lines: Lines) -> None:
-        """One round's records; ``now``: monotonic seconds (for the intervals)."""
+    def start(self, units: Mapping[int, Any]) -> None:
+        """Close the excursions a stop left open at the last record (after it nothing is
+        known: what the first reading finds starts anew)."""
+        end = self._newest_before if self._newest_before is not None else self._wall()
+        with self.saying():
+            for key in units:
+                self.records.excursion_ended(key, end)
+
+    def keep(self, now: float, units: Iterable[Any], lines: Lines, unsure: bool = False) -> None:
+        """One round's records; ``now``: monotonic seconds (for the intervals and, when
+        the wall clock is ``unsure``, in the rows for their correction)."""
         units = list(units)
         wall = self._wall()
-        with self._saying():
+        mono = now if unsure else None
+        with self.saying():
             for unit in units:
-                self._excursion(unit, wall, lines)
+                self._excursion(unit, wall, lines, mono)
             if self._logged_at is None or now - self._logged_at >= self.log_every_s:
                 self._logged_at = now
                 rows = [
                     (u.cabinet.key, u.verdict.temperature_c, u.mode, u.verdict.status)
                     for u in units
                 ]
-                self.records.log(wall, rows)
+                self.records.log(wall, rows, mono)
                 self.failing = None  # the disk takes writes again
                 self.save_clocks(units)
                 for u in units:
@@ -62,18 +74,30 @@ class Logbook:
                         self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
                 self._pruned_at = now
-                if clock_synchronized():  # a clock far ahead at boot deletes nothing
-                    self.records.prune(wall, newest_before=self._newest_before)
+                # A clock far ahead at boot deletes nothing: the cut never passes the
+                # newest record of earlier runs, less the retention.
+                self.records.prune(wall, newest_before=self._newest_before)
 
-    def _excursion(self, unit: Any, wall: float, lines: Lines) -> None:
+    def correct(self, wall: float, mono: float) -> None:
+        """The wall clock is known right now: rewrite what this run wrote unsure."""
+        with self.saying():
+            count = self.records.correct(wall, mono)
+            log.info("thermal.records_corrected", rows=count)
+
+    def _excursion(self, unit: Any, wall: float, lines: Lines, mono: float | None) -> None:
         temp = unit.verdict.temperature_c
         if temp is None:
             return  # unknown: the excursion (if any) goes on until a trusted reading
         key = unit.cabinet.key
         out = not lines.safe(unit.mode, temp)
         hot = unit.mode == "heat"  # hot food goes wrong downward
+        began, unit.outage_start = unit.outage_start, None
         if out and not unit.excursion:
-            self.records.excursion_started(key, wall, temp, unit.mode)
+            if began is not None:  # found past the line after an outage: began in it
+                self.records.excursion_started(key, began, temp, unit.mode, clock="outage")
+            else:
+                clock = None if mono is None else "unsure"
+                self.records.excursion_started(key, wall, temp, unit.mode, clock=clock, mono=mono)
             unit.peak_c = temp
             log.warning("thermal.excursion_started", key=key, temperature_c=temp, mode=unit.mode)
         elif out:
@@ -82,7 +106,7 @@ class Logbook:
             unit.peak_c = min(unit.peak_c, temp) if hot else max(unit.peak_c, temp)
         elif unit.excursion:
             self.records.excursion_peak(key, unit.peak_c, hot=hot)
-            self.records.excursion_ended(key, wall)
+            self.records.excursion_ended(key, wall, mono)
             log.info("thermal.excursion_ended", key=key, temperature_c=temp, peak_c=unit.peak_c)
         unit.excursion = out
 
@@ -90,12 +114,12 @@ class Logbook:
         """A clean stop: the food clocks and the open excursions' worst so far kept."""
         units = list(units)
         self.save_clocks(units)
-        with self._saying():
+        with self.saying():
             for u in units:
                 if u.excursion:
                     self.records.excursion_peak(u.cabinet.key, u.peak_c, hot=u.mode == "heat")
 
-    def saved_clocks(self) -> dict[int, tuple[float, float, bool]]:
+    def saved_clocks(self) -> dict[int, tuple[float, float, bool, float | None]]:
         """The food clocks kept before a restart (see ``Records.food_clocks``); none
         when unreadable, said loudly."""
         try:
@@ -106,12 +130,14 @@ class Logbook:
 
     def save_clocks(self, units: Iterable[Any]) -> None:
         """Keep every unit's food clock."""
-        clocks = {u.cabinet.key: (u.food.out_s, u.food.unsafe) for u in units}
-        with self._saying():
+        clocks = {
+            u.cabinet.key: (u.food.out_s, u.food.unsafe, u.verdict.temperature_c) for u in units
+        }
+        with self.saying():
             self.records.save_food_clocks(self._wall(), clocks)
 
     @contextlib.contextmanager
-    def _saying(self) -> Iterator[None]:
+    def saying(self) -> Iterator[None]:
         """A write the disk refuses is logged and shown (``failing``), never raised."""
         try:
             yield
@@ -119,15 +145,3 @@ class Logbook:
             if self.failing is None:
                 log.error("thermal.records_unsaved", error=str(exc))
             self.failing = f"temperature records not kept: {exc}"
-
-
-TIMESYNC_DIR = Path("/run/systemd/timesync")
-
-
-def clock_synchronized(timesync: Path = TIMESYNC_DIR) -> bool:
-    """Whether the wall clock is known good, by systemd-timesyncd's ``synchronized`` flag.
-
-    A Pi without an RTC boots at a saved or wrong time; where timesyncd does not
-    run, True (nothing better to go by).
-    """
-    return not timesync.is_dir() or (timesync / "synchronized").exists()

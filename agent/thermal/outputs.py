@@ -1,10 +1,11 @@
 """The thermal outputs on the drivers: each cabinet's heater and cooler, the shared
-compressors. GPIO switches first (``drivers.gpio.Switch``: on by a lease the control
-loop renews, so a hung loop never leaves a heater on).
+compressors, the heaters' cutoff contactor. GPIO switches first
+(``drivers.gpio.Switch``: on by a lease the control loop renews, so a hung loop
+never leaves a heater on, and the cutoff opens by itself when the loop stops).
 
 Safety kept here, whatever the controller asks: a cabinet's heater and cooler are
 never on together (the one going off is switched first), and every output is off
-when built, at ``all_off()`` and when its bus closes.
+(the cutoff open) when built, at ``all_off()`` and when its bus closes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ThermalOutputs:
         self.heaters: dict[int, Switch] = {}
         self.coolers: dict[int, Switch] = {}
         self.compressors: dict[str, Switch] = {}
+        self.cutoff: Switch | None = None  # closed: the heaters have power
 
     def build(self, gpio: Mapping[str, GpioBus], problems: list[str]) -> None:
         """Claim every thermal pin on its GPIO bus; a pin a bus refuses is a problem
@@ -46,6 +48,9 @@ class ThermalOutputs:
             where = f"thermal.compressors[{i}].pin"
             if (switch := _switch(gpio, comp.bus, comp.pin, where, problems)) is not None:
                 self.compressors[comp.name] = switch
+        cut = self._config.thermal.cutoff
+        if cut is not None:
+            self.cutoff = _switch(gpio, cut.bus, cut.pin, "thermal.cutoff.pin", problems)
 
     def set(self, key: int, *, heat: bool, cool: bool, lease_s: float) -> None:
         """Cabinet ``key``'s heater and cooler: what goes off first, then what goes on
@@ -70,6 +75,20 @@ class ThermalOutputs:
         else:
             switch.off()
 
+    def supply(self, closed: bool, lease_s: float) -> None:
+        """The heaters' cutoff: closed (for ``lease_s`` more seconds) or open now."""
+        if self.cutoff is None:
+            return
+        if closed:
+            _on(self.cutoff, lease_s)
+        else:
+            self.cutoff.off()
+
+    @property
+    def supplied(self) -> bool | None:
+        """Whether the heaters' cutoff is closed now; None when none is fitted."""
+        return None if self.cutoff is None else self.cutoff.is_on
+
     def heating(self, key: int) -> bool:
         """Whether the cabinet's heater is energised now."""
         switch = self.heaters.get(key)
@@ -86,8 +105,11 @@ class ThermalOutputs:
         return switch is not None and switch.is_on
 
     def all_off(self) -> None:
-        """Every thermal output off; one failing does not keep the others on."""
-        for switch in [*self.heaters.values(), *self.coolers.values(), *self.compressors.values()]:
+        """Every thermal output off, the cutoff first; one failing does not keep the
+        others on."""
+        cutoff = [self.cutoff] if self.cutoff is not None else []
+        every = [*self.heaters.values(), *self.coolers.values(), *self.compressors.values()]
+        for switch in [*cutoff, *every]:
             try:
                 switch.off()
             except Exception:

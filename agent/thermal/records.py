@@ -6,8 +6,16 @@
   the temperature (NULL when the sensor is not trusted), the mode and the sensor state;
 - ``excursions``: each time out of temperature (past the food code's line): start,
   end (NULL while it lasts), the worst temperature and the mode;
-- ``food_clock``: each occupied cabinet's time out of temperature, so a restart does
-  not give spoilt food a new two hours.
+- ``food_clock``: each occupied cabinet's time out of temperature and its last trusted
+  temperature, so a restart does not give spoilt food a new two hours and an outage
+  can be bounded by physics;
+- ``latches`` and ``latch_log``: the safety shut-offs that hold, and each one latched
+  and reset, with who and when (ADR 0011).
+
+A time written while the wall clock was not known to be right says so: ``clock`` is
+``unsure`` (with the monotonic time, ``mono``), ``corrected`` once rewritten from the
+clock known right, ``outage`` for an excursion found at start (it begins at the last
+record before the outage: the earliest it can have begun); NULL is a sure clock.
 
 Rows older than ``retention_days`` go (HACCP records are kept one to two years: the
 default is 400 days). A damaged file is set aside and replaced (``agent.storage.sqlite``);
@@ -17,17 +25,15 @@ it and goes on controlling: a record lost never stops a heater being switched of
 
 from __future__ import annotations
 
-import csv
-import io
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from agent.storage.sqlite import Database
+from agent.thermal.times import iso
 
 log = structlog.get_logger(__name__)
 
@@ -40,50 +46,58 @@ CREATE TABLE IF NOT EXISTS readings (
     t             REAL NOT NULL,
     temperature_c REAL,
     mode          TEXT NOT NULL,
-    sensor        TEXT NOT NULL
+    sensor        TEXT NOT NULL,
+    clock         TEXT,
+    mono          REAL
 );
 CREATE INDEX IF NOT EXISTS readings_key_t ON readings (key, t);
 CREATE TABLE IF NOT EXISTS excursions (
-    key       INTEGER NOT NULL,
-    start     REAL NOT NULL,
-    end       REAL,
-    peak_c    REAL,
-    mode      TEXT NOT NULL
+    key        INTEGER NOT NULL,
+    start      REAL NOT NULL,
+    end        REAL,
+    peak_c     REAL,
+    mode       TEXT NOT NULL,
+    clock      TEXT,
+    start_mono REAL,
+    end_mono   REAL
 );
 CREATE INDEX IF NOT EXISTS excursions_key_start ON excursions (key, start);
 CREATE TABLE IF NOT EXISTS food_clock (
-    key      INTEGER PRIMARY KEY,
-    out_s    REAL NOT NULL,
-    saved_at REAL NOT NULL,
-    unsafe   INTEGER NOT NULL
+    key           INTEGER PRIMARY KEY,
+    out_s         REAL NOT NULL,
+    saved_at      REAL NOT NULL,
+    unsafe        INTEGER NOT NULL,
+    temperature_c REAL
+);
+CREATE TABLE IF NOT EXISTS latches (
+    key   INTEGER NOT NULL,
+    alarm TEXT NOT NULL,
+    why   TEXT NOT NULL,
+    since REAL NOT NULL,
+    cut   INTEGER NOT NULL,
+    PRIMARY KEY (key, alarm)
+);
+CREATE TABLE IF NOT EXISTS latch_log (
+    key    INTEGER NOT NULL,
+    t      REAL NOT NULL,
+    event  TEXT NOT NULL,
+    alarm  TEXT NOT NULL,
+    why    TEXT NOT NULL,
+    by     TEXT
 );
 """
 
-CSV_FIELDS = ("key", "t", "temperature_c", "mode", "sensor")
+# Columns added since the first files were written: added to an older file at open.
+_ADDED = {
+    "readings": (("clock", "TEXT"), ("mono", "REAL")),
+    "excursions": (("clock", "TEXT"), ("start_mono", "REAL"), ("end_mono", "REAL")),
+    "food_clock": (("temperature_c", "REAL"),),
+}
+MAX_LATCH_LOG = 10_000  # rows of the latch log kept, newest
 
 
 class RecordsError(Exception):
     """The records could not be read or written (disk full, I/O error)."""
-
-
-def iso(t: float) -> str:
-    """UNIX seconds as ISO 8601 UTC with a ``Z``, to the second."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_since(text: str) -> float:
-    """An ISO 8601 time (``2026-11-29T10:00:00Z``; no zone means UTC) as UNIX seconds.
-    Raises ``ValueError`` naming the expected form."""
-    hint = "since: an ISO 8601 time such as 2026-11-29T10:00:00Z"
-    if " " in text.strip():  # a "+01:00" sent unencoded in a URL arrives as a space
-        hint += " (in a URL, write + as %2B, or use Z)"
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.timestamp()
-    except (ValueError, OverflowError):
-        raise ValueError(hint) from None
 
 
 class Records:
@@ -98,6 +112,7 @@ class Records:
         on_replaced: Callable[[str], None] | None = None,
     ) -> None:
         self._file = Database(path, SCHEMA, on_replaced)
+        self._migrate()
         self.retention_s = retention_days * 86400.0
         self.max_excursions = max_excursions
         self.excursions_dropped = 0  # since start, for /metrics
@@ -116,22 +131,86 @@ class Records:
         """Close the file."""
         self._file.close()
 
-    def log(self, t: float, rows: Iterable[tuple[int, float | None, str, str]]) -> None:
-        """Keep one reading per cabinet: ``(key, temperature_c, mode, sensor)`` at ``t``."""
-        data = [(key, t, temp, mode, sensor) for key, temp, mode, sensor in rows]
+    def _migrate(self) -> None:
+        """Add the columns a file written by an older agent lacks; forget the monotonic
+        times of earlier runs (they cannot be corrected from this run's clock)."""
+        db = self._file.db
+        try:
+            for table, columns in _ADDED.items():
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns:
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            db.execute("UPDATE readings SET mono = NULL WHERE mono IS NOT NULL")
+            db.execute(
+                "UPDATE excursions SET start_mono = NULL, end_mono = NULL"
+                " WHERE start_mono IS NOT NULL OR end_mono IS NOT NULL"
+            )
+        except sqlite3.Error as exc:  # said at the first write that fails
+            log.error("records.migrate_failed", error=str(exc))
+
+    def log(
+        self,
+        t: float,
+        rows: Iterable[tuple[int, float | None, str, str]],
+        unsure_mono: float | None = None,
+    ) -> None:
+        """Keep one reading per cabinet: ``(key, temperature_c, mode, sensor)`` at ``t``;
+        ``unsure_mono``: the clock is not known right, this is the monotonic time."""
+        clock = None if unsure_mono is None else "unsure"
+        data = [(k, t, temp, mode, sensor, clock, unsure_mono) for k, temp, mode, sensor in rows]
         self._write(lambda: self._file.db.executemany(_INSERT_READING, data))
 
-    def excursion_started(self, key: int, t: float, temperature_c: float, mode: str) -> None:
+    def correct(self, wall: float, mono: float) -> int:
+        """Rewrite every time written under an unsure clock by this run, from the clock
+        now known right: ``wall`` and ``mono`` read together now. Rows of an earlier run
+        stay ``unsure`` (their monotonic times were another run's). Answers the rows
+        rewritten."""
+        sqls = (
+            "UPDATE readings SET t = :wall - (:mono - mono), mono = NULL, clock = 'corrected'"
+            " WHERE mono IS NOT NULL",
+            "UPDATE excursions SET start = :wall - (:mono - start_mono), start_mono = NULL,"
+            " clock = CASE WHEN clock = 'unsure' THEN 'corrected' ELSE clock END"
+            " WHERE start_mono IS NOT NULL",
+            "UPDATE excursions SET end = :wall - (:mono - end_mono), end_mono = NULL,"
+            " clock = CASE WHEN clock = 'unsure' THEN 'corrected'"
+            " WHEN clock = 'outage, end unsure' THEN 'outage' ELSE clock END"
+            " WHERE end_mono IS NOT NULL",
+        )
+        params = {"wall": wall, "mono": mono}
+
+        def work() -> int:
+            return sum(self._file.db.execute(sql, params).rowcount for sql in sqls)
+
+        try:
+            return self._file.transaction(work)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise RecordsError(f"temperature records: {exc}") from exc
+
+    def excursion_started(
+        self,
+        key: int,
+        t: float,
+        temperature_c: float,
+        mode: str,
+        *,
+        clock: str | None = None,
+        mono: float | None = None,
+    ) -> None:
         """A cabinet went past its line at ``t``; the oldest ended ones beyond the bound go.
 
         A peer that toggles a cabinet's mode makes one excursion a toggle: the
-        retention alone would let that grow for 400 days.
+        retention alone would let that grow for 400 days. ``clock``: ``unsure`` (with
+        ``mono``, the monotonic time) or ``outage`` (it began during one), else None.
         """
-        sql = "INSERT INTO excursions VALUES (?, ?, NULL, ?, ?)"
+        sql = (
+            "INSERT INTO excursions (key, start, end, peak_c, mode, clock, start_mono)"
+            " VALUES (?, ?, NULL, ?, ?, ?, ?)"
+        )
 
         def work() -> None:
             db = self._file.db
-            db.execute(sql, (key, t, temperature_c, mode))
+            db.execute(sql, (key, t, temperature_c, mode, clock, mono))
             [(count,)] = db.execute("SELECT count(*) FROM excursions").fetchall()
             if count <= self.max_excursions:
                 return
@@ -153,18 +232,21 @@ class Records:
         sql = f"UPDATE excursions SET peak_c = {worse}(peak_c, ?) WHERE key = ? AND end IS NULL"
         self._write(lambda: self._file.db.execute(sql, (temperature_c, key)))
 
-    def excursion_ended(self, key: int, t: float) -> None:
-        """The open excursion of ``key`` ended at ``t``."""
-        sql = "UPDATE excursions SET end = ? WHERE key = ? AND end IS NULL"
-        self._write(lambda: self._file.db.execute(sql, (t, key)))
+    def excursion_ended(self, key: int, t: float, unsure_mono: float | None = None) -> None:
+        """The open excursion of ``key`` ended at ``t`` (``unsure_mono``: the clock is
+        not known right, this is the monotonic time)."""
+        clock = "clock" if unsure_mono is None else _END_UNSURE
+        sql = f"UPDATE excursions SET end = ?, end_mono = ?, clock = {clock}"
+        sql += " WHERE key = ? AND end IS NULL"
+        self._write(lambda: self._file.db.execute(sql, (t, unsure_mono, key)))
 
     def excursions(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
         """The newest ``limit`` excursions of ``key`` open or ended since ``since``, oldest first.
 
-        ``{"start", "end", "duration_s", "peak_c", "mode"}``: times ISO 8601 UTC;
-        ``end`` and ``duration_s`` None while it lasts.
+        ``{"start", "end", "duration_s", "peak_c", "mode", "clock"}``: times ISO 8601
+        UTC; ``end`` and ``duration_s`` None while it lasts; ``clock`` None when sure.
         """
-        sql = "SELECT start, end, peak_c, mode FROM excursions WHERE key = ?"
+        sql = "SELECT start, end, peak_c, mode, clock FROM excursions WHERE key = ?"
         sql += " AND (end IS NULL OR end >= ?)"  # what was out of temperature since then
         rows = self._read(sql + " ORDER BY start DESC LIMIT ?", (key, since, limit))[::-1]
         return [
@@ -175,8 +257,9 @@ class Records:
                 "duration_s": round(max(0.0, end - start)) if end is not None else None,
                 "peak_c": _one_decimal(peak),
                 "mode": mode,
+                "clock": clock,
             }
-            for start, end, peak, mode in rows
+            for start, end, peak, mode, clock in rows
         ]
 
     def readings(self, key: int, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
@@ -188,22 +271,79 @@ class Records:
             {"t": iso(t), "temperature_c": _one_decimal(c), "mode": m} for t, c, m in reversed(rows)
         ]
 
-    def food_clocks(self) -> dict[int, tuple[float, float, bool]]:
+    def food_clocks(self) -> dict[int, tuple[float, float, bool, float | None]]:
         """Each cabinet's saved food clock: (seconds out of temperature, when saved in
-        UNIX seconds, whether its food was out of temperature then)."""
-        rows = self._read("SELECT key, out_s, saved_at, unsafe FROM food_clock")
-        return {key: (out_s, at, bool(unsafe)) for key, out_s, at, unsafe in rows}
+        UNIX seconds, whether its food was out of temperature then, its last trusted
+        temperature or None)."""
+        rows = self._read("SELECT key, out_s, saved_at, unsafe, temperature_c FROM food_clock")
+        return {key: (out_s, at, bool(unsafe), temp) for key, out_s, at, unsafe, temp in rows}
 
-    def save_food_clocks(self, t: float, clocks: dict[int, tuple[float, bool]]) -> None:
-        """Keep each cabinet's (seconds out of temperature, out of temperature now) at ``t``."""
-        rows = [(key, out_s, t, int(unsafe)) for key, (out_s, unsafe) in clocks.items()]
-        sql = "INSERT OR REPLACE INTO food_clock VALUES (?, ?, ?, ?)"
+    def save_food_clocks(
+        self, t: float, clocks: dict[int, tuple[float, bool, float | None]]
+    ) -> None:
+        """Keep each cabinet's (seconds out of temperature, out of temperature now, last
+        trusted temperature) at ``t``."""
+        rows = [(key, out, t, int(unsafe), temp) for key, (out, unsafe, temp) in clocks.items()]
+        sql = "INSERT OR REPLACE INTO food_clock VALUES (?, ?, ?, ?, ?)"
         self._write(lambda: self._file.db.executemany(sql, rows))
 
     def newest(self) -> float | None:
-        """The time of the newest reading kept (UNIX seconds), None when none is."""
-        [(t,)] = self._read("SELECT MAX(t) FROM readings")
+        """The newest time kept (UNIX seconds): a reading or a food clock's save, None
+        when nothing is kept."""
+        [(t,)] = self._read(
+            "SELECT MAX(t) FROM (SELECT MAX(t) AS t FROM readings"
+            " UNION ALL SELECT MAX(saved_at) FROM food_clock)"
+        )
         return t
+
+    def latches(self) -> dict[int, list[tuple[str, str, float, bool]]]:
+        """The latches that hold, by cabinet: (alarm, why, since, cut)."""
+        out: dict[int, list[tuple[str, str, float, bool]]] = {}
+        for key, alarm, why, since, cut in self._read(
+            "SELECT key, alarm, why, since, cut FROM latches ORDER BY since"
+        ):
+            out.setdefault(key, []).append((alarm, why, since, bool(cut)))
+        return out
+
+    def latched(self, key: int, alarm: str, why: str, since: float, cut: bool) -> None:
+        """A latch holds on ``key`` from ``since``: kept, and logged."""
+        db = self._file.db
+
+        def work() -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO latches VALUES (?, ?, ?, ?, ?)",
+                (key, alarm, why, since, int(cut)),
+            )
+            db.execute(
+                "INSERT INTO latch_log VALUES (?, ?, 'latched', ?, ?, NULL)",
+                (key, since, alarm, why),
+            )
+
+        self._write(work)
+
+    def reset(self, key: int, t: float, by: str, cleared: Iterable[tuple[str, str]]) -> None:
+        """A technician (``by``) reset ``key``'s latches at ``t``: each ``(alarm, why)``
+        logged, none kept; the log is bounded to its newest ``MAX_LATCH_LOG`` rows."""
+        db = self._file.db
+        rows = [(key, t, alarm, why, by) for alarm, why in cleared]
+
+        def work() -> None:
+            db.execute("DELETE FROM latches WHERE key = ?", (key,))
+            db.executemany("INSERT INTO latch_log VALUES (?, ?, 'reset', ?, ?, ?)", rows)
+            db.execute(
+                "DELETE FROM latch_log WHERE rowid IN (SELECT rowid FROM latch_log"
+                " ORDER BY rowid DESC LIMIT -1 OFFSET ?)",
+                (MAX_LATCH_LOG,),
+            )
+
+        self._write(work)
+
+    def latch_log(self, key: int) -> list[dict[str, Any]]:
+        """``key``'s latch log, oldest first: ``{"key", "t", "event", "alarm", "why", "by"}``."""
+        sql = "SELECT key, t, event, alarm, why, by FROM latch_log WHERE key = ? ORDER BY rowid"
+        names = ("key", "t", "event", "alarm", "why", "by")
+        rows = self._read(sql, (key,))
+        return [dict(zip(names, row, strict=True)) | {"t": iso(row[1])} for row in rows]
 
     def prune(self, now: float, *, newest_before: float | None = None) -> None:
         """Forget what is older than the retention.
@@ -236,72 +376,13 @@ class Records:
             raise RecordsError(f"temperature records: {exc}") from exc
 
 
-_INSERT_READING = "INSERT INTO readings VALUES (?, ?, ?, ?, ?)"
+_INSERT_READING = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
+# An end written under an unsure clock: the row says so, an outage's start stays said.
+_END_UNSURE = (
+    "CASE WHEN clock IS NULL THEN 'unsure'"
+    " WHEN clock = 'outage' THEN 'outage, end unsure' ELSE clock END"
+)
 
 
 def _one_decimal(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-_EXPORTS = {
-    "readings": (
-        CSV_FIELDS,
-        "SELECT key, t, temperature_c, mode, sensor FROM readings WHERE t >= ?",
-        "key, t",
-    ),
-    "excursions": (
-        ("key", "start", "end", "duration_s", "peak_c", "mode"),
-        "SELECT key, start, end, end - start, peak_c, mode FROM excursions WHERE start >= ?",
-        "key, start",
-    ),
-}
-
-
-def export_csv(
-    path: Path, key: int | None = None, since: float = 0.0, table: str = "readings"
-) -> Iterator[str]:
-    """The ``readings`` or ``excursions`` of the file at ``path``, as CSV lines, streamed.
-
-    ``readings``: ``key,t,temperature_c,mode,sensor``; ``excursions``:
-    ``key,start,end,duration_s,peak_c,mode``; times ISO 8601 UTC. Read-only (the
-    running agent may hold the file). Raises ``RecordsError`` before the first line
-    when the file cannot be read.
-    """
-    if not path.is_file():
-        raise RecordsError(f"{path}: no temperature records here (is this the storage dir?)")
-    fields, sql, order = _EXPORTS[table]
-    params: tuple[Any, ...] = (since,)
-    if key is not None:
-        sql, params = sql + " AND key = ?", (since, key)
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        try:
-            rows = db.execute(f"{sql} ORDER BY {order}", params)
-        except sqlite3.Error as exc:
-            raise RecordsError(f"{path}: {exc}") from exc
-        yield ",".join(fields) + "\n"
-        try:
-            for row in rows:
-                yield _csv_line(table, row)
-        except sqlite3.Error as exc:
-            raise RecordsError(f"{path}: {exc}") from exc
-    finally:
-        db.close()
-
-
-def _csv_line(table: str, row: tuple[Any, ...]) -> str:
-    out = io.StringIO()
-    if table == "readings":
-        k, t, temp, mode, sensor = row
-        cells: tuple[Any, ...] = (k, iso(t), _two(temp), mode, sensor)
-    else:
-        k, start, end, duration, peak, mode = row
-        end_text = "" if end is None else iso(end)
-        length = "" if duration is None else round(max(0.0, duration))
-        cells = (k, iso(start), end_text, length, _two(peak), mode)
-    csv.writer(out, lineterminator="\n").writerow(cells)
-    return out.getvalue()
-
-
-def _two(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"

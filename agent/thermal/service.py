@@ -1,14 +1,14 @@
 """Thermal control: every ``sample_s`` the sensors are read (off the loop, one bulk
 conversion), each reading judged (``drivers.w1.SensorTrust``), each unit decided
-(``control.py``), the outputs set, the cabinets' ``temperature_c`` and ``thermal``
-shown, the alarms raised or cleared through the journal (``alarms.py``), and the
-records kept (``logbook.py``).
+(``control.py``), its safety shut-offs latched (``latch.py``), the outputs set, the
+cabinets' ``temperature_c`` and ``thermal`` shown, the alarms raised or cleared
+through the journal (``alarms.py``), and the records kept (``logbook.py``).
 
 Time out of temperature counts while the cabinet is occupied (its item sensor, or
 ``assume_occupied``) and its mode held, and while its temperature is past the line or
-unknown (a failed sensor proves nothing). Time the agent was down counts too when the
-food was out of temperature before, or is found so after: a power cut stops the
-fridge as well as the agent.
+unknown (a failed sensor proves nothing). Time the agent was down counts too, as far
+as evidence that survives the outage tells (``outage.py``). A watcher apart from the
+rounds finds a loop that stopped completing them (``stall.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ import structlog
 
 from agent.locker.cabinet import Cabinet
 from agent.locker.door import DoorState
-from agent.thermal import alarms
+from agent.locker.errors import NotFound
+from agent.thermal import alarms, clock
 from agent.thermal.config import ThermalConfig, ThermalWiring
-from agent.thermal.control import Compressor
-from agent.thermal.logbook import Logbook, clock_synchronized
+from agent.thermal.control import Call, Compressor
+from agent.thermal.latch import Latch
+from agent.thermal.logbook import Logbook
+from agent.thermal.outage import Downtime, Outage
 from agent.thermal.outputs import ThermalOutputs
-from agent.thermal.records import Records
+from agent.thermal.records import Records, RecordsError
+from agent.thermal.stall import Liveness
 from agent.thermal.unit import Unit
 from drivers.w1.ds18b20 import SensorFault, in_daemon_thread, read_all
 from drivers.w1.trust import NOT_YET
@@ -37,10 +41,11 @@ from drivers.w1.trust import NOT_YET
 log = structlog.get_logger(__name__)
 
 Reading = float | SensorFault
-LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
-CLOCK_WAIT_S = 3600.0  # how long an outage's measure waits for a synchronised clock
+CLOCK_ASK_S = 30.0  # how often the clock's evidence is asked until it is known right
+ROUND_FAILED_LOG_S = 60.0  # a round that keeps raising is logged this often
 Publish = Callable[..., None]
 ReadAll = Callable[[Path, Iterable[str]], Mapping[str, Reading]]
+ClockEvidence = Callable[[], tuple[bool | None, str]]
 
 
 class Thermal:
@@ -49,9 +54,10 @@ class Thermal:
     ``publish``: the journal's (alarm entries); ``disable(key, reason)``: a
     coroutine disabling a cabinet by the locker's command path. ``clock``: monotonic
     seconds; ``wall``: UNIX seconds, for the records; ``read(w1_dir, sensors)``: one
-    blocking read of every sensor. Lifecycle: ``start()`` (outputs off, the loop),
-    ``close()`` (the loop stopped, outputs off, records closed); ``step()`` is one
-    round on given readings, for tests on a fake clock.
+    blocking read of every sensor; ``clock_evidence()``: whether the wall clock is
+    known right and what says so (blocking). Lifecycle: ``start()`` (outputs off, the
+    rounds, the watcher), ``close()`` (stopped, outputs off, records closed);
+    ``step()`` is one round on given readings, for tests on a fake clock.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class Thermal:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         read: ReadAll = read_all,
+        clock_evidence: ClockEvidence = clock.synchronized,
     ) -> None:
         self.config = config
         self.outputs = outputs
@@ -74,6 +81,7 @@ class Thermal:
         self._publish = publish
         self._disable = disable
         self._clock, self._wall, self._read = clock, wall, read
+        self.clock_evidence = clock_evidence
         now = clock()
         self.units = {key: Unit(cabinets[key], w, config, now) for key, w in wirings.items()}
         bands = {mode: [b.low, b.high] for mode, b in config.held_bands().items()}
@@ -84,20 +92,29 @@ class Thermal:
             for c in config.compressors
         }
         self._lines = config.alarm_lines()
-        self._alarms = alarms.AlarmBook(config.alarm_clear_s)
+        self._alarms = alarms.AlarmBook(config.alarm_clear_s, config.alarm_raise_s)
         self.round_s = 0.0  # how long the last read took
         self.read_timeout_s = 2.0 + len(self.units)  # a conversion per sensor, and some
         self._reading: asyncio.Future[Mapping[str, Reading]] | None = None
-        self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.logbook = Logbook(records, log_every_s=config.log_every_s, wall=wall)
-        self.clock_synchronized: Callable[[], bool] = clock_synchronized
+        self.outage = Outage(
+            self.logbook.last_record,
+            drift_c_per_s=config.drift_max_c_per_h / 3600.0,
+            clock=clock,
+            wall=wall,
+        )
+        self.liveness = Liveness(clock, config.stall_s, lambda: self.lease_s)
         self._rounds = 0
-        for key, (out_s, saved_at, unsafe) in self.logbook.saved_clocks().items():
+        self._failed_logged: float | None = None
+        for key, (out_s, saved_at, unsafe, temp) in self.logbook.saved_clocks().items():
             if key in self.units:
                 self.units[key].food.out_s = out_s
-                self.units[key].down = (saved_at, unsafe)
-        self._started = clock()  # the outage is the wall clock's gap less the time since
+                self.units[key].down = Downtime(saved_at, unsafe, temp)
+        with contextlib.suppress(RecordsError):  # unreadable: said by the first write
+            for key, kept in records.latches().items():
+                if key in self.units:
+                    self.units[key].restore([Latch(*latch) for latch in kept])
 
     @property
     def lease_s(self) -> float:
@@ -108,52 +125,122 @@ class Thermal:
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Outputs off, then a round now and every ``sample_s``, in the background.
+        """Outputs off, then a round now and every ``sample_s``, the stall watcher and
+        the clock's evidence, in the background.
 
         READY never waits for sensors (16 read one by one take 12 s); until the first
         round a unit shows ``sensor: missing``.
         """
         self.outputs.all_off()
         self.logbook.start(self.units)
-        self._task = asyncio.create_task(self._loop(), name="thermal")
+        self.liveness.round_done()  # the start counts as a round
+        for coro, name in (
+            (self._loop(), "thermal"),
+            (self._watch(), "thermal-watch"),
+            (self._ask_clock(), "thermal-clock"),
+        ):
+            self._spawn(coro, name)
 
     async def close(self) -> None:
         """Stop the rounds; every output off; the food clocks and records kept."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         for task in list(self._tasks):
             task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.outputs.all_off()
         self.logbook.close(self.units.values())
         self.records.close()
 
+    def stalled(self) -> str | None:
+        """Why the loop counts as stalled (no round completed within the bound), for
+        the watchdog; None while it turns."""
+        return self.liveness.reason()
+
     def problems(self) -> list[str]:
         """What keeps thermal control from working fully, one line each (for /healthz):
-        a sensor not trusted, a unit off or running wild, records not kept."""
-        out = []
-        for key, unit in self.units.items():
-            if unit.verdict.status != "ok" and unit.verdict.reason != NOT_YET:
-                out.append(f"cabinet {key}: temperature sensor not trusted: {unit.verdict.reason}")
-            if (why := unit.control.fault or unit.control.runaway) is not None:
-                out.append(f"cabinet {key}: thermal unit: {why}")
-            if unit.output_error is not None:
-                out.append(f"cabinet {key}: thermal outputs refused: {unit.output_error}")
-            if unit.trust.loss > LOSSY:
-                out.append(f"cabinet {key}: sensor loses {unit.trust.loss:.0%} of its reads:"
-                           " check its wiring and pull-up")  # fmt: skip
+        the loop stalled, a unit latched off, a sensor not trusted or noisy, a unit
+        running wild, records not kept, the clock not known right."""
+        out = [why] if (why := self.stalled()) else []
+        for unit in self.units.values():
+            out += unit.problems()
         return out + [n for n in (self.records.notice, self.logbook.failing) if n]
+
+    def reset(self, key: int, by: str) -> list[Latch]:
+        """A technician's reset of cabinet ``key``'s latches (``by``: who, for the log and
+        the records); answers what was cleared. ``NotFound`` without a thermal unit."""
+        unit = self.units.get(key)
+        if unit is None:
+            raise NotFound(f"cabinet {key} has no thermal unit")
+        cleared = unit.reset()
+        log.warning(
+            "thermal.reset", key=key, by=by, cleared=[latch.describe() for latch in cleared]
+        )
+        with self.logbook.saying():
+            self.records.reset(key, self._wall(), by, [(c.alarm, c.why) for c in cleared])
+        return cleared
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _loop(self) -> None:
         while True:
             started = self._clock()
             try:
                 await self.tick()
-            except Exception:  # a bug must not leave a heater on: off, and go on
-                log.exception("thermal.round_failed")
-                self.outputs.all_off()
+            except Exception:  # a bug must not leave a heater on: off, and say so
+                self._round_failed()
             await asyncio.sleep(max(0.0, self.config.sample_s - (self._clock() - started)))
+
+    def _round_failed(self) -> None:
+        """A round raised: every output off; logged at once, then once a minute (the
+        stall watcher tells the rest)."""
+        now = self._clock()
+        if self._failed_logged is None or now - self._failed_logged >= ROUND_FAILED_LOG_S:
+            self._failed_logged = now
+            log.exception("thermal.round_failed")
+        with contextlib.suppress(Exception):
+            self.outputs.all_off()
+
+    async def _watch(self) -> None:
+        """Apart from the rounds: a loop that stopped completing them is stalled."""
+        while True:
+            await asyncio.sleep(min(self.config.sample_s, 5.0))
+            self.watch()
+
+    def watch(self) -> None:
+        """Once a stall is found: outputs off (the cutoff open), temperatures and
+        outputs shown unknown, ``thermal_stalled`` raised on every thermal cabinet."""
+        if self.liveness.found() is None:
+            return
+        with contextlib.suppress(Exception):
+            self.outputs.all_off()
+        now = self._clock()
+        for unit in self.units.values():
+            try:
+                unit.show(self.outputs, stalled=True)
+                told = self._alarms.told(unit.cabinet)
+                wanted = told | {alarms.STALLED}
+                if changes := self._alarms.changes(now, unit.cabinet, wanted):
+                    self._publish(*changes)
+            except Exception:  # the watchdog is the last word
+                log.exception("thermal.stall_unsaid", key=unit.cabinet.key)
+
+    async def _ask_clock(self) -> None:
+        """Ask whether the wall clock is known right, until it is."""
+        while not self.outage.clock_right:
+            # A daemon thread: a chronyc that hangs never holds up the agent's stop.
+            synced, by = await in_daemon_thread(self.clock_evidence)
+            self.clock_known(synced, by)
+            await asyncio.sleep(CLOCK_ASK_S)
+
+    def clock_known(self, synced: bool | None, by: str) -> None:
+        """The clock's evidence: once it is known right, what was written unsure is
+        rewritten and outages wait no more."""
+        if self.outage.evidence(synced, by):
+            self.logbook.correct(self._wall(), self._clock())
 
     async def tick(self) -> None:
         """One round: read every sensor off the loop, then ``step``.
@@ -184,18 +271,23 @@ class Thermal:
 
     def step(self, readings: Mapping[int, Reading]) -> None:
         """Judge ``readings`` (by cabinet key; a key left out is unreadable), decide and
-        set every output, show the state, raise or clear alarms, keep the records."""
-        now = self._clock()
+        set every output, latch what must latch, show the state, raise or clear alarms,
+        keep the records."""
+        now, wall = self._clock(), self._wall()
         calls_cold: dict[str, bool] = {name: False for name in self.compressors}
         for key, unit in self.units.items():
-            self._judge(now, unit, readings.get(key, SensorFault("unreadable")))
+            door_open = any(d.state != DoorState.CLOSED for _, d in unit.cabinet.doors())
+            self._judge(now, unit, readings.get(key, SensorFault("unreadable")), door_open)
             shared = unit.wiring.compressor
             runs = self.outputs.cooler_on(key) or unit.wiring.cooler is None
             runs = runs and (self.outputs.compressor_on(shared) if shared else unit.own.on)
-            door_open = any(d.state != DoorState.CLOSED for _, d in unit.cabinet.doors())
             temp = unit.verdict.temperature_c
-            call = unit.control.step(now, temp, cooling_runs=runs, door_open=door_open)
-            if shared is not None and call.cool and shared in calls_cold:
+            if not unit.latched:
+                unit.control.step(now, temp, cooling_runs=runs, door_open=door_open)
+            self._latch(unit, wall)
+            if unit.latched:
+                unit.control.call = Call()
+            if shared is not None and unit.control.call.cool and shared in calls_cold:
                 calls_cold[shared] = True
         for name, comp in self.compressors.items():
             _reconcile(comp, self.outputs.compressor_on(name), now)
@@ -205,23 +297,42 @@ class Thermal:
             cool = call.cool
             if unit.wiring.compressor is None:  # its own cooler is its compressor
                 _reconcile(unit.own, self.outputs.cooler_on(key), now)
-                failed = unit.verdict.status != "ok" or unit.control.fault is not None
-                cool = unit.own.decide(now, call.cool, force_off=failed)
+                # A lost sensor keeps the minimum on time; a latch stops it at once.
+                cool = unit.own.decide(now, call.cool, force_off=unit.latched)
             # A compressor held on by its minimum on time: the heater waits for it.
             heat = call.heat and not cool
             self._set_outputs(unit, heat=heat, cool=cool)
             unit.show(self.outputs)
             self._food(now, unit)
             hold = 0.0 if unit.mode_changed else None
-            if changes := self._alarms.changes(now, unit.cabinet, unit.wanted(self._lines), hold):
+            wanted = unit.wanted(self._lines)
+            if self.liveness.stalled:
+                wanted.add(alarms.STALLED)  # until this round completes
+            cleared, unit.cleared = unit.cleared, set()
+            changes = self._alarms.changes(now, unit.cabinet, wanted, hold, at_once=cleared)
+            if changes:
                 self._publish(*changes)
-        self.logbook.keep(now, self.units.values(), self._lines)
+        self.outputs.supply(not any(u.cut for u in self.units.values()), self.lease_s)
+        self.logbook.keep(now, self.units.values(), self._lines, not self.outage.clock_right)
         self._rounds += 1
+        self.liveness.round_done()
 
-    def _wall_known(self, now: float) -> bool:
-        """Whether the wall clock can measure an outage: synchronised (a Pi without an
-        RTC boots at the time it stopped), or an hour gone without (then as it is)."""
-        return self.clock_synchronized() or now - self._started >= CLOCK_WAIT_S
+    def _latch(self, unit: Unit, wall: float) -> None:
+        """Latch what this round's facts call for: logged, kept, and over the limit the
+        cabinet disabled by the locker's own command path."""
+        for latch in unit.latch_now(wall):
+            key = unit.cabinet.key
+            log.error("thermal.latched", key=key, alarm=latch.alarm, why=latch.why, cut=latch.cut)
+            with self.logbook.saying():
+                self.records.latched(key, latch.alarm, latch.why, latch.since, latch.cut)
+            if latch.alarm == alarms.OVER_LIMIT and unit.cabinet.enabled:
+                self._disable_later(key, alarms.OVER_LIMIT)
+
+    def _disable_later(self, key: int, reason: str) -> None:
+        if self._disable is None:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: a test's bare step
+            self._spawn(self._disable(key, reason), f"thermal-disable-{key}")
 
     def _set_outputs(self, unit: Unit, *, heat: bool, cool: bool) -> None:
         """One cabinet's outputs; a driver that refuses (a GPIO line gone bad) is said,
@@ -238,25 +349,12 @@ class Thermal:
         else:
             unit.output_error = None
 
-    def _judge(self, now: float, unit: Unit, reading: Reading) -> None:
-        cabinet = unit.cabinet
-        running = self.outputs.heating(cabinet.key) or self.outputs.cooler_on(cabinet.key)
-        held = cabinet.thermal_mode != "ambient"  # a unit in charge: the air must move
-        before = unit.verdict.status
-        unit.verdict = unit.trust.judge(now, reading, unit_running=running, held=held)
-        unit.mode_changed = False
-        if unit.verdict.status != before and self._rounds:
-            level = log.info if unit.verdict.status == "ok" else log.warning
-            level("thermal.sensor", key=cabinet.key, status=unit.verdict.status,
-                  reason=unit.verdict.reason)  # fmt: skip
-        if cabinet.thermal_set != unit.mode_set:
-            if self._rounds:
-                level = log.warning if cabinet.occupied else log.info
-                level("thermal.mode_set", key=cabinet.key, mode=cabinet.thermal_mode,
-                      was=unit.mode, occupied=cabinet.occupied)  # fmt: skip
-            unit.mode_changed = unit.mode != cabinet.thermal_mode
-            unit.mode, unit.mode_set = cabinet.thermal_mode, cabinet.thermal_set
-            unit.control.set_mode(unit.mode)
+    def _judge(self, now: float, unit: Unit, reading: Reading, door_open: bool) -> None:
+        key, shared = unit.cabinet.key, unit.wiring.compressor
+        running = self.outputs.heating(key) or self.outputs.cooler_on(key)
+        if shared is not None and unit.wiring.cooler is None:  # cooled when it runs
+            running = running or self.outputs.compressor_on(shared)
+        unit.judge(now, reading, running=running, door_open=door_open, said=bool(self._rounds))
 
     def _food(self, now: float, unit: Unit) -> None:
         was = unit.food.exceeded
@@ -267,22 +365,29 @@ class Thermal:
             occupied = not (front_open and not unit.front_open)
             unit.front_open = front_open
         unsafe = unit.unsafe(self._lines)
-        if unit.down is not None and unit.verdict.reason != NOT_YET and self._wall_known(now):
-            saved_at, unsafe_before = unit.down  # the agent was down: so was the fridge?
-            down_s = max(0.0, self._wall() - saved_at - (now - self._started))
-            if occupied and (unsafe_before or unsafe):
-                unit.food.out_s += down_s
-                log.warning("thermal.downtime_counted", key=cabinet.key, seconds=down_s)
-            unit.down = None
+        down = unit.down
+        if down is not None and not occupied and down.found_unsafe is not None:
+            unit.down = None  # emptied since: what the outage cost went with the food
+        elif down is not None and unit.verdict.reason != NOT_YET:
+            first = down.found_unsafe is None
+            unit.food.out_s, settled = self.outage.settle(
+                cabinet.key,
+                down,
+                found_unsafe=unsafe,
+                found_c=unit.verdict.temperature_c,
+                occupied=occupied,
+                out_s=unit.food.out_s,
+                limit_s=unit.food.limit_s,
+            )
+            if first and unsafe and unit.verdict.temperature_c is not None:
+                unit.outage_start = down.saved_at  # its excursion began in the outage
+            if settled:
+                unit.down = None
         unit.food.step(now, occupied=occupied, unsafe=unsafe)
         if unit.food.exceeded and not was:
             log.error("thermal.food_time_exceeded", key=unit.cabinet.key, out_s=unit.food.out_s)
-            if self.config.disable_when_unsafe and unit.cabinet.enabled and self._disable:
-                task = asyncio.create_task(
-                    self._disable(unit.cabinet.key, alarms.FOOD_TIME_EXCEEDED)
-                )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if self.config.disable_when_unsafe and unit.cabinet.enabled:
+                self._disable_later(unit.cabinet.key, alarms.FOOD_TIME_EXCEEDED)
 
 
 def _reconcile(compressor: Compressor, powered: bool, now: float) -> None:

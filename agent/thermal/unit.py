@@ -1,23 +1,32 @@
 """One cabinet's thermal unit between rounds: its sensor's trust, its controller, its
-own compressor's timers, its food clock, and what it shows and alarms.
+own compressor's timers, its food clock, its latches, and what it shows and alarms.
 
 The service (``service.py``) runs the rounds; a unit answers for one cabinet: what
 the API shows of it (``show``), whether its food is out of temperature
-(``unsafe``), and which thermal alarms its facts call for (``wanted``).
+(``unsafe``), what latches now (``latch_now``), and which thermal alarms its facts
+call for (``wanted``).
 """
 
 from __future__ import annotations
+
+import structlog
 
 from agent.locker.cabinet import Cabinet
 from agent.thermal import alarms
 from agent.thermal.bands import Lines
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from agent.thermal.control import Compressor, FoodClock, UnitControl
+from agent.thermal.latch import Latch
+from agent.thermal.outage import Downtime
 from agent.thermal.outputs import ThermalOutputs
+from agent.thermal.physics import IdleDrift
+from drivers.w1.ds18b20 import SensorFault
 from drivers.w1.trust import NOT_YET, SensorTrust, Verdict
 
-HOLD_MAX_S = 120.0  # a lost read holds the last trusted one, never blind longer
-HOLD_MIN_S = 30.0
+log = structlog.get_logger(__name__)
+
+LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
+NOISY = 0.1  # ... or whose reads fit the physics less often than this
 
 
 class Unit:
@@ -29,14 +38,15 @@ class Unit:
     ) -> None:
         self.cabinet = cabinet
         self.wiring = wiring
-        hold_s = min(HOLD_MAX_S, max(HOLD_MIN_S, cfg.sensor_fail_after * cfg.sample_s))
         self.trust = SensorTrust(
             recover_reads=cfg.sensor_recover_reads,
             stuck_s=cfg.sensor_stuck_s,
             max_rate_c_per_s=cfg.sensor_max_rate_c_per_s,
             fail_after=cfg.sensor_fail_after,
-            hold_s=hold_s,
+            grace_s=cfg.sensor_grace_s,
+            drift_c_per_s=cfg.drift_max_c_per_h / 3600.0,
         )
+        self.drift = IdleDrift(cfg.converge_c)  # a flat line where physics moves it
         self.control = UnitControl(
             cfg.held_bands(),
             converge_s=cfg.converge_s,
@@ -45,6 +55,10 @@ class Unit:
         )
         # A valve-less cabinet on a shared compressor is cooled when others call.
         self.control.verify_idle = not (wiring.compressor and wiring.cooler is None)
+        if wiring.cooler is not None or wiring.compressor is not None:
+            self.control.fallback = {m: cfg.fallback.duty(m) for m in ("chill", "freeze")}
+        self.control.fallback_cycle_s = cfg.fallback.cycle_s
+        self.over_limit_c = cfg.over_limit_c
         self.own = Compressor(cfg.compressor_min_on_s, cfg.compressor_min_off_s, now)
         self.food = FoodClock(cfg.time_limit_s())
         self.verdict = Verdict("missing", None, NOT_YET)
@@ -53,19 +67,140 @@ class Unit:
         self.mode_changed = False  # this round: its alarms clear at once
         self.excursion = False
         self.peak_c = 0.0  # the open excursion's worst temperature
-        self.down: tuple[float, bool] | None = None  # (saved at, unsafe then): a restart
+        self.down: Downtime | None = None  # the food clock saved before a restart
+        self.outage_start: float | None = None  # found past its line: began in the outage
         self.front_open = False  # assume_occupied: a pickup empties the cabinet
         self.output_error: str | None = None  # its outputs refused: the others go on
+        self.latches: dict[str, Latch] = {}
+        self.cleared: set[str] = set()  # alarms a reset clears at the next round
+
+    def judge(
+        self,
+        now: float,
+        reading: float | SensorFault,
+        *,
+        running: bool,
+        door_open: bool,
+        said: bool,
+    ) -> None:
+        """This round's reading judged, and the mode as the cabinet has it now (a new
+        ``set_thermal_mode`` re-arms the controller); ``said``: log the changes."""
+        cabinet = self.cabinet
+        held = cabinet.thermal_mode != "ambient"  # a unit in charge: the air must move
+        before = self.verdict.status
+        verdict = self.trust.judge(now, reading, unit_running=running, held=held,
+                                   door_open=door_open)  # fmt: skip
+        idle = not running and not door_open
+        mode = cabinet.thermal_mode
+        if (
+            flat := self.drift.observe(now, verdict.temperature_c, idle=idle, mode=mode)
+        ) is not None:
+            verdict = self.trust.distrust(flat)
+        self.verdict = verdict
+        self.mode_changed = False
+        if verdict.status != before and said:
+            level = log.info if verdict.status == "ok" else log.warning
+            level("thermal.sensor", key=cabinet.key, status=verdict.status,
+                  reason=verdict.reason)  # fmt: skip
+        if cabinet.thermal_set != self.mode_set:
+            if said:
+                level = log.warning if cabinet.occupied else log.info
+                level("thermal.mode_set", key=cabinet.key, mode=cabinet.thermal_mode,
+                      was=self.mode, occupied=cabinet.occupied)  # fmt: skip
+            self.mode_changed = self.mode != cabinet.thermal_mode
+            self.mode, self.mode_set = cabinet.thermal_mode, cabinet.thermal_set
+            self.control.set_mode(self.mode)
+
+    def problems(self) -> list[str]:
+        """What keeps this unit from working fully, one line each (for /healthz)."""
+        key, out = self.cabinet.key, []
+        for latch in self.latches.values():
+            out.append(f"cabinet {key}: thermal unit latched off: {latch.describe()}")
+        if self.verdict.status != "ok" and self.verdict.reason != NOT_YET:
+            out.append(f"cabinet {key}: temperature sensor not trusted: {self.verdict.reason}")
+        if not self.latched and (why := self.control.fault or self.control.runaway):
+            out.append(f"cabinet {key}: thermal unit: {why}")
+        if self.control.blind_since is not None:
+            out.append(f"cabinet {key}: cooling on its fixed cycle, blind")
+        if self.output_error is not None:
+            out.append(f"cabinet {key}: thermal outputs refused: {self.output_error}")
+        if self.trust.loss > LOSSY:
+            out.append(f"cabinet {key}: sensor loses {self.trust.loss:.0%} of its reads:"
+                       " check its wiring and pull-up")  # fmt: skip
+        if self.trust.glitches > NOISY:
+            out.append(f"cabinet {key}: sensor noisy: {self.trust.glitches:.0%} of its"
+                       " reads do not fit the cabinet's physics")  # fmt: skip
+        return out
+
+    @property
+    def latched(self) -> bool:
+        """Whether a safety shut-off holds the unit off."""
+        return bool(self.latches)
+
+    @property
+    def cut(self) -> bool:
+        """Whether a latch asks the heaters' supply to be cut (a heater beyond control)."""
+        return any(latch.cut for latch in self.latches.values())
 
     def unsafe(self, lines: Lines) -> bool:
         """Held, and past its line or unknown (a failed sensor proves nothing)."""
         temp = self.verdict.temperature_c
         return self.mode != "ambient" and (temp is None or not lines.safe(self.mode, temp))
 
-    def show(self, outputs: ThermalOutputs) -> None:
+    def latch_now(self, wall: float) -> list[Latch]:
+        """The latches this round's facts add (also shown on the cabinet, where
+        ``set_thermal_mode`` meets them): over the limit, not converging, a heater
+        that heats while switched off."""
+        found = []
+        temp = self.verdict.temperature_c
+        if temp is not None and temp >= self.over_limit_c:
+            why = f"{temp:.1f} C, at or over the {self.over_limit_c:g} C limit"
+            found.append(Latch(alarms.OVER_LIMIT, why, wall, cut=True))
+        if self.control.runaway_heater and self.control.runaway is not None:
+            found.append(Latch(alarms.NOT_CONVERGING, self.control.runaway, wall, cut=True))
+        elif self.control.fault is not None:
+            found.append(Latch(alarms.NOT_CONVERGING, self.control.fault, wall))
+        new = []
+        for latch in found:
+            held = self.latches.get(latch.alarm)
+            if held is None or (latch.cut and not held.cut):
+                self.latches[latch.alarm] = latch
+                new.append(latch)
+        self.show_latches()
+        return new
+
+    def restore(self, latches: list[Latch]) -> None:
+        """The latches kept from before a restart."""
+        self.latches = {latch.alarm: latch for latch in latches}
+        self.show_latches()
+
+    def reset(self) -> list[Latch]:
+        """A technician's reset: every latch cleared, the unit re-armed in its mode;
+        answers what was cleared."""
+        cleared = list(self.latches.values())
+        self.cleared |= set(self.latches)
+        self.latches = {}
+        self.control.set_mode(self.mode)
+        self.show_latches()
+        return cleared
+
+    def show_latches(self) -> None:
+        """The latches as the cabinet carries them, for the locker's refusals."""
+        self.cabinet.thermal_latches = {a: latch.why for a, latch in self.latches.items()}
+
+    def show(self, outputs: ThermalOutputs, *, stalled: bool = False) -> None:
         """The cabinet's ``temperature_c`` and the unit's outputs and sensor, as the API
-        shows them (mode and band come from the cabinet as set)."""
+        shows them (mode and band come from the cabinet as set); ``stalled``: the loop
+        stopped, so temperature and outputs are unknown (``None``)."""
         key, temp = self.cabinet.key, self.verdict.temperature_c
+        if stalled:
+            self.cabinet.temperature_c = None
+            self.cabinet.thermal = {
+                "heating": None,
+                "cooling": None,
+                "sensor": self.verdict.status,
+            }
+            return
         shared = self.wiring.compressor
         cooling = outputs.cooler_on(key) or (shared is not None and self.control.call.cool)
         if shared is not None:  # a valve-less cabinet is cooled whenever its compressor runs
@@ -80,14 +215,16 @@ class Unit:
 
     def wanted(self, lines: Lines) -> set[str]:
         """The thermal alarms its facts call for now."""
-        wanted = set()
+        wanted = set(self.latches)
         if self.verdict.status != "ok" and self.verdict.reason != NOT_YET:
             wanted.add(alarms.SENSOR_FAILED)
         shown = any(a == alarms.OUT_OF_BAND for a, _ in self.cabinet.alarms)
         if self.unsafe(lines) and (self.verdict.temperature_c is not None or shown):
             wanted.add(alarms.OUT_OF_BAND)  # unknown is not back in band
-        if self.control.fault is not None or self.control.runaway is not None:
+        if not self.latched and (self.control.fault or self.control.runaway):
             wanted.add(alarms.NOT_CONVERGING)
+        if not self.latched and self.control.blind_since is not None:
+            wanted.add(alarms.FALLBACK)
         if self.food.exceeded:
             wanted.add(alarms.FOOD_TIME_EXCEEDED)
         return wanted

@@ -146,18 +146,33 @@ def read_ds18b20(w1_dir: Path, sensor: str) -> float:
     return parse_w1_slave(text)
 
 
+_BULK_HINTS = {
+    errno.EROFS: "/sys is read-only to the service: the unit's ReadWritePaths= must name"
+    " the master (systemd/locker-agent.service)",
+    errno.EACCES: "the file is root's: the udev rule 61-locker-agent-w1.rules"
+    " (systemd/install.sh) gives it to the group locker-agent",
+    errno.EPERM: "the file is root's: the udev rule 61-locker-agent-w1.rules"
+    " (systemd/install.sh) gives it to the group locker-agent",
+}
+_refused: set[str] = set()  # masters whose refusal was said (once a process, not a round)
+
+
 def start_conversions(w1_dir: Path) -> bool:
     """Ask every 1-wire bus master to convert on all its sensors at once (the kernel's
     ``w1_bus_master*/therm_bulk_read``, Linux 5.10+): each ``w1_slave`` read after it
     returns at once instead of converting for ~0.75 s, so 16 sensors take about 0.8 s
     instead of 12. Blocking; True when a master took it, False when none can (older
-    kernels, or a test directory): reads then convert one by one, as before."""
+    kernels, or a test directory): reads then convert one by one, as before. A refusal
+    is logged once per master with what to do (a read-only /sys, or root's file)."""
     started = False
     for trigger in sorted(Path(w1_dir).glob("w1_bus_master*/therm_bulk_read")):
         try:
             trigger.write_text("trigger\n")
         except OSError as exc:  # read-only /sys, or not root: one by one, and said
-            log.warning("w1.bulk_refused", master=trigger.parent.name, error=str(exc))
+            if str(trigger) not in _refused:
+                _refused.add(str(trigger))
+                hint = _BULK_HINTS.get(exc.errno or 0, "")
+                log.warning("w1.bulk_refused", master=trigger.parent.name, error=str(exc), fix=hint)
             continue
         started = True
     return started

@@ -213,6 +213,22 @@ class Actions:
         else:
             self._gpio().set_item(wiring["key"], present)
 
+    async def _person_reset_thermal(self, step: dict[str, Any]) -> dict[str, Any]:
+        """A technician at the locker clears the cabinet's latched thermal shut-offs, on
+        the local API as ``locker-agent thermal reset`` does (ADR 0011)."""
+        key = _int(step, "key")
+        headers = {"Authorization": f"Bearer {self.sim.token}"}
+        url = f"{self.sim.api_url}/api/lockers/cabinets/{key}/thermal/reset"
+        timeout = aiohttp.ClientTimeout(total=COMMAND_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, json={"by": "the simulator's technician"}, headers=headers) as resp,
+        ):
+            answer = await resp.json()
+        if resp.status != 200:
+            raise StepError(f"the reset was refused ({resp.status}): {answer.get('message')}")
+        return {"ok": True, "cleared": answer["cleared"]}
+
     async def _person_block(self, step: dict[str, Any]) -> None:
         """Stand in a motorised door's way (its light beam sees it)."""
         self._gpio().block_beam(_int(step, "key"), True)

@@ -12,7 +12,12 @@ from simulator.food import FoodPlant
 from simulator.run import Simulation, load_config_data
 from simulator.web.actions import Actions, StepError
 
-FAST = {"compressor_min_off_s": 0, "compressor_min_on_s": 0, "sample_s": 0.5}
+FAST = {
+    "compressor_min_off_s": 0,
+    "compressor_min_on_s": 0,
+    "sample_s": 0.5,
+    "sensor_grace_s": 2,
+}
 
 
 def quick(data):

@@ -33,6 +33,7 @@ STUBS = {
     "chown": "",
     # is-active answers yes once the test made the file "active".
     "systemctl": '[ "$1" != is-active ] || [ -e "$STUB_DIR/active" ]\n',
+    "udevadm": "",
 }
 
 
@@ -159,6 +160,9 @@ def test_the_user_groups_config_and_secrets(installed, tmp_path):
     unit = root / "etc/systemd/system/locker-agent.service"
     assert unit.read_text() == (CHECKOUT / "systemd/locker-agent.service").read_text()
     assert "systemctl daemon-reload" in done
+    rule = root / "etc/udev/rules.d/61-locker-agent-w1.rules"  # the bulk conversion's
+    assert "therm_bulk_read" in rule.read_text()
+    assert "udevadm trigger --subsystem-match=w1 --action=add" in done
     # The skeleton passes check-config; its placeholders are warnings there.
     check = run_installed(
         root, "locker-agent", "check-config", str(etc / "agent.toml"), cwd=tmp_path

@@ -58,6 +58,8 @@ class Rig:
         for line in self.switches.values():
             line.set(True)  # every door shut (a switch is active when shut)
         self.lines = {pin: world.output(pin) for key in modes for pin in PINS[key].values()}
+        cutoff = self.config.thermal.cutoff
+        self.cutoff = world.output(cutoff.pin) if cutoff is not None else None
         self.agent = Agent(self.config, gpio_factory=self.factory)
         self.locker = self.agent.locker
         for key, mode in modes.items():
@@ -65,6 +67,7 @@ class Rig:
         self.doors: dict[int, bool] = {}
         self.both_on = 0
         self.thermal: Thermal | None = None
+        self.synced = True  # the wall clock known right at each start (set False to test)
 
     async def start(self) -> None:
         await self.agent.hardware.start()  # door switches read: the cloud can be told
@@ -73,10 +76,13 @@ class Rig:
         self.thermal = self.new_thermal()
         self.thermal.outputs.all_off()
 
-    def new_thermal(self) -> Thermal:
+    def new_thermal(self, wall_offset_s: float = 0.0) -> Thermal:
+        """A thermal service on the rig's clocks (the wall ``wall_offset_s`` off the
+        truth), its clock's evidence as ``synced`` says, taken at once."""
         wirings = {c.key: c.thermal for c in self.config.cabinets}
         records = Records(self.tmp_path / "thermal.sqlite3", retention_days=400)
-        return Thermal(
+        self.wall_offset_s = wall_offset_s
+        thermal = Thermal(
             self.config.thermal,
             self.locker.cabinets,
             wirings,  # type: ignore[arg-type]
@@ -85,8 +91,10 @@ class Rig:
             self.locker.journal.publish,
             disable=self.disable,
             clock=lambda: self.now,
-            wall=lambda: self.now + 1.8e9,
+            wall=lambda: self.now + 1.8e9 + self.wall_offset_s,
         )
+        thermal.clock_known(True if self.synced else None, "the rig")
+        return thermal
 
     async def disable(self, key: int, reason: str) -> None:
         await self.locker.execute(key, parse_command({"command": "disable", "reason": reason}))
@@ -105,6 +113,9 @@ class Rig:
         return self.lines[number].on
 
     def outputs(self) -> dict[int, tuple[bool, bool]]:
+        supplied = self.cutoff is None or self.cutoff.on
+        for key in self.plant.keys:
+            self.plant.body(key).heater_supply = supplied
         out = {}
         for key in self.plant.keys:
             pins = PINS[key]
@@ -121,6 +132,22 @@ class Rig:
             self.plant.advance(dt_s, self.outputs(), self.doors)
             self.now += dt_s
             self.thermal.step(self.thermal._read_all())
+
+    def power_cut(self, seconds: float, *, wall_offset_s: float = 0.0) -> Thermal:
+        """The power goes for ``seconds``: no shutdown (the food clocks as last saved),
+        every relay off with it, the cabinets drift; then a new thermal service starts,
+        its wall clock ``wall_offset_s`` off the truth (a Pi without a clock chip boots
+        at fake-hwclock's last save)."""
+        assert self.thermal is not None
+        self.thermal.outputs.all_off()  # no power, no relay
+        self.thermal.records.close()  # no last save: a cut, not a stop
+        step = 60.0
+        for _ in range(round(seconds / step)):
+            self.plant.advance(step, {}, self.doors)
+            self.now += step
+        self.thermal = self.new_thermal(wall_offset_s)
+        self.thermal.outputs.all_off()
+        return self.thermal
 
     def temp(self, key: int) -> float:
         return self.plant.body(key).temperature_c

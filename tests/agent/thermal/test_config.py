@@ -65,6 +65,18 @@ def test_defaults_follow_the_food_code():
         ({"lines": {"hot_min_c": 30}}, "thermal.lines.hot_min_c"),
         ({"sample_s": "2"}, "thermal.sample_s"),
         ({"tempo": 1}, "thermal.tempo: unknown key"),
+        ({"over_limit_c": 60}, "thermal.over_limit_c"),
+        ({"over_limit_c": 130}, "thermal.over_limit_c"),
+        ({"over_limit_c": 72}, "within 5 C of the heat band's top"),
+        ({"sensor_grace_s": 1}, "thermal.sensor_grace_s"),
+        ({"alarm_raise_s": -1}, "thermal.alarm_raise_s"),
+        ({"drift_max_c_per_h": 0}, "thermal.drift_max_c_per_h"),
+        ({"stall_s": 1}, "thermal.stall_s"),
+        ({"fallback": {"freeze": 1.5}}, "thermal.fallback.freeze"),
+        ({"fallback": {"cycle_s": 10}}, "thermal.fallback.cycle_s"),
+        ({"fallback": {"heat": 0.5}}, "thermal.fallback.heat: unknown key"),
+        ({"cutoff": {"bus": "gpio", "pin": 17}}, "GPIO17"),
+        ({"cutoff": {"bus": "nowhere", "pin": 26}}, "thermal.cutoff.bus: no bus named"),
     ],
 )
 def test_nonsense_is_refused_by_key(thermal, expected):
@@ -98,3 +110,23 @@ def test_compressors_are_declared_once_on_gpio_and_named_right():
     ok["cabinets"][0]["thermal"] = {"sensor": "28-00000a1b2c3d", "compressor": "bank"}
     cabinet = parse_config(ok, Path("/x")).cabinets[0]
     assert cabinet.thermal.modes() == {"ambient", "chill", "freeze"}
+
+
+def test_the_new_safety_keys_default_and_show_in_the_summary():
+    from agent.config import summary
+
+    thermal = parse_config(data(), Path("/x")).thermal
+    assert (thermal.over_limit_c, thermal.cutoff, thermal.stall_s) == (90.0, None, 30.0)
+    assert (thermal.fallback.duty("chill"), thermal.fallback.duty("heat")) == (0.35, 0.0)
+    fitted = parse_config(data(cutoff={"bus": "gpio", "pin": 26}), Path("/x"))
+    assert fitted.thermal.cutoff is not None and fitted.thermal.cutoff.pin.number == 26
+    said = summary(fitted)
+    assert "at 90 C or over a cabinet's outputs are cut, the heaters' cutoff GPIO26" in said
+    assert "35% (chill) / 60% (freeze) of 1800 s" in said
+
+
+def test_the_food_locker_example_shows_every_new_key():
+    text = (Path(__file__).resolve().parents[3] / "config" / "food-locker.toml").read_text()
+    for key in ("over_limit_c", "cutoff", "sensor_grace_s", "alarm_raise_s",
+                "drift_max_c_per_h", "stall_s", "[thermal.fallback]"):  # fmt: skip
+        assert key in text, key

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.locker.commands import parse_command
+from agent.locker.errors import Conflict
 from agent.locker.indicator import pattern_for
 
 
@@ -66,28 +68,31 @@ async def test_compressor_timers_hold_across_a_restart(rigs):
     assert rig.pin(27)
 
 
-async def test_a_failed_sensor_is_never_trusted_and_its_outputs_go_off(rigs):
-    rig = await rigs({1: "chill"}, compressor_min_off_s=0, sensor_stuck_s=600)
+async def test_a_failed_sensor_is_never_trusted_and_a_heater_goes_off(rigs):
+    rig = await rigs({0: "heat"}, sensor_stuck_s=600)  # warming up: the heater on
     rig.run(60)
-    assert rig.pin(27)
+    assert rig.pin(17)
     for fault in ("crc", "power_on", "missing", "stuck"):
-        rig.plant.sensor(1).fault = fault  # type: ignore[assignment]
+        rig.plant.sensor(0).fault = fault  # type: ignore[assignment]
         rig.run(10)
-        if fault in ("crc", "missing"):  # one lost read: the last trusted reading stands
-            assert rig.pin(27) and rig.locker.cabinets[1].temperature_c is not None
-        rig.run(20 if fault != "stuck" else 1000)  # three in a row: failed
-        cabinet = rig.locker.cabinets[1].as_cloud()
-        assert not rig.pin(27), fault  # off at once, min on or not
+        if fault != "stuck":  # a lost read: the last trusted reading stands, for the grace
+            assert rig.pin(17) and rig.locker.cabinets[0].temperature_c is not None
+        rig.run(20 if fault != "stuck" else 1000)  # 10 s of grace and three reads: failed
+        cabinet = rig.locker.cabinets[0].as_cloud()
+        assert not rig.pin(17), fault  # a heater never runs blind
         assert cabinet["temperature_c"] is None, fault
         assert cabinet["thermal"]["sensor"] == ("missing" if fault == "missing" else "failed")
-        assert "temperature_sensor_failed" in rig.alarms(1), fault
-        rig.plant.sensor(1).fault = None
+        if fault != "stuck":
+            assert "temperature_sensor_failed" not in rig.alarms(0), fault  # not for 20 s
+        rig.run(20)
+        assert "temperature_sensor_failed" in rig.alarms(0), fault
+        rig.plant.sensor(0).fault = None
         rig.run(10)
-        assert rig.locker.cabinets[1].as_cloud()["temperature_c"] is None, fault
+        assert rig.locker.cabinets[0].as_cloud()["temperature_c"] is None, fault
         rig.run(30)  # several good reads: trusted again
-        assert rig.locker.cabinets[1].as_cloud()["temperature_c"] is not None, fault
+        assert rig.locker.cabinets[0].as_cloud()["temperature_c"] is not None, fault
         rig.run(60)  # the alarm clears once the cause has been gone a minute
-        assert "temperature_sensor_failed" not in rig.alarms(1), fault
+        assert "temperature_sensor_failed" not in rig.alarms(0), fault
         rig.run(300)
     assert rig.events().count("temperature_sensor_failed") == 4
 
@@ -103,7 +108,7 @@ async def test_a_welded_relay_is_caught(rigs):
     assert "relay stuck" in rig.thermal.units[0].control.runaway
 
 
-async def test_a_unit_that_does_not_converge_is_switched_off_until_the_mode_is_set(rigs):
+async def test_a_unit_that_does_not_converge_is_latched_off_until_a_reset(rigs):
     rig = await rigs({2: "freeze"}, -10.0, compressor_min_off_s=0, converge_s=900)
     rig.plant.body(2).cooler_failed = True  # the compressor runs, nothing gets colder
     rig.run(880)
@@ -114,15 +119,19 @@ async def test_a_unit_that_does_not_converge_is_switched_off_until_the_mode_is_s
     assert "thermal_not_converging" in rig.events()
     rig.run(600)
     assert not rig.pin(22)  # stays off
-    rig.plant.body(2).cooler_failed = False  # repaired; the technician sets the mode again
+    rig.plant.body(2).cooler_failed = False  # repaired; a mode set clears nothing
     for mode in ("ambient", "freeze"):
-        await rig.locker.execute(
-            2, parse_command({"command": "set_thermal_mode", "thermal_mode": mode})
-        )
+        with pytest.raises(Conflict, match="latched off: thermal_not_converging"):
+            await rig.locker.execute(
+                2, parse_command({"command": "set_thermal_mode", "thermal_mode": mode})
+            )
         rig.run(10)
+    assert not rig.pin(22) and rig.locker.cabinets[2].thermal_mode == "freeze"
+    rig.thermal.reset(2, "a technician")  # the technician, at the locker
+    rig.run(10)
     assert rig.pin(22)
-    rig.run(60)
-    assert "thermal_not_converging" not in rig.alarms(2)
+    rig.run(10)
+    assert "thermal_not_converging" not in rig.alarms(2)  # a reset clears it at once
     assert "thermal_not_converging_cleared" in rig.events()
 
 

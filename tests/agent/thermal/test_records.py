@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from agent.thermal.records import RECORDS_FILE, Records, RecordsError, export_csv, parse_since
+from agent.thermal.export import export_csv
+from agent.thermal.records import RECORDS_FILE, Records, RecordsError
+from agent.thermal.times import parse_since
 
 T0 = 1_795_000_000.0  # 2026-11-18
 
@@ -38,10 +40,11 @@ def test_readings_excursions_and_clocks_round_trip(tmp_path):
         "duration_s": 1800,
         "peak_c": 11.2,
         "mode": "chill",
+        "clock": None,
     }
-    records.save_food_clocks(T0, {0: (125.0, True)})
+    records.save_food_clocks(T0, {0: (125.0, True, 9.5)})
     records.close()
-    assert Records(tmp_path / RECORDS_FILE).food_clocks() == {0: (125.0, T0, True)}
+    assert Records(tmp_path / RECORDS_FILE).food_clocks() == {0: (125.0, T0, True, 9.5)}
 
 
 def test_retention_forgets_what_is_older(tmp_path):
@@ -81,9 +84,9 @@ def test_csv_export_streams_and_a_missing_file_is_said(tmp_path):
     rows = list(csv.DictReader(io.StringIO("".join(lines))))
     assert rows == [
         {"key": "0", "t": "2026-11-18T11:06:40Z", "temperature_c": "3.94", "mode": "chill",
-         "sensor": "ok"},
+         "sensor": "ok", "clock": ""},
         {"key": "1", "t": "2026-11-18T11:06:40Z", "temperature_c": "", "mode": "freeze",
-         "sensor": "failed"},
+         "sensor": "failed", "clock": ""},
     ]  # fmt: skip
     assert len(list(export_csv(tmp_path / RECORDS_FILE, key=1))) == 2
     with pytest.raises(RecordsError, match="no temperature records"):
@@ -108,8 +111,8 @@ def test_thermal_log_command(tmp_path):
     done = subprocess.run([*agent, str(config), "--key", "0"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "key,t,temperature_c,mode,sensor",
-        "0,2026-11-18T11:06:40Z,63.50,heat,ok",
+        "key,t,temperature_c,mode,sensor,clock",
+        "0,2026-11-18T11:06:40Z,63.50,heat,ok,",
     ]
     bad = subprocess.run([*agent, "--config", str(config), "--since", "soon"], capture_output=True)
     assert bad.returncode == 2 and b"ISO 8601" in bad.stderr
@@ -121,8 +124,8 @@ def test_thermal_log_command(tmp_path):
     records.close()
     done = subprocess.run([*agent, str(config), "--excursions"], capture_output=True, text=True)
     assert done.stdout.splitlines() == [
-        "key,start,end,duration_s,peak_c,mode",
-        "0,2026-11-18T11:06:40Z,2026-11-18T11:16:40Z,600,61.00,heat",
+        "key,start,end,duration_s,peak_c,mode,clock",
+        "0,2026-11-18T11:06:40Z,2026-11-18T11:16:40Z,600,61.00,heat,",
     ]
     (state / RECORDS_FILE).write_bytes(b"not a database" * 300)
     damaged = subprocess.run([*agent, str(config)], capture_output=True, text=True)
@@ -146,3 +149,72 @@ def test_a_mode_toggled_for_ever_cannot_grow_the_excursions(tmp_path):
     assert [e["end"] for e in records.excursions(9)] == [None]
     assert max(e["start"] for e in kept) == "1970-01-01T00:03:19Z"  # the newest kept
     records.close()
+
+
+def test_times_written_under_an_unsure_clock_say_so_and_are_corrected(tmp_path):
+    """A Pi without a clock chip boots 40 min behind: what it writes says ``unsure``
+    until the clock is known, then every row of this run is rewritten from it."""
+    records = Records(tmp_path / RECORDS_FILE)
+    behind = 2400.0
+    records.log(T0 - behind, [(0, 9.0, "chill", "ok")], unsure_mono=100.0)
+    records.excursion_started(0, T0 - 3 * 3600, 9.0, "chill", clock="outage")
+    records.excursion_ended(0, T0 + 60 - behind, unsure_mono=160.0)
+    rows = list(csv.DictReader(io.StringIO("".join(export_csv(tmp_path / RECORDS_FILE)))))
+    assert [r["clock"] for r in rows] == ["unsure"]
+    assert records.excursions(0, since=0)[0]["clock"] == "outage, end unsure"
+    assert records.correct(wall=T0 + 200.0, mono=300.0) == 2  # the clock, now known
+    assert records.readings(0)[0]["t"] == "2026-11-18T11:06:40Z"  # T0
+    [excursion] = records.excursions(0, since=T0 - 86400)
+    assert excursion["start"] == "2026-11-18T08:06:40Z"  # the last record before the cut
+    assert excursion["end"] == "2026-11-18T11:07:40Z" and excursion["clock"] == "outage"
+    rows = list(csv.DictReader(io.StringIO("".join(export_csv(tmp_path / RECORDS_FILE)))))
+    assert [r["clock"] for r in rows] == ["corrected"]
+    records.log(T0 + 500, [(0, 4.0, "chill", "ok")], unsure_mono=600.0)
+    records.close()
+    again = Records(tmp_path / RECORDS_FILE)  # another run: its monotonic clock is new
+    assert again.correct(wall=T0 + 9000.0, mono=10.0) == 0  # the row stays "unsure"
+
+
+def test_an_older_file_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / RECORDS_FILE
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE readings (key INTEGER NOT NULL, t REAL NOT NULL, temperature_c REAL,"
+        " mode TEXT NOT NULL, sensor TEXT NOT NULL);"
+        "CREATE TABLE excursions (key INTEGER NOT NULL, start REAL NOT NULL, end REAL,"
+        " peak_c REAL, mode TEXT NOT NULL);"
+        "CREATE TABLE food_clock (key INTEGER PRIMARY KEY, out_s REAL NOT NULL,"
+        " saved_at REAL NOT NULL, unsafe INTEGER NOT NULL);"
+        f"INSERT INTO readings VALUES (0, {T0}, 3.0, 'chill', 'ok');"
+        f"INSERT INTO food_clock VALUES (0, 60.0, {T0}, 0);"
+    )
+    db.commit()
+    db.close()
+    records = Records(path)
+    assert records.food_clocks() == {0: (60.0, T0, False, None)}
+    records.log(T0 + 300, [(0, 3.5, "chill", "ok")], unsure_mono=5.0)
+    assert len(records.readings(0)) == 2
+
+
+def test_latches_are_kept_and_each_reset_logged_with_who_and_when(tmp_path):
+    records = Records(tmp_path / RECORDS_FILE)
+    records.latched(3, "thermal_not_converging", "the heater ran 1200 s", T0, cut=False)
+    records.latched(3, "temperature_over_limit", "91.0 C", T0 + 60, cut=True)
+    records.close()
+    records = Records(tmp_path / RECORDS_FILE)
+    assert records.latches() == {
+        3: [
+            ("thermal_not_converging", "the heater ran 1200 s", T0, False),
+            ("temperature_over_limit", "91.0 C", T0 + 60, True),
+        ]
+    }
+    by = "ana (locker-agent thermal reset)"
+    records.reset(3, T0 + 600, by, [("temperature_over_limit", "91.0 C")])
+    assert records.latches() == {}
+    [*_, reset] = records.latch_log(3)
+    assert reset == {
+        "key": 3, "t": "2026-11-18T11:16:40Z", "event": "reset",
+        "alarm": "temperature_over_limit", "why": "91.0 C", "by": by,
+    }  # fmt: skip

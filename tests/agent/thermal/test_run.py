@@ -38,6 +38,8 @@ def config(tmp_path, cloud_url, api_port):
                 "compressor_min_on_s": 0,
                 "log_every_s": 1,
                 "alarm_clear_s": 0,
+                "alarm_raise_s": 0,
+                "sensor_grace_s": 2,
             },
             "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
             "cabinets": [
@@ -126,19 +128,18 @@ async def test_mode_sensor_outputs_events_and_records(running):
     await until(lambda: "temperature_out_of_band" in events(cloud))  # 20 C: past 8 C
 
     reading(w1, HOT, 0.5)  # 19.5 C in a round: a glitch, not air, until it holds
-    await until(lambda: "temperature_sensor_failed" in events(cloud))
-    assert not cooler.state  # a sensor not trusted: its outputs off
-    await until(lambda: "temperature_sensor_failed_cleared" in events(cloud))  # 3 good reads
-    await until(lambda: "temperature_out_of_band_cleared" in events(cloud))
+    await until(lambda: "temperature_out_of_band_cleared" in events(cloud))  # 3 reads agree
     assert (await cabinet(http, 0))["temperature_c"] == 0.5
-    assert not cooler.state  # past the band's low edge: it stays off
+    assert "temperature_sensor_failed" not in events(cloud)  # a step is not a failure
+    await until(lambda: not cooler.state)  # past the band's low edge: it stays off
 
     reading(w1, HOT, 3.0, fault="crc")
-    await until(lambda: events(cloud).count("temperature_sensor_failed") == 2)
+    await until(lambda: events(cloud).count("temperature_sensor_failed") == 1)
     failed = await cabinet(http, 0)
     assert failed["temperature_c"] is None and failed["thermal"]["sensor"] == "failed"
     assert {"type": "temperature_sensor_failed", "side": None} in failed["alarms"]
-    assert not cooler.state and not heater.state
+    assert cooler.state and not heater.state  # blind in the cold: the fallback cycle
+    await until(lambda: "thermal_fallback_cycle" in events(cloud))
     async with http.get("/healthz") as r:
         health = await r.json()
     assert r.status == 503
@@ -191,7 +192,7 @@ async def test_run_as_a_process_follows_the_sensor_file(tmp_path):
         "api": {"listen": f"127.0.0.1:{api_port}", "token": "t"},
         "storage": {"dir": str(tmp_path / "state")},
         "thermal": {"w1_dir": str(w1), "sample_s": 0.5, "compressor_min_off_s": 0,
-                    "alarm_clear_s": 0},
+                    "alarm_clear_s": 0, "alarm_raise_s": 0, "sensor_grace_s": 2},
         "buses": [{"name": "gpio", "driver": "gpio", "pin_factory": "mock"}],
         "cabinets": [{"key": 0, "front": {"bus": "gpio", "switch": 4, "lock": 5},
                       "thermal": {"sensor": HOT, "bus": "gpio", "heater": 17}}],
@@ -262,3 +263,34 @@ def _toml(data: dict) -> str:
             out.append(f"[{section}]")
             out += [f"{k} = {value(v)}" for k, v in body.items()]
     return "\n".join(out) + "\n"
+
+
+async def test_a_latch_is_reset_on_the_local_api_only_with_who_and_when(running):
+    agent, cloud, http, _factory, w1 = running
+    assert (await command(http, 0, {"command": "set_thermal_mode", "thermal_mode": "heat"}))[
+        0
+    ] == 200
+    reading(w1, HOT, 95.0)  # over the limit (90 C)
+    await until(lambda: "temperature_over_limit" in events(cloud))
+    await until(lambda: not agent.locker.cabinets[0].enabled)
+    reset = "/api/lockers/cabinets/0/thermal/reset"
+    async with http.post(reset, json={"by": 5}) as r:
+        assert r.status == 422 and "by" in (await r.json())["errors"]
+    async with http.post(reset, data=b"{}") as r:
+        assert r.status == 415  # an act carries its JSON as JSON
+    async with http.post(reset, json={}, headers={"Origin": "http://evil.example"}) as r:
+        assert r.status == 403
+    async with http.post("/api/lockers/cabinets/7/thermal/reset", json={}) as r:
+        assert r.status == 404
+    reading(w1, HOT, 60.0)  # cooled (taken once several reads agree: no air moves so fast)
+    await until_async(lambda: cabinet(http, 0), lambda c: c["temperature_c"] == 60.0)
+    async with http.post(reset, json={"by": "Ana", "reason": "relay replaced"}) as r:
+        assert r.status == 200
+        answer = await r.json()
+    assert [c["alarm"] for c in answer["cleared"]] == ["temperature_over_limit"]
+    assert answer["cabinet"]["key"] == 0 and not answer["cabinet"]["enabled"]  # enable: yours
+    [*_, logged] = agent.thermal.records.latch_log(0)
+    assert logged["event"] == "reset" and logged["by"].startswith("Ana via the local API from")
+    assert logged["by"].endswith(": relay replaced")
+    await until(lambda: "temperature_over_limit_cleared" in events(cloud))
+    assert (await command(http, 0, {"command": "enable"}))[0] == 200

@@ -63,3 +63,29 @@ def test_no_thermal_unit_says_nothing(tmp_path):
         tmp_path,
     )
     assert list(sensor_lines(plain)) == []
+
+
+def test_doctor_says_which_of_the_two_the_bulk_conversion_lacks(tmp_path):
+    """The kernel's therm_bulk_read is root's 0644 in a /sys the unit makes read-only:
+    the udev rule gives it to the group, the unit's ReadWritePaths= lets it be written."""
+    SensorFile(tmp_path / "w1", A).write(4.0)
+    master = tmp_path / "w1" / "w1_bus_master1"
+    master.mkdir()
+    (master / "therm_bulk_read").write_text("0\n")
+    cfg = config(tmp_path, [A])
+
+    def lines(cannot, paths):
+        found = sensor_lines(cfg, lambda path, want: cannot, lambda: paths)
+        return [(level, says) for level, says in found if "bulk" in says]
+
+    [(level, says)] = lines("locker-agent", [])
+    assert level == "warn" and "udev rule" in says and f"ReadWritePaths=-{master}" in says
+    [(level, says)] = lines(None, [f"-{master}"])
+    assert (level, says) == ("ok", "bulk conversion on w1_bus_master1: the service may start it")
+    [(level, says)] = lines("locker-agent", [f"-{master}"])
+    assert "udev rule" in says and "ReadWritePaths" not in says
+    [(level, _)] = lines(None, None)
+    assert level == "skip"  # systemctl cannot tell
+    (master / "therm_bulk_read").unlink()
+    [(level, says)] = lines(None, [])
+    assert level == "warn" and "no therm_bulk_read" in says
