@@ -130,7 +130,9 @@ async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
 @field(CABINET, "temperature_c", "thermal")
 async def a_sensor_that_fails(sim, http, monkeypatch):
     """A food locker whose DS18B20 gives the 85 C power-on value: no temperature, the
-    sensor said failed, the unit's outputs off (a reading not trusted drives nothing)."""
+    sensor said failed, the unit's outputs off (a reading not trusted drives nothing).
+    The other fault of these fields, a control loop that stops, is run on a fake clock
+    in tests/agent/thermal/test_world_lies.py (temperature and outputs then null)."""
     food = Simulation(locker="food", thermal_speed=30)
     await food.start()
     try:

@@ -235,14 +235,16 @@ def test_a_door_not_yet_recorded_is_marked(page, live):
     def full(*_a, **_k):
         raise sqlite3.OperationalError("database or disk is full")
 
+    live.sim.boards.shut_door(0, 14)  # cabinet 13, shut whatever a test before did
+    page.wait_for_selector(cab(13, front="closed", recorded="true"))
     outbox._make_room = full
     try:
-        live.sim.boards.force_open(0, 10)  # cabinet 9
-        page.wait_for_selector(cab(9, front="open", recorded="false"))
-        assert page.locator(f"{cab(9)} .tag.doubt", has_text="not recorded").count() == 1
+        live.sim.boards.force_open(0, 14)
+        page.wait_for_selector(cab(13, front="open", recorded="false"))
+        assert page.locator(f"{cab(13)} .tag.doubt", has_text="not recorded").count() == 1
     finally:
         outbox._make_room = make_room
-    page.wait_for_selector(cab(9, front="open", recorded="true"))
-    assert page.locator(f"{cab(9)} .tag.doubt").count() == 0
-    live.sim.boards.shut_door(0, 10)
-    page.wait_for_selector(cab(9, front="closed"))
+    page.wait_for_selector(cab(13, front="open", recorded="true"))
+    assert page.locator(f"{cab(13)} .tag.doubt").count() == 0
+    live.sim.boards.shut_door(0, 14)
+    page.wait_for_selector(cab(13, front="closed"))
