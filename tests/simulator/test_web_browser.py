@@ -29,8 +29,6 @@ if CHROMIUM is None or not os.access(CHROMIUM, os.X_OK):
 
 ARTIFACTS = Path(os.environ.get("LOCKER_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
 QUICK = {"confirm_s": 0.5, "jam_retry_s": 0.2}
-# One browser and one simulation for the module: its tests on one xdist worker.
-pytestmark = pytest.mark.xdist_group("browser")
 WAIT_MS = 15_000
 
 

@@ -18,9 +18,6 @@ import pytest
 
 import agent
 
-# One install, built once: every test of this module on one xdist worker.
-pytestmark = pytest.mark.xdist_group("install")
-
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCRIPT = CHECKOUT / "systemd" / "install.sh"
 
@@ -65,8 +62,8 @@ def install(root: Path, stubs: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
-    """One install into a temporary root (one a test session: its tests share a worker,
-    the xdist group above); yields (root, stubs, first run's result)."""
+    """One install into a temporary root (once: make test sends a file's tests to one
+    worker, --dist loadfile); yields (root, stubs, first run's result)."""
     assert (CHECKOUT / ".venv").is_dir(), "the test is about a checkout that has a .venv"
     base = tmp_path_factory.mktemp("install")
     root, stubs = base / "root", make_stubs(base / "stubs")
