@@ -211,8 +211,10 @@ class Agent:
 
     async def start(self) -> None:
         """Start every part in order; READY=1 once the start-up snapshot is queued.
+
         Raises OSError when the API address is taken (``SocketUnavailable`` for the
-        technicians' socket)."""
+        technicians' socket).
+        """
         log.info("agent.starting", version=__version__, cabinets=len(self.locker.cabinets))
         for warning in warnings(self.config):
             log.warning("config.warning", warning=warning)
@@ -281,9 +283,11 @@ class Agent:
         return True
 
     def status_line(self) -> str:
-        """One line for ``systemctl status``: "3/3 boards, 48 cabinets, outbox 0,
-        cloud ok", or what is wrong ("board 2 silent", "cloud unreachable 4 min",
-        "command channel unstable: dropped 4 times in the last 10 min (...)")."""
+        """One line for ``systemctl status``: boards, cabinets, outbox, cloud, or what is wrong.
+
+        ``"3/3 boards, 48 cabinets, outbox 0, cloud ok"``, or ``"board 2 silent"``,
+        ``"cloud unreachable 4 min"``, ``"command channel unstable: dropped 4 times ..."``.
+        """
         answering, total = self.hardware.boards()
         parts = [f"{answering}/{total} boards"] if total else []
         parts.append(f"{len(self.locker.cabinets)} cabinets")

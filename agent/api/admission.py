@@ -167,9 +167,11 @@ class Admission:
         self._buckets = _Buckets(clock)
 
     def admit(self, request: web.Request, *, by_peer: bool = False) -> None:
-        """Host, then (acting) Origin, then the token (unless ``by_peer``: the peer's
-        credentials admitted the connection), then (acting) the body's type; raises
-        ``HttpProblem``."""
+        """Admit a request or raise ``HttpProblem``: Host, Origin, the token, the body's type.
+
+        Origin and the body's type only on requests that act; the token is skipped when
+        ``by_peer`` (the peer's credentials admitted the connection).
+        """
         self._check_host(request)
         acts = request.method not in _READS
         if acts:

@@ -124,10 +124,12 @@ def trusted_servers() -> frozenset[int]:
 
 @contextlib.contextmanager
 def unix_address(path: Path) -> Iterator[str]:
-    """An address naming ``path`` for ``bind`` or ``connect``: the path itself when it
-    fits ``sun_path`` (107 bytes), else ``/proc/self/fd/N/NAME`` through a descriptor
-    of its directory, held open while the block runs. ``OSError`` (e.g.
-    ``FileNotFoundError``) when that directory cannot be opened."""
+    """An address naming ``path`` for ``bind`` or ``connect``, however long the path.
+
+    The path itself when it fits ``sun_path`` (107 bytes), else ``/proc/self/fd/N/NAME``
+    through a descriptor of its directory, held open while the block runs. Raises
+    ``OSError`` (e.g. ``FileNotFoundError``) when that directory cannot be opened.
+    """
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
         yield str(path)
         return

@@ -105,9 +105,11 @@ LOGS: dict[str, tuple[str, str, type[BaseModel]]] = {
 def add_routes(
     app: web.Application, locker: Locker, thermal: Thermal | None, key: Key, read_json: ReadJson
 ) -> None:
-    """Serve the records of ``thermal`` and its reset (None: no cabinet has a thermal
-    unit); ``key(request)`` reads the cabinet key from the path (``NotFound`` when
-    bad); ``read_json(request)`` the body, as the API reads every body."""
+    """Serve the records of ``thermal`` and its reset (``thermal`` None: no thermal unit).
+
+    ``key(request)`` reads the cabinet key from the path (``NotFound`` when bad);
+    ``read_json(request)`` the body, as the API reads every body.
+    """
 
     def unit_of(request: web.Request) -> int:
         cabinet = locker.get(key(request))

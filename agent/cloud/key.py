@@ -57,9 +57,11 @@ class ApiKey:
         return "" if self.path is None else f"; a new key in {self.path} is tried at once"
 
     async def refused(self, generation: int, wait_s: float) -> bool:
-        """The cloud refused the key of ``generation``: wait ``wait_s`` seconds, or less
-        when the file holds a new key (or another link took one). True: try again now
-        with the new key; False: the wait ran out."""
+        """The key of ``generation`` was refused: wait ``wait_s`` s, less if a new key comes.
+
+        A new key in the file (or one another link took) ends the wait. True: try again
+        now with the new key; False: the wait ran out.
+        """
         loop = asyncio.get_running_loop()
         end = loop.time() + wait_s
         while True:

@@ -312,12 +312,12 @@ class Config(StrictModel):
 
     @property
     def api_socket(self) -> Path:
-        """The technicians' Unix socket: ``[api] socket`` when given; else, with the
-        service's storage (``/var/lib/locker-agent``), ``/run/locker-agent/agent.sock``
-        (the unit's RuntimeDirectory); else ``agent.sock`` in ``[storage] dir``.
+        """The technicians' Unix socket, a function of the file alone (the agent up or down).
 
-        A function of the file alone (never of what exists now), so the agent and the
-        CLI reading the same file name the same path, the agent up or down.
+        ``[api] socket`` when given; else, with the service's storage
+        (``/var/lib/locker-agent``), ``/run/locker-agent/agent.sock`` (the unit's
+        RuntimeDirectory); else ``agent.sock`` in ``[storage] dir``. The agent and the CLI
+        reading the same file name the same path.
         """
         if self.api.socket is not None:
             return self.api.socket

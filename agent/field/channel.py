@@ -48,9 +48,11 @@ class NotTheAgent(AgentUnreachable):
 
 
 class AgentChannel:
-    """Requests to the agent on the Unix socket at ``path``, each on a connection of its
-    own, to a server whose uid is in ``trusted`` (default ``trusted_servers()``);
-    ``timeout_s`` per request, seconds."""
+    """Requests to the agent on the Unix socket at ``path``, a connection each.
+
+    Only to a server whose uid is in ``trusted`` (default ``trusted_servers()``);
+    ``timeout_s`` per request, seconds.
+    """
 
     def __init__(
         self, path: Path, trusted: frozenset[int] | None = None, timeout_s: float = TIMEOUT_S

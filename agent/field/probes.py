@@ -122,10 +122,12 @@ def holders(device: str) -> list[tuple[int, str]]:
 
 
 def port_holders(port: int) -> list[tuple[int, str]]:
-    """``(pid, command line)`` of every other process holding TCP ``port``: those
-    listening on it, else those bound or connected with it (never TIME_WAIT), by
+    """``[(pid, command line)]`` of every other process holding TCP ``port``.
+
+    Those listening on it, else those bound or connected with it (never TIME_WAIT), by
     /proc/net/tcp and tcp6 and the processes' descriptors. As root every process is
-    seen, otherwise only this user's: an empty list then says nothing."""
+    seen, otherwise only this user's: an empty list then says nothing.
+    """
     listening: set[str] = set()
     bound: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -152,9 +154,11 @@ def named(found: list[tuple[int, str]], most: int = 3) -> str:
 
 
 def command_line(pid: int, limit: int = 120) -> str:
-    """The command line of process ``pid`` as one line (control characters escaped,
-    at most ``limit`` characters); its name when the command line is empty; ``?``
-    when it cannot be read."""
+    """The command line of process ``pid`` as one printable line; ``?`` when unreadable.
+
+    Control characters escaped, at most ``limit`` characters; its name when the
+    command line is empty.
+    """
     proc = Path("/proc") / str(pid)
     try:
         cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()

@@ -140,9 +140,11 @@ def selftest(
     pause_s: float,
     confirm: Callable[[str], bool],
 ) -> int:
-    """Open each enabled, empty cabinet's door once, in turn, after ``confirm(question)``
-    says yes; print a line per cabinet and a summary. 1 if a door did not open,
-    ``NOT_CONFIRMED`` (nothing opened) when not confirmed."""
+    """Open each enabled, empty cabinet's door once, in turn, once ``confirm(question)`` agrees.
+
+    Prints a line per cabinet and a summary. Answers 1 if a door did not open,
+    ``NOT_CONFIRMED`` (nothing opened) when not confirmed, else 0.
+    """
     side = "rear" if rear else "front"
     cabinets = _cabinets(channel)
     plan = [(c, spared(c, rear)) for c in cabinets]

@@ -72,9 +72,11 @@ class Dispatch:
         self._stopping = True
 
     async def drain(self, timeout_s: float) -> None:
-        """Let the commands in flight finish for ``timeout_s`` seconds, then stop them:
-        each is answered with what it did (``Conflict`` when it acted, else
-        ``Unavailable``), never left without an answer."""
+        """Let the commands in flight finish for ``timeout_s`` seconds, then stop them.
+
+        Each is answered with what it did (``Conflict`` when it acted, else
+        ``Unavailable``), never left without an answer.
+        """
         self._stopping = True
         if self._running:
             await asyncio.wait(set(self._running), timeout=timeout_s)

@@ -56,9 +56,11 @@ class AlarmBook:
         *,
         at_once: Iterable[str] = (),
     ) -> list[AlarmChange]:
-        """The entries that bring ``cabinet``'s shown thermal alarms to ``wanted``;
-        ``hold_s`` instead of the usual hold (0: a new mode's causes are new);
-        ``at_once``: alarms cleared without a hold (a technician's reset)."""
+        """The entries that bring ``cabinet``'s shown thermal alarms to ``wanted``.
+
+        ``hold_s``: instead of the usual hold (0: a new mode's causes are new);
+        ``at_once``: alarms cleared without a hold (a technician's reset).
+        """
         hold = self.hold_s if hold_s is None else hold_s
         shown = self.told(cabinet)
         out = []

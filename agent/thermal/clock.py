@@ -118,9 +118,11 @@ SOURCES: dict[str, Source] = {
 
 
 def synchronized(sources: dict[str, Source] | None = None) -> tuple[bool | None, str]:
-    """(whether the clock is known right, what said so): True at the first source that
-    says so; False when one can tell and none says so; None when none can tell.
-    Blocking (up to a few seconds): call it off the event loop."""
+    """``(known right, what said so)``: whether the wall clock is known to be right.
+
+    True at the first source that says so; False when one can tell and none says so;
+    None when none can tell. Blocking (up to a few seconds): call it off the loop.
+    """
     said: list[str] = []
     for name, ask in (sources or SOURCES).items():
         answer = ask()

@@ -93,20 +93,23 @@ class CompressorConfig(StrictModel):
 
 
 class CutoffConfig(StrictModel):
-    """``[thermal] cutoff``: a contactor in the heaters' supply (as printers fit one),
-    held closed while the control loop runs and trusts itself; it opens when a cabinet
+    """``[thermal] cutoff``: a contactor in the heaters' supply, as printers fit one.
+
+    Held closed while the control loop runs and trusts itself; it opens when a cabinet
     goes over ``over_limit_c``, a heater heats while switched off, the loop stalls, or
-    the agent stops (ADR 0011)."""
+    the agent stops (ADR 0011).
+    """
 
     bus: NameRef
     pin: OutputPin
 
 
 class FallbackConfig(StrictModel):
-    """``[thermal.fallback]``: while a cold cabinet's sensor is failed its cooler runs a
-    fixed cycle, ``cycle_s`` long, on for the share of its mode (0: off, as before);
-    the compressor's own timers win over it (Dixell/Eliwell "Con/CoF"). A heater
-    never runs blind."""
+    """``[thermal.fallback]``: a cold cabinet's cooler on a fixed cycle while its sensor failed.
+
+    ``cycle_s`` long, on for the share of its mode (0: off); the compressor's own
+    timers win over it (Dixell/Eliwell "Con/CoF"). A heater never runs blind.
+    """
 
     cycle_s: float = Field(1800.0, ge=60, le=7200)
     chill: float = Field(0.35, ge=0.0, le=1.0)

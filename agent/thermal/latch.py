@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Latch:
-    """One latched shut-off: the ``alarm`` it raises, ``why`` in words, ``since`` (UNIX
-    seconds, the wall clock as it was), and whether the heaters' cutoff opens (``cut``:
-    a heater beyond control)."""
+    """One latched shut-off: its ``alarm``, ``why`` in words, ``since`` and ``cut``.
+
+    ``since``: UNIX seconds, the wall clock as it was; ``cut``: the heaters' cutoff
+    opens with it (a heater beyond control).
+    """
 
     alarm: str
     why: str

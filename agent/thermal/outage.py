@@ -26,9 +26,11 @@ log = structlog.get_logger(__name__)
 
 @dataclass(slots=True)
 class Downtime:
-    """One unit's outage: what was saved before it (``saved_at``, UNIX s; whether the
-    food was out of temperature then; its last trusted temperature), and once judged,
-    what was found and counted."""
+    """One unit's outage: what was saved before it and, once judged, what was counted.
+
+    ``saved_at`` (UNIX s), whether the food was out of temperature then, its last
+    trusted temperature; then what was found and counted.
+    """
 
     saved_at: float
     unsafe_before: bool
@@ -39,9 +41,11 @@ class Downtime:
 
 
 class Outage:
-    """The evidence of the outage for every unit: the newest record before this run
-    (``last_record``), the clock's evidence as it comes (``evidence``), the physics
-    (``drift_c_per_s``). ``clock``: monotonic seconds; ``wall``: UNIX seconds."""
+    """The evidence of the outage for every unit: the last record, the clock, the physics.
+
+    ``last_record``: the newest record before this run; ``evidence``: the clock's, as
+    it comes; ``drift_c_per_s``: the physics. ``clock``: monotonic s; ``wall``: UNIX s.
+    """
 
     def __init__(
         self,

@@ -35,9 +35,11 @@ class IdleDrift:
         self._flat: tuple[float, float] | None = None  # (since, value): no step since
 
     def observe(self, now: float, temp: float | None, *, idle: bool, mode: str) -> str | None:
-        """One round: the trusted temperature (None: none), whether the unit is idle with
-        the door shut, the mode held. Answers why the reading does not fit the physics
-        (a drift that stopped dead), or None."""
+        """One round's reading held to the physics: why it does not fit, or None.
+
+        ``temperature_c``: the trusted one (None: none); whether the unit is idle with the
+        door shut; the mode held. A drift that stopped dead does not fit.
+        """
         if mode != self._mode:
             self._mode, self.interval = mode, None
         if temp is None or not idle or mode == "ambient":

@@ -162,10 +162,11 @@ class Records:
         self._write(lambda: self._file.db.executemany(_INSERT_READING, data))
 
     def correct(self, wall: float, mono: float) -> int:
-        """Rewrite every time written under an unsure clock by this run, from the clock
-        now known right: ``wall`` and ``mono`` read together now. Rows of an earlier run
-        stay ``unsure`` (their monotonic times were another run's). Answers the rows
-        rewritten."""
+        """Rewrite this run's times written under an unsure clock; answers the rows rewritten.
+
+        ``wall`` and ``mono``: read together now, the clock known right. Rows of an earlier
+        run stay ``unsure`` (their monotonic times were another run's).
+        """
         sqls = (
             "UPDATE readings SET t = :wall - (:mono - mono), mono = NULL, clock = 'corrected'"
             " WHERE mono IS NOT NULL",
@@ -272,9 +273,11 @@ class Records:
         ]
 
     def food_clocks(self) -> dict[int, tuple[float, float, bool, float | None]]:
-        """Each cabinet's saved food clock: (seconds out of temperature, when saved in
-        UNIX seconds, whether its food was out of temperature then, its last trusted
-        temperature or None)."""
+        """Each cabinet's saved food clock, by key.
+
+        ``(seconds out of temperature, when saved in UNIX seconds, whether its food was
+        out of temperature then, its last trusted temperature or None)``.
+        """
         rows = self._read("SELECT key, out_s, saved_at, unsafe, temperature_c FROM food_clock")
         return {key: (out_s, at, bool(unsafe), temp) for key, out_s, at, unsafe, temp in rows}
 

@@ -86,9 +86,11 @@ def bulk_lines(
     service_cannot: ServiceCannot | None,
     sandbox: Callable[[], list[str] | None],
 ) -> Iterator[tuple[str, str]]:
-    """Whether the service may start a bulk conversion on each 1-wire master, and which
-    of the two it lacks: the file's group (the udev rule), the unit's write access
-    (``ReadWritePaths=``, as ``sandbox()`` lists it; None: cannot tell)."""
+    """``(level, says)`` per 1-wire master: may the service start a bulk conversion there?
+
+    Says which of the two it lacks: the file's group (the udev rule), or the unit's
+    write access (``ReadWritePaths=``, as ``sandbox()`` lists it; None: cannot tell).
+    """
     slow = f"{sensors} sensors convert one by one, ~{0.75 * sensors:.0f} s a round"
     masters = sorted(w1_dir.glob("w1_bus_master*"))
     triggers = [m / "therm_bulk_read" for m in masters if (m / "therm_bulk_read").exists()]

@@ -158,9 +158,11 @@ class Thermal:
         return self.liveness.reason()
 
     def problems(self) -> list[str]:
-        """What keeps thermal control from working fully, one line each (for /healthz):
-        the loop stalled, a unit latched off, a sensor not trusted or noisy, a unit
-        running wild, records not kept, the clock not known right."""
+        """What keeps thermal control from working fully, one line each (for /healthz).
+
+        The loop stalled, a unit latched off, a sensor not trusted or noisy, a unit
+        running wild, records not kept, the clock not known right.
+        """
         out = [why] if (why := self.stalled()) else []
         for unit in self.units.values():
             out += unit.problems()
@@ -270,9 +272,11 @@ class Thermal:
     # --- one round -------------------------------------------------------------------
 
     def step(self, readings: Mapping[int, Reading]) -> None:
-        """Judge ``readings`` (by cabinet key; a key left out is unreadable), decide and
-        set every output, latch what must latch, show the state, raise or clear alarms,
-        keep the records."""
+        """One round on ``readings`` (by cabinet key; a key left out is unreadable).
+
+        Decide and set every output, latch what must latch, show the state, raise or clear
+        alarms, keep the records.
+        """
         now, wall = self._clock(), self._wall()
         calls_cold: dict[str, bool] = {name: False for name in self.compressors}
         for key, unit in self.units.items():

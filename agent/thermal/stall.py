@@ -17,10 +17,12 @@ log = structlog.get_logger(__name__)
 
 
 class Liveness:
-    """When the last round completed (``clock``: monotonic seconds; the start counts as
-    one), and whether that is too long ago: ``stall_s`` (``[thermal] stall_s``), and at
-    least ``lease_s()`` (the outputs' lease, asked each time: a slow 1-wire read is not
-    a stall)."""
+    """When the last round completed, and whether that is too long ago.
+
+    ``clock``: monotonic seconds (the start counts as a round); too long: ``stall_s``
+    (``[thermal] stall_s``) and at least ``lease_s()`` (the outputs' lease, asked each
+    time: a slow 1-wire read is not a stall).
+    """
 
     def __init__(
         self, clock: Callable[[], float], stall_s: float, lease_s: Callable[[], float]

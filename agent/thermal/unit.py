@@ -148,9 +148,10 @@ class Unit:
         return self.mode != "ambient" and (temp is None or not lines.safe(self.mode, temp))
 
     def latch_now(self, wall: float) -> list[Latch]:
-        """The latches this round's facts add (also shown on the cabinet, where
-        ``set_thermal_mode`` meets them): over the limit, not converging, a heater
-        that heats while switched off."""
+        """The latches this round's facts add: over the limit, not converging, a relay stuck on.
+
+        Also shown on the cabinet, where ``set_thermal_mode`` meets them.
+        """
         found = []
         temp = self.verdict.temperature_c
         if temp is not None and temp >= self.over_limit_c:
@@ -189,9 +190,11 @@ class Unit:
         self.cabinet.thermal_latches = {a: latch.why for a, latch in self.latches.items()}
 
     def show(self, outputs: ThermalOutputs, *, stalled: bool = False) -> None:
-        """The cabinet's ``temperature_c`` and the unit's outputs and sensor, as the API
-        shows them (mode and band come from the cabinet as set); ``stalled``: the loop
-        stopped, so temperature and outputs are unknown (``None``)."""
+        """Show the cabinet's ``temperature_c``, the unit's outputs and sensor, as the API does.
+
+        Mode and band come from the cabinet as set; ``stalled``: the loop stopped, so
+        temperature and outputs are unknown (``None``).
+        """
         key, temp = self.cabinet.key, self.verdict.temperature_c
         if stalled:
             self.cabinet.temperature_c = None
