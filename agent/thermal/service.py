@@ -4,11 +4,10 @@ conversion), each reading judged (``drivers.w1.SensorTrust``), each unit decided
 cabinets' ``temperature_c`` and ``thermal`` shown, the alarms raised or cleared
 through the journal (``alarms.py``), and the records kept (``logbook.py``).
 
-Time out of temperature counts while the cabinet is occupied (its item sensor, or
-``assume_occupied``) and its mode held, and while its temperature is past the line or
-unknown (a failed sensor proves nothing). Time the agent was down counts too, as far
-as evidence that survives the outage tells (``outage.py``). A watcher apart from the
-rounds finds a loop that stopped completing them (``stall.py``).
+Time out of temperature counts while the cabinet is occupied and its mode held, and
+its temperature past the line or unknown; time the agent was down counts as far as
+evidence surviving the outage tells (``outage.py``). A watcher apart from the rounds
+finds a loop that stopped completing them (``stall.py``).
 """
 
 from __future__ import annotations
