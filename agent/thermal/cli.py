@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
+from agent.thermal import report
 from agent.thermal.export import export_csv
 from agent.thermal.records import RECORDS_FILE, RecordsError
 from agent.thermal.times import parse_since
@@ -62,6 +63,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
     reset.add_argument(
         "--socket", type=Path, help="the agent's socket (default: as the config file says)"
     )
+    report.add_arguments(thermal_sub)
     return log
 
 
@@ -101,7 +103,10 @@ def _printable(text: Any) -> str:
 
 
 def main(args: argparse.Namespace, config: Config) -> int:
-    """``thermal log``: print the CSV to stdout; the exit status."""
+    """``thermal log``: print the CSV to stdout (``thermal report``: the day sheet); the
+    exit status."""
+    if args.thermal_cmd == "report":
+        return report.main(args, config)
     try:
         since = parse_since(args.since) if args.since is not None else 0.0
     except ValueError as exc:

@@ -1,0 +1,365 @@
+"""``locker-agent thermal report --day YYYY-MM-DD``: a printable HACCP day sheet, one
+page per thermal cabinet, as HTML with print CSS (open it in a browser, print to paper
+or PDF), read-only from the storage directory while the agent runs.
+
+Each page says what an inspector asks: which cabinet, which day, in which time zone;
+the food code's line and the band held; the readings (each hour's lowest, highest and
+last, with how many were taken against how many were due); every time out of
+temperature with its start, end, duration and worst temperature; the corrective actions
+and safety events with who and when (latches and their resets, disables, enables and
+mode changes sent by the cloud or a technician); the clock's evidence (readings written
+while the wall clock was not known right, excursions found after a power cut); and
+lines for the person who checks the sheet to sign. The full readings are in ``thermal
+log`` (CSV).
+
+``render(...)`` builds the HTML from a :class:`~agent.thermal.dayrecord.CabinetDay` list;
+``main(args, config)`` is the command (exit 0; 1 when the records cannot be read; 2 for
+a bad ``--day`` or ``--tz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent.config import Config
+from agent.storage.store import STATE_FILE
+from agent.thermal.bands import Lines
+from agent.thermal.dayrecord import CabinetDay, read_day
+from agent.thermal.records import RECORDS_FILE, RecordsError
+
+MODE_NAMES = {"heat": "hot holding", "chill": "chilled", "freeze": "frozen", "ambient": "ambient"}
+
+CSS = """
+@page { size: A4; margin: 12mm; }
+body { font: 10pt/1.35 "DejaVu Sans", Arial, sans-serif; color: #000; margin: 0; }
+.sheet { padding: 8mm; break-after: page; page-break-after: always; }
+.sheet:last-child { break-after: auto; page-break-after: auto; }
+h1 { font-size: 14pt; margin: 0 0 2mm; } h2 { font-size: 11pt; margin: 4mm 0 1mm; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 2mm; }
+th, td { border: 1px solid #555; padding: 1px 4px; text-align: left; vertical-align: top; }
+th { background: #eee; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.out td { font-weight: bold; } tr.out td:first-child::before { content: "\\2716  "; }
+.facts td:first-child { width: 32%; font-weight: bold; }
+.none { font-style: italic; } .note { font-size: 8.5pt; }
+.sign td { height: 9mm; }
+@media screen { body { background: #ccc; } .sheet { background: #fff; max-width: 190mm;
+  margin: 6mm auto; box-shadow: 0 0 4px #888; } }
+"""
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _at(t: float, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(t, tz).strftime("%H:%M:%S")
+
+
+def _when(t: float, tz: tzinfo, day: date) -> str:
+    """The time of day, with the date when it is not the sheet's day."""
+    moment = datetime.fromtimestamp(t, tz)
+    return moment.strftime("%H:%M:%S" if moment.date() == day else "%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def _c(value: float | None) -> str:
+    return "not trusted" if value is None else f"{value:.1f} °C"
+
+
+def zone_name(tz: tzinfo, day: date) -> str:
+    """``Europe/London (UTC+00:00)``: the zone and its offset at noon of ``day``."""
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+    offset = noon.strftime("%z")
+    name = getattr(tz, "key", None) or noon.tzname() or "local time"
+    return f"{name} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def render(
+    days: Iterable[CabinetDay],
+    *,
+    day: date,
+    tz: tzinfo,
+    locker: str,
+    food_code: str,
+    lines: Lines,
+    bands: dict[str, tuple[float, float]],
+    log_every_s: int,
+    time_limit_s: float,
+    made_at: float,
+) -> str:
+    """The sheet's HTML: one ``<section class="sheet">`` per cabinet."""
+    zone = zone_name(tz, day)
+    pages = [
+        _page(cab, day, tz, zone, locker, food_code, lines, bands, log_every_s, time_limit_s)
+        for cab in days
+    ]
+    made = datetime.fromtimestamp(made_at, tz).strftime("%Y-%m-%d %H:%M:%S")
+    if not pages:
+        pages = [
+            "<section class='sheet'><p class='none'>This locker has no thermal cabinet.</p>"
+            "</section>"
+        ]
+    title = f"HACCP temperature record, {_esc(locker)}, {day.isoformat()}"
+    return (
+        f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{CSS}</style></head><body data-made='{_esc(made)}'>\n"
+        + "\n".join(pages)
+        + "\n</body></html>\n"
+    )
+
+
+def _page(
+    cab: CabinetDay,
+    day: date,
+    tz: tzinfo,
+    zone: str,
+    locker: str,
+    food_code: str,
+    lines: Lines,
+    bands: dict[str, tuple[float, float]],
+    log_every_s: int,
+    time_limit_s: float,
+) -> str:
+    modes = sorted({r[2] for r in cab.readings}, key=list(MODE_NAMES).index)
+    held = [m for m in modes if m != "ambient"]
+    line_text = "; ".join(f"{MODE_NAMES[m]}: {lines.describe(m)}" for m in held) or "none held"
+    band_text = "; ".join(f"{MODE_NAMES[m]} {bands[m][0]:g} to {bands[m][1]:g} °C" for m in held)
+    trusted = [r[1] for r in cab.readings if r[1] is not None]
+    due = round((cab.end - cab.start) / log_every_s)
+    out_s = sum(
+        min(end if end is not None else cab.end, cab.end) - max(start, cab.start)
+        for start, end, *_ in cab.excursions
+    )
+    span = f"{min(trusted):.1f} to {max(trusted):.1f} °C" if trusted else "no trusted reading"
+    facts = [
+        ("Locker, cabinet", f"{locker}, cabinet {cab.key}"),
+        ("Day", f"{day.isoformat()} (00:00 to 24:00), times in {zone}"),
+        ("Modes held", ", ".join(MODE_NAMES[m] for m in modes) or "no reading this day"),
+        (f"Alarm line ({food_code.upper()} code)", line_text),
+        ("Band the unit holds", band_text or "none"),
+        ("Time food may be out of line", _duration(time_limit_s)),
+        (
+            "Readings",
+            f"{len(cab.readings)} of {due} due (one each {log_every_s} s); "
+            f"{len(cab.readings) - len(trusted)} not trusted (sensor)",
+        ),
+        ("Lowest to highest", span),
+        ("Out of temperature", f"{len(cab.excursions)} time(s), {_duration(out_s)} in all"),
+    ]
+    parts = [
+        f"<section class='sheet' data-key='{cab.key}'>",
+        f"<h1>HACCP temperature record: cabinet {cab.key}</h1>",
+        _table(None, [(f"<td>{_esc(k)}</td>", f"<td>{_esc(v)}</td>") for k, v in facts], "facts"),
+        "<h2>Readings, hour by hour</h2>",
+        _hours(cab, day, tz, lines),
+        "<h2>Times out of temperature</h2>",
+        _excursions(cab, day, tz, lines),
+        "<h2>Corrective actions and safety events</h2>",
+        _actions(cab, day, tz),
+        "<h2>Clock</h2>",
+        _clock(cab, day, tz),
+        "<h2>Checked</h2>",
+        "<table class='sign'><tr><th>Name</th><th>Signature</th><th>Date</th></tr>"
+        "<tr><td></td><td></td><td></td></tr></table>",
+        "<p class='note'>Made by locker-agent thermal report from the locker's records;"
+        " every reading is in <code>locker-agent thermal log</code> (CSV).</p>",
+        "</section>",
+    ]
+    return "\n".join(parts)
+
+
+def _table(
+    head: list[str] | None,
+    rows: list[tuple[str, ...]],
+    cls: str = "",
+    mark: list[bool] | None = None,
+) -> str:
+    out = [f"<table class='{cls}'>" if cls else "<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>")
+    for i, row in enumerate(rows):
+        out.append(("<tr class='out'>" if mark and mark[i] else "<tr>") + "".join(row) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def _hours(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
+    if not cab.readings:
+        return "<p class='none'>No reading was kept this day.</p>"
+    by_hour: dict[str, list[tuple[float, float | None, str, str, str | None]]] = {}
+    for row in cab.readings:
+        by_hour.setdefault(datetime.fromtimestamp(row[0], tz).strftime("%H:00"), []).append(row)
+    rows, marks = [], []
+    for hour, group in by_hour.items():
+        temps = [r[1] for r in group if r[1] is not None]
+        modes = "/".join(dict.fromkeys(r[2] for r in group))
+        out = any(r[1] is not None and not lines.safe(r[2], r[1]) for r in group)
+        doubt = sum(1 for r in group if r[1] is None)
+        last = group[-1]
+        rows.append(
+            (
+                f"<td>{hour}</td>",
+                f"<td>{_esc(modes)}</td>",
+                f"<td class='n'>{len(group)}</td>",
+                f"<td class='n'>{_c(min(temps)) if temps else '-'}</td>",
+                f"<td class='n'>{_c(max(temps)) if temps else '-'}</td>",
+                f"<td class='n'>{_c(last[1])} at {_at(last[0], tz)}</td>",
+                f"<td>{'OUT OF LINE' if out else 'within line'}"
+                f"{f', {doubt} not trusted' if doubt else ''}</td>",
+            )
+        )
+        marks.append(out)
+    head = ["Hour", "Mode", "Readings", "Lowest", "Highest", "Last", "Verdict"]
+    return _table(head, rows, "hours", mark=marks)
+
+
+def _excursions(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
+    if not cab.excursions:
+        return "<p class='none'>None: the food stayed within its line all day.</p>"
+    rows = []
+    for start, end, peak, mode, clock in cab.excursions:
+        ended = _when(end, tz, day) if end is not None else "not ended by the last record"
+        length = _duration(end - start) if end is not None else "-"
+        worst = "lowest" if mode == "heat" else "highest"
+        rows.append(
+            (
+                f"<td>{_when(start, tz, day)}</td>",
+                f"<td>{ended}</td>",
+                f"<td class='n'>{length}</td>",
+                f"<td class='n'>{_c(peak)} ({worst})</td>",
+                f"<td>{_esc(MODE_NAMES.get(mode, mode))}: {_esc(lines.describe(mode))}</td>",
+                f"<td>{_esc(_clock_note(clock))}</td>",
+            )
+        )
+    head = ["Start", "End", "Duration", "Worst", "Line", "Clock"]
+    return _table(head, rows, "excursions")
+
+
+def _actions(cab: CabinetDay, day: date, tz: tzinfo) -> str:
+    rows = [
+        (
+            a.t,
+            f"<td>{_when(a.t, tz, day)}</td>",
+            f"<td>{_esc(a.what)}</td>",
+            f"<td>{_esc(a.by or 'the agent (automatic)')}</td>",
+            f"<td>{_esc(a.why or '-')}</td>",
+            f"<td>{_esc(a.outcome)}</td>",
+        )
+        for a in cab.actions
+    ]
+    previous = None
+    for t, _temp, mode, _sensor, _clock in cab.readings:
+        if previous is not None and mode != previous:
+            rows.append(
+                (
+                    t,
+                    f"<td>{_when(t, tz, day)}</td>",
+                    f"<td>mode seen changed: {_esc(previous)} to {_esc(mode)}</td>",
+                    "<td>-</td>",
+                    "<td>first reading in the new mode</td>",
+                    "<td>seen</td>",
+                )
+            )
+        previous = mode
+    if not rows:
+        return "<p class='none'>None recorded this day.</p>"
+    rows.sort(key=lambda r: r[0])  # stable: an action before the reading that shows it
+    cells = [tuple(str(c) for c in r[1:]) for r in rows]
+    return _table(["Time", "What", "Who", "Why", "Outcome"], cells, "actions")
+
+
+def _clock_note(clock: str | None) -> str:
+    return {
+        None: "known right",
+        "unsure": "not known right when written",
+        "corrected": "corrected once the clock was known",
+        "outage": "began during a power cut: start is the last record before it",
+        "outage, end unsure": "began during a power cut; end not known right",
+    }.get(clock, str(clock))
+
+
+def _clock(cab: CabinetDay, day: date, tz: tzinfo) -> str:
+    notes: dict[str, int] = {}
+    for row in cab.readings:
+        if row[4] is not None:
+            notes[row[4]] = notes.get(row[4], 0) + 1
+    if not notes and not any(e[4] for e in cab.excursions):
+        return (
+            "<p>Every time on this page was written by a wall clock known synchronised"
+            " (network time).</p>"
+        )
+    items = [f"<li>{n} reading(s): {_esc(_clock_note(k))}</li>" for k, n in sorted(notes.items())]
+    items += [
+        f"<li>Excursion from {_when(e[0], tz, day)}: {_esc(_clock_note(e[4]))}</li>"
+        for e in cab.excursions
+        if e[4]
+    ]
+    return "<ul class='clock'>" + "".join(items) + "</ul>"
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``thermal report``: its arguments (the config file as every thermal command)."""
+    report = sub.add_parser("report", help="a printable HACCP day sheet (HTML), one page a cabinet")
+    report.add_argument("--day", required=True, help="the day, YYYY-MM-DD (in --tz)")
+    report.add_argument("--out", type=Path, help="write the sheet here (default: stdout)")
+    report.add_argument("--key", type=int, help="one cabinet only (default: every one)")
+    report.add_argument("--tz", help="the time zone, e.g. Europe/London (default: this machine's)")
+    report.add_argument("file", nargs="?", help="the TOML config file")
+    report.add_argument("--config", dest="config_flag", metavar="FILE", help="the same")
+
+
+def main(args: argparse.Namespace, config: Config, now: float | None = None) -> int:
+    """Write the sheet for ``args.day``; the exit status."""
+    try:
+        day = date.fromisoformat(args.day)
+        tz: tzinfo = ZoneInfo(args.tz) if args.tz else datetime.now(UTC).astimezone().tzinfo or UTC
+    except ValueError:
+        print(f"locker-agent thermal report: --day: YYYY-MM-DD, not {args.day!r}", file=sys.stderr)
+        return 2
+    except ZoneInfoNotFoundError:
+        print(f"locker-agent thermal report: --tz: no time zone {args.tz!r}", file=sys.stderr)
+        return 2
+    keys = [c.key for c in config.cabinets if c.thermal is not None]
+    if args.key is not None:
+        if args.key not in keys:
+            print(
+                f"locker-agent thermal report: cabinet {args.key} has no thermal unit",
+                file=sys.stderr,
+            )
+            return 2
+        keys = [args.key]
+    storage = config.storage.dir
+    try:
+        days = read_day(storage / RECORDS_FILE, storage / STATE_FILE, keys, day, tz)
+    except RecordsError as exc:
+        print(f"locker-agent thermal report: {exc}", file=sys.stderr)
+        return 1
+    thermal = config.thermal
+    sheet = render(
+        days,
+        day=day,
+        tz=tz,
+        locker=config.locker.name or "locker",
+        food_code=thermal.food_code,
+        lines=thermal.alarm_lines(),
+        bands={m: (b.low, b.high) for m, b in thermal.held_bands().items()},
+        log_every_s=thermal.log_every_s,
+        time_limit_s=thermal.time_limit_s(),
+        made_at=now if now is not None else datetime.now(UTC).timestamp(),
+    )
+    if args.out is None:
+        sys.stdout.write(sheet)
+    else:
+        args.out.write_text(sheet, encoding="utf-8")
+        print(f"{args.out}: {len(days)} cabinet page(s) for {day.isoformat()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,177 @@
+"""The HACCP day sheet (``locker-agent thermal report``), rendered from a fake day of
+records written by the agent's own ``Records`` and ``StateStore``: its excursions with
+peak and duration, its corrective actions with who and when, its clock evidence, the
+day's bounds in the zone it names, and the command's exits."""
+
+import html
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from agent.storage.store import STATE_FILE, StateStore
+from agent.thermal.records import RECORDS_FILE, Records
+
+DAY = "2026-07-14"  # summer: London is UTC+01:00
+
+
+def at(hhmm: str, day: str = DAY) -> float:
+    """Local London time on ``day`` as UNIX seconds (UTC+1 in July)."""
+    return datetime.fromisoformat(f"{day}T{hhmm}:00+01:00").timestamp()
+
+
+def _fake_day(state: Path) -> None:
+    records = Records(state / RECORDS_FILE)
+    # The day before, late: not on this sheet.
+    records.log(at("23:55", "2026-07-13"), [(4, 99.0, "chill", "ok")])
+    t = at("00:00")
+    while t < at("00:00", "2026-07-15"):
+        local = (t - at("00:00")) / 3600.0  # hours into the day
+        chill = 11.2 if 10.2 <= local < 10.6 else 9.0 if 10.0 < local < 10.7 else 3.0
+        chill_c: float | None = None if 14.0 <= local < 14.25 else chill  # a lost sensor
+        heat_mode = "ambient" if local < 6 else "heat"
+        clock = at("00:20") if local < 0.34 else None  # booted without the network time
+        records.log(t, [(4, chill_c, "chill", "ok" if chill_c is not None else "missing")], clock)
+        records.log(t, [(0, 22.0 if local < 6 else 65.0, heat_mode, "ok")])
+        t += 300
+    records.excursion_started(4, at("10:05"), 9.0, "chill")
+    records.excursion_peak(4, 11.2, hot=False)
+    records.excursion_ended(4, at("10:41"))
+    records.excursion_started(4, at("23:50"), 8.6, "chill")  # still open at the last record
+    records.latched(4, "thermal_not_converging", "cooling 20 min without a fall", at("10:30"), True)
+    records.reset(4, at("11:02"), "Ana (locker-agent thermal reset): compressor fan freed",
+                  [("thermal_not_converging", "cooling 20 min without a fall")])  # fmt: skip
+    records.close()
+    store = StateStore(state / STATE_FILE)
+    disable = '{"command":"disable","rearload":false,"delay":null,"size":null,'
+    disable += '"thermal_mode":null,"acted_by":17,"order_id":null,"reason":"food moved out"}'
+    store.save_command("cloud:c-81", f"4:{disable}", at("10:20"), "ok", {})
+    enable = disable.replace('"disable"', '"enable"').replace('"food moved out"', "null")
+    enable = enable.replace('"acted_by":17', '"acted_by":null')
+    store.save_command("local:k-2", f"4:{enable}", at("11:10"), "ok", {})
+    store.save_command(
+        "cloud:c-82", f"4:{disable.replace('disable', 'open')}", at("12:00"), "ok", {}
+    )
+    store.save_command("cloud:c-83", f"5:{disable}", at("12:00"), "ok", {})  # another cabinet
+    store.close()
+
+
+@pytest.fixture
+def locker(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    _fake_day(state)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[locker]\nname = "Canteen B"\n'
+        '[cloud]\nurl = "https://c.example.com"\napi_key = "k"\n[api]\ntoken = "t"\n'
+        f'[storage]\ndir = "{state}"\n[thermal]\nfood_code = "uk"\nlog_every_s = 300\n'
+        '[[buses]]\nname = "gpio"\ndriver = "gpio"\npin_factory = "mock"\n'
+        '[[cabinets]]\nkey = 0\nfront = { bus = "gpio", switch = 4, lock = 5 }\n'
+        'thermal = { sensor = "28-00000a1b2c3d", bus = "gpio", heater = 17 }\n'
+        '[[cabinets]]\nkey = 4\nfront = { bus = "gpio", switch = 6, lock = 7 }\n'
+        'thermal = { sensor = "28-00000a1b2c3e", bus = "gpio", cooler = 27 }\n'
+        '[[cabinets]]\nkey = 5\nfront = { bus = "gpio", switch = 8, lock = 9 }\n'
+    )
+    return config
+
+
+def report(config, *args):
+    agent = [sys.executable, "-m", "agent", "thermal", "report", "--config", str(config)]
+    return subprocess.run([*agent, *args], capture_output=True, text=True)
+
+
+def sheets(text):
+    """The sheet's pages by cabinet key, their tags stripped to plain text."""
+    pages = re.findall(r"<section class='sheet' data-key='(\d+)'>(.*?)</section>", text, re.S)
+    return {int(k): html.unescape(re.sub(r"<[^>]+>", " ", body)) for k, body in pages}
+
+
+def rows(text, cls):
+    """The rows of the page's table of class ``cls``, as lists of cell texts."""
+    table = re.search(rf"<table class='{cls}'>(.*?)</table>", text, re.S)
+    assert table, cls
+    found = re.findall(r"<tr[^>]*>(.*?)</tr>", table.group(1), re.S)
+    cells = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, re.S) for r in found]
+    return [[html.unescape(re.sub(r"<[^>]+>", "", c)) for c in row] for row in cells][1:]
+
+
+def test_a_day_sheet_has_each_thermal_cabinet_its_excursions_and_actions(locker, tmp_path):
+    out = tmp_path / "haccp.html"
+    done = report(locker, "--day", DAY, "--tz", "Europe/London", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 cabinet page(s)" in done.stderr
+    text = out.read_text()
+    assert "@page" in text and "break-after: page" in text  # printable, a page each
+    pages = sheets(text)
+    assert sorted(pages) == [0, 4]  # cabinet 5 has no thermal unit
+    page4 = text.split("data-key='4'>")[1].split("</section>")[0]
+    plain = pages[4]
+    assert "Canteen B, cabinet 4" in plain
+    assert "Europe/London (UTC+01:00)" in plain  # one zone, named, on every page
+    assert "chilled: at or below 8 C" in plain and "chilled 1 to 4 °C" in plain
+    assert "288 of 288 due" in plain and "3 not trusted" in plain  # 14:00-14:15 lost
+
+    excursions = rows(page4, "excursions")
+    assert excursions[0][:4] == ["10:05:00", "10:41:00", "36 min 00 s", "11.2 °C (highest)"]
+    assert excursions[1][:3] == ["23:50:00", "not ended by the last record", "-"]
+    assert "2 time(s)" in plain
+
+    actions = rows(page4, "actions")
+    assert actions == [
+        ["10:20:00", "disabled", "the cloud, user 17", "food moved out", "done"],
+        ["10:30:00", "thermal_not_converging latched: outputs held off", "the agent (automatic)",
+         "cooling 20 min without a fall", "done"],
+        ["11:02:00", "thermal_not_converging reset by a technician",
+         "Ana (locker-agent thermal reset): compressor fan freed",
+         "cooling 20 min without a fall", "done"],
+        ["11:10:00", "enabled", "a technician (local API)", "-", "done"],
+    ]  # fmt: skip
+    assert "99.0" not in plain  # the day before is not this day
+    hours = rows(page4, "hours")
+    ten = next(h for h in hours if h[0] == "10:00")
+    assert ten[3:5] == ["3.0 °C", "11.2 °C"] and ten[6] == "OUT OF LINE"
+    assert "<tr class='out'><td>10:00</td>" in page4  # marked beyond colour
+    assert next(h for h in hours if h[0] == "09:00")[6] == "within line"
+    assert "5 reading(s): not known right when written" in plain  # 00:00-00:20, unsure
+
+    hot = pages[0]
+    assert "mode seen changed: ambient to heat" in hot and "06:00:00" in hot
+    assert "hot holding: at or above 63 C" in hot
+    assert "None: the food stayed within its line all day." in hot
+    assert "written by a wall clock known synchronised" in hot
+
+
+def test_the_sheet_to_stdout_for_one_cabinet_and_the_errors(locker):
+    done = report(locker, "--day", DAY, "--tz", "UTC", "--key", "0")
+    assert done.returncode == 0, done.stderr
+    assert sorted(sheets(done.stdout)) == [0] and "UTC (UTC+00:00)" in done.stdout
+    bad_day = report(locker, "--day", "14/07/2026")
+    assert bad_day.returncode == 2 and "YYYY-MM-DD" in bad_day.stderr
+    bad_zone = report(locker, "--day", DAY, "--tz", "Mars/Olympus")
+    assert bad_zone.returncode == 2 and "Mars/Olympus" in bad_zone.stderr
+    no_unit = report(locker, "--day", DAY, "--key", "5")
+    assert no_unit.returncode == 2 and "no thermal unit" in no_unit.stderr
+    (Path(locker).parent / "state" / RECORDS_FILE).unlink()
+    gone = report(locker, "--day", DAY)
+    assert gone.returncode == 1 and "no temperature records" in gone.stderr
+
+
+def test_text_from_the_records_is_escaped(tmp_path):
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from agent.thermal.bands import FOOD_CODES
+    from agent.thermal.dayrecord import Action, CabinetDay
+    from agent.thermal.report import render
+
+    cab = CabinetDay(1, at("00:00"), at("00:00", "2026-07-15"))
+    cab.actions.append(Action(at("09:00"), "disabled", "<script>x</script>", "a & b"))
+    text = render([cab], day=date(2026, 7, 14), tz=ZoneInfo("Europe/London"),
+                  locker="L<1>", food_code="uk", lines=FOOD_CODES["uk"].lines,
+                  bands={}, log_every_s=300, time_limit_s=7200, made_at=at("12:00"))  # fmt: skip
+    assert "<script>" not in text and "&lt;script&gt;" in text and "a &amp; b" in text
+    assert "No reading was kept this day." in text
