@@ -10,6 +10,7 @@ Served on loopback by the simulator beside the agent and the fake cloud:
 | ``POST /_sim/act`` | one step, ``{"who", "do", ...}`` (:mod:`simulator.web.actions`) |
 | ``GET /_sim/scenarios`` | the scenarios shipped: ``[{"name", "title", "locker", "own"}]`` |
 | ``POST /_sim/scenarios/{name}`` | replay one on this locker; progress shows in the state |
+| ``GET /_sim/temperatures/{key}`` | a thermal cabinet's chart data (:mod:`simulator.web.charts`) |
 
 A scenario with its ``own`` thermal physics (``thermal_speed``, ``start_c``) is
 played from the command line only (``simulate --scenario NAME``).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import structlog
 from aiohttp import web
 
 from simulator.run import Simulation
+from simulator.web import charts
 from simulator.web import scenario as scenarios
 from simulator.web.actions import Actions, StepError, verbs
 from simulator.web.disk import SmallDisk
@@ -94,6 +97,7 @@ class WebView:
         self._ticker: asyncio.Task[None] | None = None
         self._scenario: dict[str, Any] = {"name": None, "running": False, "ok": None, "log": []}
         self._play: asyncio.Task[None] | None = None
+        self._cloud_seen: tuple[bool, float] | None = None  # (listening, since: UNIX s)
         self.url = ""
 
     async def start(self) -> None:
@@ -106,6 +110,7 @@ class WebView:
         app.router.add_post("/_sim/act", self._act)
         app.router.add_get("/_sim/scenarios", self._scenarios)
         app.router.add_post("/_sim/scenarios/{name}", self._replay)
+        app.router.add_get("/_sim/temperatures/{key}", self._temperatures)
         app.on_shutdown.append(self._close_clients)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -145,10 +150,12 @@ class WebView:
         "scenario", "verbs"}``.
 
         ``cabinets``: the agent's cabinet objects (``unknown`` states when it does
-        not answer), each with ``hardware``: the physical doors by side and the LED.
+        not answer), each with ``hardware``: the physical doors by side, the LED, the
+        thermal ``modes`` it can hold and whether it has a ``rear`` door.
         ``agent``: its ``/healthz`` answer, or ``{"status": "unreachable"}``.
         ``thermal``: the food locker's room and speed (:meth:`FoodPlant.view`), or None.
-        ``cloud.feedback``: the newest bodies first, ``{"received_at", "body"}``.
+        ``cloud.feedback``: the newest bodies first, ``{"received_at", "body"}``;
+        ``cloud.since``: when it last went up or down (UNIX seconds, as seen here).
         """
         data = self.sim.config_data
         agent_cabinets = await self._agent_json("/api/lockers/cabinets")
@@ -164,8 +171,12 @@ class WebView:
                 "rear_load_status": "unknown" if cab.get("rear") else None,
                 "alarms": [],
             }
-            cabinets.append({**known, "hardware": self._hardware(cab, gpio.get(cab["key"]))})
+            hardware = self._hardware(cab, gpio.get(cab["key"]))
+            hardware.update(charts.abilities(self._config(), cab))
+            cabinets.append({**known, "hardware": hardware})
         cloud = self.sim.cloud
+        if self._cloud_seen is None or self._cloud_seen[0] != cloud.listening:
+            self._cloud_seen = (cloud.listening, time.time())
         return {
             "locker": (data.get("locker") or {}).get("name") or "Simulated locker",
             "kind": self.sim.locker,
@@ -179,6 +190,7 @@ class WebView:
             "thermal": None if self.sim.food is None else self.sim.food.view(),
             "cloud": {
                 "up": cloud.listening,
+                "since": self._cloud_seen[1],
                 "failing_status": cloud.failing_status,
                 "delay_s": cloud.delay,
                 "agents": cloud.agents,
@@ -195,6 +207,10 @@ class WebView:
             "scenario": self._scenario,
             "verbs": verbs(),
         }
+
+    def _config(self) -> Any:
+        """The validated config the agent runs on (None before it started)."""
+        return None if self.sim.agent is None else self.sim.agent.config
 
     async def _agent_json(self, path: str) -> Any:
         if self._session is None or self.sim.agent is None:
@@ -288,6 +304,26 @@ class WebView:
             return _refuse(502, f"the agent did not answer: {err or type(err).__name__}")
         log.info("web view step", step=step, ok=result.get("ok"))
         return web.json_response(result)
+
+    async def _temperatures(self, request: web.Request) -> web.Response:
+        config = self._config()
+        try:
+            key = int(request.match_info["key"])
+            hours = float(request.query.get("hours", charts.DEFAULT_HOURS))
+        except ValueError:
+            return _refuse(400, "key: a whole number; hours: a number of hours")
+        if not charts.HOURS[0] <= hours <= charts.HOURS[1]:
+            return _refuse(400, f"hours: {charts.HOURS[0]}-{charts.HOURS[1]}")
+        if config is None:
+            return _refuse(503, "the agent has not started")
+        assert self._session is not None
+        try:
+            data = await charts.chart(self._session, self.sim.api_url, config, key, hours)
+        except ValueError as err:
+            return _refuse(404, str(err))
+        except (aiohttp.ClientError, TimeoutError) as err:
+            return _refuse(502, f"the agent did not answer: {err or type(err).__name__}")
+        return web.json_response(data)
 
     async def _scenarios(self, request: web.Request) -> web.Response:
         listed = []

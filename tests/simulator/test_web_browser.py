@@ -6,53 +6,10 @@ loop in a thread, the browser in the test's. Screenshots go to ``artifacts/`` (o
 ``$LOCKER_ARTIFACTS``). Without a browser the module is skipped, saying how to get one.
 """
 
-import asyncio
-import os
-import shutil
-import threading
-from pathlib import Path
-
 import pytest
 
-from simulator.run import Simulation
 from simulator.web.server import WebView
-
-HOW = (
-    "no headless browser for the web view's tests: install Debian's chromium"
-    " (sudo apt-get install chromium) and Playwright's Python package"
-    " (pip install -e '.[test]'; never `playwright install`), or set CHROMIUM=/path"
-)
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason=HOW)
-if CHROMIUM is None or not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(HOW, allow_module_level=True)
-
-ARTIFACTS = Path(os.environ.get("LOCKER_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
-QUICK = {"confirm_s": 0.5, "jam_retry_s": 0.2}
-WAIT_MS = 15_000
-
-
-class Live:
-    """A simulation and its web view on a loop in a thread; ``call`` runs a coroutine there."""
-
-    def __init__(self, **options):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.sim = Simulation(adjust=lambda d: d["locker"].update(QUICK), **options)
-        self.call(self.sim.start())
-        self.view = WebView(self.sim)
-        self.call(self.view.start())
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def close(self):
-        self.call(self.view.close())
-        self.call(self.sim.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+from tests.simulator.webpage import Live, _page, button, cab, launch, sync_api, thermal
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +22,7 @@ def live():
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = launch(pw)
         yield browser
         browser.close()
 
@@ -73,30 +30,6 @@ def browser():
 @pytest.fixture
 def page(browser, live, request):
     yield from _page(browser, live, request)
-
-
-def _page(browser, live, request):
-    page = browser.new_page(viewport={"width": 1500, "height": 900})
-    errors = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    page.set_default_timeout(WAIT_MS)
-    page.goto(live.view.url)
-    page.wait_for_selector("#live.ok")
-    yield page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / f"web-{request.node.name}.png"
-    page.screenshot(path=str(shot), full_page=True)
-    print(f"screenshot: {shot}")
-    page.close()
-    assert errors == [], errors
-
-
-def cab(key, **attrs):
-    return f'.cab[data-key="{key}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
-
-
-def button(page, group, label):
-    return page.locator(f"{group} button", has_text=label)
 
 
 def test_open_cabinet_5_then_shut_it_as_a_person(page):
@@ -120,7 +53,8 @@ def test_a_jammed_lock_shows_its_alarm(page):
     page.wait_for_selector(f"{cab(7)} .tag.hw:text('jammed')")
     button(page, "#as-cloud", "open front").click()
     page.wait_for_selector("#result.bad:has-text('lock jammed')")
-    page.wait_for_selector(f"{cab(7)} .alarms li:has-text('lock_jammed')")
+    page.wait_for_selector(f"{cab(7)} .alarms li[data-type='lock_jammed']:text('lock jammed')")
+    page.wait_for_selector("#selected-alarms li:text('lock_jammed')")  # in full, in the panel
     page.wait_for_selector("#events li:has-text('lock_jammed')")
 
 
@@ -133,7 +67,9 @@ def test_the_cloud_goes_down_a_door_changes_and_the_backlog_arrives(page, live):
     page.wait_for_selector("#outbox.warn")  # the change waits in the outbox
     assert not page.locator("#feedback li:has-text('9: front open')").count()
     button(page, "#locker-fate", "bring the cloud back").click()
-    page.wait_for_selector("#cloud:text('cloud up')")
+    # Back: never "down" again; the agent reconnecting until its links are up (issue 20).
+    page.wait_for_selector("#cloud[data-state=reconnecting], #cloud[data-state=up]")
+    assert "down" not in page.text_content("#cloud")
     page.wait_for_selector("#feedback li:has-text('9: front open')")
     page.wait_for_selector("#outbox:text('outbox 0 pending')")
     page.wait_for_selector("#events li:has-text('door_forced_open')")
@@ -170,10 +106,6 @@ def food_page(browser, food_live, request):
     yield from _page(browser, food_live, request)
 
 
-def thermal(key, **attrs):
-    return f"{cab(key)} .tag.thermal" + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
-
-
 def test_a_hot_cabinet_draws_its_temperature_climbing_and_a_failed_sensor(food_page):
     page = food_page
     page.wait_for_selector(thermal(2, sensor="ok", temperature="22.0"))  # the room's, read
@@ -194,7 +126,7 @@ def test_a_hot_cabinet_draws_its_temperature_climbing_and_a_failed_sensor(food_p
     page.select_option("#fault", "missing")
     button(page, "#as-fate", "fail the sensor").click()
     page.wait_for_selector(thermal(2, sensor="missing", temperature="?") + ".fault")
-    page.wait_for_selector(f"{cab(2)} .alarms li:has-text('temperature_sensor_failed')")
+    page.wait_for_selector(f"{cab(2)} .alarms li[data-type='temperature_sensor_failed']")
     button(page, "#as-fate", "mend the sensor").click()
     page.wait_for_selector(thermal(2, sensor="ok"))
 
@@ -217,8 +149,8 @@ def test_thermal_is_drawn_when_the_cabinet_object_has_it(page):
     # Every shape DESIGN.md "Thermal" allows, drawn from a state the page was handed,
     # and nothing for a cabinet without a unit (thermal null).
     chill, freeze, none = page.evaluate(DRAW_WITH_THERMAL)
-    assert chill == "chill 4.2 °C cooling"
-    assert freeze == "freeze ? °C sensor failed"
+    assert chill == "chill 4.2\u00a0°C cooling"  # the number and its unit never parted
+    assert freeze == "freeze ?\u00a0°C sensor failed"
     assert none
 
 

@@ -77,11 +77,38 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// One time zone on the whole page: the browser's, named in the header (#tz).
 function fmtTime(unix) {
-  return new Date(unix * 1000).toISOString().slice(11, 23);
+  const d = new Date(unix * 1000);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
 }
 
+function zoneName() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  const off = -new Date().getTimezoneOffset();
+  const hhmm = `${String(Math.floor(Math.abs(off) / 60)).padStart(2, "0")}:${String(Math.abs(off) % 60).padStart(2, "0")}`;
+  return `times in ${zone} (UTC${off < 0 ? "-" : "+"}${hhmm})`;
+}
+
+function fmtSpan(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${Math.floor(s / 3600)} h ${Math.floor(s % 3600 / 60)} min`;
+}
+
+// Alarm names shortened for a tile (the full name is its title and in the panel).
+const SHORT = {
+  door_forced_open: "forced open", door_left_open: "left open", lock_jammed: "lock jammed",
+  door_obstructed: "obstructed", rear_opened_while_front_open: "rear while front open",
+  temperature_out_of_band: "out of band", temperature_sensor_failed: "sensor failed",
+  thermal_not_converging: "not converging", food_time_exceeded: "food time up",
+  temperature_over_limit: "over limit", thermal_stalled: "control stalled",
+  thermal_fallback_cycle: "fallback cycle",
+};
+const shortAlarm = (type) => SHORT[type] || type.replaceAll("_", " ");
+
 // -- talking to the server ----------------------------------------------------
+
+setInterval(drawCloud, 1000); // the durations move on between states
 
 function connect() {
   const ws = new WebSocket(`ws://${location.host}/_sim/live`);
@@ -110,7 +137,7 @@ async function post(path, body) {
     const answer = await resp.json();
     const ok = resp.ok && answer.ok !== false;
     const what = body.do ? `${body.who} ${body.do.replaceAll("_", " ")}` : path.split("/").pop();
-    const when = new Date().toLocaleTimeString();
+    const when = fmtTime(Date.now() / 1000);
     $("#result").className = ok ? "ok" : "bad";
     $("#result").textContent = `${when} ${what}: ${ok ? "" : "refused: "}${summary(answer, body)}`;
   } catch (err) {
@@ -151,21 +178,39 @@ function render(s) {
   }
   if (!built) build(s);
   $("#locker").textContent = s.locker;
+  $("#tz").textContent = zoneName();
   $("#selected").textContent = selected;
   const agent = s.agent.status;
   const reasons = (s.agent.reasons || []).join("; ");
   setBadge("#agent", `agent ${agent}`, agent === "ok" ? "ok" : "bad", reasons);
   $("#reasons").textContent = reasons;
-  const c = s.cloud;
-  const cloud = !c.up ? "down" : c.failing_status ? `answers ${c.failing_status}` : c.delay_s ? "slow" : "up";
-  setBadge("#cloud", `cloud ${cloud}`, cloud === "up" ? "ok" : "bad", `${c.agents} agent(s) on the command channel`);
+  drawCloud();
   const pending = s.agent.outbox ? s.agent.outbox.pending : "?";
   const waiting = (s.agent.reasons || []).some((r) => r.includes("waiting for the outbox"));
   const label = waiting ? `outbox ${pending} pending, more waiting for the disk` : `outbox ${pending} pending`;
   setBadge("#outbox", label, pending === 0 && !waiting ? "ok" : "warn");
   drawWall(s.cabinets);
-  drawFeeds(c);
+  drawSelected(s);
+  drawFeeds(s.cloud);
   drawScenario(s.scenario);
+  if (typeof Charts === "object") Charts.sync(s);
+}
+
+// The cloud as the page sees it and as the agent sees it: down (for how long), back but
+// the agent not yet reconnected (for how long: its backoff), answering errors, slow, up.
+function drawCloud() {
+  if (!state) return;
+  const c = state.cloud;
+  const since = c.since ? ` for ${fmtSpan(Date.now() / 1000 - c.since)}` : "";
+  const reasons = state.agent.reasons || [];
+  const agentWaits = c.agents === 0 || reasons.some((r) => /command channel|cloud|uplink|feedback/i.test(r));
+  let text = "cloud up", kind = "ok";
+  if (!c.up) [text, kind] = [`cloud down${since}`, "bad"];
+  else if (c.failing_status) [text, kind] = [`cloud answers ${c.failing_status}`, "bad"];
+  else if (agentWaits && state.agent.status !== "unreachable") [text, kind] = [`cloud back, agent reconnecting${since}`, "warn"];
+  else if (c.delay_s) [text, kind] = ["cloud slow", "warn"];
+  setBadge("#cloud", text, kind, `${c.agents} agent(s) on the command channel`);
+  $("#cloud").dataset.state = !c.up ? "down" : kind === "warn" && agentWaits ? "reconnecting" : kind === "ok" ? "up" : "trouble";
 }
 
 function setBadge(sel, text, kind, title) {
@@ -197,15 +242,16 @@ function drawCabinet(cab, h) {
   const hw = cab.hardware || {};
   const front = cab.state || "unknown";
   const rear = cab.rear_load_status;
+  const alarms = cab.alarms || [];
   const tile = el("div", {
-    class: `cab h${h}${cab.key === selected ? " selected" : ""}${cab.enabled === false ? " disabled" : ""}${cab.alarms && cab.alarms.length ? " alarm" : ""}`,
+    class: `cab h${h}${cab.key === selected ? " selected" : ""}${cab.enabled === false ? " disabled" : ""}${alarms.length ? " alarm" : ""}`,
     "data-key": cab.key,
     "data-front": front,
     "data-rear": rear,
     "data-enabled": cab.enabled,
     "data-occupied": cab.occupied,
     "data-recorded": String(cab.recorded !== false),
-    title: `front: ${front}${hw.front ? ` (${hw.front.wired})` : ""}${rear ? `\nrear: ${rear}` : ""}`,
+    title: `cabinet ${cab.key}\nfront: ${front}${hw.front ? ` (${hw.front.wired})` : ""}${rear ? `\nrear: ${rear}` : ""}${alarms.map((a) => `\nalarm: ${a.type}`).join("")}`,
     onclick: () => { selected = cab.key; render(state); },
   });
   tile.append(el("div", { class: `door ${front}` }));
@@ -215,21 +261,82 @@ function drawCabinet(cab, h) {
     top.append(el("span", { class: "led", style: `background: rgb(${r},${g},${b})`, title: "LED" }));
   }
   tile.append(top);
-  const info = el("div", { class: "info" }, front);
+  const info = el("div", { class: "info" }, el("span", { class: "state" }, front));
+  if (rear) info.append(" ", el("span", { class: "rear-state" }, `rear ${rear}`));
+  info.append(el("br"));
+  const silent = [front === "unknown" && "front", rear === "unknown" && "rear"].filter(Boolean);
+  if (silent.length) {
+    info.append(el("span", { class: "tag silent", "data-silent": silent.join(","),
+      title: `the board of its ${silent.join(" and ")} door does not answer: the state is not known` },
+    `? ${silent.length === 2 || !rear ? "" : `${silent[0]} `}no answer`));
+  }
   if (cab.enabled === false) info.append(el("span", { class: "tag" }, "disabled"));
   if (cab.occupied) info.append(el("span", { class: "tag item" }, "item"));
-  if (cab.occupied === null) info.append(el("span", { class: "tag doubt", title: "its board does not answer" }, "item ?"));
+  if (cab.occupied === null && front !== "unknown") info.append(el("span", { class: "tag doubt", title: "its board does not answer" }, "item ?"));
   if (cab.recorded === false) {
-    info.append(el("span", { class: "tag doubt", title: "shown as sensed; the agent has not recorded it yet (the disk refuses)" }, "not recorded"));
+    info.append(el("span", { class: "tag doubt", title: "shown as sensed; the agent has not recorded it yet (the disk refuses)" }, "✎ not recorded"));
   }
   if (hw.front && hw.front.jammed) info.append(el("span", { class: "tag hw" }, "jammed"));
   if (cab.thermal) info.append(drawThermal(cab));
   tile.append(info);
-  if (cab.alarms && cab.alarms.length) {
-    tile.append(el("ul", { class: "alarms" }, ...cab.alarms.map((a) => el("li", { title: a.type }, a.side ? `${a.type} (${a.side})` : a.type))));
+  if (alarms.length) {
+    tile.append(el("ul", { class: "alarms" }, ...alarms.map((a) =>
+      el("li", { title: a.side ? `${a.type} (${a.side})` : a.type, "data-type": a.type }, shortAlarm(a.type) + (a.side === "rear" ? " (rear)" : "")))));
   }
   if (rear) tile.append(el("div", { class: `rear door ${rear}`, title: `rear door: ${rear}` }));
   return tile;
+}
+
+// The panel for the selected cabinet: what it has, its alarms in full, and only the
+// actions and choices its hardware allows (selectors follow the cabinet).
+let appliedFor = null;
+
+function drawSelected(s) {
+  const cab = s.cabinets.find((c) => c.key === selected);
+  if (!cab) return;
+  const hw = cab.hardware || {};
+  const modes = hw.modes || [];
+  const has = [cab.size || "no size", hw.rear ? "front and rear doors" : "front door only",
+    modes.length ? `thermal: ${modes.join(", ")}` : "no thermal unit"];
+  $("#selected-about").textContent = has.join(" · ");
+  $("#selected-alarms").replaceChildren(...(cab.alarms || []).map((a) =>
+    el("li", {}, a.side ? `${a.type} (${a.side})` : a.type)));
+  const key = `${cab.key}|${modes.join()}|${hw.rear}`;
+  if (appliedFor === key) return; // keep what the person is choosing
+  appliedFor = key;
+  fill("#mode", modes, cab.thermal ? cab.thermal.mode : null);
+  fill("#size", SIZES, cab.size);
+  fill("#side", hw.rear ? ["front", "rear"] : ["front"], "front", (v) => `${v} door`);
+  for (const button of document.querySelectorAll("#actions button[data-who]")) {
+    const why = whyNot(button.dataset.who, button.dataset.do, button.dataset.rear === "true", cab);
+    button.hidden = Boolean(why);
+    button.title = why || "";
+  }
+  for (const id of ["#mode", "#fault"]) {
+    const node = $(id);
+    if (node) node.hidden = !cab.thermal;
+  }
+}
+
+function fill(sel, options, chosen, label = (v) => v) {
+  const node = $(sel);
+  if (!node) return;
+  node.replaceChildren(...options.map((o) => el("option", { value: o, selected: o === chosen }, label(o))));
+}
+
+// Why the selected cabinet's hardware cannot take an action (null: it can).
+function whyNot(who, verb, rear, cab) {
+  const hw = cab.hardware || {};
+  const modes = hw.modes || [];
+  const gpioDoor = hw.front && hw.front.wired === "gpio";
+  if (rear && !hw.rear) return "no rear door";
+  if (verb === "set_thermal_mode" || verb.endsWith("_sensor") || verb.endsWith("_relay")) {
+    return modes.length ? null : "no thermal unit";
+  }
+  if (verb.endsWith("_compressor")) return modes.includes("chill") ? null : "no cooling";
+  if (verb.endsWith("_heater")) return modes.includes("heat") ? null : "no heater";
+  if (GPIO_ONLY.has(verb) && !gpioDoor) return "not a motorised door";
+  return null;
 }
 
 // DESIGN.md "Thermal": temperature_c (null: no reading) and thermal {mode, band_c,
@@ -241,7 +348,7 @@ function drawThermal(cab) {
   const t = cab.temperature_c === null || cab.temperature_c === undefined ? "?" : cab.temperature_c.toFixed(1);
   const doing = th.heating ? " heating" : th.cooling ? " cooling" : "";
   const band = th.band_c ? `band ${th.band_c[0]}..${th.band_c[1]} °C` : "no band held";
-  const text = `${th.mode} ${t} °C${doing}${th.sensor && th.sensor !== "ok" ? ` sensor ${th.sensor}` : ""}`;
+  const text = `${th.mode} ${t}\u00a0°C${doing}${th.sensor && th.sensor !== "ok" ? ` sensor ${th.sensor}` : ""}`;
   return el("span", {
     class: `tag thermal ${th.mode}${th.sensor !== "ok" ? " fault" : ""}`,
     title: band, "data-temperature": t, "data-sensor": th.sensor,
@@ -293,7 +400,8 @@ function build(s) {
     if (verb === "resize") groups[who].append(select("size", SIZES));
     if (verb === "fail_sensor") groups[who].append(select("fault", SENSOR_FAULTS));
     if (verb === "set_thermal_mode") groups[who].append(select("mode", MODES));
-    groups[who].append(el("button", { "data-who": who, "data-do": verb, onclick: () => act(who, verb, extra, true) }, label));
+    groups[who].append(el("button", { "data-who": who, "data-do": verb, "data-rear": extra.rear === true,
+      onclick: () => act(who, verb, extra, true) }, label));
   }
   const fate = $("#locker-fate .buttons");
   for (const [verb, label, extra] of CLOUD_FATE) {
@@ -308,6 +416,7 @@ function build(s) {
     fate.append(el("button", { "data-do": verb, disabled: !s.disk.small, title: s.disk.why_not,
       onclick: () => act("fate", verb, {}) }, label));
   }
+  if (!s.disk.small) fate.append(el("span", { class: "why" }, `disk: ${s.disk.why_not}`));
   for (const bus of s.buses) {
     const line = el("div", { class: "bus" }, `bus ${bus.name}: `);
     for (const board of bus.boards) {
@@ -322,12 +431,14 @@ function build(s) {
     fate.append(line);
   }
   fetch("/_sim/scenarios").then((r) => r.json()).then((list) => {
+    const box = $("#scenarios .buttons");
     for (const sc of list) {
       const elsewhere = sc.locker !== s.kind ? `plays the ${sc.locker} locker: simulate --locker ${sc.locker}`
         : sc.own && `plays its own thermal physics: simulate --scenario ${sc.name}`;
-      $("#scenarios .buttons").append(el("button", { "data-scenario": sc.name, title: elsewhere || "",
+      box.append(el("button", { "data-scenario": sc.name, title: elsewhere || "",
         disabled: Boolean(elsewhere),
         onclick: () => post(`/_sim/scenarios/${sc.name}`, {}) }, sc.title));
+      if (elsewhere) box.append(el("span", { class: "why", "data-why": sc.name }, `↳ ${elsewhere}`));
     }
   });
 }

@@ -1,0 +1,168 @@
+"""The page for an operator (issue 20), in a real headless Chromium: it fits a phone
+(360 px), a laptop (800 px) and a wall screen (1920 px) with nothing wider than the
+window and no tile with a scrollbar, the feeds never crushed; its selectors follow the
+selected cabinet's hardware; marks say in words what colour alone would not (a board
+not answering, the cloud back while the agent reconnects); each thermal cabinet has a
+chart drawn by the vendored uPlot with its band, alarm line and excursions. Screenshots
+at each width land in ``artifacts/`` (``web-width-360.png``, ...): look at them."""
+
+import pytest
+
+from tests.simulator.webpage import Live, _page, button, cab, launch, sync_api
+
+WIDTHS = (360, 800, 1920)
+
+# Every element wider than the window or poking out of its right edge (inside a box
+# that scrolls on purpose, the feeds' lists, does not count), and every tile, group,
+# chart or tag whose content overflows it (an inner scrollbar or clipped text).
+OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const scrolls = (e) => e.closest("#feeds ol");
+    const wide = [...document.querySelectorAll("body *")].filter((e) => {
+        const r = e.getBoundingClientRect();
+        return r.width > 0 && !scrolls(e) && (r.right > width + 1 || r.width > width + 1);
+    }).map((e) => `${e.tagName}#${e.id}.${e.className} ${e.getBoundingClientRect().right}`);
+    const boxes = ".cab, .group, .chart, .tag, .alarms li, header, #result, .badge";
+    const over = [...document.querySelectorAll(boxes)].filter((e) =>
+        e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1
+    ).map((e) => `${e.className} ${e.dataset.key ?? ""}: ${e.scrollWidth}x${e.scrollHeight}`
+        + ` in ${e.clientWidth}x${e.clientHeight}`);
+    return {page: document.documentElement.scrollWidth, width, wide, over,
+            feeds: document.querySelector("#feeds").getBoundingClientRect().width};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        browser = launch(pw)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def food():
+    """A food locker whose cabinet 5 is set to chill at 22 C (out of its line at once:
+    an alarm and an excursion) and cabinet 1 to heat."""
+    live = Live(locker="food", thermal_speed=300)
+    live.call(
+        live.view.actions.run({"who": "cloud", "do": "set_thermal_mode", "key": 5, "mode": "chill"})
+    )
+    live.call(
+        live.view.actions.run({"who": "cloud", "do": "set_thermal_mode", "key": 1, "mode": "heat"})
+    )
+    yield live
+    live.close()
+
+
+@pytest.fixture(scope="module")
+def kerong():
+    live = Live()
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def food_page(browser, food, request):
+    width = getattr(request, "param", 1500)
+    shot = f"width-{width}" if hasattr(request, "param") else None
+    yield from _page(browser, food, request, width=width, shot=shot)
+
+
+@pytest.fixture
+def kerong_page(browser, kerong, request):
+    yield from _page(browser, kerong, request)
+
+
+@pytest.mark.parametrize("food_page", WIDTHS, indirect=True, ids=[f"{w}px" for w in WIDTHS])
+def test_the_page_fits_every_width(food_page):
+    page = food_page
+    width = page.viewport_size["width"]
+    page.wait_for_selector(f"{cab(5)} .alarms li[data-type='temperature_out_of_band']")
+    page.wait_for_selector(".chart[data-key='5'][data-band='1,4'] canvas")
+    page.wait_for_timeout(1200)  # the charts settle at this width
+    found = page.evaluate(OVERFLOW)
+    assert found["page"] <= found["width"], found
+    assert found["wide"] == [], found["wide"]
+    assert found["over"] == [], found["over"]
+    # The feeds take the row they are given: never a sliver beside the wall.
+    assert found["feeds"] >= min(300, width - 32), found
+    # The alarm breaks at word boundaries, its full name on the tile's title.
+    alarm = page.locator(f"{cab(5)} .alarms li").first
+    assert alarm.text_content() == "out of band"
+    assert alarm.get_attribute("title") == "temperature_out_of_band"
+    # One zone, named, and the feeds and the result line in it.
+    zone = page.text_content("#tz")
+    assert zone.startswith("times in ") and "UTC" in zone
+    shown = page.text_content("#feedback li time")
+    assert len(shown) == 8 and shown.count(":") == 2  # HH:MM:SS, the page's zone
+
+
+def test_the_selectors_follow_the_cabinets_hardware(food_page):
+    page = food_page
+    page.click(cab(5))  # cold only, on the shared compressor
+    page.wait_for_selector("#selected:text('5')")
+    options = page.eval_on_selector_all("#mode option", "os => os.map(o => o.value)")
+    assert options == ["ambient", "chill", "freeze"]  # no heat on a cold-only cabinet
+    assert page.eval_on_selector("#mode", "s => s.value") == "chill"  # what it holds now
+    assert button(page, "#as-fate", "fail the heater").is_hidden()
+    assert button(page, "#as-fate", "fail the compressor").is_visible()
+    assert button(page, "#as-cloud", "open rear").is_hidden()  # no rear door
+    assert page.eval_on_selector_all("#side option", "os => os.map(o => o.value)") == ["front"]
+    assert "front door only" in page.text_content("#selected-about")
+    page.click(cab(1))  # hot only
+    page.wait_for_selector("#selected:text('1')")
+    options = page.eval_on_selector_all("#mode option", "os => os.map(o => o.value)")
+    assert options == ["ambient", "heat"]
+    assert page.eval_on_selector("#mode", "s => s.value") == "heat"
+    assert button(page, "#as-fate", "fail the heater").is_visible()
+    assert button(page, "#as-fate", "fail the compressor").is_hidden()
+    # Scenarios greyed out say why, in words on the page.
+    why = page.locator("#scenarios .why[data-why='jammed_lock']")
+    assert "simulate --locker kerong" in why.text_content()
+    assert page.locator("#scenarios button[data-scenario='jammed_lock']").is_disabled()
+
+
+def test_the_chart_draws_the_band_the_line_and_the_excursion(food_page, food):
+    page = food_page
+    chart = page.locator(".chart[data-key='5']")
+    page.wait_for_selector(
+        ".chart[data-key='5'][data-band='1,4'][data-line='8'][data-excursions='1']"
+    )
+    page.wait_for_function("() => document.querySelector(\".chart[data-key='5']\").dataset.bandPx")
+    # The band's pixels are painted in its colour (a green wash) in the plot's middle.
+    pixel = page.evaluate("""() => {
+        const u = window.charts[5];
+        const [top, bottom] = document.querySelector(".chart[data-key='5']").dataset.bandPx
+            .split(",").map(Number);
+        const x = Math.round(u.bbox.left + u.bbox.width * 0.02);
+        return [...u.ctx.getImageData(x, Math.round((top + bottom) / 2), 1, 1).data];
+    }""")
+    r, g, b, alpha = pixel
+    assert alpha > 0 and g > r and g > b, pixel  # greenish: the band, not white
+    assert "chill: band 1 to 4 °C, alarm line 8 °C" in chart.text_content()
+    assert page.locator(".chart[data-key='0']").get_attribute("data-band") == ""  # ambient
+    assert page.locator(".chart").count() == 8  # every thermal cabinet has one
+    # Served from the package, not from the internet.
+    scripts = page.eval_on_selector_all("script[src]", "ss => ss.map(s => s.src)")
+    assert all(src.startswith(food.view.url) for src in scripts), scripts
+    assert any("uplot" in src for src in scripts)
+
+
+def test_a_silent_board_and_the_cloud_coming_back_say_so(kerong_page):
+    page = kerong_page
+    button(page, "#locker-fate", "take the cloud down").click()
+    page.wait_for_selector("#cloud[data-state=down]")
+    page.wait_for_selector("#cloud:has-text('cloud down for')")
+    button(page, "#locker-fate", "bring the cloud back").click()
+    page.wait_for_selector("#cloud[data-state=reconnecting], #cloud[data-state=up]")
+    assert "down" not in page.text_content("#cloud")
+    page.wait_for_selector("#cloud[data-state=up]", timeout=60_000)
+
+    page.locator("#locker-fate button[data-do=board_offline][data-board='1']").click()
+    page.wait_for_selector(f"{cab(0)} .tag.silent[data-silent='rear']")
+    assert page.locator(f"{cab(0)} .tag.silent").text_content() == "? rear no answer"
+    assert page.locator(f"{cab(5)} .tag.silent").count() == 0  # board 0 answers
+    page.locator("#locker-fate button[data-do=board_online][data-board='1']").click()
+    page.wait_for_selector(f"{cab(0)}[data-rear='closed']")
+    assert page.locator(f"{cab(0)} .tag.silent").count() == 0
