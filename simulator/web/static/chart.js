@@ -12,6 +12,14 @@ const LIVE_KEEP_S = CHART_HOURS * 3600;
 const COLOURS = { band: "rgba(0, 158, 115, 0.16)", line: "#d55e00", out: "rgba(213, 94, 0, 0.22)",
   recorded: "#0072b2", live: "#cc79a7" };
 
+// The x axis in the page's one zone, 24-hour: HH:MM, or HH:MM:SS when ticks are seconds apart.
+function clock(unix, splits) {
+  const d = new Date(unix * 1000);
+  const parts = [d.getHours(), d.getMinutes()];
+  if (splits.length > 1 && splits[1] - splits[0] < 60) parts.push(d.getSeconds());
+  return parts.map((n) => String(n).padStart(2, "0")).join(":");
+}
+
 const Charts = {
   cards: new Map(), // key -> {card, plot, data, live, fetched, fetching}
   ready: () => typeof uPlot === "function",
@@ -110,7 +118,7 @@ const Charts = {
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (u, lo, hi) => this.range(entry, lo, hi) } },
-      axes: [{}, { label: "°C", size: 46 }],
+      axes: [{ values: (u, splits) => splits.map((v) => clock(v, splits)) }, { label: "°C", size: 46 }],
       series: [
         {},
         { label: "recorded", stroke: COLOURS.recorded, width: 2, spanGaps: true },
