@@ -36,20 +36,20 @@ from agent.thermal.records import RECORDS_FILE, RecordsError
 MODE_NAMES = {"heat": "hot holding", "chill": "chilled", "freeze": "frozen", "ambient": "ambient"}
 
 CSS = """
-@page { size: A4; margin: 12mm; }
-body { font: 10pt/1.35 "DejaVu Sans", Arial, sans-serif; color: #000; margin: 0; }
-.sheet { padding: 8mm; break-after: page; page-break-after: always; }
+@page { size: A4; margin: 10mm 12mm; }
+body { font: 8.5pt/1.2 "DejaVu Sans", Arial, sans-serif; color: #000; margin: 0; }
+.sheet { break-after: page; page-break-after: always; }
 .sheet:last-child { break-after: auto; page-break-after: auto; }
-h1 { font-size: 14pt; margin: 0 0 2mm; } h2 { font-size: 11pt; margin: 4mm 0 1mm; }
+h1 { font-size: 13pt; margin: 0 0 2mm; } h2 { font-size: 10pt; margin: 2.5mm 0 .8mm; }
 table { border-collapse: collapse; width: 100%; margin-bottom: 2mm; }
-th, td { border: 1px solid #555; padding: 1px 4px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #555; padding: 0 3px; text-align: left; vertical-align: top; }
 th { background: #eee; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.out td { font-weight: bold; } tr.out td:first-child::before { content: "\\2716  "; }
 .facts td:first-child { width: 32%; font-weight: bold; }
 .none { font-style: italic; } .note { font-size: 8.5pt; }
-.sign td { height: 9mm; }
+.sign td { height: 8mm; } ul.clock { margin: 0; padding-left: 5mm; }
 @media screen { body { background: #ccc; } .sheet { background: #fff; max-width: 190mm;
-  margin: 6mm auto; box-shadow: 0 0 4px #888; } }
+  margin: 6mm auto; padding: 8mm; box-shadow: 0 0 4px #888; } }
 """
 
 
@@ -100,11 +100,11 @@ def render(
 ) -> str:
     """The sheet's HTML: one ``<section class="sheet">`` per cabinet."""
     zone = zone_name(tz, day)
+    made = datetime.fromtimestamp(made_at, tz).strftime("%Y-%m-%d %H:%M:%S")
     pages = [
-        _page(cab, day, tz, zone, locker, food_code, lines, bands, log_every_s, time_limit_s)
+        _page(cab, day, tz, zone, locker, food_code, lines, bands, log_every_s, time_limit_s, made)
         for cab in days
     ]
-    made = datetime.fromtimestamp(made_at, tz).strftime("%Y-%m-%d %H:%M:%S")
     if not pages:
         pages = [
             "<section class='sheet'><p class='none'>This locker has no thermal cabinet.</p>"
@@ -130,6 +130,7 @@ def _page(
     bands: dict[str, tuple[float, float]],
     log_every_s: int,
     time_limit_s: float,
+    made: str,
 ) -> str:
     modes = sorted({r[2] for r in cab.readings}, key=list(MODE_NAMES).index)
     held = [m for m in modes if m != "ambient"]
@@ -159,7 +160,7 @@ def _page(
     ]
     parts = [
         f"<section class='sheet' data-key='{cab.key}'>",
-        f"<h1>HACCP temperature record: cabinet {cab.key}</h1>",
+        f"<h1>HACCP temperature record: cabinet {cab.key}, {day.isoformat()}</h1>",
         _table(None, [(f"<td>{_esc(k)}</td>", f"<td>{_esc(v)}</td>") for k, v in facts], "facts"),
         "<h2>Readings, hour by hour</h2>",
         _hours(cab, day, tz, lines),
@@ -172,8 +173,8 @@ def _page(
         "<h2>Checked</h2>",
         "<table class='sign'><tr><th>Name</th><th>Signature</th><th>Date</th></tr>"
         "<tr><td></td><td></td><td></td></tr></table>",
-        "<p class='note'>Made by locker-agent thermal report from the locker's records;"
-        " every reading is in <code>locker-agent thermal log</code> (CSV).</p>",
+        f"<p class='note'>Made {made} by locker-agent thermal report from the locker's"
+        " records; every reading is in <code>locker-agent thermal log</code> (CSV).</p>",
         "</section>",
     ]
     return "\n".join(parts)
@@ -204,6 +205,7 @@ def _hours(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
         temps = [r[1] for r in group if r[1] is not None]
         modes = "/".join(dict.fromkeys(r[2] for r in group))
         out = any(r[1] is not None and not lines.safe(r[2], r[1]) for r in group)
+        held = any(r[2] != "ambient" for r in group)
         doubt = sum(1 for r in group if r[1] is None)
         last = group[-1]
         rows.append(
@@ -214,7 +216,7 @@ def _hours(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
                 f"<td class='n'>{_c(min(temps)) if temps else '-'}</td>",
                 f"<td class='n'>{_c(max(temps)) if temps else '-'}</td>",
                 f"<td class='n'>{_c(last[1])} at {_at(last[0], tz)}</td>",
-                f"<td>{'OUT OF LINE' if out else 'within line'}"
+                f"<td>{'OUT OF LINE' if out else 'within line' if held else 'no line (ambient)'}"
                 f"{f', {doubt} not trusted' if doubt else ''}</td>",
             )
         )
@@ -229,7 +231,7 @@ def _excursions(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
     rows = []
     for start, end, peak, mode, clock in cab.excursions:
         ended = _when(end, tz, day) if end is not None else "not ended by the last record"
-        length = _duration(end - start) if end is not None else "-"
+        length = _duration(end - start) if end is not None else "still open"
         worst = "lowest" if mode == "heat" else "highest"
         rows.append(
             (
@@ -289,16 +291,20 @@ def _clock_note(clock: str | None) -> str:
 
 
 def _clock(cab: CabinetDay, day: date, tz: tzinfo) -> str:
-    notes: dict[str, int] = {}
+    notes: dict[str, list[float]] = {}
     for row in cab.readings:
         if row[4] is not None:
-            notes[row[4]] = notes.get(row[4], 0) + 1
+            notes.setdefault(row[4], []).append(row[0])
     if not notes and not any(e[4] for e in cab.excursions):
         return (
             "<p>Every time on this page was written by a wall clock known synchronised"
             " (network time).</p>"
         )
-    items = [f"<li>{n} reading(s): {_esc(_clock_note(k))}</li>" for k, n in sorted(notes.items())]
+    items = [
+        f"<li>{len(ts)} reading(s) from {_when(ts[0], tz, day)} to {_when(ts[-1], tz, day)}:"
+        f" {_esc(_clock_note(k))}</li>"
+        for k, ts in sorted(notes.items())
+    ]
     items += [
         f"<li>Excursion from {_when(e[0], tz, day)}: {_esc(_clock_note(e[4]))}</li>"
         for e in cab.excursions

@@ -117,7 +117,7 @@ def test_a_day_sheet_has_each_thermal_cabinet_its_excursions_and_actions(locker,
 
     excursions = rows(page4, "excursions")
     assert excursions[0][:4] == ["10:05:00", "10:41:00", "36 min 00 s", "11.2 °C (highest)"]
-    assert excursions[1][:3] == ["23:50:00", "not ended by the last record", "-"]
+    assert excursions[1][:3] == ["23:50:00", "not ended by the last record", "still open"]
     assert "2 time(s)" in plain
 
     actions = rows(page4, "actions")
@@ -136,28 +136,35 @@ def test_a_day_sheet_has_each_thermal_cabinet_its_excursions_and_actions(locker,
     assert ten[3:5] == ["3.0 °C", "11.2 °C"] and ten[6] == "OUT OF LINE"
     assert "<tr class='out'><td>10:00</td>" in page4  # marked beyond colour
     assert next(h for h in hours if h[0] == "09:00")[6] == "within line"
-    assert "5 reading(s): not known right when written" in plain  # 00:00-00:20, unsure
+    assert "5 reading(s) from 00:00:00 to 00:20:00: not known right when written" in plain
 
     hot = pages[0]
+    assert "no line (ambient)" in hot  # before 06:00 it held nothing
     assert "mode seen changed: ambient to heat" in hot and "06:00:00" in hot
     assert "hot holding: at or above 63 C" in hot
     assert "None: the food stayed within its line all day." in hot
     assert "written by a wall clock known synchronised" in hot
 
 
-def test_the_sheet_to_stdout_for_one_cabinet_and_the_errors(locker):
-    done = report(locker, "--day", DAY, "--tz", "UTC", "--key", "0")
-    assert done.returncode == 0, done.stderr
-    assert sorted(sheets(done.stdout)) == [0] and "UTC (UTC+00:00)" in done.stdout
-    bad_day = report(locker, "--day", "14/07/2026")
-    assert bad_day.returncode == 2 and "YYYY-MM-DD" in bad_day.stderr
-    bad_zone = report(locker, "--day", DAY, "--tz", "Mars/Olympus")
-    assert bad_zone.returncode == 2 and "Mars/Olympus" in bad_zone.stderr
-    no_unit = report(locker, "--day", DAY, "--key", "5")
-    assert no_unit.returncode == 2 and "no thermal unit" in no_unit.stderr
+def test_the_sheet_to_stdout_for_one_cabinet_and_the_errors(locker, capsys):
+    from agent.cli import main
+
+    def run(*args):
+        code = main(["thermal", "report", "--config", str(locker), *args])
+        return code, *capsys.readouterr()
+
+    code, out, _ = run("--day", DAY, "--tz", "UTC", "--key", "0")
+    assert code == 0
+    assert sorted(sheets(out)) == [0] and "UTC (UTC+00:00)" in out
+    code, _, err = run("--day", "14/07/2026")
+    assert code == 2 and "YYYY-MM-DD" in err
+    code, _, err = run("--day", DAY, "--tz", "Mars/Olympus")
+    assert code == 2 and "Mars/Olympus" in err
+    code, _, err = run("--day", DAY, "--key", "5")
+    assert code == 2 and "no thermal unit" in err
     (Path(locker).parent / "state" / RECORDS_FILE).unlink()
-    gone = report(locker, "--day", DAY)
-    assert gone.returncode == 1 and "no temperature records" in gone.stderr
+    code, out, err = run("--day", DAY)
+    assert code == 1 and "no temperature records" in err and out == ""
 
 
 def test_text_from_the_records_is_escaped(tmp_path):
@@ -175,3 +182,23 @@ def test_text_from_the_records_is_escaped(tmp_path):
                   bands={}, log_every_s=300, time_limit_s=7200, made_at=at("12:00"))  # fmt: skip
     assert "<script>" not in text and "&lt;script&gt;" in text and "a &amp; b" in text
     assert "No reading was kept this day." in text
+
+
+def test_printed_it_is_one_page_per_cabinet(locker, tmp_path):
+    """Printed by a real Chromium to A4: one page a cabinet (skipped without a browser)."""
+    import os
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium to print with")
+    out = tmp_path / "haccp.html"
+    assert report(locker, "--day", DAY, "--tz", "Europe/London", "--out", str(out)).returncode == 0
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(out.as_uri())
+        pdf = page.pdf(format="A4")
+        browser.close()
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 2
