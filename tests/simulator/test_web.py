@@ -197,3 +197,69 @@ async def test_scenarios_are_listed_and_replayed_on_the_running_locker(page, vie
         scenario = (await resp.json())["scenario"]
     assert scenario["name"] == "delivery_and_pickup" and scenario["running"]
     # Played to its end by the browser's test; closing the view stops it here.
+
+
+async def test_the_state_says_what_each_cabinets_hardware_can_do_and_when_the_cloud_moved(
+    page, view
+):
+    async with page.get("/_sim/state") as resp:
+        state = await resp.json()
+    by_key = {c["key"]: c["hardware"] for c in state["cabinets"]}
+    assert by_key[0]["rear"] is True and by_key[5]["rear"] is False  # rear doors on 0-3
+    assert by_key[5]["modes"] == []  # no thermal unit
+    first = state["cloud"]["since"]
+    await act(page, who="fate", do="cloud_down")
+    async with page.get("/_sim/state") as resp:
+        cloud = (await resp.json())["cloud"]
+    assert not cloud["up"] and cloud["since"] >= first
+    await act(page, who="fate", do="cloud_up")
+
+
+async def test_a_cabinet_without_a_thermal_unit_has_no_chart(page):
+    async with page.get("/_sim/temperatures/5") as resp:
+        assert resp.status == 404
+        assert "no thermal unit" in (await resp.json())["error"]
+    for bad in (
+        "/_sim/temperatures/x",
+        "/_sim/temperatures/5?hours=0",
+        "/_sim/temperatures/5?hours=a",
+    ):
+        async with page.get(bad) as resp:
+            assert resp.status == 400, bad
+
+
+async def test_a_thermal_cabinets_chart_has_its_records_band_and_line():
+    sim = Simulation(locker="food", thermal_speed=300)
+    await sim.start()
+    web = WebView(sim)
+    await web.start()
+    try:
+        async with aiohttp.ClientSession(base_url=web.url) as session:
+            assert (await act(session, who="cloud", do="set_thermal_mode", key=5, mode="chill"))[
+                0
+            ] == 200
+            async with session.get("/_sim/state") as resp:
+                hardware = {c["key"]: c["hardware"] for c in (await resp.json())["cabinets"]}
+            assert hardware[5]["modes"] == ["ambient", "chill", "freeze"]  # cold only
+            assert hardware[1]["modes"] == ["ambient", "heat"]  # hot only
+
+            async def chart():
+                async with session.get("/_sim/temperatures/5?hours=1") as resp:
+                    assert resp.status == 200
+                    return await resp.json()
+
+            data = await chart()
+            async with asyncio.timeout(20):
+                while not (data["excursions"] and data["mode"] == "chill"):  # logged each 10 s
+                    await asyncio.sleep(0.5)
+                    data = await chart()
+    finally:
+        await web.close()
+        await sim.close()
+    assert data["key"] == 5
+    assert data["lines"] == {"heat": 63.0, "chill": 8.0, "freeze": -15.0}  # the UK code
+    assert data["bands"]["chill"] == [1.0, 4.0]
+    t, temperature_c, mode = data["readings"][-1]
+    assert t > data["since"] and mode == "chill" and isinstance(temperature_c, float)
+    start, _end, _peak, mode = data["excursions"][0]
+    assert start >= data["since"] - 60 and mode == "chill"  # set to chill at 22 C: out at once
