@@ -8,7 +8,7 @@ at each width land in ``artifacts/`` (``web-width-360.png``, ...): look at them.
 
 import pytest
 
-from tests.simulator.webpage import Live, _page, button, cab, launch, sync_api
+from tests.simulator.webpage import ARTIFACTS, Live, _page, button, cab, launch, sync_api
 
 WIDTHS = (360, 800, 1920)
 
@@ -163,6 +163,12 @@ def test_a_silent_board_and_the_cloud_coming_back_say_so(kerong_page):
     page.wait_for_selector(f"{cab(0)} .tag.silent[data-silent='rear']")
     assert page.locator(f"{cab(0)} .tag.silent").text_content() == "? rear no answer"
     assert page.locator(f"{cab(5)} .tag.silent").count() == 0  # board 0 answers
+    page.set_viewport_size({"width": 360, "height": 900})  # the marks fit a phone's tiles too
+    page.wait_for_timeout(300)
+    found = page.evaluate(OVERFLOW)
+    assert (found["wide"], found["over"]) == ([], []), found
+    page.screenshot(path=str(ARTIFACTS / "web-width-360-silent-board.png"), full_page=True)
+    page.set_viewport_size({"width": 1500, "height": 900})
     page.locator("#locker-fate button[data-do=board_online][data-board='1']").click()
     page.wait_for_selector(f"{cab(0)}[data-rear='closed']")
     assert page.locator(f"{cab(0)} .tag.silent").count() == 0

@@ -262,8 +262,8 @@ function drawCabinet(cab, h) {
   }
   tile.append(top);
   const info = el("div", { class: "info" }, el("span", { class: "state" }, front));
-  // The rear door in words when it is not simply shut (its bar below says closed too).
-  if (rear && rear !== "closed") info.append(" ", el("span", { class: "rear-state" }, `rear ${rear}`));
+  // The rear door in words when it moves or stands open (shut: its bar; unknown: the mark).
+  if (rear && !["closed", "unknown"].includes(rear)) info.append(" ", el("span", { class: "rear-state" }, `rear ${rear}`));
   info.append(el("br"));
   const silent = [front === "unknown" && "front", rear === "unknown" && "rear"].filter(Boolean);
   if (silent.length) {
