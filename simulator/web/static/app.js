@@ -389,6 +389,7 @@ function drawScenario(sc) {
 
 function build(s) {
   built = true;
+  appliedFor = null; // new buttons: hidden anew for the selected cabinet
   const groups = {
     cloud: $("#as-cloud .buttons"), person: $("#as-person .buttons"), fate: $("#as-fate .buttons"),
   };
