@@ -56,6 +56,15 @@ def _fake_day(state: Path) -> None:
         "cloud:c-82", f"4:{disable.replace('disable', 'open')}", at("12:00"), "ok", {}
     )
     store.save_command("cloud:c-83", f"5:{disable}", at("12:00"), "ok", {})  # another cabinet
+    heat = disable.replace('"disable"', '"set_thermal_mode"').replace(
+        '"thermal_mode":null', '"thermal_mode":"heat"'
+    )
+    store.save_command(
+        "cloud:c-84", f"0:{heat.replace('food moved out', 'lunch service')}", at("05:59"), "ok", {}
+    )
+    store.save_command(
+        "cloud:c-85", f"0:{heat}", at("13:00"), "failed", {}
+    )  # refused: kept as such
     store.close()
 
 
@@ -141,6 +150,13 @@ def test_a_day_sheet_has_each_thermal_cabinet_its_excursions_and_actions(locker,
     hot = pages[0]
     assert "no line (ambient)" in hot  # before 06:00 it held nothing
     assert "mode seen changed: ambient to heat" in hot and "06:00:00" in hot
+    hot_html = text.split("data-key='0'>")[1].split("</section>")[0]
+    assert rows(hot_html, "actions") == [
+        ["05:59:00", "set to heat", "the cloud, user 17", "lunch service", "done"],
+        ["06:00:00", "mode seen changed: ambient to heat", "-", "first reading in the new mode",
+         "seen"],
+        ["13:00:00", "set to heat", "the cloud, user 17", "food moved out", "refused"],
+    ]  # fmt: skip
     assert "hot holding: at or above 63 C" in hot
     assert "None: the food stayed within its line all day." in hot
     assert "written by a wall clock known synchronised" in hot
