@@ -321,6 +321,8 @@ class WebView:
             data = await charts.chart(self._session, self.sim.api_url, config, key, hours)
         except ValueError as err:
             return _refuse(404, str(err))
+        except aiohttp.ClientResponseError as err:  # e.g. 503: its records unreadable
+            return _refuse(502, f"the agent refused its records: {err.status} {err.message}")
         except (aiohttp.ClientError, TimeoutError) as err:
             return _refuse(502, f"the agent did not answer: {err or type(err).__name__}")
         return web.json_response(data)
