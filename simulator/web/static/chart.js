@@ -8,6 +8,7 @@
 
 const CHART_HOURS = 3;
 const REFRESH_MS = 10_000;
+const MIN_SPAN_S = 300;
 const LIVE_KEEP_S = CHART_HOURS * 3600;
 const COLOURS = { band: "rgba(0, 158, 115, 0.16)", line: "#d55e00", out: "rgba(213, 94, 0, 0.22)",
   recorded: "#0072b2", live: "#cc79a7" };
@@ -117,7 +118,11 @@ const Charts = {
       ...this.size(entry),
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => this.range(entry, lo, hi) } },
+      scales: {
+        // At least the last MIN_SPAN_S up to now: a fresh locker's few points sit at the right.
+        x: { time: true, range: (u, lo, hi) => [Math.min(lo ?? Infinity, Date.now() / 1000 - MIN_SPAN_S), Math.max(hi ?? 0, Date.now() / 1000)] },
+        y: { range: (u, lo, hi) => this.range(entry, lo, hi) },
+      },
       axes: [{ values: (u, splits) => splits.map((v) => clock(v, splits)) }, { label: "°C", size: 46 }],
       series: [
         {},
