@@ -172,3 +172,33 @@ def test_a_silent_board_and_the_cloud_coming_back_say_so(kerong_page):
     page.locator("#locker-fate button[data-do=board_online][data-board='1']").click()
     page.wait_for_selector(f"{cab(0)}[data-rear='closed']")
     assert page.locator(f"{cab(0)} .tag.silent").count() == 0
+
+
+DRAW_MOVING = """() => {
+    const s = structuredClone(state);
+    s.cabinets[0].state = "opening";
+    s.cabinets[1].state = "closing";
+    render(s);
+    const bar = (key) => document.querySelector(`.cab[data-key="${key}"] .door`);
+    const words = (key) => document.querySelector(`.cab[data-key="${key}"] .state`).textContent;
+    const paint = (key) => getComputedStyle(bar(key)).backgroundImage;
+    return [paint(0), paint(1), words(0), words(1)];
+}"""
+
+
+def test_opening_and_closing_differ_and_say_so_and_sizes_follow(kerong_page):
+    page = kerong_page
+    opening, closing, said_opening, said_closing = page.evaluate(DRAW_MOVING)
+    assert opening != closing  # two colours, not one
+    assert (said_opening, said_closing) == ("opening", "closing")  # and in words
+    page.click(cab(4))
+    page.wait_for_selector("#selected:text('4')")
+    assert page.eval_on_selector("#size", "s => s.value") == "large"  # its size, chosen
+    assert button(page, "#as-cloud", "set thermal mode").is_hidden()  # no thermal unit
+    assert page.locator("#mode").is_hidden()
+    page.click(cab(0))
+    page.wait_for_selector("#selected:text('0')")
+    assert page.eval_on_selector("#size", "s => s.value") == "mini"
+    assert button(page, "#as-cloud", "open rear").is_visible()  # it has a rear door
+    sides = page.eval_on_selector_all("#side option", "os => os.map(o => o.value)")
+    assert sides == ["front", "rear"]
