@@ -20,7 +20,9 @@ a bad ``--day`` or ``--tz``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
+import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, tzinfo
@@ -313,11 +315,26 @@ def _clock(cab: CabinetDay, day: date, tz: tzinfo) -> str:
     return "<ul class='clock'>" + "".join(items) + "</ul>"
 
 
+def local_zone(localtime: Path = Path("/etc/localtime")) -> tzinfo:
+    """This machine's zone with its rules (``$TZ``, else what ``/etc/localtime`` links
+    to), so a summer day asked in winter gets its summer offset; a fixed offset when
+    neither names one."""
+    names = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        names.append(str(localtime.resolve()).partition("/zoneinfo/")[2])
+    for name in filter(None, names):
+        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
+            return ZoneInfo(name)
+    return datetime.now(UTC).astimezone().tzinfo or UTC
+
+
 def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """``thermal report``: its arguments (the config file as every thermal command)."""
     report = sub.add_parser("report", help="a printable HACCP day sheet (HTML), one page a cabinet")
     report.add_argument("--day", required=True, help="the day, YYYY-MM-DD (in --tz)")
-    report.add_argument("--out", type=Path, help="write the sheet here (default: stdout)")
+    report.add_argument(
+        "--out", type=Path, metavar="FILE", help="write the sheet here (default: stdout)"
+    )
     report.add_argument("--key", type=int, help="one cabinet only (default: every one)")
     report.add_argument("--tz", help="the time zone, e.g. Europe/London (default: this machine's)")
     report.add_argument("file", nargs="?", help="the TOML config file")
@@ -328,7 +345,7 @@ def main(args: argparse.Namespace, config: Config, now: float | None = None) -> 
     """Write the sheet for ``args.day``; the exit status."""
     try:
         day = date.fromisoformat(args.day)
-        tz: tzinfo = ZoneInfo(args.tz) if args.tz else datetime.now(UTC).astimezone().tzinfo or UTC
+        tz: tzinfo = ZoneInfo(args.tz) if args.tz else local_zone()
     except ValueError:
         print(f"locker-agent thermal report: --day: YYYY-MM-DD, not {args.day!r}", file=sys.stderr)
         return 2

@@ -218,3 +218,20 @@ def test_printed_it_is_one_page_per_cabinet(locker, tmp_path):
         pdf = page.pdf(format="A4")
         browser.close()
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 2
+
+
+def test_the_default_zone_keeps_its_rules(tmp_path, monkeypatch):
+    """A summer day asked in winter gets the summer offset: the machine's zone by name,
+    not today's fixed offset."""
+    from agent.thermal.report import local_zone, zone_name
+
+    monkeypatch.delenv("TZ", raising=False)
+    link = tmp_path / "localtime"
+    link.symlink_to("/usr/share/zoneinfo/Europe/London")
+    zone = local_zone(link)
+    assert zone_name(zone, datetime(2026, 7, 14).date()) == "Europe/London (UTC+01:00)"
+    assert zone_name(zone, datetime(2026, 12, 14).date()) == "Europe/London (UTC+00:00)"
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert str(local_zone(link)) == "America/New_York"  # $TZ first, as the C library
+    monkeypatch.setenv("TZ", "")
+    assert local_zone(tmp_path / "nowhere") is not None  # a fixed offset at worst
