@@ -109,6 +109,8 @@ const shortAlarm = (type) => SHORT[type] || type.replaceAll("_", " ");
 // -- talking to the server ----------------------------------------------------
 
 setInterval(drawCloud, 1000); // the durations move on between states
+// The charts take the records in even while nothing else changes (a state is sent on change).
+setInterval(() => state && typeof Charts === "object" && Charts.sync(state), 5000);
 
 function connect() {
   const ws = new WebSocket(`ws://${location.host}/_sim/live`);
