@@ -32,7 +32,9 @@ class Cabinet:
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").
     thermal_modes: frozenset[str] = frozenset({"ambient"})
-    thermal_set: int = 0  # set_thermal_mode commands carried out (each re-arms the controller)
+    thermal_set: int = (
+        0  # set_thermal_mode commands carried out (a new mode re-arms the controller)
+    )
     alarms: set[tuple[str, Side | None]] = field(default_factory=set)
     # What the thermal control shows (DESIGN.md, "Thermal"): the trusted temperature
     # (one decimal) and the unit's state; both None without a thermal unit.

@@ -210,7 +210,7 @@ class Dispatch:
                     f" (it can: {', '.join(sorted(cabinet.thermal_modes))})"
                 )
             self._settle(cabinet, thermal_mode=cmd.thermal_mode)
-            cabinet.thermal_set += 1  # each one re-arms the controller (a latch refuses it)
+            cabinet.thermal_set += 1  # a new mode re-arms the controller (a latch refuses it)
 
     async def open_all(
         self, side: Side = "front", reason: str | None = None
