@@ -49,6 +49,7 @@ class Expectation:
     answered: bool = False
     timed_out: bool = False
     frame: codec.Frame | None = None  # the frame that answered it
+    doubled: bool = False  # a second answer came before the next write
 
 
 class ReplyMatcher:
@@ -87,6 +88,7 @@ class ReplyMatcher:
         self._waiting: set[Expectation] = set()  # whose reply future someone awaits
         self._unanswered: dict[int, Expectation] = {}  # board -> last status closed unanswered
         self._answered: dict[int, Expectation] = {}  # board -> last status request answered
+        self._doubled: dict[int, bool] = {}  # board -> its poll before that had two answers
         self._last_request = b""
         self._last_written: Expectation | None = None
         self.drain_until: dict[int, float] = {}
@@ -168,6 +170,7 @@ class ReplyMatcher:
         self._open.clear()
         self._unanswered.clear()
         self._answered.clear()
+        self._doubled.clear()
 
     def fail(self, exc: Exception) -> None:
         """Fail every request waiting for its reply with ``exc``."""
@@ -232,15 +235,29 @@ class ReplyMatcher:
             del self._unanswered[board]
             self._late(board, now - answered.sent)
             self._reading(frame)
-        elif answered is not None and answered is self._last_written:
-            # A second answer before the bus moved on: two boards on one address.
-            self._twin(board, answered, frame)
+        elif (
+            answered is not None
+            and answered is self._last_written
+            and frame.addr in answered.addrs
+            and not answered.doubled
+        ):
+            # A second answer before the bus moved on: two boards on one address, if the
+            # board's last poll had one too (a twin answers every poll; a stray does not).
+            answered.doubled = True
+            if self._doubled.get(board, False):
+                self._twin(board, answered, frame)
+            else:
+                self._counts[(board, "strays")] += 1
+                log.debug("kerong.second_answer", bus=self._name, frame=frame.raw.hex(" "))
         else:
             self._stray(frame)
 
     def _answer(self, expectation: Expectation, frame: codec.Frame, now: float) -> None:
         expectation.answered = True
         expectation.frame = frame
+        previous = self._answered.get(expectation.board)
+        if previous is not None:
+            self._doubled[expectation.board] = previous.doubled
         self._answered[expectation.board] = expectation
         reply = expectation.reply
         if reply is not None and not reply.done():
