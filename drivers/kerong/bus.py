@@ -302,10 +302,10 @@ class KerongBus:
         if not self._closed:
             self._poller.poll_soon(board)
 
-    def _heard(self, frame: codec.Frame) -> None:
+    def _heard(self, frame: codec.Frame, confirm: bool) -> None:
         """A status frame no read waited for: a fresh reading (a read confirms it if
         the tracker asks)."""
-        if self._tracker.heard(frame):
+        if self._tracker.heard(frame, confirm):
             self._poll_soon(frame.board)
 
     def _port_open(self) -> None:

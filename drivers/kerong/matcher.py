@@ -24,7 +24,7 @@ _TWIN_LOG_S = 60.0
 STATUS = "status"
 UNLOCK = "unlock"
 
-ReadingCallback = Callable[[codec.Frame], None]
+ReadingCallback = Callable[[codec.Frame, bool], None]  # (frame, to confirm by a read)
 
 
 @dataclass(slots=True, eq=False)
@@ -60,11 +60,13 @@ class ReplyMatcher:
     ``counts[(board, "late")]``, and the ``clock`` learns); to an unlock of the board
     that may still answer (``counts[(board, "unlock_replies")]``); to a status request
     closed unanswered, when the next one was answered already (a reply later than the
-    window: counted late, never a twin). Left over: a second answer to an answered
-    request within its window is a twin's (two boards on one address,
-    ``counts[(board, "twins")]``; while the two disagree ``twinned(board)`` holds); else a
-    stray (``counts[(board, "strays")]``). Every status frame but a twin's is also
-    handed to ``on_reading``: it is a fresh reading of the board. A copy of the last
+    window: counted late, never a twin). Left over: a second answer to the request
+    written last is a twin's (two boards on one address, ``counts[(board, "twins")]``;
+    while the two disagree ``twinned(board)`` holds); else a
+    stray (``counts[(board, "strays")]``). A twin is told by two answers to two polls
+    in a row; a single second answer is a stray. Each status frame answering a request
+    of ours is handed to ``on_reading(frame, False)``: a fresh reading of the board; a
+    stray, ``on_reading(frame, True)``: one to confirm by a read. A copy of the last
     frame written is the adapter's echo; anything else is logged and dropped.
 
     ``drain_until``: the loop time before which a board must not be asked for its status
@@ -276,14 +278,16 @@ class ReplyMatcher:
         log.info("kerong.late_reply", bus=self._name, board=board, latency_s=round(latency_s, 4))
 
     def _stray(self, frame: codec.Frame) -> None:
+        # Nothing asked for it: a reading to confirm by a read (a twin answering out of
+        # turn must not flap the doors), never one to report as it is.
         self._counts[(frame.board, "strays")] += 1
         log.debug("kerong.stray_status", bus=self._name, frame=frame.raw.hex(" "))
-        self._reading(frame)
+        self._reading(frame, confirm=True)
 
-    def _reading(self, frame: codec.Frame) -> None:
+    def _reading(self, frame: codec.Frame, *, confirm: bool = False) -> None:
         if self.on_reading is not None and frame.board in self._boards:
             try:
-                self.on_reading(frame)
+                self.on_reading(frame, confirm)
             except Exception:
                 log.exception("kerong.reading_error", bus=self._name, board=frame.board)
 
