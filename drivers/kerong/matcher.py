@@ -153,7 +153,7 @@ class ReplyMatcher:
             return
         if expectation.answered or not same_link or expectation.until == float("inf"):
             if not expectation.answered:
-                self._close(expectation)  # never written, or the link went
+                self._drop(expectation)  # never written, or the link went
             return
         expectation.timed_out = True
         self.drain_until[expectation.board] = expectation.until
@@ -226,6 +226,7 @@ class ReplyMatcher:
             self._answer(status, frame, now)
         elif unlock is not None:
             unlock.answered = True
+            self._drop(unlock)
             self._counts[(board, "unlock_replies")] += 1
             if unlock.reply is not None and not unlock.reply.done():
                 unlock.reply.set_result(frame)
@@ -256,6 +257,7 @@ class ReplyMatcher:
 
     def _answer(self, expectation: Expectation, frame: codec.Frame, now: float) -> None:
         expectation.answered = True
+        self._drop(expectation)
         expectation.frame = frame
         previous = self._answered.get(expectation.board)
         if previous is not None:
@@ -292,7 +294,8 @@ class ReplyMatcher:
                 log.exception("kerong.reading_error", bus=self._name, board=frame.board)
 
     def _prune(self, board: int, now: float) -> list[Expectation]:
-        """The board's expectations still open at ``now``; the others are closed."""
+        """The board's expectations still open at ``now``; a status request whose window
+        ended unanswered is remembered (see ``_status_frame``)."""
         opened = self._open[board]
         if all(e.until >= now for e in opened):
             return opened
@@ -300,15 +303,13 @@ class ReplyMatcher:
         for expectation in opened:
             if expectation.until >= now:
                 keep.append(expectation)
-            elif expectation.kind == STATUS and not expectation.answered:
-                self._close(expectation)
+            elif expectation.kind == STATUS and expectation.timed_out:
+                self._unanswered[board] = expectation
         self._open[board] = keep
         return keep
 
-    def _close(self, expectation: Expectation) -> None:
-        """A status request whose reply can no longer be told from a later one's."""
-        if expectation.timed_out and expectation.until != float("inf"):
-            self._unanswered[expectation.board] = expectation
+    def _drop(self, expectation: Expectation) -> None:
+        """``expectation`` takes no more frames (answered, or nothing can come for it)."""
         opened = self._open.get(expectation.board)
         if opened and expectation in opened:
             opened.remove(expectation)

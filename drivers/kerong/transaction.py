@@ -89,22 +89,16 @@ class Transactions:
         # Not while a reply to an earlier request may still come (outside the bus lock:
         # the other boards go on meanwhile).
         drain_until = self._matcher.drain_until
-
-        def drain_left() -> float:
-            return drain_until.get(board, 0.0) - loop.time() if drain_until else 0.0
-
         started = loop.time()
         try:
             while True:
                 if board in drain_until:
                     await self._matcher.drained(board)
                 try:
-                    # Checked again once the bus is held: another read of this board
-                    # may have timed out while this one waited for the bus.
-                    frame = await self.transact(request, priority, status_of=board, gate=drain_left)
+                    frame = await self.transact(request, priority, status_of=board)
                     break
                 except NotYet:
-                    continue
+                    continue  # another read of it timed out while this one waited
         except BoardTimeout:
             self._counts[(board, "timeouts")] += 1
             raise
@@ -112,6 +106,10 @@ class Transactions:
         self._rtt_s[board] += asyncio.get_running_loop().time() - started
         assert frame is not None
         return frame
+
+    @staticmethod
+    def _link_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def wire_time(self, request: bytes) -> float:
         """Seconds ``request`` takes on the wire: 10 bits a byte (8N1), plus the adapter's
@@ -140,6 +138,11 @@ class Transactions:
                 raise BusUnavailable(f"bus {self._name}: port not open")
             if gate is not None and (wait_s := gate()) > 0:
                 raise NotYet(wait_s)
+            drain_until = self._matcher.drain_until
+            if status_of in drain_until and drain_until[status_of] > self._link_time():
+                # Checked again once the bus is held: another read of this board may
+                # have timed out while this one waited for the bus.
+                raise NotYet(drain_until[status_of] - self._link_time())
             # Registered before the write: a reply can arrive inside write().
             expectation: Expectation | None = None
             if status_of is not None:
