@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -44,6 +44,7 @@ class Expectation:
     addrs: frozenset[int]
     reply: asyncio.Future[codec.Frame] | None
     extra_s: float = 0.0  # an unlock: the pulse, during which the lock may move
+    reply_cmd: int = codec.REPLY_STATUS  # 0x36 for a bus-wide status (0x32)
     sent: float = 0.0
     until: float = float("inf")
     answered: bool = False
@@ -102,11 +103,14 @@ class ReplyMatcher:
 
     # ------------------------------------------------------------ registering
 
-    def expect_status(self, board: int) -> Expectation:
+    def expect_status(self, board: int, reply_cmd: int = codec.REPLY_STATUS) -> Expectation:
         """Register a status request to ``board`` (before the write: a reply can arrive
-        inside write()); its reply comes on ``reply``."""
+        inside write()); its reply comes on ``reply``. ``reply_cmd`` 0x36: the board's
+        part of a bus-wide status (one per board, all given to one ``written``)."""
         reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
-        return self._register(Expectation(next(self._tags), board, STATUS, _at(board), reply))
+        expectation = Expectation(next(self._tags), board, STATUS, _at(board), reply)
+        expectation.reply_cmd = reply_cmd
+        return self._register(expectation)
 
     def expect_unlock(self, board: int, addr: int, pulse_s: float) -> Expectation:
         """Register an unlock (ADDR ``addr``) of ``board``: it may bring back one status
@@ -128,15 +132,23 @@ class ReplyMatcher:
             self._waiting.add(expectation)
         return expectation
 
-    def written(self, expectation: Expectation | None, request: bytes) -> None:
-        """``request`` went on the wire: its answers may come until its window ends; the
-        same bytes coming back are its echo."""
+    def written(
+        self, expectation: Expectation | Sequence[Expectation] | None, request: bytes
+    ) -> None:
+        """``request`` went on the wire: its answers (to each expectation given) may
+        come until its window ends; the same bytes coming back are its echo."""
         self._last_request = request
-        self._last_written = expectation
-        if expectation is not None:
+        many = () if expectation is None else expectation
+        if isinstance(many, Expectation):
+            self._last_written = many
+            many = (many,)
+        else:
+            self._last_written = None  # a bus-wide request: no twin is told by it
+        if many:
             now = asyncio.get_running_loop().time()
-            expectation.sent = now
-            expectation.until = now + expectation.extra_s + self.clock.late_window_s
+            for each in many:
+                each.sent = now
+                each.until = now + each.extra_s + self.clock.late_window_s
 
     def finished(self, expectation: Expectation, *, same_link: bool) -> None:
         """Whoever waited on ``expectation`` is done. A status request not answered (timed
@@ -192,7 +204,7 @@ class ReplyMatcher:
 
     def frame_received(self, frame: codec.Frame) -> None:
         """A valid frame from the current connection."""
-        if frame.cmd == codec.REPLY_STATUS and frame.board in self._open:
+        if frame.cmd in _REPLIES and frame.board in self._open:
             self._status_frame(frame)
         elif frame.raw == self._last_request:
             log.debug("kerong.echo_skipped", bus=self._name, frame=frame.raw.hex(" "))
@@ -208,7 +220,7 @@ class ReplyMatcher:
         status: Expectation | None = None
         unlock: Expectation | None = None
         for expectation in opened:
-            if expectation.answered or frame.addr not in expectation.addrs:
+            if frame.addr not in expectation.addrs or frame.cmd != expectation.reply_cmd:
                 continue
             if expectation.kind == STATUS:
                 status = status or expectation  # the oldest: boards answer in order
@@ -224,6 +236,8 @@ class ReplyMatcher:
             shifted = None  # not the request before the one answered, or too long ago
         if status is not None:
             self._answer(status, frame, now)
+        elif frame.cmd != codec.REPLY_STATUS:
+            log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
         elif unlock is not None:
             unlock.answered = True
             self._drop(unlock)
@@ -332,6 +346,9 @@ class ReplyMatcher:
                 second=second.raw.hex(" "),
                 held=differ,
             )
+
+
+_REPLIES = frozenset((codec.REPLY_STATUS, codec.REPLY_BUS_STATUS))
 
 
 def _at(board: int) -> frozenset[int]:
