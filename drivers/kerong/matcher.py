@@ -241,6 +241,8 @@ class ReplyMatcher:
         elif unlock is not None:
             unlock.answered = True
             self._drop(unlock)
+            if now - unlock.sent <= self.clock.timeout_s:
+                self.unlock_answers[board] = True  # answers at once: hold for it next time
             self._counts[(board, "unlock_replies")] += 1
             if unlock.reply is not None and not unlock.reply.done():
                 unlock.reply.set_result(frame)
