@@ -1,10 +1,12 @@
 """A property of the Kerong driver: no interleaving of polls, unlocks, reads and stray
-frames, on any board variant, through a clean or a faulty line, makes a second pulse or
-a phantom twin board, or leaves a wrong status standing."""
+frames, on any board variant, through a clean or a faulty line that may turn slow (late
+replies), makes a second pulse or a phantom twin board, or leaves a wrong status
+standing. ``KERONG_PROPERTY_EXAMPLES`` sets how many programs are tried (30)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -24,7 +26,10 @@ unlocks = st.tuples(st.just("unlock"), st.sampled_from(BOARDS), st.integers(1, c
 strays = st.tuples(st.just("stray"), st.sampled_from(BOARDS), st.integers(1, codec.CHANNELS))
 shuts = st.tuples(st.just("shut"), st.sampled_from(BOARDS), st.integers(1, codec.CHANNELS))
 reads = st.tuples(st.just("read"), st.sampled_from(BOARDS))
-steps = st.lists(st.one_of(waits, unlocks, strays, shuts, reads), min_size=1, max_size=14)
+# The line slows down or speeds up (a gateway): replies that many ms after the request,
+# past the 100 ms timeout for the last two.
+slows = st.tuples(st.just("slow"), st.sampled_from([0, 30, 120, 250]))
+steps = st.lists(st.one_of(waits, unlocks, strays, shuts, reads, slows), min_size=1, max_size=14)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
@@ -71,6 +76,8 @@ async def play(variant: str, faulty: bool, program: list[tuple]) -> None:
                 port.line.inject(bank.status_reply(board, (board << 4) | (channel - 1)))
             elif kind == "shut":
                 bank.shut_door(step[1], step[2])
+            elif kind == "slow":
+                bank.variant = bank.variant.model_copy(update={"reply_delay_s": step[1] / 1000})
             else:
                 tasks.append(asyncio.create_task(bus.read_status(step[1])))
             await asyncio.sleep(0)
@@ -90,7 +97,7 @@ async def play(variant: str, faulty: bool, program: list[tuple]) -> None:
 
 
 @settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("KERONG_PROPERTY_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
