@@ -26,6 +26,7 @@ from agent.storage.store import StoreError
 log = structlog.get_logger(__name__)
 
 MAX_CODES = 10_000  # rows held, spent and superseded together
+KEEP_EXPIRED_S = 86_400.0  # an expired code is kept a day, refused as expired (not wrong)
 TRUST_EVERY_S = 60.0  # the newest trusted wall time is written at most this often
 
 
@@ -222,8 +223,9 @@ class HeldCodes:
         return out
 
     def prune(self) -> int:
-        """Forget codes past their expiry (not one being opened); how many."""
-        now = self.now()[0]
+        """Forget codes ``KEEP_EXPIRED_S`` past their expiry (not one being opened): until
+        then a scan is told "expired" and not counted as a wrong code. How many."""
+        now = self.now()[0] - KEEP_EXPIRED_S
         gone = [c for c in self._codes if c.state != "opening" and c.expires_at <= now]
         if not gone:
             return 0

@@ -218,7 +218,7 @@ def typed(text: str) -> list[tuple[int, int]]:
         events += [(code, 1), (code, 0)]
         if shifted:
             events.append((KEY_LEFTSHIFT, 0))
-    return events + [(KEY_ENTER, 1), (KEY_ENTER, 0)]
+    return [*events, (KEY_ENTER, 1), (KEY_ENTER, 0)]
 
 
 @pytest.mark.parametrize("text", [CODE, "ABC-123_x", "0123456789", "a b/c.d*e+f"])

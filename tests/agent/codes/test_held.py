@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.codes.held import HeldCodes
+from agent.codes.held import KEEP_EXPIRED_S, HeldCodes
 from agent.codes.message import MAX_PUT, parse_codes
 from agent.locker.errors import Conflict, Invalid
 from agent.storage.codes import CodeStore
@@ -160,6 +160,8 @@ def test_prune_forgets_expired_codes_but_not_one_being_opened(store, wall):
     codes.provision(parse_codes({"put": [put("a", expires=NOW + 5), put("b", key=0, order=2)]}))
     codes.mark(codes.match("a"), "opening")
     wall.at = NOW + 10
+    assert codes.prune() == 0  # expired: kept a day, to be refused as expired
+    wall.at = NOW + 10 + KEEP_EXPIRED_S
     assert codes.prune() == 0
     codes.mark(codes.match("a"), "spent")
     assert codes.prune() == 1 and codes.match("a") is None and codes.match("b") is not None
