@@ -80,11 +80,11 @@ class HeldCodes:
         self._wall = wall
         self.max_codes = max_codes
         self.clock_known: bool | None = None  # set by note_clock; None: not asked yet
-        self._codes: list[Held] = []
+        self._codes: dict[bytes, Held] = {}  # by digest, oldest put first
         self._trusted = 0.0
         self._trusted_at = 0.0  # monotonic time it was last written
         try:
-            self._codes = [_held(row) for row in store.rows()]
+            self._codes = {code.digest: code for code in map(_held, store.rows())}
             self._trusted = store.trusted()
         except (StoreError, ValueError) as exc:
             log.error("codes.unreadable", error=str(exc))
@@ -95,7 +95,7 @@ class HeldCodes:
     def counts(self) -> dict[str, int]:
         """How many codes are in each state."""
         out = {"held": 0, "opening": 0, "spent": 0, "superseded": 0}
-        for code in self._codes:
+        for code in self._codes.values():
             out[code.state] += 1
         return out
 
@@ -146,9 +146,14 @@ class HeldCodes:
         if errors:
             first = next(iter(errors.items()))
             raise Invalid(f"{first[0]}: {first[1][0]}", errors)
-        drop = {bytes.fromhex(h) for h in message.drop}
-        codes = [c for c in self._codes if c.digest not in drop]
+        codes = dict(self._codes)
+        for sha in message.drop:
+            codes.pop(bytes.fromhex(sha), None)
         dropped = len(self._codes) - len(codes)
+        doors: dict[tuple[int, Side], set[bytes]] = {}  # held codes by door
+        for code in codes.values():
+            if code.state == "held":
+                doors.setdefault((code.key, code.side), set()).add(code.digest)
         superseded: set[bytes] = set()
         news: set[bytes] = set()
         for put in message.put:
@@ -156,30 +161,28 @@ class HeldCodes:
             new = Held(
                 bytes.fromhex(put.sha256), put.key, side, put.order_id, unix(put.expires_at), "held"
             )
-            for i, old in enumerate(codes):
-                if old.digest == new.digest:
-                    codes[i] = replace(old, state="superseded")  # replaced below
-                elif (
-                    (old.key, old.side) == (new.key, new.side)
-                    and old.state == "held"
-                    and old.order_id != new.order_id
-                ):
-                    codes[i] = replace(old, state="superseded")
-                    superseded.add(old.digest)
-            codes = [c for c in codes if c.digest != new.digest] + [new]
+            old = codes.pop(new.digest, None)  # put again: replaced, and last in order
+            if old is not None:
+                doors.get((old.key, old.side), set()).discard(old.digest)
+            door = doors.setdefault((new.key, new.side), set())
+            for digest in [d for d in door if codes[d].order_id != new.order_id]:
+                codes[digest] = replace(codes[digest], state="superseded")
+                superseded.add(digest)
+                door.discard(digest)
+            codes[new.digest] = new
+            door.add(new.digest)
             news.add(new.digest)
         if len(codes) > self.max_codes:
             now = self.now()[0]
-            codes = [c for c in codes if c.state == "opening" or c.expires_at > now]
+            codes = {d: c for d, c in codes.items() if c.state == "opening" or c.expires_at > now}
         if len(codes) > self.max_codes:
             raise Conflict(
                 f"the locker would hold {len(codes)} codes, at most {self.max_codes}:"
                 " drop some first"
             )
-        kept = {c.digest for c in codes}
-        gone = [c.sha256 for c in self._codes if c.digest not in kept]
-        puts = [_row(c) for c in codes if c.digest in news]
-        older = [d.hex() for d in superseded if d in kept and d not in news]
+        gone = [c.sha256 for d, c in self._codes.items() if d not in codes]
+        puts = [_row(codes[d]) for d in codes if d in news]
+        older = [d.hex() for d in superseded if d in codes and d not in news]
         try:
             self._store.put(puts, gone, older)
         except StoreError as exc:
@@ -198,7 +201,7 @@ class HeldCodes:
         is compared, each in constant time: how long it takes says nothing of which."""
         digest = digest_of(code)
         found: Held | None = None
-        for held in self._codes:
+        for held in self._codes.values():
             if hmac.compare_digest(digest, held.digest):
                 found = held
         return found
@@ -208,14 +211,14 @@ class HeldCodes:
         ``held`` again when it did not act). Raises ``StoreError``."""
         self._store.set_state(code.sha256, state)
         new = replace(code, state=state)
-        self._codes = [new if c.digest == code.digest else c for c in self._codes]
+        self._codes[code.digest] = new
         return new
 
     def interrupted(self) -> list[Held]:
         """At start: codes written ``opening`` by a run that died before it knew the
         outcome; each is now ``spent`` (a pulse may have gone: never a second one)."""
         out = []
-        for code in [c for c in self._codes if c.state == "opening"]:
+        for code in [c for c in self._codes.values() if c.state == "opening"]:
             try:
                 out.append(self.mark(code, "spent"))
             except StoreError as exc:
@@ -226,7 +229,7 @@ class HeldCodes:
         """Forget codes ``KEEP_EXPIRED_S`` past their expiry (not one being opened): until
         then a scan is told "expired" and not counted as a wrong code. How many."""
         now = self.now()[0] - KEEP_EXPIRED_S
-        gone = [c for c in self._codes if c.state != "opening" and c.expires_at <= now]
+        gone = [c for c in self._codes.values() if c.state != "opening" and c.expires_at <= now]
         if not gone:
             return 0
         try:
@@ -234,7 +237,7 @@ class HeldCodes:
         except StoreError as exc:
             log.warning("codes.prune_failed", error=str(exc))
             return 0
-        ids = {c.digest for c in gone}
-        self._codes = [c for c in self._codes if c.digest not in ids]
+        for code in gone:
+            del self._codes[code.digest]
         log.info("codes.pruned", count=len(gone))
         return len(gone)
