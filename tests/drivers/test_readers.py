@@ -263,3 +263,18 @@ def test_the_key_codes_are_the_kernels():
         ("KEY_KPSLASH", "/"),
     ]:
         assert KEYMAP[getattr(ecodes, name)][0] == char, name
+
+
+async def test_a_keyboard_reader_without_its_device_says_why(tmp_path):
+    from drivers.readers.keyboard import KeyboardReader
+
+    reader = KeyboardReader(
+        "usb", str(tmp_path / "event9"), lambda n, c: None, reopen_min_s=0.02, reopen_max_s=0.05
+    )
+    await reader.start()
+    try:
+        await until(lambda: reader.problems() != [])
+        [line] = reader.problems()
+        assert line.startswith("reader usb: not open") and ("event9" in line or "evdev" in line)
+    finally:
+        await reader.close()

@@ -101,3 +101,14 @@ async def test_a_codes_message_without_an_id_is_refused(cloud, channel):
     await cloud.send_raw(json.dumps({"type": "codes", "put": []}))
     answer = await cloud.wait_for_answer(lambda a: a.get("ok") is False, WAIT)
     assert answer["id"] is None and "id" in answer["error"]["errors"]
+
+
+async def test_a_repeated_message_changes_nothing_more_and_a_cut_one_nothing(cloud, channel, held):
+    body = {"id": "again", "type": "codes", "put": [put("a"), put("b", 4, 9)], "drop": []}
+    first = await cloud.send_command(body)
+    second = await cloud.send_command(body)  # the cloud resends an id it heard nothing for
+    assert first["ok"] and second["ok"] and second["held"] == 2 and len(held) == 2
+    text = json.dumps({"id": "cut", "type": "codes", "put": [put("c", 3, 11)]})
+    await cloud.send_raw(text[: len(text) // 2])  # a message cut short
+    answer = await cloud.wait_for_answer(lambda a: a.get("ok") is False, WAIT)
+    assert answer["error"]["type"] == "INVALID_REQUEST" and held.match("c") is None

@@ -160,3 +160,17 @@ async def test_a_code_left_opening_by_a_power_cut_is_told_unconfirmed_at_start(
     [message] = told(outbox, "code_opened")
     assert message.detail == {"order_id": 46188, "side": "front", "confirmed": False}
     assert codes.match("right").state == "spent"
+
+
+async def test_a_refused_code_flashes_on_its_cabinet_then_the_indicator_goes_back(
+    pickup, locker, actuator, monkeypatch
+):
+    import agent.codes.pickup as module
+
+    monkeypatch.setattr(module, "REFUSED_SHOW_S", 0.05)
+    locker.cabinets[1].enabled = False
+    assert await pickup.scanned("front", "right") == "refused"
+    await asyncio.sleep(0.01)
+    assert actuator.patterns[1][-1] == "code_refused"
+    await asyncio.sleep(0.1)
+    assert actuator.patterns[1][-1] == "disabled"
