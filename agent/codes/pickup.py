@@ -23,7 +23,7 @@ from agent.codes.entries import CodeOpened, ReaderLockedOut
 from agent.codes.held import Held, HeldCodes
 from agent.codes.lockout import Lockout
 from agent.locker.commands import CabinetCommand
-from agent.locker.errors import Conflict, Jammed, LockerError
+from agent.locker.errors import Busy, Conflict, LockerError
 from agent.locker.idempotency import INTERRUPTED
 from agent.locker.locker import Locker
 from agent.storage.store import StoreError
@@ -161,7 +161,7 @@ class Pickup:
                 return "opened"
             self._settle(opening, "held")
             self._refused(code)
-            return "busy" if not isinstance(err, Conflict | Jammed) else "refused"
+            return "busy" if isinstance(err, Busy) else "refused"
         self._spent(opening, confirmed=True)
         return "opened"
 

@@ -48,7 +48,7 @@ class PickupCodes:
     """
 
     def __init__(self, config: Config, locker: Locker, clock_evidence: ClockEvidence) -> None:
-        self.store = CodeStore(config.storage.dir / CODES_FILE)
+        self.store = CodeStore(config.storage.dir / CODES_FILE, locker.storage_replaced)
         doors: dict[int, tuple[Side, ...]] = {
             c.key: ("front", "rear") if c.rear is not None else ("front",) for c in config.cabinets
         }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -58,11 +58,12 @@ class StoredCode:
 
 
 class CodeStore:
-    """The codes in ``path``; every method may raise ``StoreError`` (disk full, I/O)."""
+    """The codes in ``path``; every method may raise ``StoreError`` (disk full, I/O).
+    ``on_replaced(notice)``: a damaged file was set aside while running."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, on_replaced: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
-        self._file = Database(self.path, SCHEMA)
+        self._file = Database(self.path, SCHEMA, on_replaced)  # a damaged file, said
 
     @property
     def notice(self) -> str | None:
