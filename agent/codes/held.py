@@ -103,25 +103,30 @@ class HeldCodes:
 
     def note_clock(self, known: bool | None) -> None:
         """Whether the wall clock is known right now (``agent.thermal.clock``); while it
-        is, its time is kept as the floor expiry is never judged below."""
+        is, its time is the floor expiry is never judged below once it is not (a floor
+        above a clock known right was a wrong clock's: it follows the clock down)."""
         self.clock_known = known
         if not known:
             return
         wall = self._wall()
-        if wall > self._trusted:
-            self._trusted = wall
-            if time.monotonic() - self._trusted_at >= TRUST_EVERY_S or not self._trusted_at:
-                try:
-                    self._store.set_trusted(wall)
-                    self._trusted_at = time.monotonic()
-                except StoreError as exc:
-                    log.warning("codes.clock_unsaved", error=str(exc))
+        stepped_back = wall < self._trusted
+        self._trusted = wall
+        due = time.monotonic() - self._trusted_at >= TRUST_EVERY_S or not self._trusted_at
+        if due or stepped_back:
+            try:
+                self._store.set_trusted(wall)
+                self._trusted_at = time.monotonic()
+            except StoreError as exc:
+                log.warning("codes.clock_unsaved", error=str(exc))
 
     def now(self) -> tuple[float, bool]:
         """(the time expiry is judged by, whether the clock is known right): the wall
-        clock, never earlier than the newest time it was seen right (ADR 0033)."""
+        clock when it is known right; else never earlier than the newest time it was
+        seen right (ADR 0033)."""
         wall = self._wall()
-        return max(wall, self._trusted), bool(self.clock_known)
+        if self.clock_known:
+            return wall, True
+        return max(wall, self._trusted), False
 
     def expired(self, code: Held) -> bool:
         """Whether ``code`` is past its expiry, by :meth:`now`."""

@@ -211,3 +211,19 @@ def test_match_compares_every_hash(store, wall, monkeypatch):
     monkeypatch.setattr(module.hmac, "compare_digest", counting)
     assert codes.match("c0") is not None
     assert len(seen) == len(codes)  # no early exit at the match
+
+
+def test_a_clock_known_right_is_believed_even_below_an_old_floor(tmp_path, store, wall):
+    """A floor written by a clock that was wrong (synchronised to a bad server) must not
+    expire every code for good: once the clock is known right it follows it down."""
+    codes = held(store, wall)
+    codes.provision(parse_codes({"put": [put("x", expires=NOW + 100)]}))
+    wall.at = NOW + 10_000
+    codes.note_clock(True)
+    assert codes.expired(codes.match("x"))
+    wall.at = NOW
+    codes.note_clock(True)  # stepped back, and known right
+    assert codes.now() == (NOW, True) and not codes.expired(codes.match("x"))
+    codes.note_clock(False)
+    assert codes.now() == (NOW, False)  # the floor followed it down, on disk too
+    assert store.trusted() == NOW
