@@ -5,6 +5,7 @@ import asyncio
 import os
 import random
 import tty
+import typing
 
 import pytest
 
@@ -276,5 +277,75 @@ async def test_a_keyboard_reader_without_its_device_says_why(tmp_path):
         await until(lambda: reader.problems() != [])
         [line] = reader.problems()
         assert line.startswith("reader usb: not open") and ("event9" in line or "evdev" in line)
+    finally:
+        await reader.close()
+
+
+class FakeInputDevice:
+    """Stands in for ``evdev.InputDevice`` (no /dev/uinput here): key events from a
+    queue; ``None`` in it is the device vanishing (ENODEV)."""
+
+    opened: typing.ClassVar[list["FakeInputDevice"]] = []
+    events: asyncio.Queue
+
+    def __init__(self, path):
+        self.path = path
+        self.grabbed = False
+        self.closed = False
+        FakeInputDevice.opened.append(self)
+
+    def grab(self):
+        self.grabbed = True
+
+    def ungrab(self):
+        self.grabbed = False
+
+    def close(self):
+        self.closed = True
+
+    async def async_read_loop(self):
+        while True:
+            event = await FakeInputDevice.events.get()
+            if event is None:
+                raise OSError(19, "No such device")
+            yield event
+
+
+async def test_a_keyboard_reader_grabs_decodes_and_reopens_after_vanishing(monkeypatch):
+    import sys
+    import types
+
+    from drivers.readers.keyboard import EV_KEY, KeyboardReader
+
+    FakeInputDevice.opened = []
+    FakeInputDevice.events = asyncio.Queue()
+    monkeypatch.setitem(sys.modules, "evdev", types.SimpleNamespace(InputDevice=FakeInputDevice))
+    got = []
+    reader = KeyboardReader(
+        "usb",
+        "/dev/input/by-id/usb-scanner-event-kbd",
+        lambda n, c: got.append(c),
+        reopen_min_s=0.01,
+        reopen_max_s=0.02,
+    )
+
+    def type_(text):
+        for code, value in typed(text):
+            FakeInputDevice.events.put_nowait(
+                types.SimpleNamespace(type=EV_KEY, code=code, value=value)
+            )
+
+    await reader.start()
+    try:
+        await until(lambda: reader.connected)
+        assert FakeInputDevice.opened[0].grabbed  # its keys reach nothing else
+        type_("Order-46188")
+        await until(lambda: got == ["Order-46188"])
+        FakeInputDevice.events.put_nowait(None)  # unplugged
+        await until(lambda: len(FakeInputDevice.opened) == 2 and reader.connected)
+        first = FakeInputDevice.opened[0]
+        assert first.closed and not first.grabbed
+        type_("again")
+        await until(lambda: got == ["Order-46188", "again"])
     finally:
         await reader.close()
