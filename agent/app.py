@@ -104,6 +104,7 @@ class Agent:
         self.metrics = Metrics()
         self.locker.journal.observe(self.metrics.observe)
         self.locker.on_command = self.metrics.command
+        self.codes.pickup.on_outcome = self.metrics.pickup
         ca_file = config.cloud.ca_file
         cloud_tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         # One key for both links: a key file fixed while the cloud refuses is used by both.

@@ -118,6 +118,12 @@ class Agent:
                 await asyncio.sleep(0.05)
         return [e["outcome"] for e in found]
 
+    async def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.api_port}/metrics"
+        headers = {"Authorization": "Bearer t"}
+        async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as r:
+            return await r.text()
+
     async def healthz(self):
         url = f"http://127.0.0.1:{self.api_port}/healthz"
         async with aiohttp.ClientSession() as http, http.get(url) as r:
@@ -257,4 +263,8 @@ async def test_a_flood_of_scans_locks_that_reader_out_and_costs_nothing_else(rig
     assert front["locked_out_s"] > 0 and front["codes"] <= 5 + 2 * 30
     assert sum(front["dropped"].values()) > 19_000
     assert boards.bank.unlocked == [(0, 4)]
+    await until(lambda: any(e["outcome"] == "opened" for e in agent.lines("code.read")))
+    metrics = await agent.metrics()
+    assert 'locker_agent_pickup_codes_total{outcome="wrong",reader="front"} 5.0' in metrics
+    assert 'locker_agent_pickup_codes_total{outcome="opened",reader="side"} 1.0' in metrics
     assert await agent.stop() == 0
