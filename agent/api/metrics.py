@@ -76,6 +76,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self._codes = Counter(
+            "locker_agent_pickup_codes",
+            "Pickup codes read, by reader and outcome (opened, wrong, locked_out, ...)",
+            ["reader", "outcome"],
+            registry=self.registry,
+        )
 
     def bind(self, agent: Parts) -> None:
         """Read the agent's parts when scraped."""
@@ -93,6 +99,10 @@ class Metrics:
     def uplink(self, status: str) -> None:
         """The cloud answered a POST (an HTTP status, or ``unreachable``)."""
         self._uplink.labels(status).inc()
+
+    def pickup(self, reader: str, outcome: str) -> None:
+        """A pickup code was judged (``agent.codes.pickup.Outcome``)."""
+        self._codes.labels(reader, outcome).inc()
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

@@ -164,6 +164,28 @@ async def the_technicians_socket_removed(sim, http, monkeypatch):
     assert any(f"{sim.socket} is gone" in r for r in health["reasons"])
 
 
+@field(HEALTHZ, "pickup")
+async def a_code_scanner_unplugged(sim, http, monkeypatch):
+    """The pickup-code scanner goes away: /healthz says it is not open (degraded),
+    never the last thing it knew."""
+    await until(lambda: _reader_open(http, True))
+    sim.scanner.close()
+    await until(lambda: _reader_open(http, False))
+    await until(lambda: _degraded(http))
+    _, health = await healthz(http)
+    assert any(r.startswith("reader scanner: not open") for r in health["reasons"])
+
+
+async def _reader_open(http: aiohttp.ClientSession, is_open: bool) -> bool:
+    _, health = await healthz(http)
+    return health["pickup"]["readers"][0]["open"] is is_open
+
+
+async def _degraded(http: aiohttp.ClientSession) -> bool:
+    status, _ = await healthz(http)
+    return status == 503
+
+
 @field(HEALTHZ, "notices")
 async def a_damaged_store(sim, http, monkeypatch):
     """A store set aside while running is said, with what could be read of it."""
