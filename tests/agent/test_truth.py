@@ -109,7 +109,8 @@ async def a_door_forced_while_the_disk_is_full(sim, http, monkeypatch):
 
 @field(CABINET, "enabled", "size", "thermal_mode")
 async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
-    """A setting that cannot be saved is refused (503) and not shown as set."""
+    """A setting that cannot be saved is refused (503) and not shown as set; a disable,
+    the safe way, holds at once all the same (shown, and its 503 says not saved)."""
 
     def refuse(*_a: Any, **_k: Any) -> None:
         raise StoreError("database or disk is full")
@@ -117,14 +118,16 @@ async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
     before = await cabinet(http, 2)
     monkeypatch.setattr(sim.agent.store, "save_settings", refuse)
     for body in (
-        {"command": "disable"},
         {"command": "resize", "size": "large"},
         {"command": "set_thermal_mode", "thermal_mode": "ambient"},
+        {"command": "disable"},
     ):
         async with http.put("/api/lockers/cabinets/2", json=body) as resp:
             assert resp.status == 503, body
+            said = (await resp.json())["message"]
     shown = await cabinet(http, 2)
-    assert shown == before
+    assert shown == before | {"enabled": False}
+    assert "not saved" in said
 
 
 @field(CABINET, "temperature_c", "thermal")
