@@ -16,6 +16,7 @@ from agent.api.server import LocalApi
 from agent.cloud.channel import CommandChannel
 from agent.cloud.key import ApiKey
 from agent.cloud.uplink import Uplink
+from agent.codes.service import PickupCodes
 from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
 from agent.config.reload import differences
 from agent.config.warnings import warnings
@@ -27,6 +28,7 @@ from agent.locker.errors import LockerError
 from agent.locker.locker import Locker
 from agent.storage.outbox import OUTBOX_FILE, Outbox
 from agent.storage.store import STATE_FILE, StateStore
+from agent.thermal import clock
 from agent.thermal.records import RECORDS_FILE, Records
 from agent.thermal.service import Thermal
 
@@ -97,10 +99,12 @@ class Agent:
                 self.locker.storage_replaced(notice)
         self.outbox.on_replaced = self.locker.storage_replaced
         self.hardware = Hardware(config, self.locker, gpio_factory=gpio_factory)
+        self.codes = PickupCodes(config, self.locker, clock.synchronized)
         self.thermal = self._thermal(config)
         self.metrics = Metrics()
         self.locker.journal.observe(self.metrics.observe)
         self.locker.on_command = self.metrics.command
+        self.codes.pickup.on_outcome = self.metrics.pickup
         ca_file = config.cloud.ca_file
         cloud_tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         # One key for both links: a key file fixed while the cloud refuses is used by both.
@@ -137,6 +141,7 @@ class Agent:
                 self.api_key,
                 self.locker,
                 ssl_context=cloud_tls,
+                codes=self.codes.provision,
             )
             if config.cloud.commands_url
             else None
@@ -185,6 +190,7 @@ class Agent:
         return (
             ended
             + self.hardware.problems()
+            + self.codes.problems()
             + thermal
             + self.uplink.problems()
             + channel
@@ -207,6 +213,7 @@ class Agent:
             "alarms": alarms,
             "outbox": self.outbox.stats(),
             "notices": notices,
+            "pickup": self.codes.details(),
         }
 
     async def start(self) -> None:
@@ -224,6 +231,7 @@ class Agent:
         if not await self.hardware.wait_ready(STARTUP_WAIT_S):
             log.warning("agent.boards_not_ready", problems=self.hardware.problems())
         self.locker.report_startup()
+        await self.codes.start()
         if self.thermal is not None:
             await self.thermal.start()
         await self.uplink.start()
@@ -240,6 +248,7 @@ class Agent:
         # New commands are refused; those in flight finish or are answered with what
         # they did, before the edges that carry the answers close.
         await self.locker.drain(STOP_DRAIN_S)
+        await self.codes.close()
         if self.channel is not None:
             await self.channel.close()
         await self.api.close()

@@ -15,7 +15,7 @@ import time
 import structlog
 from _rig import machine
 
-from drivers.kerong.bus import BoardStatus, KerongBus
+from drivers.kerong.bus import BoardStatus, KerongBus, KerongBusConfig
 from simulator.kerong_board import KerongBoardEmulator
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -32,7 +32,10 @@ async def measure(samples: int, silent_board: bool) -> list[float]:
         if board == 2 and status is not None:
             seen.put_nowait((time.perf_counter(), status.closed[4]))
 
-    bus = KerongBus(boards.port, [0, 1, 2, 3] if silent_board else [0, 1, 2], on_status)
+    config = KerongBusConfig(
+        name="bench", port=boards.port, boards=[0, 1, 2, 3] if silent_board else [0, 1, 2]
+    )
+    bus = KerongBus(config, on_status)
     await bus.start()
     await seen.get()  # first read
     rng = random.Random(7)

@@ -20,7 +20,8 @@ from typing import Any
 
 import structlog
 
-from simulator.kerong_core import ChangeCallback, ChannelState, KerongBank
+from drivers.kerong.config import KerongBusConfig
+from simulator.kerong_core import BoardVariant, ChangeCallback, ChannelState, KerongBank
 
 log = structlog.get_logger(__name__)
 
@@ -30,9 +31,11 @@ READ_SIZE = 4096
 class KerongBoardEmulator:
     """Boards ``boards`` (ids 0-15) answering KR-CU16 frames on a pty.
 
-    ``locked_bit``, ``has_items`` and ``seed`` go to the :class:`KerongBank` core
-    (ValueError for a bad board id or polarity). Knobs, changeable at any time:
-    ``reply_delay_s`` (the boards answer that much later; an echo does not wait),
+    ``locked_bit``, ``has_items``, ``seed`` and ``variant`` go to the :class:`KerongBank`
+    core (ValueError for a bad board id or polarity); an unlock answer the variant sends
+    once the lock has moved goes then. Knobs, changeable at any time:
+    ``reply_delay_s`` (the boards answer that much later; an echo does not wait; starts
+    at the variant's),
     ``auto_shut_after_s`` (a simulated person shuts a door that long after it
     opened; None: never), :attr:`echo`, ``baud`` (the speed the boards are set to:
     a host whose port is at another speed gets no answer; None: any); the other faults
@@ -66,10 +69,13 @@ class KerongBoardEmulator:
         locked_bit: int = 1,
         has_items: bool = True,
         seed: int | None = None,
+        variant: BoardVariant | None = None,
     ) -> None:
-        self.bank = KerongBank(boards, locked_bit=locked_bit, has_items=has_items, seed=seed)
+        self.bank = KerongBank(
+            boards, locked_bit=locked_bit, has_items=has_items, seed=seed, variant=variant
+        )
         self.bank.on_change = self._bank_changed
-        self.reply_delay_s = 0.0
+        self.reply_delay_s = self.bank.variant.reply_delay_s
         self.auto_shut_after_s: float | None = None
         self.baud: int | None = None
         self.on_change: ChangeCallback | None = None
@@ -81,6 +87,26 @@ class KerongBoardEmulator:
         self._auto_shut: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self._frame_waiters: list[tuple[bytes, asyncio.Future[None]]] = []
         self._last_reply_at = 0.0  # loop time the latest scheduled reply goes out
+
+    @classmethod
+    def for_bus(
+        cls,
+        config: KerongBusConfig,
+        *,
+        variant: BoardVariant | None = None,
+        has_items: bool = True,
+        seed: int | None = None,
+    ) -> KerongBoardEmulator:
+        """The boards of the bus ``config`` describes, set to its speed and polarity."""
+        emulator = cls(
+            config.boards,
+            locked_bit=config.locked_bit,
+            has_items=has_items,
+            seed=seed,
+            variant=variant,
+        )
+        emulator.baud = config.baud
+        return emulator
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -268,6 +294,23 @@ class KerongBoardEmulator:
                     fut.set_result(None)
         if out:
             self._reply(out)
+        for after_s, board, addr in self.bank.take_later():
+            self._answer_once_moved(after_s, board, addr)
+
+    def _answer_once_moved(self, after_s: float, board: int, addr: int) -> None:
+        """In ``after_s`` the lock has moved: the board answers its unlock (ADDR ``addr``)
+        with its status then, through the reply delay."""
+        loop = self._loop
+        if loop is None:
+            return
+        handle: asyncio.TimerHandle
+
+        def moved() -> None:
+            self._pending.discard(handle)
+            self._reply(self.bank.status_reply(board, addr))
+
+        handle = loop.call_later(after_s, moved)
+        self._pending.add(handle)
 
     def _reply(self, data: bytes) -> None:
         loop = self._loop

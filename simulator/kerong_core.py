@@ -16,12 +16,17 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import structlog
+from pydantic import TypeAdapter
 
 from drivers.kerong import codec
+from drivers.kerong.config import Boards, KerongBusConfig, LockedBit
+from simulator.kerong_model import VARIANTS, BoardVariant, ChannelState
+
+__all__ = ["VARIANTS", "BoardVariant", "ChangeCallback", "ChannelState", "KerongBank"]
 
 log = structlog.get_logger(__name__)
 
@@ -33,25 +38,8 @@ MAX_GARBAGE = 12  # the most noise bytes one garbage burst puts on the line
 ChangeCallback = Callable[[int, int], None]
 PulseCallback = Callable[[int, int], None]
 
-
-@dataclass(slots=True)
-class ChannelState:
-    """One compartment as the physical world has it.
-
-    ``latched`` implies the door is shut: a door that is open cannot be held by
-    the latch. The board's lock feedback says "closed" only when the door is
-    shut *and* latched.
-    """
-
-    door_open: bool = False
-    latched: bool = True
-    item: bool = False
-    jammed: bool = False
-
-    @property
-    def closed(self) -> bool:
-        """True when the door is shut and latched: what the lock feedback reports."""
-        return self.latched and not self.door_open
+_BOARDS: TypeAdapter[list[int]] = TypeAdapter(Boards)
+_LOCKED_BIT: TypeAdapter[int] = TypeAdapter(LockedBit)
 
 
 class KerongBank:
@@ -60,8 +48,12 @@ class KerongBank:
     ``locked_bit`` is the raw lock bit a closed channel reports (1 on most boards,
     0 on the inverted models); ``has_items=False`` plays boards without infrared
     sensors (every item bit 0). ``seed`` seeds :attr:`rng`, which decides the
-    random line faults. Raises ValueError for a board id out of 0-15 or a
-    ``locked_bit`` other than 0 or 1.
+    random line faults. The boards and ``locked_bit`` are checked by the driver's config
+    types (``drivers.kerong.config``), the one place their bounds are written: a
+    ``pydantic.ValidationError`` (a ValueError) for a board out of range or listed
+    twice, or a ``locked_bit`` other than 0 or 1. ``variant`` (:class:`BoardVariant`)
+    is how the boards answer unlocks; an answer sent once the lock has moved waits
+    in :attr:`later` until its wrapper, which has a clock, sends it.
 
     Fault knobs, changeable at any time:
 
@@ -102,6 +94,7 @@ class KerongBank:
         "flapping",
         "garbage",
         "has_items",
+        "later",
         "locked_bit",
         "offline",
         "on_change",
@@ -111,6 +104,7 @@ class KerongBank:
         "status_reads",
         "twins",
         "unlocked",
+        "variant",
     )
 
     def __init__(
@@ -120,13 +114,13 @@ class KerongBank:
         locked_bit: int = 1,
         has_items: bool = True,
         seed: int | None = None,
+        variant: BoardVariant | None = None,
     ) -> None:
-        ids = sorted(set(boards))
-        for board in ids:
-            if not 0 <= board <= codec.MAX_BOARD:
-                raise ValueError(f"board {board} out of range 0-{codec.MAX_BOARD}")
-        if locked_bit not in (0, 1):
-            raise ValueError("locked_bit must be 0 or 1")
+        ids = sorted(_BOARDS.validate_python(list(boards)))
+        locked_bit = _LOCKED_BIT.validate_python(locked_bit)
+        self.variant = variant or BoardVariant()
+        # Unlock answers sent once the lock has moved: (seconds from now, board, ADDR).
+        self.later: list[tuple[float, int, int]] = []
         self._channels = {b: [ChannelState() for _ in range(codec.CHANNELS)] for b in ids}
         self.locked_bit = locked_bit
         self.has_items = has_items
@@ -147,6 +141,24 @@ class KerongBank:
         self.on_change: ChangeCallback | None = None
         self.on_pulse: PulseCallback | None = None
         self._parser = codec.FrameParser()
+
+    @classmethod
+    def for_bus(
+        cls,
+        config: KerongBusConfig,
+        *,
+        variant: BoardVariant | None = None,
+        has_items: bool = True,
+        seed: int | None = None,
+    ) -> KerongBank:
+        """The boards of the bus ``config`` describes (its boards and lock polarity)."""
+        return cls(
+            config.boards,
+            locked_bit=config.locked_bit,
+            has_items=has_items,
+            seed=seed,
+            variant=variant,
+        )
 
     @property
     def boards(self) -> list[int]:
@@ -193,9 +205,17 @@ class KerongBank:
         """The 16 item sensor bits ``board`` reports now (all False without sensors)."""
         return tuple(ch.item and self.has_items for ch in self._board(board))
 
-    def status_reply(self, board: int) -> bytes:
-        """The 9-byte 0x35 frame ``board`` would answer to a status request now."""
-        return codec.status_reply(board, self.lock_bits(board), self.item_bits(board))
+    def status_reply(self, board: int, addr: int | None = None) -> bytes:
+        """The 9-byte 0x35 frame ``board`` would answer to a status request now (with
+        ``addr`` for ADDR when given: an unlock's answer in the unlock frame's form)."""
+        frame = codec.status_reply(board, self.lock_bits(board), self.item_bits(board))
+        return frame if addr is None else codec.encode(addr, codec.REPLY_STATUS, frame[3:7])
+
+    def take_later(self) -> list[tuple[float, int, int]]:
+        """The unlock answers due once a lock has moved, ``(seconds from now, board,
+        ADDR)``, taken off :attr:`later`: send ``status_reply(board, addr)`` then."""
+        later, self.later = self.later, []
+        return later
 
     # -- people and the physical world --------------------------------------
 
@@ -360,8 +380,17 @@ class KerongBank:
         if frame.cmd == codec.CMD_UNLOCK:
             log.info("kerong unlock pulse", board=board, channel=frame.channel)
             self.unlocked.append((board, frame.channel))
+            answer = b""
+            variant = self.variant
+            if variant.unlock_reply != "none":
+                addr = board << 4 if variant.unlock_reply == "board" else frame.addr
+                if variant.unlock_reply_after_s > 0:
+                    self.later.append((variant.unlock_reply_after_s, board, addr))
+                else:
+                    answer = self.status_reply(board, addr)  # before the lock moves
             self._pulsed(board, frame.channel)
             self._unlock(board, frame.channel)
+            return answer
         elif frame.cmd == codec.CMD_UNLOCK_ALL:
             log.info("kerong unlock-all pulse", board=board)
             self.unlocked.append((board, 0))

@@ -30,6 +30,7 @@ from simulator.cloud import FakeCloud
 from simulator.food import SPEED, FoodPlant, has_thermal
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.mock_pins import mock_factory
+from simulator.scanner import VirtualScanner
 from simulator.touchless import TouchlessLocker
 
 LockerKind = Literal["kerong", "touchless", "food"]
@@ -131,7 +132,18 @@ class Simulation:
             thermal = self._data.setdefault("thermal", {})
             if isinstance(thermal, dict):
                 thermal["w1_dir"] = self._w1.name
+        # A virtual scanner for each of the config's readers (they become serial readers on
+        # a pty), or one called "scanner" when it has none.
+        readers = [r for r in self._data.get("readers", []) if isinstance(r, dict)]
+        self.scanners = {
+            str(r.get("name")): VirtualScanner(str(r.get("name"))) for r in readers
+        } or {"scanner": VirtualScanner()}
         self.agent: Agent | None = None
+
+    @property
+    def scanner(self) -> VirtualScanner:
+        """The first virtual scanner (the embedded lockers' only one)."""
+        return next(iter(self.scanners.values()))
 
     @property
     def config_data(self) -> dict[str, Any]:
@@ -165,6 +177,10 @@ class Simulation:
         data["api"]["listen"] = f"127.0.0.1:{self._api_port}"
         data["storage"]["dir"] = str(self._storage_dir)
         data["api"]["socket"] = str(self.socket)
+        data["readers"] = [
+            {"name": name, "driver": "serial", "port": scanner.path, "baud": 9600}
+            for name, scanner in self.scanners.items()
+        ]
         return parse_config(data, self._storage_dir)
 
     async def start(self) -> None:
@@ -173,6 +189,8 @@ class Simulation:
         gpio_factory = None
         for emulator in self.buses.values():
             await emulator.start()
+        for scanner in self.scanners.values():
+            scanner.start()
         config = self._config()
         if self._gpio:
             gpio_factory = mock_factory()
@@ -224,6 +242,8 @@ class Simulation:
         for emulator in self.buses.values():
             await emulator.close()
         await self.cloud.close()
+        for scanner in self.scanners.values():
+            scanner.close()
         for tmp in (self._tmp, self._w1):
             if tmp is not None:
                 tmp.cleanup()
@@ -238,6 +258,7 @@ class Simulation:
             f" (bus {name})"
             for name, e in self.buses.items()
         ]
+        hardware += [f"  scanner      {s.name} on {s.path}" for s in self.scanners.values()]
         if self.touchless is not None and self.touchless.keys:
             hardware.append(f"  GPIO         cabinets {self.touchless.keys} on mock pins")
         if self.food is not None:

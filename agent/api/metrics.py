@@ -76,6 +76,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self._codes = Counter(
+            "locker_agent_pickup_codes",
+            "Pickup codes read, by reader and outcome (opened, wrong, locked_out, ...)",
+            ["reader", "outcome"],
+            registry=self.registry,
+        )
 
     def bind(self, agent: Parts) -> None:
         """Read the agent's parts when scraped."""
@@ -93,6 +99,10 @@ class Metrics:
     def uplink(self, status: str) -> None:
         """The cloud answered a POST (an HTTP status, or ``unreachable``)."""
         self._uplink.labels(status).inc()
+
+    def pickup(self, reader: str, outcome: str) -> None:
+        """A pickup code was judged (``agent.codes.pickup.Outcome``)."""
+        self._codes.labels(reader, outcome).inc()
 
     def render(self) -> bytes:
         """The text exposition of every metric."""
@@ -193,6 +203,11 @@ class _Live(Collector):
             "Second replies to one request: two boards on one address",
             labels=["bus", "board"],
         )
+        late = CounterMetricFamily(
+            "locker_agent_bus_late_replies",
+            "Status replies that came after their timeout (each its own request's)",
+            labels=["bus", "board"],
+        )
         silent = GaugeMetricFamily(
             "locker_agent_bus_board_silent",
             "1 when a board does not answer",
@@ -205,10 +220,11 @@ class _Live(Collector):
                 replies.add_metric(labels, bus.counts[(board, "replies")])
                 timeouts.add_metric(labels, bus.counts[(board, "timeouts")])
                 twins.add_metric(labels, bus.counts[(board, "twins")])
+                late.add_metric(labels, bus.counts[(board, "late")])
                 rtt.add_metric(labels, bus.rtt_s[board])
                 silent.add_metric(labels, int(board in quiet))
             bad.add_metric([name], bus.bad_bytes)
-        yield from (replies, timeouts, twins, rtt, bad, silent)
+        yield from (replies, timeouts, twins, late, rtt, bad, silent)
         yield from _links(agent.links)
         if agent.thermal is not None:
             yield from _thermal(agent.thermal)

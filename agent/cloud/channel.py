@@ -40,10 +40,11 @@ from yarl import URL
 from agent.cloud.backoff import Backoff
 from agent.cloud.key import AUTH_RETRY_S, ApiKey
 from agent.cloud.link import LinkHealth, duration
-from agent.cloud.messages import admit, failure
+from agent.cloud.messages import Provision, admit, failure
 from agent.cloud.session import RedirectRefused, cloud_session
 from agent.locker.commands import problem
-from agent.locker.errors import LockerError
+from agent.locker.errors import Conflict, LockerError
+from agent.locker.idempotency import INTERRUPTED
 from agent.locker.locker import Locker
 
 log = structlog.get_logger(__name__)
@@ -68,7 +69,8 @@ _HEARD = frozenset(
 class CommandChannel:
     """The cloud's command websocket at ``url`` (ws:// or wss://); commands go to ``locker``.
 
-    Authenticated by ``api_key`` (an ``ApiKey`` shared with the uplink, or a fixed key).
+    Authenticated by ``api_key`` (an ``ApiKey`` shared with the uplink, or a fixed key);
+    ``codes`` provisions pickup codes from ``codes`` messages.
     Seconds: ``backoff_base_s`` / ``backoff_cap_s`` of the reconnect backoff, ``ping_s``
     and ``silence_s`` of liveness (``silence_s`` > ``ping_s``, else ValueError),
     ``auth_retry_s`` after the cloud refused the key (a new key file ends it sooner).
@@ -89,6 +91,7 @@ class CommandChannel:
         auth_retry_s: float = AUTH_RETRY_S,
         rand: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
+        codes: Provision | None = None,
     ) -> None:
         parsed = URL(url)
         if parsed.scheme not in ("ws", "wss") or not parsed.host:
@@ -100,6 +103,7 @@ class CommandChannel:
         self._where = str(parsed.with_user(None).with_query(None))
         self._key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
         self._locker = locker
+        self._codes = codes  # the ``codes`` messages' provisioning, when pickup codes are kept
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, rand)
         self.ping_s = ping_s
         self.silence_s = silence_s
@@ -318,7 +322,7 @@ class CommandChannel:
         costs the agent the answers, never its memory, and reading goes on.
         """
         self.received += 1
-        taken = admit(self._locker, text)
+        taken = admit(self._locker, text, self._codes)
         del text
         if isinstance(taken, dict):
             await self._send(ws, taken)
@@ -334,6 +338,11 @@ class CommandChannel:
             answer = {"id": command_id, "ok": True, "cabinet": await asyncio.shield(running)}
         except LockerError as err:
             answer = failure(command_id, err)
+        except asyncio.CancelledError:
+            if not running.cancelled():
+                raise  # this answer's own task: the channel is closing
+            # The command was stopped with no word of what it did: never "send again".
+            answer = failure(command_id, Conflict(f"the agent stopped it: {INTERRUPTED}"))
         except Exception:  # a bug in one command must not end the channel
             log.exception("channel.command_failed", id=command_id)
             error = problem(500, "INTERNAL_ERROR", "internal error")

@@ -42,7 +42,9 @@ class Event(BaseModel):
     """``event``: what happened (``door_changed``, an alarm, ...) and, for some, where.
 
     The spec leaves ``event`` open beyond ``type``: board and bus events name their
-    ``bus`` and ``board`` (or the bus's ``boards``).
+    ``bus`` and ``board`` (or the bus's ``boards``); ``code_opened`` its ``order_id``,
+    ``side`` and (after a power cut) ``confirmed``; ``reader_locked_out`` its ``reader``
+    and ``locked_s``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,6 +53,11 @@ class Event(BaseModel):
     bus: str | None = None
     board: int | None = None
     boards: list[int] | None = None
+    order_id: int | str | None = None
+    side: str | None = None
+    confirmed: bool | None = None
+    reader: str | None = None
+    locked_s: int | None = None
 
 
 class FeedbackBody(BaseModel):

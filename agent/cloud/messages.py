@@ -1,11 +1,13 @@
 """What one message on the command channel becomes: a refusal answered at once, or
 an admitted command running on the locker (``{"id", "key", ...command}``, the body
-of "Update the state of a locker cabinet" plus an id and the cabinet key)."""
+of "Update the state of a locker cabinet" plus an id and the cabinet key), or pickup
+codes put and dropped (``{"id", "type": "codes", "put", "drop"}``), answered at once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from agent.locker.commands import error_body, parse_command
@@ -13,10 +15,15 @@ from agent.locker.errors import Invalid, LockerError
 from agent.locker.idempotency import MAX_ID_LENGTH
 from agent.locker.locker import Locker
 
+Provision = Callable[[dict[str, Any]], dict[str, Any]]
 
-def admit(locker: Locker, text: str | None) -> dict[str, Any] | tuple[Any, asyncio.Task[Any]]:
-    """One message (None: a binary one) parsed and admitted: an answer now (a refusal),
-    or ``(id, the running command)``; ``Locker.submit`` bounds how many run."""
+
+def admit(
+    locker: Locker, text: str | None, codes: Provision | None = None
+) -> dict[str, Any] | tuple[Any, asyncio.Task[Any]]:
+    """One message (None: a binary one) parsed and admitted: an answer now (a refusal,
+    or a ``codes`` message done by ``codes``), or ``(id, the running command)``;
+    ``Locker.submit`` bounds how many run."""
     if text is None:
         return failure(None, Invalid("binary messages are not accepted: send JSON text"))
     try:
@@ -26,6 +33,8 @@ def admit(locker: Locker, text: str | None) -> dict[str, Any] | tuple[Any, async
     if not isinstance(data, dict):
         return failure(None, Invalid("the message must be a JSON object"))
 
+    if "type" in data:
+        return _codes(data, codes)
     raw_id = data.pop("id", None)
     raw_key = data.pop("key", None)
     errors: dict[str, list[str]] = {}
@@ -49,6 +58,26 @@ def admit(locker: Locker, text: str | None) -> dict[str, Any] | tuple[Any, async
         cmd = parse_command(data)
         # Own namespace: a cloud id never collides with a local Idempotency-Key.
         return command_id, locker.submit(raw_key, cmd, f"cloud:{command_id!r}")
+    except LockerError as err:
+        return failure(command_id, err)
+
+
+def _codes(data: dict[str, Any], codes: Provision | None) -> dict[str, Any]:
+    """A ``codes`` message: put and drop now (one SQLite write, bounded by the message's
+    own limits and the store's), answered ``{"id", "ok": true, "held", "put", "dropped"}``."""
+    raw_id = data.pop("id", None)
+    kind = data.pop("type")
+    command_id = raw_id if _is_id(raw_id) else None
+    echo = raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
+    if command_id is None:
+        why = "required" if raw_id is None else "must be an integer or a short string"
+        return failure(echo, Invalid(f"id: {why}", {"id": [why]}))
+    if kind != "codes":
+        return failure(command_id, Invalid("type: must be codes", {"type": ["must be codes"]}))
+    if codes is None:
+        return failure(command_id, Invalid("this agent takes no pickup codes"))
+    try:
+        return {"id": command_id, "ok": True, **codes(data)}
     except LockerError as err:
         return failure(command_id, err)
 

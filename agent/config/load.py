@@ -199,6 +199,9 @@ def summary(config: Config) -> str:
             f"power: {who}: at most {bus.max_concurrent} actuation"
             f"{'s' if bus.max_concurrent > 1 else ''} at once, starts {bus.stagger_s:g} s apart"
         )
+    for reader in config.readers:  # pickup-code readers (drivers/readers)
+        where = getattr(reader, "port", None) or getattr(reader, "device", "")
+        lines.append(f"reader {reader.name}: {reader.driver} on {where}")
     key_from = config.cloud.api_key_file or "inline"
     token_from = config.api.token_file or "inline"
     lines += [

@@ -39,6 +39,7 @@ from drivers.gpio.config import (
     IndicatorWiring,
 )
 from drivers.kerong.config import KerongBusConfig, KerongDoorWiring
+from drivers.readers.config import AnyReader
 
 # Discriminated unions (bus drivers, door kinds) tag error locations with these.
 _TAGS = frozenset({"kerong-cu16", "gpio"})
@@ -290,6 +291,16 @@ class Config(StrictModel):
     buses: list[AnyBus] = Field(min_length=1)
     cabinets: list[CabinetConfig] = Field(min_length=1)
     thermal: ThermalConfig = Field(default_factory=ThermalConfig)
+    # Pickup-code readers (drivers/readers/config.py), each owning its section.
+    readers: list[AnyReader] = Field(default_factory=list, max_length=16)
+
+    @field_validator("readers")
+    @classmethod
+    def _unique_readers(cls, readers: list[Any]) -> list[Any]:
+        names = [r.name for r in readers]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"reader name {twice[0]!r} is used twice")
+        return readers
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,7 @@ the config (valid, its warnings; an example's placeholder left in place fails he
 the secret files' owners and modes, the service user and its groups, each serial
 port (present, openable, not held by another process) and each board on it (one
 status read with the driver's codec), the pin factory's module, the thermal sensors
-(``agent/thermal/sensors.py``), the cloud (resolves,
+(``agent/thermal/sensors.py``), the pickup-code readers (``readers.py``), the cloud (resolves,
 connects, accepts the api-key: see ``agent.field.probes``), the clock (NTP) and the storage
 dir's disk. Exit 1 when a line is FAIL, else 0.
 
@@ -31,6 +31,7 @@ import serial
 from agent.config import Config, ConfigError, KerongBusConfig, load_config
 from agent.config.warnings import warnings
 from agent.field import access, busscan, probes
+from agent.field.readers import reader_lines
 from agent.hardware.dry import build_dry
 from agent.thermal.sensors import sensor_lines
 
@@ -84,6 +85,7 @@ def doctor(path: Path) -> Iterator[Line]:
             yield from check_bus(i, bus, config)
     found = sensor_lines(config, access.service_cannot)
     yield from (Line(level, "thermal", says) for level, says in found)
+    yield from (Line(*found) for found in reader_lines(config, access.service_cannot))
     yield check_cloud(config)
     yield check_clock()
     yield from check_disk(config)

@@ -123,12 +123,15 @@ def _key(cabinet: dict[str, Any]) -> int:
 
 
 def spared(cabinet: dict[str, Any], rear: bool) -> str | None:
-    """Why the selftest leaves ``cabinet`` shut (``disabled``, ``occupied``, ``no rear
-    door``), or None to open it."""
+    """Why the selftest leaves ``cabinet`` shut (``disabled``, ``occupied``, ``item
+    sensor unknown``, ``no rear door``), or None to open it: only a cabinet known empty
+    is opened."""
     if rear and cabinet.get("rear_load_status") is None:
         return "no rear door"
     if not cabinet["enabled"]:
         return "disabled"
+    if cabinet["occupied"] is None:
+        return "item sensor unknown (its board does not answer): it may hold an item"
     if cabinet["occupied"]:
         return "occupied (the item sensor reads an item)"
     return None

@@ -276,21 +276,7 @@ class Hardware:
         def on_health(board: int, online: bool) -> None:
             self._health(bus.name, board, online)
 
-        return KerongBus(
-            bus.port,
-            bus.boards,
-            on_status,
-            on_health=on_health,
-            baud=bus.baud,
-            reply_timeout_s=bus.reply_timeout_s,
-            poll_interval_s=bus.poll_interval_s,
-            locked_bit=bus.locked_bit,
-            offline_after=bus.offline_after,
-            online_after=bus.online_after,
-            pulse_s=bus.pulse_s,
-            power_budget=budget,
-            name=bus.name,
-        )
+        return KerongBus(bus, on_status, on_health=on_health, power_budget=budget)
 
     def _board_status(self, bus_name: str, board: int, status: BoardStatus | None) -> None:
         # The bus reports health (on_health) after this: doors first, then the board.

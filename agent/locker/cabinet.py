@@ -32,7 +32,9 @@ class Cabinet:
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").
     thermal_modes: frozenset[str] = frozenset({"ambient"})
-    thermal_set: int = 0  # set_thermal_mode commands carried out (each re-arms the controller)
+    thermal_set: int = (
+        0  # set_thermal_mode commands carried out (a new mode re-arms the controller)
+    )
     alarms: set[tuple[str, Side | None]] = field(default_factory=set)
     # What the thermal control shows (DESIGN.md, "Thermal"): the trusted temperature
     # (one decimal) and the unit's state; both None without a thermal unit.
@@ -43,6 +45,7 @@ class Cabinet:
     # technician's reset clears them, never a command.
     thermal_latches: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    arrivals: int = 0  # commands that reached ``Locker.execute``: opens join only in a row
 
     def door(self, side: Side) -> Door | None:
         """The front or rear door; None when the cabinet has no rear door."""
@@ -54,11 +57,12 @@ class Cabinet:
 
     def thermal_refusal(self, command: str) -> str | None:
         """Why a latched thermal unit refuses ``command`` (None: it does not):
-        ``set_thermal_mode`` while any latch holds, ``enable`` while over the limit."""
+        ``set_thermal_mode`` while any latch holds; ``enable`` and ``open`` while over
+        the limit (the cabinet's disable may not have reached the disk)."""
         latches = self.thermal_latches
-        if not latches or command not in ("set_thermal_mode", "enable"):
+        if not latches or command not in ("set_thermal_mode", "enable", "open"):
             return None
-        if command == "enable" and "temperature_over_limit" not in latches:
+        if command != "set_thermal_mode" and "temperature_over_limit" not in latches:
             return None
         named = "; ".join(f"{alarm} ({why})" for alarm, why in sorted(latches.items()))
         return (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -25,6 +26,16 @@ from agent.locker.intake import Intake
 from agent.storage.store import StateStore, StoreError
 
 log = structlog.get_logger(__name__)
+JOIN_STOP_S = 1.0  # at a stop, how long a joined open waits for the open it shares
+
+
+@dataclass
+class _Open:
+    """An open in progress: its outcome, and the last arrival on its cabinet that
+    joined it (a later open joins only when nothing came between)."""
+
+    outcome: asyncio.Future[None]
+    last: int
 
 
 class Dispatch:
@@ -39,7 +50,7 @@ class Dispatch:
     _commands: CommandLog
     _stopping: bool
     _running: set[asyncio.Task[dict[str, Any]]]
-    _opening: dict[tuple[int, Side], asyncio.Future[None]]
+    _opening: dict[tuple[int, Side], _Open]
 
     def get(self, key: int) -> Cabinet:
         """The cabinet with the cloud's ``key``; ``NotFound`` when there is none."""
@@ -118,34 +129,54 @@ class Dispatch:
         """
         cabinet = self.get(key)
         side: Side = "rear" if cmd.rearload else "front"
+        arrival = cabinet.arrivals = cabinet.arrivals + 1
         if cmd.command != "open":
             await self._execute(cabinet, side, cmd)
             return cabinet
         # A second open of a door already being opened needs no second pulse: it
-        # joins the first and shares its outcome. The first runs in its caller, so
-        # commands keep their order on the cabinet's lock.
+        # joins the first and shares its outcome, unless another command for the
+        # cabinet came between them (open, close, open must end open). The first runs
+        # in its caller, so commands keep their order on the cabinet's lock.
         where = (key, side)
         joined = self._opening.get(where)
-        if joined is not None:
+        if joined is not None and joined.last == arrival - 1:
+            joined.last = arrival
             log.info("command.joined", key=key, command=cmd.command, side=side)
-            await asyncio.shield(joined)
+            await self._join(joined.outcome)
             return cabinet
-        outcome = asyncio.get_running_loop().create_future()
-        outcome.add_done_callback(_retrieved)
-        self._opening[where] = outcome
+        mine = _Open(asyncio.get_running_loop().create_future(), arrival)
+        mine.outcome.add_done_callback(_retrieved)
+        self._opening[where] = mine
         try:
             await self._execute(cabinet, side, cmd)
         except LockerError as err:
-            outcome.set_exception(err)
+            mine.outcome.set_exception(err)
             raise
         except BaseException:  # cancelled (a stop): it may have pulsed, never twice
-            outcome.set_exception(Conflict(f"the open it joined was interrupted: {INTERRUPTED}"))
+            mine.outcome.set_exception(
+                Conflict(f"the open it joined was interrupted: {INTERRUPTED}")
+            )
             raise
         else:
-            outcome.set_result(None)
+            mine.outcome.set_result(None)
         finally:
-            del self._opening[where]
+            if self._opening.get(where) is mine:
+                del self._opening[where]
         return cabinet
+
+    async def _join(self, outcome: asyncio.Future[None]) -> None:
+        """Share an open's outcome; a stop cancels that open too, and its answer (what
+        it did) is this one's."""
+        try:
+            await asyncio.shield(outcome)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            await asyncio.wait([outcome], timeout=JOIN_STOP_S)
+            if not outcome.done() or outcome.cancelled():
+                raise Conflict(f"the agent stopped during the open: {INTERRUPTED}") from None
+            if (err := outcome.exception()) is not None:
+                raise err from None
 
     async def _execute(self, cabinet: Cabinet, side: Side, cmd: CabinetCommand) -> None:
         key = cabinet.key
@@ -194,11 +225,13 @@ class Dispatch:
         elif cmd.command == "close":
             await self.actions.shut(cabinet, side)
         elif cmd.command in ("enable", "disable"):
-            self._settle(cabinet, enabled=cmd.command == "enable")
-            if not cabinet.enabled:  # a technician at work: no door moves by itself
-                for each, _ in cabinet.doors():
-                    self.actions.cancel_close(cabinet, each)
-            self.indicators.refresh(key)
+            try:
+                self._settle(cabinet, enabled=cmd.command == "enable")
+            finally:  # a disable holds even unsaved (see _settle)
+                if not cabinet.enabled:  # a technician at work: no door moves by itself
+                    for each, _ in cabinet.doors():
+                        self.actions.cancel_close(cabinet, each)
+                self.indicators.refresh(key)
         elif cmd.command == "resize":
             self._settle(cabinet, size=cmd.size)
         elif cmd.command == "set_thermal_mode":
@@ -210,7 +243,7 @@ class Dispatch:
                     f" (it can: {', '.join(sorted(cabinet.thermal_modes))})"
                 )
             self._settle(cabinet, thermal_mode=cmd.thermal_mode)
-            cabinet.thermal_set += 1  # each one re-arms the controller (a latch refuses it)
+            cabinet.thermal_set += 1  # a new mode re-arms the controller (a latch refuses it)
 
     async def open_all(
         self, side: Side = "front", reason: str | None = None
@@ -237,11 +270,22 @@ class Dispatch:
         return sorted(out, key=lambda pair: keys.index(pair[0]))
 
     def _settle(self, cabinet: Cabinet, **change: Any) -> None:
-        """Change a cabinet setting: on disk first, so a restart keeps it."""
+        """Change a cabinet setting: on disk first, so a restart keeps it.
+
+        Raises ``Unavailable`` when the disk refuses. A disable is the safe way: it
+        holds at once even then (a full disk must not keep an over-limit cabinet
+        open to customers), and the answer says it is not saved.
+        """
         try:
             self._store.save_settings(cabinet.key, **(cabinet.settings() | change))
         except StoreError as exc:
-            log.error("settings.unsaved", key=cabinet.key, error=str(exc))
+            log.error("settings.unsaved", key=cabinet.key, error=str(exc), change=change)
+            if change == {"enabled": False}:
+                cabinet.enabled = False
+                raise Unavailable(
+                    f"disabled, but not saved ({exc}): a restart would forget it;"
+                    " send it again once the disk takes it"
+                ) from None
             raise Unavailable(f"cannot save the setting: {exc}") from None
         for name, value in change.items():
             setattr(cabinet, name, value)

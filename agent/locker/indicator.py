@@ -4,7 +4,8 @@ Patterns (the GPIO driver renders them): ``ready`` multi-colour cycling,
 ``about_to_open`` blue, ``open`` green (open or opening), ``closing`` flashing
 yellow then red, ``cloud_unreachable`` flashing red, ``no_internet`` dull red,
 ``disabled`` for a disabled cabinet, ``food_unsafe`` steady red once its food
-spent too long out of temperature (it outranks everything: nobody should take it).
+spent too long out of temperature (it outranks everything: nobody should take it),
+``code_refused`` flashing red for a moment after a pickup code was refused.
 A door in motion outranks the link state:
 the customer in front of the door needs to know what the door does.
 
@@ -27,8 +28,10 @@ Link = Literal["ok", "cloud_unreachable", "no_internet"]
 Show = Callable[[int, str], None]
 
 
-def pattern_for(cabinet: Cabinet, link: Link) -> str:
-    """The pattern a cabinet's indicator should show now."""
+def pattern_for(cabinet: Cabinet, link: Link, flash: str | None = None) -> str:
+    """The pattern a cabinet's indicator should show now (``flash``: one shown a moment)."""
+    if flash is not None and not any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
+        return flash
     if any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
         return "food_unsafe"
     if not cabinet.enabled:
@@ -56,6 +59,7 @@ class Indicators:
         self._shown: dict[int, str] = {}
         self._dirty: set[int] = set()
         self._pending: asyncio.Handle | None = None
+        self._flashes: dict[int, tuple[str, asyncio.TimerHandle]] = {}
 
     def attach(self, show: Show) -> None:
         """Start showing, through ``show(key, pattern)``; every cabinet is refreshed."""
@@ -77,6 +81,24 @@ class Indicators:
             for key in self._cabinets:
                 self.refresh(key)
 
+    def flash(self, key: int, pattern: str, seconds: float) -> None:
+        """Show ``pattern`` on cabinet ``key`` for ``seconds``, then its own again."""
+        if key not in self._cabinets:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        old = self._flashes.pop(key, None)
+        if old is not None:
+            old[1].cancel()
+        self._flashes[key] = (pattern, loop.call_later(seconds, self._unflash, key))
+        self.refresh(key)
+
+    def _unflash(self, key: int) -> None:
+        self._flashes.pop(key, None)
+        self.refresh(key)
+
     def refresh(self, key: int) -> None:
         """Show cabinet ``key``'s pattern again, on the next turn of the loop."""
         if self._show is None:
@@ -92,7 +114,8 @@ class Indicators:
         self._pending = None
         dirty, self._dirty = self._dirty, set()
         for key in sorted(dirty):
-            pattern = pattern_for(self._cabinets[key], self._link)
+            flash = self._flashes.get(key)
+            pattern = pattern_for(self._cabinets[key], self._link, flash[0] if flash else None)
             if self._show is not None and self._shown.get(key) != pattern:
                 self._shown[key] = pattern
                 self._show(key, pattern)

@@ -57,6 +57,16 @@ class Entry(Protocol):
 
 
 Observer = Callable[[Any], Iterable[Entry] | None]
+Told = tuple[Kind, str, Feedback, dict[str, Any] | None]
+
+
+class Reported(Entry, Protocol):
+    """An entry of another room that says itself what the cloud hears of it (a code
+    that opened a door): ``told(snapshot)`` gives (kind, event.type, cabinets, detail)."""
+
+    def told(self, snapshot: Callable[..., Feedback]) -> Told:
+        """What the cloud hears: (outbox kind, event.type, cabinets, detail)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +251,8 @@ class Journal:
             kind, event, cabinets = "snapshot", EVENT_STARTUP, self._snapshot()
         elif isinstance(entry, StorageNotice):
             kind, event, cabinets = "snapshot", EVENT_STORAGE_REPLACED, self._snapshot()
+        elif callable(getattr(entry, "told", None)):
+            kind, event, cabinets, detail = entry.told(self._snapshot)  # type: ignore[attr-defined]
         else:
             return None
         # The cloud requires a non-empty cabinets list: with no door state known

@@ -63,7 +63,7 @@ class Unit:
         self.food = FoodClock(cfg.time_limit_s())
         self.verdict = Verdict("missing", None, NOT_YET)
         self.mode = "ambient"
-        self.mode_set = -1  # the cabinet's thermal_set last seen: a new one re-arms
+        self.mode_set = -1  # the cabinet's thermal_set last seen: a new mode re-arms
         self.mode_changed = False  # this round: its alarms clear at once
         self.excursion = False
         self.peak_c = 0.0  # the open excursion's worst temperature
@@ -109,7 +109,8 @@ class Unit:
                       was=self.mode, occupied=cabinet.occupied)  # fmt: skip
             self.mode_changed = self.mode != cabinet.thermal_mode
             self.mode, self.mode_set = cabinet.thermal_mode, cabinet.thermal_set
-            self.control.set_mode(self.mode)
+            if self.mode_changed:  # the same mode re-sent keeps a fault's progress
+                self.control.set_mode(self.mode)
 
     def problems(self) -> list[str]:
         """What keeps this unit from working fully, one line each (for /healthz)."""

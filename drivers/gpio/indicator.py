@@ -29,6 +29,7 @@ PATTERNS = (
     "no_internet",  # dull red
     "disabled",  # dim white, steady
     "food_unsafe",  # red, steady: food past its time out of temperature
+    "code_refused",  # flashing red, for a moment: a pickup code refused at this cabinet
 )
 OFF: RGB = (0.0, 0.0, 0.0)
 RED: RGB = (1.0, 0.0, 0.0)
@@ -110,7 +111,7 @@ class Indicator:
             body = self._cycle
         elif pattern == "closing":
             body = self._closing
-        else:  # cloud_unreachable
+        else:  # cloud_unreachable, code_refused
             body = self._flash_red
         self._task = asyncio.get_running_loop().create_task(
             self._guard(body), name=f"indicator-{self.name}-{pattern}"

@@ -7,7 +7,9 @@ Where things live (each module imports only the ones above it):
     lock.py         PriorityLock: waiters by priority, then arrival
     link.py         Link: the port kept open, the asyncio protocol, reopen with backoff,
                     the silent-link check; BusUnavailable
-    matcher.py      ReplyMatcher: which request a frame answers (late, twin, echo)
+    timing.py       ReplyClock: the reply timeout, from the port's kind and the replies seen
+    matcher.py      ReplyMatcher: what each write may bring back, and which one a frame
+                    answers (a read, late or not, an unlock; twin, stray, echo)
     transaction.py  Transactions: one request in flight, commands before polls, a timed
                     reply, the metrics; BoardTimeout
     pulse.py        Pulser: unlocks inside the power budget, staggered on the wire

@@ -25,27 +25,31 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
 from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
+from drivers.kerong.config import KerongBusConfig
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.poller import Poller
 from drivers.kerong.pulse import Pulser
 from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
+from drivers.kerong.timing import ReplyClock
 from drivers.kerong.transaction import COMMAND, BoardTimeout, Transactions
 from drivers.power import PowerBudget
 
 __all__ = [
     "BoardStatus",
     "BoardTimeout",
+    "BusTuning",
     "BusUnavailable",
     "ConnectFn",
     "HealthCallback",
     "KerongBus",
+    "KerongBusConfig",
     "StatusCallback",
     "wire_cycle_s",
 ]
@@ -53,99 +57,86 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class BusTuning:
+    """The bus's own timings that no config file sets (tests shorten them), seconds:
+    ``poll_retries`` (a timed-out poll is retried this often before it counts as a
+    miss, >= 0), ``offline_poll_interval_s`` (a silent board is tried this often),
+    ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff, 0 < min <= max),
+    ``silent_reopen_s`` (every board silent this long on a port that looks open: reopen
+    it). Raises ValueError out of those bounds."""
+
+    poll_retries: int = 1
+    offline_poll_interval_s: float = 1.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    silent_reopen_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.poll_retries < 0:
+            raise ValueError("poll_retries must be >= 0")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        if self.offline_poll_interval_s <= 0 or self.silent_reopen_s <= 0:
+            raise ValueError("offline_poll_interval_s and silent_reopen_s must be > 0")
+
+
 class KerongBus:
     """Polls the boards of one bus and sends them commands.
 
-    ``on_status(board, status)`` is called on the loop whenever what is known
-    about a board changes: its first good read, any bit change, ``None`` when
-    it stops answering (after ``poll_retries`` retries) or the port goes away,
-    and the status again when it answers again. A board that never answered
-    and cannot be read is reported ``None`` once. ``on_health(board, online)``
-    follows it when a board goes silent (``False``, also one never heard) and
-    when a silent board answers again (``True``). A change of more than one bit at
-    once is reported once a second read shows it too (an 8-bit sum lets paired bit
-    errors through); one door changing costs no extra read. Two boards on one address
-    (two replies to one request) count in ``counts[(board, "twins")]`` and log
-    ``kerong.twin_reply``; while their replies disagree the board's last status stands.
-    A board whose read timed out or was cancelled is not asked again until its late
-    reply can no longer come (``reply_timeout_s`` later): a late reply is never taken
-    for a later request's. An unlocked board is read as soon as its pulse is over,
-    whatever ``poll_interval_s``.
+    Built from its validated config section (``config``: every setting, default and
+    bound is ``KerongBusConfig``'s) and ``tuning`` (``BusTuning``: timings no config
+    sets). ``on_status(board, status)`` is called on the loop whenever what is known
+    about a board changes: its first good read, any bit change, ``None`` when it stops
+    answering (``offline_after`` missed polls) or the port goes away, and the status
+    again once it answers again (``online_after`` answers). A board that never answered
+    and cannot be read is reported ``None`` once. ``on_health(board, online)`` follows
+    it when a board goes silent (``False``, also one never heard) and when a silent
+    board answers again (``True``). A change of more than one bit at once is reported
+    once a second read shows it too (an 8-bit sum lets paired bit errors through).
 
-    ``port`` is a pyserial URL (a device path, ``socket://host:port``), ``boards``
-    the addresses 0 to ``codec.MAX_BOARD``, ``baud`` bit/s. Durations are seconds:
-    ``reply_timeout_s`` (one reply), ``poll_interval_s`` (one poll cycle at most
-    this often, and never more often than the wire could carry it, ``wire_cycle_s``:
-    0 polls back to back at the wire's pace), ``offline_poll_interval_s`` (a silent
-    board is tried this often),
-    ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
-    (every board silent this long on a port that looks open: reopen it), ``pulse_s``
-    (the board's lock pulse: an unlock holds a power slot that long). The power
-    budget is ``power_budget`` when given (shared with the other drivers on the same
-    supply), else a budget of its own of ``max_concurrent`` and ``stagger_s``; the
-    stagger also holds between the unlock frames as they go on the wire.
-    ``locked_bit`` is the lock-feedback bit value meaning "closed".
+    Every request says what it may bring back (``matcher.ReplyMatcher``): an unlock's
+    answer, in either ADDR form, at once or once the lock moved, is a fresh reading and
+    never a second board; a late reply is its own request's, counted in
+    ``counts[(board, "late")]``, and makes the bus wait longer (``timing.ReplyClock``,
+    ADR 0030); two boards on one address count in ``counts[(board, "twins")]``, and
+    while their replies disagree the board's last status stands. An unlocked board is
+    read as soon as its pulse is over, whatever ``poll_interval_s``.
 
-    The constructor raises ``ValueError`` for boards out of range or listed twice and
-    settings out of range; nothing is opened before ``start()``.
+    The power budget is ``power_budget`` when given (shared with the other drivers on
+    the same supply), else one of the config's ``max_concurrent`` and ``stagger_s``; the
+    stagger also holds between the unlock frames as they go on the wire. ``connect``
+    replaces the opening of the port (tests). Nothing is opened before ``start()``.
     """
 
     def __init__(
         self,
-        port: str,
-        boards: Sequence[int],
+        config: KerongBusConfig,
         on_status: StatusCallback,
         *,
         on_health: HealthCallback | None = None,
-        baud: int = 19200,
-        reply_timeout_s: float = 0.1,
-        poll_retries: int = 1,
-        offline_after: int = 3,
-        online_after: int = 2,
-        poll_interval_s: float = 0.0,
-        offline_poll_interval_s: float = 1.0,
-        locked_bit: int = 1,
-        pulse_s: float = 0.5,
-        max_concurrent: int = 1,
-        stagger_s: float = 0.1,
         power_budget: PowerBudget | None = None,
-        reconnect_min_s: float = 0.5,
-        reconnect_max_s: float = 30.0,
-        silent_reopen_s: float = 10.0,
         connect: ConnectFn | None = None,
-        name: str = "kerong",
+        tuning: BusTuning = BusTuning(),
     ) -> None:
-        for board in boards:
-            if not 0 <= board <= codec.MAX_BOARD:
-                raise ValueError(f"board {board} out of range 0-{codec.MAX_BOARD}")
-        if len(set(boards)) != len(boards):
-            raise ValueError(f"duplicate board in {list(boards)}")
-        if poll_retries < 0:
-            raise ValueError("poll_retries must be >= 0")
-        if offline_after < 1 or online_after < 1:
-            raise ValueError("offline_after and online_after must be >= 1")
-        if not 0 < reconnect_min_s <= reconnect_max_s:
-            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
-        if pulse_s <= 0:
-            raise ValueError(f"pulse_s must be > 0, not {pulse_s}")
-        if poll_interval_s < 0:
-            raise ValueError(f"poll_interval_s must be >= 0, not {poll_interval_s}")
-        self._name = name
-        self._boards = tuple(boards)
-        self._budget = power_budget or PowerBudget(max_concurrent, stagger_s)
-        # For metrics: replies and timeouts per board, and the seconds the replies took
-        # from request to reply (waiting for the bus included).
+        name = self._name = config.name
+        self._config = config
+        self._boards = tuple(config.boards)
+        self._budget = power_budget or PowerBudget(config.max_concurrent, config.stagger_s)
+        # For metrics: replies, timeouts, late replies and the rest per board, and the
+        # seconds the replies took from request to reply (waiting for the bus included).
         self.counts: Counter[tuple[int, str]] = Counter()
         self.rtt_s: Counter[int] = Counter()
-        self._matcher = ReplyMatcher(name, reply_timeout_s, self.counts)
+        self.clock = ReplyClock(config.reply_timeout_s)
+        self._matcher = ReplyMatcher(name, self.clock, self.counts, self._boards)
         self._link = Link(
-            port,
-            baud,
+            config.port,
+            config.baud,
             name=name,
             connect=connect,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
-            silent_reopen_s=silent_reopen_s,
+            reconnect_min_s=tuning.reconnect_min_s,
+            reconnect_max_s=tuning.reconnect_max_s,
+            silent_reopen_s=tuning.silent_reopen_s,
             on_frame=self._matcher.frame_received,
             on_open=self._port_open,
             on_lost=self._matcher.fail,
@@ -155,8 +146,7 @@ class KerongBus:
             self._link,
             self._matcher,
             self._boards,
-            baud=baud,
-            reply_timeout_s=reply_timeout_s,
+            baud=config.baud,
             counts=self.counts,
             rtt_s=self.rtt_s,
             name=name,
@@ -167,23 +157,24 @@ class KerongBus:
             self._boards,
             on_status,
             on_health=on_health,
-            locked_bit=locked_bit,
-            offline_after=offline_after,
-            online_after=online_after,
-            offline_poll_interval_s=offline_poll_interval_s,
+            locked_bit=config.locked_bit,
+            offline_after=config.offline_after,
+            online_after=config.online_after,
+            offline_poll_interval_s=tuning.offline_poll_interval_s,
             name=name,
         )
+        self._matcher.on_reading = self._heard
         self._poller = Poller(
             self._tracker,
             self._matcher,
             self._link.up,
             self._boards,
-            poll_retries=poll_retries,
-            poll_interval_s=poll_interval_s,
-            baud=baud,
+            poll_retries=tuning.poll_retries,
+            poll_interval_s=config.poll_interval_s,
+            baud=config.baud,
             name=name,
         )
-        self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
+        self._pulser = Pulser(self._tx, self._budget, config.pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -310,6 +301,12 @@ class KerongBus:
         """An unlock's pulse is over: have the poll loop read ``board`` now."""
         if not self._closed:
             self._poller.poll_soon(board)
+
+    def _heard(self, frame: codec.Frame, confirm: bool) -> None:
+        """A status frame no read waited for: a fresh reading (a read confirms it if
+        the tracker asks)."""
+        if self._tracker.heard(frame, confirm):
+            self._poll_soon(frame.board)
 
     def _port_open(self) -> None:
         """A new connection: every board is polled at the normal rate, the old

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from drivers.config import Name, NameRef, StrictModel
 from drivers.kerong.codec import CHANNELS, MAX_BOARD, wire_cycle_s
@@ -30,6 +37,31 @@ BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
 Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
+
+
+NETWORK_SCHEMES = ("socket://", "rfc2217://")
+"""pyserial URLs that reach the line through the network (a TCP serial gateway)."""
+
+SERIAL_REPLY_TIMEOUT_S = 0.1
+"""The default reply timeout on a local port (USB adapter, UART): a board answers in a
+few ms, a USB adapter adds up to 16 ms (its latency timer); 0.1 s leaves five times
+that (ADR 0030)."""
+
+NETWORK_REPLY_TIMEOUT_S = 0.5
+"""The default reply timeout through a ``socket://`` or ``rfc2217://`` gateway, whose
+replies take tens to hundreds of ms (``shared/protocols/kerong-cu16.md``; ADR 0030)."""
+
+
+def is_network_port(port: str) -> bool:
+    """Whether the pyserial URL ``port`` reaches the line through the network."""
+    return port.lower().startswith(NETWORK_SCHEMES)
+
+
+def default_reply_timeout_s(port: str, baud: int) -> float:
+    """The reply timeout a bus starts with when its config gives none: by the port's kind,
+    and never under twice a status read's time on the wire at ``baud``."""
+    kind_s = NETWORK_REPLY_TIMEOUT_S if is_network_port(port) else SERIAL_REPLY_TIMEOUT_S
+    return max(kind_s, round(2 * wire_cycle_s(1, baud), 3))
 
 
 Board = Annotated[int, Field(ge=0, le=MAX_BOARD)]
@@ -70,9 +102,10 @@ class KerongBusConfig(StrictModel):
     Fields: ``name`` (what doors refer to), ``port`` (a pyserial URL: a device path or
     ``socket://host:port``), ``baud`` (bit/s, one of ``BAUD_RATES``), ``boards``
     (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` (seconds, no shorter
-    than a status read takes on the wire at ``baud``: ``codec.wire_cycle_s``),
-    ``poll_interval_s`` (seconds between the starts of two poll cycles, never shorter
-    than the wire's pace; the default polls back to back at that pace: see
+    than a status read takes on the wire at ``baud``; default by the port's kind,
+    ``default_reply_timeout_s``; the bus waits longer when late replies show it must,
+    ADR 0030), ``poll_interval_s`` (seconds between the starts of two poll cycles,
+    never shorter than the wire's pace; the default polls back to back at that pace: see
     ``docs/benchmarks.md`` for what a larger value saves in CPU and costs in
     door-to-cloud time), ``locked_bit`` (the lock-feedback bit value that means
     "closed": 1 on most boards, 0 on some), ``pulse_s`` (seconds the board
@@ -92,7 +125,7 @@ class KerongBusConfig(StrictModel):
     port: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
     baud: Baud = 19200
     boards: Boards
-    reply_timeout_s: float = Field(0.1, ge=0.01, le=5, validate_default=True)
+    reply_timeout_s: float = Field(SERIAL_REPLY_TIMEOUT_S, ge=0.01, le=5)
     poll_interval_s: float = Field(0.005, ge=0.005, le=5)
     locked_bit: LockedBit = 1
     pulse_s: float = Field(0.5, ge=0.05, le=5)
@@ -101,6 +134,16 @@ class KerongBusConfig(StrictModel):
     offline_after: int = Field(3, ge=1, le=100)
     online_after: int = Field(2, ge=1, le=100)
     supply: Name | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reply_timeout_by_port(cls, data: object) -> object:
+        # No timeout given: the port's kind chooses it (a gateway is slower than a wire).
+        if isinstance(data, dict) and "reply_timeout_s" not in data:
+            port, baud = data.get("port"), data.get("baud", 19200)
+            if isinstance(port, str) and baud in BAUD_RATES and not isinstance(baud, bool):
+                return {**data, "reply_timeout_s": default_reply_timeout_s(port, baud)}
+        return data
 
     @field_validator("reply_timeout_s")
     @classmethod

@@ -53,7 +53,11 @@ class Pulser:
             while True:
                 try:
                     await self._tx.transact(
-                        request, None, COMMAND, on_sent=sent, gate=self._stagger_left
+                        request,
+                        COMMAND,
+                        unlock=(board, self._pulse_s),
+                        on_sent=sent,
+                        gate=self._stagger_left,
                     )
                     break
                 except NotYet as not_yet:

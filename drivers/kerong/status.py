@@ -120,6 +120,27 @@ class StatusTracker:
             self._report(board, status)
         return status
 
+    def heard(self, frame: codec.Frame, confirm: bool = False) -> bool:
+        """A status frame no read of ours waited for (an unlock's answer, a late reply):
+        a fresh reading of its board. A board reported online takes it as a read (its
+        misses start over); a change of more than one bit is confirmed by a read, as
+        are frames from a board not reported online and every change a frame to
+        ``confirm`` shows. Returns whether to read the board now."""
+        board = frame.board
+        previous = self._reported.get(board)
+        if board not in self._boards or previous is None:
+            return board in self._boards
+        status = self._status_of(board, frame)
+        if status is previous or self._matcher.twinned(board):
+            return False
+        if confirm:
+            return status != previous
+        self._misses[board] = 0
+        if _flips(previous, status) > 1:
+            return True  # not on one frame's word: a read confirms it
+        self._report(board, status)
+        return False
+
     def missed(self, board: int) -> None:
         """A poll of ``board`` went unanswered, retries included."""
         self._answers[board] = 0

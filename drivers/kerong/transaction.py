@@ -1,8 +1,9 @@
-"""One request on the bus at a time: commands before polls, a shielded write, a timed reply."""
+"""One request on the bus at a time: commands before polls, a shielded write, its answers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -11,7 +12,7 @@ import structlog
 from drivers.kerong import codec
 from drivers.kerong.link import BusUnavailable, Link
 from drivers.kerong.lock import PriorityLock
-from drivers.kerong.matcher import ReplyMatcher
+from drivers.kerong.matcher import STATUS, UNLOCK, Expectation, ReplyMatcher
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +48,10 @@ def _expire(reply: asyncio.Future[codec.Frame]) -> None:
 
 class Transactions:
     """Puts the requests of one bus on the wire one at a time, behind a priority lock
-    (``COMMAND`` before ``POLL``), and waits ``reply_timeout_s`` for a status reply
-    (the matcher says which frame is one).
+    (``COMMAND`` before ``POLL``). Each request tells the matcher what it may bring
+    back before it is written: a status read waits ``matcher.clock.timeout_s`` for its
+    reply; an unlock holds the bus for an answer at once unless its board's last
+    unlock had none (so the next request does not talk over it on a half-duplex line).
 
     ``counts`` and ``rtt_s`` are the bus's metrics, counted here: replies and timeouts
     per board, and the seconds the replies took from request to reply (waiting for
@@ -62,20 +65,21 @@ class Transactions:
         boards: Sequence[int],
         *,
         baud: int,
-        reply_timeout_s: float,
         counts: Counter[tuple[int, str]],
         rtt_s: Counter[int],
         name: str,
     ) -> None:
         self._link = link
         self._matcher = matcher
+        self._clock = matcher.clock
         self._baud = baud
-        self._reply_timeout_s = reply_timeout_s
         self._counts = counts
         self._rtt_s = rtt_s
         self._name = name
         self._lock = PriorityLock()
         self._requests = {board: codec.status_request(board) for board in boards}
+        # Seconds a status reply takes on the wire (9 bytes, 10 bits each).
+        self._reply_s = codec.FRAME_LENGTH[codec.REPLY_STATUS] * 10 / baud
 
     async def read(self, board: int, priority: int) -> codec.Frame:
         """Read ``board``'s status reply. Raises BoardTimeout, BusUnavailable, and
@@ -84,11 +88,17 @@ class Transactions:
         loop = asyncio.get_running_loop()
         # Not while a reply to an earlier request may still come (outside the bus lock:
         # the other boards go on meanwhile).
-        if board in self._matcher.drain_until:
-            await self._matcher.drained(board)
+        drain_until = self._matcher.drain_until
         started = loop.time()
         try:
-            frame = await self.transact(request, board, priority)
+            while True:
+                if board in drain_until:
+                    await self._matcher.drained(board)
+                try:
+                    frame = await self.transact(request, priority, status_of=board)
+                    break
+                except NotYet:
+                    continue  # another read of it timed out while this one waited
         except BoardTimeout:
             self._counts[(board, "timeouts")] += 1
             raise
@@ -96,6 +106,10 @@ class Transactions:
         self._rtt_s[board] += asyncio.get_running_loop().time() - started
         assert frame is not None
         return frame
+
+    @staticmethod
+    def _link_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def wire_time(self, request: bytes) -> float:
         """Seconds ``request`` takes on the wire: 10 bits a byte (8N1), plus the adapter's
@@ -105,70 +119,95 @@ class Transactions:
     async def transact(
         self,
         request: bytes,
-        board: int | None,
         priority: int,
         *,
+        status_of: int | None = None,
+        unlock: tuple[int, float] | None = None,
         on_sent: Callable[[], None] | None = None,
         gate: Callable[[], float] | None = None,
     ) -> codec.Frame | None:
-        """Send one request and, if ``board`` is given, wait for its status reply.
-        ``on_sent`` is called once the bytes are handed to the transport (also when the
-        caller is cancelled during the shielded send). ``gate``, once the bus is held,
-        gives the seconds the frame must still wait: above 0 raises ``NotYet``."""
+        """Send one request: ``status_of`` a board, wait for its status reply; ``unlock``
+        ``(board, pulse_s)``, the unlock of a lock of that board (its answer, if any, is
+        the matcher's). ``on_sent`` is called once the bytes are handed to the transport
+        (also when the caller is cancelled during the shielded send). ``gate``, once the
+        bus is held, gives the seconds the frame must still wait: above 0 raises
+        ``NotYet``. Raises BoardTimeout, BusUnavailable."""
         async with self._lock.hold(priority):
             transport = self._link.transport
             if transport is None or transport.is_closing():
                 raise BusUnavailable(f"bus {self._name}: port not open")
             if gate is not None and (wait_s := gate()) > 0:
                 raise NotYet(wait_s)
+            drain_until = self._matcher.drain_until
+            if status_of in drain_until and drain_until[status_of] > self._link_time():
+                # Checked again once the bus is held: another read of this board may
+                # have timed out while this one waited for the bus.
+                raise NotYet(drain_until[status_of] - self._link_time())
             # Registered before the write: a reply can arrive inside write().
-            pending = None if board is None else self._matcher.expect(board)
+            expectation: Expectation | None = None
+            if status_of is not None:
+                expectation = self._matcher.expect_status(status_of)
+            elif unlock is not None:
+                expectation = self._matcher.expect_unlock(unlock[0], request[1], unlock[1])
             try:
-                await self._send(
-                    transport, request, expect_reply=board is not None, on_sent=on_sent
-                )
-                if pending is None:
+                await self._send(transport, request, expectation, on_sent)
+                if expectation is None or expectation.reply is None:
                     return None
-                # A bare timer, not asyncio.timeout(): it fails the reply instead of
-                # cancelling this task (cheaper, and it runs for every read).
-                loop = asyncio.get_running_loop()
-                expiry = loop.call_later(self._reply_timeout_s, _expire, pending.reply)
-                try:
-                    frame = await pending.reply
-                except _ReplyExpired:
+                if expectation.kind == UNLOCK:
+                    # Held for an answer at once, so the next request does not talk over
+                    # it; sent, whatever happens to that answer.
+                    answer_s = max(self._clock.answer_s, self.wire_time(request) + self._reply_s)
+                    with contextlib.suppress(BusUnavailable):
+                        await self._reply(expectation, answer_s)
+                    return None
+                frame = await self._reply(expectation, self._clock.timeout_s)
+                if frame is None:
                     raise BoardTimeout(
-                        f"bus {self._name}: board {board} did not answer "
-                        f"within {self._reply_timeout_s} s"
-                    ) from None
-                finally:
-                    expiry.cancel()
+                        f"bus {self._name}: board {status_of} did not answer "
+                        f"within {self._clock.timeout_s:.3f} s"
+                    )
                 if self._link.transport is not transport:
                     # The port went away between the reply and now: the boards are
                     # already reported unknown, do not report this stale status.
                     raise BusUnavailable(f"bus {self._name}: connection lost")
                 return frame
             finally:
-                if pending is not None:
-                    self._matcher.finished(pending, same_link=self._link.transport is transport)
+                if expectation is not None:
+                    self._matcher.finished(expectation, same_link=self._link.transport is transport)
+
+    async def _reply(self, expectation: Expectation, within_s: float) -> codec.Frame | None:
+        """The frame answering ``expectation`` within ``within_s`` of its write; None if
+        none came."""
+        reply = expectation.reply
+        assert reply is not None
+        if reply.done():
+            return reply.result()
+        # A bare timer, not asyncio.timeout(): it fails the reply instead of cancelling
+        # this task (cheaper, and it runs for every read).
+        loop = asyncio.get_running_loop()
+        expiry = loop.call_at(expectation.sent + within_s, _expire, reply)
+        try:
+            return await reply
+        except _ReplyExpired:
+            return None
+        finally:
+            expiry.cancel()
 
     async def _send(
         self,
         transport: asyncio.WriteTransport,
         request: bytes,
-        *,
-        expect_reply: bool,
+        expectation: Expectation | None,
         on_sent: Callable[[], None] | None,
     ) -> None:
         """Write a frame; shielded, because bytes half on the wire cannot be taken back
         and the next request must not start until they are out."""
-        if expect_reply:
+        if expectation is not None and expectation.kind == STATUS:
             # The write itself never waits (the reply paces the bus): nothing to shield,
             # and no task to make for every poll.
-            self._write_now(transport, request, on_sent)
+            self._write_now(transport, request, expectation, on_sent)
             return
-        task = asyncio.ensure_future(
-            self._write(transport, request, expect_reply=expect_reply, on_sent=on_sent)
-        )
+        task = asyncio.ensure_future(self._write(transport, request, expectation, on_sent))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -182,22 +221,21 @@ class Transactions:
         self,
         transport: asyncio.WriteTransport,
         request: bytes,
-        *,
-        expect_reply: bool,
+        expectation: Expectation | None,
         on_sent: Callable[[], None] | None,
     ) -> None:
-        self._write_now(transport, request, on_sent)
-        if not expect_reply:
-            # No reply comes to pace us: wait until the frame has left the wire.
-            await asyncio.sleep(self.wire_time(request))
+        self._write_now(transport, request, expectation, on_sent)
+        # No status reply comes to pace us: wait until the frame has left the wire.
+        await asyncio.sleep(self.wire_time(request))
 
     def _write_now(
         self,
         transport: asyncio.WriteTransport,
         request: bytes,
+        expectation: Expectation | None,
         on_sent: Callable[[], None] | None,
     ) -> None:
-        self._matcher.written(request)
+        self._matcher.written(expectation, request)
         try:
             transport.write(request)
         except Exception as exc:

@@ -17,6 +17,7 @@ from simulator.cloud.channel import COMMANDS_PATH, CommandChannel
 from simulator.cloud.common import Predicate
 from simulator.cloud.faults import REDIRECTED_PATH, FaultSwitches
 from simulator.cloud.feedback import FeedbackEndpoint
+from simulator.cloud.orders import Orders
 from simulator.cloud.spec import FEEDBACK_PATH, FeedbackValidator, load_feedback_schema
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,7 @@ class FakeCloud:
             api_key, FeedbackValidator(load_feedback_schema()), self._faults, lambda: self.url
         )
         self._channel = CommandChannel(api_key)
+        self._orders = Orders(self._channel, lambda: self.received)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -50,6 +52,7 @@ class FakeCloud:
         app.router.add_get("/_sim/feedback", self._feedback.listing)
         app.router.add_route("*", REDIRECTED_PATH, self._faults.redirected_to)
         app.router.add_get(COMMANDS_PATH, self._channel.handle)
+        app.router.add_get("/_sim/orders", self._list_orders)
         # Open websockets would hold the shutdown up: close them once the site stops listening.
         app.on_shutdown.append(self._shutdown_agents)
         # Access logs off: the structlog lines below say more, and less noise.
@@ -134,6 +137,23 @@ class FakeCloud:
     async def disconnect_agents(self) -> None:
         """Close every agent's socket (the agent should reconnect)."""
         await self._channel.disconnect_agents()
+
+    # -- orders and their pickup codes ----------------------------------------
+
+    async def create_order(
+        self, key: int, *, rearload: bool = False, code: str | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """A new order for cabinet ``key``, its ``open_code`` provisioned to the agent as
+        a hash. See :meth:`Orders.create`."""
+        return await self._orders.create(key, rearload=rearload, code=code, **kw)
+
+    @property
+    def orders(self) -> list[dict[str, Any]]:
+        """Every order made, with ``collected``: the agent told ``code_opened`` for it."""
+        return self._orders.listing()
+
+    async def _list_orders(self, request: web.Request) -> web.Response:
+        return web.json_response(self.orders)
 
     # -- fault injection ----------------------------------------------------
 

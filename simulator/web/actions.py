@@ -34,6 +34,7 @@ from simulator.food import FoodPlant
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import Simulation
 from simulator.web.disk import SmallDisk
+from simulator.web.pickup import PickupActions
 
 WHO = ("cloud", "person", "fate")
 COMMAND_TIMEOUT_S = 15.0  # an open answers once the door confirmed: seconds, not ms
@@ -54,7 +55,7 @@ def verbs() -> dict[str, list[str]]:
     }
 
 
-class Actions:
+class Actions(PickupActions):
     """The steps a person, the cloud or fate can take on ``sim`` (a started Simulation).
 
     ``disk``: the small disk under the agent's storage, when there is one (the

@@ -29,7 +29,8 @@ waits up to ``within`` seconds (default 10) until it holds:
   and of its ``thermal`` object ``heating``, ``cooling`` or ``sensor``;
 - ``expect = "feedback"``: the fake cloud accepted, since the scenario began, an
   entry for cabinet ``key`` with the given ``front_status`` / ``rear_status``;
-- ``expect = "event"``: it accepted a body whose ``event.type`` is ``type``;
+- ``expect = "event"``: it accepted a body whose ``event.type`` is ``type`` (and
+  whose ``event.order_id`` is ``order_id``, when given);
 - ``expect = "outbox_empty"``: the agent's ``/healthz`` shows nothing pending.
 
 A cloud step expects the agent to accept the command (``ok = false``: to refuse
@@ -63,6 +64,7 @@ STEP_FIELDS = frozenset(
     {"at", "within", "ok", "key", "side", "rear", "delay", "size", "mode", "reason", "via"}
     | {"bus", "board", "p", "status", "delay_s", "type", "alarm", "no_alarm"}
     | {"fault", "unit", "temperature_c", "temperature_below", "temperature_above"}
+    | {"code", "reader", "order_id"}
     | {"front_status", "rear_status", *CABINET_FIELDS, *THERMAL_FIELDS}
 )
 TOP_KEYS = frozenset({"title", "locker", "steps", "config", "thermal_speed", "start_c"})
@@ -272,8 +274,13 @@ async def _feedback(step: dict[str, Any], sim: Simulation, seen: int) -> tuple[b
 
 
 async def _event(step: dict[str, Any], sim: Simulation, seen: int) -> tuple[bool, str]:
-    types = [(r["body"].get("event") or {}).get("type") for r in sim.cloud.received[seen:]]
-    held = step.get("type") in types
+    events = [r["body"].get("event") or {} for r in sim.cloud.received[seen:]]
+    types = [e.get("type") for e in events]
+    held = any(
+        e.get("type") == step.get("type")
+        and ("order_id" not in step or e.get("order_id") == step["order_id"])
+        for e in events
+    )
     return held, "" if held else f"events received: {types[-5:]}"
 
 

@@ -109,7 +109,8 @@ async def a_door_forced_while_the_disk_is_full(sim, http, monkeypatch):
 
 @field(CABINET, "enabled", "size", "thermal_mode")
 async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
-    """A setting that cannot be saved is refused (503) and not shown as set."""
+    """A setting that cannot be saved is refused (503) and not shown as set; a disable,
+    the safe way, holds at once all the same (shown, and its 503 says not saved)."""
 
     def refuse(*_a: Any, **_k: Any) -> None:
         raise StoreError("database or disk is full")
@@ -117,14 +118,16 @@ async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
     before = await cabinet(http, 2)
     monkeypatch.setattr(sim.agent.store, "save_settings", refuse)
     for body in (
-        {"command": "disable"},
         {"command": "resize", "size": "large"},
         {"command": "set_thermal_mode", "thermal_mode": "ambient"},
+        {"command": "disable"},
     ):
         async with http.put("/api/lockers/cabinets/2", json=body) as resp:
             assert resp.status == 503, body
+            said = (await resp.json())["message"]
     shown = await cabinet(http, 2)
-    assert shown == before
+    assert shown == before | {"enabled": False}
+    assert "not saved" in said
 
 
 @field(CABINET, "temperature_c", "thermal")
@@ -162,6 +165,28 @@ async def the_technicians_socket_removed(sim, http, monkeypatch):
     status, health = await healthz(http)
     assert status == 503
     assert any(f"{sim.socket} is gone" in r for r in health["reasons"])
+
+
+@field(HEALTHZ, "pickup")
+async def a_code_scanner_unplugged(sim, http, monkeypatch):
+    """The pickup-code scanner goes away: /healthz says it is not open (degraded),
+    never the last thing it knew."""
+    await until(lambda: _reader_open(http, True))
+    sim.scanner.close()
+    await until(lambda: _reader_open(http, False))
+    await until(lambda: _degraded(http))
+    _, health = await healthz(http)
+    assert any(r.startswith("reader scanner: not open") for r in health["reasons"])
+
+
+async def _reader_open(http: aiohttp.ClientSession, is_open: bool) -> bool:
+    _, health = await healthz(http)
+    return health["pickup"]["readers"][0]["open"] is is_open
+
+
+async def _degraded(http: aiohttp.ClientSession) -> bool:
+    status, _ = await healthz(http)
+    return status == 503
 
 
 @field(HEALTHZ, "notices")

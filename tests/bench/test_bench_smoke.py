@@ -87,3 +87,9 @@ def test_flood_runs():
     )
     assert re.search(r"answers: \d+ done, [\d,]+ BUSY", out), out
     assert re.search(r"RSS before [\d.]+ MB, peak [\d.]+ MB", out), out
+
+
+@pytest.mark.timeout(60)
+def test_codes_runs():
+    out = run("codes.py", "--quick")
+    assert "provision 1000 codes" in out and "judge a miss against 1000 codes: p50" in out

@@ -59,9 +59,9 @@ def test_every_baud_rate_of_the_board(baud: int) -> None:
 
 
 def test_reply_timeout_no_shorter_than_a_read_on_the_wire() -> None:
-    # A read takes 117 ms at 1200 baud: the default 0.1 s would time every board out.
+    # A read takes 117 ms at 1200 baud: 0.1 s would time every board out.
     with pytest.raises(ValidationError) as caught:
-        KerongBusConfig.model_validate(bus(baud=1200))
+        KerongBusConfig.model_validate(bus(baud=1200, reply_timeout_s=0.1))
     [error] = caught.value.errors()
     assert error["loc"] == ("reply_timeout_s",)
     assert "0.117 s" in error["msg"] and "1200 baud" in error["msg"]
@@ -99,3 +99,22 @@ def test_models_are_frozen() -> None:
     config = KerongBusConfig.model_validate(bus())
     with pytest.raises(ValidationError):
         config.baud = 9600  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("port", "baud", "timeout_s"),
+    [
+        ("/dev/ttyUSB0", 19200, 0.1),  # a USB adapter: a few ms, 16 ms latency timer
+        ("/dev/serial/by-id/usb-FTDI-if00", 9600, 0.1),
+        ("/dev/ttyAMA0", 1200, 0.233),  # never under two reads on the wire
+        ("socket://10.0.0.7:5000", 19200, 0.5),  # a TCP gateway: tens to hundreds of ms
+        ("RFC2217://gw:4000", 19200, 0.5),
+    ],
+)
+def test_reply_timeout_by_the_ports_kind(port: str, baud: int, timeout_s: float) -> None:
+    config = KerongBusConfig.model_validate(bus(port=port, baud=baud))
+    assert config.reply_timeout_s == timeout_s
+    # Given, it is taken as given (the bus may wait longer: ADR 0030).
+    assert (
+        KerongBusConfig.model_validate(bus(port=port, reply_timeout_s=0.3)).reply_timeout_s == 0.3
+    )

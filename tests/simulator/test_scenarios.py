@@ -15,6 +15,7 @@ SHIPPED = names()
 def test_the_scenarios_the_issue_asks_for_are_shipped():
     assert {"delivery_and_pickup", "network_outage", "jammed_lock"} <= set(SHIPPED)
     assert "freezer_failure" in SHIPPED
+    assert "pickup_offline" in SHIPPED  # issue 21
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -178,3 +178,21 @@ def test_a_door_not_yet_recorded_is_marked(page, live):
     assert page.locator(f"{cab(13)} .tag.doubt").count() == 0
     live.sim.boards.shut_door(0, 14)
     page.wait_for_selector(cab(13, front="closed"))
+
+
+def test_an_order_made_then_its_code_scanned_in_the_box_opens_its_cabinet(page):
+    """On cabinet 14, which no other test opens."""
+    page.click(cab(14))
+    page.wait_for_selector("#selected:text('14')")
+    page.wait_for_selector(cab(14, front="closed"))
+    button(page, "#as-cloud", "make an order").click()
+    page.wait_for_selector("#result.ok:has-text('code ')")
+    code = page.input_value("#scan-code")
+    assert len(code) >= 40  # the order's open_code, put in the box
+    page.fill("#scan-code", "not-the-code")
+    page.click("#scan-form button")
+    page.wait_for_selector("#result.ok:has-text('person scan')")
+    page.fill("#scan-code", code)
+    page.click("#scan-form button")
+    page.wait_for_selector(cab(14, front="open"))
+    page.wait_for_selector("#feedback li:has-text('code_opened')")

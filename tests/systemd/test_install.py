@@ -20,6 +20,9 @@ import agent
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCRIPT = CHECKOUT / "systemd" / "install.sh"
+# The install builds a venv (about a minute on a quiet machine): the suite's 60 s
+# timeout also counts fixture set-up, so a loaded machine failed it as a hang.
+pytestmark = pytest.mark.timeout(600)
 
 # getent answers from a file the stand-ins for groupadd and useradd append to.
 STUBS = {

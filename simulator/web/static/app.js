@@ -12,6 +12,7 @@ const CABINET_ACTIONS = [
   ["cloud", "disable", "disable", {}],
   ["cloud", "resize", "resize", { size: "#size" }],
   ["cloud", "set_thermal_mode", "set thermal mode", { mode: "#mode" }],
+  ["cloud", "order", "make an order", {}],
   ["person", "open", "pull the door", {}],
   ["person", "shut", "shut the door", {}],
   ["person", "force", "force it open", {}],
@@ -150,6 +151,10 @@ async function post(path, body) {
 
 function summary(answer, body = {}) {
   if (answer.error) return typeof answer.error === "string" ? answer.error : answer.error.message;
+  if (answer.order) {  // its code, ready in the scan box (simulator/web/pickup.py)
+    $("#scan-code").value = answer.order.open_code;
+    return `order ${answer.order.id}, code ${answer.order.open_code}`;
+  }
   const cab = answer.cabinet;
   if (cab && body.do === "set_thermal_mode") return `cabinet ${cab.key} set to ${cab.thermal_mode}`;
   if (cab && body.do === "close" && body.delay) return `cabinet ${cab.key} closes in ${body.delay} s`;
@@ -450,5 +455,11 @@ function build(s) {
 function select(id, options) {
   return el("select", { id }, ...options.map((o) => el("option", { value: o }, o)));
 }
+
+// A customer at the locker's virtual scanner (simulator/web/pickup.py).
+$("#scan-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  post("/_sim/act", { who: "person", do: "scan", code: $("#scan-code").value });
+});
 
 connect();

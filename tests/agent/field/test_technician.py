@@ -7,6 +7,7 @@ import pty
 import sys
 
 from agent.field.channel import AgentChannel
+from agent.field.technician import spared
 from simulator.run import Simulation, free_port
 
 ESC = "\x1b"
@@ -145,3 +146,12 @@ async def test_selftest_asks_first(tmp_path):
         assert sorted(sim.boards.bank.unlocked[before:]) == [(0, 1), (0, 2)]
     finally:
         await sim.close()
+
+
+def test_selftest_spares_a_cabinet_whose_item_sensor_is_unknown():
+    """Finding: a silent item-sensor board showed occupied null, and selftest --rear
+    opened the rear door of a cabinet holding a parcel."""
+    cabinet = {"key": 0, "enabled": True, "occupied": None, "rear_load_status": "closed"}
+    assert "item sensor unknown" in spared(cabinet, rear=True)
+    assert "item sensor unknown" in spared(cabinet, rear=False)
+    assert spared(cabinet | {"occupied": 0}, rear=True) is None

@@ -13,6 +13,7 @@ import pytest
 from agent.app import Agent
 from agent.config import parse_config
 from agent.locker.commands import parse_command
+from agent.locker.errors import LockerError
 from agent.thermal.records import Records
 from agent.thermal.service import Thermal
 from simulator.mock_pins import WorldPins, mock_factory
@@ -54,6 +55,7 @@ class Rig:
         )
         self.factory = mock_factory()
         world = WorldPins(self.factory)  # the simulated world's side of the pins
+        self.disable_errors: list[LockerError] = []
         self.switches = {key: world.input(4 + key) for key in modes}
         for line in self.switches.values():
             line.set(True)  # every door shut (a switch is active when shut)
@@ -97,7 +99,11 @@ class Rig:
         return thermal
 
     async def disable(self, key: int, reason: str) -> None:
-        await self.locker.execute(key, parse_command({"command": "disable", "reason": reason}))
+        """As the agent's: a refusal is logged there, kept here for the test to read."""
+        try:
+            await self.locker.execute(key, parse_command({"command": "disable", "reason": reason}))
+        except LockerError as err:
+            self.disable_errors.append(err)
 
     async def door(self, key: int, is_open: bool) -> None:
         """A person opens or shuts the door: its switch (debounced, in real time: waited

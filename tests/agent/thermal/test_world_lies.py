@@ -11,6 +11,7 @@ import pytest
 
 from agent.locker.commands import CabinetCommand, parse_command
 from agent.locker.errors import Conflict
+from agent.storage.store import StoreError
 from agent.thermal.outage import Downtime, Outage
 
 CUT_S = 3 * 3600.0  # the field report: a chill cabinet, 3 h without power
@@ -193,11 +194,36 @@ async def test_a_welded_heater_is_latched_then_cut_over_the_limit_and_disabled(r
     unit, cabinet = rig.thermal.units[0], rig.locker.cabinets[0]
     assert set(unit.latches) == {"thermal_not_converging", "temperature_over_limit"}
     assert "temperature_over_limit" in rig.alarms(0) and not cabinet.enabled
-    with pytest.raises(Conflict, match="disabled"):
+    with pytest.raises(Conflict, match="temperature_over_limit"):
         await rig.locker.execute(0, parse_command({"command": "open"}))
     with pytest.raises(Conflict, match="temperature_over_limit"):  # a cloud re-enabling it
         await rig.locker.execute(0, parse_command({"command": "enable"}))
     assert peak > 90  # no cutoff fitted: nothing the agent can do but say it and lock it
+
+
+async def test_over_the_limit_on_a_disk_that_refuses_the_cabinet_is_still_locked(rigs):
+    """The field: a full SD card; the disable could not be saved, was only logged, and
+    an open pulsed the lock of a 136 C cabinet."""
+    rig = await rigs({0: "heat"})
+    rig.run(3600, dt_s=10)
+
+    def refuse(*_, **__):
+        raise StoreError("database or disk is full")
+
+    rig.locker._store.save_settings = refuse
+    rig.plant.body(0).stuck_on = "heater"
+    for _ in range(3 * 60):
+        rig.run(60, dt_s=10)
+    await settle()
+    cabinet = rig.locker.cabinets[0]
+    assert "temperature_over_limit" in rig.thermal.units[0].latches
+    assert not cabinet.enabled  # held in memory though not saved
+    assert "not saved" in str(rig.disable_errors[0])
+    cabinet.enabled = True  # a restart that lost the unsaved disable: the latch still holds
+    acted = rig.locker.actions.acted(0)
+    with pytest.raises(Conflict, match="temperature_over_limit"):
+        await rig.locker.execute(0, parse_command({"command": "open"}))
+    assert rig.locker.actions.acted(0) == acted  # no pulse on the lock
 
 
 async def test_a_cutoff_takes_the_welded_heaters_power(rigs):

@@ -1,0 +1,1 @@
+"""Pickup codes: held codes, readers, opening; imports locker, storage, config, drivers."""

@@ -1,0 +1,248 @@
+"""The codes the locker holds: provisioned, matched in constant time, spent, pruned.
+
+A mirror of ``codes.sqlite3`` in memory (bounded by ``max_codes``); every change is
+written to disk before the mirror shows it. Expiry is judged by :meth:`HeldCodes.now`
+(ADR 0033): the wall clock when it is known right, else never earlier than the newest
+time it was seen right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from agent.codes.message import CodesMessage, unix
+from agent.config import Side
+from agent.locker.errors import Conflict, Invalid, Unavailable
+from agent.storage.codes import CodeStore, State, StoredCode
+from agent.storage.store import StoreError
+
+log = structlog.get_logger(__name__)
+
+MAX_CODES = 10_000  # rows held, spent and superseded together
+KEEP_EXPIRED_S = 86_400.0  # an expired code is kept a day, refused as expired (not wrong)
+TRUST_EVERY_S = 60.0  # the newest trusted wall time is written at most this often
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One code as the locker holds it; ``digest`` the 32 bytes of its SHA-256."""
+
+    digest: bytes
+    key: int
+    side: Side
+    order_id: int | str
+    expires_at: float  # unix seconds
+    state: State
+
+    @property
+    def sha256(self) -> str:
+        """The hex digest, as the cloud names the code."""
+        return self.digest.hex()
+
+
+def digest_of(code: str) -> bytes:
+    """The SHA-256 of a code as typed or scanned (UTF-8)."""
+    return hashlib.sha256(code.encode("utf-8")).digest()
+
+
+def _held(row: StoredCode) -> Held:
+    side: Side = "rear" if row.rear else "front"
+    return Held(bytes.fromhex(row.sha256), row.key, side, row.order_id, row.expires_at, row.state)
+
+
+def _row(code: Held) -> StoredCode:
+    return StoredCode(
+        code.sha256, code.key, code.side == "rear", code.order_id, code.expires_at, code.state
+    )
+
+
+class HeldCodes:
+    """The codes in ``store``; ``doors``: cabinet key -> its sides, to refuse a code for a
+    door the locker does not have. ``wall``: the wall clock (unix seconds)."""
+
+    def __init__(
+        self,
+        store: CodeStore,
+        doors: Mapping[int, tuple[Side, ...]],
+        *,
+        wall: Callable[[], float] = time.time,
+        max_codes: int = MAX_CODES,
+    ) -> None:
+        self._store = store
+        self._doors = doors
+        self._wall = wall
+        self.max_codes = max_codes
+        self.clock_known: bool | None = None  # set by note_clock; None: not asked yet
+        self._codes: dict[bytes, Held] = {}  # by digest, oldest put first
+        self._trusted = 0.0
+        self._trusted_at = 0.0  # monotonic time it was last written
+        try:
+            self._codes = {code.digest: code for code in map(_held, store.rows())}
+            self._trusted = store.trusted()
+        except (StoreError, ValueError) as exc:
+            log.error("codes.unreadable", error=str(exc))
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def counts(self) -> dict[str, int]:
+        """How many codes are in each state."""
+        out = {"held": 0, "opening": 0, "spent": 0, "superseded": 0}
+        for code in self._codes.values():
+            out[code.state] += 1
+        return out
+
+    # --- time ----------------------------------------------------------------------
+
+    def note_clock(self, known: bool | None) -> None:
+        """Whether the wall clock is known right now (``agent.thermal.clock``); while it
+        is, its time is the floor expiry is never judged below once it is not (a floor
+        above a clock known right was a wrong clock's: it follows the clock down)."""
+        self.clock_known = known
+        if not known:
+            return
+        wall = self._wall()
+        stepped_back = wall < self._trusted
+        self._trusted = wall
+        due = time.monotonic() - self._trusted_at >= TRUST_EVERY_S or not self._trusted_at
+        if due or stepped_back:
+            try:
+                self._store.set_trusted(wall)
+                self._trusted_at = time.monotonic()
+            except StoreError as exc:
+                log.warning("codes.clock_unsaved", error=str(exc))
+
+    def now(self) -> tuple[float, bool]:
+        """(the time expiry is judged by, whether the clock is known right): the wall
+        clock when it is known right; else never earlier than the newest time it was
+        seen right (ADR 0033)."""
+        wall = self._wall()
+        if self.clock_known:
+            return wall, True
+        return max(wall, self._trusted), False
+
+    def expired(self, code: Held) -> bool:
+        """Whether ``code`` is past its expiry, by :meth:`now`."""
+        return self.now()[0] >= code.expires_at
+
+    # --- provisioning --------------------------------------------------------------
+
+    def provision(self, message: CodesMessage) -> dict[str, Any]:
+        """Drop, then put, as one write; a code put for a door that holds another order's
+        code supersedes it. Answers ``{"held", "put", "dropped"}``.
+
+        Raises ``Invalid`` (a cabinet or door the locker does not have), ``Conflict``
+        (beyond ``max_codes``, after pruning) and ``Unavailable`` (the disk refused).
+        """
+        errors: dict[str, list[str]] = {}
+        for i, put in enumerate(message.put):
+            sides = self._doors.get(put.key)
+            if sides is None:
+                errors[f"put.{i}.key"] = [f"no cabinet with key {put.key}"]
+            elif put.rearload and "rear" not in sides:
+                errors[f"put.{i}.rearload"] = [f"cabinet {put.key} has no rear door"]
+        if errors:
+            first = next(iter(errors.items()))
+            raise Invalid(f"{first[0]}: {first[1][0]}", errors)
+        codes = dict(self._codes)
+        for sha in message.drop:
+            codes.pop(bytes.fromhex(sha), None)
+        dropped = len(self._codes) - len(codes)
+        doors: dict[tuple[int, Side], set[bytes]] = {}  # held codes by door
+        for code in codes.values():
+            if code.state == "held":
+                doors.setdefault((code.key, code.side), set()).add(code.digest)
+        superseded: set[bytes] = set()
+        news: set[bytes] = set()
+        for put in message.put:
+            side: Side = "rear" if put.rearload else "front"
+            new = Held(
+                bytes.fromhex(put.sha256), put.key, side, put.order_id, unix(put.expires_at), "held"
+            )
+            old = codes.pop(new.digest, None)  # put again: replaced, and last in order
+            if old is not None:
+                doors.get((old.key, old.side), set()).discard(old.digest)
+            door = doors.setdefault((new.key, new.side), set())
+            for digest in [d for d in door if codes[d].order_id != new.order_id]:
+                codes[digest] = replace(codes[digest], state="superseded")
+                superseded.add(digest)
+                door.discard(digest)
+            codes[new.digest] = new
+            door.add(new.digest)
+            news.add(new.digest)
+        if len(codes) > self.max_codes:
+            now = self.now()[0]
+            codes = {d: c for d, c in codes.items() if c.state == "opening" or c.expires_at > now}
+        if len(codes) > self.max_codes:
+            raise Conflict(
+                f"the locker would hold {len(codes)} codes, at most {self.max_codes}:"
+                " drop some first"
+            )
+        gone = [c.sha256 for d, c in self._codes.items() if d not in codes]
+        puts = [_row(codes[d]) for d in codes if d in news]
+        older = [d.hex() for d in superseded if d in codes and d not in news]
+        try:
+            self._store.put(puts, gone, older)
+        except StoreError as exc:
+            log.error("codes.unsaved", error=str(exc))
+            raise Unavailable(f"cannot keep the codes: {exc}") from None
+        self._codes = codes
+        if superseded:
+            log.info("codes.superseded", count=len(superseded))
+        log.info("codes.provisioned", put=len(message.put), dropped=dropped, held=len(codes))
+        return {"held": self.counts()["held"], "put": len(message.put), "dropped": dropped}
+
+    # --- use -------------------------------------------------------------------------
+
+    def match(self, code: str) -> Held | None:
+        """The code whose hash is that of ``code`` (any state), or None. Every held hash
+        is compared, each in constant time: how long it takes says nothing of which."""
+        digest = digest_of(code)
+        found: Held | None = None
+        for held in self._codes.values():
+            if hmac.compare_digest(digest, held.digest):
+                found = held
+        return found
+
+    def mark(self, code: Held, state: State) -> Held:
+        """Write ``code``'s new state (``opening`` before a pulse, then ``spent``, or
+        ``held`` again when it did not act). Raises ``StoreError``."""
+        self._store.set_state(code.sha256, state)
+        new = replace(code, state=state)
+        self._codes[code.digest] = new
+        return new
+
+    def interrupted(self) -> list[Held]:
+        """At start: codes written ``opening`` by a run that died before it knew the
+        outcome; each is now ``spent`` (a pulse may have gone: never a second one)."""
+        out = []
+        for code in [c for c in self._codes.values() if c.state == "opening"]:
+            try:
+                out.append(self.mark(code, "spent"))
+            except StoreError as exc:
+                log.error("codes.unsaved", error=str(exc))
+        return out
+
+    def prune(self) -> int:
+        """Forget codes ``KEEP_EXPIRED_S`` past their expiry (not one being opened): until
+        then a scan is told "expired" and not counted as a wrong code. How many."""
+        now = self.now()[0] - KEEP_EXPIRED_S
+        gone = [c for c in self._codes.values() if c.state != "opening" and c.expires_at <= now]
+        if not gone:
+            return 0
+        try:
+            self._store.prune(c.sha256 for c in gone)
+        except StoreError as exc:
+            log.warning("codes.prune_failed", error=str(exc))
+            return 0
+        for code in gone:
+            del self._codes[code.digest]
+        log.info("codes.pruned", count=len(gone))
+        return len(gone)

@@ -1,0 +1,115 @@
+"""Replies that come after the timeout: each is its own request's, counted, and the bus
+learns to wait for them (ADR 0030); never taken for the next request's answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from drivers.kerong.bus import BoardStatus, BusTuning, KerongBus, KerongBusConfig
+from drivers.kerong.timing import CEILING_S, LATE_FACTOR, MARGIN, RECENT, ReplyClock
+from simulator.kerong_core import BoardVariant, KerongBank
+from tests.drivers.kerong_line import LinePort
+
+WAIT = 10.0  # only bounds how long a broken test hangs
+BOARDS = [0, 1]
+TUNING = BusTuning(offline_poll_interval_s=0.05, reconnect_min_s=0.001, reconnect_max_s=0.01)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.002)
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, BoardStatus | None]] = []
+
+    def __call__(self, board: int, status: BoardStatus | None) -> None:
+        self.calls.append((board, status))
+
+    def last(self, board: int) -> BoardStatus | None:
+        return next((s for b, s in reversed(self.calls) if b == board), None)
+
+
+async def run_late(delay_s: float, port: str = "/dev/ttyUSB0") -> tuple[KerongBus, KerongBank]:
+    """A bus whose boards all answer ``delay_s`` after each request, run until both are
+    online and a door change made after that was reported."""
+    config = KerongBusConfig.model_validate({"name": "rs485", "port": port, "boards": BOARDS})
+    bank = KerongBank.for_bus(config, variant=BoardVariant(reply_delay_s=delay_s))
+    seen = Seen()
+    bus = KerongBus(config, seen, connect=LinePort(bank), tuning=TUNING)
+    await bus.start()
+    try:
+        await eventually(lambda: all(seen.last(b) is not None for b in BOARDS))
+        bank.force_open(1, 5)
+        await eventually(lambda: (s := seen.last(1)) is not None and not s.closed[4])
+        # Quiet down: whatever was asked has been answered.
+        await asyncio.sleep(3 * delay_s)
+    finally:
+        await bus.close()
+    return bus, bank
+
+
+def accounted(bus: KerongBus, bank: KerongBank, board: int) -> None:
+    """Every reply the board sent was matched to the request it answered: none left over
+    (a stray or a twin is a reply taken for another request's), none twice."""
+    counts = bus.counts
+    assert counts[(board, "twins")] == 0
+    assert counts[(board, "strays")] == 0
+    taken = counts[(board, "replies")] + counts[(board, "late")]
+    assert bank.status_reads[board] - 1 <= taken <= bank.status_reads[board]
+
+
+@pytest.mark.parametrize("late", [0.2, 1.5], ids=["20%-late", "150%-late"])
+async def test_a_board_whose_replies_come_late_is_taken_online_and_counted(late):
+    timeout_s = 0.1  # a USB adapter's default
+    delay_s = timeout_s * (1 + late)
+    bus, bank = await run_late(delay_s)
+    for board in BOARDS:
+        assert bus.counts[(board, "late")] >= 1  # counted, not silently dropped
+        accounted(bus, bank, board)
+    # The bus now waits long enough for them.
+    assert bus.clock.timeout_s >= delay_s
+    assert bus.clock.timeout_s <= min(CEILING_S, MARGIN * delay_s * 1.5)
+
+
+async def test_a_reply_later_than_its_window_is_late_never_a_twin():
+    """Past LATE_FACTOR timeouts the first late reply is taken by the next read of its
+    board (its bytes cannot say whose it is); the next one shows the shift: it is
+    counted late, the clock learns, and no board is doubled."""
+    delay_s = 0.1 * (LATE_FACTOR + 0.5)
+    bus, _ = await run_late(delay_s)
+    for board in BOARDS:
+        assert bus.counts[(board, "twins")] == 0
+        assert bus.counts[(board, "late")] >= 1
+    assert bus.clock.timeout_s >= delay_s
+
+
+async def test_through_a_gateway_the_default_waits_for_hundreds_of_ms():
+    bus, bank = await run_late(0.12, port="socket://10.0.0.7:5000")
+    assert bus.clock.timeout_s >= 0.36
+    for board in BOARDS:
+        assert bus.counts[(board, "late")] == 0
+        assert bus.counts[(board, "timeouts")] == 0
+        accounted(bus, bank, board)
+
+
+def test_the_clock_learns_within_its_bounds():
+    clock = ReplyClock(0.1)
+    assert (clock.timeout_s, clock.late_window_s) == (0.1, pytest.approx(0.1 * LATE_FACTOR))
+    clock.seen(0.005)
+    assert clock.timeout_s == 0.1  # never under the configured start
+    clock.seen(0.12, late=True)
+    assert clock.timeout_s == pytest.approx(MARGIN * 0.12)
+    clock.seen(10.0, late=True)
+    assert clock.timeout_s == CEILING_S  # bounded
+    for _ in range(RECENT):
+        clock.seen(0.004)
+    assert clock.timeout_s == 0.1  # back once the slow replies have left the window
+    assert clock.answer_s == pytest.approx(MARGIN * 0.004)
+    # A configured timeout longer than the ceiling is kept as it is.
+    assert ReplyClock(3.0).ceiling_s == 3.0

@@ -1,0 +1,142 @@
+"""ReplyMatcher on its own: which write each frame answers, told from its expectations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from drivers.kerong import codec
+from drivers.kerong.matcher import ReplyMatcher
+from drivers.kerong.timing import ReplyClock
+
+ALL_SHUT = (True,) * codec.CHANNELS
+NO_ITEMS = (False,) * codec.CHANNELS
+
+
+def status(board: int, addr: int | None = None, open_channel: int | None = None) -> codec.Frame:
+    bits = tuple(ch != open_channel for ch in range(1, codec.CHANNELS + 1))
+    raw = codec.status_reply(board, bits, NO_ITEMS)
+    if addr is not None:
+        raw = codec.encode(addr, codec.REPLY_STATUS, raw[3:7])
+    [frame] = codec.FrameParser().feed(raw)
+    return frame
+
+
+class Bench:
+    """A matcher with its counts and every reading it handed on."""
+
+    def __init__(self, timeout_s: float = 0.05) -> None:
+        self.counts: Counter[tuple[int, str]] = Counter()
+        self.clock = ReplyClock(timeout_s)
+        self.matcher = ReplyMatcher("t", self.clock, self.counts, boards=[0, 1])
+        self.readings: list[tuple[bytes, bool]] = []
+        self.matcher.on_reading = lambda frame, confirm: self.readings.append((frame.raw, confirm))
+
+    def poll(self, board: int):
+        expectation = self.matcher.expect_status(board)
+        self.matcher.written(expectation, codec.status_request(board))
+        return expectation
+
+    def frame(self, frame: codec.Frame) -> None:
+        self.matcher.frame_received(frame)
+
+
+async def test_a_poll_takes_its_reply_and_a_single_second_answer_is_a_stray():
+    bench = Bench()
+    poll = bench.poll(0)
+    bench.frame(status(0))
+    assert poll.reply.result() == status(0)
+    bench.matcher.finished(poll, same_link=True)
+    bench.frame(status(0))  # once: a stray, not a board
+    assert (bench.counts[(0, "twins")], bench.counts[(0, "strays")]) == (0, 1)
+    assert bench.readings == []  # a second answer is not a reading
+
+
+async def test_two_answers_to_two_polls_in_a_row_are_a_twin():
+    bench = Bench()
+    for _ in range(3):
+        poll = bench.poll(0)
+        bench.frame(status(0))
+        bench.frame(status(0, open_channel=3))  # the other board's door 3 is open
+        bench.matcher.finished(poll, same_link=True)
+    assert bench.counts[(0, "twins")] == 2
+    assert bench.matcher.twinned(0)
+
+
+@pytest.mark.parametrize("form", ["board", "lock"])
+async def test_an_unlocks_answer_is_its_own_and_a_reading(form):
+    bench = Bench()
+    addr = 0x05  # board 0, channel 6
+    unlock = bench.matcher.expect_unlock(0, addr, pulse_s=0.5)
+    bench.matcher.written(unlock, codec.unlock_request(0, 6))
+    poll = bench.poll(0)  # the bus went on before the board answered
+    answer = status(0, addr if form == "lock" else None, open_channel=6)
+    bench.frame(status(0))  # the poll's reply
+    bench.frame(answer)  # the unlock's, after it
+    assert poll.reply.result() == status(0)
+    assert bench.counts[(0, "unlock_replies")] == 1
+    assert bench.counts[(0, "twins")] + bench.counts[(0, "strays")] == 0
+    assert bench.readings == [(answer.raw, False)]
+    bench.matcher.finished(unlock, same_link=True)
+    assert bench.matcher.unlock_answers == {0: True}
+
+
+async def test_an_answer_in_the_unlocks_form_never_answers_a_poll():
+    bench = Bench()
+    poll = bench.poll(0)
+    bench.frame(status(0, addr=0x0F))  # nobody unlocked channel 16: a stray
+    assert not poll.reply.done()
+    assert bench.counts[(0, "strays")] == 1
+    assert bench.readings == [(status(0, addr=0x0F).raw, True)]  # to confirm by a read
+
+
+async def test_a_late_reply_is_its_own_requests_and_ends_the_drain():
+    bench = Bench(timeout_s=0.01)
+    poll = bench.poll(1)
+    await asyncio.sleep(0.015)  # past its timeout, within its late window
+    poll.reply.cancel()
+    bench.matcher.finished(poll, same_link=True)
+    assert 1 in bench.matcher.drain_until
+    bench.frame(status(1))
+    assert bench.counts[(1, "late")] == 1
+    assert 1 not in bench.matcher.drain_until  # nothing more can come: ask it again
+    assert bench.clock.timeout_s > 0.01  # and wait longer next time
+    assert bench.readings == [(status(1).raw, False)]
+
+
+async def test_a_reply_past_its_window_is_told_by_the_shift_never_a_twin():
+    bench = Bench(timeout_s=0.005)
+    first = bench.poll(0)
+    first.reply.cancel()
+    bench.matcher.finished(first, same_link=True)
+    await asyncio.sleep(0.02)  # its window (3 timeouts) is over
+    second = bench.poll(0)
+    bench.frame(status(0))  # the first one's reply, very late: taken by the second
+    bench.matcher.finished(second, same_link=True)
+    bench.frame(status(0))  # the second one's own
+    assert (bench.counts[(0, "late")], bench.counts[(0, "twins")]) == (1, 0)
+
+
+async def test_a_bus_wide_status_takes_one_answer_per_board():
+    bench = Bench()
+    parts = [bench.matcher.expect_status(b, codec.REPLY_BUS_STATUS) for b in (0, 1)]
+    bench.matcher.written(parts, codec.bus_status_request())
+    for board in (1, 0):
+        [frame] = codec.FrameParser().feed(
+            codec.encode(board << 4, codec.REPLY_BUS_STATUS, status(board).data)
+        )
+        bench.frame(frame)
+    assert [p.reply.result().board for p in parts] == [0, 1]
+
+
+async def test_the_echo_is_skipped_and_a_new_link_forgets_the_old():
+    bench = Bench()
+    poll = bench.poll(0)
+    bench.frame(codec.FrameParser().feed(codec.status_request(0))[0])
+    assert not poll.reply.done()
+    bench.matcher.forget_late()
+    bench.frame(status(0))
+    assert not poll.reply.done()  # written on the old connection
+    assert bench.counts[(0, "strays")] == 1
