@@ -27,8 +27,9 @@ OVERFLOW = """() => {
         e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1
     ).map((e) => `${e.className} ${e.dataset.key ?? ""}: ${e.scrollWidth}x${e.scrollHeight}`
         + ` in ${e.clientWidth}x${e.clientHeight}`);
+    const wideOf = (sel) => document.querySelector(sel).getBoundingClientRect().width;
     return {page: document.documentElement.scrollWidth, width, wide, over,
-            feeds: document.querySelector("#feeds").getBoundingClientRect().width};
+            feeds: wideOf("#feeds"), actions: wideOf("#actions")};
 }"""
 
 
@@ -87,6 +88,7 @@ def test_the_page_fits_every_width(food_page):
     assert found["over"] == [], found["over"]
     # The feeds take the row they are given: never a sliver beside the wall.
     assert found["feeds"] >= min(300, width - 32), found
+    assert found["actions"] >= min(280, width - 32), found  # nor the actions
     # The alarm breaks at word boundaries, its full name on the tile's title.
     alarm = page.locator(f"{cab(5)} .alarms li").first
     assert alarm.text_content() == "out of band"
@@ -163,11 +165,14 @@ def test_a_silent_board_and_the_cloud_coming_back_say_so(kerong_page):
     page.wait_for_selector(f"{cab(0)} .tag.silent[data-silent='rear']")
     assert page.locator(f"{cab(0)} .tag.silent").text_content() == "? rear no answer"
     assert page.locator(f"{cab(5)} .tag.silent").count() == 0  # board 0 answers
-    page.set_viewport_size({"width": 360, "height": 900})  # the marks fit a phone's tiles too
-    page.wait_for_timeout(300)
-    found = page.evaluate(OVERFLOW)
-    assert (found["wide"], found["over"]) == ([], []), found
-    page.screenshot(path=str(ARTIFACTS / "web-width-360-silent-board.png"), full_page=True)
+    for width in (360, 800):  # a wall of 16 on a phone and a laptop: the marks fit, the
+        page.set_viewport_size({"width": width, "height": 900})  # actions keep their room
+        page.wait_for_timeout(300)
+        found = page.evaluate(OVERFLOW)
+        assert (found["wide"], found["over"]) == ([], []), found
+        assert found["actions"] >= min(280, width - 32), found
+        path = ARTIFACTS / f"web-width-{width}-kerong-silent-board.png"
+        page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size({"width": 1500, "height": 900})
     page.locator("#locker-fate button[data-do=board_online][data-board='1']").click()
     page.wait_for_selector(f"{cab(0)}[data-rear='closed']")
