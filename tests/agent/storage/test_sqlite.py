@@ -177,9 +177,12 @@ async def test_a_full_disk_shows_what_is_sensed_marked_and_loses_nothing(small_d
     assert (shown["state"], shown["recorded"]) == ("open", False)  # the truth, and its doubt
     assert locker.journal.waiting >= 1 and outbox.problems()
     with pytest.raises(Unavailable) as refused:
-        await locker.execute(2, parse_command({"command": "disable"}))
+        await locker.execute(2, parse_command({"command": "resize", "size": "large"}))
     assert error_body(refused.value)[0] == 503
-    assert locker.get(2).as_cloud()["enabled"] is True
+    assert locker.get(2).as_cloud()["size"] != "large"  # refused: not shown as set
+    with pytest.raises(Unavailable, match="disabled, but not saved"):
+        await locker.execute(2, parse_command({"command": "disable"}))
+    assert locker.get(2).as_cloud()["enabled"] is False  # the safe way holds at once
     filler.unlink()  # space comes back
     async with asyncio.timeout(5):
         while locker.journal.waiting:

@@ -327,7 +327,7 @@ async def test_a_welded_heater_over_the_limit_is_cut_disabled_and_stays_so(tmp_p
         shown = await until(lambda: _disabled(agent, 0))
         assert not shown["thermal"]["heating"]
         status, body = await agent.put(0, {"command": "open"})
-        assert status == 409 and "disabled" in body["message"]  # no pickup at 85 C
+        assert status == 409 and "temperature_over_limit" in body["message"]  # none at 85 C
         status, body = await agent.put(0, {"command": "enable"})
         assert status == 409 and "temperature_over_limit" in body["message"]
         status, body = await agent.put(
