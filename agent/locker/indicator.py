@@ -6,9 +6,11 @@ yellow then red, ``cloud_unreachable`` flashing red, ``no_internet`` dull red,
 ``disabled`` for a disabled cabinet, ``food_unsafe`` steady red once its food
 spent too long out of temperature (it outranks everything: nobody should take it).
 A door in motion outranks the link state:
-the customer in front of the door needs to know what the door does.
+the customer in front of the door needs to know what the door does, so a door
+shows what its switch says (``Door.seen``), recorded yet or not (ADR 0012).
 
-:class:`Indicators` observes the journal and the actions. It never calls the
+:class:`Indicators` reacts to the journal's door entries as they are published,
+observes its alarm entries once recorded, and follows the actions. It never calls the
 hardware from inside a call that came from the hardware: a refresh is marked and
 shown on the next turn of the loop, once per cabinet however many changes came.
 """
@@ -36,7 +38,7 @@ def pattern_for(cabinet: Cabinet, link: Link) -> str:
     door = cabinet.front
     if door.announcing:
         return "about_to_open"
-    state = door.state
+    state = door.seen
     if state in (DoorState.OPENING, DoorState.OPEN):
         return "open"
     if state == DoorState.CLOSING:
@@ -63,11 +65,14 @@ class Indicators:
         for key in self._cabinets:
             self.refresh(key)
 
-    def observe(self, entry: Any) -> None:
-        """A journal observer: a door shown differently may show another pattern."""
+    def react(self, entry: Any) -> None:
+        """A journal reactor: a door sensed differently may show another pattern."""
         if isinstance(entry, DoorSeen):
             self.refresh(entry.key)
-        elif isinstance(entry, AlarmChange):
+
+    def observe(self, entry: Any) -> None:
+        """A journal observer: a recorded alarm (food unsafe) may show another pattern."""
+        if isinstance(entry, AlarmChange):
             self.refresh(entry.cabinet.key)
 
     def set_link(self, link: Link) -> None:
