@@ -191,12 +191,16 @@ class Journal:
                 for (key, side), door in sorted(doors.items())
                 if not door.recorded
             )
+            alarms = {  # the last decision per alarm: bounded however long the disk refuses
+                (e.cabinet.key, e.alarm, e.side or ""): e
+                for e in self._backlog
+                if isinstance(e, AlarmChange)
+            }
             out.extend(
                 f"cabinet {e.cabinet.key}: {e.event}"
                 + (f" ({e.side} door)" if e.side else "")
                 + ", not yet recorded"
-                for e in self._backlog
-                if isinstance(e, AlarmChange)
+                for _, e in sorted(alarms.items(), key=lambda item: item[0])
             )
         if self.lost:
             out.append(f"{self.lost} changes lost: the outbox refused them too long")
