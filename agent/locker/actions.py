@@ -3,7 +3,9 @@ the auto-close timers of motorised doors.
 
 An action reads the doors' raw ``sensed`` values (what the switch says now) and
 reports what went wrong as journal entries (:class:`FaultSeen`), which
-supervision turns into alarms. Actions run with the cabinet's lock held (the
+supervision turns into alarms. The auto-close timers react to what is sensed
+too, not to what the disk has recorded yet: a full disk must not leave a forced
+motorised door open (ADR 0012). Actions run with the cabinet's lock held (the
 locker takes it), except the timers, which take it themselves.
 """
 
@@ -114,11 +116,11 @@ class Actions:
         """At start: motorised doors found open close after ``timer_s``."""
         for cabinet in self._cabinets.values():
             for side, door in cabinet.doors():
-                if door.motorised and door.shown:
+                if door.motorised and door.sensed:
                     self.close_later(cabinet, side, self._timer_s)
 
     def observe(self, entry: Any) -> None:
-        """A journal observer: a motorised door opened by hand closes after ``timer_s``."""
+        """A journal reactor: a motorised door opened by hand closes after ``timer_s``."""
         if (
             isinstance(entry, DoorSeen)
             and entry.value

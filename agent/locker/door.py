@@ -3,10 +3,10 @@
 No asyncio and no I/O. A door keeps three views of itself:
 
 - ``sensed``: what the switch said last (True open, False closed, None unknown);
-  raw, updated at once, for the actions that wait on it;
-- ``shown``: what supervision, the indicator and the cloud reason about; it moves
-  only when the journal applies a :class:`DoorSeen` entry, that is after the
-  change was committed to the outbox ("recorded before it counts");
+  raw, updated at once; what the agent acts on: the actions, the auto-close
+  timers, supervision and the indicator (ADR 0012);
+- ``shown``: the record; it moves only when the journal applies a
+  :class:`DoorSeen` entry, that is after the change was committed to the outbox;
 - ``reported``: what the cloud was last told (committed), and ``proposed``: the
   last status put in the journal, so each real change is proposed exactly once.
 

@@ -7,9 +7,11 @@ yellow then red, ``cloud_unreachable`` flashing red, ``no_internet`` dull red,
 spent too long out of temperature (it outranks everything: nobody should take it),
 ``code_refused`` flashing red for a moment after a pickup code was refused.
 A door in motion outranks the link state:
-the customer in front of the door needs to know what the door does.
+the customer in front of the door needs to know what the door does, so a door
+shows what its switch says (``Door.seen``), recorded yet or not (ADR 0012).
 
-:class:`Indicators` observes the journal and the actions. It never calls the
+:class:`Indicators` reacts to the journal's door entries as they are published,
+observes its alarm entries once recorded, and follows the actions. It never calls the
 hardware from inside a call that came from the hardware: a refresh is marked and
 shown on the next turn of the loop, once per cabinet however many changes came.
 """
@@ -39,7 +41,7 @@ def pattern_for(cabinet: Cabinet, link: Link, flash: str | None = None) -> str:
     door = cabinet.front
     if door.announcing:
         return "about_to_open"
-    state = door.state
+    state = door.seen
     if state in (DoorState.OPENING, DoorState.OPEN):
         return "open"
     if state == DoorState.CLOSING:
@@ -67,11 +69,14 @@ class Indicators:
         for key in self._cabinets:
             self.refresh(key)
 
-    def observe(self, entry: Any) -> None:
-        """A journal observer: a door shown differently may show another pattern."""
+    def react(self, entry: Any) -> None:
+        """A journal reactor: a door sensed differently may show another pattern."""
         if isinstance(entry, DoorSeen):
             self.refresh(entry.key)
-        elif isinstance(entry, AlarmChange):
+
+    def observe(self, entry: Any) -> None:
+        """A journal observer: a recorded alarm (food unsafe) may show another pattern."""
+        if isinstance(entry, AlarmChange):
             self.refresh(entry.cabinet.key)
 
     def set_link(self, link: Link) -> None:

@@ -1,21 +1,21 @@
-"""The journal: the one way a change becomes visible. Outbox first, then the state,
-then the observers.
+"""The journal: the one way a change is recorded and told. Reactions first, then the
+outbox, then the state the record shows.
 
 Everything the agent learns or decides that could change what the cloud is told
 (a door sensed, an alarm raised, a board gone silent, the start-up snapshot)
-is an *entry*. ``publish`` puts entries in one ordered backlog; draining it takes
-the oldest entry, appends its feedback message to the outbox (committed), then
-``apply()``s it to the state the API shows, then hands it to the observers
-(supervision, actions, indicators), whose follow-up entries go next, ahead of
-anything published later. So:
+is an *entry*. ``publish`` hands each entry at once to the *reactors* (supervision,
+the auto-close timers, the indicators: what the agent does follows what is sensed,
+ADR 0012), whose follow-up entries go right behind it, then puts them all in one
+ordered backlog. Draining it takes the oldest entry, appends its feedback message
+to the outbox (committed), then ``apply()``s it to the recorded state, then hands
+it to the *observers* (the log, the metrics: what was recorded). So:
 
-- "queued before shown" holds by construction: when the disk refuses a write, the
-  entry stays in the backlog, nothing after it is applied, the API shows the last
-  queued state, and a retry every ``retry_s`` drains it once the disk is back,
-  in order: the cloud then hears every change, late but whole;
-- observers see entries in the order the cloud will, so an alarm is never
-  cleared before it was raised, and never raised for a state the cloud was not
-  told of.
+- a full disk never stops the agent acting on a door: a forced door is still
+  driven shut, its alarm still decided; only the record waits;
+- "recorded before told" holds by construction: when the disk refuses a write, the
+  entry stays in the backlog, nothing after it is applied, and a retry every
+  ``retry_s`` drains it once the disk is back, in order: the cloud then hears every
+  change, late but whole, and never a ``_cleared`` before its alarm.
 
 The backlog is bounded (``max_backlog``): past it, the oldest entry is applied
 unqueued, counted and logged as lost, so a dead disk cannot exhaust memory.
@@ -49,10 +49,10 @@ Feedback = list[dict[str, Any]]
 
 
 class Entry(Protocol):
-    """Anything the journal orders: ``apply()`` makes it visible."""
+    """Anything the journal orders: ``apply()`` makes it part of the record."""
 
     def apply(self) -> None:
-        """Make the entry visible in the state the API shows."""
+        """Make the entry part of the recorded state (once its message is committed)."""
         ...
 
 
@@ -122,7 +122,8 @@ class Startup:
 
 
 class Journal:
-    """Orders entries, queues their feedback, applies them, tells the observers.
+    """Hands entries to the reactors, orders them, queues their feedback, applies them,
+    tells the observers.
 
     ``snapshot(keys=None)`` gives the known door statuses of those cabinets (all by
     default), for events that have no door of their own. ``retry_s``: seconds between
@@ -142,18 +143,41 @@ class Journal:
         self._retry_s = retry_s
         self._max_backlog = max_backlog
         self._backlog: deque[Entry] = deque()
+        self._reactors: list[Observer] = []
         self._observers: list[Observer] = []
+        self._incoming: deque[Entry] = deque()  # published, not yet reacted to
+        self._reacting = False
         self._draining = False
         self._retry: asyncio.TimerHandle | None = None
         self.lost = 0  # entries applied without being queued (backlog overflow)
 
+    def react(self, reactor: Observer) -> None:
+        """Call ``reactor(entry)`` as each entry is published, before it is recorded (the
+        disk may refuse it for a while); the entries it returns are published next."""
+        self._reactors.append(reactor)
+
     def observe(self, observer: Observer) -> None:
-        """Call ``observer(entry)`` after each entry is applied; it may return entries."""
+        """Call ``observer(entry)`` after each entry is recorded and applied; it may
+        return entries."""
         self._observers.append(observer)
 
     def publish(self, *entries: Entry) -> None:
-        """Queue, apply and observe ``entries`` now, or as soon as the outbox takes them."""
-        self._backlog.extend(entries)
+        """React to ``entries`` now; queue, apply and observe them now, or as soon as
+        the outbox takes them."""
+        self._incoming.extend(entries)
+        if self._reacting:  # a reactor published: the loop below takes it
+            return
+        self._reacting = True
+        try:
+            while self._incoming:
+                entry = self._incoming.popleft()
+                self._backlog.append(entry)
+                follow: list[Entry] = []
+                for reactor in self._reactors:
+                    follow.extend(reactor(entry) or ())
+                self._incoming.extendleft(reversed(follow))
+        finally:
+            self._reacting = False
         while len(self._backlog) > self._max_backlog:
             lost = self._backlog.popleft()
             self.lost += 1
@@ -176,6 +200,17 @@ class Journal:
                 f"cabinet {key} {side} door: shown {door.seen.value} as sensed, not yet recorded"
                 for (key, side), door in sorted(doors.items())
                 if not door.recorded
+            )
+            alarms = {  # the last decision per alarm: bounded however long the disk refuses
+                (e.cabinet.key, e.alarm, e.side or ""): e
+                for e in self._backlog
+                if isinstance(e, AlarmChange)
+            }
+            out.extend(
+                f"cabinet {e.cabinet.key}: {e.event}"
+                + (f" ({e.side} door)" if e.side else "")
+                + ", not yet recorded"
+                for _, e in sorted(alarms.items(), key=lambda item: item[0])
             )
         if self.lost:
             out.append(f"{self.lost} changes lost: the outbox refused them too long")

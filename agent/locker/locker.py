@@ -2,10 +2,14 @@
 
 A door change flows one way::
 
-    hardware --door_sensed--> Door.sense --DoorSeen--> Journal --append--> Outbox
-                                                          |--apply--> what the API shows
-                                                          '--observe--> Supervisor, Actions,
-                                                                        Indicators
+    hardware --door_sensed--> Door.sense --DoorSeen--> Journal --react--> Supervisor, Actions,
+                                                          |              Indicators (at once)
+                                                          |--append--> Outbox
+                                                          |--apply--> the recorded state
+                                                          '--observe--> the log, the metrics
+
+What the agent does about a door follows what is sensed; what it tells the cloud
+waits for the disk, in order (ADR 0012).
 
 A command flows the other way: ``submit`` (admitted or ``Busy`` at once, bounded
 per cabinet and in all) -> ``command`` (deduplicated by id) -> ``execute`` (opens of
@@ -88,13 +92,14 @@ class Locker(Dispatch):
             timer_s=timer_s,
             announce_s=announce_s,
         )
-        for observer in (
-            _log_entry,
+        for reactor in (
             self.supervisor.observe,
             self.actions.observe,
-            self.indicators.observe,
+            self.indicators.react,
             self._schedule_check,
         ):
+            self.journal.react(reactor)
+        for observer in (_log_entry, self.indicators.observe):
             self.journal.observe(observer)
         self.health = Health(
             self.journal, min_interval_s=health_interval_s, clock=clock, boards=boards
@@ -186,7 +191,7 @@ class Locker(Dispatch):
         self.journal.publish(*(StorageNotice(n) for n in self._notices))
 
     def _schedule_check(self, entry: Any) -> None:
-        """A journal observer: wake supervision when the next left-open alarm is due."""
+        """A journal reactor: wake supervision when the next left-open alarm is due."""
         if self._check is not None:
             self._check.cancel()
             self._check = None

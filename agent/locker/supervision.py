@@ -1,9 +1,10 @@
 """Door supervision: alarms raised by what the doors do, cleared when the cause goes.
 
-Pure: no asyncio, no I/O. The supervisor observes the journal's entries once they
-are applied (so it reasons about what was queued, in the order it was queued) and
-answers with :class:`AlarmChange` entries, which the journal queues next. It
-never calls anyone. Names (after Matter's DoorLock alarms):
+Pure: no asyncio, no I/O. The supervisor reacts to the journal's entries as they
+are published, that is to what is sensed, in the order the cloud will hear it,
+whether or not the disk has taken the record yet (ADR 0012), and answers with
+:class:`AlarmChange` entries, which the journal queues right behind. It never
+calls anyone. Names (after Matter's DoorLock alarms):
 
 - ``door_forced_open``: a door opens with no command opening it; cleared when shut.
 - ``door_left_open``: a door stays open past ``left_open_s``; cleared when shut.
@@ -16,9 +17,10 @@ never calls anyone. Names (after Matter's DoorLock alarms):
 
 A clearing is the event ``<name>_cleared``. Alarms are level-triggered inside:
 the supervisor keeps per-door facts, derives the alarms that should be active and
-compares them with the ones the cloud was told of (``Cabinet.alarms``), so an
-alarm whose event could not be queued is raised on the next check, and a
-``_cleared`` is never sent for an alarm the cloud never received.
+compares them with the ones it put in the journal (raised and not cleared since);
+the journal keeps their order, so a ``_cleared`` is never sent for an alarm the
+cloud did not hear first. ``Cabinet.alarms`` is the recorded view (moves when the
+journal applies an entry).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class _Facts:
 
 
 class Supervisor:
-    """Derives each cabinet's alarms from the entries the journal applied.
+    """Derives each cabinet's alarms from the entries published to the journal.
 
     ``left_open_s``: seconds; ``clock``: monotonic seconds (never the wall clock:
     a Pi steps it at the first NTP sync).
@@ -122,19 +124,26 @@ class Supervisor:
         self._facts: dict[tuple[int, Side], _Facts] = {
             (key, side): _Facts() for key, c in cabinets.items() for side, _ in c.doors()
         }
+        # Door alarms put in the journal, raised and not cleared since, per cabinet.
+        self._raised: dict[int, set[tuple[str, Side]]] = {key: set() for key in cabinets}
 
     def start(self) -> None:
-        """The start-up snapshot is queued: doors found open are supervised from now
+        """The start-up snapshot is published: doors found open are supervised from now
         as if a command had opened them (nobody can tell who did)."""
         now = self._clock()
         for key, cabinet in self._cabinets.items():
+            self._raised[key] = {
+                (alarm, side)
+                for alarm, side in cabinet.alarms
+                if alarm in DOOR_ALARMS and side is not None
+            }
             for side, door in cabinet.doors():
                 facts = self._facts[(key, side)]
-                facts.seen = door.shown is not None
-                facts.open_since = now if door.shown else None
+                facts.seen = door.sensed is not None
+                facts.open_since = now if door.sensed else None
 
     def observe(self, entry: Any) -> list[AlarmChange]:
-        """The alarm changes an applied journal entry calls for, in order."""
+        """A journal reactor: the alarm changes a published entry calls for, in order."""
         if isinstance(entry, DoorSeen):
             if entry.value is None:
                 return []  # supervise the last known state across a silent spell
@@ -153,7 +162,7 @@ class Supervisor:
         due = [
             (facts.open_since + self.left_open_s, key)
             for (key, side), facts in self._facts.items()
-            if facts.open_since is not None and (LEFT_OPEN, side) not in self._cabinets[key].alarms
+            if facts.open_since is not None and (LEFT_OPEN, side) not in self._raised[key]
         ]
         return min(due) if due else None
 
@@ -164,7 +173,7 @@ class Supervisor:
             facts.open_since = self._clock()
             facts.faults.discard(JAMMED)
             front = self._cabinets[entry.key].front
-            if entry.side == "rear" and front.shown:
+            if entry.side == "rear" and front.sensed:
                 facts.rear_while_front = True
         elif not entry.value and facts.open_since is not None:
             facts.open_since = None
@@ -191,12 +200,12 @@ class Supervisor:
     def _check(self, key: int) -> list[AlarmChange]:
         cabinet = self._cabinets[key]
         wanted = self._wanted(key)
-        shown = {(alarm, side) for alarm, side in cabinet.alarms if alarm in DOOR_ALARMS}
-        return _changes(cabinet, sorted(wanted - shown), raised=True) + _changes(
-            cabinet,
-            sorted(shown - wanted),
-            raised=False,  # type: ignore[arg-type]
+        raised = self._raised[key]
+        changes = _changes(cabinet, sorted(wanted - raised), raised=True) + _changes(
+            cabinet, sorted(raised - wanted), raised=False
         )
+        self._raised[key] = wanted
+        return changes
 
 
 def _changes(

@@ -279,7 +279,7 @@ class Thermal:
         now, wall = self._clock(), self._wall()
         calls_cold: dict[str, bool] = {name: False for name in self.compressors}
         for key, unit in self.units.items():
-            door_open = any(d.state != DoorState.CLOSED for _, d in unit.cabinet.doors())
+            door_open = any(d.seen != DoorState.CLOSED for _, d in unit.cabinet.doors())
             self._judge(now, unit, readings.get(key, SensorFault("unreadable")), door_open)
             shared = unit.wiring.compressor
             runs = self.outputs.cooler_on(key) or unit.wiring.cooler is None
@@ -364,7 +364,7 @@ class Thermal:
         cabinet = unit.cabinet
         occupied = cabinet.occupied
         if self.config.assume_occupied:  # no item sensors: a pickup empties the cabinet
-            front_open = cabinet.front.state != DoorState.CLOSED
+            front_open = cabinet.front.seen != DoorState.CLOSED
             occupied = not (front_open and not unit.front_open)
             unit.front_open = front_open
         unsafe = unit.unsafe(self._lines)

@@ -259,14 +259,16 @@ async def test_a_disk_that_refuses_shows_what_is_sensed_marked_and_loses_nothing
     monkeypatch.setattr(outbox, "_make_room", refuse)
     before = len(outbox.pending(100))
     locker.door_sensed(4, "front", True)  # forced: nobody asked
-    # Shown as sensed, marked as not yet recorded; the alarm waits for its record.
+    # Shown as sensed, marked as not yet recorded; the alarm is decided at once and
+    # waits behind the door's record (the API lists recorded alarms only).
     shown = locker.get(4).as_cloud()
     assert (shown["state"], shown["recorded"]) == ("open", False)
     assert alarms(locker, 4) == []
     assert outbox.problems() == ["outbox cannot write: database or disk is full"]
     assert locker.journal.problems() == [
-        "1 changes waiting for the outbox to take them",
+        "2 changes waiting for the outbox to take them",
         "cabinet 4 front door: shown open as sensed, not yet recorded",
+        "cabinet 4: door_forced_open (front door), not yet recorded",
     ]
     locker.door_sensed(4, "front", False)  # shut again while the disk is full
     monkeypatch.undo()  # space comes back; the journal retries by itself
