@@ -94,32 +94,36 @@ def forget_unsent(db: sqlite3.Connection, event: str, subject: tuple[Any, ...]) 
 
 
 def _alarm_victims(db: sqlite3.Connection) -> list[Victim]:
-    pair = db.execute(
-        "SELECT seq, cabinets, cleared FROM (SELECT r.seq, r.cabinets,"
-        " (SELECT min(c.seq) FROM outbox c WHERE c.kind = 'alarm' AND c.seq > r.seq"
-        f" AND {_raise_of_sql('c.event')} = r.event AND {_same_subject('c', 'r')})"
-        f" AS cleared FROM outbox r WHERE r.kind = 'alarm' AND {_raise_of_sql('r.event')}"
-        " IS NULL) WHERE cleared IS NOT NULL ORDER BY seq LIMIT 1"
+    """Rules 1-3 of the module docstring. Each clearing is paired with the row just
+    before it of the same alarm and subject: its alarm when that is a raise (levels
+    alternate), else it is lone. One window query: O(n log n) in the alarms pending."""
+    subject = ", ".join(f"{sql.format(r='outbox')} AS s{i}" for i, (sql, _) in enumerate(_SUBJECT))
+    parts = ", ".join(f"s{i}" for i in range(len(_SUBJECT)))
+    clearing = db.execute(
+        "WITH a AS (SELECT seq, event, cabinets,"
+        f" {_raise_of_sql('event')} AS clears, {subject} FROM outbox WHERE kind = 'alarm'),"
+        " w AS (SELECT seq, cabinets, clears, lag(seq) OVER p AS prev,"
+        " lag(cabinets) OVER p AS prev_cabinets, lag(clears) OVER p AS prev_clears FROM a"
+        f" WINDOW p AS (PARTITION BY coalesce(clears, event), {parts} ORDER BY seq)),"
+        " c AS (SELECT *, prev IS NOT NULL AND prev_clears IS NULL AS paired FROM w"
+        " WHERE clears IS NOT NULL)"
+        " SELECT seq, cabinets, paired, prev, prev_cabinets FROM c"
+        " ORDER BY paired DESC, CASE WHEN paired THEN prev ELSE seq END LIMIT 1"
     ).fetchone()
-    if pair is not None:
-        seq, cabinets, cleared = pair
-        (after,) = db.execute("SELECT cabinets FROM outbox WHERE seq = ?", (cleared,)).fetchone()
+    if clearing is not None:
+        seq, cabinets, paired, raised, raised_cabinets = clearing
+        if not paired:
+            return [(seq, "alarm", cabinets, "a clearing of an alarm sent already")]
         return [
-            (seq, "alarm", cabinets, f"an ended alarm, with its clearing (seq {cleared})"),
-            (cleared, "alarm", after, f"a clearing, with its alarm (seq {seq})"),
+            (raised, "alarm", raised_cabinets, f"an ended alarm, with its clearing (seq {seq})"),
+            (seq, "alarm", cabinets, f"a clearing, with its alarm (seq {raised})"),
         ]
-    lone = db.execute(
-        "SELECT seq, cabinets FROM outbox WHERE kind = 'alarm'"
-        f" AND {_raise_of_sql('event')} IS NOT NULL ORDER BY seq LIMIT 1"
-    ).fetchone()
-    if lone is not None:
-        return [(lone[0], "alarm", lone[1], "a clearing of an alarm sent already")]
     about = ", ".join(sql.format(r="outbox") for sql, _ in _SUBJECT)
-    seq, event, cabinets, *subject = db.execute(
+    seq, event, cabinets, *about_it = db.execute(
         f"SELECT seq, event, cabinets, {about} FROM outbox WHERE kind = 'alarm'"
         " ORDER BY seq LIMIT 1"
     ).fetchone()
-    db.execute("INSERT INTO unsent_raise VALUES (?, ?, ?, ?)", (event, *subject))
+    db.execute("INSERT INTO unsent_raise VALUES (?, ?, ?, ?)", (event, *about_it))
     return [(seq, "alarm", cabinets, "an active alarm: its clearing will be dropped too")]
 
 
@@ -130,8 +134,3 @@ def _raise_of_sql(event: str) -> str:
         f"CASE {online} WHEN substr({event}, -{len(CLEARED)}) = '{CLEARED}'"
         f" THEN substr({event}, 1, length({event}) - {len(CLEARED)}) END"
     )
-
-
-def _same_subject(a: str, b: str) -> str:
-    """SQL: the alarms of rows ``a`` and ``b`` are about the same cabinet, bus and board."""
-    return " AND ".join(f"{sql.format(r=a)} IS {sql.format(r=b)}" for sql, _ in _SUBJECT)
