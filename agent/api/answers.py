@@ -20,13 +20,13 @@ class Alarm(BaseModel):
 
 class ThermalView(BaseModel):
     """A thermal unit (DESIGN.md, "Thermal"); ``band_c``: ``[low, high]``, None in ambient;
-    ``heating`` and ``cooling`` None while the control loop is stalled (unknown)."""
+    ``heating``, ``cooling`` and ``sensor`` None while the control loop is stalled (unknown)."""
 
     mode: ThermalMode
     band_c: list[float] | None
     heating: bool | None
     cooling: bool | None
-    sensor: Literal["ok", "failed", "missing"]
+    sensor: Literal["ok", "failed", "missing"] | None
 
 
 class CabinetView(BaseModel):

@@ -256,7 +256,9 @@ def _thermal(thermal: Thermal) -> Iterator[Metric]:
         labels=["key"],
     )
     sensor = GaugeMetricFamily(
-        "locker_agent_thermal_sensor_ok", "1 when the sensor is trusted", labels=["key"]
+        "locker_agent_thermal_sensor_ok",
+        "1 when the sensor is trusted (absent while the loop is stalled: not known)",
+        labels=["key"],
     )
     outputs = GaugeMetricFamily(
         "locker_agent_thermal_output_on", "1 while an output is on", labels=["key", "output"]
@@ -276,8 +278,8 @@ def _thermal(thermal: Thermal) -> Iterator[Metric]:
         labels = [str(key)]
         if unit.verdict.temperature_c is not None and not stalled:
             temp.add_metric(labels, unit.verdict.temperature_c)
-        sensor.add_metric(labels, int(unit.verdict.status == "ok"))
         if not stalled:
+            sensor.add_metric(labels, int(unit.verdict.status == "ok"))
             outputs.add_metric([str(key), "heater"], int(thermal.outputs.heating(key)))
             outputs.add_metric([str(key), "cooler"], int(thermal.outputs.cooler_on(key)))
         food.add_metric(labels, unit.food.out_s)

@@ -65,12 +65,14 @@ def _row(cabinet: dict[str, Any]) -> str:
 
 
 def _thermal(cabinet: dict[str, Any]) -> str:
-    """``chill 3.9 C cooling``, ``heat ? (sensor failed)``, or ``-`` without a unit."""
+    """``chill 3.9 C cooling``, ``heat ? (sensor failed)``, ``chill ? (sensor not known)``
+    while the thermal loop is stalled, or ``-`` without a unit."""
     unit = cabinet.get("thermal")
     if not unit:
         return "-"
     temp = cabinet.get("temperature_c")
-    shown = f"{float(temp):.1f} C" if temp is not None else f"? (sensor {p(unit['sensor'])})"
+    sensor = unit["sensor"] or "not known"  # None: the thermal loop is stalled
+    shown = f"{float(temp):.1f} C" if temp is not None else f"? (sensor {p(sensor)})"
     doing = " heating" if unit["heating"] else " cooling" if unit["cooling"] else ""
     return f"{p(unit['mode'])} {shown}{doing}"
 

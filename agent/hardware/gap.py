@@ -3,7 +3,8 @@
 Every pulse the agent makes passes ``Hardware.release``, so the gap sits there:
 the local API, the cloud's channel, open-all, selftest, scenarios and the jam
 retry all reach it. The gap runs from the end of one pulse (when the driver says
-it is over, after any wait for a power slot) to the start of the next. A pulse
+it is over, after any wait for a power slot) to the start of the next, at the gap
+configured now: a reload that raises it covers the lock pulsed just before. A pulse
 that would come sooner waits for its turn when that is at most ``wait_s`` away,
 and is refused as ``Busy`` otherwise (retryable). One pulse at a time per lock.
 """
@@ -21,7 +22,12 @@ WAIT_S = 5.0  # the longest a command waits for its lock's turn before it is tol
 
 
 class PulseGap:
-    """When each lock (cabinet key, side) may next be pulsed, in monotonic seconds."""
+    """When each lock (cabinet key, side) was last pulsed, in monotonic seconds.
+
+    The end of each lock's last pulse is kept, not the time of its next turn: the
+    gap is added when asked, so a ``gap_s`` raised by a reload covers the lock
+    pulsed just before it.
+    """
 
     def __init__(
         self, gap_s: float, *, wait_s: float = WAIT_S, clock: Callable[[], float] = time.monotonic
@@ -29,7 +35,7 @@ class PulseGap:
         self.gap_s = gap_s
         self._wait_s = wait_s
         self._clock = clock
-        self._next: dict[tuple[int, Side], float] = {}
+        self._ended: dict[tuple[int, Side], float] = {}
         self._locks: dict[tuple[int, Side], asyncio.Lock] = {}
 
     async def pulse(self, key: int, side: Side, act: Callable[[], Awaitable[None]]) -> None:
@@ -43,10 +49,13 @@ class PulseGap:
             try:
                 await act()
             finally:  # a pulse that failed half way may have energised the lock
-                self._next[lock] = self._clock() + self.gap_s
+                self._ended[lock] = self._clock()
 
     def _check(self, lock: tuple[int, Side]) -> float:
-        wait = self._next.get(lock, 0.0) - self._clock()
+        ended = self._ended.get(lock)
+        if ended is None:
+            return 0.0
+        wait = ended + self.gap_s - self._clock()
         if wait > self._wait_s:
             key, side = lock
             raise Busy(

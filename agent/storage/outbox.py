@@ -17,9 +17,10 @@ One SQLite file under ``[storage] dir``. Rules:
   snapshot; a row whose cabinets are not JSON is moved to ``dead``, never a plug.
 - In-memory counts move only after a COMMIT; ages come from the monotonic clock.
 - Bounded (rows and bytes). When full, what goes first: pending heartbeats, then
-  start-up snapshots, then the oldest door changes, each dropped change logged
-  and counted (never silently). A new heartbeat replaces a pending one: it says
-  the same, later.
+  start-up snapshots, then the oldest door changes, and alarms last, each dropped
+  row logged and counted (never silently); an alarm goes with its ``_cleared`` and
+  a clearing is never queued without its alarm (``agent.storage.eviction``). A
+  new heartbeat replaces a pending one: it says the same, later.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from agent.storage import eviction
 from agent.storage.message import Kind, Message
 from agent.storage.sqlite import Database
 
@@ -46,9 +48,6 @@ OUTBOX_FILE = "outbox.sqlite3"
 
 
 DEAD_DROPPED = "dead_letter"  # the counter of dead letters dropped at the bound
-
-# Lower goes first when the outbox is full.
-_DROP_ORDER: tuple[Kind, ...] = ("heartbeat", "snapshot", "alarm", "change")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -92,7 +91,7 @@ class Outbox:
         self._write_error: str | None = None
         self._ready = asyncio.Event()
         self.appended = asyncio.Event()  # set on every append; a reader clears it
-        self._file = Database(self.path, SCHEMA, self._replaced)
+        self._file = Database(self.path, SCHEMA + eviction.SCHEMA, self._replaced)
         self._db = self._file.db
         self._migrate()
         self._ages: deque[tuple[int, float]] = deque()  # (seq, clock()) this process
@@ -113,19 +112,32 @@ class Outbox:
         event: str,
         cabinets: list[dict[str, Any]],
         detail: dict[str, Any] | None = None,
-    ) -> Message:
+    ) -> Message | None:
         """Commit one message; OutboxError when the disk refuses (nothing half-written).
 
         ``detail``: more of the event than its type (``{"bus": ..., "board": ...}``).
+        None, and nothing queued, for the clearing of an alarm that a full outbox
+        dropped unsent (dropped too, counted and logged: never a lone clearing).
         """
         payload = json.dumps(cabinets, separators=(",", ":"))
         told = None if detail is None else json.dumps(detail, separators=(",", ":"))
         created = time.time()
 
-        def write() -> int:
+        subject = eviction.subject_of(cabinets, detail)
+        clears = eviction.raise_of(event) if kind == "alarm" else None
+
+        def write() -> int | None:
             if kind == "heartbeat":
                 self._delete_where("kind = 'heartbeat'")
+            if kind == "alarm" and clears is None:  # raised again: the cloud hears this one
+                eviction.forget_unsent(self._db, event, subject)
+            if clears is not None and self._orphaned(event, clears, subject):
+                return None
             self._make_room(len(payload))
+            if clears is not None and self._orphaned(event, clears, subject):
+                self._delta[0] -= 1  # its alarm was dropped just now, to make room for it
+                self._delta[1] -= len(payload)
+                return None
             cur = self._db.execute(
                 "INSERT INTO outbox (kind, event, cabinets, created, detail)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -141,6 +153,8 @@ class Outbox:
             log.error("outbox.write_failed", kind=kind, event_type=event, cabinets=cabinets)
             raise
         self._write_error = None
+        if seq is None:
+            return None
         self._ages.append((seq, self._clock()))
         while len(self._ages) > self._rows:  # acked or dropped meanwhile: never more kept
             self._ages.popleft()  # than pending (the oldest age is then an upper bound)
@@ -359,19 +373,23 @@ class Outbox:
         while (rows := self._rows + self._delta[0]) > 1 and (
             rows > self._max_rows or self._bytes + self._delta[1] > self._max_bytes
         ):
-            victim = self._db.execute(
-                "SELECT seq, kind, cabinets FROM outbox ORDER BY"
-                " CASE kind "
-                + " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(_DROP_ORDER))
-                + " END, seq LIMIT 1"
-            ).fetchone()
-            if victim is None:
+            gone = eviction.victims(self._db)
+            if not gone:
                 return
-            seq, kind, cabinets = victim
-            self._delete_where("seq = ?", (seq,))
-            self._count(kind)
-            level = log.error if kind in ("change", "alarm") else log.warning
-            level("outbox.full_dropped", seq=seq, kind=kind, cabinets=cabinets)
+            for seq, kind, cabinets, why in gone:
+                self._delete_where("seq = ?", (seq,))
+                self._count(kind)
+                level = log.error if kind in ("change", "alarm") else log.warning
+                level("outbox.full_dropped", seq=seq, kind=kind, cabinets=cabinets, why=why)
+
+    def _orphaned(self, event: str, clears: str, subject: tuple[Any, ...]) -> bool:
+        """Whether the clearing ``event`` lost its alarm to a full outbox: then it is
+        dropped too (counted, logged), and the note of its alarm forgotten."""
+        if not eviction.forget_unsent(self._db, clears, subject):
+            return False
+        self._count("alarm")
+        log.error("outbox.full_dropped", kind="alarm", event_type=event, why="alarm unsent")
+        return True
 
 
 def _marks(seqs: list[int]) -> str:

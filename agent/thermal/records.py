@@ -33,66 +33,13 @@ from typing import Any
 import structlog
 
 from agent.storage.sqlite import Database
+from agent.thermal.schema import SCHEMA, migrate
 from agent.thermal.times import iso
 
 log = structlog.get_logger(__name__)
 
 RECORDS_FILE = "thermal.sqlite3"
 MAX_EXCURSIONS = 50_000  # ended excursions kept, newest first: a bound a peer cannot push
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
-    key           INTEGER NOT NULL,
-    t             REAL NOT NULL,
-    temperature_c REAL,
-    mode          TEXT NOT NULL,
-    sensor        TEXT NOT NULL,
-    clock         TEXT,
-    mono          REAL
-);
-CREATE INDEX IF NOT EXISTS readings_key_t ON readings (key, t);
-CREATE TABLE IF NOT EXISTS excursions (
-    key        INTEGER NOT NULL,
-    start      REAL NOT NULL,
-    end        REAL,
-    peak_c     REAL,
-    mode       TEXT NOT NULL,
-    clock      TEXT,
-    start_mono REAL,
-    end_mono   REAL
-);
-CREATE INDEX IF NOT EXISTS excursions_key_start ON excursions (key, start);
-CREATE TABLE IF NOT EXISTS food_clock (
-    key           INTEGER PRIMARY KEY,
-    out_s         REAL NOT NULL,
-    saved_at      REAL NOT NULL,
-    unsafe        INTEGER NOT NULL,
-    temperature_c REAL
-);
-CREATE TABLE IF NOT EXISTS latches (
-    key   INTEGER NOT NULL,
-    alarm TEXT NOT NULL,
-    why   TEXT NOT NULL,
-    since REAL NOT NULL,
-    cut   INTEGER NOT NULL,
-    PRIMARY KEY (key, alarm)
-);
-CREATE TABLE IF NOT EXISTS latch_log (
-    key    INTEGER NOT NULL,
-    t      REAL NOT NULL,
-    event  TEXT NOT NULL,
-    alarm  TEXT NOT NULL,
-    why    TEXT NOT NULL,
-    by     TEXT
-);
-"""
-
-# Columns added since the first files were written: added to an older file at open.
-_ADDED = {
-    "readings": (("clock", "TEXT"), ("mono", "REAL")),
-    "excursions": (("clock", "TEXT"), ("start_mono", "REAL"), ("end_mono", "REAL")),
-    "food_clock": (("temperature_c", "REAL"),),
-}
 MAX_LATCH_LOG = 10_000  # rows of the latch log kept, newest
 
 
@@ -112,7 +59,7 @@ class Records:
         on_replaced: Callable[[str], None] | None = None,
     ) -> None:
         self._file = Database(path, SCHEMA, on_replaced)
-        self._migrate()
+        migrate(self._file.db)
         self.retention_s = retention_days * 86400.0
         self.max_excursions = max_excursions
         self.excursions_dropped = 0  # since start, for /metrics
@@ -130,24 +77,6 @@ class Records:
     def close(self) -> None:
         """Close the file."""
         self._file.close()
-
-    def _migrate(self) -> None:
-        """Add the columns a file written by an older agent lacks; forget the monotonic
-        times of earlier runs (they cannot be corrected from this run's clock)."""
-        db = self._file.db
-        try:
-            for table, columns in _ADDED.items():
-                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                for name, kind in columns:
-                    if name not in have:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-            db.execute("UPDATE readings SET mono = NULL WHERE mono IS NOT NULL")
-            db.execute(
-                "UPDATE excursions SET start_mono = NULL, end_mono = NULL"
-                " WHERE start_mono IS NOT NULL OR end_mono IS NOT NULL"
-            )
-        except sqlite3.Error as exc:  # said at the first write that fails
-            log.error("records.migrate_failed", error=str(exc))
 
     def log(
         self,

@@ -4,10 +4,17 @@ conversion), each reading judged (``drivers.w1.SensorTrust``), each unit decided
 cabinets' ``temperature_c`` and ``thermal`` shown, the alarms raised or cleared
 through the journal (``alarms.py``), and the records kept (``logbook.py``).
 
-Time out of temperature counts while the cabinet is occupied and its mode held, and
-its temperature past the line or unknown; time the agent was down counts as far as
-evidence surviving the outage tells (``outage.py``). A watcher apart from the rounds
-finds a loop that stopped completing them (``stall.py``).
+Time out of temperature counts while the cabinet is occupied (its item sensor, or
+``assume_occupied``) and its mode held, and while its temperature is past the line or
+unknown (a failed sensor proves nothing). Time the agent was down counts too, as far
+as evidence that survives the outage tells (``outage.py``); the food clocks and the
+latches kept before a restart are taken up at start (``foodtime.py``). A watcher
+apart from the rounds finds a loop that stopped completing them (``stall.py``).
+
+Over ``over_limit_c`` (and, with ``disable_when_unsafe``, past the food's time) a
+cabinet is disabled through the locker's own command path (``disable``). Errors:
+``reset`` raises ``NotFound`` for a cabinet without a unit; a round that raises
+turns every output off and is logged, never propagated out of the loop.
 """
 
 from __future__ import annotations
@@ -24,18 +31,17 @@ import structlog
 from agent.locker.cabinet import Cabinet
 from agent.locker.door import DoorState
 from agent.locker.errors import NotFound
-from agent.thermal import alarms, clock
+from agent.thermal import alarms, clock, foodtime
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from agent.thermal.control import Call, Compressor
 from agent.thermal.latch import Latch
 from agent.thermal.logbook import Logbook
-from agent.thermal.outage import Downtime, Outage
+from agent.thermal.outage import Outage
 from agent.thermal.outputs import ThermalOutputs
-from agent.thermal.records import Records, RecordsError
+from agent.thermal.records import Records
 from agent.thermal.stall import Liveness
 from agent.thermal.unit import Unit
 from drivers.w1.ds18b20 import SensorFault, in_daemon_thread, read_all
-from drivers.w1.trust import NOT_YET
 
 log = structlog.get_logger(__name__)
 
@@ -106,14 +112,7 @@ class Thermal:
         self.liveness = Liveness(clock, config.stall_s, lambda: self.lease_s)
         self._rounds = 0
         self._failed_logged: float | None = None
-        for key, (out_s, saved_at, unsafe, temp) in self.logbook.saved_clocks().items():
-            if key in self.units:
-                self.units[key].food.out_s = out_s
-                self.units[key].down = Downtime(saved_at, unsafe, temp)
-        with contextlib.suppress(RecordsError):  # unreadable: said by the first write
-            for key, kept in records.latches().items():
-                if key in self.units:
-                    self.units[key].restore([Latch(*latch) for latch in kept])
+        foodtime.restore(self.units, self.logbook, records)
 
     @property
     def lease_s(self) -> float:
@@ -360,37 +359,12 @@ class Thermal:
         unit.judge(now, reading, running=running, door_open=door_open, said=bool(self._rounds))
 
     def _food(self, now: float, unit: Unit) -> None:
-        was = unit.food.exceeded
-        cabinet = unit.cabinet
-        occupied = cabinet.occupied
-        if self.config.assume_occupied:  # no item sensors: a pickup empties the cabinet
-            front_open = cabinet.front.seen != DoorState.CLOSED
-            occupied = not (front_open and not unit.front_open)
-            unit.front_open = front_open
-        unsafe = unit.unsafe(self._lines)
-        down = unit.down
-        if down is not None and not occupied and down.found_unsafe is not None:
-            unit.down = None  # emptied since: what the outage cost went with the food
-        elif down is not None and unit.verdict.reason != NOT_YET:
-            first = down.found_unsafe is None
-            unit.food.out_s, settled = self.outage.settle(
-                cabinet.key,
-                down,
-                found_unsafe=unsafe,
-                found_c=unit.verdict.temperature_c,
-                occupied=occupied,
-                out_s=unit.food.out_s,
-                limit_s=unit.food.limit_s,
-            )
-            if first and unsafe and unit.verdict.temperature_c is not None:
-                unit.outage_start = down.saved_at  # its excursion began in the outage
-            if settled:
-                unit.down = None
-        unit.food.step(now, occupied=occupied, unsafe=unsafe)
-        if unit.food.exceeded and not was:
-            log.error("thermal.food_time_exceeded", key=unit.cabinet.key, out_s=unit.food.out_s)
-            if self.config.disable_when_unsafe and unit.cabinet.enabled:
-                self._disable_later(unit.cabinet.key, alarms.FOOD_TIME_EXCEEDED)
+        """The unit's food clock (``foodtime.py``); its time just ran out: with
+        ``disable_when_unsafe``, the cabinet disabled."""
+        assume = self.config.assume_occupied
+        exceeded = foodtime.count(now, unit, self._lines, self.outage, assume_occupied=assume)
+        if exceeded and self.config.disable_when_unsafe and unit.cabinet.enabled:
+            self._disable_later(unit.cabinet.key, alarms.FOOD_TIME_EXCEEDED)
 
 
 def _reconcile(compressor: Compressor, powered: bool, now: float) -> None:

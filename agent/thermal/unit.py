@@ -194,7 +194,8 @@ class Unit:
         """Show the cabinet's ``temperature_c``, the unit's outputs and sensor, as the API does.
 
         Mode and band come from the cabinet as set; ``stalled``: the loop stopped, so
-        temperature and outputs are unknown (``None``).
+        temperature, outputs and the sensor's state are unknown (``None``): no one
+        reads the sensor, and its last verdict is not current.
         """
         key, temp = self.cabinet.key, self.verdict.temperature_c
         if stalled:
@@ -202,7 +203,7 @@ class Unit:
             self.cabinet.thermal = {
                 "heating": None,
                 "cooling": None,
-                "sensor": self.verdict.status,
+                "sensor": None,
             }
             return
         shared = self.wiring.compressor

@@ -74,6 +74,12 @@ def test_outbox_runs():
 
 
 @pytest.mark.timeout(90)
+def test_outbox_full_runs():
+    out = run("outbox_full.py", "--quick")
+    assert len(re.findall(r"append when full: median +[\d.]+ ms", out)) == 6, out
+
+
+@pytest.mark.timeout(90)
 def test_bus_latency_runs():
     out = run("bus_latency.py", "--samples", "3")
     seen = re.findall(r"median [\d.]+ ms, p95 [\d.]+ ms, max [\d.]+ ms \(3 changes\)", out)

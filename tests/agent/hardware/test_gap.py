@@ -105,6 +105,26 @@ async def test_a_new_gap_takes_effect_at_the_next_pulse():
         await gap.pulse(1, "front", _nothing)
 
 
+async def test_a_gap_raised_by_a_reload_covers_the_lock_pulsed_just_before():
+    clock = Clock()
+    gap = PulseGap(0.5, wait_s=5.0, clock=clock)
+    await gap.pulse(5, "front", _nothing)
+    gap.gap_s = 30.0  # a technician found the solenoid running hot: SIGHUP
+    clock.now += 0.6  # past the old gap, well inside the new one
+    with pytest.raises(Busy) as refused:
+        await gap.pulse(5, "front", _nothing)
+    assert refused.value.retry_after_s == pytest.approx(29.4)
+
+
+async def test_a_gap_lowered_by_a_reload_frees_the_lock_sooner():
+    clock = Clock()
+    gap = PulseGap(30.0, wait_s=5.0, clock=clock)
+    await gap.pulse(5, "front", _nothing)
+    gap.gap_s = 1.0
+    clock.now += 1.0
+    await gap.pulse(5, "front", _nothing)  # its turn: neither waits nor Busy
+
+
 GAP_S = 1.5  # longer than the board's 0.5 s pulse: without the gap, pulses come 0.5 s apart
 
 

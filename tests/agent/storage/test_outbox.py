@@ -85,6 +85,22 @@ def test_full_outbox_drops_heartbeats_first_then_oldest_changes_counted(tmp_path
     box.close()
 
 
+def test_a_full_outbox_keeps_the_food_alarm_and_its_clearing_over_door_changes(tmp_path):
+    """A day of pickups during a cloud outage: the oldest door changes go, never the
+    food alarm raised at its start, nor its clearing without it."""
+    box = Outbox(tmp_path / "o.sqlite3", max_rows=100)
+    box.append("alarm", "food_time_exceeded", [{"key": 1, "front_status": "closed"}])
+    for i in range(120):
+        change(box, 2 + i % 4, "open" if i % 2 else "closed")
+    box.append("alarm", "food_time_exceeded_cleared", [{"key": 1, "front_status": "closed"}])
+    events = [m.event for m in box.pending(1000)]
+    assert events[0] == "food_time_exceeded"
+    assert events[-1] == "food_time_exceeded_cleared"
+    assert events.count("door_changed") == 98
+    assert box.stats()["dropped"] == {"change": 22}
+    box.close()
+
+
 def test_byte_cap(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3", max_bytes=200)
     for i in range(20):

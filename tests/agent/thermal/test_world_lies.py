@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from agent.field.technician import _thermal
 from agent.locker.commands import CabinetCommand, parse_command
 from agent.locker.errors import Conflict
 from agent.storage.store import StoreError
@@ -249,7 +250,9 @@ async def test_a_cutoff_takes_the_welded_heaters_power(rigs):
 
 async def test_a_loop_whose_every_round_raises_is_stalled_and_says_so(rigs, monkeypatch):
     """The field: every round raised, the outputs went off with a log line, and the API
-    kept showing the last temperature and "cooling", /healthz clean, the watchdog fed."""
+    kept showing the last temperature and "cooling", /healthz clean, the watchdog fed;
+    then (a review) the sensor still "ok" in the API, /metrics and `status`, from a
+    verdict no one renewed."""
     rig = await rigs({1: "chill"}, 9.0, compressor_min_off_s=0)
     rig.agent.thermal = rig.thermal  # the agent's view: health, watchdog
     rig.run(60)
@@ -270,6 +273,8 @@ async def test_a_loop_whose_every_round_raises_is_stalled_and_says_so(rigs, monk
     shown = rig.locker.cabinets[1].as_cloud()
     assert shown["temperature_c"] is None
     assert shown["thermal"]["heating"] is None and shown["thermal"]["cooling"] is None
+    assert shown["thermal"]["sensor"] is None  # not read: not known, neither ok nor failed
+    assert _thermal(shown) == "chill ? (sensor not known)"  # `locker-agent status`
     assert "thermal_stalled" in rig.alarms(1) and "thermal_stalled" in rig.events()
     assert not rig.pin(27)  # outputs off
     assert thermal.problems()[0].startswith("thermal loop stalled: no round completed for")
@@ -279,10 +284,13 @@ async def test_a_loop_whose_every_round_raises_is_stalled_and_says_so(rigs, monk
     metrics = rig.agent.metrics.render().decode()
     assert "locker_agent_thermal_stalled 1.0" in metrics
     assert 'locker_agent_cabinet_temperature_celsius{key="1"}' not in metrics
+    assert 'locker_agent_thermal_sensor_ok{key="1"}' not in metrics
     monkeypatch.undo()  # mended (a restart does it in the field)
     rig.run(10)
     assert thermal.stalled() is None and rig.agent._stuck() is None
     assert rig.locker.cabinets[1].as_cloud()["temperature_c"] is not None
+    assert rig.locker.cabinets[1].as_cloud()["thermal"]["sensor"] == "ok"
+    assert 'locker_agent_thermal_sensor_ok{key="1"} 1.0' in rig.agent.metrics.render().decode()
     rig.run(70)
     assert "thermal_stalled" not in rig.alarms(1)  # cleared after alarm_clear_s
 

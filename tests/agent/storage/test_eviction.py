@@ -1,0 +1,121 @@
+"""What a full outbox drops among alarms: an ended episode whole, then a clearing of
+an alarm sent already, then an active alarm, whose clearing then never goes alone."""
+
+import pytest
+
+from agent.storage.eviction import raise_of
+from agent.storage.outbox import Outbox
+
+
+@pytest.fixture
+def small(tmp_path):
+    boxes = []
+
+    def make(rows):
+        boxes.append(Outbox(tmp_path / f"o{len(boxes)}.sqlite3", max_rows=rows))
+        return boxes[-1]
+
+    yield make
+    for box in boxes:
+        box.close()
+
+
+def alarm(box, event, key, detail=None):
+    return box.append("alarm", event, [{"key": key, "front_status": "open"}], detail)
+
+
+def pending(box):
+    return [(m.event, m.cabinets[0]["key"]) for m in box.pending()]
+
+
+@pytest.mark.parametrize(
+    ("event", "clears"),
+    [
+        ("door_forced_open_cleared", "door_forced_open"),
+        ("food_time_exceeded_cleared", "food_time_exceeded"),
+        ("board_online", "board_offline"),
+        ("bus_online", "bus_offline"),
+        ("door_forced_open", None),
+        ("board_offline", None),
+        ("door_changed", None),
+    ],
+)
+def test_what_a_clearing_clears(event, clears):
+    assert raise_of(event) == clears
+
+
+def test_alarms_go_after_door_changes(small):
+    box = small(3)
+    alarm(box, "door_forced_open", 1)
+    box.append("change", "door_changed", [{"key": 2, "front_status": "open"}])
+    box.append("change", "door_changed", [{"key": 3, "front_status": "open"}])
+    box.append("change", "door_changed", [{"key": 4, "front_status": "open"}])
+    assert pending(box) == [("door_forced_open", 1), ("door_changed", 3), ("door_changed", 4)]
+
+
+def test_an_ended_alarm_goes_with_its_clearing_first(small):
+    box = small(3)
+    alarm(box, "door_left_open", 2)  # active: kept
+    alarm(box, "door_forced_open", 1)
+    alarm(box, "door_forced_open_cleared", 1)
+    alarm(box, "lock_jammed", 3)  # room for one: the ended episode goes, both rows
+    assert pending(box) == [("door_left_open", 2), ("lock_jammed", 3)]
+    assert box.stats()["pending"] == 2
+    assert box.stats()["dropped"] == {"alarm": 2}
+
+
+def test_a_clearing_of_an_alarm_sent_already_goes_before_an_active_alarm(small):
+    box = small(2)
+    alarm(box, "door_forced_open_cleared", 1)  # its alarm reached the cloud before
+    alarm(box, "door_left_open", 2)
+    alarm(box, "lock_jammed", 3)
+    assert pending(box) == [("door_left_open", 2), ("lock_jammed", 3)]
+
+
+def test_an_active_alarm_dropped_takes_its_later_clearing_along(small):
+    box = small(2)
+    alarm(box, "door_forced_open", 1)
+    alarm(box, "door_left_open", 2)
+    alarm(box, "lock_jammed", 3)  # only active alarms: the oldest goes, noted
+    assert pending(box) == [("door_left_open", 2), ("lock_jammed", 3)]
+    box.ack([m.seq for m in box.pending()])  # the cloud is back
+    assert alarm(box, "door_forced_open_cleared", 1) is None  # never heard its alarm
+    alarm(box, "door_left_open_cleared", 2)  # heard it: its clearing goes
+    assert pending(box) == [("door_left_open_cleared", 2)]
+    assert box.stats()["dropped"] == {"alarm": 2}
+    box.close()
+    reopened = Outbox(box.path, max_rows=2)  # the note is on disk, like the rows
+    assert reopened.stats()["pending"] == 1
+    reopened.close()
+
+
+def test_an_alarm_dropped_to_make_room_for_its_own_clearing_goes_with_it(small):
+    box = small(2)
+    alarm(box, "door_forced_open", 1)
+    alarm(box, "door_left_open", 2)
+    assert alarm(box, "door_forced_open_cleared", 1) is None
+    assert pending(box) == [("door_left_open", 2)]
+    assert box.stats()["pending"] == 1
+
+
+def test_an_alarm_raised_again_is_heard_so_its_clearing_goes(small):
+    box = small(2)
+    alarm(box, "door_forced_open", 1)
+    alarm(box, "door_left_open", 2)
+    alarm(box, "lock_jammed", 3)  # door_forced_open on 1 dropped unsent
+    box.ack([m.seq for m in box.pending()])
+    alarm(box, "door_forced_open", 1)  # raised again (after a restart): sent this time
+    alarm(box, "door_forced_open_cleared", 1)
+    assert pending(box) == [("door_forced_open", 1), ("door_forced_open_cleared", 1)]
+
+
+def test_a_board_back_online_is_paired_by_bus_and_board(small):
+    box = small(3)
+    alarm(box, "board_offline", 1, {"bus": "main", "board": 1})
+    alarm(box, "board_offline", 1, {"bus": "main", "board": 2})
+    alarm(box, "board_online", 1, {"bus": "main", "board": 2})
+    alarm(box, "door_forced_open", 9)  # board 2's episode ended: it goes, board 1's stays
+    assert [(m.event, (m.detail or {}).get("board")) for m in box.pending()] == [
+        ("board_offline", 1),
+        ("door_forced_open", None),
+    ]
