@@ -292,6 +292,7 @@ class Agent:
         parts = [f"{answering}/{total} boards"] if total else []
         parts.append(f"{len(self.locker.cabinets)} cabinets")
         parts.append(f"outbox {self.outbox.stats()['pending']}")
+        parts.extend(self.hardware.port_problems())  # its path and why, as /healthz says
         problem = self.uplink.problems()
         parts.append(f"cloud: {problem[0]}" if problem else "cloud ok")
         if channel := self.channel.problems() if self.channel else []:

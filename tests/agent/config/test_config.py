@@ -21,6 +21,7 @@ from agent.config import (
     summary,
 )
 from drivers.gpio.pins import PinSpec
+from tests.conftest import as_installed
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "config"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
@@ -166,23 +167,30 @@ def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 3
 
 
+def load_example(name: str, folder: Path):
+    """An example as a technician loads it: copied beside install.sh's api.key and api.token."""
+    return load_config(as_installed(EXAMPLES_DIR / name, folder))
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_loads(path: Path) -> None:
-    config = load_config(path)
+def test_every_example_loads(path: Path, tmp_path: Path) -> None:
+    config = load_config(as_installed(path, tmp_path))
+    assert config.cloud.api_key_file == tmp_path / "api.key"  # the file, never inline
+    assert config.api.token_file == tmp_path / "api.token"
     doors = [w.model_dump_json() for _, _, w in config.door_refs()]
     assert len(doors) == len(set(doors))
     assert summary(config)
 
 
-def test_examples_show_what_they_promise() -> None:
-    three = load_config(EXAMPLES_DIR / "kerong-3-boards.toml")
+def test_examples_show_what_they_promise(tmp_path: Path) -> None:
+    three = load_example("kerong-3-boards.toml", tmp_path / "a")
     assert len(three.cabinets) == 48 and three.buses[0].boards == [0, 1, 2]
     assert three.buses[0].port.startswith("/dev/serial/by-id/")
-    rear = load_config(EXAMPLES_DIR / "kerong-rear-load.toml")
+    rear = load_example("kerong-rear-load.toml", tmp_path / "b")
     assert all(c.front.board == 0 and c.rear and c.rear.board == 1 for c in rear.cabinets)
-    tcp = load_config(EXAMPLES_DIR / "kerong-tcp-gateway.toml")
+    tcp = load_example("kerong-tcp-gateway.toml", tmp_path / "c")
     assert tcp.buses[0].port == "socket://192.0.2.10:5000"
-    shared = load_config(EXAMPLES_DIR / "kerong-and-gpio-one-supply.toml")
+    shared = load_example("kerong-and-gpio-one-supply.toml", tmp_path / "d")
     assert [(b.driver, b.supply) for b in shared.buses] == [("kerong-cu16", "24v"), ("gpio", "24v")]
     assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once" in summary(shared)
 
