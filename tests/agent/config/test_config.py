@@ -845,3 +845,38 @@ def test_supply_is_a_plain_name() -> None:
     data = base()
     data["buses"][0]["supply"] = "24 V"
     assert only_problem(data) == "buses[0].supply: use only letters, digits, '-', '_' and '.'"
+
+
+# --------------------------------------------------------------------------- typos of required keys
+
+
+def test_a_misspelt_list_key_is_one_line_with_the_list_not_a_table() -> None:
+    """``board = [0, 1]`` for ``boards``: one line, the typo's, giving the key as it
+    should be written; never "add a [[boards]] table" (boards is a list of numbers)."""
+    data = base()
+    data["buses"][0]["board"] = data["buses"][0].pop("boards")
+    assert problems_of(data) == [
+        "buses[0].board: unknown key (did you mean 'boards'? it is required: boards = [0, 1])"
+    ]
+
+
+def test_a_missing_list_of_numbers_is_shown_as_a_list() -> None:
+    data = base()
+    del data["buses"][0]["boards"]
+    assert problems_of(data) == ["buses[0].boards: missing: a list, e.g. boards = [0, 1]"]
+
+
+def test_a_misspelt_required_key_inside_an_inline_table_is_one_line() -> None:
+    data = base()
+    data["cabinets"][0]["front"]["chanel"] = data["cabinets"][0]["front"].pop("channel")
+    assert problems_of(data) == [
+        "cabinets[0].front.chanel: unknown key (did you mean 'channel'? it is required:"
+        " channel = 1)"
+    ]
+
+
+def test_a_misspelt_secret_never_shows_its_value() -> None:
+    data = base()
+    data["cloud"]["api_kye"] = data["cloud"].pop("api_key")
+    problems = problems_of(data)
+    assert all(API_KEY not in p for p in problems), problems
