@@ -40,7 +40,10 @@ STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's f
 def _door(wiring: KerongDoorWiring | GpioDoorWiring | None) -> Door | None:
     if wiring is None:
         return None
-    return Door(motorised=isinstance(wiring, GpioDoorWiring) and wiring.motorised)
+    if isinstance(wiring, KerongDoorWiring):
+        wired = f"bus {wiring.bus} board {wiring.board} channel {wiring.channel}"
+        return Door(wired=wired)
+    return Door(motorised=wiring.motorised, wired=f"bus {wiring.bus}")
 
 
 def _served(config: Config) -> dict[tuple[str, int], tuple[int, ...]]:

@@ -145,3 +145,32 @@ async def test_selftest_asks_first(tmp_path):
         assert sorted(sim.boards.bank.unlocked[before:]) == [(0, 1), (0, 2)]
     finally:
         await sim.close()
+
+
+async def test_open_behind_a_silent_board_names_the_board_and_a_jam_says_what_to_do(tmp_path):
+    """The technician's `open` meets a silent board (the board is named, nothing was
+    sent) and a jammed lock (409 LOCK_JAMMED on the API; the command says what to check)."""
+
+    def quick(data):
+        small(cabinets=6)(data)
+        data["locker"].update(confirm_s=0.3, jam_retry_s=0.1)
+
+    sim = Simulation(adjust=quick)
+    await sim.start()
+    try:
+        path = config_for(tmp_path, sim)
+        sim.boards.jam(0, 3)  # cabinet 2
+        code, _, err = await cli("open", "2", "--config", path)
+        assert code == 1
+        assert err.startswith("cabinet 2: LOCK_JAMMED: cabinet 2 front door did not open")
+        assert "check the lock's latch and the door's switch, then open again" in err
+        sim.boards.set_offline(0)
+        await until(lambda: sim.agent.locker.get(4).front.sensed is None, timeout=10)
+        code, _, err = await cli("open", "4", "--config", path)
+        assert code == 1
+        assert err.startswith(
+            "cabinet 4: UNAVAILABLE: cabinet 4 front door: state unknown: bus rs485 board 0"
+            " does not answer (nothing was sent): check its power and wiring"
+        ), err
+    finally:
+        await sim.close()
