@@ -292,7 +292,8 @@ class KerongBus:
 
     @property
     def open_error(self) -> Exception | None:
-        """Why the port last failed to open (its ``errno`` tells why); None once open."""
+        """Why the port is not open (an open's error: its ``errno`` tells why; or the
+        connection's loss); None while it is."""
         return self._link.open_error
 
     @property

@@ -106,8 +106,8 @@ class Link:
         self._closing: _KerongProtocol | None = None  # the connection close() ended
         self._closed = False
         self.up = asyncio.Event()  # set while the port is open (only the link sets it)
-        # Why the last open failed (an OSError's errno says: no such file, permission,
-        # held by another process); None once a port opened.
+        # Why the port is not open: the last open's error (an OSError's errno says: no
+        # such file, permission, held by another process) or the connection's loss.
         self.open_error: Exception | None = None
 
     @property
@@ -208,6 +208,7 @@ class Link:
         self._protocol = None
         self._transport = None
         self.up.clear()
+        self.open_error = exc or BusUnavailable("the connection was lost")
         self._on_lost(BusUnavailable(f"bus {self.name}: connection lost"))
         if self._closed:
             return
