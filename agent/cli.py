@@ -268,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.socket is None:  # the config file says where the socket is
             config = _load_or_report(args.config_flag)
             if config is None:
+                print(_SOCKET_HINT, file=sys.stderr)
                 return EX_CONFIG
         log.configure(level="warning")
         return technician.main(args, config)
@@ -293,6 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
             return 1
     return 2
+
+
+_SOCKET_HINT = (
+    "  (status, open and selftest need only the agent's socket: --socket"
+    " /run/locker-agent/agent.sock on a locker)"
+)
 
 
 def _thermal_reset(args: argparse.Namespace) -> int:

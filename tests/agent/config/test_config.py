@@ -470,7 +470,10 @@ def test_bad_secret_file(tmp_path: Path, content: str | None, expected: str) -> 
     data = base()
     del data["cloud"]["api_key"]
     data["cloud"]["api_key_file"] = "key"
-    assert problems_of(data, tmp_path) == [f"cloud.api_key_file: {expected.format(path=path)}"]
+    assert problems_of(data, tmp_path) == [
+        f"cloud.api_key_file: {expected.format(path=path)}: put the locker's api-key in it,"
+        " alone (install.sh makes the file, root:locker-agent 640)"
+    ]
 
 
 def test_secret_file_that_is_a_directory(tmp_path: Path) -> None:

@@ -174,3 +174,24 @@ async def test_open_behind_a_silent_board_names_the_board_and_a_jam_says_what_to
         ), err
     finally:
         await sim.close()
+
+
+def test_status_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path, capsys):
+    from agent import cli
+
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[cloud]\nurl = "https://cloud.lockers.test"\napi_key_file = "api.key"\n'
+        '[api]\ntoken = "t"\n[[buses]]\nname = "rs485"\nport = "/dev/ttyUSB0"\nboards = [0]\n'
+        '[[cabinets]]\nkey = 0\nfront = { bus = "rs485", board = 0, channel = 1 }\n'
+    )
+    assert cli.main(["status", "--config", str(path)]) == 78
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{path}: cloud.api_key_file: cannot read {tmp_path / 'api.key'}")
+    assert err[0].endswith(
+        "put the locker's api-key in it, alone (install.sh makes the file, root:locker-agent 640)"
+    )
+    assert err[1] == (
+        "  (status, open and selftest need only the agent's socket: --socket"
+        " /run/locker-agent/agent.sock on a locker)"
+    )
