@@ -90,3 +90,26 @@ def test_run_refuses_what_check_config_refuses_before_anything_opens(tmp_path, c
     assert cli.main(["run", "--config", str(path)]) == 78
     assert "cloud.api_key_file" in capsys.readouterr().err
     assert not (tmp_path / "var").exists()  # no store was opened
+
+
+def test_check_config_doctor_and_run_agree_line_for_line(tmp_path, capsys):
+    """The same problems, from one function: check-config's lines, run's, and doctor's
+    FAIL lines under config."""
+    from agent.field.doctor import doctor
+
+    text = GOOD.replace("cloud.lockers.test", "lockers.example.com").replace(
+        "/dev/ttyUSB0", "/dev/serial/by-id/usb-REPLACE-if00"
+    )
+    path = setup(tmp_path, key=PLACEHOLDER_KEY, text=text)
+    assert cli.main(["check-config", str(path)]) == 78
+    checked = capsys.readouterr().err.splitlines()
+    assert cli.main(["run", "--config", str(path)]) == 78
+    refused = capsys.readouterr().err.splitlines()
+    failed = []
+    for line in doctor(path):
+        if line.what != "config":
+            break
+        if line.level == "FAIL":
+            failed.append(f"{path}: {line.says}")
+    assert len(checked) == 3
+    assert checked == refused == failed
