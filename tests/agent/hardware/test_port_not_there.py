@@ -124,3 +124,36 @@ async def test_the_running_agent_says_which_port_and_why(tmp_path, cloud):
     # The cloud: the bus and its boards named, only the cabinets it serves (0, not 1).
     assert offline["event"] == {"type": "bus_offline", "bus": "rear", "boards": [0]}
     assert [c["key"] for c in offline["cabinets"]] == [0]
+
+
+async def test_an_adapter_plugged_in_later_is_taken_up_and_the_reason_goes(tmp_path, cloud):
+    """Why a missing port is only a warning: the agent keeps trying, and an adapter that
+    appears under the configured name (a by-id link) is opened and its boards heard."""
+    front, rear = KerongBoardEmulator([0]), KerongBoardEmulator([0])
+    await front.start()
+    await rear.start()
+    plugged = tmp_path / "usb-FTDI_FT232R_USB_UART_A10K2222-if00-port0"
+    api_port = free_port()
+    path = two_buses(tmp_path, front.port, str(plugged), cloud.url, api_port)
+    # bus_online as soon as it is so (not 60 s, the default rate limit, after bus_offline)
+    path.write_text("[locker]\nhealth_interval_s = 0.5\n" + path.read_text())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", "--config", str(path),
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
+        plugged.symlink_to(rear.port)  # udev makes the by-id link when it is plugged in
+        online = await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{api_port}/healthz") as resp,
+        ):
+            reasons = (await resp.json())["reasons"]
+    finally:
+        proc.terminate()
+        await proc.wait()
+        await front.close()
+        await rear.close()
+    assert online["event"] == {"type": "bus_online", "bus": "rear", "boards": [0]}
+    assert not [r for r in reasons if "not open" in r], reasons
