@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,6 +20,7 @@ from agent.cloud.uplink import Uplink
 from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
 from agent.config.reload import differences
 from agent.config.warnings import warnings
+from agent.field.verdict import verdict
 from agent.hardware.bridge import Hardware
 from agent.locker.cabinet import Cabinet
 from agent.locker.commands import CabinetCommand
@@ -261,7 +263,11 @@ class Agent:
         try:
             new = load_config(path)
         except ConfigError as err:
-            for problem in err.problems:
+            problems = err.problems
+        else:  # what check-config and run refuse (a placeholder left) is refused here too
+            problems = verdict(new, Path(path), on_gpio_machine=True).problem_lines()
+        if problems:
+            for problem in problems:
                 log.error("config.reload_refused", file=path, problem=problem)
             return False
         live, frozen = differences(self.config, new)
