@@ -144,20 +144,12 @@ def describe(baud: int, result: Probe) -> str:
     )
 
 
-def agent_holding(port: str) -> int | None:
-    """The pid of a running locker-agent that holds ``port`` open, by /proc; None."""
-    for pid, cmd in probes.holders(port):
-        if "locker-agent" in cmd or " -m agent" in cmd:
-            return pid
-    return None
-
-
 def open_failure(port: str, err: BaseException) -> str:
     """Why ``port`` did not open and what to do, in one line (the service holding it:
     stop it; another process: which; not there: the adapters plugged in)."""
     why = reason(err)
     if why == HELD:
-        if (pid := agent_holding(port)) is not None:
+        if (pid := probes.agent_holding(port)) is not None:
             return (
                 f"held by the running agent (pid {pid}): sudo systemctl stop locker-agent,"
                 " scan, then sudo systemctl start locker-agent (while it runs, sudo"

@@ -182,11 +182,10 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
     text = str(err)
     if "exclusively lock" in text or "Resource temporarily unavailable" in text:
         held = probes.holders(port)
-        agent = [p for p, cmd in held if "locker-agent" in cmd or " -m agent" in cmd]
-        if agent:
+        if (agent := probes.agent_holding(port)) is not None:
             return warn(
                 what,
-                f"{port} is in use by the running agent (pid {agent[0]}): board checks"
+                f"{port} is in use by the running agent (pid {agent}): board checks"
                 " skipped; sudo systemctl stop locker-agent for them, or see GET /healthz",
             )
         who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "a process"

@@ -79,11 +79,8 @@ def port_reason(port: str) -> str | None:
         return f"{NO_SUCH_FILE}: {ADVICE[NO_SUCH_FILE]} (now: {now})"
     if access.service_cannot(Path(port), os.R_OK | os.W_OK):
         return f"{PERMISSION} to the service user: {ADVICE[PERMISSION]}"
-    others = [
-        (pid, cmd)
-        for pid, cmd in probes.holders(port)
-        if "locker-agent" not in cmd and " -m agent" not in cmd  # the service: as it should
-    ]
+    # The service holding its own port is as it should be.
+    others = [(pid, cmd) for pid, cmd in probes.holders(port) if not probes.is_agent(cmd)]
     if others:
         who = ", ".join(f"pid {pid} ({cmd[:60]})" for pid, cmd in others)
         return f"{HELD}: {who}: stop it before the agent starts"
