@@ -217,6 +217,8 @@ class Hardware:
         try:
             await self.gap.pulse(key, side, lambda: bus.unlock(wiring.board, wiring.channel))
         except BusUnavailable as exc:
+            if not bus.connected:  # the port's path and why, as /healthz says it
+                raise Unavailable(not_open(wiring.bus, bus.port, bus.open_error)) from None
             raise Unavailable(f"bus {wiring.bus}: {exc or 'port not open'}") from None
 
     async def drive(self, key: int, side: Side, opening: bool) -> bool:
