@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,6 +21,7 @@ from agent.codes.service import PickupCodes
 from agent.config import Config, ConfigError, GpioDoorWiring, KerongDoorWiring, load_config
 from agent.config.reload import differences
 from agent.config.warnings import warnings
+from agent.field.verdict import verdict
 from agent.hardware.bridge import Hardware
 from agent.locker.cabinet import Cabinet
 from agent.locker.commands import CabinetCommand
@@ -42,7 +44,10 @@ STARTUP_WAIT_S = 3.0  # how long the start-up snapshot waits for every board's f
 def _door(wiring: KerongDoorWiring | GpioDoorWiring | None) -> Door | None:
     if wiring is None:
         return None
-    return Door(motorised=isinstance(wiring, GpioDoorWiring) and wiring.motorised)
+    if isinstance(wiring, KerongDoorWiring):
+        wired = f"bus {wiring.bus} board {wiring.board} channel {wiring.channel}"
+        return Door(wired=wired)
+    return Door(motorised=wiring.motorised, wired=f"bus {wiring.bus}")
 
 
 def _served(config: Config) -> dict[tuple[str, int], tuple[int, ...]]:
@@ -267,7 +272,11 @@ class Agent:
         try:
             new = load_config(path)
         except ConfigError as err:
-            for problem in err.problems:
+            problems = err.problems
+        else:  # what check-config and run refuse (a placeholder left) is refused here too
+            problems = verdict(new, Path(path), on_gpio_machine=True).problem_lines()
+        if problems:
+            for problem in problems:
                 log.error("config.reload_refused", file=path, problem=problem)
             return False
         live, frozen = differences(self.config, new)
@@ -301,6 +310,7 @@ class Agent:
         parts = [f"{answering}/{total} boards"] if total else []
         parts.append(f"{len(self.locker.cabinets)} cabinets")
         parts.append(f"outbox {self.outbox.stats()['pending']}")
+        parts.extend(self.hardware.port_problems())  # its path and why, as /healthz says
         problem = self.uplink.problems()
         parts.append(f"cloud: {problem[0]}" if problem else "cloud ok")
         if channel := self.channel.problems() if self.channel else []:

@@ -34,8 +34,8 @@ import structlog
 from agent import __version__, log
 from agent.api.unix import SocketUnavailable
 from agent.config import Config, ConfigError, load_config, summary
-from agent.config.warnings import warnings
 from agent.field import access, busscan, probes, technician
+from agent.field.verdict import port_lines, verdict
 from agent.hardware.dry import build_dry
 from agent.thermal import cli as thermal_cli
 
@@ -152,6 +152,9 @@ def _load_or_report(path: str) -> Config | None:
 
 
 def _check_config(path: str) -> int:
+    """Exit 78 with one line per problem (the dry build's, then ``verdict``'s: each
+    placeholder left, an unreadable secret, a missing pin factory module); else the
+    warnings (a port not there among them: it may be plugged in later), the summary, 0."""
     config = _load_or_report(path)
     if config is None:
         return EX_CONFIG
@@ -160,15 +163,13 @@ def _check_config(path: str) -> int:
         problems = asyncio.run(build_dry(config))
     except Exception as err:  # a bug must still end as "exit 78", not a traceback
         problems = [f"cannot build the drivers ({type(err).__name__})"]
-    factory_problems, factory_warnings = access.pin_factory_lines(
-        config, on_gpio_machine=access.has_gpio()
-    )
-    problems += factory_problems + access.unreadable_by_service(config, Path(path))
+    found = verdict(config, Path(path), on_gpio_machine=access.has_gpio())
+    problems += found.problem_lines()
     if problems:
         for problem in problems:
             print(f"{path}: {problem}", file=sys.stderr)
         return EX_CONFIG
-    for warning in warnings(config) + factory_warnings:
+    for warning in found.warning_lines() + port_lines(config):
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(summary(config))
     return 0
@@ -190,8 +191,9 @@ def _run(path: str) -> int:
     config = _load_or_report(path)
     if config is None:
         return EX_CONFIG
-    # run imports the pin factory's module: a missing one is a config problem here.
-    problems, _ = access.pin_factory_lines(config, on_gpio_machine=True)
+    # What check-config and doctor call a problem stops run too (run imports the pin
+    # factory's module: a missing one is a problem here, on any machine).
+    problems = verdict(config, Path(path), on_gpio_machine=True).problem_lines()
     if problems:
         for problem in problems:
             print(f"{path}: {problem}", file=sys.stderr)
@@ -266,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.socket is None:  # the config file says where the socket is
             config = _load_or_report(args.config_flag)
             if config is None:
+                print(_SOCKET_HINT, file=sys.stderr)
                 return EX_CONFIG
         log.configure(level="warning")
         return technician.main(args, config)
@@ -291,6 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
             return 1
     return 2
+
+
+_SOCKET_HINT = (
+    "  (status, open and selftest need only the agent's socket: --socket"
+    " /run/locker-agent/agent.sock on a locker)"
+)
 
 
 def _thermal_reset(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from simulator.food import SPEED, FoodPlant, has_thermal
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.mock_pins import mock_factory
 from simulator.scanner import VirtualScanner
+from simulator.tomlfile import dumps
 from simulator.touchless import TouchlessLocker
 
 LockerKind = Literal["kerong", "touchless", "food"]
@@ -161,6 +162,18 @@ class Simulation:
         return self._storage_dir / "agent.sock"
 
     @property
+    def storage_dir(self) -> Path:
+        """Where the agent keeps its outbox, state and thermal records (removed at close
+        when the simulator made it)."""
+        return self._storage_dir
+
+    @property
+    def config_file(self) -> Path:
+        """The config the agent runs on, written at start for the technician's commands
+        (``locker-agent outbox --config FILE``, ``thermal log``, ``status``)."""
+        return self._storage_dir / CONFIG_FILE
+
+    @property
     def api_url(self) -> str:
         """``http://127.0.0.1:PORT`` of the agent's local API, once started."""
         assert self.agent is not None
@@ -192,6 +205,7 @@ class Simulation:
         for scanner in self.scanners.values():
             scanner.start()
         config = self._config()
+        self.config_file.write_text(dumps(self._data))  # secrets: the simulator's own
         if self._gpio:
             gpio_factory = mock_factory()
             self.touchless = TouchlessLocker(config, gpio_factory, travel_s=self._travel_s)
@@ -249,6 +263,11 @@ class Simulation:
                 tmp.cleanup()
         self._tmp = self._w1 = None
 
+    def _commands(self) -> list[str]:
+        """The technician's commands that read this locker's files or socket."""
+        thermal = ["thermal log"] if self.food is not None else []
+        return ["status", "outbox", *thermal]
+
     def banner(self) -> str:
         """Where to look: the addresses, the token and a curl line that opens a cabinet."""
         keys = [c["key"] for c in self._data["cabinets"]]
@@ -273,6 +292,10 @@ class Simulation:
                 f"  agent API    {self.api_url}   token: {self.token}",
                 f"  technician   locker-agent status --socket {self.socket}   (open {key},"
                 " selftest: the same)",
+                f"  storage      {self.storage_dir}   (outbox, state"
+                f"{', thermal records' if self.food is not None else ''})",
+                f"  its config   {self.config_file}   (for the technician's commands:)",
+                *(f"    locker-agent {c} --config {self.config_file}" for c in self._commands()),
                 f"  fake cloud   {self.cloud.url}/_sim/feedback   (feedback received)",
                 f"  commands     {self.cloud.commands_url}   (the cloud's websocket)",
                 *hardware,
@@ -286,6 +309,7 @@ class Simulation:
         )
 
 
+CONFIG_FILE = "simulated-agent.toml"
 SIM_API_KEY = "simulator-api-key"
 SIM_TOKEN = "simulator"
 

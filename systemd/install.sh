@@ -20,7 +20,8 @@
 #      unit makes /run/locker-agent (RuntimeDirectory=, 0750) for the technicians'
 #      socket at each start: nothing to make here. A technician's own login may use
 #      it without sudo once in the group: usermod -aG locker-agent NAME.
-# It does not enable or start the service: edit the config first (README, "On a locker").
+# It does not enable or start the service: edit the config first (README, "On a locker");
+# it ends by naming each value still left to fill in (check-config's lines).
 #
 # Variables: ROOT (a directory to install into as if it were /: tests and image
 # staging; the venv's scripts name their absolute path, so a venv made under ROOT
@@ -148,7 +149,9 @@ mkdir -p "$udev_dir"
 install -m 0644 "$src/systemd/61-locker-agent-w1.rules" "$udev_dir/61-locker-agent-w1.rules"
 { udevadm control --reload-rules && udevadm trigger --subsystem-match=w1 --action=add; } \
   || say "udevadm failed (no udev here?): the bulk conversion's rule applies at the next boot"
-if "$prefix/bin/locker-agent" check-config "$etc/agent.toml" >/dev/null; then
+# The config's problems, as check-config, doctor and run judge them (placeholders
+# left included): named one per line, and the service is neither enabled nor restarted.
+if left="$("$prefix/bin/locker-agent" check-config "$etc/agent.toml" 2>&1 >/dev/null)"; then
   if systemctl is-active --quiet locker-agent; then
     systemctl restart locker-agent
     say "service: restarted on the new version"
@@ -156,6 +159,12 @@ if "$prefix/bin/locker-agent" check-config "$etc/agent.toml" >/dev/null; then
     say "next: sudo systemctl enable --now locker-agent; then: sudo locker-agent doctor"
   fi
 else
-  say "next: fix $etc/agent.toml (the lines above), then: sudo systemctl enable --now locker-agent"
+  say "left to fill in before the service can start (check-config, exit 78):"
+  printf '%s\n' "$left" | sed "s|^$etc/agent.toml: ||; s|^|  - |"
+  say "then: sudo locker-agent check-config $etc/agent.toml (exit 0), and only then:"
+  say "      sudo systemctl enable --now locker-agent; sudo locker-agent doctor"
+  if systemctl is-active --quiet locker-agent; then
+    say "service: left running on the old version (a restart would stop it on these lines)"
+  fi
 fi
 say "technicians: sudo locker-agent status (the agent's socket: root and the group $user)"

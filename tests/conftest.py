@@ -110,3 +110,28 @@ def open_dir():
     path.chmod(0o1777)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "config"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
+PLACEHOLDER_KEY = "REPLACE-WITH-THIS-LOCKERS-API-KEY"  # what install.sh writes to api.key
+
+
+def as_installed(
+    example: Path, folder: Path, *, key: str = "the-lockers-api-key", url: str | None = None
+) -> Path:
+    """``example`` copied to ``folder/agent.toml`` as a technician does on a locker: beside
+    the ``api.key`` (holding ``key``; ``PLACEHOLDER_KEY`` as install.sh leaves it) and
+    ``api.token`` install.sh writes, mode 640; ``url`` replaces the example's cloud host
+    when given. Returns the config's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = example.read_text()
+    if url is not None:
+        text = text.replace("https://lockers.example.com", url)
+    path = folder / "agent.toml"
+    path.write_text(text)
+    (folder / "api.key").write_text(key + "\n")
+    (folder / "api.token").write_text("Zt7d0Q2u3KsCkq0ZQ1lY8rVwJ6mX4nBa5cE9fG2hH3i\n")
+    for name in ("agent.toml", "api.key", "api.token"):
+        (folder / name).chmod(0o640)
+    return path

@@ -40,7 +40,8 @@ _WHY = {
     403: "a request that acts came from a web page (a foreign Origin)",
     404: "no such cabinet",
     408: "the body did not arrive in time",
-    409: "the command does not fit the cabinet as it is",
+    409: "the command does not fit the cabinet as it is (CONFLICT), or the lock jammed"
+    " (LOCK_JAMMED) or the door was obstructed (DOOR_OBSTRUCTED): type says which",
     411: "a chunked body (send Content-Length)",
     413: "the body is over 16 KiB",
     415: "a body with a Content-Encoding, or a request that acts whose body is not "
@@ -50,7 +51,6 @@ _WHY = {
     422: "the body is JSON but not a valid command; errors names the fields",
     429: "too many actions, on this cabinet or in all; retry after Retry-After seconds",
     503: "the agent is starting, the hardware cannot act, or too many connections",
-    504: "the lock jammed or the door was obstructed",
 }
 _EVERY = (400, 411, 415, 417, 421, 503)  # the connection's own answers among them
 _READ = (*_EVERY, 401)
@@ -216,7 +216,7 @@ def _paths() -> dict[str, Any]:
                     }
                 ],
                 "requestBody": {"required": True, "content": _json(_schema("CabinetCommand"))},
-                "responses": _responses(cabinet, (*_ACT, 404, 409, 422, 504)),
+                "responses": _responses(cabinet, (*_ACT, 404, 409, 422)),
             },
         },
         "/api/lockers/open-all": {

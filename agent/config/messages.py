@@ -8,6 +8,7 @@ value given is shown only where it cannot be a secret.
 from __future__ import annotations
 
 import difflib
+import json
 import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -122,19 +123,22 @@ def _message(error: Mapping[str, Any]) -> str:
     got = "" if secret else f" (got {value!r})"
 
     if kind == "extra_forbidden":
-        parent, _ = _walk(loc[:-1])
         message = "unknown key"
-        if isinstance(parent, type) and issubclass(parent, BaseModel) and isinstance(loc[-1], str):
-            close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1)
-            if close:
-                message += f" (did you mean '{close[0]}'?)"
+        if close := _close_key(loc):
+            message += f" (did you mean '{close}'?"
+            if error.get("_instead_of_missing") and not secret:
+                message += f" it is required: {close} = {_toml(value)}"
+            message += ")"
         return message
     if kind == "missing":
         field_type, _ = _walk(loc)
         if isinstance(field_type, type) and issubclass(field_type, BaseModel):
             return "missing (a required table)"
         if get_origin(field_type) is list:
-            return f"missing: add at least one [[{loc[-1]}]] table"
+            (item,) = get_args(field_type)[:1] or (None,)
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                return f"missing: add at least one [[{loc[-1]}]] table"
+            return f"missing: a list, e.g. {loc[-1]} = [0, 1]"
         return "missing (required)"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         low, high = _bounds(loc)
@@ -172,12 +176,46 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
+def _close_key(loc: Sequence[str | int]) -> str | None:
+    """The known key an unknown key at ``loc`` is most likely a typo of; None."""
+    parent, _ = _walk(loc[:-1])
+    if isinstance(parent, type) and issubclass(parent, BaseModel) and isinstance(loc[-1], str):
+        close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1)
+        return close[0] if close else None
+    return None
+
+
+def _toml(value: Any) -> str:
+    """``value`` as it would be written in the file (short)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ ... }"
+    return repr(value)
+
+
 def _problems_of(error: ValidationError, prefix: _Loc = ()) -> list[_Problem]:
     """One problem per error; ``prefix`` is where the validated value sits in the file
-    (``("buses", 2)`` for an entry validated on its own)."""
+    (``("buses", 2)`` for an entry validated on its own). A required key missing beside
+    an unknown key that is its typo (``board`` for ``boards``) is one line: the typo's."""
+    errors = [{**e, "loc": (*prefix, *e["loc"])} for e in error.errors()]
+    typos = {}
+    for e in errors:
+        if e["type"] == "extra_forbidden" and (close := _close_key(e["loc"])):
+            typos[(*e["loc"][:-1], close)] = e
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
     problems: list[_Problem] = []
-    for e in error.errors():
-        e = {**e, "loc": (*prefix, *e["loc"])}
+    for e in errors:
+        if e["type"] == "missing" and tuple(e["loc"]) in typos:
+            continue  # the typo's line says it
+        if e["type"] == "extra_forbidden":
+            close = _close_key(e["loc"])
+            if close and (*e["loc"][:-1], close) in missing:
+                e = {**e, "_instead_of_missing": True}
         # Discriminated unions put their tag in the location (the message needs it to
         # find the model); the file has no such key, so the reported path leaves it out.
         problems.append((tuple(p for p in e["loc"] if p not in _TAGS), _message(e)))

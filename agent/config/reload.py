@@ -3,8 +3,9 @@
 A technician edits ``agent.toml`` and sends ``systemctl reload locker-agent`` (the
 unit's ``ExecReload`` sends SIGHUP). The file is loaded and checked as at start:
 
-- invalid: refused with one log line per problem; the running config stays
-  (``Agent.reload`` does the reading and the applying);
+- invalid, or with a problem ``check-config`` and ``run`` refuse (a placeholder left:
+  ``agent/field/verdict.py``): refused with one log line per problem; the running
+  config stays (``Agent.reload`` does the reading and the applying);
 - valid: the ``[locker]`` timings (``timer_s``, ``left_open_s``, ``confirm_s``,
   ``jam_retry_s``, ``announce_s``, ``health_interval_s``) and ``[cloud]
   heartbeat_s`` take effect at once; any other change (buses, cabinets, the cloud's

@@ -19,6 +19,12 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 _SECRETS = (("cloud", "api_key"), ("api", "token"))
+_FILL = {
+    "api_key": "put the locker's api-key in it, alone (install.sh makes the file,"
+    " root:locker-agent 640)",
+    "token": "put a long random token in it, alone: openssl rand -hex 24 (install.sh makes"
+    " one, root:locker-agent 640)",
+}
 
 
 def _resolve_secrets(data: dict[str, Any], base_dir: Path) -> list[_Problem]:
@@ -57,7 +63,7 @@ def _resolve_secrets(data: dict[str, Any], base_dir: Path) -> list[_Problem]:
                     file_path = base_dir / file_path
                 text, error = read_secret_file(file_path)
                 if error is not None:
-                    problem = ((section, file_key), error)
+                    problem = ((section, file_key), f"{error}: {_FILL[key]}")
                 else:
                     secret = SecretStr(text)
         if problem is not None:

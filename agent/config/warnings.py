@@ -1,11 +1,11 @@
 """Warnings: a config that is valid and starts, but that a careful technician would not ship.
 
 ``check-config`` prints them (``warning: key.path: ...``) and still exits 0; ``run``
-logs them at start. They name the key and say what to do, never a secret:
+logs them at start (a placeholder left from an example is a problem instead:
+``agent/config/placeholders.py``). They name the key and say what to do, never a secret:
 
 - a plain ``http://`` or ``ws://`` cloud URL: the api-key, which opens every door
   the cloud knows, and every door state cross the network in clear;
-- a placeholder left from an example (``REPLACE-WITH-...``, ``example.com``);
 - a secret file that every user of the controller may read (it should be
   ``root:locker-agent`` mode 0640);
 - a thermal output on the 1-wire data pin, or a thermal cabinet on GPIO with no item
@@ -21,9 +21,6 @@ from urllib.parse import urlsplit
 from agent.config.schema import Config
 from agent.thermal.bands import FOOD_CODES
 from drivers.gpio.config import GpioDoorWiring
-
-PLACEHOLDERS = ("replace-with", "replace_with", "changeme", "change-me", "your-")
-EXAMPLE_HOSTS = ("example.com", "example.org", "example.net")
 
 
 def warnings(config: Config) -> list[str]:
@@ -41,16 +38,10 @@ def warnings(config: Config) -> list[str]:
                 f"{key}: plain {parts.scheme}://: the api-key and every door state cross the"
                 f" network unencrypted; use {secure}://"
             )
-        host = (parts.hostname or "").lower()
-        if host in EXAMPLE_HOSTS or host.endswith(tuple(f".{h}" for h in EXAMPLE_HOSTS)):
-            out.append(f"{key}: still the example's host ({host}): set the cloud's address")
-    for key, secret, file in (
-        ("cloud.api_key", config.cloud.api_key, config.cloud.api_key_file),
-        ("api.token", config.api.token, config.api.token_file),
+    for key, file in (
+        ("cloud.api_key", config.cloud.api_key_file),
+        ("api.token", config.api.token_file),
     ):
-        if any(mark in secret.get_secret_value().lower() for mark in PLACEHOLDERS):
-            where = f"{key}_file ({file})" if file else key
-            out.append(f"{where}: still the example's placeholder: set the real value")
         if file is not None and (problem := _readable_by_others(file)):
             out.append(f"{key}_file: {problem}")
     return out + _thermal(config)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import serial
 
+from agent.field import probes
+from agent.hardware.ports import HELD, NO_SUCH_FILE, PERMISSION, reason
 from drivers.kerong import codec
 from drivers.kerong.config import BAUD_RATES
 
@@ -142,6 +144,29 @@ def describe(baud: int, result: Probe) -> str:
     )
 
 
+def open_failure(port: str, err: BaseException) -> str:
+    """Why ``port`` did not open and what to do, in one line (the service holding it:
+    stop it; another process: which; not there: the adapters plugged in)."""
+    why = reason(err)
+    if why == HELD:
+        if (pid := probes.agent_holding(port)) is not None:
+            return (
+                f"held by the running agent (pid {pid}): sudo systemctl stop locker-agent,"
+                " scan, then sudo systemctl start locker-agent (while it runs, sudo"
+                " locker-agent status says which boards answer)"
+            )
+        held = probes.holders(port)
+        who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "another process"
+        return f"{HELD}: {who}: stop it (sudo locker-agent doctor names it too)"
+    if why == PERMISSION:
+        return f"{PERMISSION}: run it with sudo (the port belongs to the group dialout)"
+    names = probes.by_id()
+    now = f" (now: {', '.join(names)})" if names else " (now: none plugged in)"
+    if why == NO_SUCH_FILE:
+        return f"{NO_SUCH_FILE}: ls -l /dev/serial/by-id/ lists the adapters plugged in{now}"
+    return f"{why}: ls -l /dev/serial/by-id/ lists the adapters plugged in{now}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--port``, ``--baud`` and ``--timeout-s`` of ``bus scan``."""
     parser.add_argument("--port", required=True, help="the serial port (a pyserial URL)")
@@ -165,8 +190,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         found = scan(args.port, bauds, timeout_s=args.timeout_s)
     except (serial.SerialException, OSError) as err:
-        print(f"bus scan: cannot use {args.port}: {err}", file=sys.stderr)
-        print("  ls -l /dev/serial/by-id/ lists the adapters plugged in", file=sys.stderr)
+        print(f"bus scan: cannot use {args.port}: {open_failure(args.port, err)}", file=sys.stderr)
         return 1
     for baud, result in found:
         print(describe(baud, result))

@@ -1,7 +1,8 @@
 """``locker-agent doctor``: what a technician checks on a locker, one line each.
 
 Each line is ``ok``, ``FAIL``, ``warn`` or ``skip``, what was checked, and what to do:
-the config (valid, its warnings; an example's placeholder left in place fails here),
+the config (valid, its problems and warnings as ``check-config`` and ``run`` judge them:
+``agent/field/verdict.py``),
 the secret files' owners and modes, the service user and its groups, each serial
 port (present, openable, not held by another process) and each board on it (one
 status read with the driver's codec), the pin factory's module, the thermal sensors
@@ -29,17 +30,16 @@ from urllib.parse import urlsplit
 import serial
 
 from agent.config import Config, ConfigError, KerongBusConfig, load_config
-from agent.config.warnings import warnings
+from agent.config.placeholders import is_placeholder
 from agent.field import access, busscan, probes
 from agent.field.readers import reader_lines
+from agent.field.verdict import verdict
 from agent.hardware.dry import build_dry
 from agent.thermal.sensors import sensor_lines
 
 DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
 STATE_DIR = Path("/var/lib/locker-agent")
 """The only place the unit lets the service write (its StateDirectory)."""
-
-PLACEHOLDER = "REPLACE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +73,12 @@ def doctor(path: Path) -> Iterator[Line]:
     if not problems:
         count = len(config.cabinets)
         yield ok("config", f"{path} is valid ({count} cabinet{'s' if count != 1 else ''})")
-    for warning in warnings(config):
-        # An example's placeholder left in place is a locker that cannot work.
-        yield (fail if "still the example" in warning else warn)("config", warning)
+    # The problems check-config exits 78 on and run refuses: one function decides.
+    found = verdict(config, path, on_gpio_machine=True)
+    yield from (fail(what, line) for what, line in found.problems)
+    yield from (warn(what, line) for what, line in found.warnings)
     yield from check_account(config)
     yield from check_secrets(config, path)
-    for problem in access.pin_factory_lines(config, on_gpio_machine=True)[0]:
-        yield fail("gpio", problem)
     for i, bus in enumerate(config.buses):
         if isinstance(bus, KerongBusConfig):
             yield from check_bus(i, bus, config)
@@ -117,9 +116,8 @@ def check_account(config: Config) -> Iterator[Line]:
 
 
 def check_secrets(config: Config, path: Path) -> Iterator[Line]:
-    """Each file holding a secret: owner and mode, and readable by the service user."""
-    for problem in access.unreadable_by_service(config, path):
-        yield fail("secrets", problem)
+    """Each file holding a secret: owner and mode (whether the service user may read
+    it is the verdict's)."""
     inline = config.cloud.api_key_file is None or config.api.token_file is None
     for what, file in access.secret_files(config, path):
         if file == path.absolute() and not inline:
@@ -140,8 +138,8 @@ def check_bus(index: int, bus: KerongBusConfig, config: Config) -> Iterator[Line
     it holds the port)."""
     what = f"bus {bus.name}"
     port = bus.port
-    if PLACEHOLDER in port.upper():
-        yield fail(what, f"buses[{index}].port is still the example's placeholder: {_plugged()}")
+    if is_placeholder(port):
+        yield skip(what, f"buses[{index}].port is still the example's placeholder (above)")
         return
     scheme = urlsplit(port).scheme if "://" in port else ""
     if scheme == "socket":
@@ -186,11 +184,10 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
     text = str(err)
     if "exclusively lock" in text or "Resource temporarily unavailable" in text:
         held = probes.holders(port)
-        agent = [p for p, cmd in held if "locker-agent" in cmd or " -m agent" in cmd]
-        if agent:
+        if (agent := probes.agent_holding(port)) is not None:
             return warn(
                 what,
-                f"{port} is in use by the running agent (pid {agent[0]}): board checks"
+                f"{port} is in use by the running agent (pid {agent}): board checks"
                 " skipped; sudo systemctl stop locker-agent for them, or see GET /healthz",
             )
         who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "a process"

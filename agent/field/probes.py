@@ -121,6 +121,16 @@ def holders(device: str) -> list[tuple[int, str]]:
     return _holding(lambda link: link == target)
 
 
+def is_agent(command: str) -> bool:
+    """Whether a process's command line is a locker-agent's (the service, or ``-m agent``)."""
+    return "locker-agent" in command or " -m agent" in command
+
+
+def agent_holding(device: str) -> int | None:
+    """The pid of a running locker-agent that holds ``device`` open, by /proc; None."""
+    return next((pid for pid, cmd in holders(device) if is_agent(cmd)), None)
+
+
 def port_holders(port: int) -> list[tuple[int, str]]:
     """``[(pid, command line)]`` of every other process holding TCP ``port``.
 

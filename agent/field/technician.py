@@ -84,10 +84,23 @@ def _cabinets(channel: AgentChannel) -> list[dict[str, Any]]:
     return cabinets
 
 
+NEXT = {
+    "LOCK_JAMMED": "the lock was pulsed twice and the door switch never read it open: check"
+    " the lock's latch and the door's switch, then open again (a good opening clears the alarm)",
+    "DOOR_OBSTRUCTED": "something is in the door's way: clear it, then open again",
+    "BUSY": "the lock rests between pulses, or commands are queued: try again in a moment",
+    "NOT_FOUND": "locker-agent status lists the cabinets this locker has",
+}
+"""What a technician does next, by the answer's error ``type`` (the message says why)."""
+
+
 def _problem(answer: Any) -> str:
-    """``BUSY: the lock rests 1.2 s more``: an error answer's type and message."""
+    """``BUSY: the lock rests 1.2 s more: try again...``: an error answer's type and
+    message, and what to do next when the type has advice."""
     if isinstance(answer, dict):
-        return f"{p(answer.get('type', '?'))}: {p(answer.get('message', ''))}"
+        kind = answer.get("type", "?")
+        said = f"{p(kind)}: {p(answer.get('message', ''))}"
+        return f"{said}: {NEXT[kind]}" if kind in NEXT else said
     return p(answer)[:200]
 
 

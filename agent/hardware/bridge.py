@@ -33,6 +33,7 @@ from agent.config import (
 )
 from agent.hardware.gap import PulseGap
 from agent.hardware.gpio import GpioParts, pin_factory
+from agent.hardware.ports import not_open
 from agent.locker.errors import Unavailable
 from agent.thermal.outputs import ThermalOutputs
 from drivers.gpio import GpioBus
@@ -183,14 +184,20 @@ class Hardware:
 
     def problems(self) -> list[str]:
         """What keeps the hardware from working fully right now, one line each:
-        a port not open, a board not answering."""
-        out = []
+        a port not open (its path and why), a board not answering."""
+        out = self.port_problems()
         for name, bus in self._kerong.items():
-            if not bus.connected:
-                out.append(f"bus {name}: port not open")
-                continue
-            out.extend(f"bus {name} board {b}: not answering" for b in bus.silent_boards())
+            if bus.connected:
+                out.extend(f"bus {name} board {b}: not answering" for b in bus.silent_boards())
         return out
+
+    def port_problems(self) -> list[str]:
+        """``bus NAME: port PATH not open: REASON: what to do``, one per port not open."""
+        return [
+            not_open(name, bus.port, bus.open_error)
+            for name, bus in self._kerong.items()
+            if not bus.connected
+        ]
 
     # --- actuation -------------------------------------------------------------
 
@@ -210,6 +217,8 @@ class Hardware:
         try:
             await self.gap.pulse(key, side, lambda: bus.unlock(wiring.board, wiring.channel))
         except BusUnavailable as exc:
+            if not bus.connected:  # the port's path and why, as /healthz says it
+                raise Unavailable(not_open(wiring.bus, bus.port, bus.open_error)) from None
             raise Unavailable(f"bus {wiring.bus}: {exc or 'port not open'}") from None
 
     async def drive(self, key: int, side: Side, opening: bool) -> bool:
@@ -293,6 +302,10 @@ class Hardware:
         silent = not bus.connected or set(bus.silent_boards()) >= set(bus.boards)
         if silent and bus_name not in self._silent_buses:
             self._silent_buses.add(bus_name)
+            if not bus.connected:  # the journal says which port, and why, once
+                log.error(
+                    "hardware.port_not_open", problem=not_open(bus_name, bus.port, bus.open_error)
+                )
             self._sink.bus_health(bus_name, False)
         elif not silent and bus_name in self._silent_buses:
             self._silent_buses.discard(bus_name)

@@ -134,8 +134,13 @@ class Actions:
     async def open(self, cabinet: Cabinet, side: Side) -> None:
         """Open a door; raises ``Conflict``, ``Unavailable``, ``Jammed``, ``Obstructed``."""
         door = door_of(cabinet, side)
-        if door.sensed is None:
-            raise Unavailable(f"cabinet {cabinet.key} {side} door: state unknown")
+        if door.sensed is None:  # its board is silent, or its port not open
+            where = door.wired.rpartition(" channel ")[0] or door.wired or "its board"
+            raise Unavailable(
+                f"cabinet {cabinet.key} {side} door: state unknown: {where} does not answer"
+                " (nothing was sent): check its power and wiring; /healthz and"
+                " locker-agent status say why"
+            )
         self.cancel_close(cabinet, side)
         if door.motorised:
             await self._drive_open(cabinet, side, door)

@@ -34,8 +34,10 @@ ERRORS: dict[type[LockerError], tuple[int, str]] = {
     Conflict: (409, "CONFLICT"),
     Unavailable: (503, "UNAVAILABLE"),
     Busy: (429, "BUSY"),
-    Jammed: (504, "LOCK_JAMMED"),
-    Obstructed: (504, "DOOR_OBSTRUCTED"),
+    # The agent did its part and the lock or the door refused: a conflict with the
+    # cabinet's state, not a gateway's timeout (504 sent technicians to the network).
+    Jammed: (409, "LOCK_JAMMED"),
+    Obstructed: (409, "DOOR_OBSTRUCTED"),
 }
 
 

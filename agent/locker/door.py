@@ -70,9 +70,11 @@ class DoorSeen:
 
 @dataclass(slots=True, eq=False)
 class Door:
-    """One door of a cabinet; ``motorised`` doors have a motor and an end switch."""
+    """One door of a cabinet; ``motorised`` doors have a motor and an end switch;
+    ``wired``: what senses and opens it, for people (``bus rs485 board 1 channel 6``)."""
 
     motorised: bool = False
+    wired: str = ""
     sensed: bool | None = None
     shown: bool | None = None
     reported: DoorStatus | None = None

@@ -282,6 +282,17 @@ class KerongBus:
         return self._link.transport is not None
 
     @property
+    def open_error(self) -> Exception | None:
+        """Why the port is not open (an open's error: its ``errno`` tells why; or the
+        connection's loss); None while it is."""
+        return self._link.open_error
+
+    @property
+    def port(self) -> str:
+        """The port (a path or a pyserial URL) the bus opens."""
+        return self._link.port
+
+    @property
     def ready(self) -> bool:
         """True once every board has answered or been reported silent at least once."""
         return self._tracker.ready.is_set()

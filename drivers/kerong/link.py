@@ -106,6 +106,14 @@ class Link:
         self._closing: _KerongProtocol | None = None  # the connection close() ended
         self._closed = False
         self.up = asyncio.Event()  # set while the port is open (only the link sets it)
+        # Why the port is not open: the last open's error (an OSError's errno says: no
+        # such file, permission, held by another process) or the connection's loss.
+        self.open_error: Exception | None = None
+
+    @property
+    def port(self) -> str:
+        """The port this link opens (a path or a pyserial URL)."""
+        return self._port
 
     @property
     def transport(self) -> asyncio.WriteTransport | None:
@@ -134,6 +142,7 @@ class Link:
                 raise
             except Exception as exc:  # OSError, SerialException, termios.error, ...
                 failures += 1
+                self.open_error = exc
                 delay = self._backoff(failures)
                 log.warning(
                     "kerong.open_failed",
@@ -147,6 +156,7 @@ class Link:
                 continue
             self._protocol = protocol
             self._transport = cast(asyncio.WriteTransport, transport)
+            self.open_error = None
             self._on_open()
             self._last_frame = asyncio.get_running_loop().time()
             self.up.set()
@@ -198,6 +208,7 @@ class Link:
         self._protocol = None
         self._transport = None
         self.up.clear()
+        self.open_error = exc or BusUnavailable("the connection was lost")
         self._on_lost(BusUnavailable(f"bus {self.name}: connection lost"))
         if self._closed:
             return

@@ -26,7 +26,7 @@ def cloud_events(sim):
 async def test_jammed_lock_retries_once_then_alarms(sim, http):
     sim.boards.jam(0, 3)
     async with http.put("/api/lockers/cabinets/2", json={"command": "open"}) as resp:
-        assert resp.status == 504
+        assert resp.status == 409
         assert (await resp.json())["type"] == "LOCK_JAMMED"
     assert sim.boards.received.count(UNLOCK_CAB_2) == 2
     body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "lock_jammed", timeout=5)

@@ -187,7 +187,7 @@ async def test_a_blocked_beam_stops_a_closing_door_and_it_reopens(world):
     sim.on_change = hand_in_the_doorway
     with pytest.raises(LockerError) as err:
         await world.command(1, {"command": "close"})
-    assert error_body(err.value)[0] == 504 and error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
+    assert error_body(err.value)[0] == 409 and error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
     assert blocked_at, "the door never started closing"
     assert lowest[0] >= blocked_at[0]  # it never moved on towards shut
     assert world.agent.locker.get(1).as_cloud()["state"] == "open"  # it went back open
@@ -210,7 +210,7 @@ async def test_a_broken_motor_never_reaches_the_end_switch(world):
     world.sim.motor_broken(2)
     with pytest.raises(LockerError) as err:
         await world.command(2, {"command": "open"})
-    assert error_body(err.value)[0] == 504
+    assert error_body(err.value)[0] == 409
     assert error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
     assert world.sim.position(2) == 0.0
     assert world.cabinet(2)["state"] == "closed"
@@ -245,7 +245,7 @@ async def test_a_jammed_rear_latch_is_retried_once_then_alarms(world):
     world.sim.jam_latch(1)
     with pytest.raises(LockerError) as err:
         await world.command(1, {"command": "open", "rearload": True})
-    assert error_body(err.value)[0] == 504
+    assert error_body(err.value)[0] == 409
     assert error_body(err.value)[1]["type"] == "LOCK_JAMMED"
     assert world.sim.lock_pulses(1) == 2  # the pulse and its one retry
     assert not world.sim.rear_open(1)

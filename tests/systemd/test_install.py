@@ -163,12 +163,33 @@ def test_the_user_groups_config_and_secrets(installed, tmp_path):
     rule = root / "etc/udev/rules.d/61-locker-agent-w1.rules"  # the bulk conversion's
     assert "therm_bulk_read" in rule.read_text()
     assert "udevadm trigger --subsystem-match=w1 --action=add" in done
-    # The skeleton passes check-config; its placeholders are warnings there.
+
+
+def test_the_install_names_what_is_left_to_fill_in_and_never_says_enable(installed, tmp_path):
+    """The skeleton's placeholders (the cloud, the key install.sh wrote, the port) are
+    problems: check-config exits 78 on each, and install.sh lists them where it used to
+    say "next: sudo systemctl enable --now"."""
+    root, _, result = installed
+    etc = root / "etc/locker-agent"
     check = run_installed(
         root, "locker-agent", "check-config", str(etc / "agent.toml"), cwd=tmp_path
     )
-    assert check.returncode == 0, check.stderr
-    assert "cloud.api_key_file" in check.stderr and "placeholder" in check.stderr
+    assert check.returncode == 78, check.stderr
+    keys = [line.split(": ")[1] for line in check.stderr.splitlines()]
+    assert keys == ["cloud.url", "cloud.api_key_file", "buses[0].port"]
+    out = result.stdout.splitlines()
+    at = out.index(
+        "install.sh: left to fill in before the service can start (check-config, exit 78):"
+    )
+    assert [line.split(":")[0] for line in out[at + 1 : at + 4]] == [
+        "  - cloud.url",
+        "  - cloud.api_key_file",
+        "  - buses[0].port",
+    ]
+    assert f"{etc / 'api.key'} still holds the placeholder" in out[at + 2]
+    assert out[at + 4].startswith("install.sh: then: sudo locker-agent check-config")
+    assert not [line for line in out if line.startswith("install.sh: next:")]
+    assert "REPLACE-WITH-THIS-LOCKERS-API-KEY" not in result.stdout + result.stderr
 
 
 def test_a_second_run_upgrades_in_place_and_restarts(installed):
@@ -179,6 +200,9 @@ def test_a_second_run_upgrades_in_place_and_restarts(installed):
     init.write_text(init.read_text() + "\nBROKEN = True\n")
     key = root / "etc/locker-agent/api.key"
     key.write_text("the-real-key\n")
+    toml = root / "etc/locker-agent/agent.toml"  # filled in: nothing left, so a restart
+    text = toml.read_text().replace("lockers.example.com", "cloud.lockers.test")
+    toml.write_text(text.replace("REPLACE-WITH-THE-RS485-ADAPTER", "usb-FTDI_A10K1234-if00-port0"))
     (stubs / "active").write_text("")
     (stubs / "calls").write_text("")
     result = install(root, stubs)
@@ -191,6 +215,7 @@ def test_a_second_run_upgrades_in_place_and_restarts(installed):
     assert not [c for c in done if c.startswith(("useradd", "groupadd"))]
     assert "usermod --append --groups dialout,gpio locker-agent" in done
     assert "systemctl restart locker-agent" in done
+    assert "left to fill in" not in result.stdout
 
 
 def test_the_readme_steps_run_as_written(installed, tmp_path):

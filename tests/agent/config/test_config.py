@@ -21,6 +21,7 @@ from agent.config import (
     summary,
 )
 from drivers.gpio.pins import PinSpec
+from tests.conftest import as_installed
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "config"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
@@ -166,23 +167,30 @@ def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 3
 
 
+def load_example(name: str, folder: Path):
+    """An example as a technician loads it: copied beside install.sh's api.key and api.token."""
+    return load_config(as_installed(EXAMPLES_DIR / name, folder))
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_loads(path: Path) -> None:
-    config = load_config(path)
+def test_every_example_loads(path: Path, tmp_path: Path) -> None:
+    config = load_config(as_installed(path, tmp_path))
+    assert config.cloud.api_key_file == tmp_path / "api.key"  # the file, never inline
+    assert config.api.token_file == tmp_path / "api.token"
     doors = [w.model_dump_json() for _, _, w in config.door_refs()]
     assert len(doors) == len(set(doors))
     assert summary(config)
 
 
-def test_examples_show_what_they_promise() -> None:
-    three = load_config(EXAMPLES_DIR / "kerong-3-boards.toml")
+def test_examples_show_what_they_promise(tmp_path: Path) -> None:
+    three = load_example("kerong-3-boards.toml", tmp_path / "a")
     assert len(three.cabinets) == 48 and three.buses[0].boards == [0, 1, 2]
     assert three.buses[0].port.startswith("/dev/serial/by-id/")
-    rear = load_config(EXAMPLES_DIR / "kerong-rear-load.toml")
+    rear = load_example("kerong-rear-load.toml", tmp_path / "b")
     assert all(c.front.board == 0 and c.rear and c.rear.board == 1 for c in rear.cabinets)
-    tcp = load_config(EXAMPLES_DIR / "kerong-tcp-gateway.toml")
+    tcp = load_example("kerong-tcp-gateway.toml", tmp_path / "c")
     assert tcp.buses[0].port == "socket://192.0.2.10:5000"
-    shared = load_config(EXAMPLES_DIR / "kerong-and-gpio-one-supply.toml")
+    shared = load_example("kerong-and-gpio-one-supply.toml", tmp_path / "d")
     assert [(b.driver, b.supply) for b in shared.buses] == [("kerong-cu16", "24v"), ("gpio", "24v")]
     assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once" in summary(shared)
 
@@ -462,7 +470,10 @@ def test_bad_secret_file(tmp_path: Path, content: str | None, expected: str) -> 
     data = base()
     del data["cloud"]["api_key"]
     data["cloud"]["api_key_file"] = "key"
-    assert problems_of(data, tmp_path) == [f"cloud.api_key_file: {expected.format(path=path)}"]
+    assert problems_of(data, tmp_path) == [
+        f"cloud.api_key_file: {expected.format(path=path)}: put the locker's api-key in it,"
+        " alone (install.sh makes the file, root:locker-agent 640)"
+    ]
 
 
 def test_secret_file_that_is_a_directory(tmp_path: Path) -> None:
@@ -837,3 +848,38 @@ def test_supply_is_a_plain_name() -> None:
     data = base()
     data["buses"][0]["supply"] = "24 V"
     assert only_problem(data) == "buses[0].supply: use only letters, digits, '-', '_' and '.'"
+
+
+# --------------------------------------------------------------------------- typos of required keys
+
+
+def test_a_misspelt_list_key_is_one_line_with_the_list_not_a_table() -> None:
+    """``board = [0, 1]`` for ``boards``: one line, the typo's, giving the key as it
+    should be written; never "add a [[boards]] table" (boards is a list of numbers)."""
+    data = base()
+    data["buses"][0]["board"] = data["buses"][0].pop("boards")
+    assert problems_of(data) == [
+        "buses[0].board: unknown key (did you mean 'boards'? it is required: boards = [0, 1])"
+    ]
+
+
+def test_a_missing_list_of_numbers_is_shown_as_a_list() -> None:
+    data = base()
+    del data["buses"][0]["boards"]
+    assert problems_of(data) == ["buses[0].boards: missing: a list, e.g. boards = [0, 1]"]
+
+
+def test_a_misspelt_required_key_inside_an_inline_table_is_one_line() -> None:
+    data = base()
+    data["cabinets"][0]["front"]["chanel"] = data["cabinets"][0]["front"].pop("channel")
+    assert problems_of(data) == [
+        "cabinets[0].front.chanel: unknown key (did you mean 'channel'? it is required:"
+        " channel = 1)"
+    ]
+
+
+def test_a_misspelt_secret_never_shows_its_value() -> None:
+    data = base()
+    data["cloud"]["api_kye"] = data["cloud"].pop("api_key")
+    problems = problems_of(data)
+    assert all(API_KEY not in p for p in problems), problems

@@ -49,6 +49,15 @@ async def test_sighup_takes_timings_names_the_rest_and_refuses_a_bad_file(tmp_pa
                     await asyncio.sleep(0.02)
             assert not task.done()  # the old config keeps running
 
+            # A placeholder is refused as check-config and run refuse it (one verdict).
+            write(path, port=boards.port, **common)
+            path.write_text(path.read_text().replace(cloud.url, "https://lockers.example.com"))
+            os.kill(os.getpid(), signal.SIGHUP)
+            async with asyncio.timeout(5):
+                while not any("example's host" in e.get("problem", "") for e in logs):
+                    await asyncio.sleep(0.02)
+            assert not any(e["event"] == "config.reloaded" for e in logs)
+
             write(path, port="/dev/ttyNEW", left_open_s=30, heartbeat_s=10, **common)
             os.kill(os.getpid(), signal.SIGHUP)
             async with asyncio.timeout(5):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
 from agent.field import busscan
 from simulator.kerong_board import KerongBoardEmulator
-from tests.conftest import AGENT
+from simulator.run import free_port
+from tests.conftest import AGENT, CLOUD_KEY, write_small_config
 
 
 @pytest.fixture
@@ -109,5 +111,57 @@ async def test_the_command_says_what_to_do_when_nothing_answers(boards):
 async def test_a_port_that_does_not_exist_is_one_clear_failure(tmp_path):
     code, _, err = await run_cli("--port", str(tmp_path / "ttyUSB9"))
     assert code == 1
-    assert "cannot use" in err and "ls -l /dev/serial/by-id/" in err
-    assert "Traceback" not in err
+    assert err.startswith(
+        f"bus scan: cannot use {tmp_path / 'ttyUSB9'}: no such file: ls -l /dev/serial/by-id/"
+        " lists the adapters plugged in (now: "
+    )
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+async def test_a_port_the_service_holds_says_to_stop_the_service(boards, cloud, tmp_path):
+    """As doctor does: the running agent holds the port; the scan says to stop it (not to
+    look in /dev/serial/by-id/, where the adapter is, plugged in)."""
+    path = write_small_config(
+        tmp_path,
+        cloud=cloud.url,
+        secret=f'api_key = "{CLOUD_KEY}"',
+        port=boards.port,
+        api_port=free_port(),
+    )
+    agent = await asyncio.create_subprocess_exec(
+        *AGENT, "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await cloud.wait_for(lambda c: c == {"key": 0, "front_status": "closed"}, timeout=15)
+        code, _, err = await run_cli("--port", boards.port, "--baud", "19200")
+    finally:
+        agent.terminate()
+        await agent.wait()
+    assert code == 1
+    assert err == (
+        f"bus scan: cannot use {boards.port}: held by the running agent (pid {agent.pid}):"
+        " sudo systemctl stop locker-agent, scan, then sudo systemctl start locker-agent"
+        " (while it runs, sudo locker-agent status says which boards answer)\n"
+    )
+
+
+async def test_a_port_another_program_holds_names_it(boards):
+    import serial
+
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import serial, sys, time; s = serial.Serial(sys.argv[1], exclusive=True);"
+        " print('held', flush=True); time.sleep(60)",
+        boards.port,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert await holder.stdout.readline() == b"held\n"
+        code, _, err = await run_cli("--port", boards.port, "--baud", "19200")
+    finally:
+        holder.kill()
+        await holder.wait()
+    assert code == 1
+    assert "held by another process: pid " in err and f"pid {holder.pid} (" in err
+    assert "stop it" in err and serial

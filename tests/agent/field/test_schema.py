@@ -47,9 +47,9 @@ def broken(change):
     "change",
     [
         lambda d: d["cloud"].update(api_kye="x"),  # a typo
-        lambda d: d["cloud"].pop("api_key"),  # neither api_key nor api_key_file
-        lambda d: d["cloud"].update(api_key_file="api.key"),  # both
-        lambda d: d["api"].pop("token"),
+        lambda d: d["cloud"].pop("api_key_file"),  # neither api_key nor api_key_file
+        lambda d: d["cloud"].update(api_key="k-9f3Qx1"),  # both
+        lambda d: d["api"].pop("token_file"),
         lambda d: d["buses"][0].update(baud=19201),
         lambda d: d["buses"][0].update(boards=[16]),
         lambda d: d["cabinets"][0]["front"].update(channel=17),
@@ -63,8 +63,10 @@ def test_the_schema_refuses_what_a_key_alone_shows_wrong(validator, change):
     assert not validator.is_valid(broken(change))
 
 
-def test_a_secret_may_be_a_file(validator):
+def test_a_secret_may_be_a_file_or_inline(validator):
     data = example()
-    data["cloud"]["api_key_file"] = data["cloud"].pop("api_key")
-    data["api"]["token_file"] = data["api"].pop("token")
+    assert "api_key_file" in data["cloud"] and "token_file" in data["api"]  # as installed
+    data["cloud"]["api_key"] = "k-9f3Qx1"
+    data["api"]["token"] = "t-7Hq2Lw"
+    del data["cloud"]["api_key_file"], data["api"]["token_file"]
     assert validator.is_valid(data)

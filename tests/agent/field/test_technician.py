@@ -155,3 +155,53 @@ def test_selftest_spares_a_cabinet_whose_item_sensor_is_unknown():
     assert "item sensor unknown" in spared(cabinet, rear=True)
     assert "item sensor unknown" in spared(cabinet, rear=False)
     assert spared(cabinet | {"occupied": 0}, rear=True) is None
+
+
+async def test_open_behind_a_silent_board_names_the_board_and_a_jam_says_what_to_do(tmp_path):
+    """The technician's `open` meets a silent board (the board is named, nothing was
+    sent) and a jammed lock (409 LOCK_JAMMED on the API; the command says what to check)."""
+
+    def quick(data):
+        small(cabinets=6)(data)
+        data["locker"].update(confirm_s=0.3, jam_retry_s=0.1)
+
+    sim = Simulation(adjust=quick)
+    await sim.start()
+    try:
+        path = config_for(tmp_path, sim)
+        sim.boards.jam(0, 3)  # cabinet 2
+        code, _, err = await cli("open", "2", "--config", path)
+        assert code == 1
+        assert err.startswith("cabinet 2: LOCK_JAMMED: cabinet 2 front door did not open")
+        assert "check the lock's latch and the door's switch, then open again" in err
+        sim.boards.set_offline(0)
+        await until(lambda: sim.agent.locker.get(4).front.sensed is None, timeout=10)
+        code, _, err = await cli("open", "4", "--config", path)
+        assert code == 1
+        assert err.startswith(
+            "cabinet 4: UNAVAILABLE: cabinet 4 front door: state unknown: bus rs485 board 0"
+            " does not answer (nothing was sent): check its power and wiring"
+        ), err
+    finally:
+        await sim.close()
+
+
+def test_status_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path, capsys):
+    from agent import cli
+
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[cloud]\nurl = "https://cloud.lockers.test"\napi_key_file = "api.key"\n'
+        '[api]\ntoken = "t"\n[[buses]]\nname = "rs485"\nport = "/dev/ttyUSB0"\nboards = [0]\n'
+        '[[cabinets]]\nkey = 0\nfront = { bus = "rs485", board = 0, channel = 1 }\n'
+    )
+    assert cli.main(["status", "--config", str(path)]) == 78
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{path}: cloud.api_key_file: cannot read {tmp_path / 'api.key'}")
+    assert err[0].endswith(
+        "put the locker's api-key in it, alone (install.sh makes the file, root:locker-agent 640)"
+    )
+    assert err[1] == (
+        "  (status, open and selftest need only the agent's socket: --socket"
+        " /run/locker-agent/agent.sock on a locker)"
+    )

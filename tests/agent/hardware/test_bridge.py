@@ -19,6 +19,7 @@ from agent.locker.errors import Unavailable
 from drivers.gpio import GREEN
 from drivers.gpio.mock import mock_factory
 from drivers.kerong import codec
+from tests.conftest import EXAMPLES, as_installed
 
 WAIT = 5.0
 
@@ -283,10 +284,15 @@ async def test_a_port_that_does_not_open(hardware):
     hw = hardware(make_config("socket://127.0.0.1:9"), sink)  # nothing listens there
     await hw.start()
     assert await hw.wait_ready(WAIT)
-    assert hw.problems() == ["bus rs485: port not open"]
+    assert hw.problems() == [
+        "bus rs485: port socket://127.0.0.1:9 not open: the gateway refuses the connection"
+    ]
     assert sink.last("door", 0, "front") == ("door", 0, "front", None)
-    with pytest.raises(Unavailable, match="bus rs485"):
+    with pytest.raises(Unavailable) as refused:
         await hw.release(0, "front")
+    assert refused.value.message == (
+        "bus rs485: port socket://127.0.0.1:9 not open: the gateway refuses the connection"
+    )
 
 
 async def test_not_ready_within_the_timeout(hardware):
@@ -406,20 +412,19 @@ async def test_what_a_driver_refuses_at_build_names_the_config_key(boards):
     assert problems[1].startswith("cabinets[1].indicator: GPIO12/GPIO13/GPIO19: refused")
 
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "config").glob("*.toml"))
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-async def test_every_example_builds_dry(path):
+async def test_every_example_builds_dry(path, tmp_path):
     from agent.config import load_config
 
-    config = load_config(path)
+    config = load_config(as_installed(path, tmp_path))
     factory = mock_factory()
     hw = Hardware(config, Sink(), gpio_factory=factory)
     try:
         hw.build()
         kerong = [b.name for b in config.buses if b.driver == "kerong-cu16"]
-        assert hw.problems() == [f"bus {name}: port not open" for name in kerong]
+        ports = [(b.name, b.port) for b in config.buses if b.driver == "kerong-cu16"]
+        assert [b for b, _ in ports] == kerong
+        assert hw.problems() == [f"bus {n}: port {p} not open: not open yet" for n, p in ports]
     finally:
         await hw.close()
         factory.close()

@@ -117,7 +117,7 @@ async def test_lock_that_does_not_open_is_an_error(locker, actuator):
     actuator.jammed.add((0, "front"))
     with pytest.raises(LockerError) as err:
         await locker.execute(0, parse_command({"command": "open"}))
-    assert error_body(err.value)[0] == 504
+    assert error_body(err.value)[0] == 409
     assert error_body(err.value)[1]["type"] == "LOCK_JAMMED"
     assert actuator.pulses == [(0, "front"), (0, "front")]  # one retry
     assert locker.get(0).as_cloud()["state"] == "closed"

@@ -84,7 +84,7 @@ async def test_obstruction_while_opening_backs_off(touchless, motors):
     motors.obstructed.add((1, "front"))
     with pytest.raises(LockerError) as err:
         await touchless.execute(1, parse_command({"command": "open"}))
-    assert error_body(err.value)[0] == 504 and error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
+    assert error_body(err.value)[0] == 409 and error_body(err.value)[1]["type"] == "DOOR_OBSTRUCTED"
     assert motors.drives == [(1, "front", "open"), (1, "front", "close")]
     assert ("door_obstructed", "front") in alarms(touchless, 1)
 

@@ -1,0 +1,107 @@
+"""Placeholders: a value left from an example or from install.sh, which no locker can work with.
+
+A config holding one is valid TOML of the right shape, so it loads; but the locker it
+describes cannot work (the example's cloud, the publicly known key, an adapter
+named ``REPLACE``). ``check-config`` exits 78 on each, ``run`` refuses to start, and
+``doctor`` calls it FAIL: all three ask ``placeholders()`` (``agent/field/verdict.py``).
+Each line names the key and, for a secret kept in a file, the file; never the value
+of a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, SecretStr
+
+from agent.config.schema import Config
+
+# REPLACE-... in capitals (the examples' and install.sh's mark), and the usual others.
+_MARK = re.compile(r"REPLACE|replace[-_]with|change[-_]?me|your[-_]", re.IGNORECASE)
+EXAMPLE_HOSTS = ("example.com", "example.org", "example.net")
+
+
+def is_placeholder(text: str) -> bool:
+    """Whether ``text`` carries an example's mark (``REPLACE-WITH-...``, ``changeme``)."""
+    return _MARK.search(text) is not None
+
+
+def example_host(url: str) -> str | None:
+    """The host of ``url`` when it is a documentation domain (``example.com``), else None."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in EXAMPLE_HOSTS or host.endswith(tuple(f".{h}" for h in EXAMPLE_HOSTS)):
+        return host
+    return None
+
+
+def placeholders(config: Config) -> list[str]:
+    """One ``key.path: what is left and what to put there`` line per placeholder."""
+    out: list[str] = []
+    for key in ("url", "commands_url"):
+        url = getattr(config.cloud, key)
+        if url is not None and (host := example_host(url)):
+            out.append(f"cloud.{key}: still the example's host ({host}): set the cloud's address")
+    for key, secret, file in (
+        ("cloud.api_key", config.cloud.api_key, config.cloud.api_key_file),
+        ("api.token", config.api.token, config.api.token_file),
+    ):
+        if is_placeholder(secret.get_secret_value()):
+            if file is not None:
+                out.append(
+                    f"{key}_file: {file} still holds the placeholder install.sh wrote:"
+                    f" put the real value in it, alone ({_what(key)})"
+                )
+            else:
+                out.append(
+                    f"{key}: still the example's placeholder: set the real value, best in a"
+                    f' file: {key}_file = "{_FILES[key]}" ({_what(key)})'
+                )
+    done = {"cloud", "api"}
+    for path, value in _strings(config, done):
+        if is_placeholder(value):
+            out.append(f"{path}: still the example's placeholder ({value!r}): {_hint(path)}")
+    return out
+
+
+_FILES = {"cloud.api_key": "api.key", "api.token": "api.token"}
+
+
+def _what(key: str) -> str:
+    if key == "cloud.api_key":
+        return "the locker's api-key, from the cloud's locker page"
+    return "a long random token: openssl rand -hex 24"
+
+
+def _hint(path: str) -> str:
+    if path.endswith(".port"):
+        return "ls -l /dev/serial/by-id/ lists the adapters plugged in"
+    if path.endswith(".sensor"):
+        return "ls /sys/bus/w1/devices/ lists the 1-wire sensors (28-...)"
+    return "set the real value"
+
+
+def _strings(model: BaseModel, skip: set[str], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every string value of ``model`` with its key path (``buses[0].port``); secrets
+    and the top-level sections in ``skip`` are left out."""
+    for name in type(model).model_fields:
+        if not prefix and name in skip:
+            continue
+        yield from _walk(getattr(model, name), f"{prefix}{name}")
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, SecretStr):
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        yield from _strings(value, set(), f"{path}.")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}")

@@ -1,0 +1,87 @@
+"""What is a problem in a loaded config, decided once for ``check-config``, ``doctor`` and ``run``.
+
+A problem stops the locker: ``check-config`` exits 78 with one line each, ``run``
+refuses to start (78, the unit does not restart it), ``doctor`` says FAIL. A warning
+is printed (``check-config``), logged (``run``) or said ``warn`` (``doctor``), and
+the config still starts. The dry build of the drivers (``agent/hardware/dry.py``)
+adds its own problems where a command builds them.
+
+``port_lines`` looks at each serial port without opening it (a path that is not
+there, that the service user may not open, or that another process holds): always a
+warning, since the adapter may be plugged in after the check.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import Config, KerongBusConfig
+from agent.config.placeholders import is_placeholder, placeholders
+from agent.config.warnings import warnings
+from agent.field import access, probes
+from agent.hardware.ports import ADVICE, HELD, NO_SUCH_FILE, PERMISSION
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``problems`` and ``warnings``: ``(what, line)`` pairs; ``what`` is the part
+    (``config``, ``secrets``, ``gpio``) doctor files the line under."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    def problem_lines(self) -> list[str]:
+        """The problems' lines alone, as ``check-config`` and ``run`` print them."""
+        return [line for _, line in self.problems]
+
+    def warning_lines(self) -> list[str]:
+        """The warnings' lines alone."""
+        return [line for _, line in self.warnings]
+
+
+def verdict(config: Config, path: Path, *, on_gpio_machine: bool) -> Verdict:
+    """The problems and warnings of ``config`` (loaded from ``path``).
+
+    Problems: each placeholder left (``agent/config/placeholders.py``), a secret file
+    the service user cannot read, a pin factory's module missing on a machine with
+    GPIO (``on_gpio_machine``; ``run`` always is, it imports the module).
+    """
+    factory_problems, factory_warnings = access.pin_factory_lines(
+        config, on_gpio_machine=on_gpio_machine
+    )
+    problems = [("config", line) for line in placeholders(config)]
+    problems += [("secrets", line) for line in access.unreadable_by_service(config, path)]
+    problems += [("gpio", line) for line in factory_problems]
+    found = [("config", line) for line in warnings(config)]
+    found += [("gpio", line) for line in factory_warnings]
+    return Verdict(problems, found)
+
+
+def port_lines(config: Config) -> list[str]:
+    """``buses[i].port: PATH: REASON: what to do`` for each local serial port that
+    cannot be opened now; URLs (``socket://``) and placeholders are left out."""
+    out = []
+    for i, bus in enumerate(config.buses):
+        if not isinstance(bus, KerongBusConfig) or "://" in bus.port or is_placeholder(bus.port):
+            continue
+        if (why := port_reason(bus.port)) is not None:
+            out.append(f"buses[{i}].port: {bus.port}: {why}")
+    return out
+
+
+def port_reason(port: str) -> str | None:
+    """Why the service could not open ``port`` now (no open is tried), or None."""
+    if not os.path.exists(port):
+        names = probes.by_id()
+        now = ", ".join(names) if names else "none plugged in"
+        return f"{NO_SUCH_FILE}: {ADVICE[NO_SUCH_FILE]} (now: {now})"
+    if access.service_cannot(Path(port), os.R_OK | os.W_OK):
+        return f"{PERMISSION} to the service user: {ADVICE[PERMISSION]}"
+    # The service holding its own port is as it should be.
+    others = [(pid, cmd) for pid, cmd in probes.holders(port) if not probes.is_agent(cmd)]
+    if others:
+        who = ", ".join(f"pid {pid} ({cmd[:60]})" for pid, cmd in others)
+        return f"{HELD}: {who}: stop it before the agent starts"
+    return None
