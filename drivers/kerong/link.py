@@ -7,10 +7,10 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
+from drivers.kerong.port import open_port
 
 log = structlog.get_logger(__name__)
 
@@ -212,17 +212,6 @@ class Link:
     async def _open_serial(
         self, factory: Callable[[], asyncio.Protocol]
     ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-        loop = asyncio.get_running_loop()
-        try:
-            # exclusive: a second agent or a login getty on the same UART would
-            # otherwise garble every frame.
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud, exclusive=True
-            )
-        except (TypeError, ValueError) as exc:
-            if "exclusive" not in str(exc):
-                raise
-            log.info("kerong.exclusive_unsupported", bus=self.name, port=self._port)
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud
-            )
+        # The lean transport (drivers/kerong/port.py): the fd on the loop, exclusive
+        # (a second agent or a login getty on the same UART would garble every frame).
+        return await open_port(self._port, self._baud, factory)
