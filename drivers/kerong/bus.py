@@ -229,6 +229,7 @@ class KerongBus:
         """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
+        self._poller.activate()  # a command: the wire's pace now (ADR 0031)
         await self._pulser.pulse(request, board)
 
     async def unlock_all(self, board: int) -> None:
@@ -237,10 +238,12 @@ class KerongBus:
         power budget, unlock channel by channel). Raises ``BusUnavailable``."""
         request = codec.unlock_all_request(board)
         log.info("kerong.unlock_all", bus=self._name, board=board)
+        self._poller.activate()
         await self._pulser.pulse(request, board)
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
+        self._poller.activate()
         return await self._tracker.read(board, COMMAND)
 
     def status(self, board: int) -> BoardStatus | None:
