@@ -132,9 +132,8 @@ class Poller:
             self.activate()
 
     def forget_retries(self) -> None:
-        """A new connection: retries start over, at the wire's pace."""
+        """A new connection: retries start over."""
         self._tries.clear()
-        self.activate()
 
     async def run(self, after_cycle: Callable[[float], None]) -> None:
         """Poll until cancelled, while the port is open; ``after_cycle(now)`` is called
