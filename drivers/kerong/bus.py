@@ -33,7 +33,7 @@ from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.matcher import ReplyMatcher
-from drivers.kerong.poller import Poller
+from drivers.kerong.poller import REST_INTERVAL_S, Poller
 from drivers.kerong.pulse import Pulser
 from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
 from drivers.kerong.transaction import COMMAND, BoardTimeout, Transactions
@@ -76,7 +76,9 @@ class KerongBus:
     the addresses 0 to ``codec.MAX_BOARD``, ``baud`` bit/s. Durations are seconds:
     ``reply_timeout_s`` (one reply), ``poll_interval_s`` (one poll cycle at most
     this often, and never more often than the wire could carry it, ``wire_cycle_s``:
-    0 polls back to back at the wire's pace), ``offline_poll_interval_s`` (a silent
+    0 polls back to back at the wire's pace) while the bus is active,
+    ``rest_poll_interval_s`` (each board read this often at rest, see ``Poller``),
+    ``offline_poll_interval_s`` (a silent
     board is tried this often),
     ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
     (every board silent this long on a port that looks open: reopen it), ``pulse_s``
@@ -103,6 +105,7 @@ class KerongBus:
         offline_after: int = 3,
         online_after: int = 2,
         poll_interval_s: float = 0.0,
+        rest_poll_interval_s: float = REST_INTERVAL_S,
         offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
         pulse_s: float = 0.5,
@@ -182,6 +185,7 @@ class KerongBus:
             poll_interval_s=poll_interval_s,
             baud=baud,
             name=name,
+            rest_interval_s=rest_poll_interval_s,
         )
         self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None

@@ -207,6 +207,7 @@ async def make_bus():
         settings = {
             "reply_timeout_s": 0.2,
             "poll_interval_s": 0.001,
+            "rest_poll_interval_s": 0.0,  # always the wire's pace (pace: test_kerong_pace.py)
             "poll_retries": 1,
             "offline_poll_interval_s": 0.05,
             "reconnect_min_s": 0.001,
