@@ -17,6 +17,7 @@ from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable
 from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.status import BoardStatus, StatusTracker
+from drivers.kerong.sweep import BusSweep
 from drivers.kerong.transaction import POLL, BoardTimeout
 
 log = structlog.get_logger(__name__)
@@ -52,7 +53,9 @@ class Poller:
     Pace: at the wire's pace while ``active`` (a command (``activate``), a
     ``poll_soon``, a status that changed, a door open that was closed when first
     read, within ``active_hold_s``); else one read of each board every
-    ``rest_interval_s`` (at least ``poll_interval_s``), spread evenly. A channel
+    ``rest_interval_s``, spread evenly, or one bus-wide ``sweep`` of them all while the
+    bus answers it (a ``rest_interval_s`` no longer than ``poll_interval_s``: always
+    at the wire's pace). A channel
     already open at the first read (no door wired to it) never keeps the bus awake;
     once it closes it counts like the others.
     """
@@ -70,6 +73,7 @@ class Poller:
         name: str,
         rest_interval_s: float = REST_INTERVAL_S,
         active_hold_s: float = ACTIVE_HOLD_S,
+        sweep: BusSweep | None = None,
     ) -> None:
         self._tracker = tracker
         self._matcher = matcher
@@ -86,17 +90,21 @@ class Poller:
         self._soon: set[int] = set()
         self._nap: asyncio.Future[None] | None = None
         self._rest_interval_s = max(rest_interval_s, poll_interval_s)
+        # A rest interval no longer than the wire's pace: never at rest (no sweeps).
+        self._adaptive = rest_interval_s > poll_interval_s
         self._active_hold_s = active_hold_s
         self._active_until = float("-inf")  # loop time the wire's pace lasts until
         self._seen: dict[int, BoardStatus] = {}  # board -> the status last read
         self._unwired: dict[int, int] = {}  # board -> channels open since its first read
         self._held_open: set[int] = set()  # boards with a door open that was closed
         self.cycles = 0  # poll cycles begun (for tests and metrics)
+        self._sweep = sweep  # the bus-wide status, used at rest while the bus answers it
+        self._reads_answered = 0  # board reads answered (the sweep's probe compares)
 
     @property
     def active(self) -> bool:
         """True while the bus polls at the wire's pace."""
-        if self._held_open or not self._tracker.ready.is_set():
+        if not self._adaptive or self._held_open or not self._tracker.ready.is_set():
             return True  # a door open, or boards not yet known (start, a new port)
         return asyncio.get_running_loop().time() < self._active_until
 
@@ -171,19 +179,53 @@ class Poller:
         self.cycles += 1
         # At rest the reads are spread over the rest interval (a door waits at most
         # that plus one read); a wake (activate) reads the rest of them at once.
-        gap = self._rest_interval_s / len(self._boards) if self._boards else 0.0
-        polled, wake = await self._poll_boards(self._boards, spread=(cycle_start, gap))
+        boards: Sequence[int] = self._boards
+        swept: set[int] = set()
+        sweep = self._sweep
+        if sweep is not None and sweep.usable and not self.active:
+            swept = await self._sweep_boards(sweep)
+            boards = [b for b in self._boards if b not in swept]
+        gap = self._rest_interval_s / len(boards) if boards else 0.0
+        answered_before = self._reads_answered
+        polled, wake = await self._poll_boards(boards, spread=(cycle_start, gap))
+        if sweep is not None and sweep.usable and boards is not self._boards:
+            answered = self._reads_answered > answered_before
+            sweep.result(answered=len(swept), board_reads_answered=answered)
         after_cycle(loop.time())
         # A link faster than the wire (an emulator, a buffering gateway) is paced like
         # the wire: no cycle is shorter than its reads would take.
         next_active = cycle_start + max(self._poll_interval_s, wire_cycle_s(polled, self._baud))
         next_rest = max(next_active, cycle_start + self._rest_interval_s)
-        if not polled:
+        if not polled and not swept:
             # Nothing was due (every board silent or draining, or no boards): sleep until
             # the first one is, never a busy loop.
             idle = cycle_start + _IDLE_CYCLE_S if wake is None else wake
             next_active, next_rest = max(next_active, idle), max(next_rest, idle)
         return next_active, next_rest
+
+    async def _sweep_boards(self, sweep: BusSweep) -> set[int]:
+        """Read the boards by one bus-wide status; the boards it read."""
+        drain_until, offline = self._matcher.drain_until, self._tracker.offline
+        expected = [b for b in self._boards if b not in offline and b not in drain_until]
+        swept: set[int] = set()
+        try:
+            frames = await sweep.sweep(expected)
+        except BusUnavailable:
+            return swept  # the port went away; the reads below see it too
+        for board in sorted(frames):
+            if board in drain_until:
+                continue  # its late 0x35 may come yet: its own read, once drained
+            try:
+                status = await self._tracker.accept(board, frames[board], POLL)
+            except BoardTimeout:
+                continue  # a change's confirming read went unanswered: read it below
+            except BusUnavailable:
+                break
+            swept.add(board)
+            self._observe(board, status)
+            self._tries.pop(board, None)
+            self._soon.discard(board)
+        return swept
 
     async def _poll_boards(
         self, boards: Sequence[int], spread: tuple[float, float] | None = None
@@ -229,6 +271,7 @@ class Poller:
             except BusUnavailable:
                 break  # the port went away; the link's on_down reports the boards
             else:
+                self._reads_answered += 1
                 self._observe(board, status)
                 if self._tries:
                     self._tries.pop(board, None)
