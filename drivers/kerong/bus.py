@@ -36,6 +36,7 @@ from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.poller import REST_INTERVAL_S, Poller
 from drivers.kerong.pulse import Pulser
 from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
+from drivers.kerong.sweep import BusSweep
 from drivers.kerong.transaction import COMMAND, BoardTimeout, Transactions
 from drivers.power import PowerBudget
 
@@ -77,7 +78,8 @@ class KerongBus:
     ``reply_timeout_s`` (one reply), ``poll_interval_s`` (one poll cycle at most
     this often, and never more often than the wire could carry it, ``wire_cycle_s``:
     0 polls back to back at the wire's pace) while the bus is active,
-    ``rest_poll_interval_s`` (each board read this often at rest, see ``Poller``),
+    ``rest_poll_interval_s`` (each board read this often at rest, see ``Poller``;
+    by the bus-wide status while ``bus_status`` and the boards answer it: ``BusSweep``),
     ``offline_poll_interval_s`` (a silent
     board is tried this often),
     ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
@@ -106,6 +108,7 @@ class KerongBus:
         online_after: int = 2,
         poll_interval_s: float = 0.0,
         rest_poll_interval_s: float = REST_INTERVAL_S,
+        bus_status: bool = True,
         offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
         pulse_s: float = 0.5,
@@ -186,6 +189,17 @@ class KerongBus:
             baud=baud,
             name=name,
             rest_interval_s=rest_poll_interval_s,
+            sweep=BusSweep(
+                self._link,
+                self._tx,
+                self._matcher,
+                self._boards,
+                baud=baud,
+                reply_timeout_s=reply_timeout_s,
+                name=name,
+            )
+            if bus_status
+            else None,
         )
         self._pulser = Pulser(self._tx, self._budget, pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None

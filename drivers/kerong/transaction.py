@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import structlog
 
@@ -96,6 +97,11 @@ class Transactions:
         self._rtt_s[board] += asyncio.get_running_loop().time() - started
         assert frame is not None
         return frame
+
+    def hold(self, priority: int) -> AbstractAsyncContextManager[None]:
+        """``async with tx.hold(priority):`` the bus to oneself, for a request whose
+        answers this class does not wait for (a bus-wide sweep: ``sweep.py``)."""
+        return self._lock.hold(priority)
 
     def wire_time(self, request: bytes) -> float:
         """Seconds ``request`` takes on the wire: 10 bits a byte (8N1), plus the adapter's
