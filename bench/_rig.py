@@ -163,8 +163,10 @@ class Rig:
         # A locker runs from a wheel whose modules pip compiled at install; this
         # sandbox sets PYTHONDONTWRITEBYTECODE, which would time a compiler instead.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        exe = Path(sys.executable).parent / "locker-agent"
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent"]
+        # BENCH_AGENT: another install's locker-agent (a production venv without the
+        # test and simulator extras, as a locker has: bench/memory.py --agent).
+        exe = os.environ.get("BENCH_AGENT") or str(Path(sys.executable).parent / "locker-agent")
+        command = [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "agent"]
         loop = asyncio.get_running_loop()
         try:
             with (self.workdir / "agent.log").open("ab") as log:

@@ -1,10 +1,14 @@
 """Memory at rest: the agent as a process (``locker-agent run``) on a Kerong-only
 config without GPIO, against the emulator on a pseudo-terminal and the fake cloud;
 its resident memory (RSS, and the private part of it), its CPU over the window, and
-which of the packages a production locker need not load it has loaded (from the
-shared objects and Python files it has mapped or open).
+which native libraries of packages a locker need not load it has mapped (pure-Python
+ones, gpiozero among them, are held by tests/agent/hardware/test_lazy_imports.py).
 
-Run: .venv/bin/python bench/memory.py [--cabinets 48 160] [--window-s 10]
+A development venv holds the test extras (schemathesis brings rich, which structlog
+then imports): ``--agent`` runs another install's ``locker-agent``, for instance a
+venv made with ``pip install .`` (no extras), as a locker has.
+
+Run: .venv/bin/python bench/memory.py [--cabinets 48 160] [--window-s 10] [--agent EXE]
 (prints figures; asserts nothing). Aim (issue 19): at most 50 MB RSS at rest.
 """
 
@@ -12,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from _rig import cpu_s, machine, rig, rss_mb
 
-# Packages a Kerong-only locker has no use for at rest, by a path fragment of theirs.
+# Native libraries of packages a Kerong-only locker has no use for, by a path fragment.
 UNWANTED = {
-    "gpiozero": "/gpiozero/",
     "lgpio": "lgpio",
     "yaml (simulator, fake cloud)": "/_yaml",
     "rpds / jsonschema (fake cloud)": "/rpds/",
-    "serial_asyncio_fast": "serial_asyncio",
 }
 
 
@@ -64,8 +67,12 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cabinets", type=int, nargs="+", default=[48, 160])
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--agent", help="the locker-agent executable (default: this venv's)")
     args = parser.parse_args(argv)
+    if args.agent:
+        os.environ["BENCH_AGENT"] = args.agent
     print(machine())
+    print(f"agent: {args.agent or 'this venv'}")
     for cabinets in args.cabinets:
         await measure(cabinets, args.window_s, args.warmup_s)
 
