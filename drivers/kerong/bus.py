@@ -33,7 +33,7 @@ from drivers.kerong import codec
 from drivers.kerong.codec import wire_cycle_s
 from drivers.kerong.link import BusUnavailable, ConnectFn, Link
 from drivers.kerong.matcher import ReplyMatcher
-from drivers.kerong.poller import REST_INTERVAL_S, Poller
+from drivers.kerong.poller import ACTIVE_HOLD_S, REST_INTERVAL_S, Poller
 from drivers.kerong.pulse import Pulser
 from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
 from drivers.kerong.sweep import BusSweep
@@ -79,7 +79,8 @@ class KerongBus:
     this often, and never more often than the wire could carry it, ``wire_cycle_s``:
     0 polls back to back at the wire's pace) while the bus is active,
     ``rest_poll_interval_s`` (each board read this often at rest, see ``Poller``;
-    by the bus-wide status while ``bus_status`` and the boards answer it: ``BusSweep``),
+    by the bus-wide status while ``bus_status`` and the boards answer it: ``BusSweep``;
+    the wire's pace lasts ``active_hold_s`` after a command or a change),
     ``offline_poll_interval_s`` (a silent
     board is tried this often),
     ``reconnect_min_s``/``reconnect_max_s`` (reopen backoff), ``silent_reopen_s``
@@ -108,6 +109,7 @@ class KerongBus:
         online_after: int = 2,
         poll_interval_s: float = 0.0,
         rest_poll_interval_s: float = REST_INTERVAL_S,
+        active_hold_s: float = ACTIVE_HOLD_S,
         bus_status: bool = True,
         offline_poll_interval_s: float = 1.0,
         locked_bit: int = 1,
@@ -189,6 +191,7 @@ class KerongBus:
             baud=baud,
             name=name,
             rest_interval_s=rest_poll_interval_s,
+            active_hold_s=active_hold_s,
             sweep=BusSweep(
                 self._link,
                 self._tx,
