@@ -115,6 +115,13 @@ def rss_mb(pid: int) -> float:
     raise ValueError(f"no VmRSS for {pid}")
 
 
+def _toml(value: object) -> str:
+    """A TOML literal of a bool, a number or a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value).replace("'", '"')
+
+
 @dataclass
 class Rig:
     """The agent process (``proc``), the emulator (``boards``) and the cloud (``cloud``)."""
@@ -133,7 +140,7 @@ class Rig:
 
     def write_config(self) -> None:
         """The agent's TOML: ``cabinets`` front doors, a long heartbeat (idle is idle)."""
-        bus = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in self.bus_keys.items())
+        bus = "".join(f"{k} = {_toml(v)}\n" for k, v in self.bus_keys.items())
         lines = [
             '[locker]\nname = "Bench"\n',
             f'[cloud]\nurl = "{self.cloud.url}"\napi_key = "{API_KEY}"\nheartbeat_s = 3600\n'
