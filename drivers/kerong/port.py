@@ -91,6 +91,7 @@ class SerialTransport(asyncio.WriteTransport):
         self._closing = True
         self._loop.remove_reader(self._fd)
         if not self._buffer:
+            self._lost = True  # connection_lost is on its way: abort() adds nothing
             self._loop.call_soon(self._finish, None)
 
     def abort(self) -> None:
@@ -122,7 +123,8 @@ class SerialTransport(asyncio.WriteTransport):
         del self._buffer[:sent]
         if not self._buffer:
             self._loop.remove_writer(self._fd)
-            if self._closing:
+            if self._closing and not self._lost:
+                self._lost = True
                 self._loop.call_soon(self._finish, None)
 
     def _fatal(self, exc: Exception) -> None:
@@ -141,7 +143,6 @@ class SerialTransport(asyncio.WriteTransport):
         self._loop.call_soon(self._finish, exc)
 
     def _finish(self, exc: Exception | None) -> None:
-        self._lost = True
         try:
             self._protocol.connection_lost(exc)
         finally:

@@ -184,3 +184,20 @@ async def test_a_socket_gateway_port_works_through_the_link():
 async def test_a_port_without_a_file_descriptor_is_refused_clearly():
     with pytest.raises(ValueError, match="no file descriptor"):
         await open_port("loop://", 19200, asyncio.Protocol)
+
+
+async def test_close_then_abort_tells_the_protocol_once(pty_pair):
+    _, path = pty_pair
+    lost: list[object] = []
+
+    class Sink(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    transport, _ = await open_port(path, 19200, Sink)
+    transport.close()
+    transport.abort()
+    assert transport.is_closing()
+    await asyncio.sleep(0.05)
+    assert lost == [None]
+    transport.write(b"ignored once closing")  # no error, nothing written
