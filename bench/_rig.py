@@ -115,6 +115,13 @@ def rss_mb(pid: int) -> float:
     raise ValueError(f"no VmRSS for {pid}")
 
 
+def _toml(value: object) -> str:
+    """A TOML literal of a bool, a number or a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value).replace("'", '"')
+
+
 @dataclass
 class Rig:
     """The agent process (``proc``), the emulator (``boards``) and the cloud (``cloud``)."""
@@ -133,7 +140,7 @@ class Rig:
 
     def write_config(self) -> None:
         """The agent's TOML: ``cabinets`` front doors, a long heartbeat (idle is idle)."""
-        bus = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in self.bus_keys.items())
+        bus = "".join(f"{k} = {_toml(v)}\n" for k, v in self.bus_keys.items())
         lines = [
             '[locker]\nname = "Bench"\n',
             f'[cloud]\nurl = "{self.cloud.url}"\napi_key = "{API_KEY}"\nheartbeat_s = 3600\n'
@@ -163,8 +170,10 @@ class Rig:
         # A locker runs from a wheel whose modules pip compiled at install; this
         # sandbox sets PYTHONDONTWRITEBYTECODE, which would time a compiler instead.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        exe = Path(sys.executable).parent / "locker-agent"
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent"]
+        # BENCH_AGENT: another install's locker-agent (a production venv without the
+        # test and simulator extras, as a locker has: bench/memory.py --agent).
+        exe = os.environ.get("BENCH_AGENT") or str(Path(sys.executable).parent / "locker-agent")
+        command = [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "agent"]
         loop = asyncio.get_running_loop()
         try:
             with (self.workdir / "agent.log").open("ab") as log:

@@ -23,11 +23,11 @@ import argparse
 import asyncio
 import time
 
-import serial_asyncio_fast
 from _rig import BYTE_S, READ_S, machine
 
 from drivers.kerong import codec
 from drivers.kerong.bus import KerongBus, KerongBusConfig
+from drivers.kerong.port import open_port
 from simulator.kerong_board import KerongBoardEmulator
 
 
@@ -74,10 +74,7 @@ async def sweeps(boards: int, seconds: float, bus_wide: bool) -> float:
     """Sweeps of every board a second over the pty, the emulator answering at once."""
     emulator = KerongBoardEmulator(range(boards), has_items=False)
     await emulator.start()
-    loop = asyncio.get_running_loop()
-    transport, protocol = await serial_asyncio_fast.create_serial_connection(
-        loop, _Frames, url=emulator.port, baudrate=19200
-    )
+    transport, protocol = await open_port(emulator.port, 19200, _Frames)
     assert isinstance(protocol, _Frames)
     try:
         count, began = 0, time.perf_counter()

@@ -5,7 +5,9 @@ Start to READY: from spawning ``locker-agent run --config FILE`` to the READY=1
 datagram on ``NOTIFY_SOCKET`` (what systemd waits for), every board answering
 (aim: under 1 s). Idle: no door moves and no command comes; the agent polls its
 boards (the emulator held to the wire's pace) and beats; its CPU is read from
-/proc over the window, after a warm-up (aims: under 0.5 % of a core, under 45 MB).
+/proc over the window, after a warm-up (aims: under 0.5 % of a core at rest, issue
+19; RSS: bench/memory.py). ``--active`` holds the bus at the wire's pace (what a
+locker costs while someone is at it); ``--no-bus-status`` reads board by board.
 
 Run: .venv/bin/python bench/idle.py [--starts 5] [--window-s 30]
 (prints figures; asserts nothing). The emulator and the fake cloud run in this
@@ -18,9 +20,14 @@ import argparse
 import asyncio
 import statistics
 
-from _rig import cpu_s, machine, rig, rss_mb
+from _rig import Rig, cpu_s, machine, rig, rss_mb
 
 WARMUP_S = 5.0
+
+
+def requests(r: Rig) -> int:
+    """Status requests the emulator has taken: per board (0x30) and bus-wide (0x32)."""
+    return sum(1 for raw in r.boards.bank.received if raw[2] in (0x30, 0x32))
 
 
 async def measure(
@@ -37,13 +44,13 @@ async def measure(
             if n < starts:
                 continue
             await asyncio.sleep(warmup_s)
-            reads_before = sum(r.boards.bank.status_reads.values())
+            reads_before = requests(r)
             loop = asyncio.get_running_loop()
             began, cpu_before = loop.time(), cpu_s(r.pid)
             await asyncio.sleep(window_s)
             elapsed = loop.time() - began
             cpu = (cpu_s(r.pid) - cpu_before) / elapsed * 100
-            reads = (sum(r.boards.bank.status_reads.values()) - reads_before) / elapsed
+            reads = (requests(r) - reads_before) / elapsed
             rss = rss_mb(r.pid)
     ready.sort()
     boards = -(-cabinets // 16)
@@ -55,7 +62,7 @@ async def measure(
     )
     print(
         f"idle, {cabinets} cabinets ({boards} boards): CPU {cpu:.2f} % of a core over "
-        f"{elapsed:.0f} s ({warmup_s:.0f} s warm-up dropped; {reads:.0f} board reads/s), "
+        f"{elapsed:.0f} s ({warmup_s:.0f} s warm-up dropped; {reads:.1f} requests/s), "
         f"RSS {rss:.1f} MB; aims < 0.5 %, < 45 MB"
     )
 
@@ -69,8 +76,20 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--poll-interval-s", type=float, help="the bus's poll_interval_s (default: the agent's)"
     )
+    parser.add_argument(
+        "--active",
+        action="store_true",
+        help="never at rest (rest_poll_interval_s = poll_interval_s): the wire's pace",
+    )
+    parser.add_argument("--no-bus-status", action="store_true", help="bus_status = false")
     args = parser.parse_args(argv)
-    keys = {} if args.poll_interval_s is None else {"poll_interval_s": args.poll_interval_s}
+    keys: dict[str, object] = {}
+    if args.poll_interval_s is not None:
+        keys["poll_interval_s"] = args.poll_interval_s
+    if args.active:
+        keys["rest_poll_interval_s"] = keys.get("poll_interval_s", 0.005)
+    if args.no_bus_status:
+        keys["bus_status"] = False
     print(machine())
     print(f"bus settings: {keys or 'defaults'}")
     for cabinets in args.cabinets:

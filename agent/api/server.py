@@ -31,7 +31,6 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from agent.api import openapi
 from agent.api import thermal as api_thermal
 from agent.api.admission import (
     API_RATE,
@@ -149,7 +148,7 @@ class LocalApi:
         self.app.router.add_put("/api/lockers/cabinets/{key}", self._put)
         self.app.router.add_post("/api/lockers/open-all", self._open_all)
         api_thermal.add_routes(self.app, locker, thermal, _key, self._json)
-        self._document = json.dumps(openapi.document()).encode()
+        self._document: bytes | None = None  # built at the first /openapi.json
 
     @property
     def port(self) -> int:
@@ -264,6 +263,12 @@ class LocalApi:
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def _openapi(self, request: web.Request) -> web.Response:
+        if self._document is None:
+            # Built (and its module and pydantic's JSON schema loaded) on first request:
+            # most lockers never serve it, and it cost memory at rest (issue 19).
+            from agent.api import openapi
+
+            self._document = json.dumps(openapi.document()).encode()
         return web.Response(body=self._document, content_type="application/json")
 
     async def _list(self, request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
@@ -36,9 +36,11 @@ from agent.hardware.gpio import GpioParts, pin_factory
 from agent.hardware.ports import not_open
 from agent.locker.errors import Unavailable
 from agent.thermal.outputs import ThermalOutputs
-from drivers.gpio import GpioBus
 from drivers.kerong.bus import BoardStatus, BusUnavailable, KerongBus
 from drivers.power import PowerBudget
+
+if TYPE_CHECKING:  # gpiozero loads only with a GPIO bus (_gpio_bus)
+    from drivers.gpio import GpioBus
 
 log = structlog.get_logger(__name__)
 
@@ -266,6 +268,8 @@ class Hardware:
         return budget
 
     def _gpio_bus(self, bus: GpioBusConfig, budget: PowerBudget) -> GpioBus:
+        from drivers.gpio import GpioBus  # gpiozero: only a locker with a GPIO bus loads it
+
         factory = self._gpio_factory
         if factory is None:
             factory = pin_factory(bus.pin_factory)

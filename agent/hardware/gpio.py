@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agent.config import CabinetConfig, GpioDoorWiring, Side
 from agent.locker.errors import Unavailable
-from drivers.gpio import BusClosed, DoorMotor, GpioBus, GpioInput, Indicator, PinRefused, Relay
+from drivers.gpio.errors import BusClosed, PinRefused
 from drivers.gpio.pins import PinSpec
+
+if TYPE_CHECKING:  # gpiozero loads only with a GPIO bus (bridge.Hardware builds it)
+    from drivers.gpio import DoorMotor, GpioBus, GpioInput, Indicator, Relay
 
 _T = TypeVar("_T")
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from drivers.gpio import BusClosed, GpioBus, PinRefused, Switch
+from drivers.gpio.errors import BusClosed, PinRefused
+
+if TYPE_CHECKING:  # gpiozero loads only with a GPIO bus
+    from drivers.gpio import GpioBus, Switch
 
 log = structlog.get_logger(__name__)
 

@@ -13,24 +13,53 @@ Where things live:
     outputs.py    _Output, Relay, DoorMotor: bounded outputs and their safety; they get
                   their limits, budget, clock and closing event handed in
     indicator.py  Indicator, PATTERNS and the colours
+    errors.py     PinRefused, BusClosed, PULSE_MAX_S: without gpiozero
     bus.py        GpioBus: claims the pins, creates the parts, start/close
+
+The names below load their module on first use (PEP 562): a locker without a GPIO
+bus reads its config (``config.py``, ``pins.py``) and never imports gpiozero.
 """
 
-from drivers.gpio.bus import GpioBus, PinRefused
-from drivers.gpio.debounce import Debouncer
-from drivers.gpio.indicator import (
-    BLUE,
-    DIM_WHITE,
-    DULL_RED,
-    GREEN,
-    OFF,
-    RED,
-    YELLOW,
-    Indicator,
-)
-from drivers.gpio.inputs import GpioInput
-from drivers.gpio.outputs import PULSE_MAX_S, BusClosed, DoorMotor, Relay, Switch
-from drivers.gpio.pins import FIXED_PULL_UP, MAX_PIN, PinSpec, PinSpecError, parse_pin
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Each exported name -> the module that defines it, loaded on first use.
+_WHERE = {
+    "GpioBus": "bus",
+    "PinRefused": "errors",
+    "BusClosed": "errors",
+    "PULSE_MAX_S": "errors",
+    "Debouncer": "debounce",
+    "BLUE": "indicator",
+    "DIM_WHITE": "indicator",
+    "DULL_RED": "indicator",
+    "GREEN": "indicator",
+    "OFF": "indicator",
+    "RED": "indicator",
+    "YELLOW": "indicator",
+    "Indicator": "indicator",
+    "GpioInput": "inputs",
+    "DoorMotor": "outputs",
+    "Relay": "outputs",
+    "Switch": "outputs",
+    "FIXED_PULL_UP": "pins",
+    "MAX_PIN": "pins",
+    "PinSpec": "pins",
+    "PinSpecError": "pins",
+    "parse_pin": "pins",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the module that defines ``name`` (AttributeError for another name)."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BLUE",

@@ -25,6 +25,7 @@ from gpiozero import RGBLED, DigitalInputDevice, DigitalOutputDevice
 from gpiozero.exc import GPIOPinInUse, PinError, PinPWMUnsupported
 from gpiozero.pins import Factory
 
+from drivers.gpio.errors import PinRefused
 from drivers.gpio.indicator import Indicator
 from drivers.gpio.inputs import GpioInput
 from drivers.gpio.outputs import PULSE_MAX_S, DoorMotor, Relay, Switch, _check_open, _Output
@@ -35,17 +36,6 @@ log = structlog.get_logger(__name__)
 
 Pin = int | str | PinSpec
 """A pin as ``parse_pin`` reads it: ``17``, ``"^!GPIO5"``, or a parsed ``PinSpec``."""
-
-
-class PinRefused(ValueError):
-    """The bus cannot use a pin as asked: already claimed, a pull-up on an output, or
-    refused by the pin factory (not on the board, a fixed pull, in use). ``pin`` is
-    the parsed spec, so a caller can tell which of its pins it was (None when the
-    factory refused one of several pins of a part without saying which)."""
-
-    def __init__(self, pin: PinSpec | None, message: str) -> None:
-        super().__init__(message)
-        self.pin = pin
 
 
 class GpioBus:

@@ -27,7 +27,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PlainSerializer, PlainValidator, model_validator
 
 from drivers.config import Name, NameRef, StrictModel
-from drivers.gpio.outputs import PULSE_MAX_S
+from drivers.gpio.errors import PULSE_MAX_S
 from drivers.gpio.pins import FIXED_PULL_UP, MAX_PIN, PinSpec, parse_pin
 
 PIN_HINT = f'must be a GPIO number 0-{MAX_PIN}, optionally "^" (pull-up) "!" (active low)'

@@ -33,14 +33,14 @@ import structlog
 from gpiozero import DigitalOutputDevice
 from gpiozero.exc import DeviceClosed
 
+from drivers.gpio.errors import PULSE_MAX_S as PULSE_MAX_S  # re-exported: bus.py, tests
+from drivers.gpio.errors import BusClosed
 from drivers.gpio.inputs import GpioInput
 from drivers.gpio.pins import PinSpec
 from drivers.power import PowerBudget
 
 log = structlog.get_logger(__name__)
 
-PULSE_MAX_S = 2.0
-"""The longest latch relay pulse, seconds: longer would burn a solenoid."""
 
 # The thread backstop fires this long after an output's own limit: late enough never
 # to race a healthy loop, early enough to matter when the loop hangs.
@@ -48,10 +48,6 @@ _BACKSTOP_MARGIN_S = 0.25
 # A DC motor reversed at full speed shorts its back-EMF through the driver: let it
 # stop for this long before driving it the other way.
 _REVERSE_PAUSE_S = 0.2
-
-
-class BusClosed(RuntimeError):
-    """The GPIO bus these parts belong to is closed: they no longer act."""
 
 
 def _check_open(closing: asyncio.Event, what: str) -> None:

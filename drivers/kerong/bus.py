@@ -37,6 +37,7 @@ from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.poller import Poller
 from drivers.kerong.pulse import Pulser
 from drivers.kerong.status import BoardStatus, HealthCallback, StatusCallback, StatusTracker
+from drivers.kerong.sweep import BusSweep
 from drivers.kerong.timing import ReplyClock
 from drivers.kerong.transaction import COMMAND, BoardTimeout, Transactions
 from drivers.power import PowerBudget
@@ -84,29 +85,30 @@ class BusTuning:
 class KerongBus:
     """Polls the boards of one bus and sends them commands.
 
-    Built from its validated config section (``config``: every setting, default and
-    bound is ``KerongBusConfig``'s) and ``tuning`` (``BusTuning``: timings no config
-    sets). ``on_status(board, status)`` is called on the loop whenever what is known
-    about a board changes: its first good read, any bit change, ``None`` when it stops
-    answering (``offline_after`` missed polls) or the port goes away, and the status
-    again once it answers again (``online_after`` answers). A board that never answered
-    and cannot be read is reported ``None`` once. ``on_health(board, online)`` follows
-    it when a board goes silent (``False``, also one never heard) and when a silent
-    board answers again (``True``). A change of more than one bit at once is reported
-    once a second read shows it too (an 8-bit sum lets paired bit errors through).
+        Built from its validated config section (``config``: every setting, default and
+        bound is ``KerongBusConfig``'s) and ``tuning`` (``BusTuning``: timings no config
+        sets). ``on_status(board, status)`` is called on the loop whenever what is known
+        about a board changes: its first good read, any bit change, ``None`` when it stops
+        answering (``offline_after`` missed polls) or the port goes away, and the status
+        again once it answers again (``online_after`` answers). A board that never answered
+        and cannot be read is reported ``None`` once. ``on_health(board, online)`` follows
+        it when a board goes silent (``False``, also one never heard) and when a silent
+        board answers again (``True``). A change of more than one bit at once is reported
+        once a second read shows it too (an 8-bit sum lets paired bit errors through).
 
-    Every request says what it may bring back (``matcher.ReplyMatcher``): an unlock's
-    answer, in either ADDR form, at once or once the lock moved, is a fresh reading and
-    never a second board; a late reply is its own request's, counted in
-    ``counts[(board, "late")]``, and makes the bus wait longer (``timing.ReplyClock``,
-    ADR 0030); two boards on one address count in ``counts[(board, "twins")]``, and
-    while their replies disagree the board's last status stands. An unlocked board is
-    read as soon as its pulse is over, whatever ``poll_interval_s``.
+        Every request says what it may bring back (``matcher.ReplyMatcher``): an unlock's
+        answer, in either ADDR form, at once or once the lock moved, is a fresh reading and
+        never a second board; a late reply is its own request's, counted in
+        ``counts[(board, "late")]``, and makes the bus wait longer (``timing.ReplyClock``,
+        ADR 0030); two boards on one address count in ``counts[(board, "twins")]``, and
+        while their replies disagree the board's last status stands. An unlocked board is
+        read as soon as its pulse is over, whatever ``poll_interval_s``.
+    from drivers.kerong.sweep import BusSweep
 
-    The power budget is ``power_budget`` when given (shared with the other drivers on
-    the same supply), else one of the config's ``max_concurrent`` and ``stagger_s``; the
-    stagger also holds between the unlock frames as they go on the wire. ``connect``
-    replaces the opening of the port (tests). Nothing is opened before ``start()``.
+        The power budget is ``power_budget`` when given (shared with the other drivers on
+        the same supply), else one of the config's ``max_concurrent`` and ``stagger_s``; the
+        stagger also holds between the unlock frames as they go on the wire. ``connect``
+        replaces the opening of the port (tests). Nothing is opened before ``start()``.
     """
 
     def __init__(
@@ -173,6 +175,13 @@ class KerongBus:
             poll_interval_s=config.poll_interval_s,
             baud=config.baud,
             name=name,
+            rest_interval_s=config.rest_poll_interval_s,
+            active_hold_s=config.active_hold_s,
+            sweep=BusSweep(
+                self._link, self._tx, self._matcher, self._boards, baud=config.baud, name=name
+            )
+            if config.bus_status
+            else None,
         )
         self._pulser = Pulser(self._tx, self._budget, config.pulse_s, self._poll_soon)
         self._run_task: asyncio.Task[None] | None = None
@@ -220,6 +229,7 @@ class KerongBus:
         """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
+        self._poller.activate()  # a command: the wire's pace now (ADR 0031)
         await self._pulser.pulse(request, board)
 
     async def unlock_all(self, board: int) -> None:
@@ -228,10 +238,12 @@ class KerongBus:
         power budget, unlock channel by channel). Raises ``BusUnavailable``."""
         request = codec.unlock_all_request(board)
         log.info("kerong.unlock_all", bus=self._name, board=board)
+        self._poller.activate()
         await self._pulser.pulse(request, board)
 
     async def read_status(self, board: int) -> BoardStatus:
         """Read one board now, ahead of the polls. Raises BoardTimeout, BusUnavailable."""
+        self._poller.activate()
         return await self._tracker.read(board, COMMAND)
 
     def status(self, board: int) -> BoardStatus | None:

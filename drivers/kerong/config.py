@@ -31,6 +31,7 @@ from pydantic import (
 
 from drivers.config import Name, NameRef, StrictModel
 from drivers.kerong.codec import CHANNELS, MAX_BOARD, wire_cycle_s
+from drivers.kerong.poller import ACTIVE_HOLD_S, REST_INTERVAL_S
 
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 """The serial speeds a KR-CU16 can be set to, bit/s."""
@@ -107,10 +108,15 @@ class KerongBusConfig(StrictModel):
     ADR 0030), ``poll_interval_s`` (seconds between the starts of two poll cycles,
     never shorter than the wire's pace; the default polls back to back at that pace: see
     ``docs/benchmarks.md`` for what a larger value saves in CPU and costs in
-    door-to-cloud time), ``locked_bit`` (the lock-feedback bit value that means
-    "closed": 1 on most boards, 0 on some), ``pulse_s`` (seconds the board
-    energises a lock; an unlock holds one power slot that long), ``max_concurrent``
-    and ``stagger_s`` (the power budget: unlocks at once, seconds between two starts),
+    door-to-cloud time) while the bus is active, ``rest_poll_interval_s`` (seconds: at
+    rest each board is read this often; no longer than ``poll_interval_s``: never at
+    rest), ``active_hold_s`` (seconds the wire's pace lasts after a command or a change;
+    a door held open keeps it), ``bus_status`` (at rest, read every board by one
+    bus-wide status where the boards answer it: ADR 0031), ``locked_bit`` (the
+    lock-feedback bit value that means "closed": 1 on most boards, 0 on some),
+    ``pulse_s`` (seconds the board energises a lock; an unlock holds one power slot
+    that long), ``max_concurrent`` and ``stagger_s`` (the power budget: unlocks at
+    once, seconds between two starts),
     ``supply`` (optional: buses naming the same supply share one power budget, and
     must then give the same ``max_concurrent`` and ``stagger_s``), ``offline_after``
     (missed polls in a row before a board counts as silent) and ``online_after``
@@ -127,6 +133,9 @@ class KerongBusConfig(StrictModel):
     boards: Boards
     reply_timeout_s: float = Field(SERIAL_REPLY_TIMEOUT_S, ge=0.01, le=5)
     poll_interval_s: float = Field(0.005, ge=0.005, le=5)
+    rest_poll_interval_s: float = Field(REST_INTERVAL_S, ge=0.005, le=5)
+    active_hold_s: float = Field(ACTIVE_HOLD_S, ge=0, le=3600)
+    bus_status: bool = True
     locked_bit: LockedBit = 1
     pulse_s: float = Field(0.5, ge=0.05, le=5)
     max_concurrent: int = Field(1, ge=1, le=16)

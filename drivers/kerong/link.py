@@ -7,10 +7,10 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-import serial_asyncio_fast
 import structlog
 
 from drivers.kerong import codec
+from drivers.kerong.port import open_port
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +103,9 @@ class Link:
         self._on_down = on_down
         self._transport: asyncio.WriteTransport | None = None
         self._protocol: _KerongProtocol | None = None
+        # Frames of a command byte taken by someone else while set (a bus-wide sweep's
+        # 0x36 answers): command -> callback.
+        self._taps: dict[int, Callable[[codec.Frame], None]] = {}
         self._closing: _KerongProtocol | None = None  # the connection close() ended
         self._closed = False
         self.up = asyncio.Event()  # set while the port is open (only the link sets it)
@@ -196,10 +199,21 @@ class Link:
             log.warning("kerong.silent_link_reopen", bus=self.name, silent_s=self._silent_reopen_s)
             transport.abort()  # connection_lost follows; run() reopens with backoff
 
+    def tap(self, cmd: int, callback: Callable[[codec.Frame], None] | None) -> None:
+        """Hand the frames of command byte ``cmd`` to ``callback`` instead of
+        ``on_frame`` (None: to ``on_frame`` again)."""
+        if callback is None:
+            self._taps.pop(cmd, None)
+        else:
+            self._taps[cmd] = callback
+
     def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
         if protocol is not self._protocol:
             return
         self._last_frame = asyncio.get_running_loop().time()
+        if self._taps and (tap := self._taps.get(frame.cmd)) is not None:
+            tap(frame)
+            return
         self._on_frame(frame)
 
     def _connection_lost(self, protocol: _KerongProtocol, exc: Exception | None) -> None:
@@ -223,17 +237,6 @@ class Link:
     async def _open_serial(
         self, factory: Callable[[], asyncio.Protocol]
     ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-        loop = asyncio.get_running_loop()
-        try:
-            # exclusive: a second agent or a login getty on the same UART would
-            # otherwise garble every frame.
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud, exclusive=True
-            )
-        except (TypeError, ValueError) as exc:
-            if "exclusive" not in str(exc):
-                raise
-            log.info("kerong.exclusive_unsupported", bus=self.name, port=self._port)
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self._port, baudrate=self._baud
-            )
+        # The lean transport (drivers/kerong/port.py): the fd on the loop, exclusive
+        # (a second agent or a login getty on the same UART would garble every frame).
+        return await open_port(self._port, self._baud, factory)

@@ -95,6 +95,18 @@ class StatusTracker:
         """Read ``board`` and report what changed. ``confirming``: the change the read
         before this one showed, reported only if this read shows it again."""
         frame = await self._tx.read(board, priority)
+        return await self.accept(board, frame, priority, confirming=confirming)
+
+    async def accept(
+        self,
+        board: int,
+        frame: codec.Frame,
+        priority: int,
+        *,
+        confirming: BoardStatus | None = None,
+    ) -> BoardStatus:
+        """A status reply of ``board`` got otherwise (a bus-wide sweep): reported as
+        ``read`` reports one (a change of several bits is confirmed by a read)."""
         status = self._status_of(board, frame)
         if board in self._boards:
             self.offline.discard(board)  # polled at the normal rate again

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import structlog
 
@@ -110,6 +111,11 @@ class Transactions:
     @staticmethod
     def _link_time() -> float:
         return asyncio.get_running_loop().time()
+
+    def hold(self, priority: int) -> AbstractAsyncContextManager[None]:
+        """``async with tx.hold(priority):`` the bus to oneself, for a request whose
+        answers this class does not wait for (a bus-wide sweep: ``sweep.py``)."""
+        return self._lock.hold(priority)
 
     def wire_time(self, request: bytes) -> float:
         """Seconds ``request`` takes on the wire: 10 bits a byte (8N1), plus the adapter's

@@ -219,6 +219,7 @@ def bus_config(boards, **changes) -> KerongBusConfig:
         "boards": list(boards),
         "reply_timeout_s": 0.2,
         "poll_interval_s": 0.005,
+        "rest_poll_interval_s": 0.005,  # always the wire's pace (the pace: test_kerong_pace.py)
         "pulse_s": 0.05,
         **changes,
     }
