@@ -63,7 +63,7 @@ async def measure(
     print(
         f"idle, {cabinets} cabinets ({boards} boards): CPU {cpu:.2f} % of a core over "
         f"{elapsed:.0f} s ({warmup_s:.0f} s warm-up dropped; {reads:.1f} requests/s), "
-        f"RSS {rss:.1f} MB; aims < 0.5 %, < 45 MB"
+        f"RSS {rss:.1f} MB; aims <= 0.5 % at rest, <= 50 MB"
     )
 
 

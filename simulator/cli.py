@@ -116,7 +116,17 @@ class SimulateCommand:
             if reason := port_taken(port):
                 return _refuse(option, port, reason)
         from agent.config import ConfigError
-        from simulator.web.main import simulate
+
+        try:
+            from simulator.web.main import simulate
+        except ModuleNotFoundError as exc:
+            # A locker's install has no `sim` extra (the fake cloud's yaml, validator).
+            print(
+                f"locker-agent simulate: {exc.name} is not installed; the simulator needs "
+                "the sim extra: pip install 'locker-agent[sim]'",
+                file=sys.stderr,
+            )
+            return 2
 
         try:
             asyncio.run(

@@ -181,16 +181,17 @@ class Poller:
         # that plus one read); a wake (activate) reads the rest of them at once.
         boards: Sequence[int] = self._boards
         swept: set[int] = set()
+        heard: int | None = None  # boards that answered a sweep; None: no sweep sent
         sweep = self._sweep
         if sweep is not None and sweep.usable and not self.active:
-            swept = await self._sweep_boards(sweep)
+            heard, swept = await self._sweep_boards(sweep)
             boards = [b for b in self._boards if b not in swept]
         gap = self._rest_interval_s / len(boards) if boards else 0.0
         answered_before = self._reads_answered
         polled, wake = await self._poll_boards(boards, spread=(cycle_start, gap))
-        if sweep is not None and sweep.usable and boards is not self._boards:
+        if sweep is not None and heard is not None:
             answered = self._reads_answered > answered_before
-            sweep.result(answered=len(swept), board_reads_answered=answered)
+            sweep.result(answered=heard, board_reads_answered=answered)
         after_cycle(loop.time())
         # A link faster than the wire (an emulator, a buffering gateway) is paced like
         # the wire: no cycle is shorter than its reads would take.
@@ -203,15 +204,19 @@ class Poller:
             next_active, next_rest = max(next_active, idle), max(next_rest, idle)
         return next_active, next_rest
 
-    async def _sweep_boards(self, sweep: BusSweep) -> set[int]:
-        """Read the boards by one bus-wide status; the boards it read."""
+    async def _sweep_boards(self, sweep: BusSweep) -> tuple[int | None, set[int]]:
+        """Read the boards by one bus-wide status. Returns how many answered it (None:
+        not sent, no board to expect an answer from, or the port went away) and the
+        boards whose status it read."""
         drain_until, offline = self._matcher.drain_until, self._tracker.offline
         expected = [b for b in self._boards if b not in offline and b not in drain_until]
         swept: set[int] = set()
+        if not expected:
+            return None, swept  # an empty sweep would say nothing of the bus
         try:
             frames = await sweep.sweep(expected)
         except BusUnavailable:
-            return swept  # the port went away; the reads below see it too
+            return None, swept  # the port went away; the reads below see it too
         for board in sorted(frames):
             if board in drain_until:
                 continue  # its late 0x35 may come yet: its own read, once drained
@@ -225,7 +230,7 @@ class Poller:
             self._observe(board, status)
             self._tries.pop(board, None)
             self._soon.discard(board)
-        return swept
+        return len(frames), swept
 
     async def _poll_boards(
         self, boards: Sequence[int], spread: tuple[float, float] | None = None
