@@ -27,7 +27,7 @@ from _rig import BYTE_S, READ_S, machine
 
 from drivers.kerong import codec
 from drivers.kerong.bus import KerongBus, KerongBusConfig
-from drivers.kerong.port import open_port
+from drivers.serialport import open_port
 from simulator.kerong_board import KerongBoardEmulator
 
 

@@ -3,7 +3,7 @@ receives the change. The agent runs as a process at its default settings, on 1, 
 and 10 boards (16 doors each; a Kerong chain holds 10), against the emulator held to
 the wire's pace (19200 baud: 7.3 ms a read).
 
-Three modes (``--mode``), for the adaptive pace (ADR 0031):
+Three modes (``--mode``), for the adaptive pace (ADR 0015):
 
 - ``active`` (default): flips 30-150 ms apart, so after the first one the bus is at
   the wire's pace (a change holds it there). The limit beside it is the wire's worst

@@ -2,7 +2,7 @@
 
 A mirror of ``codes.sqlite3`` in memory (bounded by ``max_codes``); every change is
 written to disk before the mirror shows it. Expiry is judged by :meth:`HeldCodes.now`
-(ADR 0033): the wall clock when it is known right, else never earlier than the newest
+(ADR 0017): the wall clock when it is known right, else never earlier than the newest
 time it was seen right.
 """
 
@@ -122,7 +122,7 @@ class HeldCodes:
     def now(self) -> tuple[float, bool]:
         """(the time expiry is judged by, whether the clock is known right): the wall
         clock when it is known right; else never earlier than the newest time it was
-        seen right (ADR 0033)."""
+        seen right (ADR 0017)."""
         wall = self._wall()
         if self.clock_known:
             return wall, True

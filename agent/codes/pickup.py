@@ -1,6 +1,6 @@
 """A code read at the locker: judged here, the door opened through the locker's own path.
 
-No round trip: the locker decides from the codes it holds (ADR 0033). A reader's
+No round trip: the locker decides from the codes it holds (ADR 0017). A reader's
 code goes: lockout? -> match (constant time) -> its state and expiry -> the cabinet
 (disabled, a door state unknown) -> written ``opening`` -> ``Locker.submit`` (the
 intake's bounds, the cabinet's lock, the pulse gap, confirmation, jam handling) ->

@@ -8,7 +8,7 @@ it never opens the door a second time), ``spent`` or ``superseded`` (kept until
 expiry, so a second scan is told why and does not count as a wrong code).
 
 The ``clock`` row keeps the newest wall time seen while the clock was known to be
-right: expiry is never judged earlier than it (ADR 0033).
+right: expiry is never judged earlier than it (ADR 0017).
 """
 
 from __future__ import annotations

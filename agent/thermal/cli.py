@@ -2,7 +2,7 @@
 spreadsheet (HACCP records), read-only from the storage directory while the agent
 runs; ``locker-agent thermal reset KEY``: a technician clears a cabinet's latched
 safety shut-offs through the running agent (ADR 0011); ``locker-agent thermal report
---day DATE``: the day's HACCP sheet, printable HTML (``report.py``, ADR 0032).
+--day DATE``: the day's HACCP sheet, printable HTML (``report.py``, ADR 0016).
 
 ```
 locker-agent thermal log /etc/locker-agent/agent.toml --key 3 --since 2026-11-01 > k3.csv

@@ -5,7 +5,7 @@ Where things live (each module imports only the ones above it):
     codec.py        frames: encode, decode, a parser that resynchronises after garbage
     config.py       the config sections: KerongBusConfig, KerongDoorWiring
     lock.py         PriorityLock: waiters by priority, then arrival
-    port.py         SerialTransport: the lean reader (add_reader + os.read), open_port
+    ../serialport.py SerialTransport: the lean reader (add_reader + os.read), open_port
     link.py         Link: the port kept open, the asyncio protocol, reopen with backoff,
                     the silent-link check; BusUnavailable
     timing.py       ReplyClock: the reply timeout, from the port's kind and the replies seen

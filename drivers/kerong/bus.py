@@ -100,7 +100,7 @@ class KerongBus:
         answer, in either ADDR form, at once or once the lock moved, is a fresh reading and
         never a second board; a late reply is its own request's, counted in
         ``counts[(board, "late")]``, and makes the bus wait longer (``timing.ReplyClock``,
-        ADR 0030); two boards on one address count in ``counts[(board, "twins")]``, and
+        ADR 0014); two boards on one address count in ``counts[(board, "twins")]``, and
         while their replies disagree the board's last status stands. An unlocked board is
         read as soon as its pulse is over, whatever ``poll_interval_s``.
     from drivers.kerong.sweep import BusSweep
@@ -229,7 +229,7 @@ class KerongBus:
         """
         request = codec.unlock_request(board, channel)
         log.info("kerong.unlock", bus=self._name, board=board, channel=channel)
-        self._poller.activate()  # a command: the wire's pace now (ADR 0031)
+        self._poller.activate()  # a command: the wire's pace now (ADR 0015)
         await self._pulser.pulse(request, board)
 
     async def unlock_all(self, board: int) -> None:

@@ -46,11 +46,11 @@ NETWORK_SCHEMES = ("socket://", "rfc2217://")
 SERIAL_REPLY_TIMEOUT_S = 0.1
 """The default reply timeout on a local port (USB adapter, UART): a board answers in a
 few ms, a USB adapter adds up to 16 ms (its latency timer); 0.1 s leaves five times
-that (ADR 0030)."""
+that (ADR 0014)."""
 
 NETWORK_REPLY_TIMEOUT_S = 0.5
 """The default reply timeout through a ``socket://`` or ``rfc2217://`` gateway, whose
-replies take tens to hundreds of ms (``shared/protocols/kerong-cu16.md``; ADR 0030)."""
+replies take tens to hundreds of ms (``shared/protocols/kerong-cu16.md``; ADR 0014)."""
 
 
 def is_network_port(port: str) -> bool:
@@ -105,14 +105,14 @@ class KerongBusConfig(StrictModel):
     (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` (seconds, no shorter
     than a status read takes on the wire at ``baud``; default by the port's kind,
     ``default_reply_timeout_s``; the bus waits longer when late replies show it must,
-    ADR 0030), ``poll_interval_s`` (seconds between the starts of two poll cycles,
+    ADR 0014), ``poll_interval_s`` (seconds between the starts of two poll cycles,
     never shorter than the wire's pace; the default polls back to back at that pace: see
     ``docs/benchmarks.md`` for what a larger value saves in CPU and costs in
     door-to-cloud time) while the bus is active, ``rest_poll_interval_s`` (seconds: at
     rest each board is read this often; no longer than ``poll_interval_s``: never at
     rest), ``active_hold_s`` (seconds the wire's pace lasts after a command or a change;
     a door held open keeps it), ``bus_status`` (at rest, read every board by one
-    bus-wide status where the boards answer it: ADR 0031), ``locked_bit`` (the
+    bus-wide status where the boards answer it: ADR 0015), ``locked_bit`` (the
     lock-feedback bit value that means "closed": 1 on most boards, 0 on some),
     ``pulse_s`` (seconds the board energises a lock; an unlock holds one power slot
     that long), ``max_concurrent`` and ``stagger_s`` (the power budget: unlocks at

@@ -10,7 +10,7 @@ from typing import cast
 import structlog
 
 from drivers.kerong import codec
-from drivers.kerong.port import open_port
+from drivers.serialport import open_port
 
 log = structlog.get_logger(__name__)
 
@@ -237,6 +237,6 @@ class Link:
     async def _open_serial(
         self, factory: Callable[[], asyncio.Protocol]
     ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-        # The lean transport (drivers/kerong/port.py): the fd on the loop, exclusive
+        # The lean transport (drivers/serialport.py): the fd on the loop, exclusive
         # (a second agent or a login getty on the same UART would garble every frame).
         return await open_port(self._port, self._baud, factory)

@@ -3,7 +3,7 @@
 Pace: a bus at rest (no command, no change, no door held open for ``ACTIVE_HOLD_S``)
 reads each board once every ``rest_interval_s``, the reads spread evenly over it; a
 command, a change or a door held open brings it to ``poll_interval_s`` (the wire's
-pace by default) at once, cutting the rest nap short. See ADR 0031.
+pace by default) at once, cutting the rest nap short. See ADR 0015.
 """
 
 from __future__ import annotations

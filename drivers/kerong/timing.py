@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-# NOTE: the figures and why they are these: docs/adr/0030-what-a-write-may-bring-back.md.
+# NOTE: the figures and why they are these: docs/adr/0014-what-a-write-may-bring-back.md.
 MARGIN = 3.0
 """The timeout learned is this many times the slowest recent reply."""
 

@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import serial_asyncio_fast
-
 from drivers.readers.base import OnCode, Reader
 from drivers.readers.lines import LineReader
+from drivers.serialport import open_port
 
 ConnectFn = Callable[
     [Callable[[], asyncio.Protocol]],
@@ -77,14 +76,6 @@ class SerialReader(Reader):
     async def _open_serial(
         self, factory: Callable[[], asyncio.Protocol]
     ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
-        loop = asyncio.get_running_loop()
-        try:  # exclusive: a second agent or a getty on the port would split the lines
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self.where, baudrate=self._baud, exclusive=True
-            )
-        except (TypeError, ValueError) as exc:
-            if "exclusive" not in str(exc):
-                raise
-            return await serial_asyncio_fast.create_serial_connection(
-                loop, factory, url=self.where, baudrate=self._baud
-            )
+        # The lean transport the Kerong link uses: exclusive where the OS can, so a
+        # second agent or a getty on the port cannot split the lines.
+        return await open_port(self.where, self._baud, factory)

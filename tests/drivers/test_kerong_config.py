@@ -114,7 +114,7 @@ def test_models_are_frozen() -> None:
 def test_reply_timeout_by_the_ports_kind(port: str, baud: int, timeout_s: float) -> None:
     config = KerongBusConfig.model_validate(bus(port=port, baud=baud))
     assert config.reply_timeout_s == timeout_s
-    # Given, it is taken as given (the bus may wait longer: ADR 0030).
+    # Given, it is taken as given (the bus may wait longer: ADR 0014).
     assert (
         KerongBusConfig.model_validate(bus(port=port, reply_timeout_s=0.3)).reply_timeout_s == 0.3
     )

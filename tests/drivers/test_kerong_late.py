@@ -1,5 +1,5 @@
 """Replies that come after the timeout: each is its own request's, counted, and the bus
-learns to wait for them (ADR 0030); never taken for the next request's answer."""
+learns to wait for them (ADR 0014); never taken for the next request's answer."""
 
 from __future__ import annotations
 

@@ -52,11 +52,11 @@ async def test_board_offline_and_back_reach_the_cloud(sim):
     """Each names its bus and board and carries only the cabinets that board serves
     (board 1: the rear doors of cabinets 0-3), never the whole locker."""
     sim.boards.set_offline(1)
-    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=5)
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=15)
     assert body["event"] == {"type": "board_offline", "bus": "rs485", "board": 1}
     assert sorted(c["key"] for c in body["cabinets"]) == [0, 1, 2, 3]
     sim.boards.set_offline(1, False)
-    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_online", timeout=5)
+    body = await sim.cloud.wait_for(lambda b: b["event"]["type"] == "board_online", timeout=15)
     assert body["event"] == {"type": "board_online", "bus": "rs485", "board": 1}
 
 

@@ -181,12 +181,21 @@ def test_every_example_as_installed_names_what_is_left_then_passes(example, tmp_
     assert result.returncode == 78, result.stderr
     lines = result.stderr.splitlines()
     left = [line.removeprefix(f"{path}: ").split(":")[0] for line in lines]
-    placeholder_port = "REPLACE" in getattr(load_config(path).buses[0], "port", "")
-    assert left == ["cloud.url", "cloud.api_key_file"] + (["buses[0].port"] * placeholder_port)
+    config = load_config(path)
+    placeholder_port = "REPLACE" in getattr(config.buses[0], "port", "")
+    readers = [
+        f"readers[{i}].port"
+        for i, r in enumerate(config.readers)
+        if "REPLACE" in getattr(r, "port", "")
+    ]
+    assert (
+        left
+        == ["cloud.url", "cloud.api_key_file"] + (["buses[0].port"] * placeholder_port) + readers
+    )
     assert f"{tmp_path / 'api.key'} still holds the placeholder" in lines[1]
     assert PLACEHOLDER_KEY not in result.stderr
     path = as_installed(example, tmp_path, url="https://cloud.lockers.test")
-    if placeholder_port:
+    if placeholder_port or readers:
         path.write_text(path.read_text().replace("REPLACE", "A10K9999"))
     result = run_agent("check-config", path, timeout=30)
     assert result.returncode == 0, (example, result.stderr)

@@ -1,4 +1,4 @@
-"""The lean serial transport (drivers/kerong/port.py) and the link over it: a real
+"""The lean serial transport (drivers/serialport.py) and the link over it: a real
 pseudo-terminal and a real loopback socket, bytes split, garbage between frames,
 dropped bytes, writes the kernel takes only in part, a hang-up."""
 
@@ -15,7 +15,7 @@ import pytest
 
 from drivers.kerong import codec
 from drivers.kerong.link import Link
-from drivers.kerong.port import SerialTransport, open_port
+from drivers.serialport import SerialTransport, open_port
 
 WAIT = 5.0  # only bounds how long a broken test hangs
 
