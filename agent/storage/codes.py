@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.storage.sqlite import Database
+from agent.storage.sqlite import Database, OnFile
 from agent.storage.store import StoreError
 
 CODES_FILE = "codes.sqlite3"
@@ -57,27 +57,13 @@ class StoredCode:
     state: State = "held"
 
 
-class CodeStore:
+class CodeStore(OnFile):
     """The codes in ``path``; every method may raise ``StoreError`` (disk full, I/O).
     ``on_replaced(notice)``: a damaged file was set aside while running."""
 
     def __init__(self, path: str | Path, on_replaced: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self._file = Database(self.path, SCHEMA, on_replaced)  # a damaged file, said
-
-    @property
-    def notice(self) -> str | None:
-        """What went wrong with the file since start (a damaged file set aside), if anything."""
-        return self._file.notice
-
-    @property
-    def in_memory(self) -> bool:
-        """True when nothing is kept on disk (no writable place)."""
-        return self._file.in_memory
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

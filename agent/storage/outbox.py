@@ -38,7 +38,7 @@ import structlog
 
 from agent.storage import eviction
 from agent.storage.message import Kind, Message
-from agent.storage.sqlite import Database
+from agent.storage.sqlite import Database, OnFile
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class OutboxError(Exception):
     """The outbox could not write (disk full, I/O error): said in /healthz until a write works."""
 
 
-class Outbox:
+class Outbox(OnFile):
     """The outbox file at ``path``, bounded; never raises for the file's sake.
 
     At most ``max_rows`` messages and ``max_bytes`` of cabinets JSON; batches of at
@@ -318,16 +318,6 @@ class Outbox:
         self._recount()
         if self.on_replaced is not None:
             self.on_replaced(notice)
-
-    @property
-    def salvaged(self) -> tuple[int, int]:
-        """Rows read back from damaged copies since start, and rows that could not be."""
-        return self._file.recovered, self._file.lost
-
-    @property
-    def notice(self) -> str | None:
-        """What went wrong with the file since start (set aside, or not kept), if anything."""
-        return self._file.notice
 
     def _age(self, seq: int) -> float:
         while self._ages and self._ages[0][0] < seq:

@@ -239,3 +239,28 @@ class Database:
         if self.on_replaced is not None:
             self.on_replaced(self.notice)
         return True
+
+
+class OnFile:
+    """What a store kept in one SQLite file says of it; the store sets ``_file``."""
+
+    _file: Database
+
+    @property
+    def salvaged(self) -> tuple[int, int]:
+        """Rows read back from damaged copies since start, and rows that could not be."""
+        return self._file.recovered, self._file.lost
+
+    @property
+    def notice(self) -> str | None:
+        """What went wrong with the file since start (set aside, or kept in memory)."""
+        return self._file.notice
+
+    @property
+    def in_memory(self) -> bool:
+        """True when nothing is kept on disk (no writable place)."""
+        return self._file.in_memory
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()

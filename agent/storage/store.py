@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.storage.sqlite import Database
+from agent.storage.sqlite import Database, OnFile
 
 STATE_FILE = "state.sqlite3"
 Outcome = Literal["ok", "failed", "running"]
@@ -50,7 +50,7 @@ class StoreError(Exception):
     """The state store could not read or write (disk full, I/O error, damaged file)."""
 
 
-class StateStore:
+class StateStore(OnFile):
     """Cabinet settings and command results in ``path`` (SQLite); every method may
     raise ``StoreError``."""
 
@@ -60,25 +60,6 @@ class StateStore:
         # remembered results are lost: said loudly); see ``agent.storage.sqlite``.
         self._file = Database(self.path, SCHEMA)
         self._max_commands = max_commands
-
-    @property
-    def salvaged(self) -> tuple[int, int]:
-        """Rows read back from damaged copies since start, and rows that could not be."""
-        return self._file.recovered, self._file.lost
-
-    @property
-    def notice(self) -> str | None:
-        """What went wrong with the file since start, if anything."""
-        return self._file.notice
-
-    @property
-    def in_memory(self) -> bool:
-        """True when nothing is kept on disk (no writable place)."""
-        return self._file.in_memory
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[sqlite3.Connection]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from agent.storage.sqlite import Database
+from agent.storage.sqlite import Database, OnFile
 from agent.thermal.schema import SCHEMA, migrate
 from agent.thermal.times import iso
 
@@ -47,7 +47,7 @@ class RecordsError(Exception):
     """The records could not be read or written (disk full, I/O error)."""
 
 
-class Records:
+class Records(OnFile):
     """The records file at ``path``; ``retention_days`` bounds what is kept."""
 
     def __init__(
@@ -63,20 +63,6 @@ class Records:
         self.retention_s = retention_days * 86400.0
         self.max_excursions = max_excursions
         self.excursions_dropped = 0  # since start, for /metrics
-
-    @property
-    def salvaged(self) -> tuple[int, int]:
-        """Rows read back from damaged copies since start, and rows that could not be."""
-        return self._file.recovered, self._file.lost
-
-    @property
-    def notice(self) -> str | None:
-        """What went wrong with the file since start (damaged, or kept in memory)."""
-        return self._file.notice
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
 
     def log(
         self,
