@@ -152,8 +152,9 @@ class HeldCodes:
             first = next(iter(errors.items()))
             raise Invalid(f"{first[0]}: {first[1][0]}", errors)
         codes = dict(self._codes)
-        for sha in message.drop:
-            codes.pop(bytes.fromhex(sha), None)
+        for sha in message.drop:  # a code opening now is settled first, then dropped
+            if (code := codes.get(bytes.fromhex(sha))) is not None and code.state != "opening":
+                del codes[code.digest]
         dropped = len(self._codes) - len(codes)
         doors: dict[tuple[int, Side], set[bytes]] = {}  # held codes by door
         for code in codes.values():
@@ -161,11 +162,20 @@ class HeldCodes:
                 doors.setdefault((code.key, code.side), set()).add(code.digest)
         superseded: set[bytes] = set()
         news: set[bytes] = set()
-        for put in message.put:
+        for i, put in enumerate(message.put):
             side: Side = "rear" if put.rearload else "front"
             new = Held(
                 bytes.fromhex(put.sha256), put.key, side, put.order_id, unix(put.expires_at), "held"
             )
+            known = codes.get(new.digest)
+            if known is not None and known.state != "held":
+                continue  # opening, spent or superseded: a put again (a replay) revives none
+            if known is not None and known.order_id != new.order_id:
+                raise Conflict(
+                    f"put.{i}.sha256: this code is held for another order: its cabinet"
+                    " would change under a customer (make the codes differ)",
+                    {f"put.{i}.sha256": ["held for another order"]},
+                )
             old = codes.pop(new.digest, None)  # put again: replaced, and last in order
             if old is not None:
                 doors.get((old.key, old.side), set()).discard(old.digest)

@@ -29,7 +29,8 @@ class CodePut(BaseModel):
     key: Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
     rearload: Annotated[bool, Field(strict=True)] = False
     order_id: (
-        Annotated[int, Field(strict=True)] | Annotated[str, Field(min_length=1, max_length=100)]
+        Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+        | Annotated[str, Field(min_length=1, max_length=100)]
     ) = Field(union_mode="left_to_right")
     sha256: Sha256
     expires_at: AwareDatetime

@@ -120,7 +120,8 @@ class Pickup:
                 log.warning("reader.locked_out", reader=reader, locked_s=locked_s)
                 self._locker.journal.publish(ReaderLockedOut(reader, locked_s))
             return "wrong"
-        lockout.right_code()
+        # A known code counts as right only once it opens: a spent, superseded or
+        # expired one (a customer's own, kept) must not end a run of wrong guesses.
         if found.state == "opening":
             return "busy"
         if found.state in ("spent", "superseded"):
@@ -131,9 +132,12 @@ class Pickup:
             return "expired"
         self._busy.add(reader)
         try:
-            return await self._open(found)
+            outcome = await self._open(found)
         finally:
             self._busy.discard(reader)
+        if outcome == "opened":
+            lockout.right_code()
+        return outcome
 
     async def _open(self, code: Held) -> Outcome:
         cabinet = self._locker.cabinets.get(code.key)

@@ -68,9 +68,11 @@ class CabinetCommand(BaseModel):
     size: str | None = Field(default=None, min_length=1, max_length=64)
     thermal_mode: ThermalMode | None = None
     acted_by: int | None = None
-    order_id: Annotated[str, Field(max_length=100)] | int | None = Field(
-        default=None, union_mode="left_to_right"
-    )
+    order_id: (
+        Annotated[str, Field(max_length=100)]
+        | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+        | None
+    ) = Field(default=None, union_mode="left_to_right")
     reason: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")

@@ -80,9 +80,11 @@ class KeyDecoder:
         return None
 
     def reset(self) -> None:
-        """Forget a partial code and the modifiers (the device was reopened)."""
+        """Forget a partial code and the modifiers, Caps Lock too (the device was
+        reopened: a stray Caps Lock must not turn every later code wrong)."""
         self._chars.clear()
         self._shift.clear()
+        self._caps = False
         self._bad = None
 
     def _end(self) -> str | None:

@@ -235,6 +235,17 @@ def test_caps_lock_and_autorepeat():
     assert [c for code, value in events if (c := keys.feed(code, value))] == ["A1"]
 
 
+def test_a_reopen_forgets_caps_lock():
+    """Finding: one stray Caps Lock outlived a replug and turned every later code
+    with letters wrong, until the reader was locked out."""
+    keys = KeyDecoder()
+    keys.feed(58, 1)
+    keys.feed(58, 0)
+    keys.reset()  # the device was reopened
+    events = [(30, 1), (30, 0), (28, 1)]
+    assert [c for code, value in events if (c := keys.feed(code, value))] == ["a"]
+
+
 def test_an_unknown_key_garbles_the_line_and_an_endless_one_is_too_long():
     keys = KeyDecoder()
     assert keys.feed(59, 1) is None  # F1

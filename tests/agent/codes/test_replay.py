@@ -1,0 +1,108 @@
+"""A code opens once, whatever the cloud replays: findings of a hostile review.
+
+A `codes` message sent again after an offline pickup revived the spent code (it
+opened twice) and let an older order's code take a reused cabinet from a newer
+order; a put during an open left the row "held" for a power cut to lose; a
+customer's own spent code, scanned between guesses, ended every run of wrong codes;
+a code put again for another order silently moved to another cabinet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.codes.held import HeldCodes
+from agent.codes.message import parse_codes
+from agent.codes.pickup import Pickup
+from agent.locker.errors import Conflict, Invalid
+from agent.storage.codes import CodeStore
+
+NOW = 1_800_000_000.0
+
+
+def put(code: str, key: int = 1, order: int = 46188, expires: float = NOW + 3600) -> dict:
+    at = datetime.fromtimestamp(expires, UTC).isoformat()
+    sha = hashlib.sha256(code.encode()).hexdigest()
+    return {"key": key, "order_id": order, "sha256": sha, "expires_at": at}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = 1000.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+@pytest.fixture
+def held(tmp_path, locker):
+    store = CodeStore(tmp_path / "codes.sqlite3")
+    doors = {k: ("front", "rear") if c.rear else ("front",) for k, c in locker.cabinets.items()}
+    codes = HeldCodes(store, doors, wall=lambda: NOW)
+    codes.provision(parse_codes({"put": [put("right"), put("other", key=2, order=2)]}))
+    yield codes
+    store.close()
+
+
+async def test_a_spent_code_put_again_stays_spent(locker, held, actuator):
+    pickup = Pickup(locker, held, clock=Clock())
+    assert await pickup.scanned("front", "right") == "opened"
+    held.provision(parse_codes({"put": [put("right")]}))  # the same message, replayed
+    assert held.match("right").state == "spent"
+    assert await pickup.scanned("front", "right") == "spent"
+    assert actuator.pulses == [(1, "front")]
+
+
+async def test_an_older_orders_replay_never_takes_a_reused_cabinet(locker, held, actuator):
+    pickup = Pickup(locker, held, clock=Clock())
+    assert await pickup.scanned("front", "right") == "opened"
+    held.provision(parse_codes({"put": [put("new99", order=99)]}))
+    held.provision(parse_codes({"put": [put("right")]}))  # an older message, replayed
+    assert await pickup.scanned("front", "new99") == "opened"
+    assert actuator.pulses == [(1, "front"), (1, "front")]
+    assert held.match("right").state == "spent"
+
+
+async def test_a_code_opening_is_left_alone_by_puts_and_drops(tmp_path, locker, held, actuator):
+    pickup = Pickup(locker, held, clock=Clock())
+    task = asyncio.create_task(pickup.scanned("front", "right"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert held.match("right").state == "opening"
+    sha = put("right")["sha256"]
+    held.provision(parse_codes({"put": [put("right")], "drop": [sha]}))
+    store = CodeStore(tmp_path / "codes.sqlite3")  # what a power cut now leaves on disk
+    after = HeldCodes(store, {1: ("front", "rear"), 2: ("front",)}, wall=lambda: NOW)
+    assert after.match("right").state == "opening"  # told unconfirmed at the next start
+    store.close()
+    assert await task == "opened"
+
+
+async def test_a_spent_code_between_guesses_does_not_end_the_run(locker, held, actuator):
+    clock = Clock()
+    pickup = Pickup(locker, held, clock=clock)
+    assert await pickup.scanned("front", "right") == "opened"
+    outcomes = []
+    for i in range(40):
+        code = "right" if i % 4 == 3 else f"guess{i}"
+        outcomes.append(await pickup.scanned("front", code))
+        clock.at += 0.5
+    assert "locked_out" in outcomes
+
+
+def test_a_code_put_again_for_another_order_is_a_conflict(held):
+    held.provision(parse_codes({"put": [put("123456", key=1, order=1)]}))
+    with pytest.raises(Conflict, match="held for another order"):
+        held.provision(parse_codes({"put": [put("123456", key=2, order=2)]}))
+    assert held.match("123456").key == 1
+    held.provision(parse_codes({"put": [put("123456", key=2, order=1)]}))  # its own order
+    assert held.match("123456").key == 2
+
+
+def test_an_order_id_is_bounded_as_a_number_too():
+    with pytest.raises(Invalid, match="order_id"):
+        parse_codes({"put": [put("x", order=10**4000)]})
