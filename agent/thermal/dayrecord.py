@@ -18,14 +18,17 @@ Raises ``RecordsError`` when a file exists and cannot be read; a missing
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.thermal.records import RecordsError
 
@@ -161,3 +164,24 @@ def _who(command_id: str, body: dict[str, Any]) -> str:
     if body.get("acted_by") is not None:
         source += f", user {body['acted_by']}"
     return source
+
+
+def zone_name(tz: tzinfo, day: date) -> str:
+    """``Europe/London (UTC+00:00)``: the zone and its offset at noon of ``day``."""
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+    offset = noon.strftime("%z")
+    name = getattr(tz, "key", None) or noon.tzname() or "local time"
+    return f"{name} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def local_zone(localtime: Path = Path("/etc/localtime")) -> tzinfo:
+    """This machine's zone with its rules (``$TZ``, else what ``/etc/localtime`` links
+    to), so a summer day asked in winter gets its summer offset; a fixed offset when
+    neither names one."""
+    names = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        names.append(str(localtime.resolve()).partition("/zoneinfo/")[2])
+    for name in filter(None, names):
+        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
+            return ZoneInfo(name)
+    return datetime.now(UTC).astimezone().tzinfo or UTC

@@ -20,9 +20,7 @@ a bad ``--day`` or ``--tz``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
-import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, tzinfo
@@ -32,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.config import Config
 from agent.storage.store import STATE_FILE
 from agent.thermal.bands import Lines
-from agent.thermal.dayrecord import CabinetDay, read_day
+from agent.thermal.dayrecord import CabinetDay, local_zone, read_day, zone_name
 from agent.thermal.records import RECORDS_FILE, RecordsError
 
 MODE_NAMES = {"heat": "hot holding", "chill": "chilled", "freeze": "frozen", "ambient": "ambient"}
@@ -77,14 +75,6 @@ def _duration(seconds: float) -> str:
 
 def _c(value: float | None) -> str:
     return "not trusted" if value is None else f"{value:.1f} °C"
-
-
-def zone_name(tz: tzinfo, day: date) -> str:
-    """``Europe/London (UTC+00:00)``: the zone and its offset at noon of ``day``."""
-    noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
-    offset = noon.strftime("%z")
-    name = getattr(tz, "key", None) or noon.tzname() or "local time"
-    return f"{name} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def render(
@@ -200,10 +190,16 @@ def _hours(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
     if not cab.readings:
         return "<p class='none'>No reading was kept this day.</p>"
     by_hour: dict[str, list[tuple[float, float | None, str, str, str | None]]] = {}
+    for t in range(int(cab.start), int(cab.readings[-1][0]) + 1, 3600):  # gaps shown
+        by_hour[datetime.fromtimestamp(t, tz).strftime("%H:00")] = []
     for row in cab.readings:
         by_hour.setdefault(datetime.fromtimestamp(row[0], tz).strftime("%H:00"), []).append(row)
     rows, marks = [], []
     for hour, group in by_hour.items():
+        if not group:  # a gap an inspector must see, never a silent one
+            rows.append((f"<td>{hour}</td>", "<td colspan='6'>NO READING KEPT</td>"))
+            marks.append(True)
+            continue
         temps = [r[1] for r in group if r[1] is not None]
         modes = "/".join(dict.fromkeys(r[2] for r in group))
         out = any(r[1] is not None and not lines.safe(r[2], r[1]) for r in group)
@@ -224,12 +220,15 @@ def _hours(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
         )
         marks.append(out)
     head = ["Hour", "Mode", "Readings", "Lowest", "Highest", "Last", "Verdict"]
-    return _table(head, rows, "hours", mark=marks)
+    after = f"<p>No reading after {_at(cab.readings[-1][0], tz)}.</p>"
+    return _table(head, rows, "hours", mark=marks) + after
 
 
 def _excursions(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
+    if not cab.excursions and not cab.readings:
+        return "<p class='none'>NO RECORDS: nothing here says the food stayed in its line.</p>"
     if not cab.excursions:
-        return "<p class='none'>None: the food stayed within its line all day.</p>"
+        return "<p class='none'>None at the readings kept (see the hours above).</p>"
     rows = []
     for start, end, peak, mode, clock in cab.excursions:
         ended = _when(end, tz, day) if end is not None else "not ended by the last record"
@@ -297,6 +296,8 @@ def _clock(cab: CabinetDay, day: date, tz: tzinfo) -> str:
     for row in cab.readings:
         if row[4] is not None:
             notes.setdefault(row[4], []).append(row[0])
+    if not cab.readings:
+        return "<p>No reading was kept this day: no clock to vouch for.</p>"
     if not notes and not any(e[4] for e in cab.excursions):
         return (
             "<p>Every time on this page was written by a wall clock known synchronised"
@@ -313,19 +314,6 @@ def _clock(cab: CabinetDay, day: date, tz: tzinfo) -> str:
         if e[4]
     ]
     return "<ul class='clock'>" + "".join(items) + "</ul>"
-
-
-def local_zone(localtime: Path = Path("/etc/localtime")) -> tzinfo:
-    """This machine's zone with its rules (``$TZ``, else what ``/etc/localtime`` links
-    to), so a summer day asked in winter gets its summer offset; a fixed offset when
-    neither names one."""
-    names = [os.environ.get("TZ", "").lstrip(":")]
-    with contextlib.suppress(OSError):
-        names.append(str(localtime.resolve()).partition("/zoneinfo/")[2])
-    for name in filter(None, names):
-        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
-            return ZoneInfo(name)
-    return datetime.now(UTC).astimezone().tzinfo or UTC
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -385,4 +373,7 @@ def main(args: argparse.Namespace, config: Config, now: float | None = None) -> 
     else:
         args.out.write_text(sheet, encoding="utf-8")
         print(f"{args.out}: {len(days)} cabinet page(s) for {day.isoformat()}", file=sys.stderr)
+    if not any(cab.readings for cab in days):
+        print(f"locker-agent thermal report: no records for {day.isoformat()}", file=sys.stderr)
+        return 1
     return 0

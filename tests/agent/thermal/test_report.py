@@ -158,7 +158,7 @@ def test_a_day_sheet_has_each_thermal_cabinet_its_excursions_and_actions(locker,
         ["13:00:00", "set to heat", "the cloud, user 17", "food moved out", "refused"],
     ]  # fmt: skip
     assert "hot holding: at or above 63 C" in hot
-    assert "None: the food stayed within its line all day." in hot
+    assert "None at the readings kept" in hot
     assert "written by a wall clock known synchronised" in hot
 
 
@@ -178,6 +178,11 @@ def test_the_sheet_to_stdout_for_one_cabinet_and_the_errors(locker, capsys):
     assert code == 2 and "Mars/Olympus" in err
     code, _, err = run("--day", DAY, "--key", "5")
     assert code == 2 and "no thermal unit" in err
+    # Finding: a day with no records was certified "the food stayed within its line".
+    code, out, err = run("--day", "2026-07-01", "--tz", "UTC")
+    assert code == 1 and "no records for 2026-07-01" in err
+    assert "NO RECORDS" in out and "stayed within its line" not in out
+    assert "known synchronised" not in out
     (Path(locker).parent / "state" / RECORDS_FILE).unlink()
     code, out, err = run("--day", DAY)
     assert code == 1 and "no temperature records" in err and out == ""
@@ -235,3 +240,25 @@ def test_the_default_zone_keeps_its_rules(tmp_path, monkeypatch):
     assert str(local_zone(link)) == "America/New_York"  # $TZ first, as the C library
     monkeypatch.setenv("TZ", "")
     assert local_zone(tmp_path / "nowhere") is not None  # a fixed offset at worst
+
+
+def test_an_hour_without_readings_is_shown_as_a_gap():
+    """Finding: a six-hour outage vanished from the hour-by-hour table."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from agent.thermal.bands import FOOD_CODES
+    from agent.thermal.dayrecord import CabinetDay
+    from agent.thermal.report import render
+
+    cab = CabinetDay(1, at("00:00"), at("00:00", "2026-07-15"))
+    cab.readings = [
+        (at("00:10"), 3.0, "chill", "ok", None),
+        (at("07:10"), 3.1, "chill", "ok", None),
+    ]
+    text = render([cab], day=date(2026, 7, 14), tz=ZoneInfo("Europe/London"),
+                  locker="L", food_code="uk", lines=FOOD_CODES["uk"].lines,
+                  bands={"chill": (1.0, 4.0)}, log_every_s=300, time_limit_s=7200,
+                  made_at=at("12:00"))  # fmt: skip
+    assert text.count("NO READING KEPT") == 6  # 01:00 to 06:00
+    assert "No reading after 07:10:00" in text
