@@ -76,6 +76,8 @@ def _what(key: str) -> str:
 
 
 def _hint(path: str) -> str:
+    if path.startswith("readers["):
+        return "ls -l /dev/serial/by-id/ /dev/input/by-id/; no scanner: delete the [[readers]] table"
     if path.endswith(".port"):
         return "ls -l /dev/serial/by-id/ lists the adapters plugged in"
     if path.endswith(".sensor"):
