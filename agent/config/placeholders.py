@@ -77,7 +77,7 @@ def _what(key: str) -> str:
 
 def _hint(path: str) -> str:
     if path.startswith("readers["):
-        return "ls -l /dev/serial/by-id/ /dev/input/by-id/; no scanner: delete the [[readers]] table"
+        return "ls -l /dev/serial/by-id/ /dev/input/by-id/; no scanner: delete [[readers]]"
     if path.endswith(".port"):
         return "ls -l /dev/serial/by-id/ lists the adapters plugged in"
     if path.endswith(".sensor"):
