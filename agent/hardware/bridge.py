@@ -239,6 +239,15 @@ class Hardware:
         cabinet's indicator; nothing without one. ``ValueError`` for an unknown one."""
         self._parts.indicate(key, pattern)
 
+    def why_unknown(self, key: int, side: Side) -> str | None:
+        """The port-not-open line (``ports.not_open``) of the bus a door is on, or None
+        (a GPIO door, or its port open: its board is the silent one)."""
+        wiring = self._wiring.get((key, side))
+        bus = self._kerong.get(wiring.bus) if isinstance(wiring, KerongDoorWiring) else None
+        if bus is None or bus.connected:
+            return None
+        return not_open(wiring.bus, bus.port, bus.open_error)
+
     def _door_wiring(self, key: int, side: Side) -> KerongDoorWiring | GpioDoorWiring:
         wiring = self._wiring.get((key, side))
         if wiring is None:

@@ -45,6 +45,11 @@ class Actuator(Protocol):
         """Show a pattern on the cabinet's indicator, if it has one."""
         ...
 
+    def why_unknown(self, key: int, side: Side) -> str | None:
+        """Why a door cannot be sensed when its port is not open (path, reason, what to
+        do); None when the port is open (its board is then the silent one)."""
+        ...
+
 
 def door_of(cabinet: Cabinet, side: Side) -> Door:
     """The cabinet's door on ``side``; ``Conflict`` when it has none."""
@@ -135,6 +140,10 @@ class Actions:
         """Open a door; raises ``Conflict``, ``Unavailable``, ``Jammed``, ``Obstructed``."""
         door = door_of(cabinet, side)
         if door.sensed is None:  # its board is silent, or its port not open
+            if self._actuator is not None and (
+                why := self._actuator.why_unknown(cabinet.key, side)
+            ):
+                raise Unavailable(f"cabinet {cabinet.key} {side} door: state unknown: {why}")
             where = door.wired.rpartition(" channel ")[0] or door.wired or "its board"
             raise Unavailable(
                 f"cabinet {cabinet.key} {side} door: state unknown: {where} does not answer"

@@ -31,6 +31,9 @@ class FakeActuator:
     def indicate(self, key: int, pattern: str) -> None:
         self.patterns.setdefault(key, []).append(pattern)
 
+    def why_unknown(self, key: int, side: Side) -> str | None:
+        return None
+
     async def drive(self, key: int, side: Side, opening: bool) -> bool:
         if self.unavailable:
             raise Unavailable("bus gpio: closed")

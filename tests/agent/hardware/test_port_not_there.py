@@ -109,6 +109,15 @@ async def test_the_running_agent_says_which_port_and_why(tmp_path, cloud):
         ):
             assert resp.status == 503
             health = await resp.json()
+        # An open behind it names the port, not a board to check the power of.
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+            http.put(
+                f"http://127.0.0.1:{api_port}/api/lockers/cabinets/0",
+                json={"command": "open", "rearload": True},
+            ) as resp,
+        ):
+            refused = (resp.status, (await resp.json())["message"])
     finally:
         proc.terminate()
         await proc.wait()
@@ -124,6 +133,7 @@ async def test_the_running_agent_says_which_port_and_why(tmp_path, cloud):
     # The cloud: the bus and its boards named, only the cabinets it serves (0, not 1).
     assert offline["event"] == {"type": "bus_offline", "bus": "rear", "boards": [0]}
     assert [c["key"] for c in offline["cabinets"]] == [0]
+    assert refused == (503, f"cabinet 0 rear door: state unknown: {expected}"), refused
 
 
 async def test_an_adapter_plugged_in_later_is_taken_up_and_the_reason_goes(tmp_path, cloud):
