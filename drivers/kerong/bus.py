@@ -337,6 +337,7 @@ class KerongBus:
         self._tracker.offline.clear()
         self._matcher.forget_late()
         self._poller.forget_retries()
+        self._poller.activate()  # every door unknown since the port went: the wire's pace
 
     def _port_down(self) -> None:
         """The port failed to open or went away: every board is unknown."""

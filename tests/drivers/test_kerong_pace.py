@@ -206,3 +206,15 @@ async def test_bus_status_off_never_sends_it(rig):
     reads, _ = await rates(emulator, 0.3)
     assert requests(emulator, codec.CMD_BUS_STATUS) == 0
     assert reads > 0
+
+
+async def test_a_replugged_port_is_read_at_the_wires_pace(rig):
+    """Finding: after an unplug at rest the bus stayed at its rest pace, every door
+    unknown and every open refused for two rest intervals."""
+    _, bus, _ = await rig()
+    await at_rest(bus)
+    transport = bus._link.transport
+    assert transport is not None
+    transport.abort()  # the adapter pulled out and in again
+    await eventually(lambda: bus._link.transport not in (None, transport))
+    assert bus._poller.active
