@@ -90,6 +90,7 @@ class ReplyMatcher:
         self._open: dict[int, list[Expectation]] = {}  # board -> in write order
         self._waiting: set[Expectation] = set()  # whose reply future someone awaits
         self._unanswered: dict[int, Expectation] = {}  # board -> last status closed unanswered
+        self._resynced: dict[int, Expectation] = {}  # board -> the unanswered read waited for
         self._answered: dict[int, Expectation] = {}  # board -> last status request answered
         self._doubled: dict[int, bool] = {}  # board -> its poll before that had two answers
         self._last_request = b""
@@ -183,6 +184,7 @@ class ReplyMatcher:
         self.drain_until.clear()
         self._open.clear()
         self._unanswered.clear()
+        self._resynced.clear()
         self._answered.clear()
         self._doubled.clear()
 
@@ -236,6 +238,7 @@ class ReplyMatcher:
             shifted = None  # not the request before the one answered, or too long ago
         if status is not None:
             self._answer(status, frame, now)
+            self._resync(board, status, now)
         elif frame.cmd != codec.REPLY_STATUS:
             log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
         elif unlock is not None:
@@ -289,6 +292,21 @@ class ReplyMatcher:
         if self.drain_until.get(expectation.board, 0.0) <= expectation.until:
             self.drain_until.pop(expectation.board, None)  # nothing more can come
         self._reading(frame)
+
+    def _resync(self, board: int, answered: Expectation, now: float) -> None:
+        """A read answered while an earlier one went unanswered: the frame may be that
+        one's reply, later than its window, and this read's own reply still to come.
+        The board is asked again only once that reply could have come too, so the
+        replies can never stay one request behind their reads (a stream shifted for
+        good matched every reply to the wrong read, and taught the clock wrong)."""
+        earlier = self._unanswered.get(board)
+        if earlier is None or earlier.tag >= answered.tag or self._resynced.get(board) == earlier:
+            return
+        if now - earlier.sent > self.clock.ceiling_s:
+            return
+        self._resynced[board] = earlier
+        until = answered.sent + (now - earlier.sent)
+        self.drain_until[board] = max(self.drain_until.get(board, 0.0), until)
 
     def _late(self, board: int, latency_s: float) -> None:
         self._counts[(board, "late")] += 1

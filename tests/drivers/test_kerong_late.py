@@ -113,3 +113,29 @@ def test_the_clock_learns_within_its_bounds():
     assert clock.answer_s == pytest.approx(MARGIN * 0.004)
     # A configured timeout longer than the ceiling is kept as it is.
     assert ReplyClock(3.0).ceiling_s == 3.0
+
+
+async def test_replies_past_the_late_window_never_leave_the_bus_one_request_behind():
+    """Finding: replies 300 % late (0.4 s on a 0.1 s USB timeout): once one reply came
+    past its window, every later read was answered by the reply to the read before it,
+    every request went out while a board was still answering, the clock learnt 0.1-0.2 s
+    against a true 0.4 s, and nothing ever corrected it."""
+    delay_s = 0.4
+    config = KerongBusConfig.model_validate(
+        {"name": "rs485", "port": "/dev/ttyUSB0", "boards": BOARDS, "rest_poll_interval_s": 0.005}
+    )
+    bank = KerongBank.for_bus(config, variant=BoardVariant(reply_delay_s=delay_s))
+    port = LinePort(bank)
+    bus = KerongBus(config, Seen(), connect=port, tuning=TUNING)
+    loop = asyncio.get_running_loop()
+    await bus.start()
+    try:
+        await asyncio.sleep(15)  # the shift began some seconds in
+        end = loop.time()
+    finally:
+        await bus.close()
+    writes = port.line.written_at
+    late = [t for t in writes if t > end - 5]
+    overlapping = [t for t in late if any(t0 < t < t0 + delay_s - 1e-3 for t0 in writes)]
+    assert late and not overlapping  # each read waits for the reply before it
+    assert bus.clock.timeout_s >= delay_s  # the clock learnt the true latency
