@@ -10,6 +10,9 @@ from simulator.web import scenario
 from simulator.web.scenario import ScenarioError, load, names, run_scenario
 
 SHIPPED = names()
+# A scenario waits on the cloud link's backoff after an outage (up to 45 s within):
+# the suite's 60 s would cut a slow run short as a hang.
+pytestmark = pytest.mark.timeout(120)
 
 
 def test_the_scenarios_the_issue_asks_for_are_shipped():
