@@ -187,8 +187,8 @@ class HeldCodes:
             codes[new.digest] = new
             door.add(new.digest)
             news.add(new.digest)
-        if len(codes) > self.max_codes:
-            now = self.now()[0]
+        now = self.now()[0]
+        if len(codes) > self.max_codes and self.clock_known is not False:  # nor here
             codes = {d: c for d, c in codes.items() if c.state == "opening" or c.expires_at > now}
         if len(codes) > self.max_codes:
             raise Conflict(
@@ -242,7 +242,11 @@ class HeldCodes:
 
     def prune(self) -> int:
         """Forget codes ``KEEP_EXPIRED_S`` past their expiry (not one being opened): until
-        then a scan is told "expired" and not counted as a wrong code. How many."""
+        then a scan is told "expired" and not counted as a wrong code. Never while the
+        clock is said not synchronised (as with thermal records): a clock running ahead
+        may refuse a code for a while, never delete it for good. How many."""
+        if self.clock_known is False:
+            return 0
         now = self.now()[0] - KEEP_EXPIRED_S
         gone = [c for c in self._codes.values() if c.state != "opening" and c.expires_at <= now]
         if not gone:

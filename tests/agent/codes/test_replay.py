@@ -106,3 +106,19 @@ def test_a_code_put_again_for_another_order_is_a_conflict(held):
 def test_an_order_id_is_bounded_as_a_number_too():
     with pytest.raises(Invalid, match="order_id"):
         parse_codes({"put": [put("x", order=10**4000)]})
+
+
+def test_an_unsure_clock_running_ahead_deletes_no_code(tmp_path):
+    """Finding: RTC garbage two days ahead at housekeeping pruned a code that had an
+    hour to go; with the clock right again, its customer's scan was "wrong"."""
+    wall = [NOW]
+    store = CodeStore(tmp_path / "c.sqlite3")
+    codes = HeldCodes(store, {1: ("front",)}, wall=lambda: wall[0])
+    codes.provision(parse_codes({"put": [put("right", expires=NOW + 3600)]}))
+    wall[0] = NOW + 2 * 86_400 + 10
+    codes.note_clock(False)
+    assert codes.prune() == 0
+    wall[0] = NOW
+    codes.note_clock(True)
+    assert codes.match("right").state == "held"
+    store.close()
