@@ -31,9 +31,9 @@ Show = Callable[[int, str], None]
 
 
 def pattern_for(cabinet: Cabinet, link: Link, flash: str | None = None) -> str:
-    """The pattern a cabinet's indicator should show now (``flash``: one shown a moment)."""
-    if flash is not None and not any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
-        return flash
+    """The pattern a cabinet's indicator should show now (``flash``: one shown a moment,
+    below unsafe food, a disabled cabinet and a door moving or open: a refused code must
+    not paint another customer's open door red, nor hide a motorised door's warning)."""
     if any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
         return "food_unsafe"
     if not cabinet.enabled:
@@ -46,6 +46,8 @@ def pattern_for(cabinet: Cabinet, link: Link, flash: str | None = None) -> str:
         return "open"
     if state == DoorState.CLOSING:
         return "closing"
+    if flash is not None:
+        return flash
     if link != "ok":
         return link
     return "ready"

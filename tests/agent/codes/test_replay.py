@@ -122,3 +122,16 @@ def test_an_unsure_clock_running_ahead_deletes_no_code(tmp_path):
     codes.note_clock(True)
     assert codes.match("right").state == "held"
     store.close()
+
+
+def test_a_refused_code_never_paints_an_open_door():
+    """Finding: a spent code scanned turned another customer's open door red."""
+    from agent.locker.cabinet import Cabinet
+    from agent.locker.door import DoorState
+    from agent.locker.indicator import pattern_for
+
+    cabinet = Cabinet(key=1, size="medium")
+    assert pattern_for(cabinet, "ok", "code_refused") == "code_refused"  # shut: shown
+    cabinet.front.sense(1, "front", True)
+    assert cabinet.front.seen in (DoorState.OPEN, DoorState.OPENING)
+    assert pattern_for(cabinet, "ok", "code_refused") == "open"
