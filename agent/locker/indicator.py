@@ -32,22 +32,23 @@ Show = Callable[[int, str], None]
 
 def pattern_for(cabinet: Cabinet, link: Link, flash: str | None = None) -> str:
     """The pattern a cabinet's indicator should show now (``flash``: one shown a moment,
-    below unsafe food, a disabled cabinet and a door moving or open: a refused code must
-    not paint another customer's open door red, nor hide a motorised door's warning)."""
+    except over unsafe food and a door moving or open: a refused code must not paint
+    another customer's open door red, nor hide a motorised door's warning)."""
     if any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
         return "food_unsafe"
+    door = cabinet.front
+    state = door.seen
+    moving = door.announcing or state in (DoorState.OPENING, DoorState.OPEN, DoorState.CLOSING)
+    if flash is not None and not moving:
+        return flash
     if not cabinet.enabled:
         return "disabled"
-    door = cabinet.front
     if door.announcing:
         return "about_to_open"
-    state = door.seen
     if state in (DoorState.OPENING, DoorState.OPEN):
         return "open"
     if state == DoorState.CLOSING:
         return "closing"
-    if flash is not None:
-        return flash
     if link != "ok":
         return link
     return "ready"
