@@ -106,7 +106,7 @@ class Locker(Dispatch):
         )
         self._commands = CommandLog(store)
         self.intake = Intake(PER_CABINET, 2 * len(self.cabinets) + SPARE)
-        self._opening: dict[tuple[int, Side], Any] = {}  # opens in progress (Dispatch's)
+        self._opening = {}  # opens in progress, typed and used by Dispatch
         self.on_command: Callable[[str, str], None] | None = None  # (command, result)
         self._started = False
         self._stopping = False  # no new command is taken
