@@ -62,10 +62,14 @@ if [ -n "${WHEEL:-}" ]; then
   wheel="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
 else
   mkdir "$work/src" "$work/dist"
-  tar -C "$src" -cf - \
-    --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist --exclude=./var \
-    --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache \
-    --exclude=.ruff_cache --exclude=.hypothesis . | tar -C "$work/src" -xf -
+  # Only what the wheel is built from: a checkout's other files (artifacts/, var/,
+  # a test run's output) may change while tar reads them, which tar calls an error.
+  parts=()
+  for part in pyproject.toml README.md LICENSE MANIFEST.in agent drivers simulator; do
+    [ -e "$src/$part" ] && parts+=("$part")
+  done
+  tar -C "$src" -cf - --exclude='*.egg-info' --exclude=__pycache__ "${parts[@]}" \
+    | tar -C "$work/src" -xf -
   "$PYTHON" -m venv "$work/build-venv" || die "cannot make a venv: apt install python3-venv"
   # shellcheck disable=SC2086
   "$work/build-venv/bin/python" -m pip wheel --quiet --no-deps $PIP_ARGS \

@@ -34,6 +34,8 @@ STUBS = {
     # is-active answers yes once the test made the file "active".
     "systemctl": '[ "$1" != is-active ] || [ -e "$STUB_DIR/active" ]\n',
     "udevadm": "",
+    # The real tar, its arguments written down: which of the checkout's files it read.
+    "tar": 'exec /usr/bin/tar "$@"\n',
 }
 
 
@@ -140,6 +142,17 @@ def test_nothing_of_the_checkout_was_copied(installed):
     examples = sorted(p.name for p in (venv / "share/locker-agent/examples").iterdir())
     assert examples == sorted(p.name for p in (CHECKOUT / "config").glob("*.toml"))
     assert not (CHECKOUT / "build").exists()  # the wheel was built from a scratch copy
+
+
+def test_the_wheel_is_built_from_its_sources_alone(installed):
+    """tar reads only what the wheel is built from: a whole-checkout copy failed CI when
+    another test wrote a screenshot into artifacts/ as tar read it ("file changed as we
+    read it", exit 1)."""
+    _, stubs, _ = installed
+    reads = [c.split() for c in calls(stubs) if c.startswith(f"tar -C {CHECKOUT} ")]
+    assert len(reads) == 1, calls(stubs)
+    named = [a for a in reads[0][3:] if not a.startswith("-")]
+    assert named == ["pyproject.toml", "README.md", "agent", "drivers", "simulator"]
 
 
 def test_the_user_groups_config_and_secrets(installed, tmp_path):
