@@ -114,7 +114,10 @@ class SimulateCommand:
                 return 2
             if log_file is not None:
                 print(f"scenario {args.scenario}: the log goes to {log_file.path}", flush=True)
-            return play_scenario(args.scenario)
+            try:
+                return play_scenario(args.scenario)
+            finally:
+                _log_kept(log_file)
         config_data = None
         if getattr(args, "config_file", None):
             config_data = read_config(args.config_file)
@@ -173,11 +176,7 @@ class SimulateCommand:
             )
             return 1
         finally:
-            if log_file is not None:
-                from agent import log
-
-                log.flush_suppressed()  # their counts before the last line, not after
-                print(f"locker-agent simulate: its log stays in {log_file.path}", flush=True)
+            _log_kept(log_file)
         return 0
 
 
@@ -192,6 +191,15 @@ def _log_file(args: argparse.Namespace) -> LogFile | Literal[False] | None:
     except OSError as err:
         print(f"locker-agent simulate: --log-file {option}: {err}", file=sys.stderr)
         return False
+
+
+def _log_kept(log_file: LogFile | None) -> None:
+    """The run's last line: where its log file stays (nothing when it has none)."""
+    if log_file is not None:
+        from agent import log
+
+        log.flush_suppressed()  # their counts before the last line, not after
+        print(f"locker-agent simulate: its log stays in {log_file.path}", flush=True)
 
 
 def _speed(text: str) -> float:

@@ -194,3 +194,49 @@ def test_on_a_terminal_the_address_token_and_storage_stay_on_the_screen():
         term.close()
         if log_path is not None:
             log_path.unlink(missing_ok=True)
+
+
+SHORT = """
+title = "cabinet 5 opens and shuts"
+steps = [
+  { cloud = "open", key = 5 },
+  { expect = "cabinet", key = 5, state = "open", within = 5 },
+]
+"""
+
+
+def test_a_scenario_with_log_file_keeps_its_steps_on_stdout_and_its_log_in_the_file(tmp_path):
+    scenario = tmp_path / "short.toml"
+    scenario.write_text(SHORT)
+    path = tmp_path / "run.log"
+    done = subprocess.run(
+        [*AGENT, "simulate", "--scenario", str(scenario), "--log-file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"scenario {scenario}: the log goes to {path}"
+    assert lines[-1] == f"locker-agent simulate: its log stays in {path}"
+    assert f"scenario {scenario}: passed" in lines
+    logged = path.read_text()
+    assert "door.changed" in logged and "agent.stopped" in logged
+    assert "door.changed" not in done.stderr  # the info lines are the file's only
+    assert "[warning" in done.stderr  # warnings (plain http to the fake cloud) on stderr too
+    assert not done.stderr.lstrip().startswith("{")  # readable, not JSON
+
+
+def test_a_log_file_that_cannot_be_opened_is_one_line_and_2(tmp_path, capsys):
+    import argparse
+
+    from simulator.cli import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    bad = str(tmp_path / "no-such-dir" / "sim.log")
+    args = ["--api-port", "0", "--cloud-port", "0", "--web-port", "0", "--log-file", bad]
+    assert command.main(parser.parse_args(args)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"locker-agent simulate: --log-file {bad}: [Errno 2]"), err
+    assert len(err.splitlines()) == 1
