@@ -211,7 +211,7 @@ function drawAlarmSummary(cabinets) {
     el("button", { type: "button", "data-key": cab.key, "data-type": a.type, title: a.type,
       onclick: () => { selected = cab.key; render(state); } },
     `cabinet ${cab.key}: ${shortAlarm(a.type)}${a.side === "rear" ? " (rear)" : ""}`))));
-  $("#alarm-summary").replaceChildren(...(items.length ? items : [el("li", { class: "none" }, "no active alarms")]));
+  $("#alarm-summary").replaceChildren(...(items.length ? items : [el("li", { class: "none", title: "the agent's own state is in the header" }, "no cabinet alarms")]));
 }
 
 // The cloud as the page sees it and as the agent sees it: down (for how long), back but
