@@ -168,7 +168,7 @@ def test_on_a_terminal_the_address_token_and_storage_stay_on_the_screen():
         for board in (0, 1):
             _act(web, "/_sim/act", {"who": "fate", "do": "board_offline", "bus": "rs485",
                                     "board": board})  # fmt: skip
-        term.read(8, until="board_offline")
+        term.read(40, until="kerong.board_offline")  # after its missed polls: seconds
         term.read(2)
         screen = term.read(0)
         assert "uplink.retry" in screen and "kerong.board_offline" in screen  # warnings shown

@@ -220,8 +220,9 @@ TOPS = """() => {
                            return [r.top + scrollY, r.bottom + scrollY]; };
     const charts = [...document.querySelectorAll(".chart")].map((c) => {
         const r = c.getBoundingClientRect();
-        return {key: Number(c.dataset.key), top: r.top + scrollY, bottom: r.bottom + scrollY};
-    }).sort((a, b) => a.top - b.top);
+        return {key: Number(c.dataset.key), top: r.top + scrollY, bottom: r.bottom + scrollY,
+                left: r.left};
+    }).sort((a, b) => a.top - b.top || a.left - b.left);  // as they are read
     return {alarms: box("#alarm-summary"), wall: box("#wall"), actions: box("#actions"),
             feeds: box("#feeds"), charts};
 }"""
@@ -247,8 +248,8 @@ def test_on_a_phone_the_alarms_the_wall_and_the_tapped_cabinets_chart_come_first
         first = found["charts"][0]
         assert first["key"] == 5, found  # the selected cabinet's chart (5 at the start)
         assert first["top"] < screen, found  # it starts on the first screen
-        tops = {c["key"]: c["top"] for c in found["charts"]}
-        assert tops[6] < min(tops[k] for k in (0, 2, 3)), tops  # in alarm before the quiet
+        read = [c["key"] for c in found["charts"]]
+        assert read.index(6) < min(read.index(k) for k in (0, 2, 3)), read  # alarm first
         assert found["charts"][-1]["bottom"] <= found["actions"][0] <= found["feeds"][0], found
 
         alarm.click()  # the operator taps the alarm: cabinet 6 selected, its chart first
@@ -278,8 +279,8 @@ def test_on_a_wide_screen_the_charts_in_alarm_come_first(food_page, food):
     try:
         page.wait_for_selector(".chart[data-key='6'].alarm")
         page.wait_for_timeout(300)
-        tops = {c["key"]: c["top"] for c in page.evaluate(TOPS)["charts"]}
-        assert tops[6] < min(tops[k] for k in (0, 2, 3, 4, 7)), tops
+        read = [c["key"] for c in page.evaluate(TOPS)["charts"]]
+        assert read.index(6) < min(read.index(k) for k in (0, 2, 3, 4, 7)), read
         # The charts sit under the wall, beside the actions: not after them.
         found = page.evaluate(TOPS)
         assert found["charts"][0]["top"] < found["actions"][1], found
