@@ -192,6 +192,7 @@ class _Handler(logging.Handler):
 
 
 _handler: _Handler | None = None
+_console: _Handler | None = None  # configure(console=...): a person's terminal beside a file
 _loop_log = structlog.get_logger("asyncio")
 
 
@@ -202,6 +203,8 @@ def configure(
     stream: TextIO | None = None,
     burst: int = 5,
     window_s: float = 60.0,
+    console: TextIO | None = None,
+    console_level: str = "warning",
 ) -> None:
     """Route every logger in the process through one masked, rate-limited renderer.
 
@@ -209,7 +212,9 @@ def configure(
     (KeyError otherwise), set on the root logger. ``stream``: default
     ``sys.stderr`` (looked up at each write). ``burst`` identical warnings or errors
     per ``window_s`` seconds pass, the rest are counted into one
-    ``log.suppressed`` line. Calling it again replaces the previous set-up.
+    ``log.suppressed`` line. ``console``: a second stream (a person's terminal while
+    ``stream`` is a file) given the lines at ``console_level`` and above, rendered for
+    reading, masked the same way. Calling it again replaces the previous set-up.
     """
     global _handler
     out = stream or sys.stderr
@@ -241,12 +246,15 @@ def configure(
     handler.setFormatter(formatter)
 
     root = logging.getLogger()
+    _remove_console()
     if _handler is not None:
         root.removeHandler(_handler)
         _handler.close()
     root.addHandler(handler)
     root.setLevel(logging.getLevelNamesMapping()[level.upper()])
     _handler = handler
+    if console is not None:
+        _add_console(console, console_level, formatter, RepeatLimiter(burst, window_s))
 
     structlog.configure(
         processors=[
@@ -262,10 +270,41 @@ def configure(
     )
 
 
+def _add_console(
+    stream: TextIO,
+    level: str,
+    formatter: structlog.stdlib.ProcessorFormatter,
+    limiter: RepeatLimiter,
+) -> None:
+    """The second sink of ``configure(console=...)``: ``formatter``'s chain (masking
+    included) ending in structlog's console renderer instead of its own."""
+    global _console
+    readable = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=formatter.foreign_pre_chain,
+        processors=[
+            *formatter.processors[:-1],
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+        ],
+    )
+    _console = _Handler(stream, limiter)
+    _console.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    _console.setFormatter(readable)
+    logging.getLogger().addHandler(_console)
+
+
+def _remove_console() -> None:
+    global _console
+    if _console is not None:
+        logging.getLogger().removeHandler(_console)
+        _console.close()
+        _console = None
+
+
 def reset() -> None:
     """Undo ``configure()``: its handler leaves the root logger (pending
     ``log.suppressed`` lines written first) and structlog is back to its defaults."""
     global _handler
+    _remove_console()
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
         _handler.close()
@@ -275,8 +314,9 @@ def reset() -> None:
 
 def flush_suppressed() -> None:
     """Write the ``log.suppressed`` lines still pending (at shutdown, or in a test)."""
-    if _handler is not None:
-        _handler.flush_suppressed()
+    for handler in (_handler, _console):
+        if handler is not None:
+            handler.flush_suppressed()
 
 
 def install_loop_handler(loop: asyncio.AbstractEventLoop) -> None:

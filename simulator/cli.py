@@ -19,7 +19,10 @@ import errno
 import socket
 import sys
 import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from simulator.console import LogFile
 
 # The lockers simulator.run can play (its LOCKERS table, kept beside it by a test).
 LOCKER_KINDS = ("kerong", "touchless", "food")
@@ -83,12 +86,20 @@ class SimulateCommand:
             metavar="NAME",
             help="play a scenario from simulator/scenarios (or a .toml path), check it, exit",
         )
+        parser.add_argument(
+            "--log-file",
+            metavar="PATH",
+            help="append the log here, warnings and errors on stderr too (default on a"
+            " terminal: a new file in the temporary directory; '-': all of it on stderr)",
+        )
 
     def main(self, args: argparse.Namespace) -> int:
         """Run the simulation until SIGINT or SIGTERM; 0 when it stopped cleanly.
 
-        Logging is the CLI's to configure before this is called. A port taken is
-        one line naming the option to change, and 1; other failures propagate.
+        Logging is the CLI's to configure before this is called; on a terminal (or with
+        ``--log-file``) the run then moves it to a file (:mod:`simulator.console`) and
+        names it at the end. A port taken is one line naming the option to change, and
+        1; a log file that cannot be opened, 2; other failures propagate.
         """
         if getattr(args, "scenario", None):
             if getattr(args, "config_file", None) or getattr(args, "locker", "kerong") != "kerong":
@@ -98,7 +109,15 @@ class SimulateCommand:
                     file=sys.stderr,
                 )
                 return 2
-            return play_scenario(args.scenario)
+            log_file = _log_file(args)
+            if log_file is False:
+                return 2
+            if log_file is not None:
+                print(f"scenario {args.scenario}: the log goes to {log_file.path}", flush=True)
+            try:
+                return play_scenario(args.scenario)
+            finally:
+                _log_kept(log_file)
         config_data = None
         if getattr(args, "config_file", None):
             config_data = read_config(args.config_file)
@@ -128,6 +147,9 @@ class SimulateCommand:
             )
             return 2
 
+        log_file = _log_file(args)
+        if log_file is False:
+            return 2
         try:
             asyncio.run(
                 simulate(
@@ -138,6 +160,7 @@ class SimulateCommand:
                     config_data=config_data,
                     small_disk_mb=getattr(args, "small_disk", None),
                     thermal_speed=getattr(args, "thermal_speed", 30.0),
+                    log_file=log_file,
                 )
             )
         except ConfigError as err:
@@ -152,7 +175,31 @@ class SimulateCommand:
                 file=sys.stderr,
             )
             return 1
+        finally:
+            _log_kept(log_file)
         return 0
+
+
+def _log_file(args: argparse.Namespace) -> LogFile | Literal[False] | None:
+    """The run's log file (:func:`simulator.console.log_to_file`), None when the log
+    stays where the CLI put it, False after saying on stderr why it cannot be opened."""
+    from simulator.console import log_to_file
+
+    option = getattr(args, "log_file", None)
+    try:
+        return log_to_file(option, getattr(args, "log_level", "info"))
+    except OSError as err:
+        print(f"locker-agent simulate: --log-file {option}: {err}", file=sys.stderr)
+        return False
+
+
+def _log_kept(log_file: LogFile | None) -> None:
+    """The run's last line: where its log file stays (nothing when it has none)."""
+    if log_file is not None:
+        from agent import log
+
+        log.flush_suppressed()  # their counts before the last line, not after
+        print(f"locker-agent simulate: its log stays in {log_file.path}", flush=True)
 
 
 def _speed(text: str) -> float:

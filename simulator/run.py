@@ -19,7 +19,7 @@ import copy
 import socket
 import tempfile
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -268,8 +268,15 @@ class Simulation:
         thermal = ["thermal log"] if self.food is not None else []
         return ["status", "outbox", *thermal]
 
-    def banner(self) -> str:
-        """Where to look: the addresses, the token and a curl line that opens a cabinet."""
+    def banner(
+        self,
+        web_url: str | None = None,
+        log_file: Path | None = None,
+        notes: Sequence[str] = (),
+    ) -> str:
+        """Where to look: the technician's commands, the cloud, the hardware and a curl
+        line that opens a cabinet, then :meth:`where` last, so what a person needs most
+        is at the bottom of the screen. ``notes``: lines of the run's own to add."""
         keys = [c["key"] for c in self._data["cabinets"]]
         key = 5 if 5 in keys else keys[0]
         hardware = [
@@ -289,24 +296,37 @@ class Simulation:
         return "\n".join(
             [
                 f"locker-agent simulator ({self.locker} locker) is running (Ctrl-C stops it)",
-                f"  agent API    {self.api_url}   token: {self.token}",
                 f"  technician   locker-agent status --socket {self.socket}   (open {key},"
                 " selftest: the same)",
-                f"  storage      {self.storage_dir}   (outbox, state"
-                f"{', thermal records' if self.food is not None else ''})",
                 f"  its config   {self.config_file}   (for the technician's commands:)",
                 *(f"    locker-agent {c} --config {self.config_file}" for c in self._commands()),
                 f"  fake cloud   {self.cloud.url}/_sim/feedback   (feedback received)",
                 f"  commands     {self.cloud.commands_url}   (the cloud's websocket)",
                 *hardware,
+                *notes,
                 f"  open cabinet {key}:",
                 f"    curl -X PUT -H 'Authorization: Bearer {self.token}'"
                 " -H 'Content-Type: application/json' "
                 f'-d \'{{"command": "open"}}\' {self.api_url}/api/lockers/cabinets/{key}',
                 "  then watch the feedback:",
                 f"    curl {self.cloud.url}/_sim/feedback",
+                *self.where(web_url, log_file),
             ]
         )
+
+    def where(self, web_url: str | None = None, log_file: Path | None = None) -> list[str]:
+        """The banner's last lines, what a person needs most: the API and its token, the
+        storage, the log file (when there is one) and the web view (when it runs)."""
+        thermal = ", thermal records" if self.food is not None else ""
+        lines = [
+            f"  agent API    {self.api_url}   token: {self.token}",
+            f"  storage      {self.storage_dir}   (outbox, state{thermal})",
+        ]
+        if log_file is not None:
+            lines.append(f"  log          {log_file}   (all of it; warnings and errors here too)")
+        if web_url is not None:
+            lines.append(f"  web view     {web_url}   (the locker, live; act on it there)")
+        return lines
 
 
 CONFIG_FILE = "simulated-agent.toml"

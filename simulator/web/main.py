@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from simulator.console import LogFile
 from simulator.food import SPEED
 from simulator.run import LockerKind, Simulation
 from simulator.web.disk import SmallDisk
@@ -26,12 +27,14 @@ async def simulate(
     config_data: dict[str, Any] | None = None,
     small_disk_mb: int | None = None,
     thermal_speed: float = SPEED,
+    log_file: LogFile | None = None,
 ) -> None:
     """Run the simulation (``config_data``: a technician's locker instead of ``locker``)
     and its web view until SIGINT/SIGTERM. ``small_disk_mb``: the agent's storage on a
     tmpfs that small (as root), so fate can fill it. ``thermal_speed``: simulated
-    seconds of the cabinets' heat per real second. OSError when a port is taken; the
-    agent's ConfigError for a config it refuses."""
+    seconds of the cabinets' heat per real second. ``log_file``: where the run logs (the
+    banner names it; its screen keeps the banner's last lines in sight). OSError when a
+    port is taken; the agent's ConfigError for a config it refuses."""
     disk, why_not = None, None
     if small_disk_mb:
         disk = SmallDisk(Path(tempfile.mkdtemp(prefix="locker-agent-disk-")), small_disk_mb)
@@ -53,10 +56,14 @@ async def simulate(
     try:
         await sim.start()
         await view.start()
-        print(sim.banner(), flush=True)
-        print(f"  web view     {view.url}   (the locker, live; act on it there)", flush=True)
-        if why_not is not None:
-            print(f"  small disk   none: {why_not}", flush=True)
+        notes = [f"  small disk   none: {why_not}"] if why_not is not None else []
+        path = log_file.path if log_file is not None else None
+        print(sim.banner(view.url, path, notes), flush=True)
+        if log_file is not None and log_file.screen is not None:
+            header = (
+                f"locker-agent simulator ({sim.locker} locker), still running (Ctrl-C stops it):"
+            )
+            log_file.screen.shown([header, *sim.where(view.url, path)])
         await stop.wait()
     finally:
         await view.close()

@@ -54,6 +54,7 @@ def test_add_arguments_gives_todays_options_and_defaults():
         "scenario": None,
         "small_disk": None,
         "thermal_speed": 30.0,
+        "log_file": None,
     }
 
     args = parser.parse_args(["--api-port", "0", "--cloud-port", "9004", "--locker", "touchless"])

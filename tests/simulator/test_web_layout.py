@@ -207,3 +207,82 @@ def test_opening_and_closing_differ_and_say_so_and_sizes_follow(kerong_page):
     assert button(page, "#as-cloud", "open rear").is_visible()  # it has a rear door
     sides = page.eval_on_selector_all("#side option", "os => os.map(o => o.value)")
     assert sides == ["front", "rear"]
+
+
+# A phone as most operators hold one: 360 CSS px wide, 740 high once the browser's bars
+# are off (a 360 x 800 Android). What they need first is on the first screen: the
+# alarms, then the wall with its temperatures; the chart of the cabinet they tapped (an
+# alarm or a tile) starts on that screen, right under the wall, and is whole after one
+# short swipe (half a screen); the actions follow the charts, the raw feeds come last.
+PHONE = {"width": 360, "height": 740}
+TOPS = """() => {
+    const box = (sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+                           return [r.top + scrollY, r.bottom + scrollY]; };
+    const charts = [...document.querySelectorAll(".chart")].map((c) => {
+        const r = c.getBoundingClientRect();
+        return {key: Number(c.dataset.key), top: r.top + scrollY, bottom: r.bottom + scrollY,
+                left: r.left};
+    }).sort((a, b) => a.top - b.top || a.left - b.left);  // as they are read
+    return {alarms: box("#alarm-summary"), wall: box("#wall"), actions: box("#actions"),
+            feeds: box("#feeds"), charts};
+}"""
+
+
+def test_on_a_phone_the_alarms_the_wall_and_the_tapped_cabinets_chart_come_first(
+    browser, food, request
+):
+    sensor_6 = {"who": "fate", "key": 6, "side": "front"}
+    food.call(food.view.actions.run({**sensor_6, "do": "fail_sensor", "fault": "missing"}))
+    pages = _page(browser, food, request, shot="phone-360x740", **PHONE)
+    page = next(pages)
+    try:
+        screen = PHONE["height"]
+        alarm = page.locator("#alarm-summary button[data-key='6']")
+        alarm.wait_for()
+        assert alarm.text_content() == "cabinet 6: sensor failed"
+        assert alarm.get_attribute("title") == "temperature_sensor_failed"
+        page.wait_for_selector(".chart[data-key='6'].alarm")
+        found = page.evaluate(TOPS)
+        assert found["alarms"][1] <= found["wall"][0], found  # the alarms above the wall
+        assert found["wall"][1] <= screen, found  # the whole wall on the first screen
+        first = found["charts"][0]
+        assert first["key"] == 5, found  # the selected cabinet's chart (5 at the start)
+        assert first["top"] < screen, found  # it starts on the first screen
+        read = [c["key"] for c in found["charts"]]
+        assert read.index(6) < min(read.index(k) for k in (0, 2, 3)), read  # alarm first
+        assert found["charts"][-1]["bottom"] <= found["actions"][0] <= found["feeds"][0], found
+
+        alarm.click()  # the operator taps the alarm: cabinet 6 selected, its chart first
+        page.wait_for_selector("#selected:text('6')")
+        page.wait_for_selector(".chart[data-key='6'].selected")
+        page.wait_for_timeout(300)
+        found = page.evaluate(TOPS)
+        first = found["charts"][0]
+        assert first["key"] == 6, found
+        assert first["top"] < screen and first["bottom"] <= 1.5 * screen, found
+        assert "sensor failed" in page.text_content(".chart[data-key='6'] h3 .alarm-mark")
+        page.screenshot(path=str(ARTIFACTS / "web-phone-360x740-first-screen.png"))
+        page.click(cab(2))  # a quiet cabinet tapped on the wall: its chart under the wall
+        page.wait_for_selector(".chart[data-key='2'].selected")
+        page.wait_for_timeout(300)
+        assert page.evaluate(TOPS)["charts"][0]["key"] == 2
+    finally:
+        food.call(food.view.actions.run({**sensor_6, "do": "mend_sensor"}))
+        for _ in pages:  # the full page's screenshot, and no script error
+            pass
+
+
+def test_on_a_wide_screen_the_charts_in_alarm_come_first(food_page, food):
+    page = food_page
+    sensor_6 = {"who": "fate", "key": 6, "side": "front"}
+    food.call(food.view.actions.run({**sensor_6, "do": "fail_sensor", "fault": "missing"}))
+    try:
+        page.wait_for_selector(".chart[data-key='6'].alarm")
+        page.wait_for_timeout(300)
+        read = [c["key"] for c in page.evaluate(TOPS)["charts"]]
+        assert read.index(6) < min(read.index(k) for k in (0, 2, 3, 4, 7)), read
+        # The charts sit under the wall, beside the actions: not after them.
+        found = page.evaluate(TOPS)
+        assert found["charts"][0]["top"] < found["actions"][1], found
+    finally:
+        food.call(food.view.actions.run({**sensor_6, "do": "mend_sensor"}))

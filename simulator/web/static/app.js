@@ -111,7 +111,7 @@ const shortAlarm = (type) => SHORT[type] || type.replaceAll("_", " ");
 
 setInterval(drawCloud, 1000); // the durations move on between states
 // The charts take the records in even while nothing else changes (a state is sent on change).
-setInterval(() => state && typeof Charts === "object" && Charts.sync(state), 5000);
+setInterval(() => state && typeof Charts === "object" && Charts.sync(state, selected), 5000);
 
 function connect() {
   const ws = new WebSocket(`ws://${location.host}/_sim/live`);
@@ -196,11 +196,22 @@ function render(s) {
   const waiting = (s.agent.reasons || []).some((r) => r.includes("waiting for the outbox"));
   const label = waiting ? `outbox ${pending} pending, more waiting for the disk` : `outbox ${pending} pending`;
   setBadge("#outbox", label, pending === 0 && !waiting ? "ok" : "warn");
+  drawAlarmSummary(s.cabinets);
   drawWall(s.cabinets);
   drawSelected(s);
   drawFeeds(s.cloud);
   drawScenario(s.scenario);
-  if (typeof Charts === "object") Charts.sync(s);
+  if (typeof Charts === "object") Charts.sync(s, selected);
+}
+
+// Every active alarm first, above the wall (a phone shows it before anything else);
+// a tap selects its cabinet, whose chart then comes first under the wall.
+function drawAlarmSummary(cabinets) {
+  const items = cabinets.flatMap((cab) => (cab.alarms || []).map((a) => el("li", {},
+    el("button", { type: "button", "data-key": cab.key, "data-type": a.type, title: a.type,
+      onclick: () => { selected = cab.key; render(state); } },
+    `cabinet ${cab.key}: ${shortAlarm(a.type)}${a.side === "rear" ? " (rear)" : ""}`))));
+  $("#alarm-summary").replaceChildren(...(items.length ? items : [el("li", { class: "none", title: "the agent's own state is in the header" }, "no cabinet alarms")]));
 }
 
 // The cloud as the page sees it and as the agent sees it: down (for how long), back but

@@ -10,6 +10,9 @@ const CHART_HOURS = 3;
 const REFRESH_MS = 10_000;
 const MIN_SPAN_S = 300;
 const LIVE_KEEP_S = CHART_HOURS * 3600;
+const THERMAL_ALARMS = new Set(["temperature_out_of_band", "temperature_sensor_failed",
+  "thermal_not_converging", "food_time_exceeded", "temperature_over_limit", "thermal_stalled",
+  "thermal_fallback_cycle"]);
 const COLOURS = { band: "rgba(0, 158, 115, 0.16)", line: "#d55e00", out: "rgba(213, 94, 0, 0.22)",
   recorded: "#0072b2", live: "#cc79a7" };
 
@@ -25,8 +28,9 @@ const Charts = {
   cards: new Map(), // key -> {card, plot, data, live, fetched, fetching}
   ready: () => typeof uPlot === "function",
 
-  // Called with every state the page draws: a card per thermal cabinet, live points.
-  sync(state) {
+  // Called with every state the page draws: a card per thermal cabinet, live points;
+  // the cards of cabinets in a thermal alarm first, the selected one first on a phone.
+  sync(state, selected = null) {
     const box = document.querySelector("#charts");
     const thermal = state.cabinets.filter((c) => c.thermal);
     box.hidden = thermal.length === 0;
@@ -38,6 +42,10 @@ const Charts = {
     for (const cab of thermal) {
       const entry = this.cards.get(cab.key) || this.add(cab);
       entry.mode = cab.thermal.mode;
+      entry.alarms = (cab.alarms || []).filter((a) => THERMAL_ALARMS.has(a.type)).map((a) => a.type);
+      entry.temperature = cab.temperature_c;
+      entry.card.classList.toggle("alarm", entry.alarms.length > 0);
+      entry.card.classList.toggle("selected", cab.key === selected);
       const last = entry.live.at(-1);
       if (cab.temperature_c !== null && cab.temperature_c !== undefined && !(last && now - last[0] < 2)) {
         entry.live.push([now, cab.temperature_c]);
@@ -112,7 +120,13 @@ const Charts = {
     const note = card.querySelector(".note");
     note.textContent = `${mode}: ${held}; ${d.readings.length} recorded, ${d.excursions.length} time(s) out of temperature${open ? " (one now)" : ""}`;
     note.classList.toggle("excursion-note", d.excursions.length > 0);
-    card.querySelector("h3").textContent = `Cabinet ${entry.key} · ${mode}`;
+    const now = entry.temperature === null || entry.temperature === undefined ? "?" : entry.temperature.toFixed(1);
+    const title = card.querySelector("h3");
+    title.textContent = `Cabinet ${entry.key} · ${mode} · ${now}\u00a0°C`;
+    if (entry.alarms.length) {
+      const names = entry.alarms.map((a) => (typeof shortAlarm === "function" ? shortAlarm(a) : a));
+      title.append(" ", Object.assign(document.createElement("span"), { className: "alarm-mark", textContent: `⚠ ${names.join(", ")}` }));
+    }
     if (entry.plot) { entry.plot.setData(data); return; }
     const opts = {
       ...this.size(entry),
