@@ -14,7 +14,11 @@ DoorStatus = Literal["open", "closed"]
 
 
 class CabinetStatus(BaseModel):
-    """One ``cabinets`` entry: the cabinet ``key`` and at least one door status."""
+    """One ``cabinets`` entry: the cabinet ``key`` and at least one door status.
+
+    A status given as None is a door not known (the spec's ``nullable``) and is sent
+    as ``null``; one left out is not part of this body. Both unknown is refused, as
+    the cloud refuses it ("either this or rear_status is required")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,7 +65,10 @@ class Event(BaseModel):
 
 
 class FeedbackBody(BaseModel):
-    """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it."""
+    """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it.
+
+    ``cabinets`` may be empty (the spec sets no minimum): a locker with no door known
+    still tells its start, its heartbeat and its bus and board events (ADR 0031)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,7 +83,8 @@ def build_body(
     info: LockerInfo,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate and serialise one POST body; unset statuses are left out, not sent as null.
+    """Validate and serialise one POST body: a status left out of an entry stays out,
+    one given as None (a door not known) is sent as ``null``.
 
     ``detail``: the event's fields beyond its type. Raises pydantic's ValidationError.
     """
@@ -85,7 +93,9 @@ def build_body(
         locker_info=info,
         event=Event(type=event, **(detail or {})),
     )
-    return body.model_dump(exclude_none=True)
+    out = body.model_dump(exclude_none=True)
+    out["cabinets"] = [c.model_dump(exclude_unset=True) for c in body.cabinets]
+    return out
 
 
 def local_ip() -> str:

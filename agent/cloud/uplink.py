@@ -166,11 +166,10 @@ class Uplink:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
-            snapshot = self._snapshot()
-            if not snapshot:
-                continue  # nothing known to report: the cloud refuses an empty cabinets list
+            # With no door known (a bus that never opened) the beat still goes, with
+            # an empty cabinets list: the cloud must hear the locker is alive (ADR 0031).
             with contextlib.suppress(OutboxError):  # logged there; the next beat tries again
-                self._outbox.append("heartbeat", EVENT_HEARTBEAT, snapshot)
+                self._outbox.append("heartbeat", EVENT_HEARTBEAT, self._snapshot())
 
     async def _send_loop(self) -> None:
         while True:
