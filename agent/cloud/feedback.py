@@ -48,7 +48,8 @@ class Event(BaseModel):
     The spec leaves ``event`` open beyond ``type``: board and bus events name their
     ``bus`` and ``board`` (or the bus's ``boards``); ``code_opened`` its ``order_id``,
     ``side`` and (after a power cut) ``confirmed``; ``reader_locked_out`` its ``reader``
-    and ``locked_s``.
+    and ``locked_s``; a cabinet's alarm whose cabinet has no door known (so no entry in
+    ``cabinets``) its ``key``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,6 +57,7 @@ class Event(BaseModel):
     type: str
     bus: str | None = None
     board: int | None = None
+    key: int | None = None
     boards: list[int] | None = None
     order_id: int | str | None = None
     side: str | None = None

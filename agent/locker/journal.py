@@ -273,8 +273,11 @@ class Journal:
                 None,
             )
         if isinstance(entry, AlarmChange):
+            # Its own cabinet; with no door of it known (the cloud refuses an entry with
+            # no status) the event names it, never other cabinets in its place.
             own = entry.cabinet.feedback()
-            kind, event, cabinets = "alarm", entry.event, [own] if own else self._snapshot()
+            kind, event, cabinets = "alarm", entry.event, [own] if own else []
+            detail = None if own else {"key": entry.cabinet.key}
         elif isinstance(entry, BoardSeen):
             event = "board_online" if entry.online else "board_offline"
             kind, cabinets = "alarm", self._snapshot(entry.keys or None)

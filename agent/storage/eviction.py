@@ -41,8 +41,18 @@ CLEARED = "_cleared"  # the clearing of alarm X is X_cleared ...
 _ONLINE = {"board_online": "board_offline", "bus_online": "bus_offline"}  # ... or these
 
 # What an alarm is about, read from an outbox row {r}: (SQL, column of unsent_raise).
+# The key: none for a bus or board event (its bus and board say it; the cabinets it
+# carries are those known when it was sent, ADR 0031), else the first cabinet's, else
+# the event's own ``key`` (a cabinet with no door known carries no entry).
+_KEY = (
+    "CASE WHEN json_valid({r}.detail) AND json_extract({r}.detail, '$.bus') IS NOT NULL"
+    " THEN NULL WHEN json_valid({r}.cabinets)"
+    " AND json_extract({r}.cabinets, '$[0].key') IS NOT NULL"
+    " THEN json_extract({r}.cabinets, '$[0].key')"
+    " WHEN json_valid({r}.detail) THEN json_extract({r}.detail, '$.key') END"
+)
 _SUBJECT = (
-    ("CASE WHEN json_valid({r}.cabinets) THEN json_extract({r}.cabinets, '$[0].key') END", "key"),
+    (_KEY, "key"),
     ("CASE WHEN json_valid({r}.detail) THEN json_extract({r}.detail, '$.bus') END", "bus"),
     ("CASE WHEN json_valid({r}.detail) THEN json_extract({r}.detail, '$.board') END", "board"),
 )
@@ -63,8 +73,12 @@ def raise_of(event: str) -> str | None:
 
 def subject_of(cabinets: list[dict[str, Any]], detail: dict[str, Any] | None) -> tuple[Any, ...]:
     """What an alarm about to be appended is about, as read from its row: (key, bus, board)."""
-    key = cabinets[0].get("key") if cabinets and isinstance(cabinets[0], dict) else None
     told = detail or {}
+    key = cabinets[0].get("key") if cabinets and isinstance(cabinets[0], dict) else None
+    if told.get("bus") is not None:
+        key = None  # as _KEY: a bus or board event is about its bus and board
+    elif key is None:
+        key = told.get("key")
     return key, told.get("bus"), told.get("board")
 
 
