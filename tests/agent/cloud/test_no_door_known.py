@@ -75,6 +75,17 @@ def said(body: dict[str, Any]) -> set[tuple[int, str]]:
     }
 
 
+def first_said(told: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
+    """Each door's first status said in ``told``."""
+    first: dict[tuple[int, str], str] = {}
+    for body in told:
+        for c in body["cabinets"]:
+            for side in ("front", "rear"):
+                if c.get(f"{side}_status") is not None:
+                    first.setdefault((c["key"], side), c[f"{side}_status"])
+    return first
+
+
 async def wait_for_states(cloud: FakeCloud, doors: set[tuple[int, str]], timeout: float) -> int:
     """The index of the body in which the last of ``doors`` was first said."""
     async with asyncio.timeout(timeout):
@@ -111,16 +122,17 @@ async def test_a_bus_that_never_opens_still_tells_start_offline_and_heartbeat(tm
     assert all(b["cabinets"] == [] for b in before), before
     assert before[1]["event"] == {"type": "bus_offline", "bus": "rs485", "boards": [0]}
     assert cloud.rejected == []  # every body was one the cloud takes
-    # Then the real states, behind what was told before, each door once as it is.
-    after = bodies(cloud)[len(before) : last + 1]
-    told = [(c["key"], s, c[f"{s}_status"]) for b in after for c in b["cabinets"] for s in
-            ("front", "rear") if c.get(f"{s}_status") is not None]  # fmt: skip
-    assert sorted(told) == [(0, "front", "closed"), (0, "rear", "closed"), (1, "front", "closed")]
+    # Then the real states, behind what was told before, each door as it is.
+    assert first_said(bodies(cloud)[len(before) : last + 1]) == {
+        (0, "front"): "closed",
+        (0, "rear"): "closed",
+        (1, "front"): "closed",
+    }
 
 
 async def test_a_pty_whose_boards_never_answer_is_the_same(tmp_path, cloud):
-    """The port opens but the board is silent from the start: the same bodies, then
-    the states once it answers."""
+    """The port opens but the board is silent from the start: the same bodies (the
+    heartbeat is the test above's), then the states once it answers."""
     boards = KerongBoardEmulator([0])
     await boards.start()
     boards.set_offline(0)
@@ -128,7 +140,6 @@ async def test_a_pty_whose_boards_never_answer_is_the_same(tmp_path, cloud):
     proc = await start_agent(one_bus(tmp_path, boards.port, cloud.url))
     try:
         await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
-        await cloud.wait_for(lambda b: b["event"]["type"] == "active", timeout=HEARTBEAT_S + 5)
         before = bodies(cloud)
         boards.set_offline(0, False)
         last = await wait_for_states(cloud, DOORS, timeout=15)
@@ -138,14 +149,11 @@ async def test_a_pty_whose_boards_never_answer_is_the_same(tmp_path, cloud):
 
     assert [b["event"]["type"] for b in before][:2] == ["startup", "bus_offline"]
     assert all(b["cabinets"] == [] for b in before), before
-    told = {
-        (c["key"], s): c[f"{s}_status"]
-        for b in bodies(cloud)[len(before) : last + 1]
-        for c in b["cabinets"]
-        for s in ("front", "rear")
-        if c.get(f"{s}_status") is not None
+    assert first_said(bodies(cloud)[len(before) : last + 1]) == {
+        (0, "front"): "open",
+        (0, "rear"): "closed",
+        (1, "front"): "closed",
     }
-    assert told == {(0, "front"): "open", (0, "rear"): "closed", (1, "front"): "closed"}
 
 
 async def test_a_door_never_known_beside_a_known_one_is_null(tmp_path, cloud):
@@ -160,7 +168,7 @@ async def test_a_door_never_known_beside_a_known_one_is_null(tmp_path, cloud):
     proc = await start_agent(one_bus(tmp_path, front.port, cloud.url, rear_port=str(plugged)))
     try:
         offline = await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
-        startup = bodies(cloud)[0]
+        before = bodies(cloud)
         plugged.symlink_to(rear.port)
         await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
         await cloud.wait_for(lambda c: c["key"] == 0 and c.get("rear_status"), timeout=10)
@@ -169,7 +177,9 @@ async def test_a_door_never_known_beside_a_known_one_is_null(tmp_path, cloud):
         await front.close()
         await rear.close()
 
+    startup = before[0]
     assert startup["event"]["type"] == "startup"
+    assert all(c.get("rear_status") is None for b in before for c in b["cabinets"]), before
     assert startup["cabinets"] == [
         {"key": 0, "front_status": "closed", "rear_status": None},
         {"key": 1, "front_status": "closed"},
