@@ -17,6 +17,7 @@ from agent.locker.cabinet import Cabinet, Door
 from agent.locker.journal import BusSeen
 from agent.locker.locker import Locker
 from agent.locker.supervision import AlarmChange
+from simulator.cloud.spec import FeedbackValidator, load_feedback_schema
 from simulator.run import free_port
 
 KEY = "the-api-key"  # what the shared `cloud` fixture accepts
@@ -46,6 +47,22 @@ def test_a_cabinet_with_no_door_known_is_no_entry_and_no_cabinet_is_a_body():
         "locker_info": locker_info().model_dump(),
         "event": {"type": "bus_offline", "bus": "rs485", "boards": [0]},
     }
+
+
+def test_the_spec_takes_these_bodies_and_refuses_a_cabinet_with_no_status():
+    """Checked by the fake cloud's validator: the spec's document, and its prose rule
+    read as the cloud's Laravel reads it (null counts as absent)."""
+    spec = FeedbackValidator(load_feedback_schema())
+    info = locker_info()
+    for cabinets, event, detail in [
+        ([], "startup", None),
+        ([], "bus_offline", {"bus": "rs485", "boards": [0]}),
+        ([], "temperature_out_of_band", {"key": 1}),
+        ([{"key": 0, "front_status": "closed", "rear_status": None}], "active", None),
+    ]:
+        assert spec.errors(build_body(cabinets, event, info, detail)) == {}
+    refused = {"cabinets": [{"key": 0, "front_status": None}], "event": {"type": "active"}}
+    assert "cabinets.0.front_status" in spec.errors(refused)
 
 
 async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
