@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 from agent.cloud.feedback import build_body, locker_info
 from agent.cloud.uplink import EMPTY_REFUSED, Uplink
 from agent.locker.cabinet import Cabinet, Door
-from agent.locker.journal import BusSeen
+from agent.locker.journal import BoardSeen, BusSeen
 from agent.locker.locker import Locker
 from agent.locker.supervision import AlarmChange
 from simulator.cloud.spec import FeedbackValidator, load_feedback_schema
@@ -73,6 +73,7 @@ async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
     locker = Locker(cabinets, outbox, store)
     try:
         locker.report_startup()
+        locker.journal.publish(BoardSeen("rs485", 1, False, (1,)))  # silent since start
         locker.journal.publish(BusSeen("rs485", False, (0,), (0, 1)))
         locker.journal.publish(AlarmChange(cabinets[1], "temperature_out_of_band", None, True))
         locker.door_sensed(0, "front", False)  # one door answers
@@ -82,6 +83,7 @@ async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
         await locker.close()
     assert told == [
         ("startup", [], None),
+        ("board_offline", [], {"bus": "rs485", "board": 1}),
         ("bus_offline", [], {"bus": "rs485", "boards": [0]}),
         ("temperature_out_of_band", [], {"key": 1}),
         ("door_changed", [{"key": 0, "front_status": "closed"}], None),
