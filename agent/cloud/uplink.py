@@ -41,7 +41,7 @@ EARLY_TRY_S = 2.0  # during a backoff, fresh news is tried at most this often
 BODY_REFUSED = frozenset({400, 413, 415, 422})
 EMPTY_REFUSED = (
     "cloud refuses feedback with no cabinet in it: with no door known, it hears"
-    " nothing from this locker (not even heartbeats) until a door is"
+    " nothing from this locker (not even heartbeats) until a door is read"
 )
 
 
@@ -136,7 +136,8 @@ class Uplink:
 
     def problems(self) -> list[str]:
         """Health lines for /healthz: why the cloud did not take the last batch, or
-        that it keeps failing between the batches it takes."""
+        that it keeps failing between the batches it takes, or that it refuses the
+        bodies of a locker with no door known."""
         flapping = self.health.flapping()
         if self._problem is not None:
             return [self._problem + (f"; {flapping}" if flapping else "")]
