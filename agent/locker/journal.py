@@ -127,8 +127,8 @@ class Journal:
 
     ``snapshot(keys=None)`` gives the door statuses of those cabinets (all by
     default; an empty list when no door is known), for events that have no door of
-    their own. ``retry_s``: seconds between
-    tries while the outbox refuses; ``max_backlog``: entries kept waiting at most.
+    their own. ``retry_s``: seconds between tries while the outbox refuses;
+    ``max_backlog``: entries kept waiting at most.
     """
 
     def __init__(

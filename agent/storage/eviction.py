@@ -44,12 +44,11 @@ _ONLINE = {"board_online": "board_offline", "bus_online": "bus_offline"}  # ... 
 # The key: none for a bus or board event (its bus and board say it; the cabinets it
 # carries are those known when it was sent, ADR 0031), else the first cabinet's, else
 # the event's own ``key`` (a cabinet with no door known carries no entry).
+_DETAIL = "(CASE WHEN json_valid({r}.detail) THEN {r}.detail END)"  # NULL when damaged
+_CABINETS = "(CASE WHEN json_valid({r}.cabinets) THEN {r}.cabinets END)"
 _KEY = (
-    "CASE WHEN json_valid({r}.detail) AND json_extract({r}.detail, '$.bus') IS NOT NULL"
-    " THEN NULL WHEN json_valid({r}.cabinets)"
-    " AND json_extract({r}.cabinets, '$[0].key') IS NOT NULL"
-    " THEN json_extract({r}.cabinets, '$[0].key')"
-    " WHEN json_valid({r}.detail) THEN json_extract({r}.detail, '$.key') END"
+    f"CASE WHEN json_extract({_DETAIL}, '$.bus') IS NOT NULL THEN NULL"
+    f" ELSE coalesce(json_extract({_CABINETS}, '$[0].key'), json_extract({_DETAIL}, '$.key')) END"
 )
 _SUBJECT = (
     (_KEY, "key"),
