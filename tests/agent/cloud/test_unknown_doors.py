@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from agent.cloud.feedback import build_body, locker_info
 from agent.cloud.uplink import EMPTY_REFUSED, Uplink
+from agent.codes.entries import CodeOpened
 from agent.locker.cabinet import Cabinet, Door
 from agent.locker.journal import BoardSeen, BusSeen
 from agent.locker.locker import Locker
@@ -66,9 +67,9 @@ def test_the_spec_takes_these_bodies_and_refuses_a_cabinet_with_no_status():
 
 
 async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
-    """No door known: start-up, a bus event and a cabinet's alarm are all queued; the
-    alarm names its cabinet rather than borrowing others'. A door never known beside a
-    known one is null."""
+    """No door known: start-up, board and bus events, a cabinet's alarm and a code's
+    opening are all queued; those of a cabinet name it rather than borrowing others'.
+    A door never known beside a known one is null."""
     cabinets = [Cabinet(0, "mini", rear=Door()), Cabinet(1, "mini")]
     locker = Locker(cabinets, outbox, store)
     try:
@@ -76,6 +77,7 @@ async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
         locker.journal.publish(BoardSeen("rs485", 1, False, (1,)))  # silent since start
         locker.journal.publish(BusSeen("rs485", False, (0,), (0, 1)))
         locker.journal.publish(AlarmChange(cabinets[1], "temperature_out_of_band", None, True))
+        locker.journal.publish(CodeOpened(cabinets[1], "front", 46188, confirmed=False))
         locker.door_sensed(0, "front", False)  # one door answers
         locker.journal.publish(AlarmChange(cabinets[0], "thermal_stalled", None, True))
         told = [(m.event, list(m.cabinets), m.detail) for m in outbox.pending()]
@@ -86,6 +88,7 @@ async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
         ("board_offline", [], {"bus": "rs485", "board": 1}),
         ("bus_offline", [], {"bus": "rs485", "boards": [0]}),
         ("temperature_out_of_band", [], {"key": 1}),
+        ("code_opened", [], {"order_id": 46188, "side": "front", "confirmed": False, "key": 1}),
         ("door_changed", [{"key": 0, "front_status": "closed"}], None),
         ("thermal_stalled", [{"key": 0, "front_status": "closed", "rear_status": None}], None),
     ]
