@@ -14,7 +14,11 @@ DoorStatus = Literal["open", "closed"]
 
 
 class CabinetStatus(BaseModel):
-    """One ``cabinets`` entry: the cabinet ``key`` and at least one door status."""
+    """One ``cabinets`` entry: the cabinet ``key`` and at least one door status.
+
+    A status given as None is a door not known (the spec's ``nullable``) and is sent
+    as ``null``; one left out is not part of this body. Both unknown is refused, as
+    the cloud refuses it ("either this or rear_status is required")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,7 +48,8 @@ class Event(BaseModel):
     The spec leaves ``event`` open beyond ``type``: board and bus events name their
     ``bus`` and ``board`` (or the bus's ``boards``); ``code_opened`` its ``order_id``,
     ``side`` and (after a power cut) ``confirmed``; ``reader_locked_out`` its ``reader``
-    and ``locked_s``.
+    and ``locked_s``; a cabinet's alarm whose cabinet has no door known (so no entry in
+    ``cabinets``) its ``key``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +57,7 @@ class Event(BaseModel):
     type: str
     bus: str | None = None
     board: int | None = None
+    key: int | None = None
     boards: list[int] | None = None
     order_id: int | str | None = None
     side: str | None = None
@@ -61,7 +67,10 @@ class Event(BaseModel):
 
 
 class FeedbackBody(BaseModel):
-    """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it."""
+    """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it.
+
+    ``cabinets`` may be empty (the spec sets no minimum): a locker with no door known
+    still tells its start, its heartbeat and its bus and board events (ADR 0031)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,7 +85,8 @@ def build_body(
     info: LockerInfo,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate and serialise one POST body; unset statuses are left out, not sent as null.
+    """Validate and serialise one POST body: a status left out of an entry stays out,
+    one given as None (a door not known) is sent as ``null``.
 
     ``detail``: the event's fields beyond its type. Raises pydantic's ValidationError.
     """
@@ -85,7 +95,9 @@ def build_body(
         locker_info=info,
         event=Event(type=event, **(detail or {})),
     )
-    return body.model_dump(exclude_none=True)
+    out = body.model_dump(exclude_none=True)
+    out["cabinets"] = [c.model_dump(exclude_unset=True) for c in body.cabinets]
+    return out
 
 
 def local_ip() -> str:

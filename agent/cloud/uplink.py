@@ -36,11 +36,13 @@ FEEDBACK_PATH = "/api/lockers/cabinet/status"
 EVENT_HEARTBEAT = "active"  # event.type of a heartbeat
 RETRY_AFTER_MAX_S = 300.0  # a Retry-After beyond this is a cloud bug, not a plan
 ANSWER_BYTES = 512  # of a refusal, for the log; an acceptance is judged by its status alone
-EARLY_TRY_S = 2.0
+EARLY_TRY_S = 2.0  # during a backoff, fresh news is tried at most this often
 # Answers that refuse the body itself: isolated to one message, then set aside as dead.
-BODY_REFUSED = frozenset(
-    {400, 413, 415, 422}
-)  # during a backoff, fresh news is tried at most this often
+BODY_REFUSED = frozenset({400, 413, 415, 422})
+EMPTY_REFUSED = (
+    "cloud refuses feedback with no cabinet in it: with no door known, it hears"
+    " nothing from this locker (not even heartbeats) until a door is read"
+)
 
 
 def retry_after(value: str | None, date: str | None = None) -> float | None:
@@ -108,6 +110,9 @@ class Uplink:
         self._refused: int | None = None  # the generation of the key the cloud refused
         self._hold = False  # the cloud asked for time: no early tries
         self._isolate = False  # after a rejected batch: one message at a time, to find the bad one
+        # The cloud refused a body with no cabinets (the spec allows it; a cloud may
+        # not): beats with no door known are then not queued, until one is taken.
+        self._empty_refused = False
 
     async def start(self) -> None:
         """Start sending and beating in the background; returns at once."""
@@ -131,12 +136,16 @@ class Uplink:
 
     def problems(self) -> list[str]:
         """Health lines for /healthz: why the cloud did not take the last batch, or
-        that it keeps failing between the batches it takes."""
+        that it keeps failing between the batches it takes, or that it refuses the
+        bodies of a locker with no door known."""
         flapping = self.health.flapping()
         if self._problem is not None:
             return [self._problem + (f"; {flapping}" if flapping else "")]
         unstable = self.health.unstable()
-        return [unstable] if unstable else []
+        out = [unstable] if unstable else []
+        if self._empty_refused and not self._snapshot():
+            out.append(EMPTY_REFUSED)
+        return out
 
     def ended(self) -> str | None:
         """Why a loop of the uplink stopped for good (a bug escaped it), for the
@@ -166,9 +175,12 @@ class Uplink:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
+            # With no door known (a bus that never opened) the beat still goes, with
+            # an empty cabinets list: the cloud must hear the locker is alive (ADR 0031),
+            # unless this cloud said it takes no such body.
             snapshot = self._snapshot()
-            if not snapshot:
-                continue  # nothing known to report: the cloud refuses an empty cabinets list
+            if not snapshot and self._empty_refused:
+                continue
             with contextlib.suppress(OutboxError):  # logged there; the next beat tries again
                 self._outbox.append("heartbeat", EVENT_HEARTBEAT, snapshot)
 
@@ -253,6 +265,8 @@ class Uplink:
             except OutboxError as exc:  # sent again later: at least once, never lost
                 return self._failed(str(exc), None)
             self._isolate = False
+            if not cabinets:
+                self._empty_refused = False
             self._backoff.reset()
             self._set_problem(None)
             log.debug("uplink.sent", seqs=seqs, event_type=batch[0].event)
@@ -278,6 +292,9 @@ class Uplink:
             return 0.0
         log.error("uplink.rejected", seqs=seqs, status=status, answer=text, body=body)
         self._outbox.bury(seqs, status, text)
+        if not cabinets and not self._empty_refused:
+            self._empty_refused = True
+            log.error("uplink.empty_refused", hint="heartbeats wait for a door to be known")
         return 0.0
 
     def _failed(self, problem: str, hint: float | None) -> float:

@@ -32,10 +32,13 @@ class CodeOpened:
         """Nothing to show: the door's own change carries the state."""
 
     def told(self, snapshot: Callable[..., Feedback]) -> Told:
-        """(alarm kind, ``code_opened``, the cabinet, its order id and side)."""
+        """(alarm kind, ``code_opened``, the cabinet, its order id and side; the
+        cabinet's ``key`` instead when no door of it is known: never other cabinets)."""
         own = self.cabinet.feedback()
-        cabinets = [own] if own else snapshot()
+        cabinets = [own] if own else []
         detail: dict[str, Any] = {"order_id": self.order_id, "side": self.side}
+        if not own:
+            detail["key"] = self.cabinet.key
         if not self.confirmed:
             detail["confirmed"] = False
         return "alarm", EVENT_CODE_OPENED, cabinets, detail

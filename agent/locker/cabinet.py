@@ -105,16 +105,16 @@ class Cabinet:
         return {"mode": mode, "band_c": self.thermal_bands.get(mode)} | last
 
     def feedback(self) -> dict[str, Any] | None:
-        """This cabinet's entry in a feedback body, or None when nothing is known.
+        """This cabinet's entry in a feedback body, or None when no door of it is known.
 
         A door shows its status; a door whose board is silent repeats what the cloud
-        was last told (no news, and never a guess), so a heartbeat or a
-        ``board_offline`` during an outage still has cabinets to carry."""
+        was last told (no news, and never a guess, ADR 0006); a door never known
+        (its board silent since start) is ``null``, as the spec allows beside a
+        known door (ADR 0031). The cloud refuses an entry with no status at all."""
         entry: dict[str, Any] = {"key": self.key}
         for side, door in self.doors():
-            if status := door.status or door.reported:
-                entry[f"{side}_status"] = status
-        return entry if len(entry) > 1 else None
+            entry[f"{side}_status"] = door.status or door.reported
+        return entry if any(v is not None for k, v in entry.items() if k != "key") else None
 
 
 def _by_name(alarm: tuple[str, str | None]) -> tuple[str, str]:

@@ -125,9 +125,10 @@ class Journal:
     """Hands entries to the reactors, orders them, queues their feedback, applies them,
     tells the observers.
 
-    ``snapshot(keys=None)`` gives the known door statuses of those cabinets (all by
-    default), for events that have no door of their own. ``retry_s``: seconds between
-    tries while the outbox refuses; ``max_backlog``: entries kept waiting at most.
+    ``snapshot(keys=None)`` gives the door statuses of those cabinets (all by
+    default; an empty list when no door is known), for events that have no door of
+    their own. ``retry_s``: seconds between tries while the outbox refuses;
+    ``max_backlog``: entries kept waiting at most.
     """
 
     def __init__(
@@ -272,8 +273,11 @@ class Journal:
                 None,
             )
         if isinstance(entry, AlarmChange):
+            # Its own cabinet; with no door of it known (the cloud refuses an entry with
+            # no status) the event names it, never other cabinets in its place.
             own = entry.cabinet.feedback()
-            kind, event, cabinets = "alarm", entry.event, [own] if own else self._snapshot()
+            kind, event, cabinets = "alarm", entry.event, [own] if own else []
+            detail = None if own else {"key": entry.cabinet.key}
         elif isinstance(entry, BoardSeen):
             event = "board_online" if entry.online else "board_offline"
             kind, cabinets = "alarm", self._snapshot(entry.keys or None)
@@ -290,9 +294,6 @@ class Journal:
             kind, event, cabinets, detail = entry.told(self._snapshot)  # type: ignore[attr-defined]
         else:
             return None
-        # The cloud requires a non-empty cabinets list: with no door state known
-        # at all, the event stays in the log.
-        if not cabinets:
-            log.warning("event.not_sent", event_type=event, reason="no door state known")
-            return None
+        # With no door known (a bus that never opened) the list is empty and the
+        # event is sent all the same: never dropped for lack of a door (ADR 0031).
         return kind, event, cabinets, detail

@@ -41,8 +41,17 @@ CLEARED = "_cleared"  # the clearing of alarm X is X_cleared ...
 _ONLINE = {"board_online": "board_offline", "bus_online": "bus_offline"}  # ... or these
 
 # What an alarm is about, read from an outbox row {r}: (SQL, column of unsent_raise).
+# The key: none for a bus or board event (its bus and board say it; the cabinets it
+# carries are those known when it was sent, ADR 0031), else the first cabinet's, else
+# the event's own ``key`` (a cabinet with no door known carries no entry).
+_DETAIL = "(CASE WHEN json_valid({r}.detail) THEN {r}.detail END)"  # NULL when damaged
+_CABINETS = "(CASE WHEN json_valid({r}.cabinets) THEN {r}.cabinets END)"
+_KEY = (
+    f"CASE WHEN json_extract({_DETAIL}, '$.bus') IS NOT NULL THEN NULL"
+    f" ELSE coalesce(json_extract({_CABINETS}, '$[0].key'), json_extract({_DETAIL}, '$.key')) END"
+)
 _SUBJECT = (
-    ("CASE WHEN json_valid({r}.cabinets) THEN json_extract({r}.cabinets, '$[0].key') END", "key"),
+    (_KEY, "key"),
     ("CASE WHEN json_valid({r}.detail) THEN json_extract({r}.detail, '$.bus') END", "bus"),
     ("CASE WHEN json_valid({r}.detail) THEN json_extract({r}.detail, '$.board') END", "board"),
 )
@@ -63,8 +72,12 @@ def raise_of(event: str) -> str | None:
 
 def subject_of(cabinets: list[dict[str, Any]], detail: dict[str, Any] | None) -> tuple[Any, ...]:
     """What an alarm about to be appended is about, as read from its row: (key, bus, board)."""
-    key = cabinets[0].get("key") if cabinets and isinstance(cabinets[0], dict) else None
     told = detail or {}
+    key = cabinets[0].get("key") if cabinets and isinstance(cabinets[0], dict) else None
+    if told.get("bus") is not None:
+        key = None  # as _KEY: a bus or board event is about its bus and board
+    elif key is None:
+        key = told.get("key")
     return key, told.get("bus"), told.get("board")
 
 

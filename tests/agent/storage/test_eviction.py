@@ -119,3 +119,26 @@ def test_a_board_back_online_is_paired_by_bus_and_board(small):
         ("board_offline", 1),
         ("door_forced_open", None),
     ]
+
+
+def test_a_bus_event_pairs_by_its_bus_whatever_cabinets_it_carried(small):
+    """bus_offline of a bus whose doors were never known carries no cabinet; its
+    bus_online may carry them: dropped unsent, the one takes the other along (ADR 0031)."""
+    box = small(2)
+    box.append("alarm", "bus_offline", [], {"bus": "main", "boards": [0]})
+    alarm(box, "door_left_open", 2)
+    alarm(box, "lock_jammed", 3)  # bus_offline dropped unsent, noted
+    box.ack([m.seq for m in box.pending()])
+    assert alarm(box, "bus_online", 0, {"bus": "main", "boards": [0]}) is None
+
+
+def test_a_cabinet_alarm_with_no_door_known_pairs_by_its_key(small):
+    """A thermal alarm of a cabinet whose doors are unknown carries no entry but the
+    event's ``key``; its clearing, sent once a door is known, is its pair."""
+    box = small(2)
+    box.append("alarm", "temperature_out_of_band", [], {"key": 5})
+    box.append("alarm", "temperature_out_of_band", [], {"key": 6})
+    alarm(box, "lock_jammed", 3)  # cabinet 5's alarm dropped unsent, noted
+    box.ack([m.seq for m in box.pending()])
+    assert alarm(box, "temperature_out_of_band_cleared", 6) is not None  # 6 was heard
+    assert alarm(box, "temperature_out_of_band_cleared", 5) is None  # 5 was not
