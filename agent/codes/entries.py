@@ -32,10 +32,11 @@ class CodeOpened:
         """Nothing to show: the door's own change carries the state."""
 
     def told(self, snapshot: Callable[..., Feedback]) -> Told:
-        """(alarm kind, ``code_opened``, the cabinet, its order id and side; the
-        cabinet's ``key`` instead when no door of it is known: never other cabinets)."""
+        """(alarm kind, ``code_opened``, the cabinet, its order id and side; when no door
+        of it is known, the cabinet's ``key`` and what is known of the locker, which a
+        cloud refusing an empty list still takes)."""
         own = self.cabinet.feedback()
-        cabinets = [own] if own else []
+        cabinets = [own] if own else snapshot()
         detail: dict[str, Any] = {"order_id": self.order_id, "side": self.side}
         if not own:
             detail["key"] = self.cabinet.key

@@ -274,9 +274,11 @@ class Journal:
             )
         if isinstance(entry, AlarmChange):
             # Its own cabinet; with no door of it known (the cloud refuses an entry with
-            # no status) the event names it, never other cabinets in its place.
+            # no status) the event names it by key and carries what is known of the
+            # locker: a cloud that refuses an empty list still takes the alarm.
             own = entry.cabinet.feedback()
-            kind, event, cabinets = "alarm", entry.event, [own] if own else []
+            kind, event = "alarm", entry.event
+            cabinets = [own] if own else self._snapshot()
             detail = None if own else {"key": entry.cabinet.key}
         elif isinstance(entry, BoardSeen):
             event = "board_online" if entry.online else "board_offline"

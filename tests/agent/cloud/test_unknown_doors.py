@@ -68,8 +68,9 @@ def test_the_spec_takes_these_bodies_and_refuses_a_cabinet_with_no_status():
 
 async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
     """No door known: start-up, board and bus events, a cabinet's alarm and a code's
-    opening are all queued; those of a cabinet name it rather than borrowing others'.
-    A door never known beside a known one is null."""
+    opening are all queued; those of a cabinet with no door known name it by ``key``
+    and carry what is known of the locker (a cloud refusing an empty list still takes
+    them). A door never known beside a known one is null."""
     cabinets = [Cabinet(0, "mini", rear=Door()), Cabinet(1, "mini")]
     locker = Locker(cabinets, outbox, store)
     try:
@@ -80,6 +81,8 @@ async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
         locker.journal.publish(CodeOpened(cabinets[1], "front", 46188, confirmed=False))
         locker.door_sensed(0, "front", False)  # one door answers
         locker.journal.publish(AlarmChange(cabinets[0], "thermal_stalled", None, True))
+        locker.journal.publish(AlarmChange(cabinets[1], "food_time_exceeded", None, True))
+        locker.journal.publish(CodeOpened(cabinets[1], "front", 46189, confirmed=True))
         told = [(m.event, list(m.cabinets), m.detail) for m in outbox.pending()]
     finally:
         await locker.close()
@@ -91,6 +94,16 @@ async def test_the_journal_queues_what_it_used_to_skip(outbox, store):
         ("code_opened", [], {"order_id": 46188, "side": "front", "confirmed": False, "key": 1}),
         ("door_changed", [{"key": 0, "front_status": "closed"}], None),
         ("thermal_stalled", [{"key": 0, "front_status": "closed", "rear_status": None}], None),
+        (
+            "food_time_exceeded",
+            [{"key": 0, "front_status": "closed", "rear_status": None}],
+            {"key": 1},
+        ),
+        (
+            "code_opened",
+            [{"key": 0, "front_status": "closed", "rear_status": None}],
+            {"order_id": 46189, "side": "front", "key": 1},
+        ),
     ]
 
 
