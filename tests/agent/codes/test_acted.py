@@ -132,6 +132,26 @@ async def test_an_open_stopped_by_the_agents_stop_after_its_pulse_spends_the_cod
     assert actuator.pulses == [(1, "front")] and spent_unsure(codes, outbox)
 
 
+async def test_a_stop_during_the_pulse_itself_spends_the_code(
+    locker, codes, actuator, outbox, monkeypatch
+):
+    # The driver holds the lock energised for the pulse once its frame is out, also
+    # when its caller is cancelled: a stop then is a pulse that went, not none.
+    async def long_pulse(key, side):
+        actuator.pulses.append((key, side))  # the frame is on the wire
+        await asyncio.sleep(5)
+
+    monkeypatch.setattr(actuator, "release", long_pulse)
+    pickup = Pickup(locker, codes)
+    task = asyncio.create_task(pickup.scanned("front", "right"))
+    async with asyncio.timeout(3):
+        while not actuator.pulses:
+            await asyncio.sleep(0.01)
+    await locker.drain(0.01)
+    assert await task == "unconfirmed"
+    assert spent_unsure(codes, outbox)
+
+
 async def test_a_code_that_joined_a_jammed_open_is_spent(locker, codes, actuator, outbox):
     actuator.jammed.add((1, "front"))
     cloud = locker.submit(1, CabinetCommand(command="open"))  # the cloud opens it first
