@@ -281,6 +281,15 @@ class HeldCodes:
             log.info("code.saved", key=code.key, state=code.state)
         return len(self._unsaved)
 
+    def orphans(self) -> list[Held]:
+        """Held codes for a door the config no longer has (a cabinet or rear door removed
+        since they were put): refused when scanned, until dropped or expired."""
+        return [
+            c
+            for c in self._codes.values()
+            if c.state == "held" and c.side not in self._doors.get(c.key, ())
+        ]
+
     def interrupted(self) -> list[Held]:
         """At start: codes written ``opening`` by a run that died before it knew the
         outcome; each is now ``spent`` (a pulse may have gone: never a second one),

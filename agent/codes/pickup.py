@@ -90,6 +90,13 @@ class Pickup:
             self._locker.journal.publish(
                 CodeOpened(cabinet, code.side, code.order_id, confirmed=False)
             )
+        if orphans := self._codes.orphans():
+            log.warning(
+                "codes.door_gone",
+                count=len(orphans),
+                keys=sorted({c.key for c in orphans}),
+                consequence="refused when scanned until the cloud drops them or they expire",
+            )
 
     async def close(self) -> None:
         """Cancel codes being judged (an open running stays ``opening``: see ``start``)."""

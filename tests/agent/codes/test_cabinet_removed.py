@@ -28,11 +28,11 @@ def sha(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def left_opening(path, code: str, key: int, order: int) -> None:
+def left_opening(path, code: str, key: int, order: int, state="opening", rear=False) -> None:
     """``codes.sqlite3`` as a run killed between the pulse and the record leaves it."""
     store = CodeStore(path)
     try:
-        row = StoredCode(sha(code), key, False, order, time.time() + 3600, "opening")
+        row = StoredCode(sha(code), key, rear, order, time.time() + 3600, state)
         store.put([row], [], [])
     finally:
         store.close()
@@ -57,6 +57,30 @@ async def test_the_cloud_hears_a_code_opened_for_a_removed_cabinet(tmp_path, loc
         assert held.match("gone").state == "spent" and held.match("here").state == "spent"
         [gone] = [e for e in logs if e["event"] == "code.interrupted_cabinet_gone"]
         assert (gone["key"], gone["order_id"], gone["log_level"]) == (GONE, 777, "warning")
+    finally:
+        store.close()
+
+
+async def test_codes_held_for_a_door_the_config_lost_are_named_and_refused(
+    tmp_path, locker, actuator
+):
+    path = tmp_path / "codes.sqlite3"
+    left_opening(path, "gone", GONE, 1, state="held")
+    left_opening(path, "no-rear", 3, 2, state="held", rear=True)  # its rear door removed
+    left_opening(path, "fine", 2, 3, state="held")
+    store = CodeStore(path)
+    try:
+        doors = {k: ("front", "rear") if c.rear else ("front",) for k, c in locker.cabinets.items()}
+        held = HeldCodes(store, doors)
+        pickup = Pickup(locker, held)
+        with structlog.testing.capture_logs() as logs:
+            pickup.start()
+        [named] = [e for e in logs if e["event"] == "codes.door_gone"]
+        assert (named["count"], named["keys"]) == (2, [3, GONE])
+        assert await pickup.scanned("front", "gone") == "refused"
+        assert await pickup.scanned("front", "no-rear") == "refused"
+        assert held.match("no-rear").state == "held" and actuator.pulses == []
+        assert await pickup.scanned("front", "fine") == "opened"
     finally:
         store.close()
 
