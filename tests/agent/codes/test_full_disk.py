@@ -24,6 +24,7 @@ from agent.codes.pickup import Pickup
 from agent.locker.errors import Unavailable
 from agent.storage.codes import CodeStore
 from simulator.run import Simulation
+from simulator.web.disk import SmallDisk
 
 NOW = 1_800_000_000.0
 
@@ -235,5 +236,63 @@ async def test_the_agent_says_an_unsaved_end_and_writes_it_when_the_disk_frees(
         await sim.agent.close()  # the stop writes what the disk refused
         sim.agent = None
         assert on_disk(tmp_path / "codes.sqlite3", "FOXTROT-6") == "spent"
+    finally:
+        await sim.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (root only) for the agent's storage, that the test fills."""
+    disk = SmallDisk(tmp_path / "storage", 4)
+    why_not = disk.mount()
+    if why_not is not None:
+        pytest.skip(why_not)
+    yield disk
+    disk.unmount()
+
+
+async def test_on_a_real_full_disk_a_refused_code_opens_once_the_board_is_back(small_disk):
+    """The whole agent on a tmpfs filled until it refuses (ENOSPC), every store on it."""
+    sim = Simulation(storage_dir=small_disk.path)
+    await sim.start()
+    try:
+        assert sim.boards is not None and sim.agent is not None
+        agent = sim.agent
+        await sim.cloud.wait_for_agent(10)
+        order = await sim.cloud.create_order(6, code="HOTEL-8")
+        assert order["provisioned"], order
+        sim.boards.set_offline(0)
+        cabinet = agent.locker.cabinets[6]
+        await until(lambda: cabinet.front.sensed is None)
+        submit = agent.locker.submit
+
+        def fills_then_submits(key, cmd, command_id=None):
+            small_disk.fill()  # "opening" is on disk; from now on nothing is
+            return submit(key, cmd, command_id)
+
+        agent.locker.submit = fills_then_submits  # type: ignore[method-assign]
+        sim.scanner.scan("HOTEL-8")
+        await until(lambda: agent.codes.pickup.outcomes.get("refused") == 1)
+        agent.locker.submit = submit  # type: ignore[method-assign]
+        assert agent.codes.held.match("HOTEL-8").state == "held" and agent.codes.held.unsaved
+        sim.boards.set_offline(0, False)
+        await until(lambda: cabinet.front.sensed is False)
+        sim.scanner.scan("HOTEL-8")  # the disk still full
+        await until(lambda: sim.door_open(6))
+        assert sim.boards.bank.unlocked == [(0, 7)]
+        small_disk.free()
+        await until(lambda: sim.cloud.orders[0]["collected"], timeout=20)
+        sim.scanner.scan("HOTEL-8")
+        await until(lambda: agent.codes.pickup.outcomes.get("spent") == 1)
+        assert sim.boards.bank.unlocked == [(0, 7)]  # once
+        opened = [
+            r["body"]["event"]
+            for r in sim.cloud.received
+            if r["body"]["event"]["type"] == "code_opened"
+        ]
+        assert opened == [{"type": "code_opened", "order_id": order["id"], "side": "front"}]
+        await agent.close()
+        sim.agent = None
+        assert on_disk(small_disk.path / "codes.sqlite3", "HOTEL-8") == "spent"
     finally:
         await sim.close()
