@@ -83,6 +83,8 @@ class HeldCodes:
         self.clock_known: bool | None = None  # set by note_clock; None: not asked yet
         self._codes: dict[bytes, Held] = {}  # by digest, oldest put first
         self._unsaved: dict[bytes, State] = {}  # digest -> the state its row still has
+        self._dropping: set[bytes] = set()  # dropped while opening: gone once settled
+        self._undeleted: set[str] = set()  # rows of dropped codes the disk kept
         self._trusted = 0.0
         self._trusted_at = 0.0  # monotonic time it was last written
         try:
@@ -154,10 +156,14 @@ class HeldCodes:
             first = next(iter(errors.items()))
             raise Invalid(f"{first[0]}: {first[1][0]}", errors)
         codes = dict(self._codes)
-        for sha in message.drop:  # a code opening now is settled first, then dropped
-            if (code := codes.get(bytes.fromhex(sha))) is not None and code.state != "opening":
-                del codes[code.digest]
-        dropped = len(self._codes) - len(codes)
+        dropping: set[bytes] = set()  # a code opening now is settled first, then dropped
+        for sha in message.drop:
+            if (code := codes.get(bytes.fromhex(sha))) is not None:
+                if code.state == "opening":
+                    dropping.add(code.digest)
+                else:
+                    del codes[code.digest]
+        dropped = len(self._codes) - len(codes) + len(dropping)
         doors: dict[tuple[int, Side], set[bytes]] = {}  # held codes by door
         for code in codes.values():
             if code.state == "held":
@@ -208,8 +214,10 @@ class HeldCodes:
             log.error("codes.unsaved", error=str(exc))
             raise Unavailable(f"cannot keep the codes: {exc}") from None
         self._codes = codes
+        self._dropping |= dropping
         for digest in (*gone, *puts, *older):  # those rows now say what the memory says
             self._unsaved.pop(digest, None)
+            self._undeleted.discard(digest.hex())
         if superseded:
             log.info("codes.superseded", count=len(superseded))
         log.info("codes.provisioned", put=len(message.put), dropped=dropped, held=len(codes))
@@ -246,7 +254,10 @@ class HeldCodes:
         """An open's end: ``code`` is ``state`` (``spent``, or ``held`` again when nothing
         acted) at once, and written. Never raises: when the disk refuses, its row keeps
         what it said (``opening``) and :meth:`save_unsaved` writes it later; a restart
-        before that spends the code, said unsure (a pulse is never repeated)."""
+        before that spends the code, said unsure (a pulse is never repeated). A code the
+        cloud dropped during its open is forgotten now."""
+        if code.digest in self._dropping:
+            return self._drop_settled(code, state)
         on_disk = self._unsaved.get(code.digest, code.state)
         new = replace(code, state=state)
         self._codes[code.digest] = new
@@ -260,13 +271,33 @@ class HeldCodes:
         self._unsaved.pop(code.digest, None)
         return new
 
+    def _drop_settled(self, code: Held, state: State) -> Held:
+        """The drop the cloud sent while ``code`` was opening, carried out at its end."""
+        self._dropping.discard(code.digest)
+        self._codes.pop(code.digest, None)
+        self._unsaved.pop(code.digest, None)
+        log.info("code.dropped_after_open", key=code.key, state=state)
+        try:
+            self._store.prune([code.sha256])
+        except StoreError as exc:  # forgotten in memory all the same; the row later
+            self._undeleted.add(code.sha256)
+            log.error("code.unsaved", key=code.key, state="dropped", error=str(exc))
+        return replace(code, state=state)
+
     @property
     def unsaved(self) -> int:
         """How many codes' rows say another state than the memory (the disk refused)."""
-        return len(self._unsaved)
+        return len(self._unsaved) + len(self._undeleted)
 
     def save_unsaved(self) -> int:
-        """Write again the states the disk refused; how many it still refuses."""
+        """Write again the states (and drops) the disk refused; how many it still refuses."""
+        if self._undeleted:
+            try:
+                self._store.prune(list(self._undeleted))
+                self._undeleted.clear()
+            except StoreError as exc:
+                log.warning("code.still_unsaved", count=self.unsaved, error=str(exc))
+                return self.unsaved
         for digest in list(self._unsaved):
             code = self._codes.get(digest)
             if code is None:  # gone from memory: its row went with it (dropped, pruned)
@@ -275,11 +306,11 @@ class HeldCodes:
             try:
                 self._store.set_state(code.sha256, code.state)
             except StoreError as exc:
-                log.warning("code.still_unsaved", count=len(self._unsaved), error=str(exc))
+                log.warning("code.still_unsaved", count=self.unsaved, error=str(exc))
                 break  # the disk refuses: the rest waits for the next turn
             del self._unsaved[digest]
             log.info("code.saved", key=code.key, state=code.state)
-        return len(self._unsaved)
+        return self.unsaved
 
     def orphans(self) -> list[Held]:
         """Held codes for a door the config no longer has (a cabinet or rear door removed

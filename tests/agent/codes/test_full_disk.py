@@ -196,6 +196,26 @@ async def test_a_put_again_while_unsaved_writes_the_row_and_clears_it(
     assert on_disk(path, "right") == "held" and codes.unsaved == 0
 
 
+async def test_a_drop_carried_out_at_an_opens_end_is_written_once_the_disk_takes_it(
+    locker, codes, actuator, disk, path
+):
+    pickup = Pickup(locker, codes)
+
+    async def cancelled_meanwhile(key, side):
+        codes.provision(parse_codes({"drop": [put("right")["sha256"]]}))  # written
+        disk.full = True
+        raise Unavailable("bus rs485: port not open")
+
+    actuator.release = cancelled_meanwhile
+    assert await pickup.scanned("front", "right") == "refused"
+    assert codes.match("right") is None and codes.unsaved == 1
+    assert on_disk(path, "right") == "opening"
+    disk.full = False
+    assert codes.save_unsaved() == 0
+    with pytest.raises(ValueError):  # no row left
+        on_disk(path, "right")
+
+
 # --- the whole agent: health says it, the stop tries once more ----------------------
 
 
