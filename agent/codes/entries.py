@@ -1,8 +1,11 @@
 """What the cloud hears of pickup codes: journal entries the outbox carries in order.
 
-``code_opened`` (``order_id``, the cabinet's door statuses; ``confirmed: false`` when a
-power cut came between the pulse and the record) and ``reader_locked_out`` (``reader``,
-``locked_s``, the whole locker's statuses: the event has no cabinet of its own).
+``code_opened`` (``order_id``, the cabinet's door statuses; ``confirmed: false`` when the
+lock acted but the door was not seen open: jammed, a broken switch, a power cut between
+the pulse and the record; the whole locker's statuses for a cabinet no longer in the
+config, as the feedback body cannot name a cabinet without its door status) and
+``reader_locked_out`` (``reader``, ``locked_s``, the whole locker's statuses: the event
+has no cabinet of its own).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ EVENT_READER_LOCKED_OUT = "reader_locked_out"
 
 @dataclass(frozen=True, slots=True)
 class CodeOpened:
-    """A journal entry: a pickup code opened ``cabinet``'s door on ``side``."""
+    """A journal entry: a pickup code opened ``cabinet``'s door on ``side`` (None: a
+    cabinet removed from the config since)."""
 
-    cabinet: Cabinet
+    cabinet: Cabinet | None
     side: Side
     order_id: int | str
     confirmed: bool = True
@@ -35,10 +39,10 @@ class CodeOpened:
         """(alarm kind, ``code_opened``, the cabinet, its order id and side; when no door
         of it is known, the cabinet's ``key`` and what is known of the locker, which a
         cloud refusing an empty list still takes)."""
-        own = self.cabinet.feedback()
+        own = self.cabinet.feedback() if self.cabinet is not None else None
         cabinets = [own] if own else snapshot()
         detail: dict[str, Any] = {"order_id": self.order_id, "side": self.side}
-        if not own:
+        if not own and self.cabinet is not None:
             detail["key"] = self.cabinet.key
         if not self.confirmed:
             detail["confirmed"] = False

@@ -1,9 +1,10 @@
 """The codes the locker holds: provisioned, matched in constant time, spent, pruned.
 
-A mirror of ``codes.sqlite3`` in memory (bounded by ``max_codes``); every change is
-written to disk before the mirror shows it. Expiry is judged by :meth:`HeldCodes.now`
-(ADR 0017): the wall clock when it is known right, else never earlier than the newest
-time it was seen right.
+A mirror of ``codes.sqlite3`` in memory (bounded by ``max_codes``); a change is
+written to disk before the mirror shows it, except the end of an open
+(:meth:`HeldCodes.settle`): that is the truth at once, its write retried while the disk
+refuses. Expiry is judged by :meth:`HeldCodes.now` (ADR 0017): the wall clock when it is
+known right, else never earlier than the newest time it was seen right.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class HeldCodes:
         self.max_codes = max_codes
         self.clock_known: bool | None = None  # set by note_clock; None: not asked yet
         self._codes: dict[bytes, Held] = {}  # by digest, oldest put first
+        self._unsaved: dict[bytes, State] = {}  # digest -> the state its row still has
+        self._dropping: set[bytes] = set()  # dropped while opening: gone once settled
+        self._undeleted: set[str] = set()  # rows of dropped codes the disk kept
         self._trusted = 0.0
         self._trusted_at = 0.0  # monotonic time it was last written
         try:
@@ -152,10 +156,14 @@ class HeldCodes:
             first = next(iter(errors.items()))
             raise Invalid(f"{first[0]}: {first[1][0]}", errors)
         codes = dict(self._codes)
-        for sha in message.drop:  # a code opening now is settled first, then dropped
-            if (code := codes.get(bytes.fromhex(sha))) is not None and code.state != "opening":
-                del codes[code.digest]
-        dropped = len(self._codes) - len(codes)
+        dropping: set[bytes] = set()  # a code opening now is settled first, then dropped
+        for sha in message.drop:
+            if (code := codes.get(bytes.fromhex(sha))) is not None:
+                if code.state == "opening":
+                    dropping.add(code.digest)
+                else:
+                    del codes[code.digest]
+        dropped = len(self._codes) - len(codes) + len(dropping)
         doors: dict[tuple[int, Side], set[bytes]] = {}  # held codes by door
         for code in codes.values():
             if code.state == "held":
@@ -195,15 +203,21 @@ class HeldCodes:
                 f"the locker would hold {len(codes)} codes, at most {self.max_codes}:"
                 " drop some first"
             )
-        gone = [c.sha256 for d, c in self._codes.items() if d not in codes]
-        puts = [_row(codes[d]) for d in codes if d in news]
-        older = [d.hex() for d in superseded if d in codes and d not in news]
+        gone = [d for d in self._codes if d not in codes]
+        puts = [d for d in codes if d in news]
+        older = [d for d in superseded if d in codes and d not in news]
         try:
-            self._store.put(puts, gone, older)
+            self._store.put(
+                [_row(codes[d]) for d in puts], [d.hex() for d in gone], [d.hex() for d in older]
+            )
         except StoreError as exc:
             log.error("codes.unsaved", error=str(exc))
             raise Unavailable(f"cannot keep the codes: {exc}") from None
         self._codes = codes
+        self._dropping |= dropping
+        for digest in (*gone, *puts, *older):  # those rows now say what the memory says
+            self._unsaved.pop(digest, None)
+            self._undeleted.discard(digest.hex())
         if superseded:
             log.info("codes.superseded", count=len(superseded))
         log.info("codes.provisioned", put=len(message.put), dropped=dropped, held=len(codes))
@@ -222,23 +236,96 @@ class HeldCodes:
         return found
 
     def mark(self, code: Held, state: State) -> Held:
-        """Write ``code``'s new state (``opening`` before a pulse, then ``spent``, or
-        ``held`` again when it did not act). Raises ``StoreError``."""
-        self._store.set_state(code.sha256, state)
+        """Write ``code``'s new state, then show it (``opening``, before a pulse). A row
+        the disk still holds in ``state`` (a later write was refused) needs no write:
+        the disk says what a power cut must find. Raises ``StoreError``."""
+        try:
+            self._store.set_state(code.sha256, state)
+        except StoreError as exc:
+            if self._unsaved.get(code.digest) != state:
+                raise
+            log.warning("code.already_on_disk", key=code.key, state=state, error=str(exc))
+        self._unsaved.pop(code.digest, None)
         new = replace(code, state=state)
         self._codes[code.digest] = new
         return new
 
+    def settle(self, code: Held, state: State) -> Held:
+        """An open's end: ``code`` is ``state`` (``spent``, or ``held`` again when nothing
+        acted) at once, and written. Never raises: when the disk refuses, its row keeps
+        what it said (``opening``) and :meth:`save_unsaved` writes it later; a restart
+        before that spends the code, said unsure (a pulse is never repeated). A code the
+        cloud dropped during its open is forgotten now."""
+        if code.digest in self._dropping:
+            return self._drop_settled(code, state)
+        on_disk = self._unsaved.get(code.digest, code.state)
+        new = replace(code, state=state)
+        self._codes[code.digest] = new
+        try:
+            self._store.set_state(code.sha256, state)
+        except StoreError as exc:
+            if on_disk != state:
+                self._unsaved[code.digest] = on_disk
+            log.error("code.unsaved", key=code.key, state=state, on_disk=on_disk, error=str(exc))
+            return new
+        self._unsaved.pop(code.digest, None)
+        return new
+
+    def _drop_settled(self, code: Held, state: State) -> Held:
+        """The drop the cloud sent while ``code`` was opening, carried out at its end."""
+        self._dropping.discard(code.digest)
+        self._codes.pop(code.digest, None)
+        self._unsaved.pop(code.digest, None)
+        log.info("code.dropped_after_open", key=code.key, state=state)
+        try:
+            self._store.prune([code.sha256])
+        except StoreError as exc:  # forgotten in memory all the same; the row later
+            self._undeleted.add(code.sha256)
+            log.error("code.unsaved", key=code.key, state="dropped", error=str(exc))
+        return replace(code, state=state)
+
+    @property
+    def unsaved(self) -> int:
+        """How many codes' rows say another state than the memory (the disk refused)."""
+        return len(self._unsaved) + len(self._undeleted)
+
+    def save_unsaved(self) -> int:
+        """Write again the states (and drops) the disk refused; how many it still refuses."""
+        if self._undeleted:
+            try:
+                self._store.prune(list(self._undeleted))
+                self._undeleted.clear()
+            except StoreError as exc:
+                log.warning("code.still_unsaved", count=self.unsaved, error=str(exc))
+                return self.unsaved
+        for digest in list(self._unsaved):
+            code = self._codes.get(digest)
+            if code is None:  # gone from memory: its row went with it (dropped, pruned)
+                del self._unsaved[digest]
+                continue
+            try:
+                self._store.set_state(code.sha256, code.state)
+            except StoreError as exc:
+                log.warning("code.still_unsaved", count=self.unsaved, error=str(exc))
+                break  # the disk refuses: the rest waits for the next turn
+            del self._unsaved[digest]
+            log.info("code.saved", key=code.key, state=code.state)
+        return self.unsaved
+
+    def orphans(self) -> list[Held]:
+        """Held codes for a door the config no longer has (a cabinet or rear door removed
+        since they were put): refused when scanned, until dropped or expired."""
+        return [
+            c
+            for c in self._codes.values()
+            if c.state == "held" and c.side not in self._doors.get(c.key, ())
+        ]
+
     def interrupted(self) -> list[Held]:
         """At start: codes written ``opening`` by a run that died before it knew the
-        outcome; each is now ``spent`` (a pulse may have gone: never a second one)."""
-        out = []
-        for code in [c for c in self._codes.values() if c.state == "opening"]:
-            try:
-                out.append(self.mark(code, "spent"))
-            except StoreError as exc:
-                log.error("codes.unsaved", error=str(exc))
-        return out
+        outcome; each is now ``spent`` (a pulse may have gone: never a second one),
+        in memory even when the disk refuses (see :meth:`settle`)."""
+        return [self.settle(c, "spent") for c in list(self._codes.values()) if c.state == "opening"]
 
     def prune(self) -> int:
         """Forget codes ``KEEP_EXPIRED_S`` past their expiry (not one being opened): until
@@ -258,5 +345,6 @@ class HeldCodes:
             return 0
         for code in gone:
             del self._codes[code.digest]
+            self._unsaved.pop(code.digest, None)
         log.info("codes.pruned", count=len(gone))
         return len(gone)

@@ -5,8 +5,11 @@ code goes: lockout? -> match (constant time) -> its state and expiry -> the cabi
 (disabled, a door state unknown) -> written ``opening`` -> ``Locker.submit`` (the
 intake's bounds, the cabinet's lock, the pulse gap, confirmation, jam handling) ->
 ``spent`` and ``code_opened`` through the journal (the outbox: in order, after an
-outage). A door that did not open (jammed, refused, not reached) keeps its code.
-Codes are never logged: only their length and what became of them.
+outage). An open that actuated the lock (``LockerError.acted``: jammed, obstructed,
+stopped half way) spent its code too, told ``confirmed: false``: a door switch that
+never says open may sit on a door that did. Only a refusal before any pulse (disabled,
+busy, a silent board, the pulse gap) keeps the code. Codes are never logged: only
+their length and what became of them.
 """
 
 from __future__ import annotations
@@ -23,22 +26,22 @@ from agent.codes.entries import CodeOpened, ReaderLockedOut
 from agent.codes.held import Held, HeldCodes
 from agent.codes.lockout import Lockout
 from agent.locker.commands import CabinetCommand
-from agent.locker.errors import Busy, Conflict, LockerError
-from agent.locker.idempotency import INTERRUPTED
+from agent.locker.errors import Busy, LockerError
 from agent.locker.locker import Locker
 from agent.storage.store import StoreError
 
 log = structlog.get_logger(__name__)
 
 Outcome = Literal[
-    "opened",  # the door opened (or may have: acted, then interrupted)
+    "opened",  # the door opened
+    "unconfirmed",  # the lock acted, the door was not seen open: spent all the same
     "wrong",  # matches no code
     "locked_out",  # the reader takes nothing now
     "busy",  # the reader is still opening a door, or the locker refused for now
     "spent",  # the code opened its door already
     "superseded",  # the cabinet was given to another order since
     "expired",
-    "refused",  # the cabinet is disabled, its door unknown, jammed: the code is kept
+    "refused",  # the cabinet is disabled, its door unknown, the disk full: the code is kept
 ]
 REFUSED_SHOW_S = 3.0  # a refused code's red flash on the cabinet's indicator
 
@@ -73,14 +76,27 @@ class Pickup:
 
     def start(self) -> None:
         """At start: codes a dead run left ``opening`` are spent, and the cloud hears
-        ``code_opened`` (unconfirmed) for each: a pulse may have gone."""
+        ``code_opened`` (unconfirmed) for each: a pulse may have gone. A cabinet removed
+        from the config since is told with the whole locker's statuses (the order is
+        what the cloud needs; the body cannot name a cabinet the locker lacks)."""
         for code in self._codes.interrupted():
-            log.warning("code.interrupted", key=code.key, side=code.side, order_id=code.order_id)
             cabinet = self._locker.cabinets.get(code.key)
-            if cabinet is not None:
-                self._locker.journal.publish(
-                    CodeOpened(cabinet, code.side, code.order_id, confirmed=False)
-                )
+            log.warning(
+                "code.interrupted" if cabinet is not None else "code.interrupted_cabinet_gone",
+                key=code.key,
+                side=code.side,
+                order_id=code.order_id,
+            )
+            self._locker.journal.publish(
+                CodeOpened(cabinet, code.side, code.order_id, confirmed=False)
+            )
+        if orphans := self._codes.orphans():
+            log.warning(
+                "codes.door_gone",
+                count=len(orphans),
+                keys=sorted({c.key for c in orphans}),
+                consequence="refused when scanned until the cloud drops them or they expire",
+            )
 
     async def close(self) -> None:
         """Cancel codes being judged (an open running stays ``opening``: see ``start``)."""
@@ -113,6 +129,8 @@ class Pickup:
             return "locked_out"
         if reader in self._busy:
             return "busy"
+        if self._codes.unsaved:  # an open's end the disk refused: it may take it now
+            self._codes.save_unsaved()
         found = self._codes.match(code)
         if found is None:
             locked_s = lockout.wrong_code(now)
@@ -135,7 +153,7 @@ class Pickup:
             outcome = await self._open(found)
         finally:
             self._busy.discard(reader)
-        if outcome == "opened":
+        if outcome in ("opened", "unconfirmed"):
             lockout.right_code()
         return outcome
 
@@ -147,7 +165,8 @@ class Pickup:
         try:
             opening = self._codes.mark(code, "opening")  # before the pulse: never twice
         except StoreError as exc:
-            log.error("code.unsaved", key=code.key, error=str(exc))
+            log.error("code.unsaved", key=code.key, state="opening", error=str(exc))
+            self._refused(code)
             return "refused"
         cmd = CabinetCommand(
             command="open",
@@ -158,29 +177,26 @@ class Pickup:
         try:
             await asyncio.shield(self._locker.submit(code.key, cmd))
         except LockerError as err:
-            acted = isinstance(err, Conflict) and INTERRUPTED in err.message
-            log.warning("code.open_failed", key=code.key, error=err.message, acted=acted)
-            if acted:  # it pulsed, then could not see it through: spent, said unsure
+            log.warning("code.open_failed", key=code.key, error=err.message, acted=err.acted)
+            if err.acted:  # the lock was pulsed (or may have been): its one open is done
                 self._spent(opening, confirmed=False)
-                return "opened"
-            self._settle(opening, "held")
+                return "unconfirmed"
+            self._codes.settle(opening, "held")  # in memory even if the disk refuses
             self._refused(code)
             return "busy" if isinstance(err, Busy) else "refused"
+        except Exception:  # a bug: it may have acted, so never a second pulse
+            log.exception("code.open_crashed", key=code.key)
+            self._spent(opening, confirmed=False)
+            return "unconfirmed"
         self._spent(opening, confirmed=True)
         return "opened"
 
     def _spent(self, code: Held, *, confirmed: bool) -> None:
         # Told first, then spent: a power cut between them tells the cloud twice (the
         # row still says "opening"), never not at all.
-        cabinet = self._locker.cabinets[code.key]
+        cabinet = self._locker.cabinets.get(code.key)
         self._locker.journal.publish(CodeOpened(cabinet, code.side, code.order_id, confirmed))
-        self._settle(code, "spent")
-
-    def _settle(self, code: Held, state: Literal["held", "spent"]) -> None:
-        try:
-            self._codes.mark(code, state)
-        except StoreError as exc:  # left "opening": spent at the next start, said unsure
-            log.error("code.unsaved", key=code.key, state=state, error=str(exc))
+        self._codes.settle(code, "spent")
 
     def _refused(self, code: Held) -> None:
         """Show the refusal on the code's cabinet, where it has an indicator."""

@@ -3,7 +3,7 @@
 Built from the config (``[[readers]]``, ``[storage] dir``); ``provision`` takes the
 command channel's ``codes`` messages; ``start`` / ``close`` as every part. Every
 ``HOUSEKEEPING_S`` the clock is asked whether it is right (off the loop: the answer
-may take seconds) and expired codes are pruned.
+may take seconds), expired codes are pruned and states the disk refused are written.
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ class PickupCodes:
         for reader in self.readers:
             await reader.close()
         await self.pickup.close()
+        if unsaved := self.held.save_unsaved():
+            log.error(
+                "codes.unsaved_at_stop",
+                count=unsaved,
+                consequence="each is spent at the next start and told unsure",
+            )
         self.store.close()
 
     def problems(self) -> list[str]:
@@ -89,6 +95,11 @@ class PickupCodes:
         out = [line for reader in self.readers for line in reader.problems()]
         if self.store.in_memory and self.store.notice:
             out.append(self.store.notice)
+        if unsaved := self.held.unsaved:
+            out.append(
+                f"{unsaved} pickup codes' ends not saved (the disk refuses): a restart"
+                " now would spend them, told unsure"
+            )
         return out
 
     def details(self) -> dict[str, Any]:
@@ -112,6 +123,7 @@ class PickupCodes:
             try:
                 known, _ = await asyncio.to_thread(self._clock_evidence)
                 self.held.note_clock(known)
+                self.held.save_unsaved()
                 self.held.prune()
             except Exception:  # a bug here must not stop the readers
                 log.exception("codes.housekeeping_failed")

@@ -21,7 +21,7 @@ import structlog
 from agent.config import Side
 from agent.locker.cabinet import Cabinet
 from agent.locker.door import Door, DoorSeen, Motion
-from agent.locker.errors import Conflict, Jammed, Obstructed, Unavailable
+from agent.locker.errors import Busy, Conflict, Jammed, Obstructed, Unavailable
 from agent.locker.indicator import Indicators
 from agent.locker.journal import Journal
 from agent.locker.supervision import JAMMED, OBSTRUCTED, FaultSeen
@@ -275,7 +275,13 @@ class Actions:
         return self._acted.get(key, 0)
 
     async def _pulse(self, actuator: Actuator, cabinet: Cabinet, side: Side) -> None:
-        await actuator.release(cabinet.key, side)
+        try:
+            await actuator.release(cabinet.key, side)
+        except (Unavailable, Busy):
+            raise  # refused: nothing was sent (the driver's word)
+        except BaseException:  # stopped (or a bug) half way: the frame may be out
+            self._acted[cabinet.key] = self.acted(cabinet.key) + 1
+            raise
         self._acted[cabinet.key] = self.acted(cabinet.key) + 1
 
     async def _drive(self, actuator: Actuator, cabinet: Cabinet, side: Side, opening: bool) -> bool:

@@ -154,7 +154,7 @@ class Dispatch:
             raise
         except BaseException:  # cancelled (a stop): it may have pulsed, never twice
             mine.outcome.set_exception(
-                Conflict(f"the open it joined was interrupted: {INTERRUPTED}")
+                Conflict(f"the open it joined was interrupted: {INTERRUPTED}", acted=True)
             )
             raise
         else:
@@ -174,7 +174,9 @@ class Dispatch:
                 raise
             await asyncio.wait([outcome], timeout=JOIN_STOP_S)
             if not outcome.done() or outcome.cancelled():
-                raise Conflict(f"the agent stopped during the open: {INTERRUPTED}") from None
+                raise Conflict(
+                    f"the agent stopped during the open: {INTERRUPTED}", acted=True
+                ) from None
             if (err := outcome.exception()) is not None:
                 raise err from None
 
@@ -200,14 +202,17 @@ class Dispatch:
                     if self.actions.acted(key) == acted:
                         raise  # it did not act: a moment, a retry may
                     # It acted, then could not go on: never a second try by a retry.
-                    raise Conflict(f"{exc}, after the command had acted: {INTERRUPTED}") from None
+                    raise Conflict(
+                        f"{exc}, after the command had acted: {INTERRUPTED}", acted=True
+                    ) from None
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
             # Stopped by the agent's stop: the caller hears what it did.
             if acted is not None and self.actions.acted(key) != acted:
                 raise Conflict(
-                    f"the agent stopped while the command ran, after it had acted: {INTERRUPTED}"
+                    f"the agent stopped while the command ran, after it had acted: {INTERRUPTED}",
+                    acted=True,
                 ) from None
             raise Unavailable("the agent stopped before the command acted: send it again") from None
 

@@ -13,13 +13,20 @@ class LockerError(Exception):
     """Base of every domain error.
 
     ``message`` is one line for a person; ``errors`` maps a field name to what is
-    wrong with it (only for ``Invalid``, as the SYNQ API answers a 422).
+    wrong with it (only for ``Invalid``, as the SYNQ API answers a 422). ``acted``: the
+    command actuated the hardware (a pulse, a motor run) or may have (stopped half
+    way), so nothing may run it again; False when refused before any actuation.
     """
 
-    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+    acted = False
+
+    def __init__(
+        self, message: str, errors: dict[str, list[str]] | None = None, *, acted: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.errors = errors or {}
+        self.acted = acted or type(self).acted
 
 
 class Invalid(LockerError):
@@ -53,8 +60,12 @@ class Busy(LockerError):
 
 
 class Jammed(LockerError):
-    """A lock was pulsed twice and its door never opened."""
+    """A lock was pulsed twice and its door never read open (a jam, or a broken switch)."""
+
+    acted = True
 
 
 class Obstructed(LockerError):
     """A motorised door did not reach its end switch (something in the way)."""
+
+    acted = True

@@ -48,7 +48,7 @@ def _error_from(saved: dict[str, Any]) -> LockerError:
     cls = getattr(errors, str(saved.get("error")), None)
     if not (isinstance(cls, type) and issubclass(cls, LockerError)):
         cls = errors.Conflict  # a result written by another version
-    return cls(str(saved.get("message", "")), saved.get("errors"))
+    return cls(str(saved.get("message", "")), saved.get("errors"), acted=saved.get("acted") is True)
 
 
 class CommandLog:
@@ -86,7 +86,7 @@ class CommandLog:
             if done[2] == "failed":
                 raise _error_from(done[3])
             # It began and never finished: it may have pulsed. Never twice.
-            raise Conflict(INTERRUPTED)
+            raise Conflict(INTERRUPTED, acted=True)
 
         now = time.time()  # for people reading the store; never compared
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -102,7 +102,12 @@ class CommandLog:
             future.exception()  # retrieved: no "never retrieved" warning if nobody repeats
             raise
         except LockerError as err:
-            answer = {"error": type(err).__name__, "message": err.message, "errors": err.errors}
+            answer = {
+                "error": type(err).__name__,
+                "message": err.message,
+                "errors": err.errors,
+                "acted": err.acted,
+            }
             self._save(command_id, (fingerprint, now, "failed", answer))
             future.set_exception(err)
             future.exception()

@@ -109,11 +109,20 @@ async def test_a_silent_board_refuses_and_keeps_the_code(pickup, locker, actuato
     assert actuator.pulses == [] and codes.match("right").state == "held"
 
 
-async def test_a_jammed_lock_keeps_the_code(pickup, actuator, codes, outbox):
+async def test_a_lock_pulsed_whose_door_never_reads_open_spends_its_code(
+    pickup, actuator, codes, outbox
+):
+    # Jammed, or a broken switch on a door that did open: the agent cannot tell, and
+    # a code that let every scan pulse twice more would open the door forever.
     actuator.jammed.add((1, "front"))
-    assert await pickup.scanned("front", "right") == "refused"
-    assert codes.match("right").state == "held" and told(outbox, "code_opened") == []
-    assert told(outbox, "lock_jammed")
+    assert await pickup.scanned("front", "right") == "unconfirmed"
+    assert actuator.pulses == [(1, "front"), (1, "front")]
+    assert codes.match("right").state == "spent"
+    [message] = told(outbox, "code_opened")
+    assert message.detail == {"order_id": 46188, "side": "front", "confirmed": False}
+    assert told(outbox, "lock_jammed")  # the cloud hears the door was not seen, too
+    assert await pickup.scanned("front", "right") == "spent"
+    assert actuator.pulses == [(1, "front"), (1, "front")]  # never pulsed again
 
 
 async def test_a_run_of_wrong_codes_locks_the_reader_out_for_a_growing_time(

@@ -18,7 +18,7 @@ import pytest
 from agent.codes.held import HeldCodes
 from agent.codes.message import parse_codes
 from agent.codes.pickup import Pickup
-from agent.locker.errors import Conflict, Invalid
+from agent.locker.errors import Conflict, Invalid, Unavailable
 from agent.storage.codes import CodeStore
 
 NOW = 1_800_000_000.0
@@ -135,3 +135,51 @@ def test_a_refused_code_never_paints_an_open_door():
     cabinet.front.sense(1, "front", True)
     assert cabinet.front.seen in (DoorState.OPEN, DoorState.OPENING)
     assert pattern_for(cabinet, "ok", "code_refused") == "open"
+
+
+async def test_a_code_dropped_while_its_open_was_refused_opens_nothing_after(
+    tmp_path, locker, held, actuator, monkeypatch
+):
+    """Finding: a drop sent while the code was opening was skipped ("settled first, then
+    dropped", but never dropped): an order cancelled during a refused open stayed
+    usable at the locker."""
+    go = asyncio.Event()
+
+    async def silent(key, side):  # the board does not answer: nothing is sent
+        await go.wait()
+        raise Unavailable("bus rs485: port not open")
+
+    monkeypatch.setattr(actuator, "release", silent)
+    pickup = Pickup(locker, held, clock=Clock())
+    task = asyncio.create_task(pickup.scanned("front", "right"))
+    async with asyncio.timeout(3):
+        while held.match("right").state != "opening":
+            await asyncio.sleep(0.01)
+    answer = held.provision(parse_codes({"drop": [put("right")["sha256"]]}))  # cancelled
+    assert answer["dropped"] == 1
+    go.set()
+    assert await task == "refused"
+    monkeypatch.undo()
+    assert held.match("right") is None
+    assert await pickup.scanned("front", "right") == "wrong"
+    assert actuator.pulses == []
+    store = CodeStore(tmp_path / "codes.sqlite3")  # and a restart does not bring it back
+    try:
+        again = HeldCodes(store, {1: ("front", "rear"), 2: ("front",)}, wall=lambda: NOW)
+        assert again.match("right") is None and again.match("other") is not None
+    finally:
+        store.close()
+
+
+async def test_a_code_dropped_while_it_opened_is_told_and_gone(locker, held, actuator, outbox):
+    actuator.delay = 0.2
+    pickup = Pickup(locker, held, clock=Clock())
+    task = asyncio.create_task(pickup.scanned("front", "right"))
+    async with asyncio.timeout(3):
+        while not actuator.pulses:
+            await asyncio.sleep(0.01)
+    held.provision(parse_codes({"drop": [put("right")["sha256"]]}))
+    assert await task == "opened"
+    [message] = [m for m in outbox.pending(1000) if m.event == "code_opened"]
+    assert message.detail == {"order_id": 46188, "side": "front"}
+    assert held.match("right") is None and held.unsaved == 0
