@@ -28,6 +28,7 @@ class Cabinet:
     enabled: bool = True
     occupied: bool = False  # the last reading: thermal control counts on it
     occupied_known: bool = True  # False while the board with its item sensor is silent
+    occupied_sensed: bool = False  # an item sensor has answered since start
     thermal_mode: ThermalMode = "ambient"
     # The modes its hardware can give: "ambient" (all off) always; heat, chill and
     # freeze only with a thermal unit (DESIGN.md, "Thermal").

@@ -153,6 +153,7 @@ class Locker(Dispatch):
         is silent; the last reading is kept for thermal control, the API says null)."""
         cabinet = self.cabinets[key]
         cabinet.occupied_known = present is not None
+        cabinet.occupied_sensed |= present is not None
         if present is not None and cabinet.occupied != present:
             cabinet.occupied = present
             log.info("cabinet.occupied", key=key, occupied=present)

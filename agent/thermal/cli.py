@@ -8,9 +8,10 @@ safety shut-offs through the running agent (ADR 0011); ``locker-agent thermal re
 locker-agent thermal log /etc/locker-agent/agent.toml --key 3 --since 2026-11-01 > k3.csv
 locker-agent thermal reset 3 --by "Ana" --reason "heater relay replaced"
 ```
-Columns: ``key,t,temperature_c,mode,sensor,clock`` (``t`` ISO 8601 UTC; an empty
+Columns: ``key,t,temperature_c,mode,sensor,clock,note`` (``t`` ISO 8601 UTC; an empty
 ``temperature_c`` is a reading not trusted; ``clock`` empty when the wall clock was
-known right); with ``--excursions``, each time out of temperature:
+known right; ``note`` an empty cabinet's label past its line, ``pull-down``,
+``pre-heat`` or ``empty``); with ``--excursions``, each time food was out of temperature:
 ``key,start,end,duration_s,peak_c,mode,clock``. The config file defaults to
 ``/etc/locker-agent/agent.toml``, as for ``doctor``. ``log`` exits 0; 1 when there is
 no records file or it cannot be read (said on stderr, nothing on stdout); 2 for a bad

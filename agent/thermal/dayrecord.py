@@ -4,9 +4,12 @@ records (``state.sqlite3``), read-only while the agent runs, for ``report.py``.
 A day is local midnight to midnight in ``tz`` (a day of 23 or 25 hours at a clock
 change). Times stay UNIX seconds here; the sheet writes them in ``tz``.
 
-- readings: ``(t, temperature_c or None, mode, sensor, clock)``;
+- readings: ``(t, temperature_c or None, mode, sensor, clock, note)`` (``note``: an
+  empty cabinet's label past its line, ``pull-down``, ``pre-heat`` or ``empty``);
 - excursions open or ended that day: start, end (None: still open at the last record),
   the worst temperature, the mode, the clock's note;
+- the empty cabinet's times past its line that day (``empty``: no food, no
+  excursion, ADR 0040), as the excursions, with their label last;
 - actions, what was done about it, with who and when: latches (a safety shut-off,
   ``latched``) and their resets (``by``), and the commands the cloud or a technician sent
   to the cabinet that change what it holds or whether it is used (``disable``,
@@ -31,6 +34,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.thermal.records import RecordsError
+from agent.thermal.schema import column
 
 ACTED_COMMANDS = ("disable", "enable", "set_thermal_mode")
 _OUTCOME = {200: "done", 0: "refused", -1: "interrupted (outcome unknown)"}
@@ -55,8 +59,13 @@ class CabinetDay:
     key: int
     start: float
     end: float
-    readings: list[tuple[float, float | None, str, str, str | None]] = field(default_factory=list)
+    readings: list[tuple[float, float | None, str, str, str | None, str | None]] = field(
+        default_factory=list
+    )
     excursions: list[tuple[float, float | None, float | None, str, str | None]] = field(
+        default_factory=list
+    )
+    empty: list[tuple[float, float | None, float | None, str, str | None, str]] = field(
         default_factory=list
     )
     actions: list[Action] = field(default_factory=list)
@@ -93,17 +102,22 @@ def read_day(
     start, end = day_bounds(day, tz)
     days = {key: CabinetDay(key, start, end) for key in keys}
     with _read_only(records) as db:
+        note, kind = column(db, "readings", "note"), column(db, "excursions", "kind")
         for key, cab in days.items():
             cab.readings = db.execute(
-                "SELECT t, temperature_c, mode, sensor, clock FROM readings"
+                f"SELECT t, temperature_c, mode, sensor, clock, {note} FROM readings"
                 " WHERE key = ? AND t >= ? AND t < ? ORDER BY t",
                 (key, start, end),
             ).fetchall()
-            cab.excursions = db.execute(
-                "SELECT start, end, peak_c, mode, clock FROM excursions WHERE key = ?"
+            for *row, label in db.execute(
+                f"SELECT start, end, peak_c, mode, clock, {kind} FROM excursions WHERE key = ?"
                 " AND start < ? AND (end IS NULL OR end >= ?) ORDER BY start",
                 (key, end, start),
-            ).fetchall()
+            ):
+                if label is None:
+                    cab.excursions.append(tuple(row))  # type: ignore[arg-type]
+                else:
+                    cab.empty.append((*row, label))  # type: ignore[arg-type]
             for t, event, alarm, why, by in db.execute(
                 "SELECT t, event, alarm, why, by FROM latch_log WHERE key = ? AND t >= ?"
                 " AND t < ? ORDER BY t, rowid",

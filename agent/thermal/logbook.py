@@ -1,7 +1,10 @@
 """Keeping the records as the rounds go: a reading per cabinet every ``log_every_s``,
 each excursion past the food code's line (start, worst temperature, end), the food
-clocks, and the retention. A record the disk refuses is logged and the control goes
-on: a lost row never keeps a heater on.
+clocks, and the retention. An empty cabinet's time past its line (a pull-down or
+pre-heat: ``unit.Unit.coming_up``) is kept as a row of its own kind, never as an
+excursion, and its readings carry the label; an item put in while it is still past
+its line ends that row and starts the excursion then. A record the disk refuses is
+logged and the control goes on: a lost row never keeps a heater on.
 
 While the wall clock is not known right, what is written says so (``unsure``, with
 the monotonic time) and is rewritten once it is (``correct``); an excursion found at
@@ -63,7 +66,7 @@ class Logbook:
             if self._logged_at is None or now - self._logged_at >= self.log_every_s:
                 self._logged_at = now
                 rows = [
-                    (u.cabinet.key, u.verdict.temperature_c, u.mode, u.verdict.status)
+                    (u.cabinet.key, u.verdict.temperature_c, u.mode, u.verdict.status, u.coming_up)
                     for u in units
                 ]
                 self.records.log(wall, rows, mono)
@@ -90,25 +93,41 @@ class Logbook:
             return  # unknown: the excursion (if any) goes on until a trusted reading
         key = unit.cabinet.key
         out = not lines.safe(unit.mode, temp)
+        kind = unit.coming_up if out else None  # None: food's excursion
         hot = unit.mode == "heat"  # hot food goes wrong downward
         began, unit.outage_start = unit.outage_start, None
+        if unit.excursion and (not out or kind != unit.excursion_kind):
+            # Back in line, or filled or emptied while past it: this row ends here.
+            self.records.excursion_peak(key, unit.peak_c, hot=hot)
+            self.records.excursion_ended(key, wall, mono)
+            event = (
+                "thermal.excursion_ended" if unit.excursion_kind is None else "thermal.empty_ended"
+            )
+            log.info(event, key=key, temperature_c=temp, peak_c=unit.peak_c,
+                     kind=unit.excursion_kind)  # fmt: skip
+            unit.excursion = False
         if out and not unit.excursion:
             if began is not None:  # found past the line after an outage: began in it
-                self.records.excursion_started(key, began, temp, unit.mode, clock="outage")
+                self.records.excursion_started(
+                    key, began, temp, unit.mode, clock="outage", kind=kind
+                )
             else:
                 clock = None if mono is None else "unsure"
-                self.records.excursion_started(key, wall, temp, unit.mode, clock=clock, mono=mono)
+                self.records.excursion_started(
+                    key, wall, temp, unit.mode, clock=clock, mono=mono, kind=kind
+                )
             unit.peak_c = temp
-            log.warning("thermal.excursion_started", key=key, temperature_c=temp, mode=unit.mode)
+            unit.excursion, unit.excursion_kind = True, kind
+            if kind is None:
+                log.warning("thermal.excursion_started", key=key, temperature_c=temp,
+                            mode=unit.mode)  # fmt: skip
+            else:  # no food: said, not warned
+                log.info("thermal.empty_started", key=key, temperature_c=temp, mode=unit.mode,
+                         kind=kind)  # fmt: skip
         elif out:
             # The worst so far, in memory: written at each log and at the end (an SD
             # card is not written every round of a long excursion).
             unit.peak_c = min(unit.peak_c, temp) if hot else max(unit.peak_c, temp)
-        elif unit.excursion:
-            self.records.excursion_peak(key, unit.peak_c, hot=hot)
-            self.records.excursion_ended(key, wall, mono)
-            log.info("thermal.excursion_ended", key=key, temperature_c=temp, peak_c=unit.peak_c)
-        unit.excursion = out
 
     def close(self, units: Iterable[Any]) -> None:
         """A clean stop: the food clocks and the open excursions' worst so far kept."""

@@ -5,7 +5,10 @@
 - ``readings``: every ``log_every_s`` per cabinet, the wall time (UNIX seconds, UTC),
   the temperature (NULL when the sensor is not trusted), the mode and the sensor state;
 - ``excursions``: each time out of temperature (past the food code's line): start,
-  end (NULL while it lasts), the worst temperature and the mode;
+  end (NULL while it lasts), the worst temperature and the mode; an empty cabinet's
+  time past its line is a row of its own ``kind`` (``pull-down``, ``pre-heat``,
+  ``empty``: no food, ADR 0040), never one of ``excursions()``, and the readings
+  taken then carry the label (``note``);
 - ``food_clock``: each occupied cabinet's time out of temperature and its last trusted
   temperature, so a restart does not give spoilt food a new two hours and an outage
   can be bounded by physics;
@@ -67,13 +70,17 @@ class Records(OnFile):
     def log(
         self,
         t: float,
-        rows: Iterable[tuple[int, float | None, str, str]],
+        rows: Iterable[tuple[Any, ...]],
         unsure_mono: float | None = None,
     ) -> None:
-        """Keep one reading per cabinet: ``(key, temperature_c, mode, sensor)`` at ``t``;
-        ``unsure_mono``: the clock is not known right, this is the monotonic time."""
+        """Keep one reading per cabinet: ``(key, temperature_c, mode, sensor)`` at ``t``,
+        or ``(key, temperature_c, mode, sensor, note)`` (``note``: an empty cabinet's
+        label, None); ``unsure_mono``: the clock is not known right, the monotonic time."""
         clock = None if unsure_mono is None else "unsure"
-        data = [(k, t, temp, mode, sensor, clock, unsure_mono) for k, temp, mode, sensor in rows]
+        data = [
+            (k, t, temp, mode, sensor, clock, unsure_mono, note[0] if note else None)
+            for k, temp, mode, sensor, *note in rows
+        ]
         self._write(lambda: self._file.db.executemany(_INSERT_READING, data))
 
     def correct(self, wall: float, mono: float) -> int:
@@ -112,21 +119,23 @@ class Records(OnFile):
         *,
         clock: str | None = None,
         mono: float | None = None,
+        kind: str | None = None,
     ) -> None:
         """A cabinet went past its line at ``t``; the oldest ended ones beyond the bound go.
 
         A peer that toggles a cabinet's mode makes one excursion a toggle: the
         retention alone would let that grow for 400 days. ``clock``: ``unsure`` (with
-        ``mono``, the monotonic time) or ``outage`` (it began during one), else None.
+        ``mono``, the monotonic time) or ``outage`` (it began during one), else None;
+        ``kind``: None for food's, else an empty cabinet's label (not an excursion).
         """
         sql = (
-            "INSERT INTO excursions (key, start, end, peak_c, mode, clock, start_mono)"
-            " VALUES (?, ?, NULL, ?, ?, ?, ?)"
+            "INSERT INTO excursions (key, start, end, peak_c, mode, clock, start_mono, kind)"
+            " VALUES (?, ?, NULL, ?, ?, ?, ?, ?)"
         )
 
         def work() -> None:
             db = self._file.db
-            db.execute(sql, (key, t, temperature_c, mode, clock, mono))
+            db.execute(sql, (key, t, temperature_c, mode, clock, mono, kind))
             [(count,)] = db.execute("SELECT count(*) FROM excursions").fetchall()
             if count <= self.max_excursions:
                 return
@@ -161,8 +170,10 @@ class Records(OnFile):
 
         ``{"start", "end", "duration_s", "peak_c", "mode", "clock"}``: times ISO 8601
         UTC; ``end`` and ``duration_s`` None while it lasts; ``clock`` None when sure.
+        Food's only: an empty cabinet's time past its line is no excursion.
         """
         sql = "SELECT start, end, peak_c, mode, clock FROM excursions WHERE key = ?"
+        sql += " AND kind IS NULL"
         sql += " AND (end IS NULL OR end >= ?)"  # what was out of temperature since then
         rows = self._read(sql + " ORDER BY start DESC LIMIT ?", (key, since, limit))[::-1]
         return [
@@ -294,7 +305,10 @@ class Records(OnFile):
             raise RecordsError(f"temperature records: {exc}") from exc
 
 
-_INSERT_READING = "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_READING = (
+    "INSERT INTO readings (key, t, temperature_c, mode, sensor, clock, mono, note)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 # An end written under an unsure clock: the row says so, an outage's start stays said.
 _END_UNSURE = (
     "CASE WHEN clock IS NULL THEN 'unsure'"

@@ -5,7 +5,9 @@ or PDF), read-only from the storage directory while the agent runs.
 Each page says what an inspector asks: which cabinet, which day, in which time zone;
 the food code's line and the band held; the readings (each hour's lowest, highest and
 last, with how many were taken against how many were due); every time out of
-temperature with its start, end, duration and worst temperature; the corrective actions
+temperature with its start, end, duration and worst temperature; the times an empty
+cabinet spent past its line (a pull-down or pre-heat: no food, so no excursion, but
+shown and labelled, ADR 0040); the corrective actions
 and safety events with who and when (latches and their resets, disables, enables and
 mode changes sent by the cloud or a technician); the clock's evidence (readings written
 while the wall clock was not known right, excursions found after a power cut); and
@@ -20,11 +22,11 @@ a bad ``--day`` or ``--tz``).
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.config import Config
@@ -32,8 +34,17 @@ from agent.storage.store import STATE_FILE
 from agent.thermal.bands import Lines
 from agent.thermal.dayrecord import CabinetDay, local_zone, read_day, zone_name
 from agent.thermal.records import RECORDS_FILE, RecordsError
-
-MODE_NAMES = {"heat": "hot holding", "chill": "chilled", "freeze": "frozen", "ambient": "ambient"}
+from agent.thermal.sheet import (
+    MODE_NAMES,
+    actions,
+    clock_evidence,
+    duration,
+    empty,
+    esc,
+    excursions,
+    hours,
+    table,
+)
 
 CSS = """
 @page { size: A4; margin: 10mm 12mm; }
@@ -51,30 +62,6 @@ tr.out td { font-weight: bold; } tr.out td:first-child::before { content: "\\271
 @media screen { body { background: #ccc; } .sheet { background: #fff; max-width: 190mm;
   margin: 6mm auto; padding: 8mm; box-shadow: 0 0 4px #888; } }
 """
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _at(t: float, tz: tzinfo) -> str:
-    return datetime.fromtimestamp(t, tz).strftime("%H:%M:%S")
-
-
-def _when(t: float, tz: tzinfo, day: date) -> str:
-    """The time of day, with the date when it is not the sheet's day."""
-    moment = datetime.fromtimestamp(t, tz)
-    return moment.strftime("%H:%M:%S" if moment.date() == day else "%Y-%m-%d %H:%M:%S")
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
-
-
-def _c(value: float | None) -> str:
-    return "not trusted" if value is None else f"{value:.1f} °C"
 
 
 def render(
@@ -102,10 +89,10 @@ def render(
             "<section class='sheet'><p class='none'>This locker has no thermal cabinet.</p>"
             "</section>"
         ]
-    title = f"HACCP temperature record, {_esc(locker)}, {day.isoformat()}"
+    title = f"HACCP temperature record, {esc(locker)}, {day.isoformat()}"
     return (
         f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{CSS}</style></head><body data-made='{_esc(made)}'>\n"
+        f"<style>{CSS}</style></head><body data-made='{esc(made)}'>\n"
         + "\n".join(pages)
         + "\n</body></html>\n"
     )
@@ -130,10 +117,7 @@ def _page(
     band_text = "; ".join(f"{MODE_NAMES[m]} {bands[m][0]:g} to {bands[m][1]:g} °C" for m in held)
     trusted = [r[1] for r in cab.readings if r[1] is not None]
     due = round((cab.end - cab.start) / log_every_s)
-    out_s = sum(
-        min(end if end is not None else cab.end, cab.end) - max(start, cab.start)
-        for start, end, *_ in cab.excursions
-    )
+    out_s = _within(cab, cab.excursions)
     span = f"{min(trusted):.1f} to {max(trusted):.1f} °C" if trusted else "no trusted reading"
     facts = [
         ("Locker, cabinet", f"{locker}, cabinet {cab.key}"),
@@ -141,27 +125,34 @@ def _page(
         ("Modes held", ", ".join(MODE_NAMES[m] for m in modes) or "no reading this day"),
         (f"Alarm line ({food_code.upper()} code)", line_text),
         ("Band the unit holds", band_text or "none"),
-        ("Time food may be out of line", _duration(time_limit_s)),
+        ("Time food may be out of line", duration(time_limit_s)),
         (
             "Readings",
             f"{len(cab.readings)} of {due} due (one each {log_every_s} s); "
             f"{len(cab.readings) - len(trusted)} not trusted (sensor)",
         ),
         ("Lowest to highest", span),
-        ("Out of temperature", f"{len(cab.excursions)} time(s), {_duration(out_s)} in all"),
+        ("Out of temperature", f"{len(cab.excursions)} time(s), {duration(out_s)} in all"),
+        (
+            "Past its line while empty",
+            f"{len(cab.empty)} time(s), {duration(_within(cab, cab.empty))} in all"
+            " (pull-down or pre-heat: no food)",
+        ),
     ]
     parts = [
         f"<section class='sheet' data-key='{cab.key}'>",
         f"<h1>HACCP temperature record: cabinet {cab.key}, {day.isoformat()}</h1>",
-        _table(None, [(f"<td>{_esc(k)}</td>", f"<td>{_esc(v)}</td>") for k, v in facts], "facts"),
+        table(None, [(f"<td>{esc(k)}</td>", f"<td>{esc(v)}</td>") for k, v in facts], "facts"),
         "<h2>Readings, hour by hour</h2>",
-        _hours(cab, day, tz, lines),
+        hours(cab, day, tz, lines),
         "<h2>Times out of temperature</h2>",
-        _excursions(cab, day, tz, lines),
+        excursions(cab, day, tz, lines),
+        "<h2>Coming up to temperature, cabinet empty (no food: not out of temperature)</h2>",
+        empty(cab, day, tz, lines),
         "<h2>Corrective actions and safety events</h2>",
-        _actions(cab, day, tz),
+        actions(cab, day, tz),
         "<h2>Clock</h2>",
-        _clock(cab, day, tz),
+        clock_evidence(cab, day, tz),
         "<h2>Checked</h2>",
         "<table class='sign'><tr><th>Name</th><th>Signature</th><th>Date</th></tr>"
         "<tr><td></td><td></td><td></td></tr></table>",
@@ -172,148 +163,12 @@ def _page(
     return "\n".join(parts)
 
 
-def _table(
-    head: list[str] | None,
-    rows: list[tuple[str, ...]],
-    cls: str = "",
-    mark: list[bool] | None = None,
-) -> str:
-    out = [f"<table class='{cls}'>" if cls else "<table>"]
-    if head:
-        out.append("<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>")
-    for i, row in enumerate(rows):
-        out.append(("<tr class='out'>" if mark and mark[i] else "<tr>") + "".join(row) + "</tr>")
-    return "\n".join(out) + "</table>"
-
-
-def _hours(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
-    if not cab.readings:
-        return "<p class='none'>No reading was kept this day.</p>"
-    by_hour: dict[str, list[tuple[float, float | None, str, str, str | None]]] = {}
-    for t in range(int(cab.start), int(cab.readings[-1][0]) + 1, 3600):  # gaps shown
-        by_hour[datetime.fromtimestamp(t, tz).strftime("%H:00")] = []
-    for row in cab.readings:
-        by_hour.setdefault(datetime.fromtimestamp(row[0], tz).strftime("%H:00"), []).append(row)
-    rows, marks = [], []
-    for hour, group in by_hour.items():
-        if not group:  # a gap an inspector must see, never a silent one
-            rows.append((f"<td>{hour}</td>", "<td colspan='6'>NO READING KEPT</td>"))
-            marks.append(True)
-            continue
-        temps = [r[1] for r in group if r[1] is not None]
-        modes = "/".join(dict.fromkeys(r[2] for r in group))
-        out = any(r[1] is not None and not lines.safe(r[2], r[1]) for r in group)
-        held = any(r[2] != "ambient" for r in group)
-        doubt = sum(1 for r in group if r[1] is None)
-        last = group[-1]
-        rows.append(
-            (
-                f"<td>{hour}</td>",
-                f"<td>{_esc(modes)}</td>",
-                f"<td class='n'>{len(group)}</td>",
-                f"<td class='n'>{_c(min(temps)) if temps else '-'}</td>",
-                f"<td class='n'>{_c(max(temps)) if temps else '-'}</td>",
-                f"<td class='n'>{_c(last[1])} at {_at(last[0], tz)}</td>",
-                f"<td>{'OUT OF LINE' if out else 'within line' if held else 'no line (ambient)'}"
-                f"{f', {doubt} not trusted' if doubt else ''}</td>",
-            )
-        )
-        marks.append(out)
-    head = ["Hour", "Mode", "Readings", "Lowest", "Highest", "Last", "Verdict"]
-    after = f"<p>No reading after {_at(cab.readings[-1][0], tz)}.</p>"
-    return _table(head, rows, "hours", mark=marks) + after
-
-
-def _excursions(cab: CabinetDay, day: date, tz: tzinfo, lines: Lines) -> str:
-    if not cab.excursions and not cab.readings:
-        return "<p class='none'>NO RECORDS: nothing here says the food stayed in its line.</p>"
-    if not cab.excursions:
-        return "<p class='none'>None at the readings kept (see the hours above).</p>"
-    rows = []
-    for start, end, peak, mode, clock in cab.excursions:
-        ended = _when(end, tz, day) if end is not None else "not ended by the last record"
-        length = _duration(end - start) if end is not None else "still open"
-        worst = "lowest" if mode == "heat" else "highest"
-        rows.append(
-            (
-                f"<td>{_when(start, tz, day)}</td>",
-                f"<td>{ended}</td>",
-                f"<td class='n'>{length}</td>",
-                f"<td class='n'>{_c(peak)} ({worst})</td>",
-                f"<td>{_esc(MODE_NAMES.get(mode, mode))}: {_esc(lines.describe(mode))}</td>",
-                f"<td>{_esc(_clock_note(clock))}</td>",
-            )
-        )
-    head = ["Start", "End", "Duration", "Worst", "Line", "Clock"]
-    return _table(head, rows, "excursions")
-
-
-def _actions(cab: CabinetDay, day: date, tz: tzinfo) -> str:
-    rows = [
-        (
-            a.t,
-            f"<td>{_when(a.t, tz, day)}</td>",
-            f"<td>{_esc(a.what)}</td>",
-            f"<td>{_esc(a.by or 'the agent (automatic)')}</td>",
-            f"<td>{_esc(a.why or '-')}</td>",
-            f"<td>{_esc(a.outcome)}</td>",
-        )
-        for a in cab.actions
-    ]
-    previous = None
-    for t, _temp, mode, _sensor, _clock in cab.readings:
-        if previous is not None and mode != previous:
-            rows.append(
-                (
-                    t,
-                    f"<td>{_when(t, tz, day)}</td>",
-                    f"<td>mode seen changed: {_esc(previous)} to {_esc(mode)}</td>",
-                    "<td>-</td>",
-                    "<td>first reading in the new mode</td>",
-                    "<td>seen</td>",
-                )
-            )
-        previous = mode
-    if not rows:
-        return "<p class='none'>None recorded this day.</p>"
-    rows.sort(key=lambda r: r[0])  # stable: an action before the reading that shows it
-    cells = [tuple(str(c) for c in r[1:]) for r in rows]
-    return _table(["Time", "What", "Who", "Why", "Outcome"], cells, "actions")
-
-
-def _clock_note(clock: str | None) -> str:
-    return {
-        None: "known right",
-        "unsure": "not known right when written",
-        "corrected": "corrected once the clock was known",
-        "outage": "began during a power cut: start is the last record before it",
-        "outage, end unsure": "began during a power cut; end not known right",
-    }.get(clock, str(clock))
-
-
-def _clock(cab: CabinetDay, day: date, tz: tzinfo) -> str:
-    notes: dict[str, list[float]] = {}
-    for row in cab.readings:
-        if row[4] is not None:
-            notes.setdefault(row[4], []).append(row[0])
-    if not cab.readings:
-        return "<p>No reading was kept this day: no clock to vouch for.</p>"
-    if not notes and not any(e[4] for e in cab.excursions):
-        return (
-            "<p>Every time on this page was written by a wall clock known synchronised"
-            " (network time).</p>"
-        )
-    items = [
-        f"<li>{len(ts)} reading(s) from {_when(ts[0], tz, day)} to {_when(ts[-1], tz, day)}:"
-        f" {_esc(_clock_note(k))}</li>"
-        for k, ts in sorted(notes.items())
-    ]
-    items += [
-        f"<li>Excursion from {_when(e[0], tz, day)}: {_esc(_clock_note(e[4]))}</li>"
-        for e in cab.excursions
-        if e[4]
-    ]
-    return "<ul class='clock'>" + "".join(items) + "</ul>"
+def _within(cab: CabinetDay, rows: Iterable[tuple[Any, ...]]) -> float:
+    """Seconds of ``rows`` (start, end or None: open, ...) within the day."""
+    return sum(
+        min(end if end is not None else cab.end, cab.end) - max(start, cab.start)
+        for start, end, *_ in rows
+    )
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

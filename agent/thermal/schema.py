@@ -7,6 +7,9 @@ UNIX seconds, UTC; ``clock`` NULL when sure, else ``unsure`` / ``corrected`` /
 ``end_mono``), ``food_clock`` (one row per cabinet: seconds out of temperature, when
 saved, whether unsafe then, the last trusted temperature in C), ``latches`` (one row
 per cabinet and alarm that holds) and ``latch_log`` (each latched and reset, by whom).
+``excursions.kind`` is NULL for food's time past its line, else an empty cabinet's
+(``pull-down``, ``pre-heat``, ``empty``: ADR 0040), and ``readings.note`` the same
+label on a reading taken then.
 Columns are only ever added, never renamed or dropped, so an older file opens.
 """
 
@@ -26,7 +29,8 @@ CREATE TABLE IF NOT EXISTS readings (
     mode          TEXT NOT NULL,
     sensor        TEXT NOT NULL,
     clock         TEXT,
-    mono          REAL
+    mono          REAL,
+    note          TEXT
 );
 CREATE INDEX IF NOT EXISTS readings_key_t ON readings (key, t);
 CREATE TABLE IF NOT EXISTS excursions (
@@ -37,7 +41,8 @@ CREATE TABLE IF NOT EXISTS excursions (
     mode       TEXT NOT NULL,
     clock      TEXT,
     start_mono REAL,
-    end_mono   REAL
+    end_mono   REAL,
+    kind       TEXT
 );
 CREATE INDEX IF NOT EXISTS excursions_key_start ON excursions (key, start);
 CREATE TABLE IF NOT EXISTS food_clock (
@@ -67,8 +72,13 @@ CREATE TABLE IF NOT EXISTS latch_log (
 
 # Columns added since the first files were written: added to an older file at open.
 _ADDED = {
-    "readings": (("clock", "TEXT"), ("mono", "REAL")),
-    "excursions": (("clock", "TEXT"), ("start_mono", "REAL"), ("end_mono", "REAL")),
+    "readings": (("clock", "TEXT"), ("mono", "REAL"), ("note", "TEXT")),
+    "excursions": (
+        ("clock", "TEXT"),
+        ("start_mono", "REAL"),
+        ("end_mono", "REAL"),
+        ("kind", "TEXT"),
+    ),
     "food_clock": (("temperature_c", "REAL"),),
 }
 
@@ -90,3 +100,11 @@ def migrate(db: sqlite3.Connection) -> None:
         )
     except sqlite3.Error as exc:  # said at the first write that fails
         log.error("records.migrate_failed", error=str(exc))
+
+
+def column(db: sqlite3.Connection, table: str, name: str) -> str:
+    """``name`` when ``table`` has that column, else ``NULL``: a reader's SELECT for a
+    file an older agent wrote and no newer one has opened yet (read-only, unmigrated).
+    Raises ``sqlite3.Error`` as the read would."""
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    return name if name in have else "NULL"

@@ -6,10 +6,13 @@ through the journal (``alarms.py``), and the records kept (``logbook.py``).
 
 Time out of temperature counts while the cabinet is occupied (its item sensor, or
 ``assume_occupied``) and its mode held, and while its temperature is past the line or
-unknown (a failed sensor proves nothing). Time the agent was down counts too, as far
-as evidence that survives the outage tells (``outage.py``); the food clocks and the
-latches kept before a restart are taken up at start (``foodtime.py``). A watcher
-apart from the rounds finds a loop that stopped completing them (``stall.py``).
+unknown (a failed sensor proves nothing). A cabinet known empty past its line is
+coming up to temperature (a pull-down or pre-heat): no ``temperature_out_of_band``,
+recorded apart from the excursions (``unit.py``, ADR 0040). Time the agent was down
+counts too, as far as evidence that survives the outage tells (``outage.py``); the
+food clocks and the latches kept before a restart are taken up at start
+(``foodtime.py``). A watcher apart from the rounds finds a loop that stopped
+completing them (``stall.py``).
 
 Over ``over_limit_c`` (and, with ``disable_when_unsafe``, past the food's time) a
 cabinet is disabled through the locker's own command path (``disable``). Errors:
@@ -280,6 +283,7 @@ class Thermal:
         for key, unit in self.units.items():
             door_open = any(d.seen != DoorState.CLOSED for _, d in unit.cabinet.doors())
             self._judge(now, unit, readings.get(key, SensorFault("unreadable")), door_open)
+            unit.label(self._lines)  # an empty cabinet out of line: coming up, no food
             shared = unit.wiring.compressor
             runs = self.outputs.cooler_on(key) or unit.wiring.cooler is None
             runs = runs and (self.outputs.compressor_on(shared) if shared else unit.own.on)

@@ -3,8 +3,17 @@ own compressor's timers, its food clock, its latches, and what it shows and alar
 
 The service (``service.py``) runs the rounds; a unit answers for one cabinet: what
 the API shows of it (``show``), whether its food is out of temperature
-(``unsafe``), what latches now (``latch_now``), and which thermal alarms its facts
+(``unsafe``), whether it is an empty cabinet coming up to temperature
+(``coming_up``), what latches now (``latch_now``), and which thermal alarms its facts
 call for (``wanted``).
+
+An empty cabinet out of its line holds no food (ADR 0040): while it is known empty
+(``known_empty``: its item sensor has answered since start, its board answers, it
+reads empty; never under ``assume_occupied``) it raises no
+``temperature_out_of_band`` and its time out of line is recorded apart, labelled
+``pull-down`` (cold) or ``pre-heat`` (hot) until it first reaches its line in its
+mode, ``empty`` after. An item sensed while it is still out of line starts the
+excursion then.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from drivers.w1.trust import NOT_YET, SensorTrust, Verdict
 
 log = structlog.get_logger(__name__)
 
+PULL_DOWN, PRE_HEAT, EMPTY = "pull-down", "pre-heat", "empty"
 LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
 NOISY = 0.1  # ... or whose reads fit the physics less often than this
 
@@ -59,13 +69,17 @@ class Unit:
             self.control.fallback = {m: cfg.fallback.duty(m) for m in ("chill", "freeze")}
         self.control.fallback_cycle_s = cfg.fallback.cycle_s
         self.over_limit_c = cfg.over_limit_c
+        self.assume_occupied = cfg.assume_occupied  # no item sensors: never known empty
         self.own = Compressor(cfg.compressor_min_on_s, cfg.compressor_min_off_s, now)
         self.food = FoodClock(cfg.time_limit_s())
         self.verdict = Verdict("missing", None, NOT_YET)
         self.mode = "ambient"
         self.mode_set = -1  # the cabinet's thermal_set last seen: a new mode re-arms
         self.mode_changed = False  # this round: its alarms clear at once
-        self.excursion = False
+        self.excursion = False  # a row of the excursions table is open
+        self.excursion_kind: str | None = None  # ... its kind: None for food's, else a label
+        self.reached = False  # within its line since its mode was set (or the agent started)
+        self.coming_up: str | None = None  # this round: empty and out of line, its label
         self.peak_c = 0.0  # the open excursion's worst temperature
         self.down: Downtime | None = None  # the food clock saved before a restart
         self.outage_start: float | None = None  # found past its line: began in the outage
@@ -111,6 +125,30 @@ class Unit:
             self.mode, self.mode_set = cabinet.thermal_mode, cabinet.thermal_set
             if self.mode_changed:  # the same mode re-sent keeps a fault's progress
                 self.control.set_mode(self.mode)
+                self.reached = False
+
+    def known_empty(self) -> bool:
+        """Whether the cabinet is known to hold nothing: its item sensor has answered
+        since start, its board answers now and it reads empty; never under
+        ``assume_occupied`` (no item sensors: empty is never known)."""
+        cabinet = self.cabinet
+        sensed = cabinet.occupied_sensed and cabinet.occupied_known
+        return not self.assume_occupied and sensed and not cabinet.occupied
+
+    def label(self, lines: Lines) -> None:
+        """This round's ``coming_up``: None unless the cabinet is known empty, held and
+        past its line at a trusted temperature; then ``pull-down`` (chill, freeze) or
+        ``pre-heat`` (heat) until it has reached its line in this mode, ``empty`` after."""
+        temp = self.verdict.temperature_c
+        out = self.mode != "ambient" and temp is not None and not lines.safe(self.mode, temp)
+        if temp is not None and not out:
+            self.reached = True
+        if not out or not self.known_empty():
+            self.coming_up = None
+        elif self.reached:
+            self.coming_up = EMPTY
+        else:
+            self.coming_up = PRE_HEAT if self.mode == "heat" else PULL_DOWN
 
     def problems(self) -> list[str]:
         """What keeps this unit from working fully, one line each (for /healthz)."""
@@ -224,8 +262,9 @@ class Unit:
         if self.verdict.status != "ok" and self.verdict.reason != NOT_YET:
             wanted.add(alarms.SENSOR_FAILED)
         shown = any(a == alarms.OUT_OF_BAND for a, _ in self.cabinet.alarms)
-        if self.unsafe(lines) and (self.verdict.temperature_c is not None or shown):
-            wanted.add(alarms.OUT_OF_BAND)  # unknown is not back in band
+        known = self.verdict.temperature_c is not None or shown  # unknown is not back in band
+        if self.unsafe(lines) and known and not self.known_empty():  # no food, no food alarm
+            wanted.add(alarms.OUT_OF_BAND)
         if not self.latched and (self.control.fault or self.control.runaway):
             wanted.add(alarms.NOT_CONVERGING)
         if not self.latched and self.control.blind_since is not None:

@@ -43,9 +43,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def food():
-    """A food locker whose cabinet 5 is set to chill at 22 C (out of its line at once:
-    an alarm and an excursion) and cabinet 1 to heat."""
+    """A food locker whose cabinet 5, with food in it, is set to chill at 22 C (out of its
+    line at once: an alarm and an excursion) and cabinet 1 to heat."""
     live = Live(locker="food", thermal_speed=300)
+    live.call(live.view.actions.run({"who": "person", "do": "put_item", "key": 5}))
     live.call(
         live.view.actions.run({"who": "cloud", "do": "set_thermal_mode", "key": 5, "mode": "chill"})
     )

@@ -21,13 +21,20 @@ from simulator.thermal import ThermalBody, ThermalPlant
 
 SENSORS = {key: f"28-00000000000{key}" for key in range(4)}
 PINS = {0: {"heater": 17}, 1: {"cooler": 27}, 2: {"cooler": 22}, 3: {"heater": 23, "cooler": 24}}
+ITEM_PINS = {0: 12, 1: 13, 2: 16, 3: 19}  # with ``items``: an item sensor each (active: an item)
 
 
 class Rig:
     """An agent's thermal parts, a plant, and a clock that moves when told."""
 
     def __init__(
-        self, tmp_path: Path, modes: dict[int, str], start_c: float = 22.0, **thermal: Any
+        self,
+        tmp_path: Path,
+        modes: dict[int, str],
+        start_c: float = 22.0,
+        *,
+        items: bool = False,
+        **thermal: Any,
     ) -> None:
         self.tmp_path = tmp_path
         self.now = 1000.0
@@ -40,6 +47,7 @@ class Rig:
                 "front": {"bus": "gpio", "switch": 4 + key, "lock": 8 + key},
                 "thermal": {"sensor": SENSORS[key], "bus": "gpio", **PINS[key]},
             }
+            | ({"item": {"bus": "gpio", "pin": ITEM_PINS[key]}} if items else {})
             for key in modes
         ]
         self.config = parse_config(
@@ -59,6 +67,9 @@ class Rig:
         self.switches = {key: world.input(4 + key) for key in modes}
         for line in self.switches.values():
             line.set(True)  # every door shut (a switch is active when shut)
+        self.items = {key: world.input(ITEM_PINS[key]) for key in modes} if items else {}
+        for line in self.items.values():
+            line.set(False)  # every cabinet empty: read at start, as a board's first answer
         self.lines = {pin: world.output(pin) for key in modes for pin in PINS[key].values()}
         cutoff = self.config.thermal.cutoff
         self.cutoff = world.output(cutoff.pin) if cutoff is not None else None
@@ -113,6 +124,15 @@ class Rig:
         door = self.locker.cabinets[key].front
         async with asyncio.timeout(5):
             while (door.state.value == "open") != is_open:
+                await asyncio.sleep(0.005)
+
+    async def item(self, key: int, present: bool) -> None:
+        """A person puts an item in (or takes it out): the item sensor's pin, waited for
+        until the locker has it (needs ``items``)."""
+        self.items[key].set(present)
+        cabinet = self.locker.cabinets[key]
+        async with asyncio.timeout(5):
+            while cabinet.occupied != present:
                 await asyncio.sleep(0.005)
 
     def pin(self, number: int) -> bool:
@@ -178,8 +198,10 @@ class Rig:
 async def rigs(tmp_path):
     made: list[Rig] = []
 
-    async def make(modes: dict[int, str], start_c: float = 22.0, **thermal: Any) -> Rig:
-        rig = Rig(tmp_path / str(len(made)), modes, start_c, **thermal)
+    async def make(
+        modes: dict[int, str], start_c: float = 22.0, *, items: bool = False, **thermal: Any
+    ) -> Rig:
+        rig = Rig(tmp_path / str(len(made)), modes, start_c, items=items, **thermal)
         made.append(rig)
         await rig.start()
         return rig

@@ -1,7 +1,8 @@
 """Chaos: the food locker run for simulated days with sensor, relay, clock, loop and
 power faults drawn at random, on the simulator's physics and a fake clock. After every
-round: no food went past its line without an alarm, and no food spent longer past its
-line than the code allows without ``food_time_exceeded``.
+round: no food went past its line without an alarm, no food spent longer past its
+line than the code allows without ``food_time_exceeded``, and a cabinet its sensor
+reads empty pages nobody for its band (ADR 0040: no food, no out-of-band alarm).
 
 The truth is the plant's own temperature, apart from anything the agent believes. A
 short run is in the default suite; the long ones are ``slow`` (``make test-slow``).
@@ -18,7 +19,7 @@ import pytest
 
 from agent.locker.commands import parse_command
 from agent.locker.errors import Conflict
-from agent.thermal.alarms import THERMAL_ALARMS
+from agent.thermal.alarms import OUT_OF_BAND, THERMAL_ALARMS
 
 ROUND_S = 60.0
 ALARM_WITHIN_S = 15 * 60.0  # past its line this long, the agent up: an alarm is raised
@@ -45,6 +46,7 @@ class Chaos:
     stalled_until: float | None = None
     clock_at: float | None = None  # when the network time comes, after a cut
     faults: list[str] = field(default_factory=list)
+    emptied: dict[int, float] = field(default_factory=dict)  # key: since when empty
 
     # -- the world ---------------------------------------------------------------------
 
@@ -109,9 +111,10 @@ class Chaos:
             self.stalled_until = rig.now + rnd.uniform(60, 2 * 3600)
         elif kind == "room":
             rig.plant.room_c = rnd.uniform(10, 35)
-        else:  # a pickup, and fresh food
+        else:  # a pickup, and fresh food a round or some hours later
             rig.locker.item_sensed(key, False)
-            self.later(ROUND_S, "food", key)
+            self.emptied.setdefault(key, rig.now)
+            self.later(rnd.choice([ROUND_S, rnd.uniform(600, 4 * 3600)]), "food", key)
 
     def later(self, after_s: float, what: str, key: int) -> None:
         self.due.append((self.rig.now + after_s, what, key))
@@ -132,6 +135,7 @@ class Chaos:
                     await rig.locker.execute(key, parse_command({"command": "enable"}))
         elif what == "food":
             rig.locker.item_sensed(key, True)
+            self.emptied.pop(key, None)
             self.truth[key] = Truth()
 
     def cut(self, seconds: float) -> None:
@@ -167,6 +171,11 @@ class Chaos:
         for key in MODES:
             truth, cabinet = self.truth[key], rig.locker.cabinets[key]
             if not cabinet.occupied:
+                clear_s = rig.config.thermal.alarm_clear_s + 2 * ROUND_S
+                if rig.now - self.emptied.get(key, rig.now) > clear_s:
+                    assert OUT_OF_BAND not in {a for a, _ in cabinet.alarms}, (
+                        f"cabinet {key} empty since {self.emptied[key]:.0f}, paged for its band"
+                    )
                 continue
             said = {alarm for alarm, _ in cabinet.alarms} & THERMAL_ALARMS
             if truth.past_since is not None:

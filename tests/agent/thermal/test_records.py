@@ -80,13 +80,16 @@ def test_since_is_iso_8601():
 def test_csv_export_streams_and_a_missing_file_is_said(tmp_path):
     records = Records(tmp_path / RECORDS_FILE)
     records.log(T0, [(0, 3.9375, "chill", "ok"), (1, None, "freeze", "failed")])
+    records.log(T0 + 60, [(2, 15.0, "chill", "ok", "pull-down")])  # an empty cabinet's
     lines = list(export_csv(tmp_path / RECORDS_FILE))
     rows = list(csv.DictReader(io.StringIO("".join(lines))))
     assert rows == [
         {"key": "0", "t": "2026-11-18T11:06:40Z", "temperature_c": "3.94", "mode": "chill",
-         "sensor": "ok", "clock": ""},
+         "sensor": "ok", "clock": "", "note": ""},
         {"key": "1", "t": "2026-11-18T11:06:40Z", "temperature_c": "", "mode": "freeze",
-         "sensor": "failed", "clock": ""},
+         "sensor": "failed", "clock": "", "note": ""},
+        {"key": "2", "t": "2026-11-18T11:07:40Z", "temperature_c": "15.00", "mode": "chill",
+         "sensor": "ok", "clock": "", "note": "pull-down"},
     ]  # fmt: skip
     assert len(list(export_csv(tmp_path / RECORDS_FILE, key=1))) == 2
     with pytest.raises(RecordsError, match="no temperature records"):
@@ -111,8 +114,8 @@ def test_thermal_log_command(tmp_path):
     done = subprocess.run([*agent, str(config), "--key", "0"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "key,t,temperature_c,mode,sensor,clock",
-        "0,2026-11-18T11:06:40Z,63.50,heat,ok,",
+        "key,t,temperature_c,mode,sensor,clock,note",
+        "0,2026-11-18T11:06:40Z,63.50,heat,ok,,",
     ]
     bad = subprocess.run([*agent, "--config", str(config), "--since", "soon"], capture_output=True)
     assert bad.returncode == 2 and b"ISO 8601" in bad.stderr
