@@ -9,11 +9,11 @@ call for (``wanted``).
 
 An empty cabinet out of its line holds no food (ADR 0040): while it is known empty
 (``known_empty``: its item sensor has answered since start, its board answers, it
-reads empty; never under ``assume_occupied``) it raises no
-``temperature_out_of_band`` and its time out of line is recorded apart, labelled
-``pull-down`` (cold) or ``pre-heat`` (hot) until it first reaches its line in its
-mode, ``empty`` after. An item sensed while it is still out of line starts the
-excursion then.
+reads empty; never under ``assume_occupied``) its time out of line is recorded
+apart, labelled ``pull-down`` (cold) or ``pre-heat`` (hot) until it first reaches
+its line in its mode, raising no ``temperature_out_of_band``; ``empty`` after,
+alarmed as any (a unit failing before food goes in). An item sensed while it is
+still out of line starts the excursion then.
 """
 
 from __future__ import annotations
@@ -263,7 +263,12 @@ class Unit:
             wanted.add(alarms.SENSOR_FAILED)
         shown = any(a == alarms.OUT_OF_BAND for a, _ in self.cabinet.alarms)
         known = self.verdict.temperature_c is not None or shown  # unknown is not back in band
-        if self.unsafe(lines) and known and not self.known_empty():  # no food, no food alarm
+        # Coming up empty (not yet in its line in this mode) pages nobody; an empty
+        # cabinet that leaves its line after holding it does: the unit is failing
+        # before food goes in, and a locker whose channels have no sensor fitted
+        # (they read empty) is still paged.
+        rising = self.known_empty() and not self.reached
+        if self.unsafe(lines) and known and not rising:
             wanted.add(alarms.OUT_OF_BAND)
         if not self.latched and (self.control.fault or self.control.runaway):
             wanted.add(alarms.NOT_CONVERGING)
