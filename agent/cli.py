@@ -35,8 +35,7 @@ from agent import __version__, log
 from agent.api.unix import SocketUnavailable
 from agent.config import Config, ConfigError, load_config, summary
 from agent.field import access, busscan, probes, technician
-from agent.field.verdict import port_lines, verdict
-from agent.hardware.dry import build_dry
+from agent.field.verdict import judge, port_lines, verdict
 from agent.thermal import cli as thermal_cli
 
 EX_CONFIG = 78
@@ -152,21 +151,16 @@ def _load_or_report(path: str) -> Config | None:
 
 
 def _check_config(path: str) -> int:
-    """Exit 78 with one line per problem (the dry build's, then ``verdict``'s: each
+    """Exit 78 with one line per problem (``judge``: the dry build's, then each
     placeholder left, an unreadable secret, a missing pin factory module); else the
     warnings (a port not there among them: it may be plugged in later), the summary, 0."""
     config = _load_or_report(path)
     if config is None:
         return EX_CONFIG
     log.configure(level="warning")  # the drivers' info lines are not the summary
-    try:
-        problems = asyncio.run(build_dry(config))
-    except Exception as err:  # a bug must still end as "exit 78", not a traceback
-        problems = [f"cannot build the drivers ({type(err).__name__})"]
-    found = verdict(config, Path(path), on_gpio_machine=access.has_gpio())
-    problems += found.problem_lines()
-    if problems:
-        for problem in problems:
+    found = judge(config, Path(path), on_gpio_machine=access.has_gpio())
+    if not found.valid:
+        for problem in found.problem_lines():
             print(f"{path}: {problem}", file=sys.stderr)
         return EX_CONFIG
     for warning in found.warning_lines() + port_lines(config):

@@ -44,6 +44,10 @@ def placeholders(config: Config) -> list[str]:
         url = getattr(config.cloud, key)
         if url is not None and (host := example_host(url)):
             out.append(f"cloud.{key}: still the example's host ({host}): set the cloud's address")
+        elif url is not None and is_placeholder(url):
+            out.append(
+                f"cloud.{key}: still the example's placeholder ({url!r}): set the cloud's address"
+            )
     for key, secret, file in (
         ("cloud.api_key", config.cloud.api_key, config.cloud.api_key_file),
         ("api.token", config.api.token, config.api.token_file),
