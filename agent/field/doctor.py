@@ -10,8 +10,12 @@ status read with the driver's codec), the pin factory's module, the thermal sens
 connects, accepts the api-key: see ``agent.field.probes``), the clock (NTP) and the storage
 dir's disk. Exit 1 when a line is FAIL, else 0.
 
-Run it with sudo: as root it can tell what the service user may read and open. A port
-the running agent holds is not opened: its /healthz tells how it hears the boards.
+Run it with sudo: as root it can tell what the service user may read and open. The
+running agent is asked as the technician's commands ask it, on its Unix socket with its
+credentials checked first (``agent/field/channel.py``; never the TCP port, which anybody
+may bind while the agent is down): the ``agent`` line says whether it runs and how it
+is, and a port it holds is not opened (its health tells how it hears the boards). No
+agent there: the line says so, and the boards are read directly.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import serial
 
 from agent.config import Config, ConfigError, KerongBusConfig, load_config
 from agent.field import access, busscan, probes
+from agent.field.channel import AgentUnreachable
 from agent.field.readers import reader_lines
+from agent.field.running import Health, agent_line, as_the_agent_hears, ask_agent
 from agent.field.verdict import is_left, judge
 from agent.thermal.sensors import sensor_lines
 
@@ -72,9 +78,11 @@ def doctor(path: Path) -> Iterator[Line]:
     yield from (warn(what, line) for what, line in found.warnings)
     yield from check_account(config)
     yield from check_secrets(config, path)
+    health = ask_agent(config.api_socket)
+    yield Line(*agent_line(health))
     for i, bus in enumerate(config.buses):
         if isinstance(bus, KerongBusConfig):
-            yield from check_bus(i, bus, config)
+            yield from check_bus(i, bus, health)
     found = sensor_lines(config, access.service_cannot)
     yield from (Line(level, "thermal", says) for level, says in found)
     yield from (Line(*found) for found in reader_lines(config, access.service_cannot))
@@ -126,9 +134,11 @@ def check_secrets(config: Config, path: Path) -> Iterator[Line]:
             yield ok("secrets", f"{what} {file}: root-owned, not open to other users")
 
 
-def check_bus(index: int, bus: KerongBusConfig, config: Config) -> Iterator[Line]:
-    """The bus's port, then each of its boards (as the running agent hears them, when
-    it holds the port)."""
+def check_bus(
+    index: int, bus: KerongBusConfig, health: Health | AgentUnreachable
+) -> Iterator[Line]:
+    """The bus's port, then each of its boards (as the running agent hears them, by its
+    ``health``, when it holds the port)."""
     what = f"bus {bus.name}"
     port = bus.port
     if is_left(port):
@@ -151,7 +161,7 @@ def check_bus(index: int, bus: KerongBusConfig, config: Config) -> Iterator[Line
         line = _open_failure(what, port, err)
         yield line
         if "running agent" in line.says:
-            yield _as_the_agent_hears(what, config)
+            yield Line(*as_the_agent_hears(what, health))
         return
     with ser:
         yield ok(what, f"{port} opens at {bus.baud} baud, held by no other process")
@@ -181,7 +191,8 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
             return warn(
                 what,
                 f"{port} is in use by the running agent (pid {agent}): board checks"
-                " skipped; sudo systemctl stop locker-agent for them, or see GET /healthz",
+                " skipped (sudo systemctl stop locker-agent to read them here): what it"
+                " hears, below",
             )
         who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "a process"
         return fail(what, f"{port} is held by another process: {who}: stop it")
@@ -192,17 +203,6 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
             " (and run doctor with sudo)",
         )
     return fail(what, f"cannot open {port}: {text}")
-
-
-def _as_the_agent_hears(what: str, config: Config) -> Line:
-    answer = probes.healthz(config.api.host, config.api.port)
-    if answer is None:
-        return warn(what, f"the running agent does not answer on {config.api.listen}/healthz")
-    status, reasons = answer
-    mine = [r for r in reasons if r.startswith(f"{what}:") or r.startswith(f"{what} ")]
-    if mine:
-        return fail(what, f"the running agent says: {'; '.join(mine)}")
-    return ok(what, f"the running agent hears every board (GET /healthz: {status})")
 
 
 def _check_board(what: str, bus: KerongBusConfig, ser: serial.SerialBase, board: int) -> Line:

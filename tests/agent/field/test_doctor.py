@@ -406,7 +406,9 @@ async def test_doctor_on_an_unreachable_cloud_and_an_invalid_config(locker, tmp_
     ]
 
 
-async def test_doctor_beside_the_running_agent_asks_it_about_the_boards(locker, tmp_path):
+async def test_doctor_beside_the_running_agent_asks_it_on_its_socket(locker, tmp_path):
+    """The agent holds the port: doctor asks it as status does, on its Unix socket (never
+    on the TCP port), and passes on what it says of the bus: all boards, then a silent one."""
     import asyncio
 
     from simulator.run import free_port
@@ -423,14 +425,24 @@ async def test_doctor_beside_the_running_agent_asks_it_about_the_boards(locker, 
     try:
         await cloud.wait_for(lambda c: c == {"key": 0, "front_status": "closed"}, timeout=15)
         _, lines = await run_doctor(bin_dir, str(path))
+        boards.set_offline(1)
+        await cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=15)
+        _, silent = await run_doctor(bin_dir, str(path))
     finally:
         agent.terminate()
         await agent.wait()
+    sock = tmp_path / "agent.sock"
+    assert f"ok   agent: running, ready (asked on its socket {sock})" in lines
     assert (
         f"warn bus rs485: {boards.port} is in use by the running agent (pid {agent.pid}):"
-        " board checks skipped; sudo systemctl stop locker-agent for them, or see GET /healthz"
+        " board checks skipped (sudo systemctl stop locker-agent to read them here): what it"
+        " hears, below"
     ) in lines
-    assert "ok   bus rs485: the running agent hears every board (GET /healthz: 200)" in lines
+    assert "ok   bus rs485: the running agent hears every board (its health: HTTP 200)" in lines
+    (agent_line,) = [line for line in silent if line.startswith(("ok   agent", "warn agent"))]
+    assert agent_line.startswith("warn agent: running, degraded (HTTP 503, asked on its socket")
+    (said,) = [line for line in silent if line.startswith("FAIL bus rs485: the running agent")]
+    assert said.startswith("FAIL bus rs485: the running agent says: bus rs485 board 1")
 
 
 def test_doctor_names_the_group_the_service_user_lacks(tmp_path, monkeypatch):

@@ -24,12 +24,12 @@ def test_printable(raw, shown):
     assert printable(raw) == shown
 
 
-async def test_doctor_escapes_the_reasons_of_whoever_answers_on_the_port():
+async def test_doctor_escapes_the_reasons_the_agent_gives_on_its_socket(tmp_path):
     import asyncio
 
     from aiohttp import web
 
-    from agent.field.probes import healthz
+    from agent.field.running import Health, agent_line, ask_agent
 
     async def health(request):
         return web.json_response({"reasons": ["board 0 silent\x1b[2J"]}, status=503)
@@ -38,11 +38,12 @@ async def test_doctor_escapes_the_reasons_of_whoever_answers_on_the_port():
     app.router.add_get("/healthz", health)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    sock = tmp_path / "a\x1b[2J.sock"
+    await web.UnixSite(runner, str(sock)).start()
     try:
-        port = site._server.sockets[0].getsockname()[1]
-        found = await asyncio.to_thread(healthz, "127.0.0.1", port)
+        found = await asyncio.to_thread(ask_agent, sock)
     finally:
         await runner.cleanup()
-    assert found == (503, ["board 0 silent\\x1b[2J"])
+    where = str(tmp_path / "a\\x1b[2J.sock")
+    assert found == Health(where, 503, ["board 0 silent\\x1b[2J"])
+    assert "\x1b" not in agent_line(found)[2]
