@@ -178,9 +178,7 @@ def _check_gateway(what: str, port: str) -> Iterator[Line]:
 
 
 def _plugged() -> str:
-    names = probes.by_id()
-    found = ", ".join(names) if names else "none plugged in"
-    return f"ls -l /dev/serial/by-id/ lists the adapters plugged in (now: {found})"
+    return f"ls -l /dev/serial/by-id/ lists the adapters plugged in (now: {probes.plugged_now()})"
 
 
 def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
@@ -194,7 +192,7 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
                 " skipped (sudo systemctl stop locker-agent to read them here): what it"
                 " hears, below",
             )
-        who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "a process"
+        who = probes.named(held) if held else "a process"
         return fail(what, f"{port} is held by another process: {who}: stop it")
     if "Permission denied" in text or getattr(err, "errno", None) == 13:
         return fail(

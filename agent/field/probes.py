@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config import CloudConfig
-from agent.field.printable import printable
+from agent.config.text import printable
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 
@@ -187,6 +187,11 @@ def _links(proc: Path) -> list[str]:
         except OSError:
             continue  # closed meanwhile
     return links
+
+
+def plugged_now() -> str:
+    """The adapters in /dev/serial/by-id as one phrase: their names, or ``none plugged in``."""
+    return ", ".join(by_id()) or "none plugged in"
 
 
 def by_id() -> list[str]:

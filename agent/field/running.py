@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.config.text import printable
 from agent.field.channel import AgentChannel, AgentUnreachable, NotTheAgent
-from agent.field.printable import printable
 
 ASK_TIMEOUT_S = 5.0  # the running agent answers /healthz from memory
 Found = tuple[str, str, str]  # (ok / FAIL / warn / skip, what, says)

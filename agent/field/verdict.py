@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,13 @@ def verdict(config: Config, path: Path, *, on_gpio_machine: bool) -> Verdict:
     return Verdict(problems, found)
 
 
+def say_problems(path: str | Path, problems: Iterable[str]) -> None:
+    """Each problem as one line on stderr, ``PATH: key.path: what is wrong``: how
+    ``check-config``, ``run`` and the technician's commands say them."""
+    for problem in problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+
+
 def is_left(value: str) -> bool:
     """Whether ``value`` is still a placeholder (an example's mark, a documentation
     host such as ``lockers.example.com``): a problem to fill in (``placeholders``),
@@ -122,14 +131,11 @@ def port_lines(config: Config) -> list[str]:
 def port_reason(port: str) -> str | None:
     """Why the service could not open ``port`` now (no open is tried), or None."""
     if not os.path.exists(port):
-        names = probes.by_id()
-        now = ", ".join(names) if names else "none plugged in"
-        return f"{NO_SUCH_FILE}: {ADVICE[NO_SUCH_FILE]} (now: {now})"
+        return f"{NO_SUCH_FILE}: {ADVICE[NO_SUCH_FILE]} (now: {probes.plugged_now()})"
     if access.service_cannot(Path(port), os.R_OK | os.W_OK):
         return f"{PERMISSION} to the service user: {ADVICE[PERMISSION]}"
     # The service holding its own port is as it should be.
     others = [(pid, cmd) for pid, cmd in probes.holders(port) if not probes.is_agent(cmd)]
     if others:
-        who = ", ".join(f"pid {pid} ({cmd[:60]})" for pid, cmd in others)
-        return f"{HELD}: {who}: stop it before the agent starts"
+        return f"{HELD}: {probes.named(others)}: stop it before the agent starts"
     return None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.field.printable import printable
+from agent.config.text import printable
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,6 @@ def test_status_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path, c
         "put the locker's api-key in it, alone (install.sh makes the file, root:locker-agent 640)"
     )
     assert err[1] == (
-        "  (status, open and selftest need only the agent's socket: --socket"
+        "  (status, open, selftest and thermal reset need only the agent's socket: --socket"
         " /run/locker-agent/agent.sock on a locker)"
     )
