@@ -89,3 +89,28 @@ async def test_a_socket_another_user_serves_is_named_and_told_nothing(
     assert connections == [] and bytes(heard) == b""
     # Nobody holds the port: doctor read the boards itself.
     assert "ok   bus rs485 board 0: answers (16/16 locks closed)" in lines
+
+
+async def test_doctor_escapes_the_reasons_the_agent_gives_on_its_socket(tmp_path):
+    import asyncio
+
+    from aiohttp import web
+
+    from agent.field.running import Health, agent_line, ask_agent
+
+    async def health(request):
+        return web.json_response({"reasons": ["board 0 silent\x1b[2J"]}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = tmp_path / "a\x1b[2J.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    try:
+        found = await asyncio.to_thread(ask_agent, sock)
+    finally:
+        await runner.cleanup()
+    where = str(tmp_path / "a\\x1b[2J.sock")
+    assert found == Health(where, 503, ["board 0 silent\\x1b[2J"])
+    assert "\x1b" not in agent_line(found)[2]
