@@ -49,7 +49,7 @@ def agent_line(health: Health | AgentUnreachable) -> Found:
     if isinstance(health, NotTheAgent):
         return ("FAIL", "agent", f"{health}: stop that process, then restart locker-agent")
     if isinstance(health, AgentUnreachable):
-        return ("skip", "agent", f"not asked: {health}; the checks below read the hardware")
+        return ("skip", "agent", f"not asked ({health}): the checks below read the hardware")
     if health.status == 200:
         return ("ok", "agent", f"running, ready (asked on its socket {health.where})")
     count = len(health.reasons)

@@ -53,7 +53,7 @@ async def test_no_agent_on_the_socket_the_tcp_port_is_never_asked(locker, tmp_pa
         await holder.wait()
     assert code == 1
     assert (
-        f"skip agent: not asked: no socket at {sock}: is it running?; the checks below read"
+        f"skip agent: not asked (no socket at {sock}: is it running?): the checks below read"
         " the hardware"
     ) in lines
     assert (
