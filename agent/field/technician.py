@@ -20,7 +20,9 @@ goes through ``printable`` (control characters escaped).
 
 A new command (``thermal reset KEY``) is a function of an ``AgentChannel``, e.g.
 ``channel.call("POST", f"/api/lockers/cabinets/{key}/thermal/reset")``, printing
-through ``printable``; ``run_command`` gives it the channel and the exit statuses.
+through ``printable``; ``run_command`` gives it the channel and the exit statuses,
+``main`` dispatches it, and ``add_socket_arguments`` + ``socket_path`` are how it
+finds the socket, as every command here does.
 
 Exit status: 0 when all is well, 1 when a door did not open or the agent is
 degraded, 2 when the agent cannot be reached (or something else serves its
