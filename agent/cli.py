@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -222,7 +223,24 @@ def _listen_refused(config: Config, errno_: int | None, reason: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (78 for a config problem)."""
+    """Run the command line; returns the exit status (78 for a config problem).
+
+    A reader that stops early (``doctor | head``) ends it quietly with 141 (128 +
+    SIGPIPE, as a shell reports it), never a traceback.
+    """
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # inside: a closed pipe is found here, not at exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_PIPE
+    return status
+
+
+EX_PIPE = 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     plugins = plugin_commands()
     parser = _parser(plugins)
     args, extra = parser.parse_known_args(argv)
