@@ -130,3 +130,23 @@ def test_a_real_cloud_is_still_probed(tmp_path, no_network):
     assert line.level == "FAIL" and "cannot resolve cloud.lockers.test" in line.says
     assert no_network == ["cloud.lockers.test"]
     assert probes.FEEDBACK_PATH  # the probe asks the feedback endpoint (probes.py)
+
+
+def test_a_documentation_address_is_a_placeholder_never_a_gateway_to_probe(
+    tmp_path, capsys, no_network
+):
+    """The gateway example ships socket://192.0.2.10 (RFC 5737, never routed): left as
+    it is, it is named to fill in, and doctor connects to nothing there."""
+    path = as_installed(
+        EXAMPLES_DIR / "kerong-tcp-gateway.toml", tmp_path, url="https://cloud.lockers.test"
+    )
+    lines = doctor_lines(path)
+    assert lines[1] == (
+        "FAIL config: buses[0].port: still the example's address (192.0.2.10): set the"
+        " gateway's own address and port (socket://ADDRESS:PORT)"
+    )
+    assert "skip bus gateway: buses[0].port is still the example's placeholder (above)" in lines
+    assert "192.0.2.10" not in [str(host) for host in no_network]
+    assert [host for host in no_network if isinstance(host, tuple)] == []  # no connection
+    assert cli.main(["check-config", str(path)]) == 78
+    assert "buses[0].port: still the example's address (192.0.2.10)" in capsys.readouterr().err
