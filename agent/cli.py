@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -35,12 +36,11 @@ from agent import __version__, log
 from agent.api.unix import SocketUnavailable
 from agent.config import Config, ConfigError, load_config, summary
 from agent.field import access, busscan, probes, technician
-from agent.field.verdict import port_lines, verdict
-from agent.hardware.dry import build_dry
+from agent.field.verdict import judge, port_lines, say_problems, verdict
 from agent.thermal import cli as thermal_cli
 
 EX_CONFIG = 78
-DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
+DEFAULT_CONFIG = technician.DEFAULT_CONFIG
 
 COMMANDS_GROUP = "locker_agent.commands"
 
@@ -117,7 +117,7 @@ def _parser(plugins: dict[str, Command | Exception]) -> argparse.ArgumentParser:
     )
     busscan.add_arguments(scan)
     technician.add_arguments(sub)
-    _config_file(thermal_cli.add_arguments(sub))
+    _config_file(thermal_cli.add_arguments(sub, technician.add_socket_arguments))
     conf = sub.add_parser("config", help="about the config file")
     conf_sub = conf.add_subparsers(dest="config_cmd", required=True)
     conf_sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")
@@ -146,28 +146,21 @@ def _load_or_report(path: str) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as err:
-        for problem in err.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+        say_problems(path, err.problems)
         return None
 
 
 def _check_config(path: str) -> int:
-    """Exit 78 with one line per problem (the dry build's, then ``verdict``'s: each
+    """Exit 78 with one line per problem (``judge``: the dry build's, then each
     placeholder left, an unreadable secret, a missing pin factory module); else the
     warnings (a port not there among them: it may be plugged in later), the summary, 0."""
     config = _load_or_report(path)
     if config is None:
         return EX_CONFIG
     log.configure(level="warning")  # the drivers' info lines are not the summary
-    try:
-        problems = asyncio.run(build_dry(config))
-    except Exception as err:  # a bug must still end as "exit 78", not a traceback
-        problems = [f"cannot build the drivers ({type(err).__name__})"]
-    found = verdict(config, Path(path), on_gpio_machine=access.has_gpio())
-    problems += found.problem_lines()
-    if problems:
-        for problem in problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+    found = judge(config, Path(path), on_gpio_machine=access.has_gpio())
+    if not found.valid:
+        say_problems(path, found.problem_lines())
         return EX_CONFIG
     for warning in found.warning_lines() + port_lines(config):
         print(f"{path}: warning: {warning}", file=sys.stderr)
@@ -193,10 +186,9 @@ def _run(path: str) -> int:
         return EX_CONFIG
     # What check-config and doctor call a problem stops run too (run imports the pin
     # factory's module: a missing one is a problem here, on any machine).
-    problems = verdict(config, Path(path), on_gpio_machine=True).problem_lines()
-    if problems:
-        for problem in problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+    found = verdict(config, Path(path), on_gpio_machine=True)
+    if not found.valid:
+        say_problems(path, found.problem_lines())
         return EX_CONFIG
     try:
         asyncio.run(run(config, path=path))
@@ -231,7 +223,24 @@ def _listen_refused(config: Config, errno_: int | None, reason: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (78 for a config problem)."""
+    """Run the command line; returns the exit status (78 for a config problem).
+
+    A reader that stops early (``doctor | head``) ends it quietly with 141 (128 +
+    SIGPIPE, as a shell reports it), never a traceback.
+    """
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # inside: a closed pipe is found here, not at exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_PIPE
+    return status
+
+
+EX_PIPE = 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     plugins = plugin_commands()
     parser = _parser(plugins)
     args, extra = parser.parse_known_args(argv)
@@ -260,18 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.configure(level="warning")
         return doctor.main(args)
 
-    if args.cmd == "thermal" and args.thermal_cmd == "reset":
-        return _thermal_reset(args)
-
-    if args.cmd in ("status", "open", "selftest"):
-        config = None
-        if args.socket is None:  # the config file says where the socket is
-            config = _load_or_report(args.config_flag)
-            if config is None:
-                print(_SOCKET_HINT, file=sys.stderr)
-                return EX_CONFIG
+    if args.cmd in ("status", "open", "selftest") or (
+        args.cmd == "thermal" and args.thermal_cmd == "reset"
+    ):  # the running agent, asked on its socket
+        path = technician.socket_path(args)
+        if path is None:
+            return EX_CONFIG
         log.configure(level="warning")
-        return technician.main(args, config)
+        return technician.main(args, path)
 
     if args.cmd in ("outbox", "thermal"):
         if args.cmd == "thermal" and not (args.file or args.config_flag):
@@ -294,31 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.get_logger(__name__).exception("command.failed", command=args.cmd)
             return 1
     return 2
-
-
-_SOCKET_HINT = (
-    "  (status, open and selftest need only the agent's socket: --socket"
-    " /run/locker-agent/agent.sock on a locker)"
-)
-
-
-def _thermal_reset(args: argparse.Namespace) -> int:
-    """``thermal reset KEY``: on the agent's socket, as ``open`` is (2 when it cannot
-    be reached)."""
-    config = None
-    if args.socket is None:  # the config file says where the socket is
-        config = _load_or_report(args.config_flag)
-        if config is None:
-            return EX_CONFIG
-    log.configure(level="warning")
-    path = args.socket or (config.api_socket if config is not None else None)
-    assert path is not None
-    by = args.by or thermal_cli.who()
-    return technician.run_command(
-        "thermal reset",
-        path,
-        lambda channel: thermal_cli.reset(args.key, by, args.reason, channel.call),
-    )
 
 
 def _show_outbox(config: Config, limit: int) -> int:

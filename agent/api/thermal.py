@@ -8,7 +8,10 @@
   None while it lasts; ``clock`` None unless the wall clock was not known right);
 - ``POST /api/lockers/cabinets/{key}/thermal/reset`` with ``{"by": "who", "reason":
   "..."}`` (both optional): every latched safety shut-off cleared (ADR 0011), logged
-  and recorded with who and when; answers ``{"key", "cleared", "cabinet"}``.
+  and recorded with who and when; answers ``{"key", "cleared", "cabinet"}``. Who is
+  what the agent knows, not what the body claims (ADR 0037): on the technicians'
+  socket the peer's account by the kernel (``SO_PEERCRED``), over TCP the token's
+  holder at its address; ``by`` follows as the asker's note.
 
 Errors are domain errors (the API's middleware answers them): an unknown cabinet or
 one without a thermal unit is ``NotFound``, a ``since`` that is not ISO 8601 or a
@@ -19,6 +22,7 @@ Without ``since``: the last 24 hours.
 from __future__ import annotations
 
 import functools
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +31,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.api.answers import CabinetView
+from agent.api.peers import peer_of, user_name
 from agent.locker.cabinet import ThermalMode
 from agent.locker.errors import Invalid, NotFound, Unavailable
 from agent.locker.locker import Locker
@@ -62,7 +67,8 @@ class Excursion(BaseModel):
 
 
 class ThermalReset(BaseModel):
-    """The body of a reset: who resets (for the log and the records), and why."""
+    """The body of a reset: who says they reset (a note beside who asked, for the log
+    and the records), and why."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -148,7 +154,7 @@ def add_routes(
                 errors.setdefault(where, []).append(err["msg"])
             first, messages = next(iter(errors.items()))
             raise Invalid(f"{first}: {messages[0]}", errors) from None
-        who = f"{body.by or 'someone'} via the local API from {request.remote or 'a local peer'}"
+        who = asker(request, body.by)
         if body.reason:
             who += f": {body.reason}"
         cleared = thermal.reset(cabinet_key, who)
@@ -167,3 +173,21 @@ def add_routes(
             f"/api/lockers/cabinets/{{key}}/{name}", functools.partial(answer, name=name)
         )
     app.router.add_post("/api/lockers/cabinets/{key}/thermal/reset", reset)
+
+
+def asker(request: web.Request, note: str | None) -> str:
+    """Who sent ``request``, by what the agent knows: on a Unix socket the peer's account
+    as the kernel gives it (``root (uid 0, pid 812) on the agent's socket``), else the
+    token's holder at its address; ``note`` (what the body says, e.g. ``--by``) after it,
+    quoted, as theirs."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    who = f"the API token's holder at {request.remote or 'an unknown address'}"
+    if sock is not None and sock.family == socket.AF_UNIX:
+        try:
+            peer = peer_of(sock)
+        except OSError:  # no credentials: the gate refuses such a peer before this
+            who = "a peer without credentials on the agent's socket"
+        else:
+            who = f"{user_name(peer.uid)} (uid {peer.uid}, pid {peer.pid}) on the agent's socket"
+    return who if note is None else f"{who}, noted as {note!r}"

@@ -10,6 +10,7 @@ of a secret.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -29,12 +30,28 @@ def is_placeholder(text: str) -> bool:
     return _MARK.search(text) is not None
 
 
+# Addresses reserved for documentation (RFC 5737, RFC 3849): never routed, so never a
+# real cloud or gateway.
+EXAMPLE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
 def example_host(url: str) -> str | None:
-    """The host of ``url`` when it is a documentation domain (``example.com``), else None."""
-    host = (urlsplit(url).hostname or "").lower()
+    """The host of ``url`` when it is a documentation domain (``example.com``) or
+    address (``192.0.2.10``), else None."""
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:  # not a URL at all (a device path with a stray bracket)
+        return None
     if host in EXAMPLE_HOSTS or host.endswith(tuple(f".{h}" for h in EXAMPLE_HOSTS)):
         return host
-    return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host if any(address in net for net in EXAMPLE_NETWORKS) else None
 
 
 def placeholders(config: Config) -> list[str]:
@@ -44,6 +61,10 @@ def placeholders(config: Config) -> list[str]:
         url = getattr(config.cloud, key)
         if url is not None and (host := example_host(url)):
             out.append(f"cloud.{key}: still the example's host ({host}): set the cloud's address")
+        elif url is not None and is_placeholder(url):
+            out.append(
+                f"cloud.{key}: still the example's placeholder ({url!r}): set the cloud's address"
+            )
     for key, secret, file in (
         ("cloud.api_key", config.cloud.api_key, config.cloud.api_key_file),
         ("api.token", config.api.token, config.api.token_file),
@@ -63,6 +84,8 @@ def placeholders(config: Config) -> list[str]:
     for path, value in _strings(config, done):
         if is_placeholder(value):
             out.append(f"{path}: still the example's placeholder ({value!r}): {_hint(path)}")
+        elif "://" in value and (host := example_host(value)):
+            out.append(f"{path}: still the example's address ({host}): {_hint(path, value)}")
     return out
 
 
@@ -75,7 +98,9 @@ def _what(key: str) -> str:
     return "a long random token: openssl rand -hex 24"
 
 
-def _hint(path: str) -> str:
+def _hint(path: str, value: str = "") -> str:
+    if value.startswith("socket://"):
+        return "set the gateway's own address and port (socket://ADDRESS:PORT)"
     if path.startswith("readers["):
         return "ls -l /dev/serial/by-id/ /dev/input/by-id/; no scanner: delete [[readers]]"
     if path.endswith(".port"):

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config.text import plain
 from agent.thermal.config import ThermalConfig, ThermalWiring
 from drivers.config import StrictModel
 from drivers.gpio.config import (
@@ -153,9 +154,7 @@ class ApiConfig(StrictModel):
     def _plain_path(cls, value: Any) -> Any:
         if isinstance(value, str) and (not value.strip() or value.endswith("/")):
             raise ValueError('must name a file, like "/run/locker-agent/agent.sock"')
-        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must not contain control characters")
-        return value
+        return plain(value)
 
     @field_validator("socket")
     @classmethod
@@ -206,9 +205,7 @@ class StorageConfig(StrictModel):
     def _not_empty(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
-        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must not contain control characters")
-        return value
+        return plain(value)
 
     @field_validator("dir")
     @classmethod

@@ -31,7 +31,7 @@ from agent.api.peers import (
     trusted_servers,
     unix_address,
 )
-from agent.field.printable import printable
+from agent.config.text import printable
 from agent.field.probes import command_line
 
 TIMEOUT_S = 30.0  # an open waits for its confirmation, a retry, and its turn at the lock

@@ -10,14 +10,17 @@ status read with the driver's codec), the pin factory's module, the thermal sens
 connects, accepts the api-key: see ``agent.field.probes``), the clock (NTP) and the storage
 dir's disk. Exit 1 when a line is FAIL, else 0.
 
-Run it with sudo: as root it can tell what the service user may read and open. A port
-the running agent holds is not opened: its /healthz tells how it hears the boards.
+Run it with sudo: as root it can tell what the service user may read and open. The
+running agent is asked as the technician's commands ask it, on its Unix socket with its
+credentials checked first (``agent/field/channel.py``; never the TCP port, which anybody
+may bind while the agent is down): the ``agent`` line says whether it runs and how it
+is, and a port it holds is not opened (its health tells how it hears the boards). No
+agent there: the line says so, and the boards are read directly.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import socket
@@ -30,11 +33,11 @@ from urllib.parse import urlsplit
 import serial
 
 from agent.config import Config, ConfigError, KerongBusConfig, load_config
-from agent.config.placeholders import is_placeholder
 from agent.field import access, busscan, probes
+from agent.field.channel import AgentUnreachable
 from agent.field.readers import reader_lines
-from agent.field.verdict import verdict
-from agent.hardware.dry import build_dry
+from agent.field.running import Health, agent_line, as_the_agent_hears, ask_agent
+from agent.field.verdict import is_left, judge
 from agent.thermal.sensors import sensor_lines
 
 DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
@@ -67,21 +70,19 @@ def doctor(path: Path) -> Iterator[Line]:
         for problem in err.problems:
             yield fail("config", f"{path}: {problem}")
         return
-    problems = asyncio.run(build_dry(config))
-    for problem in problems:
-        yield fail("config", f"{path}: {problem}")
-    if not problems:
-        count = len(config.cabinets)
-        yield ok("config", f"{path} is valid ({count} cabinet{'s' if count != 1 else ''})")
-    # The problems check-config exits 78 on and run refuses: one function decides.
-    found = verdict(config, path, on_gpio_machine=True)
+    # What check-config exits 78 on and run refuses: one function decides, the first
+    # line included (never "valid" above the problems).
+    found = judge(config, path, on_gpio_machine=True)
+    yield (ok if found.valid else fail)("config", found.headline(path, config))
     yield from (fail(what, line) for what, line in found.problems)
     yield from (warn(what, line) for what, line in found.warnings)
     yield from check_account(config)
     yield from check_secrets(config, path)
+    health = ask_agent(config.api_socket)
+    yield Line(*agent_line(health))
     for i, bus in enumerate(config.buses):
         if isinstance(bus, KerongBusConfig):
-            yield from check_bus(i, bus, config)
+            yield from check_bus(i, bus, health)
     found = sensor_lines(config, access.service_cannot)
     yield from (Line(level, "thermal", says) for level, says in found)
     yield from (Line(*found) for found in reader_lines(config, access.service_cannot))
@@ -133,12 +134,14 @@ def check_secrets(config: Config, path: Path) -> Iterator[Line]:
             yield ok("secrets", f"{what} {file}: root-owned, not open to other users")
 
 
-def check_bus(index: int, bus: KerongBusConfig, config: Config) -> Iterator[Line]:
-    """The bus's port, then each of its boards (as the running agent hears them, when
-    it holds the port)."""
+def check_bus(
+    index: int, bus: KerongBusConfig, health: Health | AgentUnreachable
+) -> Iterator[Line]:
+    """The bus's port, then each of its boards (as the running agent hears them, by its
+    ``health``, when it holds the port)."""
     what = f"bus {bus.name}"
     port = bus.port
-    if is_placeholder(port):
+    if is_left(port):
         yield skip(what, f"buses[{index}].port is still the example's placeholder (above)")
         return
     scheme = urlsplit(port).scheme if "://" in port else ""
@@ -158,7 +161,7 @@ def check_bus(index: int, bus: KerongBusConfig, config: Config) -> Iterator[Line
         line = _open_failure(what, port, err)
         yield line
         if "running agent" in line.says:
-            yield _as_the_agent_hears(what, config)
+            yield Line(*as_the_agent_hears(what, health))
         return
     with ser:
         yield ok(what, f"{port} opens at {bus.baud} baud, held by no other process")
@@ -175,9 +178,7 @@ def _check_gateway(what: str, port: str) -> Iterator[Line]:
 
 
 def _plugged() -> str:
-    names = probes.by_id()
-    found = ", ".join(names) if names else "none plugged in"
-    return f"ls -l /dev/serial/by-id/ lists the adapters plugged in (now: {found})"
+    return f"ls -l /dev/serial/by-id/ lists the adapters plugged in (now: {probes.plugged_now()})"
 
 
 def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
@@ -188,9 +189,10 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
             return warn(
                 what,
                 f"{port} is in use by the running agent (pid {agent}): board checks"
-                " skipped; sudo systemctl stop locker-agent for them, or see GET /healthz",
+                " skipped (sudo systemctl stop locker-agent to read them here): what it"
+                " hears, below",
             )
-        who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "a process"
+        who = probes.named(held) if held else "a process"
         return fail(what, f"{port} is held by another process: {who}: stop it")
     if "Permission denied" in text or getattr(err, "errno", None) == 13:
         return fail(
@@ -199,17 +201,6 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
             " (and run doctor with sudo)",
         )
     return fail(what, f"cannot open {port}: {text}")
-
-
-def _as_the_agent_hears(what: str, config: Config) -> Line:
-    answer = probes.healthz(config.api.host, config.api.port)
-    if answer is None:
-        return warn(what, f"the running agent does not answer on {config.api.listen}/healthz")
-    status, reasons = answer
-    mine = [r for r in reasons if r.startswith(f"{what}:") or r.startswith(f"{what} ")]
-    if mine:
-        return fail(what, f"the running agent says: {'; '.join(mine)}")
-    return ok(what, f"the running agent hears every board (GET /healthz: {status})")
 
 
 def _check_board(what: str, bus: KerongBusConfig, ser: serial.SerialBase, board: int) -> Line:
@@ -234,7 +225,14 @@ def _check_board(what: str, bus: KerongBusConfig, ser: serial.SerialBase, board:
 
 
 def check_cloud(config: Config) -> Line:
-    """The cloud resolves, connects and accepts the api-key (nothing is reported)."""
+    """The cloud resolves, connects and accepts the api-key (nothing is reported); a
+    placeholder address is not asked: it is a problem to fill in (the config's lines)."""
+    if is_left(config.cloud.url):
+        return skip(
+            "cloud",
+            f"{config.cloud.url} not asked: cloud.url is still the example's (above): set the"
+            " cloud's address, then doctor asks it",
+        )
     answer = probes.probe_cloud(config.cloud, timeout_s=min(config.cloud.timeout_s, 10))
     url, status = config.cloud.url, answer.status or 0
     if answer.ok:

@@ -11,7 +11,6 @@ accepted; nothing is recorded. The api-key is never printed, not even from an an
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config import CloudConfig
-from agent.field.printable import printable
+from agent.config.text import printable
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 
@@ -93,25 +92,6 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
 
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
-
-
-def healthz(host: str, port: int, timeout_s: float = 3.0) -> tuple[int, list[str]] | None:
-    """``(status, reasons)`` of the running agent's ``GET /healthz``; None when silent.
-
-    A wildcard ``host`` is asked on loopback. The reasons are printable (control
-    characters escaped): whoever answers on the port wrote them.
-    """
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        conn.request("GET", "/healthz")
-        response = conn.getresponse()
-        body = json.loads(response.read() or b"{}")
-        return response.status, [printable(r) for r in body.get("reasons", [])]
-    except (OSError, http.client.HTTPException, ValueError, AttributeError):
-        return None
-    finally:
-        conn.close()
 
 
 def holders(device: str) -> list[tuple[int, str]]:
@@ -207,6 +187,11 @@ def _links(proc: Path) -> list[str]:
         except OSError:
             continue  # closed meanwhile
     return links
+
+
+def plugged_now() -> str:
+    """The adapters in /dev/serial/by-id as one phrase: their names, or ``none plugged in``."""
+    return ", ".join(by_id()) or "none plugged in"
 
 
 def by_id() -> list[str]:

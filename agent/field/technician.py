@@ -20,7 +20,9 @@ goes through ``printable`` (control characters escaped).
 
 A new command (``thermal reset KEY``) is a function of an ``AgentChannel``, e.g.
 ``channel.call("POST", f"/api/lockers/cabinets/{key}/thermal/reset")``, printing
-through ``printable``; ``run_command`` gives it the channel and the exit statuses.
+through ``printable``; ``run_command`` gives it the channel and the exit statuses,
+``main`` dispatches it, and ``add_socket_arguments`` + ``socket_path`` are how it
+finds the socket, as every command here does.
 
 Exit status: 0 when all is well, 1 when a door did not open or the agent is
 degraded, 2 when the agent cannot be reached (or something else serves its
@@ -36,11 +38,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.config import Config
+from agent.config import ConfigError, load_config
+from agent.config.text import printable as p
 from agent.field.channel import AgentChannel, AgentUnreachable
-from agent.field.printable import printable as p
+from agent.field.verdict import say_problems
+from agent.thermal import cli as thermal_cli
 
 NOT_CONFIRMED = 3
+DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
 
 HEADER = (
     f"{'key':>5}  {'front':<8} {'rear':<8} {'enabled':<8} {'occupied':<9} {'size':<8}"
@@ -234,16 +239,7 @@ def add_arguments(sub: Any) -> None:
             " file's [api] socket; see README 'On a locker'), as root, the service user"
             " or a member of the group locker-agent; the token is not used.",
         )
-        parser.add_argument(
-            "--config",
-            dest="config_flag",
-            metavar="FILE",
-            default="/etc/locker-agent/agent.toml",
-            help="the TOML config file: where the agent's socket is",
-        )
-        parser.add_argument(
-            "--socket", type=Path, metavar="PATH", help="the agent's socket; the config is not read"
-        )
+        add_socket_arguments(parser)
         if name == "open":
             parser.add_argument("key", type=int, help="the cabinet's key")
         if name in ("open", "selftest"):
@@ -253,6 +249,42 @@ def add_arguments(sub: Any) -> None:
                 "--yes", action="store_true", help="do not ask (needed without a terminal)"
             )
             parser.add_argument("--pause-s", type=float, default=1.0, help="between two opens")
+
+
+def add_socket_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` (where the agent's socket is; default the locker's own file) and
+    ``--socket PATH``: how each command that asks the running agent finds it
+    (``status``, ``open``, ``selftest``, ``thermal reset``); ``socket_path`` reads them."""
+    parser.add_argument(
+        "--config",
+        dest="config_flag",
+        metavar="FILE",
+        default=DEFAULT_CONFIG,
+        help="the TOML config file: where the agent's socket is",
+    )
+    parser.add_argument(
+        "--socket", type=Path, metavar="PATH", help="the agent's socket; the config is not read"
+    )
+
+
+def socket_path(args: argparse.Namespace) -> Path | None:
+    """The agent's socket: ``--socket``, else the one the config file names
+    (``Config.api_socket``); None when that file cannot be loaded (its problems, and that
+    ``--socket`` alone is enough, said on stderr)."""
+    if args.socket is not None:
+        return Path(args.socket)
+    try:
+        return load_config(args.config_flag).api_socket
+    except ConfigError as err:
+        say_problems(args.config_flag, err.problems)
+        print(SOCKET_HINT, file=sys.stderr)
+        return None
+
+
+SOCKET_HINT = (
+    "  (status, open, selftest and thermal reset need only the agent's socket: --socket"
+    " /run/locker-agent/agent.sock on a locker)"
+)
 
 
 def run_command(name: str, path: Path, work: Callable[[AgentChannel], int]) -> int:
@@ -272,14 +304,20 @@ def run_command(name: str, path: Path, work: Callable[[AgentChannel], int]) -> i
     return 2
 
 
-def main(args: argparse.Namespace, config: Config | None) -> int:
-    """Run ``args.cmd`` against the socket of ``--socket`` or of ``config``."""
-    path = args.socket or (config.api_socket if config is not None else None)
-    assert path is not None, "the CLI passes a config when --socket is not given"
+def main(args: argparse.Namespace, path: Path) -> int:
+    """Run ``args.cmd`` (``status``, ``open``, ``selftest``, ``thermal reset``) against the
+    agent's socket at ``path`` (``socket_path``)."""
     if args.cmd == "status":
         return run_command("status", path, status)
     if args.cmd == "open":
         return run_command("open", path, lambda c: open_door(c, args.key, args.rear))
+    if args.cmd == "thermal":
+        by = args.by or thermal_cli.who()  # a note: the agent records who asks, by the socket
+        return run_command(
+            "thermal reset",
+            path,
+            lambda c: thermal_cli.reset(args.key, by, args.reason, c.call),
+        )
     if not args.yes and not sys.stdin.isatty():
         print(
             "locker-agent selftest: it opens doors, and asks first; without a terminal, pass --yes",

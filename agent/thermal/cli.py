@@ -28,19 +28,24 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from agent.config import Config
+from agent.config.text import printable
 from agent.thermal import report
 from agent.thermal.export import export_csv
 from agent.thermal.records import RECORDS_FILE, RecordsError
 from agent.thermal.times import parse_since
 
 
-def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """Add ``thermal log`` to the command line's subcommands; its parser, for the CLI to
-    add the config file as every command takes it."""
+def add_arguments(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    socket_arguments: Callable[[argparse.ArgumentParser], None],
+) -> argparse.ArgumentParser:
+    """Add ``thermal log``, ``reset`` and ``report`` to the command line's subcommands;
+    ``socket_arguments`` adds to ``reset`` how every technician's command finds the
+    agent's socket (the field's, which this room does not import). Returns ``log``'s
+    parser, for the CLI to add the config file as every command takes it."""
     thermal = sub.add_parser("thermal", help="food lockers: the temperature records")
     thermal_sub = thermal.add_subparsers(dest="thermal_cmd", required=True)
     log = thermal_sub.add_parser("log", help="print the temperature log as CSV")
@@ -53,18 +58,13 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
         "reset", help="clear a cabinet's latched thermal shut-offs through the running agent"
     )
     reset.add_argument("key", type=int, help="the cabinet's key")
-    reset.add_argument("--by", help="who resets (default: your login name)")
+    reset.add_argument(
+        "--by",
+        help="a note of who resets (default: your login name); the agent records the"
+        " account that asks, by its socket",
+    )
     reset.add_argument("--reason", help="why, for the records")
-    reset.add_argument(
-        "--config",
-        dest="config_flag",
-        metavar="FILE",
-        default="/etc/locker-agent/agent.toml",
-        help="the TOML config file (it says where the agent's socket is)",
-    )
-    reset.add_argument(
-        "--socket", type=Path, help="the agent's socket (default: as the config file says)"
-    )
+    socket_arguments(reset)
     report.add_arguments(thermal_sub)
     return log
 
@@ -88,20 +88,15 @@ def reset(key: int, by: str, reason: str | None, call: Call) -> int:
     if code != 200:
         kind = answer.get("type") if isinstance(answer, dict) else code
         message = answer.get("message") if isinstance(answer, dict) else ""
-        print(f"cabinet {key}: {_printable(kind)}: {_printable(message)}", file=sys.stderr)
+        print(f"cabinet {key}: {printable(kind)}: {printable(message)}", file=sys.stderr)
         return 1
     cleared = answer.get("cleared") or []
     if not cleared:
         print(f"cabinet {key}: nothing was latched")
     for latch in cleared:
-        print(f"cabinet {key}: reset {_printable(latch['alarm'])}, latched since"
-              f" {_printable(latch['since'])}: {_printable(latch['why'])}")  # fmt: skip
+        print(f"cabinet {key}: reset {printable(latch['alarm'])}, latched since"
+              f" {printable(latch['since'])}: {printable(latch['why'])}")  # fmt: skip
     return 0
-
-
-def _printable(text: Any) -> str:
-    """Text from the network with control characters escaped (DESIGN.md)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def main(args: argparse.Namespace, config: Config) -> int:

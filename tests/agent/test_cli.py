@@ -389,3 +389,24 @@ def test_a_plugin_cannot_replace_a_built_in_command(plugin_path, tmp_path):
     result = run_agent(["run", "--config", str(tmp_path / "missing.toml")], plugin_path)
     assert result.returncode == 78  # the agent's own run: no such file
     assert "hello" not in result.stdout
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["doctor"]])
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path, command):
+    """``check-config FILE | head -1``: the pipe closes before the summary is written;
+    the command ends quietly with 141 (128 + SIGPIPE), as a shell reports it."""
+    path = write_small_config(tmp_path, cloud="https://cloud.lockers.test")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before a byte is written
+    try:
+        result = subprocess.run(
+            [*AGENT, *command, str(path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert result.returncode == 141

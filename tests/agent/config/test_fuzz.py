@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.cli import build_dry
 from agent.config import Config, ConfigError, load_config, parse_config
+from agent.hardware.dry import build_dry
 
 BASE = tomllib.loads(
     """

@@ -182,7 +182,8 @@ def test_every_example_as_installed_names_what_is_left_then_passes(example, tmp_
     lines = result.stderr.splitlines()
     left = [line.removeprefix(f"{path}: ").split(":")[0] for line in lines]
     config = load_config(path)
-    placeholder_port = "REPLACE" in getattr(config.buses[0], "port", "")
+    port = getattr(config.buses[0], "port", "")
+    placeholder_port = "REPLACE" in port or "192.0.2." in port  # a documentation address
     readers = [
         f"readers[{i}].port"
         for i, r in enumerate(config.readers)
@@ -196,7 +197,8 @@ def test_every_example_as_installed_names_what_is_left_then_passes(example, tmp_
     assert PLACEHOLDER_KEY not in result.stderr
     path = as_installed(example, tmp_path, url="https://cloud.lockers.test")
     if placeholder_port or readers:
-        path.write_text(path.read_text().replace("REPLACE", "A10K9999"))
+        text = path.read_text().replace("REPLACE", "A10K9999")
+        path.write_text(text.replace("socket://192.0.2.10", "socket://10.20.0.10"))
     result = run_agent("check-config", path, timeout=30)
     assert result.returncode == 0, (example, result.stderr)
 
@@ -299,7 +301,10 @@ async def test_doctor_on_a_healthy_locker(locker, tmp_path):
     code, lines = await run_doctor(bin_dir, "--config", str(path))
     assert code == 0, "\n".join(lines)
     assert levels(lines, "FAIL") == []
-    assert f"ok   config: {path} is valid (1 cabinet)" in lines
+    warned = levels(lines, "warn")
+    (config,) = [line for line in lines if line.startswith("ok   config: ")]
+    assert config == f"ok   config: {path} is valid (1 cabinet; 1 warning below)"
+    assert [line for line in warned if line.startswith("warn config: ")]
     assert f"ok   bus rs485: {boards.port} opens at 19200 baud, held by no other process" in lines
     assert "ok   bus rs485 board 0: answers (16/16 locks closed)" in lines
     assert "ok   bus rs485 board 1: answers (16/16 locks closed)" in lines
@@ -403,7 +408,9 @@ async def test_doctor_on_an_unreachable_cloud_and_an_invalid_config(locker, tmp_
     ]
 
 
-async def test_doctor_beside_the_running_agent_asks_it_about_the_boards(locker, tmp_path):
+async def test_doctor_beside_the_running_agent_asks_it_on_its_socket(locker, tmp_path):
+    """The agent holds the port: doctor asks it as status does, on its Unix socket (never
+    on the TCP port), and passes on what it says of the bus: all boards, then a silent one."""
     import asyncio
 
     from simulator.run import free_port
@@ -420,14 +427,24 @@ async def test_doctor_beside_the_running_agent_asks_it_about_the_boards(locker, 
     try:
         await cloud.wait_for(lambda c: c == {"key": 0, "front_status": "closed"}, timeout=15)
         _, lines = await run_doctor(bin_dir, str(path))
+        boards.set_offline(1)
+        await cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=15)
+        _, silent = await run_doctor(bin_dir, str(path))
     finally:
         agent.terminate()
         await agent.wait()
+    sock = tmp_path / "agent.sock"
+    assert f"ok   agent: running, ready (asked on its socket {sock})" in lines
     assert (
         f"warn bus rs485: {boards.port} is in use by the running agent (pid {agent.pid}):"
-        " board checks skipped; sudo systemctl stop locker-agent for them, or see GET /healthz"
+        " board checks skipped (sudo systemctl stop locker-agent to read them here): what it"
+        " hears, below"
     ) in lines
-    assert "ok   bus rs485: the running agent hears every board (GET /healthz: 200)" in lines
+    assert "ok   bus rs485: the running agent hears every board (its health: HTTP 200)" in lines
+    (agent_line,) = [line for line in silent if line.startswith(("ok   agent", "warn agent"))]
+    assert agent_line.startswith("warn agent: running, degraded (HTTP 503, asked on its socket")
+    (said,) = [line for line in silent if line.startswith("FAIL bus rs485: the running agent")]
+    assert said.startswith("FAIL bus rs485: the running agent says: bus rs485 board 1")
 
 
 def test_doctor_names_the_group_the_service_user_lacks(tmp_path, monkeypatch):

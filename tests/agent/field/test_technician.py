@@ -6,6 +6,8 @@ import os
 import pty
 import sys
 
+import pytest
+
 from agent.field.channel import AgentChannel
 from agent.field.technician import spared
 from simulator.run import Simulation, free_port
@@ -186,7 +188,12 @@ async def test_open_behind_a_silent_board_names_the_board_and_a_jam_says_what_to
         await sim.close()
 
 
-def test_status_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "command", [["status"], ["open", "0"], ["selftest", "--yes"], ["thermal", "reset", "0"]]
+)
+def test_a_command_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path, capsys, command):
+    """Every command that asks the running agent finds its socket the same way (one
+    function): the config's problems, then that ``--socket`` alone would do."""
     from agent import cli
 
     path = tmp_path / "agent.toml"
@@ -195,13 +202,17 @@ def test_status_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path, c
         '[api]\ntoken = "t"\n[[buses]]\nname = "rs485"\nport = "/dev/ttyUSB0"\nboards = [0]\n'
         '[[cabinets]]\nkey = 0\nfront = { bus = "rs485", board = 0, channel = 1 }\n'
     )
-    assert cli.main(["status", "--config", str(path)]) == 78
+    assert cli.main([*command, "--config", str(path)]) == 78
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"{path}: cloud.api_key_file: cannot read {tmp_path / 'api.key'}")
     assert err[0].endswith(
         "put the locker's api-key in it, alone (install.sh makes the file, root:locker-agent 640)"
     )
     assert err[1] == (
-        "  (status, open and selftest need only the agent's socket: --socket"
+        "  (status, open, selftest and thermal reset need only the agent's socket: --socket"
         " /run/locker-agent/agent.sock on a locker)"
     )
+    sock = tmp_path / "agent.sock"
+    assert cli.main([*command, "--config", str(path), "--socket", str(sock)]) == 2
+    err = capsys.readouterr().err
+    assert f"the agent does not answer: no socket at {sock}: is it running?" in err

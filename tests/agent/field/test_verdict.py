@@ -1,0 +1,158 @@
+"""One verdict on a technician's config (agent/field/verdict.py, ADR 0013 and 0037):
+``doctor``'s first line, ``check-config`` and ``run`` say the same of the same file,
+and a placeholder is a problem to fill in, never a host for ``doctor`` to probe."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import structlog
+
+from agent import cli
+from agent.field import doctor, probes
+from tests.conftest import EXAMPLES_DIR, PLACEHOLDER_KEY, as_installed, write_small_config
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    yield
+    structlog.reset_defaults()  # cli.main() configures logging for this process
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every name looked up or address connected to, refused and written down."""
+    asked: list[object] = []
+
+    def refuse(*args, **kwargs):
+        asked.append(args[0])
+        raise OSError("the test forbids the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return asked
+
+
+def doctor_lines(path) -> list[str]:
+    return [str(line) for line in doctor.doctor(path)]
+
+
+def said(err: str, path) -> list[str]:
+    """The command's own lines on stderr, without ``PATH: `` (a JSON log line another
+    in-process test's logging left behind is not one of them)."""
+    return [line.removeprefix(f"{path}: ") for line in err.splitlines() if not line.startswith("{")]
+
+
+def config_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith(("ok   config: ", "FAIL config: "))]
+
+
+def test_a_config_with_problems_is_never_called_valid(tmp_path, capsys, no_network):
+    """As install.sh leaves it: the example's cloud host and api.key's placeholder. The
+    doctor's first line says it is not valid, then the very lines check-config exits 78
+    with and run refuses with, in their order."""
+    path = as_installed(EXAMPLES_DIR / "kerong-3-boards.toml", tmp_path, key=PLACEHOLDER_KEY)
+    lines = doctor_lines(path)
+    assert lines[0] == (
+        f"FAIL config: {path} is not valid: 2 problems, each below: it does not start until"
+        " they are fixed (check-config exits 78, run refuses)"
+    )
+    assert not [line for line in lines if "valid (" in line or " is valid" in line]
+
+    assert cli.main(["check-config", str(path)]) == 78
+    checked = said(capsys.readouterr().err, path)
+    assert [line.removeprefix("FAIL config: ") for line in config_lines(lines)[1:]] == checked
+    assert [line.split(":")[0] for line in checked] == ["cloud.url", "cloud.api_key_file"]
+
+    storage = tmp_path / "storage"
+    path.write_text(path.read_text().replace("/var/lib/locker-agent", str(storage)))
+    assert cli.main(["run", "--config", str(path)]) == 78
+    refused = said(capsys.readouterr().err, path)
+    assert refused == checked
+    assert not storage.exists()  # nothing started
+
+
+def test_a_valid_config_is_called_valid_once_with_its_warnings_counted(tmp_path):
+    path = write_small_config(tmp_path, cloud="https://cloud.lockers.test", token="t")
+    lines = doctor_lines(path)
+    assert lines[0].startswith(f"ok   config: {path} is valid (1 cabinet")
+    assert len(config_lines(lines)) == 1
+    warned = [line for line in lines if line.startswith("warn config: ")]
+    if warned:
+        assert lines[0].endswith(f"; {len(warned)} warning{'s' * (len(warned) > 1)} below)")
+
+
+def test_what_a_driver_refuses_makes_the_first_line_fail(tmp_path, monkeypatch, capsys):
+    """The dry build's problems are the verdict's too: doctor never calls such a file
+    valid above them (it did: "valid" came from the build alone, FAIL lines after), and
+    check-config exits 78 on the same line. A build that raises is a line, not a trace."""
+    from agent.field import verdict
+
+    async def refused(config):
+        return ["cabinets[0].front.lock: the driver refuses it"]
+
+    monkeypatch.setattr(verdict, "build_dry", refused)
+    path = write_small_config(tmp_path, cloud="https://cloud.lockers.test")
+    lines = doctor_lines(path)
+    assert lines[0].startswith(f"FAIL config: {path} is not valid: 1 problem, each below")
+    assert lines[1] == "FAIL config: cabinets[0].front.lock: the driver refuses it"
+    assert cli.main(["check-config", str(path)]) == 78
+    assert said(capsys.readouterr().err, path) == ["cabinets[0].front.lock: the driver refuses it"]
+
+    async def broken(config):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(verdict, "build_dry", broken)
+    assert doctor_lines(path)[1] == "FAIL config: cannot build the drivers (RuntimeError)"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://lockers.example.com", "still the example's host (lockers.example.com)"),
+        ("https://REPLACE-WITH-THE-CLOUDS-HOST", "still the example's placeholder"),
+    ],
+)
+def test_a_placeholder_cloud_is_a_problem_never_a_host_to_probe(
+    tmp_path, capsys, no_network, url, says
+):
+    path = write_small_config(tmp_path, cloud=url)
+    lines = doctor_lines(path)
+    assert f"FAIL config: cloud.url: {says}" in "\n".join(lines)
+    (cloud,) = [line for line in lines if " cloud: " in line and "config" not in line]
+    assert cloud == (
+        f"skip cloud: {url} not asked: cloud.url is still the example's (above): set the"
+        " cloud's address, then doctor asks it"
+    )
+    assert no_network == []  # not looked up in DNS, not connected to
+    assert cli.main(["check-config", str(path)]) == 78
+    assert f"cloud.url: {says}" in capsys.readouterr().err
+
+
+def test_a_real_cloud_is_still_probed(tmp_path, no_network):
+    path = write_small_config(tmp_path, cloud="https://cloud.lockers.test")
+    line = doctor.check_cloud(doctor.load_config(path))
+    assert line.level == "FAIL" and "cannot resolve cloud.lockers.test" in line.says
+    assert no_network == ["cloud.lockers.test"]
+    assert probes.FEEDBACK_PATH  # the probe asks the feedback endpoint (probes.py)
+
+
+def test_a_documentation_address_is_a_placeholder_never_a_gateway_to_probe(
+    tmp_path, capsys, no_network
+):
+    """The gateway example ships socket://192.0.2.10 (RFC 5737, never routed): left as
+    it is, it is named to fill in, and doctor connects to nothing there."""
+    path = as_installed(
+        EXAMPLES_DIR / "kerong-tcp-gateway.toml", tmp_path, url="https://cloud.lockers.test"
+    )
+    lines = doctor_lines(path)
+    assert lines[1] == (
+        "FAIL config: buses[0].port: still the example's address (192.0.2.10): set the"
+        " gateway's own address and port (socket://ADDRESS:PORT)"
+    )
+    assert "skip bus gateway: buses[0].port is still the example's placeholder (above)" in lines
+    assert "192.0.2.10" not in [str(host) for host in no_network]
+    assert [host for host in no_network if isinstance(host, tuple)] == []  # no connection
+    assert cli.main(["check-config", str(path)]) == 78
+    assert "buses[0].port: still the example's address (192.0.2.10)" in capsys.readouterr().err
