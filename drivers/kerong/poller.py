@@ -9,7 +9,7 @@ pace by default) at once, cutting the rest nap short. See ADR 0015.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
@@ -99,7 +99,7 @@ class Poller:
         self._held_open: set[int] = set()  # boards with a door open that was closed
         self.cycles = 0  # poll cycles begun (for tests and metrics)
         self._sweep = sweep  # the bus-wide status, used at rest while the bus answers it
-        self._reads_answered = 0  # board reads answered (the sweep's probe compares)
+        self._read_alone: set[int] = set()  # boards whose own read answered this cycle
 
     @property
     def active(self) -> bool:
@@ -181,17 +181,16 @@ class Poller:
         # that plus one read); a wake (activate) reads the rest of them at once.
         boards: Sequence[int] = self._boards
         swept: set[int] = set()
-        heard: int | None = None  # boards that answered a sweep; None: no sweep sent
+        heard: Collection[int] | None = None  # boards that answered a sweep; None: none sent
         sweep = self._sweep
         if sweep is not None and sweep.usable and not self.active:
             heard, swept = await self._sweep_boards(sweep)
             boards = [b for b in self._boards if b not in swept]
         gap = self._rest_interval_s / len(boards) if boards else 0.0
-        answered_before = self._reads_answered
+        self._read_alone.clear()
         polled, wake = await self._poll_boards(boards, spread=(cycle_start, gap))
         if sweep is not None and heard is not None:
-            answered = self._reads_answered > answered_before
-            sweep.result(answered=heard, board_reads_answered=answered)
+            sweep.result(answered=heard, read_alone=self._read_alone)
         after_cycle(loop.time())
         # A link faster than the wire (an emulator, a buffering gateway) is paced like
         # the wire: no cycle is shorter than its reads would take.
@@ -204,10 +203,10 @@ class Poller:
             next_active, next_rest = max(next_active, idle), max(next_rest, idle)
         return next_active, next_rest
 
-    async def _sweep_boards(self, sweep: BusSweep) -> tuple[int | None, set[int]]:
-        """Read the boards by one bus-wide status. Returns how many answered it (None:
-        not sent, no board to expect an answer from, or the port went away) and the
-        boards whose status it read."""
+    async def _sweep_boards(self, sweep: BusSweep) -> tuple[Collection[int] | None, set[int]]:
+        """Read the boards by one bus-wide status. Returns the boards that answered it
+        (None: not sent, no board to expect an answer from, or the port went away) and
+        the boards whose status it read."""
         drain_until, offline = self._matcher.drain_until, self._tracker.offline
         expected = [b for b in self._boards if b not in offline and b not in drain_until]
         swept: set[int] = set()
@@ -230,7 +229,7 @@ class Poller:
             self._observe(board, status)
             self._tries.pop(board, None)
             self._soon.discard(board)
-        return len(frames), swept
+        return frames.keys(), swept
 
     async def _poll_boards(
         self, boards: Sequence[int], spread: tuple[float, float] | None = None
@@ -276,7 +275,7 @@ class Poller:
             except BusUnavailable:
                 break  # the port went away; the link's on_down reports the boards
             else:
-                self._reads_answered += 1
+                self._read_alone.add(board)
                 self._observe(board, status)
                 if self._tries:
                     self._tries.pop(board, None)
