@@ -32,22 +32,21 @@ class ReplyMatcher:
     that may still answer (``counts[(board, "unlock_replies")]``); to a status request
     closed unanswered, when the next one was answered already (a reply later than the
     window: counted late, never a twin). Left over: a second answer to the request
-    written last is a twin's (two boards on one address, ``counts[(board, "twins")]``;
-    while the two disagree ``twinned(board)`` holds); else a
-    stray (``counts[(board, "strays")]``). A twin is told by two answers to two polls
-    in a row; a single second answer is a stray. Each status frame answering a request
+    written last is a twin's (two boards on one address, ``counts[(board, "twins")]``)
+    if the poll before had two too, else a stray (``counts[(board, "strays")]``). Each
+    status frame answering a request
     of ours is handed to ``on_reading(frame, False)``: a fresh reading of the board; a
     stray, ``on_reading(frame, True)``: one to confirm by a read. A copy of the last
     frame written is the adapter's echo; anything else is logged and dropped.
 
-    A bus-wide status (0x32) owes each board one 0x36 answer (``expect_bus_status``): at
-    most one open a board, so an answer is never taken for a later sweep's. In time it
-    goes to ``on_bus_answer``; after its sweep gave up on it (``sweep_over``) and within
-    its late window it is late: counted, a fresh reading (and ``on_bus_answer`` learns).
+    A bus-wide status (0x32) owes each board one 0x36 answer (``expect_bus_status``),
+    tagged: a board's answers go to its sweeps in order, so a late one is never taken
+    for a later sweep's. In time it goes to ``on_bus_answer``; after its sweep stopped
+    waiting (``sweep_over``) and within its late window it is late: counted, a fresh
+    reading (``on_bus_answer`` learns from it).
 
-    On one wire replies come in the order of their requests: an answer to a request of
-    one board ends the drain of every other board waiting on a request written before it
-    (``_lost_before``): that reply was lost, not late (ADR 0014).
+    One wire keeps replies in order: an answer ends every other board's wait for a reply
+    to a request written before it: lost, not late (``_lost_before``, ADR 0014).
 
     ``drain_until``: the loop time before which a board must not be asked for its status
     again, because a reply to its request that timed out may still come.
@@ -77,7 +76,7 @@ class ReplyMatcher:
         self._last_written: Expectation | None = None
         self.drain_until: dict[int, float] = {}
         self._drain_sent: dict[int, float] = {}  # board -> write time of what it drains for
-        self._swept: dict[int, Expectation] = {}  # board -> its open 0x36 expectation
+        self._swept: dict[int, list[Expectation]] = {}  # board -> its open 0x36, in order
         # Boards whose unlocks were answered at once (True) or not (False) last time:
         # an unlock of a board not known to stay quiet holds the bus for its answer.
         self.unlock_answers: dict[int, bool] = {}
@@ -93,26 +92,27 @@ class ReplyMatcher:
         return self._register(expectation)
 
     def expect_bus_status(self, boards: Iterable[int]) -> dict[int, Expectation]:
-        """Register the 0x36 answer a bus-wide status may bring from each of ``boards``
-        that has none open (an earlier sweep's answer may come yet), all for one
-        ``written``. Returns board -> expectation, ascending."""
+        """Register the 0x36 answer a bus-wide status may bring from each of ``boards``,
+        all for one ``written``. Returns board -> expectation."""
         now = asyncio.get_running_loop().time()
-        swept, made = self._swept, {}
-        for board in sorted(boards):
-            if (open_ := swept.get(board)) is not None and open_.until >= now:
-                continue
+        made = {}
+        for board in boards:
+            opened = self._swept.setdefault(board, [])
+            while opened and opened[0].until < now:
+                del opened[0]  # its window is over: nothing more can come for it
             expectation = Expectation(next(self._tags), board, STATUS, status_addrs(board), None)
             expectation.reply_cmd = codec.REPLY_BUS_STATUS
-            made[board] = swept[board] = expectation
+            made[board] = expectation
+            opened.append(expectation)
         return made
 
     def sweep_over(self, expectations: Iterable[Expectation], *, same_link: bool) -> None:
         """The sweep that wrote ``expectations`` stopped waiting: an answer still to come
         within its late window is late (on a connection still open)."""
         for expectation in expectations:
-            unwritten = not same_link or expectation.until == float("inf")
-            if unwritten and self._swept.get(expectation.board) is expectation:
-                del self._swept[expectation.board]
+            opened = self._swept.get(expectation.board, [])
+            if (not same_link or expectation.until == float("inf")) and expectation in opened:
+                opened.remove(expectation)
             expectation.timed_out = not expectation.answered
 
     def expect_unlock(self, board: int, addr: int, pulse_s: float) -> Expectation:
@@ -283,13 +283,15 @@ class ReplyMatcher:
     def _bus_answer(self, frame: codec.Frame) -> None:
         """A 0x36 frame: the answer of its board's open sweep expectation, in time or late."""
         board, now = frame.board, asyncio.get_running_loop().time()
-        expectation = self._swept.get(board)
-        if expectation is None or expectation.until < now or board not in self._boards:
+        opened = self._swept.get(board) or []
+        while opened and opened[0].until < now:
+            del opened[0]
+        if not opened or board not in self._boards:
             log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
             if self.on_bus_answer is not None:
                 self.on_bus_answer(None, frame)  # a second answer to a sweep: a twin's?
             return
-        del self._swept[board]
+        expectation = opened.pop(0)  # the oldest: a board answers the sweeps in order
         expectation.answered, expectation.frame = True, frame
         if not expectation.timed_out:
             self._lost_before(board, expectation.sent)
@@ -305,11 +307,9 @@ class ReplyMatcher:
         in the order of their requests, so every other board's drain for a request written
         before it is over (that reply was lost, not late), and so is its resync pause; and
         no answer to an earlier sweep is still to come, from any board."""
-        for other, expectation in list(self._swept.items()) if self._swept else ():
-            if expectation.sent < sent:
-                del self._swept[other]
-        if not self._drain_sent:
-            return
+        for opened in self._swept.values():
+            while opened and opened[0].sent < sent:
+                del opened[0]
         for other, drained_for in list(self._drain_sent.items()):
             if other == board or drained_for >= sent:
                 continue

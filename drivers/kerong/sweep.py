@@ -90,20 +90,20 @@ class BusSweep:
         return self._tx.wire_time(self._request) + waiting * self._answer_wire_s + lead_s
 
     async def sweep(self, boards: Collection[int]) -> dict[int, codec.Frame]:
-        """Send one bus-wide status and collect the 0x36 answers of ``boards`` until each
-        of them that is not ``deaf`` answered, or ``window_s`` is up. A board whose
-        answer to an earlier sweep may come yet is not asked (its answer would be
-        ambiguous). Returns board -> frame for the boards that answered in time, once (a
-        board answering twice with different bits is left out: its own read sees the
-        twin). Holds the bus meanwhile. Raises BusUnavailable."""
+        """Send one bus-wide status and collect the 0x36 answers until each board of
+        ``boards`` that is not ``deaf`` answered, or ``window_s`` is up. Returns board ->
+        frame for the boards that answered in time, once (a board answering twice with
+        different bits is left out: its own read sees the twin). Holds the bus
+        meanwhile. Raises BusUnavailable."""
         loop = asyncio.get_running_loop()
         async with self._tx.hold(POLL):
             transport = self._link.transport
             if transport is None or transport.is_closing():
                 raise BusUnavailable(f"bus {self._name}: port not open")
             self.sweeps += 1
-            asked = self._matcher.expect_bus_status(b for b in boards if b in self._boards)
-            waiting = {b for b in asked if b not in self.deaf}
+            # Every board answers a bus-wide request: each owes one answer, waited or not.
+            asked = self._matcher.expect_bus_status(sorted(self._boards))
+            waiting = {b for b in boards if b in asked and b not in self.deaf}
             self._waited = set(waiting)
             current = self._current = _Sweep(loop.create_future(), waiting)
             try:

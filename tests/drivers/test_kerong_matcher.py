@@ -127,8 +127,8 @@ def bus_answer(board: int, open_channel: int | None = None) -> codec.Frame:
 
 async def test_a_bus_wide_status_takes_one_answer_per_board_and_a_late_one_is_its_own():
     """Finding: an answer to a sweep that came after its window was taken by the next
-    sweep as a fresh reading. Each board owes one answer a sweep, tagged; one still owed
-    is not asked again, so a late answer can only be its own sweep's."""
+    sweep as a fresh reading. Each board owes one answer a sweep, tagged, and answers
+    its sweeps in order: a late answer is its own sweep's, never the next one's."""
     bench = Bench()
     got: list[tuple[object, int]] = []
     bench.matcher.on_bus_answer = lambda expectation, frame: got.append((expectation, frame.board))
@@ -138,17 +138,35 @@ async def test_a_bus_wide_status_takes_one_answer_per_board_and_a_late_one_is_it
     assert got == [(first[1], 1)]
     bench.matcher.sweep_over(first.values(), same_link=True)  # board 0 missed the window
     second = bench.matcher.expect_bus_status([0, 1])
-    assert list(second) == [1]  # board 0's answer may come yet: it is not asked again
     bench.matcher.written(list(second.values()), codec.bus_status_request())
     late = bus_answer(0, open_channel=2)
-    bench.frame(late)  # board 0's answer to the first sweep, late
+    bench.frame(late)  # board 0's answer to the first sweep, late, in the second's window
     assert got[-1] == (first[0], 0) and first[0].timed_out
     assert bench.counts[(0, "late")] == 1
     assert bench.readings == [(late.raw, False)]  # a fresh reading, never the second's
+    bench.frame(bus_answer(0))
+    assert got[-1] == (second[0], 0) and not second[0].timed_out  # its own, in time
     bench.frame(bus_answer(1))
-    assert got[-1] == (second[1], 1) and not second[1].timed_out
+    assert got[-1] == (second[1], 1)
     bench.frame(bus_answer(1))  # a second answer: no sweep owes it
     assert got[-1] == (None, 1)
+
+
+async def test_an_answer_to_a_later_sweep_ends_the_wait_for_a_lost_one():
+    """A board's answer to a sweep that was lost would leave its answer to the next
+    sweep taken as the lost one's; another board's answer to the next sweep shows the
+    line moved on (replies come in order), so the earlier one is given up."""
+    bench = Bench()
+    first = bench.matcher.expect_bus_status([0, 1])
+    bench.matcher.written(list(first.values()), codec.bus_status_request())
+    bench.frame(bus_answer(1))
+    bench.matcher.sweep_over(first.values(), same_link=True)  # board 0's answer was lost
+    second = bench.matcher.expect_bus_status([0, 1])
+    bench.matcher.written(list(second.values()), codec.bus_status_request())
+    bench.frame(bus_answer(1))  # board 1 answers the second sweep: the first is over
+    bench.frame(bus_answer(0))
+    assert second[0].answered and not first[0].answered
+    assert bench.counts[(0, "late")] == 0
 
 
 async def test_a_later_answer_on_one_wire_ends_an_earlier_wait():
