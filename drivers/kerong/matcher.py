@@ -314,12 +314,12 @@ class ReplyMatcher:
             if other == board or drained_for >= sent:
                 continue
             del self._drain_sent[other]
-            self.drain_until.pop(other, None)
+            if self.drain_until.pop(other, None) is not None:
+                self._counts[(other, "lost")] += 1
             self._unanswered.pop(other, None)
             for expectation in list(self._open.get(other, ())):
                 if expectation.timed_out and expectation.sent <= drained_for:
                     self._drop(expectation)
-            self._counts[(other, "lost")] += 1
 
     def _answer(self, expectation: Expectation, frame: codec.Frame, now: float) -> None:
         expectation.answered = True
@@ -338,6 +338,7 @@ class ReplyMatcher:
         self._late(expectation.board, now - expectation.sent)
         if self.drain_until.get(expectation.board, 0.0) <= expectation.until:
             self.drain_until.pop(expectation.board, None)  # nothing more can come
+            self._drain_sent.pop(expectation.board, None)
         self._reading(frame)
 
     def _resync(self, board: int, answered: Expectation, now: float) -> bool:

@@ -85,6 +85,10 @@ class Poller:
         self._name = name
         self.last_cycle: float | None = None  # loop time a poll cycle last began
         self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
+        # Boards whose last try timed out while its reply may come yet, with the loop time:
+        # the miss counts only if nothing came from the board by the time it is read again
+        # (a board whose replies come past the timeout is not shown silent meanwhile).
+        self._unsure: dict[int, float] = {}
         # Boards to read before the next cycle is due (an unlock's pulse ended), and
         # the poll loop's nap between cycles, which that cuts short.
         self._soon: set[int] = set()
@@ -142,6 +146,7 @@ class Poller:
     def forget_retries(self) -> None:
         """A new connection: retries start over."""
         self._tries.clear()
+        self._unsure.clear()
 
     async def run(self, after_cycle: Callable[[float], None]) -> None:
         """Poll until cancelled, while the port is open; ``after_cycle(now)`` is called
@@ -226,6 +231,7 @@ class Poller:
             except BusUnavailable:
                 break
             swept.add(board)
+            self._unsure.pop(board, None)
             self._observe(board, status)
             self._tries.pop(board, None)
             self._soon.discard(board)
@@ -258,6 +264,8 @@ class Poller:
                 # once that late reply can no longer be taken for this read's.
                 wake = drain if wake is None else min(wake, drain)
                 continue
+            if board in self._unsure and self._judge(board):
+                continue  # silent after all: read again when due, as silent boards are
             polled += 1
             try:
                 status = await self._tracker.read(board, POLL)
@@ -267,14 +275,19 @@ class Poller:
                 # A board already known to be offline gets one try, not the retries.
                 if board in offline or tries > self._poll_retries:
                     self._tries.pop(board, None)
-                    self._soon.discard(board)
-                    self._tracker.missed(board)
+                    if board in drain_until and board not in offline:
+                        self._unsure[board] = loop.time()  # a late reply may come yet
+                        self._soon.add(board)  # judged when read again, once drained
+                    else:
+                        self._soon.discard(board)
+                        self._tracker.missed(board)
                 else:
                     self._tries[board] = tries
                     self._soon.add(board)  # retried once its drain is over
             except BusUnavailable:
                 break  # the port went away; the link's on_down reports the boards
             else:
+                self._unsure.pop(board, None)
                 self._read_alone.add(board)
                 self._observe(board, status)
                 if self._tries:
@@ -282,6 +295,15 @@ class Poller:
                 if self._soon:
                     self._soon.discard(board)
         return polled, wake
+
+    def _judge(self, board: int) -> bool:
+        """``board``'s last try timed out: a miss unless a frame of it came since. Returns
+        whether it is now silent."""
+        since = self._unsure.pop(board)
+        if self._tracker.heard_at.get(board, float("-inf")) >= since:
+            return False  # it answered, late: not a miss (the clock has learnt)
+        self._tracker.missed(board)
+        return board in self._tracker.offline
 
     async def _nap_until(self, when: float) -> None:
         """Sleep until loop time ``when``; an unlock's end (``poll_soon``) wakes it."""
