@@ -19,8 +19,7 @@ __all__ = ["STATUS", "UNLOCK", "Expectation", "ReplyMatcher"]
 log = structlog.get_logger(__name__)
 
 ReadingCallback = Callable[[codec.Frame, bool], None]  # (frame, to confirm by a read)
-# (its sweep's expectation, None for an answer no sweep asked for; the 0x36 frame)
-BusAnswerCallback = Callable[["Expectation | None", codec.Frame], None]
+BusAnswerCallback = Callable[["Expectation | None", codec.Frame], None]  # None: owed to none
 
 
 class ReplyMatcher:
@@ -177,9 +176,9 @@ class ReplyMatcher:
     async def drained(self, board: int) -> None:
         """Return once a late reply to ``board``'s last status request can no longer come."""
         loop = asyncio.get_running_loop()
-        # A loop: another timeout may extend it.
         while (drain_s := self.drain_until.get(board, 0.0) - loop.time()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(min(drain_s, self.clock.answer_s))  # _lost_before may end it
+            # Looked at again: another timeout may extend it, _lost_before end it.
+            await asyncio.sleep(min(drain_s, max(self.clock.answer_s, 0.01)))
         self.drain_until.pop(board, None)
         self._drain_sent.pop(board, None)
 
