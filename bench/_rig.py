@@ -228,11 +228,20 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    cabinets: int, *, wire: bool, bus_keys: dict[str, object] | None = None, channel: bool = False
+    cabinets: int,
+    *,
+    wire: bool,
+    bus_keys: dict[str, object] | None = None,
+    channel: bool = False,
+    without_bus_status: int = 0,
 ) -> AsyncIterator[Rig]:
     """An emulator with the boards ``cabinets`` need, the fake cloud, a work dir and a
-    config; the agent is started by ``Rig.start`` and stopped on the way out."""
-    boards = KerongBoardEmulator(cabinet_boards(cabinets), has_items=False)
+    config; the agent is started by ``Rig.start`` and stopped on the way out. The last
+    ``without_bus_status`` boards do not answer the bus-wide status (0x32): a bus where
+    only some boards answer it."""
+    ids = cabinet_boards(cabinets)
+    boards = KerongBoardEmulator(ids, has_items=False)
+    boards.bank.no_bus_status = set(ids[len(ids) - min(without_bus_status, len(ids)) :])
     if wire:
         boards.reply_delay_s = READ_S
     cloud = FakeCloud(API_KEY)

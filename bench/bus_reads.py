@@ -5,7 +5,9 @@
    driver's own ceiling, and what one read costs this process in CPU; then as the
    agent runs it (paced) against the emulator held to the wire's pace. The wire limit
    (``shared/protocols/kerong-cu16.md``): 7.3 ms a read, about 137 reads a second.
-2. One sweep of every board, either as N status reads (0x30, one reply each) or as
+2. A board that misses some requests among boards that answer: its reads a second
+   against a steady board's (what a miss costs it: timeout, late-reply wait, resync).
+3. One sweep of every board, either as N status reads (0x30, one reply each) or as
    one bus-wide status (0x32 to 0xF0, every board answers 0x36), over the pty with
    the driver's codec. The emulator and the protocol document agree on the frames
    and on who answers; neither says how long a real board waits before its 0x36
@@ -58,6 +60,38 @@ async def driver_reads(boards: int, seconds: float, wire: bool) -> tuple[float, 
         await bus.close()
         await emulator.close()
     return reads / elapsed, cpu / max(reads, 1) * 1e6
+
+
+async def missing_board_reads(seconds: float, miss_every: int) -> tuple[float, float, int]:
+    """A board that misses one request in ``miss_every`` (the rest answered), among 3
+    boards read back to back at the wire's pace: (its reads a second, a steady board's,
+    the misses). What a genuine miss costs its board: the timeout, the wait for a late
+    reply, and any resync pause (ADR 0014)."""
+    emulator = KerongBoardEmulator(range(3), has_items=False)
+    emulator.reply_delay_s = READ_S
+    emulator.bank.set_flapping(0, answer=miss_every - 1, miss=1)
+    await emulator.start()
+    config = KerongBusConfig(
+        name="bench", port=emulator.port, boards=[0, 1, 2], rest_poll_interval_s=0.005
+    )
+    bus = KerongBus(config, lambda b, s: None)
+    await bus.start()
+    try:
+        await asyncio.wait_for(bus.wait_ready(), 5)
+        await asyncio.sleep(0.5)  # warm-up
+        reads, misses = dict(emulator.bank.status_reads), emulator.bank.faults["missed"]
+        began = time.perf_counter()
+        await asyncio.sleep(seconds)
+        elapsed = time.perf_counter() - began
+        counts = emulator.bank.status_reads
+        return (
+            (counts[0] - reads.get(0, 0)) / elapsed,
+            (counts[1] - reads.get(1, 0)) / elapsed,
+            emulator.bank.faults["missed"] - misses,
+        )
+    finally:
+        await bus.close()
+        await emulator.close()
 
 
 class _Frames(asyncio.Protocol):
@@ -113,6 +147,13 @@ async def main(argv: list[str] | None = None) -> None:
         f"driver reads, 3 boards, back to back, wire pace: {rate:,.0f} reads/s, {cpu_us:.0f} us "
         f"CPU a read; wire limit {limit:.0f} reads/s"
     )
+    for miss_every in (21, 6):
+        missing, steady, misses = await missing_board_reads(args.seconds, miss_every)
+        print(
+            f"a board missing 1 request in {miss_every}, 3 boards at the wire's pace: "
+            f"{missing:.1f} reads/s against {steady:.1f} for a steady board ({misses} misses "
+            f"in {args.seconds:.0f} s)"
+        )
     for boards in (3, 10):
         per_board = await sweeps(boards, args.seconds, bus_wide=False)
         bus_wide = await sweeps(boards, args.seconds, bus_wide=True)

@@ -48,11 +48,21 @@ async def back_at_rest(rng: random.Random) -> None:
 
 
 async def door_at_rest(
-    boards: int, samples: int, warmup: int, seed: int, bus_keys: dict[str, object]
+    boards: int,
+    samples: int,
+    warmup: int,
+    seed: int,
+    bus_keys: dict[str, object],
+    without_bus_status: int = 0,
 ) -> list[float]:
     """Milliseconds from a door opening at rest to the cloud's receipt, warm-up dropped."""
     rng = random.Random(seed)
-    async with rig(16 * boards, wire=True, bus_keys={**bus_keys, "active_hold_s": HOLD_S}) as r:
+    async with rig(
+        16 * boards,
+        wire=True,
+        bus_keys={**bus_keys, "active_hold_s": HOLD_S},
+        without_bus_status=without_bus_status,
+    ) as r:
         await r.start()
         out: list[float] = []
         for i in range(samples + warmup):
@@ -72,12 +82,22 @@ async def door_at_rest(
 
 
 async def commanded_door(
-    boards: int, samples: int, warmup: int, seed: int, bus_keys: dict[str, object]
+    boards: int,
+    samples: int,
+    warmup: int,
+    seed: int,
+    bus_keys: dict[str, object],
+    without_bus_status: int = 0,
 ) -> list[float]:
     """Milliseconds from a commanded door springing open (the emulator's pulse) to the
     cloud's receipt, each command sent with the bus at rest, warm-up dropped."""
     rng = random.Random(seed)
-    async with rig(16 * boards, wire=True, bus_keys={**bus_keys, "active_hold_s": HOLD_S}) as r:
+    async with rig(
+        16 * boards,
+        wire=True,
+        bus_keys={**bus_keys, "active_hold_s": HOLD_S},
+        without_bus_status=without_bus_status,
+    ) as r:
         pulses: asyncio.Queue[float] = asyncio.Queue()
         r.boards.bank.on_pulse = lambda b, c: pulses.put_nowait(time.time())
         await r.start()
@@ -103,11 +123,18 @@ async def commanded_door(
 
 
 async def door_to_cloud(
-    boards: int, samples: int, warmup: int, seed: int, bus_keys: dict[str, object]
+    boards: int,
+    samples: int,
+    warmup: int,
+    seed: int,
+    bus_keys: dict[str, object],
+    without_bus_status: int = 0,
 ) -> list[float]:
     """Milliseconds from each flip to the cloud's receipt, warm-up dropped."""
     rng = random.Random(seed)
-    async with rig(16 * boards, wire=True, bus_keys=bus_keys) as r:
+    async with rig(
+        16 * boards, wire=True, bus_keys=bus_keys, without_bus_status=without_bus_status
+    ) as r:
         await r.start()
         await asyncio.sleep(0.5)  # the start-up snapshot is out
         out: list[float] = []
@@ -169,10 +196,17 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--poll-interval-s", type=float, help="the bus's poll_interval_s (default: the agent's)"
     )
+    parser.add_argument(
+        "--without-bus-status",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the last N boards of each bus do not answer the bus-wide status (0x32)",
+    )
     args = parser.parse_args(argv)
     keys = {} if args.poll_interval_s is None else {"poll_interval_s": args.poll_interval_s}
     print(machine())
-    print(f"bus settings: {keys or 'defaults'}")
+    print(f"bus settings: {keys or 'defaults'}; boards without 0x32: {args.without_bus_status}")
     with tempfile.TemporaryDirectory(prefix="locker-bench-") as tmp:
         disk = sorted(fsync_ms(Path(tmp), FSYNCS if args.samples > 20 else 20))
     print(
@@ -181,7 +215,9 @@ async def main(argv: list[str] | None = None) -> None:
     )
     measure = {"active": door_to_cloud, "rest": door_at_rest, "commanded": commanded_door}
     for boards in args.boards:
-        ms = await measure[args.mode](boards, args.samples, args.warmup, args.seed, keys)
+        ms = await measure[args.mode](
+            boards, args.samples, args.warmup, args.seed, keys, args.without_bus_status
+        )
         floor = door_floor_s(boards) * 1000
         aim = "aim p99 <= 300 ms" if args.mode == "rest" else f"aim p99 <= {1.5 * floor:.1f} ms"
         print(

@@ -31,12 +31,19 @@ def requests(r: Rig) -> int:
 
 
 async def measure(
-    cabinets: int, starts: int, window_s: float, warmup_s: float, bus_keys: dict[str, object]
+    cabinets: int,
+    starts: int,
+    window_s: float,
+    warmup_s: float,
+    bus_keys: dict[str, object],
+    without_bus_status: int = 0,
 ) -> None:
     """Print READY times over ``starts`` starts, then the last start's idle cost."""
     ready: list[float] = []
     for n in range(starts + 1):
-        async with rig(cabinets, wire=True, bus_keys=bus_keys) as r:
+        async with rig(
+            cabinets, wire=True, bus_keys=bus_keys, without_bus_status=without_bus_status
+        ) as r:
             started_s = await r.start()
             if n == 0:
                 continue  # warm-up: the bytecode caches are written, the disk's are warm
@@ -82,6 +89,13 @@ async def main(argv: list[str] | None = None) -> None:
         help="never at rest (rest_poll_interval_s = poll_interval_s): the wire's pace",
     )
     parser.add_argument("--no-bus-status", action="store_true", help="bus_status = false")
+    parser.add_argument(
+        "--without-bus-status",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the last N boards do not answer the bus-wide status (0x32): a mixed bus",
+    )
     args = parser.parse_args(argv)
     keys: dict[str, object] = {}
     if args.poll_interval_s is not None:
@@ -91,9 +105,11 @@ async def main(argv: list[str] | None = None) -> None:
     if args.no_bus_status:
         keys["bus_status"] = False
     print(machine())
-    print(f"bus settings: {keys or 'defaults'}")
+    print(f"bus settings: {keys or 'defaults'}; boards without 0x32: {args.without_bus_status}")
     for cabinets in args.cabinets:
-        await measure(cabinets, args.starts, args.window_s, args.warmup_s, keys)
+        await measure(
+            cabinets, args.starts, args.window_s, args.warmup_s, keys, args.without_bus_status
+        )
 
 
 if __name__ == "__main__":

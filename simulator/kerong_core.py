@@ -69,7 +69,9 @@ class KerongBank:
     - :attr:`drop`: probability (0.0-1.0), per :meth:`feed` with a reply, that the
       replies are lost on the line (the boards did act: a pulse still pulses);
     - :attr:`flapping`: boards that answer some requests and miss others, set
-      through :meth:`set_flapping` (a loose connector, a failing supply).
+      through :meth:`set_flapping` (a loose connector, a failing supply);
+    - :attr:`no_bus_status`: boards that ignore the bus-wide status (0x32) and answer
+      their own reads, as some firmwares do (a bus where only some boards answer it).
 
     Observation: :attr:`received` (every request frame, in order),
     :attr:`unlocked` (every pulse a board acted on, ``(board, channel)``, channel
@@ -96,6 +98,7 @@ class KerongBank:
         "has_items",
         "later",
         "locked_bit",
+        "no_bus_status",
         "offline",
         "on_change",
         "on_pulse",
@@ -125,6 +128,7 @@ class KerongBank:
         self.locked_bit = locked_bit
         self.has_items = has_items
         self.offline: set[int] = set()
+        self.no_bus_status: set[int] = set()
         self.echo = False
         self.garbage = 0.0
         self.corrupt = 0.0
@@ -323,12 +327,7 @@ class KerongBank:
         if ch == before:
             return
         log.debug("kerong channel changed", board=board, channel=channel, **asdict(ch))
-        if self.on_change is not None:
-            try:
-                self.on_change(board, channel)
-            except Exception:
-                # An observer's bug must not take the boards down.
-                log.exception("on_change observer failed", board=board, channel=channel)
+        self._tell(self.on_change, board, channel)
 
     def _unlock(self, board: int, channel: int) -> None:
         # The pulse releases the latch and the door's spring pushes it open,
@@ -346,13 +345,14 @@ class KerongBank:
         self._flap_seen[board] = seen + 1
         return seen % (answer + miss) >= answer
 
-    def _pulsed(self, board: int, channel: int) -> None:
-        if self.on_pulse is not None:
+    @staticmethod
+    def _tell(observer: ChangeCallback | None, board: int, channel: int) -> None:
+        if observer is not None:
             try:
-                self.on_pulse(board, channel)
+                observer(board, channel)
             except Exception:
                 # An observer's bug must not take the boards down.
-                log.exception("on_pulse observer failed", board=board, channel=channel)
+                log.exception("kerong bank observer failed", board=board, channel=channel)
 
     def _answer(self, frame: codec.Frame) -> bytes:
         """What the bank sends back for one well-formed frame (often nothing)."""
@@ -366,7 +366,7 @@ class KerongBank:
             return b"".join(
                 codec.encode(board << 4, codec.REPLY_BUS_STATUS, self.status_reply(board)[3:7])
                 for board in self._channels
-                if board not in self.offline
+                if board not in self.offline and board not in self.no_bus_status
             )
         board = frame.board
         if board not in self._channels or board in self.offline:
@@ -388,13 +388,13 @@ class KerongBank:
                     self.later.append((variant.unlock_reply_after_s, board, addr))
                 else:
                     answer = self.status_reply(board, addr)  # before the lock moves
-            self._pulsed(board, frame.channel)
+            self._tell(self.on_pulse, board, frame.channel)
             self._unlock(board, frame.channel)
             return answer
         elif frame.cmd == codec.CMD_UNLOCK_ALL:
             log.info("kerong unlock-all pulse", board=board)
             self.unlocked.append((board, 0))
-            self._pulsed(board, 0)
+            self._tell(self.on_pulse, board, 0)
             for channel in range(1, codec.CHANNELS + 1):
                 self._unlock(board, channel)
         return b""

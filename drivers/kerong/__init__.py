@@ -9,13 +9,16 @@ Where things live (each module imports only the ones above it):
     link.py         Link: the port kept open, the asyncio protocol, reopen with backoff,
                     the silent-link check; BusUnavailable
     timing.py       ReplyClock: the reply timeout, from the port's kind and the replies seen
-    matcher.py      ReplyMatcher: what each write may bring back, and which one a frame
-                    answers (a read, late or not, an unlock; twin, stray, echo)
+    expectation.py  Expectation: what one write may bring back, registered before it
+    twins.py        TwinWatch: two boards on one address, told and held
+    matcher.py      ReplyMatcher: which write a frame answers (a read, late or not, an
+                    unlock, a sweep's board; twin, stray, echo; a reply known lost)
     transaction.py  Transactions: one request in flight, commands before polls, a timed
                     reply, the metrics; BoardTimeout
     pulse.py        Pulser: unlocks inside the power budget, staggered on the wire
     status.py       StatusTracker: reads decoded and confirmed, silence with hysteresis,
                     on_status and on_health; BoardStatus
+    sweep.py        BusSweep: the bus-wide status at rest, probed board by board
     poller.py       Poller: when each board is read
     bus.py          KerongBus: builds and wires the parts, start/close; what callers import
 """

@@ -105,7 +105,6 @@ class Link:
         self._protocol: _KerongProtocol | None = None
         # Frames of a command byte taken by someone else while set (a bus-wide sweep's
         # 0x36 answers): command -> callback.
-        self._taps: dict[int, Callable[[codec.Frame], None]] = {}
         self._closing: _KerongProtocol | None = None  # the connection close() ended
         self._closed = False
         self.up = asyncio.Event()  # set while the port is open (only the link sets it)
@@ -199,21 +198,10 @@ class Link:
             log.warning("kerong.silent_link_reopen", bus=self.name, silent_s=self._silent_reopen_s)
             transport.abort()  # connection_lost follows; run() reopens with backoff
 
-    def tap(self, cmd: int, callback: Callable[[codec.Frame], None] | None) -> None:
-        """Hand the frames of command byte ``cmd`` to ``callback`` instead of
-        ``on_frame`` (None: to ``on_frame`` again)."""
-        if callback is None:
-            self._taps.pop(cmd, None)
-        else:
-            self._taps[cmd] = callback
-
     def _frame_received(self, protocol: _KerongProtocol, frame: codec.Frame) -> None:
         if protocol is not self._protocol:
             return
         self._last_frame = asyncio.get_running_loop().time()
-        if self._taps and (tap := self._taps.get(frame.cmd)) is not None:
-            tap(frame)
-            return
         self._on_frame(frame)
 
     def _connection_lost(self, protocol: _KerongProtocol, exc: Exception | None) -> None:

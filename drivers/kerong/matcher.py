@@ -5,52 +5,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import structlog
 
 from drivers.kerong import codec
+from drivers.kerong.expectation import STATUS, UNLOCK, Expectation, status_addrs
 from drivers.kerong.timing import ReplyClock
+from drivers.kerong.twins import TwinWatch
+
+__all__ = ["STATUS", "UNLOCK", "Expectation", "ReplyMatcher"]
 
 log = structlog.get_logger(__name__)
 
-# Two boards answering one request with different bits: the board's status changes
-# are not reported for this long after the last such pair (its doors would flap),
-# and the fault is logged at most this often per board.
-_TWIN_HOLD_S = 10.0
-_TWIN_LOG_S = 60.0
-
-STATUS = "status"
-UNLOCK = "unlock"
-
 ReadingCallback = Callable[[codec.Frame, bool], None]  # (frame, to confirm by a read)
-
-
-@dataclass(slots=True, eq=False)
-class Expectation:
-    """What one request may bring back, registered before it is written.
-
-    ``tag`` orders the requests (a board answers in order); ``kind`` is ``STATUS`` (one
-    reply owed, timed) or ``UNLOCK`` (none, or one status, maybe once the lock moved);
-    ``addrs`` the ADDR bytes a reply may carry; ``reply`` the future of whoever waits
-    for it (None: nobody waits); ``sent`` and ``until`` loop times: written, and the last
-    moment a reply to it can still come (``inf`` until written).
-    """
-
-    tag: int
-    board: int
-    kind: str
-    addrs: frozenset[int]
-    reply: asyncio.Future[codec.Frame] | None
-    extra_s: float = 0.0  # an unlock: the pulse, during which the lock may move
-    reply_cmd: int = codec.REPLY_STATUS  # 0x36 for a bus-wide status (0x32)
-    sent: float = 0.0
-    until: float = float("inf")
-    answered: bool = False
-    timed_out: bool = False
-    frame: codec.Frame | None = None  # the frame that answered it
-    doubled: bool = False  # a second answer came before the next write
+BusAnswerCallback = Callable[["Expectation | None", codec.Frame], None]  # None: owed to none
 
 
 class ReplyMatcher:
@@ -62,13 +31,21 @@ class ReplyMatcher:
     that may still answer (``counts[(board, "unlock_replies")]``); to a status request
     closed unanswered, when the next one was answered already (a reply later than the
     window: counted late, never a twin). Left over: a second answer to the request
-    written last is a twin's (two boards on one address, ``counts[(board, "twins")]``;
-    while the two disagree ``twinned(board)`` holds); else a
-    stray (``counts[(board, "strays")]``). A twin is told by two answers to two polls
-    in a row; a single second answer is a stray. Each status frame answering a request
+    written last is a twin's (two boards on one address, ``counts[(board, "twins")]``)
+    if the poll before had two too, else a stray (``counts[(board, "strays")]``). Each
+    status frame answering a request
     of ours is handed to ``on_reading(frame, False)``: a fresh reading of the board; a
     stray, ``on_reading(frame, True)``: one to confirm by a read. A copy of the last
     frame written is the adapter's echo; anything else is logged and dropped.
+
+    A bus-wide status (0x32) owes each board one 0x36 answer (``expect_bus_status``),
+    tagged: a board's answers go to its sweeps in order, so a late one is never taken
+    for a later sweep's. In time it goes to ``on_bus_answer``; after its sweep stopped
+    waiting (``sweep_over``) and within its late window it is late: counted, a fresh
+    reading (``on_bus_answer`` learns from it).
+
+    One wire keeps replies in order: an answer ends every other board's wait for a reply
+    to a request written before it: lost, not late (``_lost_before``, ADR 0014).
 
     ``drain_until``: the loop time before which a board must not be asked for its status
     again, because a reply to its request that timed out may still come.
@@ -86,6 +63,7 @@ class ReplyMatcher:
         self._counts = counts
         self._boards = frozenset(boards)
         self.on_reading: ReadingCallback | None = None
+        self.on_bus_answer: BusAnswerCallback | None = None
         self._tags = itertools.count()
         self._open: dict[int, list[Expectation]] = {}  # board -> in write order
         self._waiting: set[Expectation] = set()  # whose reply future someone awaits
@@ -96,22 +74,45 @@ class ReplyMatcher:
         self._last_request = b""
         self._last_written: Expectation | None = None
         self.drain_until: dict[int, float] = {}
+        self._drain_sent: dict[int, float] = {}  # board -> write time of what it drains for
+        self._swept: dict[int, list[Expectation]] = {}  # board -> its open 0x36, in order
         # Boards whose unlocks were answered at once (True) or not (False) last time:
         # an unlock of a board not known to stay quiet holds the bus for its answer.
         self.unlock_answers: dict[int, bool] = {}
-        self._twinned_until: dict[int, float] = {}
-        self._twin_logged: dict[int, float] = {}
+        self._twins = TwinWatch(name, counts)
 
     # ------------------------------------------------------------ registering
 
-    def expect_status(self, board: int, reply_cmd: int = codec.REPLY_STATUS) -> Expectation:
+    def expect_status(self, board: int) -> Expectation:
         """Register a status request to ``board`` (before the write: a reply can arrive
-        inside write()); its reply comes on ``reply``. ``reply_cmd`` 0x36: the board's
-        part of a bus-wide status (one per board, all given to one ``written``)."""
+        inside write()); its reply comes on ``reply``."""
         reply: asyncio.Future[codec.Frame] = asyncio.get_running_loop().create_future()
-        expectation = Expectation(next(self._tags), board, STATUS, _at(board), reply)
-        expectation.reply_cmd = reply_cmd
+        expectation = Expectation(next(self._tags), board, STATUS, status_addrs(board), reply)
         return self._register(expectation)
+
+    def expect_bus_status(self, boards: Iterable[int]) -> dict[int, Expectation]:
+        """Register the 0x36 answer a bus-wide status may bring from each of ``boards``,
+        all for one ``written``. Returns board -> expectation."""
+        now = asyncio.get_running_loop().time()
+        made = {}
+        for board in boards:
+            opened = self._swept.setdefault(board, [])
+            while opened and opened[0].until < now:
+                del opened[0]  # its window is over: nothing more can come for it
+            expectation = Expectation(next(self._tags), board, STATUS, status_addrs(board), None)
+            expectation.reply_cmd = codec.REPLY_BUS_STATUS
+            made[board] = expectation
+            opened.append(expectation)
+        return made
+
+    def sweep_over(self, expectations: Iterable[Expectation], *, same_link: bool) -> None:
+        """The sweep that wrote ``expectations`` stopped waiting: an answer still to come
+        within its late window is late (on a connection still open)."""
+        for expectation in expectations:
+            opened = self._swept.get(expectation.board, [])
+            if (not same_link or expectation.until == float("inf")) and expectation in opened:
+                opened.remove(expectation)
+            expectation.timed_out = not expectation.answered
 
     def expect_unlock(self, board: int, addr: int, pulse_s: float) -> Expectation:
         """Register an unlock (ADDR ``addr``) of ``board``: it may bring back one status
@@ -170,18 +171,22 @@ class ReplyMatcher:
             return
         expectation.timed_out = True
         self.drain_until[expectation.board] = expectation.until
+        self._drain_sent[expectation.board] = expectation.sent
 
     async def drained(self, board: int) -> None:
         """Return once a late reply to ``board``'s last status request can no longer come."""
         loop = asyncio.get_running_loop()
-        # A loop: another timeout may extend it.
         while (drain_s := self.drain_until.get(board, 0.0) - loop.time()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(drain_s)
+            # Looked at again: another timeout may extend it, _lost_before end it.
+            await asyncio.sleep(min(drain_s, max(self.clock.answer_s, 0.01)))
         self.drain_until.pop(board, None)
+        self._drain_sent.pop(board, None)
 
     def forget_late(self) -> None:
         """A new connection: nothing written on the old one is answered on this one."""
         self.drain_until.clear()
+        self._drain_sent.clear()
+        self._swept.clear()
         self._open.clear()
         self._unanswered.clear()
         self._resynced.clear()
@@ -196,17 +201,16 @@ class ReplyMatcher:
                 reply.set_exception(exc)
 
     def twinned(self, board: int) -> bool:
-        """Whether two boards answering as ``board`` disagreed within the last
-        ``_TWIN_HOLD_S``: which one is right cannot be told."""
-        return bool(self._twinned_until) and (
-            asyncio.get_running_loop().time() < self._twinned_until.get(board, 0.0)
-        )
+        """Whether two boards answering as ``board`` disagree (``twins.TwinWatch``)."""
+        return self._twins.twinned(board)
 
     # ------------------------------------------------------------ matching
 
     def frame_received(self, frame: codec.Frame) -> None:
         """A valid frame from the current connection."""
-        if frame.cmd in _REPLIES and frame.board in self._open:
+        if frame.cmd == codec.REPLY_BUS_STATUS:
+            self._bus_answer(frame)
+        elif frame.cmd == codec.REPLY_STATUS and frame.board in self._open:
             self._status_frame(frame)
         elif frame.raw == self._last_request:
             log.debug("kerong.echo_skipped", bus=self._name, frame=frame.raw.hex(" "))
@@ -238,7 +242,8 @@ class ReplyMatcher:
             shifted = None  # not the request before the one answered, or too long ago
         if status is not None:
             self._answer(status, frame, now)
-            self._resync(board, status, now)
+            if not self._resync(board, status, now):
+                self._lost_before(board, status.sent)  # its own reply: the line is in order
         elif frame.cmd != codec.REPLY_STATUS:
             log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
         elif unlock is not None:
@@ -267,12 +272,53 @@ class ReplyMatcher:
             # board's last poll had one too (a twin answers every poll; a stray does not).
             answered.doubled = True
             if self._doubled.get(board, False):
-                self._twin(board, answered, frame)
+                self._twins.seen(board, answered.frame, frame)
             else:
                 self._counts[(board, "strays")] += 1
                 log.debug("kerong.second_answer", bus=self._name, frame=frame.raw.hex(" "))
         else:
             self._stray(frame)
+
+    def _bus_answer(self, frame: codec.Frame) -> None:
+        """A 0x36 frame: the answer of its board's open sweep expectation, in time or late."""
+        board, now = frame.board, asyncio.get_running_loop().time()
+        opened = self._swept.get(board) or []
+        while opened and opened[0].until < now:
+            del opened[0]
+        if not opened or board not in self._boards:
+            log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
+            if self.on_bus_answer is not None:
+                self.on_bus_answer(None, frame)  # a second answer to a sweep: a twin's?
+            return
+        expectation = opened.pop(0)  # the oldest: a board answers the sweeps in order
+        expectation.answered, expectation.frame = True, frame
+        if not expectation.timed_out:
+            self._lost_before(board, expectation.sent)
+        else:  # after its sweep stopped waiting: late, its own, a fresh reading
+            self._counts[(board, "late")] += 1
+            log.info("kerong.late_bus_answer", bus=self._name, board=board)
+            self._reading(frame)
+        if self.on_bus_answer is not None:
+            self.on_bus_answer(expectation, frame)
+
+    def _lost_before(self, board: int, sent: float) -> None:
+        """A request written at ``sent`` was answered as its own: on one wire replies come
+        in the order of their requests, so every other board's drain for a request written
+        before it is over (that reply was lost, not late), and so is its resync pause; and
+        no answer to an earlier sweep is still to come, from any board."""
+        for opened in self._swept.values():
+            while opened and opened[0].sent < sent:
+                del opened[0]
+        for other, drained_for in list(self._drain_sent.items()):
+            if other == board or drained_for >= sent:
+                continue
+            del self._drain_sent[other]
+            if self.drain_until.pop(other, None) is not None:
+                self._counts[(other, "lost")] += 1
+            self._unanswered.pop(other, None)
+            for expectation in list(self._open.get(other, ())):
+                if expectation.timed_out and expectation.sent <= drained_for:
+                    self._drop(expectation)
 
     def _answer(self, expectation: Expectation, frame: codec.Frame, now: float) -> None:
         expectation.answered = True
@@ -291,9 +337,10 @@ class ReplyMatcher:
         self._late(expectation.board, now - expectation.sent)
         if self.drain_until.get(expectation.board, 0.0) <= expectation.until:
             self.drain_until.pop(expectation.board, None)  # nothing more can come
+            self._drain_sent.pop(expectation.board, None)
         self._reading(frame)
 
-    def _resync(self, board: int, answered: Expectation, now: float) -> None:
+    def _resync(self, board: int, answered: Expectation, now: float) -> bool:
         """A read answered while an earlier one went unanswered: the frame may be that
         one's reply, later than its window, and this read's own reply still to come.
         The board is asked again only once that reply could have come too, so the
@@ -301,12 +348,15 @@ class ReplyMatcher:
         good matched every reply to the wrong read, and taught the clock wrong)."""
         earlier = self._unanswered.get(board)
         if earlier is None or earlier.tag >= answered.tag or self._resynced.get(board) == earlier:
-            return
+            return False
         if now - earlier.sent > self.clock.ceiling_s:
-            return
+            return False
         self._resynced[board] = earlier
         until = answered.sent + (now - earlier.sent)
         self.drain_until[board] = max(self.drain_until.get(board, 0.0), until)
+        self._drain_sent[board] = answered.sent
+        self._counts[(board, "resyncs")] += 1
+        return True
 
     def _late(self, board: int, latency_s: float) -> None:
         self._counts[(board, "late")] += 1
@@ -347,30 +397,3 @@ class ReplyMatcher:
         opened = self._open.get(expectation.board)
         if opened and expectation in opened:
             opened.remove(expectation)
-
-    def _twin(self, board: int, answered: Expectation, second: codec.Frame) -> None:
-        """A second status reply to one request: two boards are set to one address."""
-        self._counts[(board, "twins")] += 1
-        now = asyncio.get_running_loop().time()
-        first = answered.frame
-        differ = first is not None and first.raw != second.raw
-        if differ:
-            self._twinned_until[board] = now + _TWIN_HOLD_S
-        if now >= self._twin_logged.get(board, float("-inf")):
-            self._twin_logged[board] = now + _TWIN_LOG_S
-            log.warning(
-                "kerong.twin_reply",
-                bus=self._name,
-                board=board,
-                first=first.raw.hex(" ") if first is not None else None,
-                second=second.raw.hex(" "),
-                held=differ,
-            )
-
-
-_REPLIES = frozenset((codec.REPLY_STATUS, codec.REPLY_BUS_STATUS))
-
-
-def _at(board: int) -> frozenset[int]:
-    """The ADDR forms of a board's status reply."""
-    return frozenset((board << 4,))

@@ -9,7 +9,7 @@ pace by default) at once, cutting the rest nap short. See ADR 0015.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
@@ -85,6 +85,10 @@ class Poller:
         self._name = name
         self.last_cycle: float | None = None  # loop time a poll cycle last began
         self._tries: dict[int, int] = {}  # timed-out polls in a row, retries included
+        # Boards whose last try timed out while its reply may come yet, with the loop time:
+        # the miss counts only if nothing came from the board by the time it is read again
+        # (a board whose replies come past the timeout is not shown silent meanwhile).
+        self._unsure: dict[int, float] = {}
         # Boards to read before the next cycle is due (an unlock's pulse ended), and
         # the poll loop's nap between cycles, which that cuts short.
         self._soon: set[int] = set()
@@ -99,7 +103,7 @@ class Poller:
         self._held_open: set[int] = set()  # boards with a door open that was closed
         self.cycles = 0  # poll cycles begun (for tests and metrics)
         self._sweep = sweep  # the bus-wide status, used at rest while the bus answers it
-        self._reads_answered = 0  # board reads answered (the sweep's probe compares)
+        self._read_alone: set[int] = set()  # boards whose own read answered this cycle
 
     @property
     def active(self) -> bool:
@@ -142,6 +146,7 @@ class Poller:
     def forget_retries(self) -> None:
         """A new connection: retries start over."""
         self._tries.clear()
+        self._unsure.clear()
 
     async def run(self, after_cycle: Callable[[float], None]) -> None:
         """Poll until cancelled, while the port is open; ``after_cycle(now)`` is called
@@ -181,17 +186,16 @@ class Poller:
         # that plus one read); a wake (activate) reads the rest of them at once.
         boards: Sequence[int] = self._boards
         swept: set[int] = set()
-        heard: int | None = None  # boards that answered a sweep; None: no sweep sent
+        heard: Collection[int] | None = None  # boards that answered a sweep; None: none sent
         sweep = self._sweep
         if sweep is not None and sweep.usable and not self.active:
             heard, swept = await self._sweep_boards(sweep)
             boards = [b for b in self._boards if b not in swept]
         gap = self._rest_interval_s / len(boards) if boards else 0.0
-        answered_before = self._reads_answered
+        self._read_alone.clear()
         polled, wake = await self._poll_boards(boards, spread=(cycle_start, gap))
         if sweep is not None and heard is not None:
-            answered = self._reads_answered > answered_before
-            sweep.result(answered=heard, board_reads_answered=answered)
+            sweep.result(answered=heard, read_alone=self._read_alone)
         after_cycle(loop.time())
         # A link faster than the wire (an emulator, a buffering gateway) is paced like
         # the wire: no cycle is shorter than its reads would take.
@@ -204,10 +208,10 @@ class Poller:
             next_active, next_rest = max(next_active, idle), max(next_rest, idle)
         return next_active, next_rest
 
-    async def _sweep_boards(self, sweep: BusSweep) -> tuple[int | None, set[int]]:
-        """Read the boards by one bus-wide status. Returns how many answered it (None:
-        not sent, no board to expect an answer from, or the port went away) and the
-        boards whose status it read."""
+    async def _sweep_boards(self, sweep: BusSweep) -> tuple[Collection[int] | None, set[int]]:
+        """Read the boards by one bus-wide status. Returns the boards that answered it
+        (None: not sent, no board to expect an answer from, or the port went away) and
+        the boards whose status it read."""
         drain_until, offline = self._matcher.drain_until, self._tracker.offline
         expected = [b for b in self._boards if b not in offline and b not in drain_until]
         swept: set[int] = set()
@@ -227,10 +231,11 @@ class Poller:
             except BusUnavailable:
                 break
             swept.add(board)
+            self._unsure.pop(board, None)
             self._observe(board, status)
             self._tries.pop(board, None)
             self._soon.discard(board)
-        return len(frames), swept
+        return frames.keys(), swept
 
     async def _poll_boards(
         self, boards: Sequence[int], spread: tuple[float, float] | None = None
@@ -259,6 +264,8 @@ class Poller:
                 # once that late reply can no longer be taken for this read's.
                 wake = drain if wake is None else min(wake, drain)
                 continue
+            if board in self._unsure and self._judge(board):
+                continue  # silent after all: read again when due, as silent boards are
             polled += 1
             try:
                 status = await self._tracker.read(board, POLL)
@@ -268,21 +275,35 @@ class Poller:
                 # A board already known to be offline gets one try, not the retries.
                 if board in offline or tries > self._poll_retries:
                     self._tries.pop(board, None)
-                    self._soon.discard(board)
-                    self._tracker.missed(board)
+                    if board in drain_until and board not in offline:
+                        self._unsure[board] = loop.time()  # a late reply may come yet
+                        self._soon.add(board)  # judged when read again, once drained
+                    else:
+                        self._soon.discard(board)
+                        self._tracker.missed(board)
                 else:
                     self._tries[board] = tries
                     self._soon.add(board)  # retried once its drain is over
             except BusUnavailable:
                 break  # the port went away; the link's on_down reports the boards
             else:
-                self._reads_answered += 1
+                self._unsure.pop(board, None)
+                self._read_alone.add(board)
                 self._observe(board, status)
                 if self._tries:
                     self._tries.pop(board, None)
                 if self._soon:
                     self._soon.discard(board)
         return polled, wake
+
+    def _judge(self, board: int) -> bool:
+        """``board``'s last try timed out: a miss unless a frame of it came since. Returns
+        whether it is now silent."""
+        since = self._unsure.pop(board)
+        if self._tracker.heard_at.get(board, float("-inf")) >= since:
+            return False  # it answered, late: not a miss (the clock has learnt)
+        self._tracker.missed(board)
+        return board in self._tracker.offline
 
     async def _nap_until(self, when: float) -> None:
         """Sleep until loop time ``when``; an unlock's end (``poll_soon``) wakes it."""

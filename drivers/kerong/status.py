@@ -80,6 +80,7 @@ class StatusTracker:
         self.offline: set[int] = set()  # boards that failed their last poll
         self.next_offline_poll: dict[int, float] = {}
         self._decoded: dict[int, tuple[bytes, BoardStatus]] = {}  # board -> last reply
+        self.heard_at: dict[int, float] = {}  # board -> loop time a frame of it last came
 
     def status(self, board: int) -> BoardStatus | None:
         """The last status reported; None if the board is not answering or never did."""
@@ -109,6 +110,7 @@ class StatusTracker:
         ``read`` reports one (a change of several bits is confirmed by a read)."""
         status = self._status_of(board, frame)
         if board in self._boards:
+            self.heard_at[board] = asyncio.get_running_loop().time()
             self.offline.discard(board)  # polled at the normal rate again
             self._misses[board] = 0
             if board in self._reported and self._reported[board] is None:
@@ -140,6 +142,8 @@ class StatusTracker:
         ``confirm`` shows. Returns whether to read the board now."""
         board = frame.board
         previous = self._reported.get(board)
+        if board in self._boards:
+            self.heard_at[board] = asyncio.get_running_loop().time()
         if board not in self._boards or previous is None:
             return board in self._boards
         status = self._status_of(board, frame)

@@ -119,16 +119,73 @@ async def test_a_reply_past_its_window_is_told_by_the_shift_never_a_twin():
     assert (bench.counts[(0, "late")], bench.counts[(0, "twins")]) == (1, 0)
 
 
-async def test_a_bus_wide_status_takes_one_answer_per_board():
+def bus_answer(board: int, open_channel: int | None = None) -> codec.Frame:
+    data = status(board, open_channel=open_channel).data
+    [frame] = codec.FrameParser().feed(codec.encode(board << 4, codec.REPLY_BUS_STATUS, data))
+    return frame
+
+
+async def test_a_bus_wide_status_takes_one_answer_per_board_and_a_late_one_is_its_own():
+    """Finding: an answer to a sweep that came after its window was taken by the next
+    sweep as a fresh reading. Each board owes one answer a sweep, tagged, and answers
+    its sweeps in order: a late answer is its own sweep's, never the next one's."""
     bench = Bench()
-    parts = [bench.matcher.expect_status(b, codec.REPLY_BUS_STATUS) for b in (0, 1)]
-    bench.matcher.written(parts, codec.bus_status_request())
-    for board in (1, 0):
-        [frame] = codec.FrameParser().feed(
-            codec.encode(board << 4, codec.REPLY_BUS_STATUS, status(board).data)
-        )
-        bench.frame(frame)
-    assert [p.reply.result().board for p in parts] == [0, 1]
+    got: list[tuple[object, int]] = []
+    bench.matcher.on_bus_answer = lambda expectation, frame: got.append((expectation, frame.board))
+    first = bench.matcher.expect_bus_status([0, 1])
+    bench.matcher.written(list(first.values()), codec.bus_status_request())
+    bench.frame(bus_answer(1))
+    assert got == [(first[1], 1)]
+    bench.matcher.sweep_over(first.values(), same_link=True)  # board 0 missed the window
+    second = bench.matcher.expect_bus_status([0, 1])
+    bench.matcher.written(list(second.values()), codec.bus_status_request())
+    late = bus_answer(0, open_channel=2)
+    bench.frame(late)  # board 0's answer to the first sweep, late, in the second's window
+    assert got[-1] == (first[0], 0) and first[0].timed_out
+    assert bench.counts[(0, "late")] == 1
+    assert bench.readings == [(late.raw, False)]  # a fresh reading, never the second's
+    bench.frame(bus_answer(0))
+    assert got[-1] == (second[0], 0) and not second[0].timed_out  # its own, in time
+    bench.frame(bus_answer(1))
+    assert got[-1] == (second[1], 1)
+    bench.frame(bus_answer(1))  # a second answer: no sweep owes it
+    assert got[-1] == (None, 1)
+
+
+async def test_an_answer_to_a_later_sweep_ends_the_wait_for_a_lost_one():
+    """A board's answer to a sweep that was lost would leave its answer to the next
+    sweep taken as the lost one's; another board's answer to the next sweep shows the
+    line moved on (replies come in order), so the earlier one is given up."""
+    bench = Bench()
+    first = bench.matcher.expect_bus_status([0, 1])
+    bench.matcher.written(list(first.values()), codec.bus_status_request())
+    bench.frame(bus_answer(1))
+    bench.matcher.sweep_over(first.values(), same_link=True)  # board 0's answer was lost
+    second = bench.matcher.expect_bus_status([0, 1])
+    bench.matcher.written(list(second.values()), codec.bus_status_request())
+    bench.frame(bus_answer(1))  # board 1 answers the second sweep: the first is over
+    bench.frame(bus_answer(0))
+    assert second[0].answered and not first[0].answered
+    assert bench.counts[(0, "late")] == 0
+
+
+async def test_a_later_answer_on_one_wire_ends_an_earlier_wait():
+    """Replies come in the order of their requests: once a later request is answered, a
+    reply still owed to an earlier one is lost, not late; its board waits no longer."""
+    bench = Bench(timeout_s=0.05)
+    missed = bench.poll(0)
+    bench.matcher.finished(missed, same_link=True)  # timed out: board 0 drains
+    assert 0 in bench.matcher.drain_until
+    other = bench.poll(1)
+    bench.frame(status(1))
+    assert other.reply.result() == status(1)
+    assert 0 not in bench.matcher.drain_until  # its reply would have come first
+    assert bench.counts[(0, "lost")] == 1
+    retry = bench.poll(0)
+    bench.frame(status(0))
+    assert retry.reply.result() == status(0)
+    assert 0 not in bench.matcher.drain_until  # no resync pause: the miss was a loss
+    assert bench.counts[(0, "resyncs")] == 0
 
 
 async def test_the_echo_is_skipped_and_a_new_link_forgets_the_old():

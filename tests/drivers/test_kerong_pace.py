@@ -14,24 +14,11 @@ from drivers.kerong import codec
 from drivers.kerong.bus import KerongBus, KerongBusConfig
 from drivers.kerong.sweep import GIVE_UP_AFTER
 from simulator.kerong_board import KerongBoardEmulator
-from simulator.kerong_core import KerongBank
 
 WAIT = 5.0  # only bounds how long a broken test hangs
 REST_S = 0.1
 HOLD_S = 0.5
 BOARDS = [0, 1, 2]
-
-
-class SilentToBusStatus(KerongBank):
-    """Boards that do not answer the bus-wide status (as some real ones do not)."""
-
-    __slots__ = ()
-
-    def _answer(self, frame: codec.Frame) -> bytes:
-        if frame.cmd == codec.CMD_BUS_STATUS:
-            self.received.append(frame.raw)
-            return b""
-        return super()._answer(frame)
 
 
 async def eventually(predicate, timeout: float = WAIT) -> None:
@@ -56,10 +43,9 @@ class Statuses:
 async def rig():
     made: list[tuple[KerongBoardEmulator, KerongBus]] = []
 
-    async def make(*, sweeps_answered: bool = True, **options):
+    async def make(*, without_bus_status: tuple[int, ...] = (), **options):
         emulator = KerongBoardEmulator(BOARDS, has_items=False)
-        if not sweeps_answered:
-            emulator.bank.__class__ = SilentToBusStatus
+        emulator.bank.no_bus_status.update(without_bus_status)
         await emulator.start()
         statuses = Statuses()
         settings = {
@@ -174,7 +160,7 @@ async def test_a_channel_open_from_the_first_read_does_not_keep_the_bus_awake():
 
 
 async def test_a_bus_that_does_not_answer_the_bus_status_reads_board_by_board(rig):
-    emulator, bus, statuses = await rig(sweeps_answered=False)
+    emulator, bus, statuses = await rig(without_bus_status=tuple(BOARDS))
     sweep = bus._poller._sweep
     await eventually(lambda: not sweep.usable)
     assert sweep.sweeps == GIVE_UP_AFTER and not sweep.answered
