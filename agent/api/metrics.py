@@ -208,6 +208,16 @@ class _Live(Collector):
             "Status replies that came after their timeout (each its own request's)",
             labels=["bus", "board"],
         )
+        lost = CounterMetricFamily(
+            "locker_agent_bus_lost_replies",
+            "Replies known lost: a later request on the same wire was answered first",
+            labels=["bus", "board"],
+        )
+        resyncs = CounterMetricFamily(
+            "locker_agent_bus_resyncs",
+            "Pauses for a reply past its window to drain before the board is asked again",
+            labels=["bus", "board"],
+        )
         silent = GaugeMetricFamily(
             "locker_agent_bus_board_silent",
             "1 when a board does not answer",
@@ -221,10 +231,12 @@ class _Live(Collector):
                 timeouts.add_metric(labels, bus.counts[(board, "timeouts")])
                 twins.add_metric(labels, bus.counts[(board, "twins")])
                 late.add_metric(labels, bus.counts[(board, "late")])
+                lost.add_metric(labels, bus.counts[(board, "lost")])
+                resyncs.add_metric(labels, bus.counts[(board, "resyncs")])
                 rtt.add_metric(labels, bus.rtt_s[board])
                 silent.add_metric(labels, int(board in quiet))
             bad.add_metric([name], bus.bad_bytes)
-        yield from (replies, timeouts, twins, late, rtt, bad, silent)
+        yield from (replies, timeouts, twins, late, lost, resyncs, rtt, bad, silent)
         yield from _links(agent.links)
         if agent.thermal is not None:
             yield from _thermal(agent.thermal)

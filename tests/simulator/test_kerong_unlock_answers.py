@@ -51,3 +51,5 @@ async def test_a_board_that_answers_its_unlocks_opens_once(sim, http, variant):
     board0 = (("board", "0"), ("bus", "rs485"))
     assert samples[("locker_agent_bus_twin_replies_total", board0)] == 0
     assert samples[("locker_agent_bus_late_replies_total", board0)] == 0
+    assert samples[("locker_agent_bus_lost_replies_total", board0)] == 0
+    assert samples[("locker_agent_bus_resyncs_total", board0)] == 0
