@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.config import Config
 from agent.storage.store import STATE_FILE
 from agent.thermal.bands import Lines
-from agent.thermal.dayrecord import CabinetDay, local_zone, read_day, zone_name
+from agent.thermal.dayrecord import CabinetDay, day_bounds, local_zone, read_day, zone_name
 from agent.thermal.records import RECORDS_FILE, RecordsError
 from agent.thermal.sheet import (
     MODE_NAMES,
@@ -77,12 +78,16 @@ def render(
     time_limit_s: float,
     made_at: float,
 ) -> str:
-    """The sheet's HTML: one ``<section class="sheet">`` per cabinet."""
+    """The sheet's HTML: one ``<section class="sheet">`` per cabinet.
+
+    A day still going when the sheet is made (``made_at``, UNIX seconds) is told up to
+    then: readings due, and time out of line still open, count to ``made_at``, never
+    to midnight."""
     zone = zone_name(tz, day)
     made = datetime.fromtimestamp(made_at, tz).strftime("%Y-%m-%d %H:%M:%S")
     pages = [
         _page(cab, day, tz, zone, locker, food_code, lines, bands, log_every_s, time_limit_s, made)
-        for cab in days
+        for cab in (replace(c, end=max(c.start, min(c.end, made_at))) for c in days)
     ]
     if not pages:
         pages = [
@@ -121,7 +126,7 @@ def _page(
     span = f"{min(trusted):.1f} to {max(trusted):.1f} °C" if trusted else "no trusted reading"
     facts = [
         ("Locker, cabinet", f"{locker}, cabinet {cab.key}"),
-        ("Day", f"{day.isoformat()} (00:00 to 24:00), times in {zone}"),
+        ("Day", f"{day.isoformat()} ({_span(cab, day, tz)}), times in {zone}"),
         ("Modes held", ", ".join(MODE_NAMES[m] for m in modes) or "no reading this day"),
         (f"Alarm line ({food_code.upper()} code)", line_text),
         ("Band the unit holds", band_text or "none"),
@@ -163,10 +168,18 @@ def _page(
     return "\n".join(parts)
 
 
+def _span(cab: CabinetDay, day: date, tz: tzinfo) -> str:
+    """ "00:00 to 24:00", or "00:00 to HH:MM so far" for a day the sheet was made in."""
+    if cab.end >= day_bounds(day, tz)[1]:
+        return "00:00 to 24:00"
+    return f"00:00 to {datetime.fromtimestamp(cab.end, tz):%H:%M} so far"
+
+
 def _within(cab: CabinetDay, rows: Iterable[tuple[Any, ...]]) -> float:
-    """Seconds of ``rows`` (start, end or None: open, ...) within the day."""
+    """Seconds of ``rows`` (start, end or None: open, ...) within the day as told
+    (``cab.end``: midnight, or when the sheet was made)."""
     return sum(
-        min(end if end is not None else cab.end, cab.end) - max(start, cab.start)
+        max(0.0, min(end if end is not None else cab.end, cab.end) - max(start, cab.start))
         for start, end, *_ in rows
     )
 

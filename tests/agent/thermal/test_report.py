@@ -262,3 +262,37 @@ def test_an_hour_without_readings_is_shown_as_a_gap():
                   made_at=at("12:00"))  # fmt: skip
     assert text.count("NO READING KEPT") == 6  # 01:00 to 06:00
     assert "No reading after 07:10:00" in text
+
+
+def test_a_day_still_going_is_told_up_to_when_the_sheet_is_made():
+    """Finding: made at 20:23 on the day, an excursion open since 20:22 was counted to
+    midnight (3 h 37 min, past the UK's 2 h) and a whole day's readings were due."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from agent.thermal.bands import FOOD_CODES
+    from agent.thermal.dayrecord import CabinetDay
+    from agent.thermal.report import render
+
+    cab = CabinetDay(1, at("00:00"), at("00:00", "2026-07-15"))
+    cab.readings = [
+        (at("20:00"), 3.0, "chill", "ok", None, None),
+        (at("20:20"), 9.1, "chill", "ok", None, None),
+    ]
+    cab.excursions = [(at("20:22"), None, 9.1, "chill", None)]  # still open
+    text = render([cab], day=date(2026, 7, 14), tz=ZoneInfo("Europe/London"),
+                  locker="L", food_code="uk", lines=FOOD_CODES["uk"].lines,
+                  bands={"chill": (1.0, 4.0)}, log_every_s=300, time_limit_s=7200,
+                  made_at=at("20:32"))  # fmt: skip
+    page = sheets(text)[1]
+    assert "1 time(s), 10 min 00 s in all" in page
+    assert "2 of 246 due" in page  # 00:00 to 20:32 at one each 300 s
+    assert "00:00 to 20:32 so far" in page
+    # Made the next day, the same records are told to midnight.
+    text = render([cab], day=date(2026, 7, 14), tz=ZoneInfo("Europe/London"),
+                  locker="L", food_code="uk", lines=FOOD_CODES["uk"].lines,
+                  bands={"chill": (1.0, 4.0)}, log_every_s=300, time_limit_s=7200,
+                  made_at=at("08:00", "2026-07-15"))  # fmt: skip
+    page = sheets(text)[1]
+    assert "1 time(s), 3 h 38 min in all" in page and "2 of 288 due" in page
+    assert "00:00 to 24:00" in page
