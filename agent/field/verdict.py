@@ -59,8 +59,8 @@ class Verdict:
             notes = f"; {_count(len(self.warnings), 'warning')} below" if self.warnings else ""
             return f"{path} is valid ({_count(count, 'cabinet')}{notes})"
         return (
-            f"{path} is not valid: {_count(len(self.problems), 'problem')}, each below:"
-            " it does not start until they are fixed (check-config exits 78, run refuses)"
+            f"{path} is not valid here: {_count(len(self.problems), 'problem')}, each below:"
+            " run refuses to start on this machine until they are fixed"
         )
 
 

@@ -105,8 +105,8 @@ def test_check_config_doctor_and_run_agree_line_for_line(tmp_path, capsys):
     checked = capsys.readouterr().err.splitlines()
     assert cli.main(["run", "--config", str(path)]) == 78
     refused = capsys.readouterr().err.splitlines()
-    headline, *lines = doctor(path)  # "PATH is not valid: 3 problems, each below: ..."
-    assert headline.level == "FAIL" and headline.says.startswith(f"{path} is not valid: 3")
+    headline, *lines = doctor(path)  # "PATH is not valid here: 3 problems, each below: ..."
+    assert headline.level == "FAIL" and headline.says.startswith(f"{path} is not valid here: 3")
     failed = []
     for line in lines:
         if line.what != "config":

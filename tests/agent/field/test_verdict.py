@@ -55,8 +55,8 @@ def test_a_config_with_problems_is_never_called_valid(tmp_path, capsys, no_netwo
     path = as_installed(EXAMPLES_DIR / "kerong-3-boards.toml", tmp_path, key=PLACEHOLDER_KEY)
     lines = doctor_lines(path)
     assert lines[0] == (
-        f"FAIL config: {path} is not valid: 2 problems, each below: it does not start until"
-        " they are fixed (check-config exits 78, run refuses)"
+        f"FAIL config: {path} is not valid here: 2 problems, each below: run refuses to start"
+        " on this machine until they are fixed"
     )
     assert not [line for line in lines if "valid (" in line or " is valid" in line]
 
@@ -95,7 +95,7 @@ def test_what_a_driver_refuses_makes_the_first_line_fail(tmp_path, monkeypatch, 
     monkeypatch.setattr(verdict, "build_dry", refused)
     path = write_small_config(tmp_path, cloud="https://cloud.lockers.test")
     lines = doctor_lines(path)
-    assert lines[0].startswith(f"FAIL config: {path} is not valid: 1 problem, each below")
+    assert lines[0].startswith(f"FAIL config: {path} is not valid here: 1 problem, each below")
     assert lines[1] == "FAIL config: cabinets[0].front.lock: the driver refuses it"
     assert cli.main(["check-config", str(path)]) == 78
     assert said(capsys.readouterr().err, path) == ["cabinets[0].front.lock: the driver refuses it"]
@@ -156,3 +156,26 @@ def test_a_documentation_address_is_a_placeholder_never_a_gateway_to_probe(
     assert [host for host in no_network if isinstance(host, tuple)] == []  # no connection
     assert cli.main(["check-config", str(path)]) == 78
     assert "buses[0].port: still the example's address (192.0.2.10)" in capsys.readouterr().err
+
+
+def test_doctor_judges_this_machine_and_claims_nothing_of_check_config(
+    tmp_path, capsys, monkeypatch, no_network
+):
+    """Finding (a new user's trial): on a laptop, check-config took a GPIO bus whose
+    pin factory's module is missing as a warning (exit 0), while doctor's first line
+    said check-config exits 78. doctor judges the machine it runs on (run imports the
+    module), and says so."""
+    from agent.field import access
+
+    if access.importable("lgpio"):
+        pytest.skip("lgpio is installed here: the case needs it missing")
+    monkeypatch.setattr(access, "has_gpio", lambda dev=None: False)  # a laptop
+    path = as_installed(EXAMPLES_DIR / "food-locker.toml", tmp_path, url="https://c.lockers.test")
+    text = path.read_text().replace("_UART_REPLACE-if00", "_UART_A10K1234-if00")
+    path.write_text(text)
+    assert cli.main(["check-config", str(path)]) == 0
+    assert "lgpio" in capsys.readouterr().err  # a warning on a laptop
+    lines = doctor_lines(path)
+    assert lines[0].startswith(f"FAIL config: {path} is not valid here: 1 problem")
+    assert "check-config" not in lines[0]
+    assert lines[1].startswith('FAIL gpio: buses[1].pin_factory: "lgpio" needs')
