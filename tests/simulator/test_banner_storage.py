@@ -45,6 +45,7 @@ async def test_the_banner_names_the_storage_and_its_commands_run_as_printed():
         assert [c[1:-2] for c in commands] == [["status"], ["outbox"], ["thermal", "log"]]
         assert all(c[-2:] == ["--config", str(sim.config_file)] for c in commands)
         assert sim.config_file.parent == sim.storage_dir
+        assert sim.config_file.stat().st_mode & 0o077 == 0  # it holds the token inline
         results = {  # in a thread: the agent answers `status` on this loop
             " ".join(c[1:-2]): await asyncio.to_thread(run_agent, *c[1:], timeout=60)
             for c in commands
