@@ -196,3 +196,23 @@ def test_no_import_circles():
 def test_modules_stay_small(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name}: {lines} lines"
+
+
+def _readme_rooms() -> dict[str, str]:
+    """The README's table rows by the folder they describe (``agent/thermal/`` ...)."""
+    readme = (ROOT / "README.md").read_text()
+    row = re.compile(r"^\| `((?:agent|drivers|simulator)/(?:[a-z0-9_]+/)?)` \|.*$", re.M)
+    return {m.group(1): m.group(0) for m in row.finditer(readme)}
+
+
+@pytest.mark.parametrize("room", sorted(_readme_rooms()))
+def test_the_readme_names_every_module_of_a_room(room):
+    """A newcomer reads the rooms from the README's tables: a module missing there
+    (a split, a new job) is a room they cannot find (a new user found ten)."""
+    named = _readme_rooms()[room]
+    missing = [
+        path.name
+        for path in sorted((ROOT / room).glob("*.py"))
+        if path.name != "__init__.py" and f"`{path.name}`" not in named
+    ]
+    assert not missing, f"README.md's row for {room} does not name {missing}"
