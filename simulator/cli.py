@@ -131,9 +131,10 @@ class SimulateCommand:
         for option, port in ports[:2]:
             if web_port and web_port == port:
                 return _refuse("--web-port", web_port, f"the same as {option}")
-        for option, port in ports:
-            if reason := port_taken(port):
-                return _refuse(option, port, reason)
+        # Every taken port at once: a person fixes them in one go, not one a run.
+        refused = [_refuse(o, p, why) for o, p in ports if (why := port_taken(p))]
+        if refused:
+            return 1
         from agent.config import ConfigError
 
         try:

@@ -60,6 +60,25 @@ def test_simulate_names_the_port_option_in_one_line(taken, option):
     ]
 
 
+def test_simulate_names_every_taken_port_at_once(taken):
+    """Finding (a new user's trial): beside a running simulator, a second one named
+    --api-port, then after a fix --cloud-port, then the web port: one a run."""
+    with socket.socket() as second:
+        second.bind(("127.0.0.1", 0))
+        second.listen()
+        cloud = second.getsockname()[1]
+        result = subprocess.run(
+            [*AGENT, "simulate", "--api-port", str(taken), "--cloud-port", str(cloud)]
+            + ["--web-port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    said = [line.split(":")[1].strip() for line in result.stderr.splitlines()]
+    assert said == [f"--api-port {taken}", f"--cloud-port {cloud}"]
+
+
 def test_simulate_refuses_one_port_for_both(taken):
     result = subprocess.run(
         [*AGENT, "simulate", "--api-port", "8123", "--cloud-port", "8123"],
