@@ -60,6 +60,9 @@ def test_simulate_names_the_port_option_in_one_line(taken, option):
     ]
 
 
+WEB_ANY = ("--web-port", "0")  # 8000 may be another test's simulator's
+
+
 def test_simulate_names_every_taken_port_at_once(taken):
     """Finding (a new user's trial): beside a running simulator, a second one named
     --api-port, then after a fix --cloud-port, then the web port: one a run."""
@@ -68,8 +71,7 @@ def test_simulate_names_every_taken_port_at_once(taken):
         second.listen()
         cloud = second.getsockname()[1]
         result = subprocess.run(
-            [*AGENT, "simulate", "--api-port", str(taken), "--cloud-port", str(cloud)]
-            + ["--web-port", "0"],
+            [*AGENT, "simulate", "--api-port", str(taken), "--cloud-port", str(cloud), *WEB_ANY],
             capture_output=True,
             text=True,
             timeout=30,
