@@ -14,6 +14,10 @@ apart, labelled ``pull-down`` (cold) or ``pre-heat`` (hot) until it first reache
 its line in its mode, raising no ``temperature_out_of_band``; ``empty`` after,
 alarmed as any (a unit failing before food goes in). An item sensed while it is
 still out of line starts the excursion then.
+
+A cabinet seen occupied is taken as emptied only once its item sensor has read empty
+for ``EMPTY_AFTER_S`` (``reads_empty``, ADR 0050): a sensor that flickers empty for a
+round must not restart the food clock nor the out-of-band alarm's delay.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from drivers.w1.trust import NOT_YET, SensorTrust, Verdict
 log = structlog.get_logger(__name__)
 
 PULL_DOWN, PRE_HEAT, EMPTY = "pull-down", "pre-heat", "empty"
+EMPTY_AFTER_S = 30.0  # food seen: emptied once the item sensor reads empty this long
 LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
 NOISY = 0.1  # ... or whose reads fit the physics less often than this
 
@@ -80,6 +85,8 @@ class Unit:
         self.excursion_kind: str | None = None  # ... its kind: None for food's, else a label
         self.reached = False  # within its line since its mode was set (or the agent started)
         self.coming_up: str | None = None  # this round: empty and out of line, its label
+        self.seen_occupied_s: float | None = None  # monotonic: an item last read in it
+        self.reads_empty = False  # this round: empty, and for EMPTY_AFTER_S since an item
         self.peak_c = 0.0  # the open excursion's worst temperature
         self.down: Downtime | None = None  # the food clock saved before a restart
         self.outage_start: float | None = None  # found past its line: began in the outage
@@ -112,6 +119,7 @@ class Unit:
             verdict = self.trust.distrust(flat)
         self.verdict = verdict
         self.mode_changed = False
+        self._sense(now)
         if verdict.status != before and said:
             level = log.info if verdict.status == "ok" else log.warning
             level("thermal.sensor", key=cabinet.key, status=verdict.status,
@@ -127,13 +135,24 @@ class Unit:
                 self.control.set_mode(self.mode)
                 self.reached = False
 
+    def _sense(self, now: float) -> None:
+        """This round's ``reads_empty`` at ``now`` (monotonic s): the last reading is
+        empty and, if an item was read in the cabinet since start, has been for
+        ``EMPTY_AFTER_S`` (checked at rounds: a flicker between two is never seen)."""
+        cabinet = self.cabinet
+        if cabinet.occupied and cabinet.occupied_sensed:  # read, not the default
+            self.seen_occupied_s = now
+        seen = self.seen_occupied_s
+        self.reads_empty = not cabinet.occupied and (seen is None or now - seen >= EMPTY_AFTER_S)
+
     def known_empty(self) -> bool:
         """Whether the cabinet is known to hold nothing: its item sensor has answered
-        since start, its board answers now and it reads empty; never under
-        ``assume_occupied`` (no item sensors: empty is never known)."""
+        since start, its board answers now and it reads empty (``reads_empty``: for
+        ``EMPTY_AFTER_S`` once an item was read); never under ``assume_occupied`` (no
+        item sensors: empty is never known)."""
         cabinet = self.cabinet
         sensed = cabinet.occupied_sensed and cabinet.occupied_known
-        return not self.assume_occupied and sensed and not cabinet.occupied
+        return not self.assume_occupied and sensed and self.reads_empty
 
     def label(self, lines: Lines) -> None:
         """This round's ``coming_up``: None unless the cabinet is known empty, held and
