@@ -137,11 +137,14 @@ class Unit:
 
     def _sense(self, now: float) -> None:
         """This round's ``reads_empty`` at ``now`` (monotonic s): the last reading is
-        empty and, if an item was read in the cabinet since start, has been for
-        ``EMPTY_AFTER_S`` (checked at rounds: a flicker between two is never seen)."""
+        empty and, if an item was read in the cabinet since start (or its food clock
+        was kept across a restart), has been for ``EMPTY_AFTER_S`` (checked at rounds:
+        a flicker between two is never seen)."""
         cabinet = self.cabinet
         if cabinet.occupied and cabinet.occupied_sensed:  # read, not the default
             self.seen_occupied_s = now
+        elif self.seen_occupied_s is None and self.food.out_s > 0:
+            self.seen_occupied_s = now  # a food clock kept across a restart: food was in
         seen = self.seen_occupied_s
         self.reads_empty = not cabinet.occupied and (seen is None or now - seen >= EMPTY_AFTER_S)
 

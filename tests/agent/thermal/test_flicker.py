@@ -52,3 +52,22 @@ async def test_a_flicker_does_not_reset_an_exceeded_food_time(rigs):
     await _flicker(rig, 1, 3)
     assert rig.thermal.units[1].food.out_s >= out_s  # not started again by one round
     assert FOOD_TIME_EXCEEDED in rig.alarms(1)
+
+
+async def test_a_flicker_at_the_first_round_after_a_restart_keeps_the_food_clock(rigs):
+    """The food clock kept across a restart says food was in: an empty first reading
+    is a flicker until it has lasted EMPTY_AFTER_S, as before the restart."""
+    rig = await rigs({1: "chill"}, 20.0, items=True, compressor_min_off_s=0)
+    await rig.item(1, True)
+    rig.plant.body(1).cooler_failed = True
+    rig.run(1800, dt_s=60)
+    kept = rig.thermal.units[1].food.out_s
+    assert kept > 1000
+    await rig.thermal.close()
+    rig.now += 60
+    await rig.item(1, False)  # the sensor flickers as the agent comes back
+    rig.thermal = rig.new_thermal()
+    rig.run(10, dt_s=10)
+    await rig.item(1, True)
+    rig.run(10, dt_s=10)
+    assert rig.thermal.units[1].food.out_s >= kept
