@@ -6,7 +6,7 @@ sensors on mock pins read as a board's answers are."""
 from __future__ import annotations
 
 from agent.thermal.alarms import FOOD_TIME_EXCEEDED, OUT_OF_BAND
-from agent.thermal.unit import EMPTY_AFTER_S
+from agent.thermal.unit import EMPTY_AFTER_S, FULL_AFTER_S
 
 
 async def _flicker(rig, key: int, rounds: int) -> None:
@@ -71,3 +71,29 @@ async def test_a_flicker_at_the_first_round_after_a_restart_keeps_the_food_clock
     await rig.item(1, True)
     rig.run(10, dt_s=10)
     assert rig.thermal.units[1].food.out_s >= kept
+
+
+async def test_a_glitch_reading_an_item_for_a_round_pages_no_one(rigs):
+    """The other way: an empty cabinet coming down whose sensor reads an item for one
+    round is not held as food for EMPTY_AFTER_S (that would outlast alarm_raise_s and
+    page); an item read for FULL_AFTER_S is food, and waits as above."""
+    rig = await rigs({2: "freeze"}, items=True, alarm_raise_s=20)
+    rig.run(300, dt_s=10)
+    for _ in range(5):
+        await rig.item(2, True)
+        rig.run(10, dt_s=10)
+        await rig.item(2, False)
+        rig.run(60, dt_s=10)
+    assert rig.temp(2) > -15.0 and OUT_OF_BAND not in rig.alarms(2)
+    assert OUT_OF_BAND not in rig.events()
+    assert rig.thermal.units[2].food.out_s == 0.0
+    # An item read across two rounds (10 s >= FULL_AFTER_S) is food held: a round
+    # read empty after it does not restart its clock.
+    assert FULL_AFTER_S <= 10.0
+    await rig.item(2, True)
+    rig.run(20, dt_s=10)
+    counted = rig.thermal.units[2].food.out_s
+    assert counted > 0
+    await rig.item(2, False)
+    rig.run(10, dt_s=10)
+    assert rig.thermal.units[2].food.out_s > counted
