@@ -84,6 +84,7 @@ class HeldCodes:
         self._codes: dict[bytes, Held] = {}  # by digest, oldest put first
         self._unsaved: dict[bytes, State] = {}  # digest -> the state its row still has
         self._dropping: set[bytes] = set()  # dropped while opening: gone once settled
+        self._superseding: set[bytes] = set()  # its door reused while opening: not held again
         self._undeleted: set[str] = set()  # rows of dropped codes the disk kept
         self._trusted = 0.0
         self._trusted_at = 0.0  # monotonic time it was last written
@@ -165,10 +166,14 @@ class HeldCodes:
                     del codes[code.digest]
         dropped = len(self._codes) - len(codes) + len(dropping)
         doors: dict[tuple[int, Side], set[bytes]] = {}  # held codes by door
+        opening: dict[tuple[int, Side], set[bytes]] = {}  # codes being opened by door
         for code in codes.values():
             if code.state == "held":
                 doors.setdefault((code.key, code.side), set()).add(code.digest)
+            elif code.state == "opening":
+                opening.setdefault((code.key, code.side), set()).add(code.digest)
         superseded: set[bytes] = set()
+        superseding: set[bytes] = set()  # opening now: superseded if its open did not act
         news: set[bytes] = set()
         for i, put in enumerate(message.put):
             side: Side = "rear" if put.rearload else "front"
@@ -188,6 +193,8 @@ class HeldCodes:
             if old is not None:
                 doors.get((old.key, old.side), set()).discard(old.digest)
             door = doors.setdefault((new.key, new.side), set())
+            at = opening.get((new.key, new.side), ())
+            superseding |= {d for d in at if codes[d].order_id != new.order_id}
             for digest in [d for d in door if codes[d].order_id != new.order_id]:
                 codes[digest] = replace(codes[digest], state="superseded")
                 superseded.add(digest)
@@ -215,6 +222,7 @@ class HeldCodes:
             raise Unavailable(f"cannot keep the codes: {exc}") from None
         self._codes = codes
         self._dropping |= dropping
+        self._superseding |= superseding
         for digest in (*gone, *puts, *older):  # those rows now say what the memory says
             self._unsaved.pop(digest, None)
             self._undeleted.discard(digest.hex())
@@ -255,7 +263,11 @@ class HeldCodes:
         acted) at once, and written. Never raises: when the disk refuses, its row keeps
         what it said (``opening``) and :meth:`save_unsaved` writes it later; a restart
         before that spends the code, said unsure (a pulse is never repeated). A code the
-        cloud dropped during its open is forgotten now."""
+        cloud dropped during its open is forgotten now; one whose door the cloud gave to
+        another order during its open is ``superseded`` instead of held again."""
+        if code.digest in self._superseding:
+            self._superseding.discard(code.digest)
+            state = "superseded" if state == "held" else state
         if code.digest in self._dropping:
             return self._drop_settled(code, state)
         on_disk = self._unsaved.get(code.digest, code.state)

@@ -4,9 +4,10 @@ never a clearing without its alarm.
 Order: pending heartbeats, then start-up snapshots, then the oldest door changes,
 and alarms last. A clearing is ``<alarm>_cleared``, ``board_online`` after
 ``board_offline`` or ``bus_online`` after ``bus_offline``, of the same alarm about
-the same cabinet (first cabinet's ``key``), bus and board (``detail``); the side is
-not in the row, so a cabinet's front and rear alarm of one name pair either way
-(the cloud hears one raise and one clearing for that cabinet just the same).
+the same cabinet (the event's ``key``, else the first cabinet's), bus and board
+(``detail``); the side is not in the row, so a cabinet's front and rear alarm of one
+name pair either way (the cloud hears one raise and one clearing for that cabinet
+just the same).
 
 Among alarms, what goes first:
 
@@ -42,13 +43,14 @@ _ONLINE = {"board_online": "board_offline", "bus_online": "bus_offline"}  # ... 
 
 # What an alarm is about, read from an outbox row {r}: (SQL, column of unsent_raise).
 # The key: none for a bus or board event (its bus and board say it; the cabinets it
-# carries are those known when it was sent, ADR 0031), else the first cabinet's, else
-# the event's own ``key`` (a cabinet with no door known carries no entry).
+# carries are those known when it was sent, ADR 0031), else the event's own ``key``
+# (a cabinet with no door known: it carries the locker's known cabinets, not its
+# own, ADR 0031), else the first cabinet's.
 _DETAIL = "(CASE WHEN json_valid({r}.detail) THEN {r}.detail END)"  # NULL when damaged
 _CABINETS = "(CASE WHEN json_valid({r}.cabinets) THEN {r}.cabinets END)"
 _KEY = (
     f"CASE WHEN json_extract({_DETAIL}, '$.bus') IS NOT NULL THEN NULL"
-    f" ELSE coalesce(json_extract({_CABINETS}, '$[0].key'), json_extract({_DETAIL}, '$.key')) END"
+    f" ELSE coalesce(json_extract({_DETAIL}, '$.key'), json_extract({_CABINETS}, '$[0].key')) END"
 )
 _SUBJECT = (
     (_KEY, "key"),
@@ -73,11 +75,11 @@ def raise_of(event: str) -> str | None:
 def subject_of(cabinets: list[dict[str, Any]], detail: dict[str, Any] | None) -> tuple[Any, ...]:
     """What an alarm about to be appended is about, as read from its row: (key, bus, board)."""
     told = detail or {}
-    key = cabinets[0].get("key") if cabinets and isinstance(cabinets[0], dict) else None
+    key = told.get("key")  # as _KEY: a cabinet named by the event, not the cabinets carried
+    if key is None and cabinets and isinstance(cabinets[0], dict):
+        key = cabinets[0].get("key")
     if told.get("bus") is not None:
         key = None  # as _KEY: a bus or board event is about its bus and board
-    elif key is None:
-        key = told.get("key")
     return key, told.get("bus"), told.get("board")
 
 

@@ -7,7 +7,8 @@ service (``service.py``) asks of a unit's food clock.
   the safety shut-offs that were latched (they hold across a restart: only a
   technician's reset clears them).
 - Each round (``count``): time out of temperature counts while the cabinet is
-  occupied (its item sensor, or ``assume_occupied``: then a pickup, the front door
+  occupied (its item sensor, emptied once it has read empty for
+  ``unit.EMPTY_AFTER_S``; or ``assume_occupied``: then a pickup, the front door
   opened, empties it) and its mode held, and while its temperature is past the line
   or unknown (a failed sensor proves nothing). Time the agent was down counts too,
   as far as evidence that survives the outage tells (``outage.Outage.settle``),
@@ -55,7 +56,7 @@ def count(now: float, unit: Unit, lines: Lines, outage: Outage, *, assume_occupi
     in this round (logged: the caller decides what else it means)."""
     was = unit.food.exceeded
     cabinet = unit.cabinet
-    occupied = cabinet.occupied
+    occupied = not unit.reads_empty  # one round read empty is not the food taken out
     if assume_occupied:  # no item sensors: a pickup empties the cabinet
         front_open = cabinet.front.seen != DoorState.CLOSED
         occupied = not (front_open and not unit.front_open)

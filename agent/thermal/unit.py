@@ -14,6 +14,11 @@ apart, labelled ``pull-down`` (cold) or ``pre-heat`` (hot) until it first reache
 its line in its mode, raising no ``temperature_out_of_band``; ``empty`` after,
 alarmed as any (a unit failing before food goes in). An item sensed while it is
 still out of line starts the excursion then.
+
+A cabinet that held an item (read for ``FULL_AFTER_S``) is taken as emptied only once
+its item sensor has read empty for ``EMPTY_AFTER_S`` (``reads_empty``, ADR 0050): a
+sensor that flickers empty for a round must not restart the food clock nor the
+out-of-band alarm's delay.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from drivers.w1.trust import NOT_YET, SensorTrust, Verdict
 log = structlog.get_logger(__name__)
 
 PULL_DOWN, PRE_HEAT, EMPTY = "pull-down", "pre-heat", "empty"
+EMPTY_AFTER_S = 30.0  # food held: emptied once the item sensor reads empty this long
+FULL_AFTER_S = 5.0  # an item read this long is food held (shorter: a glitch, gone at once)
 LOSSY = 0.2  # a sensor losing more of its reads than this is said in /healthz
 NOISY = 0.1  # ... or whose reads fit the physics less often than this
 
@@ -80,6 +87,11 @@ class Unit:
         self.excursion_kind: str | None = None  # ... its kind: None for food's, else a label
         self.reached = False  # within its line since its mode was set (or the agent started)
         self.coming_up: str | None = None  # this round: empty and out of line, its label
+        self.item_since: float | None = None  # monotonic: read occupied since (this run)
+        self.empty_since: float | None = None  # ... read empty since
+        self.held = False  # an item read FULL_AFTER_S: empty waits EMPTY_AFTER_S
+        self.sensed = False  # _sense has run once (a kept food clock is a held item)
+        self.reads_empty = False  # this round: empty, as thermal believes it
         self.peak_c = 0.0  # the open excursion's worst temperature
         self.down: Downtime | None = None  # the food clock saved before a restart
         self.outage_start: float | None = None  # found past its line: began in the outage
@@ -112,6 +124,7 @@ class Unit:
             verdict = self.trust.distrust(flat)
         self.verdict = verdict
         self.mode_changed = False
+        self._sense(now)
         if verdict.status != before and said:
             level = log.info if verdict.status == "ok" else log.warning
             level("thermal.sensor", key=cabinet.key, status=verdict.status,
@@ -127,13 +140,36 @@ class Unit:
                 self.control.set_mode(self.mode)
                 self.reached = False
 
+    def _sense(self, now: float) -> None:
+        """This round's ``reads_empty`` at ``now`` (monotonic s), read at the rounds (a
+        flicker between two is never seen). An item read is believed at once; one read
+        for ``FULL_AFTER_S`` (or a food clock kept across a restart) is ``held``, and
+        a held item is gone only once the sensor has read empty for ``EMPTY_AFTER_S``
+        (ADR 0050): a flicker empty is not the food taken out, and a glitch reading an
+        item for a moment is not food held past ``alarm_raise_s``."""
+        cabinet = self.cabinet
+        if not self.sensed:
+            self.sensed, self.held = True, self.food.out_s > 0
+        if cabinet.occupied:
+            self.empty_since, self.reads_empty = None, False
+            if cabinet.occupied_sensed:  # read, not the default
+                since = self.item_since = now if self.item_since is None else self.item_since
+                self.held = self.held or now - since >= FULL_AFTER_S
+            return
+        self.item_since = None
+        since = self.empty_since = now if self.empty_since is None else self.empty_since
+        if self.held and now - since >= EMPTY_AFTER_S:
+            self.held = False
+        self.reads_empty = not self.held
+
     def known_empty(self) -> bool:
         """Whether the cabinet is known to hold nothing: its item sensor has answered
-        since start, its board answers now and it reads empty; never under
-        ``assume_occupied`` (no item sensors: empty is never known)."""
+        since start, its board answers now and it reads empty (``reads_empty``: for
+        ``EMPTY_AFTER_S`` once an item was held); never under ``assume_occupied`` (no
+        item sensors: empty is never known)."""
         cabinet = self.cabinet
         sensed = cabinet.occupied_sensed and cabinet.occupied_known
-        return not self.assume_occupied and sensed and not cabinet.occupied
+        return not self.assume_occupied and sensed and self.reads_empty
 
     def label(self, lines: Lines) -> None:
         """This round's ``coming_up``: None unless the cabinet is known empty, held and

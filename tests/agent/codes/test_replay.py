@@ -183,3 +183,37 @@ async def test_a_code_dropped_while_it_opened_is_told_and_gone(locker, held, act
     [message] = [m for m in outbox.pending(1000) if m.event == "code_opened"]
     assert message.detail == {"order_id": 46188, "side": "front"}
     assert held.match("right") is None and held.unsaved == 0
+
+
+async def test_a_cabinet_given_to_another_order_during_a_refused_open_is_not_taken_back(
+    tmp_path, locker, held, actuator, monkeypatch
+):
+    """Break pass: a put for the door of a code being opened did not supersede it (only
+    held codes are): once its open was refused before any pulse, the older order's code
+    went back to held beside the newer order's, and opened the reused cabinet."""
+    go = asyncio.Event()
+
+    async def silent(key, side):  # the board does not answer: nothing is sent
+        await go.wait()
+        raise Unavailable("bus rs485: port not open")
+
+    monkeypatch.setattr(actuator, "release", silent)
+    pickup = Pickup(locker, held, clock=Clock())
+    task = asyncio.create_task(pickup.scanned("front", "right"))
+    async with asyncio.timeout(3):
+        while held.match("right").state != "opening":
+            await asyncio.sleep(0.01)
+    held.provision(parse_codes({"put": [put("newer", order=7)]}))  # cabinet 1 reused
+    go.set()
+    assert await task == "refused"
+    monkeypatch.undo()
+    assert held.match("right").state == "superseded"
+    assert await pickup.scanned("front", "right") == "superseded"
+    assert actuator.pulses == []
+    assert await pickup.scanned("front", "newer") == "opened"
+    store = CodeStore(tmp_path / "codes.sqlite3")  # and so it is on disk
+    try:
+        again = HeldCodes(store, {1: ("front", "rear"), 2: ("front",)}, wall=lambda: NOW)
+        assert again.match("right").state == "superseded"
+    finally:
+        store.close()

@@ -142,3 +142,35 @@ def test_a_cabinet_alarm_with_no_door_known_pairs_by_its_key(small):
     box.ack([m.seq for m in box.pending()])
     assert alarm(box, "temperature_out_of_band_cleared", 6) is not None  # 6 was heard
     assert alarm(box, "temperature_out_of_band_cleared", 5) is None  # 5 was not
+
+
+def test_a_no_door_alarm_carrying_the_lockers_cabinets_pairs_by_its_own_key(small):
+    """As the journal builds it (ADR 0031): a cabinet with no door known is named by the
+    event's ``key`` and carries the locker's known cabinets. Its clearing is not the
+    pair of the first of those cabinets' own alarm: that alarm, still active, would be
+    dropped as an ended episode and the cloud never hear it."""
+    box = small(3)
+    known = [{"key": 1, "front_status": "closed"}, {"key": 2, "front_status": "closed"}]
+    alarm(box, "temperature_out_of_band", 1)  # cabinet 1's, active
+    box.append("alarm", "temperature_out_of_band_cleared", known, {"key": 5})  # 5's, sent before
+    alarm(box, "lock_jammed", 3)
+    alarm(box, "door_left_open", 4)  # full: cabinet 5's lone clearing goes (rule 2)
+    events = [(m.event, (m.detail or {}).get("key", m.cabinets[0]["key"])) for m in box.pending()]
+    assert events == [
+        ("temperature_out_of_band", 1),
+        ("lock_jammed", 3),
+        ("door_left_open", 4),
+    ]
+
+
+def test_a_no_door_alarm_dropped_unsent_takes_its_own_clearing_along(small):
+    """Cabinet 5's raise (no door known, the locker's cabinets carried) dropped unsent is
+    noted by its own key: its clearing is dropped too, cabinet 1's is not."""
+    box = small(2)
+    known = [{"key": 1, "front_status": "closed"}]
+    box.append("alarm", "temperature_out_of_band", known, {"key": 5})
+    alarm(box, "temperature_out_of_band", 1)
+    alarm(box, "lock_jammed", 3)  # cabinet 5's raise dropped unsent, noted
+    box.ack([m.seq for m in box.pending()])
+    assert alarm(box, "temperature_out_of_band_cleared", 1) is not None  # 1 was heard
+    assert alarm(box, "temperature_out_of_band_cleared", 5) is None  # 5 was not
