@@ -8,7 +8,7 @@ everything logged goes to a file, in structlog's readable lines at ``--log-level
 the terminal gets the warnings and errors only (readable, in colour), and the banner's
 last lines (:meth:`simulator.run.Simulation.where`) are printed again whenever the
 lines below them would push them off the top of the screen. Off a terminal (a pipe, a
-test, systemd) nothing changes: the CLI's logging to stderr, JSON (ADR 0046).
+test, systemd) nothing changes: the CLI's logging to stderr, JSON (ADR 0022).
 """
 
 from __future__ import annotations

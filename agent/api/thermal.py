@@ -9,7 +9,7 @@
 - ``POST /api/lockers/cabinets/{key}/thermal/reset`` with ``{"by": "who", "reason":
   "..."}`` (both optional): every latched safety shut-off cleared (ADR 0011), logged
   and recorded with who and when; answers ``{"key", "cleared", "cabinet"}``. Who is
-  what the agent knows, not what the body claims (ADR 0037): on the technicians'
+  what the agent knows, not what the body claims (ADR 0020): on the technicians'
   socket the peer's account by the kernel (``SO_PEERCRED``), over TCP the token's
   holder at its address; ``by`` follows as the asker's note.
 

@@ -70,7 +70,7 @@ class FeedbackBody(BaseModel):
     """The whole POST body, as ``spec/synq-lockers-api.yaml`` shapes it.
 
     ``cabinets`` may be empty (the spec sets no minimum): a locker with no door known
-    still tells its start, its heartbeat and its bus and board events (ADR 0031)."""
+    still tells its start, its heartbeat and its bus and board events (ADR 0019)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -176,7 +176,7 @@ class Uplink:
             await asyncio.sleep(self.heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
             # With no door known (a bus that never opened) the beat still goes, with
-            # an empty cabinets list: the cloud must hear the locker is alive (ADR 0031),
+            # an empty cabinets list: the cloud must hear the locker is alive (ADR 0019),
             # unless this cloud said it takes no such body.
             snapshot = self._snapshot()
             if not snapshot and self._empty_refused:

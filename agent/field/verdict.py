@@ -6,7 +6,7 @@ is printed (``check-config``), logged (``run``) or said ``warn`` (``doctor``), a
 the config still starts. ``judge`` adds the dry build of the drivers
 (``agent/hardware/dry.py``) for the commands that do not build them for real
 (``check-config``, ``doctor``); ``Verdict.headline`` is the one line that calls a
-config valid, and only a config without a problem (ADR 0037).
+config valid, and only a config without a problem (ADR 0020).
 
 ``port_lines`` looks at each serial port without opening it (a path that is not
 there, that the service user may not open, or that another process holds): always a

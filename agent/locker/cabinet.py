@@ -111,7 +111,7 @@ class Cabinet:
         A door shows its status; a door whose board is silent repeats what the cloud
         was last told (no news, and never a guess, ADR 0006); a door never known
         (its board silent since start) is ``null``, as the spec allows beside a
-        known door (ADR 0031). The cloud refuses an entry with no status at all."""
+        known door (ADR 0019). The cloud refuses an entry with no status at all."""
         entry: dict[str, Any] = {"key": self.key}
         for side, door in self.doors():
             entry[f"{side}_status"] = door.status or door.reported

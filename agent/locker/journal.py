@@ -297,5 +297,5 @@ class Journal:
         else:
             return None
         # With no door known (a bus that never opened) the list is empty and the
-        # event is sent all the same: never dropped for lack of a door (ADR 0031).
+        # event is sent all the same: never dropped for lack of a door (ADR 0019).
         return kind, event, cabinets, detail

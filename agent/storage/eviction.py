@@ -43,9 +43,9 @@ _ONLINE = {"board_online": "board_offline", "bus_online": "bus_offline"}  # ... 
 
 # What an alarm is about, read from an outbox row {r}: (SQL, column of unsent_raise).
 # The key: none for a bus or board event (its bus and board say it; the cabinets it
-# carries are those known when it was sent, ADR 0031), else the event's own ``key``
+# carries are those known when it was sent, ADR 0019), else the event's own ``key``
 # (a cabinet with no door known: it carries the locker's known cabinets, not its
-# own, ADR 0031), else the first cabinet's.
+# own, ADR 0019), else the first cabinet's.
 _DETAIL = "(CASE WHEN json_valid({r}.detail) THEN {r}.detail END)"  # NULL when damaged
 _CABINETS = "(CASE WHEN json_valid({r}.cabinets) THEN {r}.cabinets END)"
 _KEY = (

@@ -9,7 +9,7 @@ change). Times stay UNIX seconds here; the sheet writes them in ``tz``.
 - excursions open or ended that day: start, end (None: still open at the last record),
   the worst temperature, the mode, the clock's note;
 - the empty cabinet's times past its line that day (``empty``: no food, no
-  excursion, ADR 0040), as the excursions, with their label last;
+  excursion, ADR 0021), as the excursions, with their label last;
 - actions, what was done about it, with who and when: latches (a safety shut-off,
   ``latched``) and their resets (``by``), and the commands the cloud or a technician sent
   to the cabinet that change what it holds or whether it is used (``disable``,

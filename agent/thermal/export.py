@@ -5,7 +5,7 @@ read-only from the storage directory while the agent runs.
 ``key,start,end,duration_s,peak_c,mode,clock``; times ISO 8601 UTC; ``clock`` empty
 when the wall clock was known right, else ``unsure``, ``corrected`` or ``outage``
 (``records.py``); ``note`` empty, or an empty cabinet's label past its line
-(``pull-down``, ``pre-heat``, ``empty``: ADR 0040). Excursions are food's only.
+(``pull-down``, ``pre-heat``, ``empty``: ADR 0021). Excursions are food's only.
 """
 
 from __future__ import annotations

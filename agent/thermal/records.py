@@ -7,7 +7,7 @@
 - ``excursions``: each time out of temperature (past the food code's line): start,
   end (NULL while it lasts), the worst temperature and the mode; an empty cabinet's
   time past its line is a row of its own ``kind`` (``pull-down``, ``pre-heat``,
-  ``empty``: no food, ADR 0040), never one of ``excursions()``, and the readings
+  ``empty``: no food, ADR 0021), never one of ``excursions()``, and the readings
   taken then carry the label (``note``);
 - ``food_clock``: each occupied cabinet's time out of temperature and its last trusted
   temperature, so a restart does not give spoilt food a new two hours and an outage

@@ -7,7 +7,7 @@ the food code's line and the band held; the readings (each hour's lowest, highes
 last, with how many were taken against how many were due); every time out of
 temperature with its start, end, duration and worst temperature; the times an empty
 cabinet spent past its line (a pull-down or pre-heat: no food, so no excursion, but
-shown and labelled, ADR 0040); the corrective actions
+shown and labelled, ADR 0021); the corrective actions
 and safety events with who and when (latches and their resets, disables, enables and
 mode changes sent by the cloud or a technician); the clock's evidence (readings written
 while the wall clock was not known right, excursions found after a power cut); and

@@ -8,7 +8,7 @@ UNIX seconds, UTC; ``clock`` NULL when sure, else ``unsure`` / ``corrected`` /
 saved, whether unsafe then, the last trusted temperature in C), ``latches`` (one row
 per cabinet and alarm that holds) and ``latch_log`` (each latched and reset, by whom).
 ``excursions.kind`` is NULL for food's time past its line, else an empty cabinet's
-(``pull-down``, ``pre-heat``, ``empty``: ADR 0040), and ``readings.note`` the same
+(``pull-down``, ``pre-heat``, ``empty``: ADR 0021), and ``readings.note`` the same
 label on a reading taken then.
 Columns are only ever added, never renamed or dropped, so an older file opens.
 """

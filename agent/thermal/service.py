@@ -8,7 +8,7 @@ Time out of temperature counts while the cabinet is occupied (its item sensor, o
 ``assume_occupied``) and its mode held, and while its temperature is past the line or
 unknown (a failed sensor proves nothing). A cabinet known empty past its line is
 coming up to temperature (a pull-down or pre-heat): no ``temperature_out_of_band``,
-recorded apart from the excursions (``unit.py``, ADR 0040). Time the agent was down
+recorded apart from the excursions (``unit.py``, ADR 0021). Time the agent was down
 counts too, as far as evidence that survives the outage tells (``outage.py``); the
 food clocks and the latches kept before a restart are taken up at start
 (``foodtime.py``). A watcher apart from the rounds finds a loop that stopped

@@ -1,6 +1,6 @@
 """The sections of a cabinet's HACCP day sheet (``report.py`` puts them on the page):
 the hours, the times out of temperature, an empty cabinet's times past its line
-(a pull-down or pre-heat: no food, so no excursion, but shown, ADR 0040), the
+(a pull-down or pre-heat: no food, so no excursion, but shown, ADR 0021), the
 corrective actions and the clock's evidence. Each answers HTML, escaped; none raises.
 """
 

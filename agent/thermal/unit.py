@@ -7,7 +7,7 @@ the API shows of it (``show``), whether its food is out of temperature
 (``coming_up``), what latches now (``latch_now``), and which thermal alarms its facts
 call for (``wanted``).
 
-An empty cabinet out of its line holds no food (ADR 0040): while it is known empty
+An empty cabinet out of its line holds no food (ADR 0021): while it is known empty
 (``known_empty``: its item sensor has answered since start, its board answers, it
 reads empty; never under ``assume_occupied``) its time out of line is recorded
 apart, labelled ``pull-down`` (cold) or ``pre-heat`` (hot) until it first reaches
@@ -16,7 +16,7 @@ alarmed as any (a unit failing before food goes in). An item sensed while it is
 still out of line starts the excursion then.
 
 A cabinet that held an item (read for ``FULL_AFTER_S``) is taken as emptied only once
-its item sensor has read empty for ``EMPTY_AFTER_S`` (``reads_empty``, ADR 0050): a
+its item sensor has read empty for ``EMPTY_AFTER_S`` (``reads_empty``, ADR 0023): a
 sensor that flickers empty for a round must not restart the food clock nor the
 out-of-band alarm's delay.
 """
@@ -145,7 +145,7 @@ class Unit:
         flicker between two is never seen). An item read is believed at once; one read
         for ``FULL_AFTER_S`` (or a food clock kept across a restart) is ``held``, and
         a held item is gone only once the sensor has read empty for ``EMPTY_AFTER_S``
-        (ADR 0050): a flicker empty is not the food taken out, and a glitch reading an
+        (ADR 0023): a flicker empty is not the food taken out, and a glitch reading an
         item for a moment is not food held past ``alarm_raise_s``."""
         cabinet = self.cabinet
         if not self.sensed:

@@ -235,7 +235,7 @@ async def test_a_thermal_cabinets_chart_has_its_records_band_and_line():
     await web.start()
     try:
         async with aiohttp.ClientSession(base_url=web.url) as session:
-            # Food in it: an empty cabinet's pull-down is no excursion (ADR 0040).
+            # Food in it: an empty cabinet's pull-down is no excursion (ADR 0021).
             assert (await act(session, who="person", do="put_item", key=5))[0] == 200
             assert (await act(session, who="cloud", do="set_thermal_mode", key=5, mode="chill"))[
                 0

@@ -3,7 +3,7 @@
 The agent runs as a process against the fake cloud on loopback. Its only bus's port
 is not there (the adapter unplugged at boot), or is a pty whose boards never answer:
 the cloud still hears the start, ``bus_offline`` and the heartbeat, with no door
-said as open or closed. A door never known beside a known one is ``null`` (ADR 0031).
+said as open or closed. A door never known beside a known one is ``null`` (ADR 0019).
 When the port appears or the boards answer, the real states follow, in order.
 """
 

@@ -1,5 +1,5 @@
 """Bodies for doors not known: said as ``null`` where the cloud takes it, never a guess,
-and never skipped for want of a door (ADR 0031). The clouds are real aiohttp servers
+and never skipped for want of a door (ADR 0019). The clouds are real aiohttp servers
 on loopback: the fake SYNQ cloud (the spec's validator), and a stricter one that
 refuses an empty ``cabinets`` list as Laravel's ``required`` does."""
 

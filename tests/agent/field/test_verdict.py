@@ -1,4 +1,4 @@
-"""One verdict on a technician's config (agent/field/verdict.py, ADR 0013 and 0037):
+"""One verdict on a technician's config (agent/field/verdict.py, ADR 0013 and 0020):
 ``doctor``'s first line, ``check-config`` and ``run`` say the same of the same file,
 and a placeholder is a problem to fill in, never a host for ``doctor`` to probe."""
 

@@ -123,7 +123,7 @@ def test_a_board_back_online_is_paired_by_bus_and_board(small):
 
 def test_a_bus_event_pairs_by_its_bus_whatever_cabinets_it_carried(small):
     """bus_offline of a bus whose doors were never known carries no cabinet; its
-    bus_online may carry them: dropped unsent, the one takes the other along (ADR 0031)."""
+    bus_online may carry them: dropped unsent, the one takes the other along (ADR 0019)."""
     box = small(2)
     box.append("alarm", "bus_offline", [], {"bus": "main", "boards": [0]})
     alarm(box, "door_left_open", 2)
@@ -145,7 +145,7 @@ def test_a_cabinet_alarm_with_no_door_known_pairs_by_its_key(small):
 
 
 def test_a_no_door_alarm_carrying_the_lockers_cabinets_pairs_by_its_own_key(small):
-    """As the journal builds it (ADR 0031): a cabinet with no door known is named by the
+    """As the journal builds it (ADR 0019): a cabinet with no door known is named by the
     event's ``key`` and carries the locker's known cabinets. Its clearing is not the
     pair of the first of those cabinets' own alarm: that alarm, still active, would be
     dropped as an ended episode and the cloud never hear it."""

@@ -2,7 +2,7 @@
 power faults drawn at random, on the simulator's physics and a fake clock. After every
 round: no food went past its line without an alarm, no food spent longer past its
 line than the code allows without ``food_time_exceeded``, and a cabinet its sensor
-reads empty pages nobody for its band while coming up to it (ADR 0040: no food, no
+reads empty pages nobody for its band while coming up to it (ADR 0021: no food, no
 out-of-band alarm until it has held its line once).
 
 The truth is the plant's own temperature, apart from anything the agent believes. A

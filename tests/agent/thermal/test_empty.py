@@ -1,5 +1,5 @@
 """An empty cabinet coming up to temperature (a start-up pull-down or pre-heat) is not
-food out of temperature (ADR 0040): against the simulator's physics on a fake clock,
+food out of temperature (ADR 0021): against the simulator's physics on a fake clock,
 with item sensors on mock pins read as a board's answers are. No
 ``temperature_out_of_band``, no excursion, the hours labelled in the records and on
 the day sheet; an item put in while still past the line starts the excursion then;

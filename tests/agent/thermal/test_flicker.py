@@ -1,6 +1,6 @@
 """An item sensor that flickers (reads empty for a round while the food is there: a
 light curtain crossed at an angle, a weight cell near its threshold) must not hide
-the food's time out of temperature (ADR 0050): on the simulator's physics, item
+the food's time out of temperature (ADR 0023): on the simulator's physics, item
 sensors on mock pins read as a board's answers are."""
 
 from __future__ import annotations

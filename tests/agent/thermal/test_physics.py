@@ -166,7 +166,7 @@ async def test_time_out_of_band_counts_while_occupied_across_a_door_left_open(ri
     assert not rig.locker.cabinets[1].enabled  # disable_when_unsafe
     rig.locker.item_sensed(1, False)  # the food thrown away
     rig.run(10)
-    assert unit.food.out_s > 0  # one round read empty is not yet the food gone (ADR 0050)
+    assert unit.food.out_s > 0  # one round read empty is not yet the food gone (ADR 0023)
     rig.run(EMPTY_AFTER_S)
     assert unit.food.out_s == 0
     rig.run(60)  # an alarm clears once its cause has been gone a minute
