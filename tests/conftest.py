@@ -127,7 +127,7 @@ def as_installed(
     folder.mkdir(parents=True, exist_ok=True)
     text = example.read_text()
     if url is not None:
-        text = text.replace("https://lockers.example.com", url)
+        text = text.replace("https://REPLACE-WITH-THE-CLOUD-HOST", url)
     path = folder / "agent.toml"
     path.write_text(text)
     (folder / "api.key").write_text(key + "\n")

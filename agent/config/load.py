@@ -52,6 +52,7 @@ from pydantic import ValidationError
 from agent.config.checks import _cross_check
 from agent.config.entries import validate_buses, validate_cabinets
 from agent.config.messages import _format_loc, _kind, _Problem, _problems_of
+from agent.config.placeholders import raw_placeholders
 from agent.config.schema import Config, GpioBusConfig, GpioDoorWiring, _missing_is_empty
 from agent.config.secrets import _resolve_secrets
 
@@ -111,6 +112,9 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> Config:
     if problems or config is None:
         problems.sort(key=_sort_key)
         lines = list(dict.fromkeys(f"{_format_loc(loc)}: {msg}" for loc, msg in problems))
+        # What is left from the example, too: all in one round, not after the first fix.
+        said = {line.partition(": ")[0] for line in lines}
+        lines += [line for line in raw_placeholders(data) if line.partition(": ")[0] not in said]
         raise ConfigError(lines or ["(top level): invalid"])
     return config
 

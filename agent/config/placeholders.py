@@ -1,11 +1,13 @@
 """Placeholders: a value left from an example or from install.sh, which no locker can work with.
 
 A config holding one is valid TOML of the right shape, so it loads; but the locker it
-describes cannot work (the example's cloud, the publicly known key, an adapter
-named ``REPLACE``). ``check-config`` exits 78 on each, ``run`` refuses to start, and
+describes cannot work (the publicly known key, an adapter or a cloud named
+``REPLACE-...``). ``check-config`` exits 78 on each, ``run`` refuses to start, and
 ``doctor`` calls it FAIL: all three ask ``placeholders()`` (``agent/field/verdict.py``).
-Each line names the key and, for a secret kept in a file, the file; never the value
-of a secret.
+A documentation host or address (``lockers.example.com``, ``192.0.2.10``) is a warning
+(``documentation_hosts``), never a stop: DESIGN.md's own config contract uses one, and
+tests outside this repo run the agent on it. Each line names the key and, for a secret
+kept in a file, the file; never the value of a secret.
 """
 
 from __future__ import annotations
@@ -56,15 +58,7 @@ def example_host(url: str) -> str | None:
 
 def placeholders(config: Config) -> list[str]:
     """One ``key.path: what is left and what to put there`` line per placeholder."""
-    out: list[str] = []
-    for key in ("url", "commands_url"):
-        url = getattr(config.cloud, key)
-        if url is not None and (host := example_host(url)):
-            out.append(f"cloud.{key}: still the example's host ({host}): set the cloud's address")
-        elif url is not None and is_placeholder(url):
-            out.append(
-                f"cloud.{key}: still the example's placeholder ({url!r}): set the cloud's address"
-            )
+    out = _cloud_lines({k: getattr(config.cloud, k) for k in ("url", "commands_url")})
     for key, secret, file in (
         ("cloud.api_key", config.cloud.api_key, config.cloud.api_key_file),
         ("api.token", config.api.token, config.api.token_file),
@@ -80,13 +74,55 @@ def placeholders(config: Config) -> list[str]:
                     f"{key}: still the example's placeholder: set the real value, best in a"
                     f' file: {key}_file = "{_FILES[key]}" ({_what(key)})'
                 )
-    done = {"cloud", "api"}
-    for path, value in _strings(config, done):
-        if is_placeholder(value):
-            out.append(f"{path}: still the example's placeholder ({value!r}): {_hint(path)}")
-        elif "://" in value and (host := example_host(value)):
-            out.append(f"{path}: still the example's address ({host}): {_hint(path, value)}")
+    out += _left(_strings(config, {"cloud", "api"}))
     return out
+
+
+def documentation_hosts(config: Config) -> list[str]:
+    """A warning line per address that is a documentation domain or address (never
+    routed: feedback to it, or a gateway there, reaches nothing)."""
+    out = []
+    for key in ("url", "commands_url"):
+        url = getattr(config.cloud, key)
+        if url is not None and not is_placeholder(url) and (host := example_host(url)):
+            out.append(f"cloud.{key}: {host} is a documentation host: set the cloud's address")
+    for path, value in _strings(config, {"cloud", "api"}):
+        if "://" in value and not is_placeholder(value) and (host := example_host(value)):
+            out.append(f"{path}: {host} is a documentation address: {_hint(path, value)}")
+    return out
+
+
+def raw_placeholders(data: dict[str, Any]) -> list[str]:
+    """``placeholders`` of a document that does not load (its secrets unreadable, an
+    entry wrong): the same lines for the cloud's addresses and every other string, so a
+    technician sees all that is left in one round, not the rest after the first fix.
+    Secrets are not looked at (their own problems say what is wrong with them)."""
+    cloud = data.get("cloud")
+    out = []
+    if isinstance(cloud, dict):
+        out += _cloud_lines({k: cloud.get(k) for k in ("url", "commands_url")})
+    pairs = (
+        pair for key, value in data.items() if key not in ("cloud", "api")
+        for pair in _walk(value, key)
+    )  # fmt: skip
+    return out + _left(pairs)
+
+
+def _cloud_lines(urls: dict[str, Any]) -> list[str]:
+    return [
+        f"cloud.{key}: still the example's placeholder ({url!r}): set the cloud's address"
+        for key, url in urls.items()
+        if isinstance(url, str) and is_placeholder(url)
+    ]
+
+
+def _left(pairs: Iterator[tuple[str, str]]) -> list[str]:
+    """The placeholder lines of (key path, string value) pairs."""
+    return [
+        f"{path}: still the example's placeholder ({value!r}): {_hint(path, value)}"
+        for path, value in pairs
+        if is_placeholder(value)
+    ]
 
 
 _FILES = {"cloud.api_key": "api.key", "api.token": "api.token"}

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.config import Config, KerongBusConfig
-from agent.config.placeholders import example_host, is_placeholder, placeholders
+from agent.config.placeholders import (
+    documentation_hosts,
+    example_host,
+    is_placeholder,
+    placeholders,
+)
 from agent.config.warnings import warnings
 from agent.field import access, probes
 from agent.hardware.dry import build_dry
@@ -97,7 +102,7 @@ def verdict(config: Config, path: Path, *, on_gpio_machine: bool) -> Verdict:
     problems = [("config", line) for line in placeholders(config)]
     problems += [("secrets", line) for line in access.unreadable_by_service(config, path)]
     problems += [("gpio", line) for line in factory_problems]
-    found = [("config", line) for line in warnings(config)]
+    found = [("config", line) for line in warnings(config) + documentation_hosts(config)]
     found += [("gpio", line) for line in factory_warnings]
     return Verdict(problems, found)
 
@@ -110,9 +115,9 @@ def say_problems(path: str | Path, problems: Iterable[str]) -> None:
 
 
 def is_left(value: str) -> bool:
-    """Whether ``value`` is still a placeholder (an example's mark, a documentation
-    host such as ``lockers.example.com``): a problem to fill in (``placeholders``),
-    never a host, port or path for ``doctor`` to probe."""
+    """Whether ``value`` is still a placeholder (an example's mark: a problem) or a
+    documentation host such as ``lockers.example.com`` (a warning): never a host, port
+    or path for ``doctor`` to probe."""
     return is_placeholder(value) or example_host(value) is not None
 
 

@@ -214,7 +214,7 @@ def test_a_second_run_upgrades_in_place_and_restarts(installed):
     key = root / "etc/locker-agent/api.key"
     key.write_text("the-real-key\n")
     toml = root / "etc/locker-agent/agent.toml"  # filled in: nothing left, so a restart
-    text = toml.read_text().replace("lockers.example.com", "cloud.lockers.test")
+    text = toml.read_text().replace("REPLACE-WITH-THE-CLOUD-HOST", "cloud.lockers.test")
     toml.write_text(text.replace("REPLACE-WITH-THE-RS485-ADAPTER", "usb-FTDI_A10K1234-if00-port0"))
     (stubs / "active").write_text("")
     (stubs / "calls").write_text("")

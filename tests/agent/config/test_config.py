@@ -189,7 +189,7 @@ def test_examples_show_what_they_promise(tmp_path: Path) -> None:
     rear = load_example("kerong-rear-load.toml", tmp_path / "b")
     assert all(c.front.board == 0 and c.rear and c.rear.board == 1 for c in rear.cabinets)
     tcp = load_example("kerong-tcp-gateway.toml", tmp_path / "c")
-    assert tcp.buses[0].port == "socket://192.0.2.10:5000"
+    assert tcp.buses[0].port == "socket://REPLACE-WITH-THE-GATEWAY-ADDRESS:5000"
     shared = load_example("kerong-and-gpio-one-supply.toml", tmp_path / "d")
     assert [(b.driver, b.supply) for b in shared.buses] == [("kerong-cu16", "24v"), ("gpio", "24v")]
     assert "power: supply 24v (buses rs485, gpio): at most 2 actuations at once" in summary(shared)

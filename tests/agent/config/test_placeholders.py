@@ -50,7 +50,7 @@ def test_a_good_config_has_none(tmp_path):
 
 
 def test_each_is_named_with_its_key_and_file(tmp_path):
-    text = GOOD.replace("cloud.lockers.test", "lockers.example.com").replace(
+    text = GOOD.replace("cloud.lockers.test", "REPLACE-WITH-THE-CLOUD-HOST").replace(
         "/dev/ttyUSB0", "/dev/serial/by-id/REPLACE-WITH-THE-RS485-ADAPTER"
     )
     path = setup(tmp_path, key=PLACEHOLDER_KEY, text=text)
@@ -97,7 +97,7 @@ def test_check_config_doctor_and_run_agree_line_for_line(tmp_path, capsys):
     FAIL lines under config."""
     from agent.field.doctor import doctor
 
-    text = GOOD.replace("cloud.lockers.test", "lockers.example.com").replace(
+    text = GOOD.replace("cloud.lockers.test", "REPLACE-WITH-THE-CLOUD-HOST").replace(
         "/dev/ttyUSB0", "/dev/serial/by-id/usb-REPLACE-if00"
     )
     path = setup(tmp_path, key=PLACEHOLDER_KEY, text=text)
@@ -115,3 +115,19 @@ def test_check_config_doctor_and_run_agree_line_for_line(tmp_path, capsys):
             failed.append(f"{path}: {line.says}")
     assert len(checked) == 3
     assert checked == refused == failed
+
+
+def test_a_file_that_does_not_load_names_its_placeholders_too(tmp_path, capsys):
+    """Finding (a new user's trial): an example copied without its secret files named
+    only the files; its placeholders came in a second round, once those existed. Now
+    one round, an entry wrong for another reason (its baud) with them."""
+    text = GOOD.replace("https://cloud.lockers.test", "https://REPLACE-WITH-THE-CLOUD-HOST")
+    text = text.replace('"/dev/ttyUSB0"', '"/dev/serial/by-id/usb-REPLACE-if00"')
+    text = text.replace("boards = [0]", "boards = [0]\nbaud = 7")  # wrong, beside the port
+    path = tmp_path / "agent.toml"
+    path.write_text(text.replace("STORAGE", str(tmp_path / "state")))
+    assert cli.main(["check-config", str(path)]) == 78
+    keys = [line.split(": ")[1] for line in capsys.readouterr().err.splitlines()]
+    assert sorted(keys) == sorted(
+        ["cloud.api_key_file", "api.token_file", "buses[0].baud", "cloud.url", "buses[0].port"]
+    )
