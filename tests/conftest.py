@@ -8,12 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from simulator.cloud import FakeCloud
+from simulator.web.disk import SmallDisk
 
 CLOUD_KEY = "the-api-key"  # the api-key the `cloud` fixture accepts
 AGENT = (sys.executable, "-m", "agent")  # ``locker-agent`` as a technician runs it
@@ -135,3 +136,20 @@ def as_installed(
     for name in ("agent.toml", "api.key", "api.token"):
         (folder / name).chmod(0o640)
     return path
+
+
+def mounted_disk(path: Path, mib: int) -> Iterator[SmallDisk]:
+    """A ``mib`` MiB tmpfs at ``path`` for a test to fill, unmounted after (a fixture's
+    body: ``yield from``); the test is skipped where it cannot be mounted (root only)."""
+    disk = SmallDisk(path, mib)
+    why_not = disk.mount()
+    if why_not is not None:
+        pytest.skip(why_not)
+    yield disk
+    disk.unmount()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 4 MiB tmpfs for the agent's storage, that the test fills."""
+    yield from mounted_disk(tmp_path / "storage", 4)

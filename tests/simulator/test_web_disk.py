@@ -9,16 +9,12 @@ import pytest
 from simulator.run import Simulation
 from simulator.web.actions import Actions, StepError
 from simulator.web.disk import SmallDisk
+from tests.conftest import mounted_disk
 
 
 @pytest.fixture
 def disk(tmp_path):
-    disk = SmallDisk(tmp_path / "storage", 16)
-    why_not = disk.mount()
-    if why_not is not None:
-        pytest.skip(why_not)
-    yield disk
-    disk.unmount()
+    yield from mounted_disk(tmp_path / "storage", 16)
 
 
 async def health(sim):

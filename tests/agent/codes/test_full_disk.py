@@ -24,7 +24,6 @@ from agent.codes.pickup import Pickup
 from agent.locker.errors import Unavailable
 from agent.storage.codes import CodeStore
 from simulator.run import Simulation
-from simulator.web.disk import SmallDisk
 
 NOW = 1_800_000_000.0
 
@@ -258,17 +257,6 @@ async def test_the_agent_says_an_unsaved_end_and_writes_it_when_the_disk_frees(
         assert on_disk(tmp_path / "codes.sqlite3", "FOXTROT-6") == "spent"
     finally:
         await sim.close()
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs (root only) for the agent's storage, that the test fills."""
-    disk = SmallDisk(tmp_path / "storage", 4)
-    why_not = disk.mount()
-    if why_not is not None:
-        pytest.skip(why_not)
-    yield disk
-    disk.unmount()
 
 
 async def test_on_a_real_full_disk_a_refused_code_opens_once_the_board_is_back(small_disk):

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
-
-import pytest
 
 from simulator.run import Simulation
-from simulator.web.disk import SmallDisk
 
 
 def refuse_writes(outbox, monkeypatch) -> None:
@@ -94,17 +90,6 @@ async def test_a_door_left_open_is_supervised_while_the_disk_refuses(
     ]
     alarms = {(a["type"], a["side"]) for a in touchless.get(1).as_cloud()["alarms"]}
     assert alarms == {("door_forced_open", "rear"), ("door_left_open", "rear")}
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 4 MiB tmpfs (root only) for the agent's storage, that the test fills."""
-    disk = SmallDisk(tmp_path / "storage", 4)
-    why_not = disk.mount()
-    if why_not is not None:
-        pytest.skip(why_not)
-    yield disk
-    disk.unmount()
 
 
 async def test_on_a_full_disk_a_forced_motorised_door_still_closes_itself(small_disk):
