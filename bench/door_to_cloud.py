@@ -31,6 +31,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,27 @@ async def back_at_rest(rng: random.Random) -> None:
     await asyncio.sleep(HOLD_S + REST_S + rng.uniform(0, REST_S))
 
 
+Opener = Callable[[int, int, int, int], Awaitable[tuple[float, float]]]
+
+
+async def from_rest(r: Any, rng: random.Random, boards: int, samples: int, warmup: int,
+                    open_one: Opener) -> list[float]:  # fmt: skip
+    """Milliseconds of ``open_one(key, board, channel, start)`` -> (began, received) for a
+    random door each time the bus is at rest again, warm-up dropped; each door shut after."""
+    out: list[float] = []
+    for i in range(samples + warmup):
+        await back_at_rest(rng)
+        key = rng.randrange(16 * boards)
+        board, channel = where(key)
+        began, received = await open_one(key, board, channel, len(r.cloud.received))
+        if i >= warmup:
+            out.append((received - began) * 1000)
+        start = len(r.cloud.received)
+        r.boards.shut_door(board, channel)
+        await receipt(r.cloud, key, "closed", start)
+    return out
+
+
 async def door_at_rest(
     boards: int,
     samples: int,
@@ -56,29 +78,17 @@ async def door_at_rest(
     without_bus_status: int = 0,
 ) -> list[float]:
     """Milliseconds from a door opening at rest to the cloud's receipt, warm-up dropped."""
-    rng = random.Random(seed)
-    async with rig(
-        16 * boards,
-        wire=True,
-        bus_keys={**bus_keys, "active_hold_s": HOLD_S},
-        without_bus_status=without_bus_status,
-    ) as r:
+    keys = {**bus_keys, "active_hold_s": HOLD_S}
+    quiet = without_bus_status
+    async with rig(16 * boards, wire=True, bus_keys=keys, without_bus_status=quiet) as r:
         await r.start()
-        out: list[float] = []
-        for i in range(samples + warmup):
-            await back_at_rest(rng)
-            key = rng.randrange(16 * boards)
-            board, channel = where(key)
-            start = len(r.cloud.received)
+
+        async def flip(key: int, board: int, channel: int, start: int) -> tuple[float, float]:
             flipped = time.time()
             r.boards.force_open(board, channel)
-            received = await receipt(r.cloud, key, "open", start)
-            if i >= warmup:
-                out.append((received - flipped) * 1000)
-            start = len(r.cloud.received)
-            r.boards.shut_door(board, channel)
-            await receipt(r.cloud, key, "closed", start)
-        return out
+            return flipped, await receipt(r.cloud, key, "open", start)
+
+        return await from_rest(r, random.Random(seed), boards, samples, warmup, flip)
 
 
 async def commanded_door(
@@ -91,35 +101,24 @@ async def commanded_door(
 ) -> list[float]:
     """Milliseconds from a commanded door springing open (the emulator's pulse) to the
     cloud's receipt, each command sent with the bus at rest, warm-up dropped."""
-    rng = random.Random(seed)
-    async with rig(
-        16 * boards,
-        wire=True,
-        bus_keys={**bus_keys, "active_hold_s": HOLD_S},
-        without_bus_status=without_bus_status,
-    ) as r:
+    keys = {**bus_keys, "active_hold_s": HOLD_S}
+    quiet = without_bus_status
+    async with rig(16 * boards, wire=True, bus_keys=keys, without_bus_status=quiet) as r:
         pulses: asyncio.Queue[float] = asyncio.Queue()
         r.boards.bank.on_pulse = lambda b, c: pulses.put_nowait(time.time())
         await r.start()
         assert r.session is not None
-        out: list[float] = []
-        for i in range(samples + warmup):
-            await back_at_rest(rng)
-            key = rng.randrange(16 * boards)
-            board, channel = where(key)
-            start = len(r.cloud.received)
-            async with r.session.put(
-                f"{r.api_url}/api/lockers/cabinets/{key}", json={"command": "open"}
-            ) as resp:
+        session = r.session
+
+        async def command(key: int, board: int, channel: int, start: int) -> tuple[float, float]:
+            url = f"{r.api_url}/api/lockers/cabinets/{key}"
+            async with session.put(url, json={"command": "open"}) as resp:
                 opened = await asyncio.wait_for(pulses.get(), 5)
                 received = await receipt(r.cloud, key, "open", start)
                 await resp.read()
-            if i >= warmup:
-                out.append((received - opened) * 1000)
-            start = len(r.cloud.received)
-            r.boards.shut_door(board, channel)
-            await receipt(r.cloud, key, "closed", start)
-        return out
+            return opened, received
+
+        return await from_rest(r, random.Random(seed), boards, samples, warmup, command)
 
 
 async def door_to_cloud(

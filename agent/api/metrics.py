@@ -180,14 +180,10 @@ class _Live(Collector):
         for alarm, n in sorted(counts.items()):
             alarms.add_metric([alarm], n)
         yield alarms
-        replies = CounterMetricFamily(
-            "locker_agent_bus_replies", "Status replies", labels=["bus", "board"]
-        )
-        timeouts = CounterMetricFamily(
-            "locker_agent_bus_reply_timeouts",
-            "Status requests not answered in time",
-            labels=["bus", "board"],
-        )
+        counted = {
+            count: CounterMetricFamily(name, text, labels=["bus", "board"])
+            for count, name, text in _BOARD_COUNTS
+        }
         rtt = CounterMetricFamily(
             "locker_agent_bus_round_trip_seconds",
             "Seconds from a status request to its reply, summed",
@@ -198,26 +194,6 @@ class _Live(Collector):
             "Bytes dropped as garbage on the current connection",
             labels=["bus"],
         )
-        twins = CounterMetricFamily(
-            "locker_agent_bus_twin_replies",
-            "Second replies to one request: two boards on one address",
-            labels=["bus", "board"],
-        )
-        late = CounterMetricFamily(
-            "locker_agent_bus_late_replies",
-            "Status replies that came after their timeout (each its own request's)",
-            labels=["bus", "board"],
-        )
-        lost = CounterMetricFamily(
-            "locker_agent_bus_lost_replies",
-            "Replies known lost: a later request on the same wire was answered first",
-            labels=["bus", "board"],
-        )
-        resyncs = CounterMetricFamily(
-            "locker_agent_bus_resyncs",
-            "Pauses for a reply past its window to drain before the board is asked again",
-            labels=["bus", "board"],
-        )
         silent = GaugeMetricFamily(
             "locker_agent_bus_board_silent",
             "1 when a board does not answer",
@@ -227,19 +203,42 @@ class _Live(Collector):
             quiet = set(bus.silent_boards()) if bus.connected else set(bus.boards)
             for board in bus.boards:
                 labels = [name, str(board)]
-                replies.add_metric(labels, bus.counts[(board, "replies")])
-                timeouts.add_metric(labels, bus.counts[(board, "timeouts")])
-                twins.add_metric(labels, bus.counts[(board, "twins")])
-                late.add_metric(labels, bus.counts[(board, "late")])
-                lost.add_metric(labels, bus.counts[(board, "lost")])
-                resyncs.add_metric(labels, bus.counts[(board, "resyncs")])
+                for count, family in counted.items():
+                    family.add_metric(labels, bus.counts[(board, count)])
                 rtt.add_metric(labels, bus.rtt_s[board])
                 silent.add_metric(labels, int(board in quiet))
             bad.add_metric([name], bus.bad_bytes)
-        yield from (replies, timeouts, twins, late, lost, resyncs, rtt, bad, silent)
+        yield from (*counted.values(), rtt, bad, silent)
         yield from _links(agent.links)
         if agent.thermal is not None:
             yield from _thermal(agent.thermal)
+
+
+# The Kerong driver's per-board counts (``KerongBus.counts[(board, count)]``) as counters.
+_BOARD_COUNTS = (
+    ("replies", "locker_agent_bus_replies", "Status replies"),
+    ("timeouts", "locker_agent_bus_reply_timeouts", "Status requests not answered in time"),
+    (
+        "twins",
+        "locker_agent_bus_twin_replies",
+        "Second replies to one request: two boards on one address",
+    ),
+    (
+        "late",
+        "locker_agent_bus_late_replies",
+        "Status replies that came after their timeout (each its own request's)",
+    ),
+    (
+        "lost",
+        "locker_agent_bus_lost_replies",
+        "Replies known lost: a later request on the same wire was answered first",
+    ),
+    (
+        "resyncs",
+        "locker_agent_bus_resyncs",
+        "Pauses for a reply past its window to drain before the board is asked again",
+    ),
+)
 
 
 def _links(links: Mapping[str, LinkState]) -> Iterator[Metric]:
