@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from drivers.kerong.bus import BoardStatus, BusTuning
 from simulator.kerong_core import KerongBank
 
 
@@ -158,3 +160,36 @@ class LinePort:
     @property
     def line(self) -> FaultyLine:
         return self.lines[-1]
+
+
+WAIT = 10.0  # only bounds how long a broken test hangs
+# Quick to retry a silent board and to reopen: a test waits on behaviour, not back-off.
+TUNING = BusTuning(offline_poll_interval_s=0.05, reconnect_min_s=0.001, reconnect_max_s=0.01)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Return once ``predicate()`` holds; TimeoutError after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.002)
+
+
+class Seen:
+    """A bus's ``on_status`` and ``on_health``: every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, BoardStatus | None]] = []
+        self.health: list[tuple[int, bool]] = []
+
+    def __call__(self, board: int, status: BoardStatus | None) -> None:
+        self.calls.append((board, status))
+
+    def on_health(self, board: int, online: bool) -> None:
+        self.health.append((board, online))
+
+    def last(self, board: int) -> BoardStatus | None:
+        return next((s for b, s in reversed(self.calls) if b == board), None)
+
+    def closed(self, board: int, channel: int) -> bool | None:
+        status = self.last(board)
+        return None if status is None else status.closed[channel - 1]

@@ -4,35 +4,15 @@ learns to wait for them (ADR 0014); never taken for the next request's answer.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
-from drivers.kerong.bus import BoardStatus, BusTuning, KerongBus, KerongBusConfig
+from drivers.kerong.bus import KerongBus, KerongBusConfig
 from drivers.kerong.timing import CEILING_S, LATE_FACTOR, MARGIN, RECENT, ReplyClock
 from simulator.kerong_core import BoardVariant, KerongBank
-from tests.drivers.kerong_line import LinePort
+from tests.drivers.kerong_line import TUNING, LinePort, Seen, eventually
 
-WAIT = 10.0  # only bounds how long a broken test hangs
 BOARDS = [0, 1]
-TUNING = BusTuning(offline_poll_interval_s=0.05, reconnect_min_s=0.001, reconnect_max_s=0.01)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.002)
-
-
-class Seen:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, BoardStatus | None]] = []
-
-    def __call__(self, board: int, status: BoardStatus | None) -> None:
-        self.calls.append((board, status))
-
-    def last(self, board: int) -> BoardStatus | None:
-        return next((s for b, s in reversed(self.calls) if b == board), None)
 
 
 async def run_late(delay_s: float, port: str = "/dev/ttyUSB0") -> tuple[KerongBus, KerongBank]:

@@ -7,46 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 
 import pytest
 
 from drivers.kerong import codec
-from drivers.kerong.bus import BoardStatus, BusTuning, KerongBus, KerongBusConfig
+from drivers.kerong.bus import KerongBus, KerongBusConfig
 from drivers.kerong.sweep import GIVE_UP_AFTER
 from simulator.kerong_core import VARIANTS, BoardVariant, KerongBank
-from tests.drivers.kerong_line import FaultyLine, LinePort
+from tests.drivers.kerong_line import TUNING, FaultyLine, LinePort, Seen, eventually
 
-WAIT = 10.0  # only bounds how long a broken test hangs
 BOARDS = [0, 1, 2]
-TUNING = BusTuning(offline_poll_interval_s=0.05, reconnect_min_s=0.001, reconnect_max_s=0.01)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.002)
-
-
-class Seen:
-    """Every status and health call, in order."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, BoardStatus | None]] = []
-        self.health: list[tuple[int, bool]] = []
-
-    def __call__(self, board: int, status: BoardStatus | None) -> None:
-        self.calls.append((board, status))
-
-    def on_health(self, board: int, online: bool) -> None:
-        self.health.append((board, online))
-
-    def last(self, board: int) -> BoardStatus | None:
-        return next((s for b, s in reversed(self.calls) if b == board), None)
-
-    def closed(self, board: int, channel: int) -> bool | None:
-        status = self.last(board)
-        return None if status is None else status.closed[channel - 1]
 
 
 def section(**changes) -> KerongBusConfig:

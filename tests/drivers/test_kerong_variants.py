@@ -5,25 +5,16 @@ each through a clean line and a faulty one (bytes split, dropped, delayed, dupli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from drivers.kerong import codec
-from drivers.kerong.bus import BoardStatus, BusTuning, KerongBus, KerongBusConfig
+from drivers.kerong.bus import BoardStatus, KerongBus, KerongBusConfig
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.kerong_core import VARIANTS, KerongBank
-from tests.drivers.kerong_line import CLEAN, FAULTY, LinePort
+from tests.drivers.kerong_line import CLEAN, FAULTY, TUNING, WAIT, LinePort, eventually
 
-WAIT = 5.0  # only bounds how long a broken test hangs
 BOARDS = [0, 1]
-TUNING = BusTuning(offline_poll_interval_s=0.05, reconnect_min_s=0.001, reconnect_max_s=0.01)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.001)
 
 
 def section(**changes) -> KerongBusConfig:
