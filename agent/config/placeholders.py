@@ -22,8 +22,9 @@ from pydantic import BaseModel, SecretStr
 
 from agent.config.schema import Config
 
-# REPLACE-... in capitals (the examples' and install.sh's mark), and the usual others.
-_MARK = re.compile(r"REPLACE|replace[-_]with|change[-_]?me|your[-_]", re.IGNORECASE)
+# REPLACE- or REPLACE_ in capitals (the examples' and install.sh's mark), or a whole
+# "changeme": case-sensitive, so a locker named "Your-Shop Replacement Parts" is a name.
+_MARK = re.compile(r"REPLACE[-_]|\bchangeme\b")
 EXAMPLE_HOSTS = ("example.com", "example.org", "example.net")
 
 

@@ -131,3 +131,15 @@ def test_a_file_that_does_not_load_names_its_placeholders_too(tmp_path, capsys):
     assert sorted(keys) == sorted(
         ["cloud.api_key_file", "api.token_file", "buses[0].baud", "cloud.url", "buses[0].port"]
     )
+
+
+def test_ordinary_words_in_a_name_are_not_placeholders(tmp_path):
+    """Review finding: the mark was matched ignoring case anywhere, so a locker named
+    "Your-Shop Replacement Parts" refused to start (run 78, reload refused)."""
+    text = '[locker]\nname = "Your-Shop Replacement Parts, replace-with-care"\n' + GOOD
+    path = setup(tmp_path, text=text)
+    assert placeholders(parse_config(tomllib.loads(path.read_text()), tmp_path)) == []
+    text = text.replace("/dev/ttyUSB0", "/dev/serial/by-id/usb-REPLACE_with_the_scanner-if00")
+    path = setup(tmp_path, text=text)
+    [line] = placeholders(parse_config(tomllib.loads(path.read_text()), tmp_path))
+    assert line.startswith("buses[0].port: still the example's placeholder")
