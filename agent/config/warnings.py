@@ -9,7 +9,9 @@ logs them at start (a placeholder left from an example is a problem instead:
 - a secret file that every user of the controller may read (it should be
   ``root:locker-agent`` mode 0640);
 - a thermal output on the 1-wire data pin, or a thermal cabinet on GPIO with no item
-  sensor (its food clock could never run).
+  sensor (its food clock could never run);
+- a documentation host or address (``lockers.example.com``, ``192.0.2.10``): reaches
+  nothing (``placeholders.documentation_hosts``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.config.placeholders import documentation_hosts
 from agent.config.schema import Config
 from agent.thermal.bands import FOOD_CODES
 from drivers.gpio.config import GpioDoorWiring
@@ -44,7 +47,7 @@ def warnings(config: Config) -> list[str]:
     ):
         if file is not None and (problem := _readable_by_others(file)):
             out.append(f"{key}_file: {problem}")
-    return out + _thermal(config)
+    return out + _thermal(config) + documentation_hosts(config)
 
 
 W1_DEFAULT_PIN = 4  # dtoverlay=w1-gpio's data pin unless the overlay says gpiopin=

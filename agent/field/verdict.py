@@ -24,7 +24,6 @@ from pathlib import Path
 
 from agent.config import Config, KerongBusConfig
 from agent.config.placeholders import (
-    documentation_hosts,
     example_host,
     is_placeholder,
     placeholders,
@@ -102,7 +101,7 @@ def verdict(config: Config, path: Path, *, on_gpio_machine: bool) -> Verdict:
     problems = [("config", line) for line in placeholders(config)]
     problems += [("secrets", line) for line in access.unreadable_by_service(config, path)]
     problems += [("gpio", line) for line in factory_problems]
-    found = [("config", line) for line in warnings(config) + documentation_hosts(config)]
+    found = [("config", line) for line in warnings(config)]
     found += [("gpio", line) for line in factory_warnings]
     return Verdict(problems, found)
 
