@@ -156,6 +156,10 @@ install -m 0644 "$src/systemd/61-locker-agent-w1.rules" "$udev_dir/61-locker-age
 # The config's problems, as check-config, doctor and run judge them (placeholders
 # left included): named one per line, and the service is neither enabled nor restarted.
 if left="$("$prefix/bin/locker-agent" check-config "$etc/agent.toml" 2>&1 >/dev/null)"; then
+  if [ -n "$left" ]; then  # warnings: it may start, but a technician should read them
+    say "check-config's warnings (the service may start; read them first):"
+    printf '%s\n' "$left" | sed "s|^$etc/agent.toml: warning: ||; s|^|  - |"
+  fi
   if systemctl is-active --quiet locker-agent; then
     systemctl restart locker-agent
     say "service: restarted on the new version"

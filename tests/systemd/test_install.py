@@ -229,6 +229,10 @@ def test_a_second_run_upgrades_in_place_and_restarts(installed):
     assert "usermod --append --groups dialout,gpio locker-agent" in done
     assert "systemctl restart locker-agent" in done
     assert "left to fill in" not in result.stdout
+    # Valid, but its port is not plugged in here: the warning is shown, not swallowed.
+    out = result.stdout.splitlines()
+    at = out.index("install.sh: check-config's warnings (the service may start; read them first):")
+    assert out[at + 1].startswith("  - buses[0].port: /dev/serial/by-id/usb-FTDI_A10K1234")
 
 
 def test_the_readme_steps_run_as_written(installed, tmp_path):
