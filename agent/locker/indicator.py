@@ -30,11 +30,14 @@ Link = Literal["ok", "cloud_unreachable", "no_internet"]
 Show = Callable[[int, str], None]
 
 
-def pattern_for(cabinet: Cabinet, link: Link, flash: str | None = None) -> str:
+def pattern_for(
+    cabinet: Cabinet, link: Link, flash: str | None = None, *, unsafe: bool = False
+) -> str:
     """The pattern a cabinet's indicator should show now (``flash``: one shown a moment,
     except over unsafe food and a door moving or open: a refused code must not paint
-    another customer's open door red, nor hide a motorised door's warning)."""
-    if any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
+    another customer's open door red, nor hide a motorised door's warning; ``unsafe``:
+    food found past its time, recorded yet or not)."""
+    if unsafe or any(alarm == FOOD_TIME_EXCEEDED for alarm, _ in cabinet.alarms):
         return "food_unsafe"
     door = cabinet.front
     state = door.seen
@@ -65,6 +68,7 @@ class Indicators:
         self._dirty: set[int] = set()
         self._pending: asyncio.Handle | None = None
         self._flashes: dict[int, tuple[str, asyncio.TimerHandle]] = {}
+        self._unsafe: set[int] = set()  # food past its time, as found (before the record)
 
     def attach(self, show: Show) -> None:
         """Start showing, through ``show(key, pattern)``; every cabinet is refreshed."""
@@ -73,9 +77,15 @@ class Indicators:
             self.refresh(key)
 
     def react(self, entry: Any) -> None:
-        """A journal reactor: a door sensed differently may show another pattern."""
+        """A journal reactor: a door sensed differently, or food found unsafe (or safe
+        again), may show another pattern, whether the disk has recorded it yet or not:
+        the light is what tells a customer not to take the food."""
         if isinstance(entry, DoorSeen):
             self.refresh(entry.key)
+        elif isinstance(entry, AlarmChange) and entry.alarm == FOOD_TIME_EXCEEDED:
+            key = entry.cabinet.key
+            (self._unsafe.add if entry.raised else self._unsafe.discard)(key)
+            self.refresh(key)
 
     def observe(self, entry: Any) -> None:
         """A journal observer: a recorded alarm (food unsafe) may show another pattern."""
@@ -123,7 +133,12 @@ class Indicators:
         dirty, self._dirty = self._dirty, set()
         for key in sorted(dirty):
             flash = self._flashes.get(key)
-            pattern = pattern_for(self._cabinets[key], self._link, flash[0] if flash else None)
+            pattern = pattern_for(
+                self._cabinets[key],
+                self._link,
+                flash[0] if flash else None,
+                unsafe=key in self._unsafe,
+            )
             if self._show is not None and self._shown.get(key) != pattern:
                 self._shown[key] = pattern
                 self._show(key, pattern)

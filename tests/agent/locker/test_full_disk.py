@@ -136,3 +136,35 @@ async def test_on_a_full_disk_a_forced_motorised_door_still_closes_itself(small_
         assert heard() == wanted
     finally:
         await sim.close()
+
+
+async def test_food_found_unsafe_lights_its_cabinet_before_the_disk_records_it():
+    """Review finding: the food-unsafe light followed the recorded alarm, so while the
+    disk refused it the cabinet showed "ready" over food past its time; the light is
+    what tells a customer not to take it (disable_when_unsafe is off by default)."""
+    from agent.locker.cabinet import Cabinet
+    from agent.locker.door import Door
+    from agent.locker.indicator import Indicators
+    from agent.locker.journal import Journal
+    from agent.locker.supervision import FOOD_TIME_EXCEEDED, AlarmChange
+    from agent.storage.outbox import OutboxError
+
+    class FullDisk:
+        def append(self, *args, **kwargs):
+            raise OutboxError("database or disk is full")
+
+    cabinet = Cabinet(key=0, size="M", front=Door(sensed=False, shown=False, reported="closed"))
+    journal = Journal(FullDisk(), lambda keys=None: [])
+    indicators = Indicators({0: cabinet})
+    journal.react(indicators.react)
+    journal.observe(indicators.observe)
+    shown: list[str] = []
+    indicators.attach(lambda key, pattern: shown.append(pattern))
+    try:
+        await asyncio.sleep(0)
+        journal.publish(AlarmChange(cabinet, FOOD_TIME_EXCEEDED, None, True))
+        await until(lambda: shown[-1] == "food_unsafe")
+        assert "food_time_exceeded" in " ".join(journal.problems())  # not yet recorded
+        assert not cabinet.alarms  # the record lags; the light does not
+    finally:
+        journal.close()
