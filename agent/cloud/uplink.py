@@ -27,6 +27,7 @@ from agent.cloud.key import AUTH_RETRY_S, ApiKey
 from agent.cloud.link import LinkHealth
 from agent.cloud.session import cloud_session
 from agent.locker.indicator import Link
+from agent.locker.journal import EVENT_STARTUP
 from agent.storage.message import Message
 from agent.storage.outbox import Outbox, OutboxError
 
@@ -34,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
 EVENT_HEARTBEAT = "active"  # event.type of a heartbeat
+RETRY_EMPTY_EVERY = 60  # beats (an hour at 60 s): a cloud that refused an empty list is asked again
 RETRY_AFTER_MAX_S = 300.0  # a Retry-After beyond this is a cloud bug, not a plan
 ANSWER_BYTES = 512  # of a refusal, for the log; an acceptance is judged by its status alone
 EARLY_TRY_S = 2.0  # during a backoff, fresh news is tried at most this often
@@ -172,6 +174,7 @@ class Uplink:
             self._on_link(self.link)
 
     async def _heartbeat_loop(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self.heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
@@ -179,8 +182,9 @@ class Uplink:
             # an empty cabinets list: the cloud must hear the locker is alive (ADR 0019),
             # unless this cloud said it takes no such body.
             snapshot = self._snapshot()
-            if not snapshot and self._empty_refused:
-                continue
+            beats += 1
+            if not snapshot and self._empty_refused and beats % RETRY_EMPTY_EVERY:
+                continue  # one beat in RETRY_EMPTY_EVERY asks again: a cloud may be mended
             with contextlib.suppress(OutboxError):  # logged there; the next beat tries again
                 self._outbox.append("heartbeat", EVENT_HEARTBEAT, snapshot)
 
@@ -292,7 +296,10 @@ class Uplink:
             return 0.0
         log.error("uplink.rejected", seqs=seqs, status=status, answer=text, body=body)
         self._outbox.bury(seqs, status, text)
-        if not cabinets and not self._empty_refused:
+        # Only a body that is nothing but the empty list (a beat, the start-up) says the
+        # list is what the cloud refuses; another event may be refused for its fields.
+        plain = batch[0].event in (EVENT_HEARTBEAT, EVENT_STARTUP)
+        if not cabinets and plain and not self._empty_refused:
             self._empty_refused = True
             log.error("uplink.empty_refused", hint="heartbeats wait for a door to be known")
         return 0.0

@@ -185,3 +185,29 @@ async def test_a_cloud_that_refuses_an_empty_list_is_asked_once(outbox):
     finally:
         await uplink.close()
         await strict.close()
+
+
+async def test_only_a_refused_beat_or_start_up_says_the_empty_list_is_refused(outbox):
+    """Review finding: any refused body with no cabinets (a reader_locked_out refused
+    for its own fields) stopped empty beats for good and had /healthz say the cloud
+    refuses empty lists. Now only a beat or the start-up says so, and one beat in
+    RETRY_EMPTY_EVERY asks again, so a mended cloud is heard."""
+    strict = StrictCloud()
+    await strict.start()
+    snap: list[dict] = [{"key": 0, "front_status": "open"}]  # beats carry a door
+    uplink = Uplink(strict.url, SecretStr(KEY), outbox, lambda: snap, heartbeat_s=0.005)
+    await uplink.start()
+    try:
+        outbox.append("alarm", "reader_locked_out", [], {"reader": "front", "locked_s": 30})
+        async with asyncio.timeout(5):
+            while not strict.refused or not strict.bodies:
+                await asyncio.sleep(0.01)
+        assert uplink.problems() == []  # refused for itself, not for the list
+        snap.clear()  # no door known: beats go empty, are refused, then asked again
+        async with asyncio.timeout(10):
+            while strict.refused < 3:  # the lock-out, the first empty beat, a retry
+                await asyncio.sleep(0.01)
+        assert uplink.problems() == [EMPTY_REFUSED]
+    finally:
+        await uplink.close()
+        await strict.close()
