@@ -21,6 +21,8 @@ from pathlib import Path
 
 from _rig import cpu_s, machine, rig, rss_mb
 
+from drivers.kerong.poller import ACTIVE_HOLD_S
+
 # Native libraries of packages a Kerong-only locker has no use for, by a path fragment.
 UNWANTED = {
     "lgpio": "lgpio",
@@ -66,7 +68,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cabinets", type=int, nargs="+", default=[48, 160])
     parser.add_argument("--window-s", type=float, default=10.0)
-    parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--warmup-s", type=float, default=ACTIVE_HOLD_S + 2.0)  # past the hold
     parser.add_argument("--agent", help="the locker-agent executable (default: this venv's)")
     args = parser.parse_args(argv)
     if args.agent:

@@ -16,11 +16,15 @@ that is invalid as a whole.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NAME_MAX = 64
+# Serial speeds a driver's config takes (bit/s): the standard rates USB adapters,
+# lock boards and scanners use.
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
 """Longest bus or supply name, in characters."""
 
 

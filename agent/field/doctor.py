@@ -37,10 +37,10 @@ from agent.field import access, busscan, probes
 from agent.field.channel import AgentUnreachable
 from agent.field.readers import reader_lines
 from agent.field.running import Health, agent_line, as_the_agent_hears, ask_agent
+from agent.field.technician import DEFAULT_CONFIG
 from agent.field.verdict import is_left, judge
 from agent.thermal.sensors import sensor_lines
 
-DEFAULT_CONFIG = "/etc/locker-agent/agent.toml"
 STATE_DIR = Path("/var/lib/locker-agent")
 """The only place the unit lets the service write (its StateDirectory)."""
 

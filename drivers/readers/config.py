@@ -20,10 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from drivers.config import Name, StrictModel
+from drivers.config import Baud, Name, StrictModel
 
-READER_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
 Where = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
