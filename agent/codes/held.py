@@ -28,7 +28,6 @@ log = structlog.get_logger(__name__)
 
 MAX_CODES = 10_000  # rows held, spent and superseded together
 KEEP_EXPIRED_S = 86_400.0  # an expired code is kept a day, refused as expired (not wrong)
-TRUST_EVERY_S = 60.0  # the newest trusted wall time is written at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +86,6 @@ class HeldCodes:
         self._superseding: set[bytes] = set()  # its door reused while opening: not held again
         self._undeleted: set[str] = set()  # rows of dropped codes the disk kept
         self._trusted = 0.0
-        self._trusted_at = 0.0  # monotonic time it was last written
         try:
             self._codes = {code.digest: code for code in map(_held, store.rows())}
             self._trusted = store.trusted()
@@ -113,16 +111,11 @@ class HeldCodes:
         self.clock_known = known
         if not known:
             return
-        wall = self._wall()
-        stepped_back = wall < self._trusted
-        self._trusted = wall
-        due = time.monotonic() - self._trusted_at >= TRUST_EVERY_S or not self._trusted_at
-        if due or stepped_back:
-            try:
-                self._store.set_trusted(wall)
-                self._trusted_at = time.monotonic()
-            except StoreError as exc:
-                log.warning("codes.clock_unsaved", error=str(exc))
+        wall = self._trusted = self._wall()
+        try:  # the caller's cadence (housekeeping, once a minute) bounds the writes
+            self._store.set_trusted(wall)
+        except StoreError as exc:
+            log.warning("codes.clock_unsaved", error=str(exc))
 
     def now(self) -> tuple[float, bool]:
         """(the time expiry is judged by, whether the clock is known right): the wall
