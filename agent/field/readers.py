@@ -51,20 +51,22 @@ def _serial(
             ),
         )
         return
-    if user := cannot(Path(port), os.R_OK | os.W_OK):
-        yield "FAIL", what, f"{user} may not open {port}: sudo usermod -aG dialout {user}"
+    refused = cannot(Path(port), os.R_OK | os.W_OK)  # the service user's, not ours
+    if refused:
+        yield "FAIL", what, f"{refused} may not open {port}: sudo usermod -aG dialout {refused}"
     try:
         busscan.open_port(port, reader.baud).close()
     except (serial.SerialException, OSError) as err:
         held = probes.holders(port)
         if any("locker-agent" in cmd or " -m agent" in cmd for _, cmd in held):
-            yield "ok", what, f"{port} is open in the running agent (GET /healthz says how)"
+            yield "ok", what, f"{port} is open in the running agent (status says how)"
         elif held:
             yield "FAIL", what, f"{port} is held by another process: {probes.named(held)}"
         else:
             yield "FAIL", what, f"cannot open {port}: {err}"
         return
-    yield "ok", what, f"{port} opens at {reader.baud} baud, held by no other process"
+    if not refused:  # opened by doctor itself; "ok" would contradict the FAIL above
+        yield "ok", what, f"{port} opens at {reader.baud} baud, held by no other process"
 
 
 def _keyboard(
@@ -83,9 +85,11 @@ def _keyboard(
             ),
         )
         return
-    if user := cannot(Path(device), os.R_OK):
-        yield "FAIL", what, f"{user} may not read {device}: sudo usermod -aG input {user}"
+    refused = cannot(Path(device), os.R_OK)
+    if refused:
+        yield "FAIL", what, f"{refused} may not read {device}: sudo usermod -aG input {refused}"
     if not access.importable("evdev"):
         yield "FAIL", what, "the evdev module is missing: pip install 'locker-agent[scanner]'"
         return
-    yield "ok", what, f"{device} is there and readable; the agent grabs it while it runs"
+    if not refused:
+        yield "ok", what, f"{device} is there and readable; the agent grabs it while it runs"

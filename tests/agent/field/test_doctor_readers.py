@@ -55,6 +55,9 @@ def test_a_reader_the_service_may_not_open_names_the_group(tmp_path):
         "reader usb",
         f"locker-agent may not read {device}: sudo usermod -aG input locker-agent",
     ) in found
+    # Review finding: an "ok ... readable" line followed the FAIL (doctor, as root,
+    # could read it): nothing below a refusal says the reader is fine.
+    assert not [line for line in found if line[0] == "ok"], found
 
 
 def test_a_missing_keyboard_reader_fails(tmp_path):
