@@ -81,3 +81,23 @@ def test_doctor_prints_the_reader_lines(tmp_path, monkeypatch):
     assert any(
         line.startswith("FAIL reader front: readers[0].port /nope does not exist") for line in found
     )
+
+
+def test_a_serial_reader_the_service_may_not_open_is_never_also_ok(tmp_path):
+    """Review finding: doctor (root) opened the port itself and printed "opens at 9600
+    baud" under the FAIL saying the service may not open it."""
+    import os
+
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        config = config_with(
+            tmp_path, f'[[readers]]\nname = "front"\ndriver = "serial"\nport = "{port}"\n'
+        )
+        found = lines(config, cannot=lambda path, mode: "locker-agent")
+        assert [level for level, _, _ in found] == ["FAIL"], found
+        assert "may not open" in found[0][2]
+        assert [level for level, _, _ in lines(config)] == ["ok"]  # and readable, it is ok
+    finally:
+        os.close(master)
+        os.close(slave)
