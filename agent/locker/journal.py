@@ -28,7 +28,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -60,6 +60,7 @@ Observer = Callable[[Any], Iterable[Entry] | None]
 Told = tuple[Kind, str, Feedback, dict[str, Any] | None]
 
 
+@runtime_checkable
 class Reported(Entry, Protocol):
     """An entry of another room that says itself what the cloud hears of it (a code
     that opened a door): ``told(snapshot)`` gives (kind, event.type, cabinets, detail)."""
@@ -292,8 +293,8 @@ class Journal:
             kind, event, cabinets = "snapshot", EVENT_STARTUP, self._snapshot()
         elif isinstance(entry, StorageNotice):
             kind, event, cabinets = "snapshot", EVENT_STORAGE_REPLACED, self._snapshot()
-        elif callable(getattr(entry, "told", None)):
-            kind, event, cabinets, detail = entry.told(self._snapshot)  # type: ignore[attr-defined]
+        elif isinstance(entry, Reported):
+            kind, event, cabinets, detail = entry.told(self._snapshot)
         else:
             return None
         # With no door known (a bus that never opened) the list is empty and the
