@@ -31,7 +31,7 @@ from pydantic import (
 
 from drivers.config import Name, NameRef, StrictModel
 from drivers.kerong.codec import CHANNELS, MAX_BOARD, wire_cycle_s
-from drivers.kerong.poller import ACTIVE_HOLD_S, REST_INTERVAL_S
+from drivers.kerong.timing import ACTIVE_HOLD_S, REST_INTERVAL_S
 
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 """The serial speeds a KR-CU16 can be set to, bit/s."""

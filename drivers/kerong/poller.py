@@ -18,6 +18,7 @@ from drivers.kerong.link import BusUnavailable
 from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.status import BoardStatus, StatusTracker
 from drivers.kerong.sweep import BusSweep
+from drivers.kerong.timing import ACTIVE_HOLD_S, REST_INTERVAL_S
 from drivers.kerong.transaction import POLL, BoardTimeout
 
 log = structlog.get_logger(__name__)
@@ -25,12 +26,6 @@ log = structlog.get_logger(__name__)
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
-# At rest each board is read this often (seconds): a door that changes at rest is seen
-# within it plus one read (docs/benchmarks.md: 300 ms p99 to the cloud is the aim).
-REST_INTERVAL_S = 0.25
-# After the last command, change or door held open, the bus stays at the wire's pace
-# this long (seconds): a person at a locker acts again within it.
-ACTIVE_HOLD_S = 10.0
 
 
 def _open_mask(status: BoardStatus) -> int:

@@ -118,3 +118,18 @@ def test_reply_timeout_by_the_ports_kind(port: str, baud: int, timeout_s: float)
     assert (
         KerongBusConfig.model_validate(bus(port=port, reply_timeout_s=0.3)).reply_timeout_s == 0.3
     )
+
+
+def test_config_does_not_import_the_driver_stack() -> None:
+    # The config is read by check-config and doctor: it must not pull in the poller.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, drivers.kerong.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('drivers.kerong.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    for module in ("poller", "sweep", "bus", "link", "transaction", "matcher", "status"):
+        assert f"drivers.kerong.{module}'" not in loaded
