@@ -96,7 +96,6 @@ class Poller:
         self._seen: dict[int, BoardStatus] = {}  # board -> the status last read
         self._unwired: dict[int, int] = {}  # board -> channels open since its first read
         self._held_open: set[int] = set()  # boards with a door open that was closed
-        self.cycles = 0  # poll cycles begun (for tests and metrics)
         self._sweep = sweep  # the bus-wide status, used at rest while the bus answers it
         self._read_alone: set[int] = set()  # boards whose own read answered this cycle
 
@@ -176,7 +175,6 @@ class Poller:
         the wire's pace and at rest."""
         loop = asyncio.get_running_loop()
         cycle_start = self.last_cycle = loop.time()
-        self.cycles += 1
         # At rest the reads are spread over the rest interval (a door waits at most
         # that plus one read); a wake (activate) reads the rest of them at once.
         boards: Sequence[int] = self._boards
