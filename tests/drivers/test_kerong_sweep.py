@@ -237,3 +237,27 @@ async def test_a_lost_reply_costs_its_board_no_pause_where_another_board_answere
         assert seen.last(0) is not None
     finally:
         await bus.close()
+
+
+async def test_boards_read_by_the_sweeps_count_their_replies():
+    """Finding: /metrics showed no replies from healthy boards at rest: only a board's
+    own read counted one, and at rest the sweeps read every board."""
+    config = section()
+    bank = KerongBank.for_bus(config)
+    bus = KerongBus(config, Seen(), connect=LinePort(bank), tuning=TUNING)
+    await bus.start()
+    try:
+        sweep = bus._poller._sweep
+        await eventually(lambda: sweep.answered)
+        await at_rest(bus)
+        reads = sum(bank.status_reads.values())
+        replies = {board: bus.counts[(board, "replies")] for board in BOARDS}
+        rtt_s = {board: bus.rtt_s[board] for board in BOARDS}
+        sweeps = sweep.sweeps
+        await eventually(lambda: sweep.sweeps >= sweeps + 3)
+        assert sum(bank.status_reads.values()) == reads  # the sweeps alone read them
+        for board in BOARDS:
+            assert bus.counts[(board, "replies")] >= replies[board] + 2
+            assert bus.rtt_s[board] > rtt_s[board]
+    finally:
+        await bus.close()
