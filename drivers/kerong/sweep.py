@@ -151,6 +151,10 @@ class BusSweep:
             ahead = self._ahead
         lead_s = max(0.0, now - expectation.sent - ahead * self._answer_wire_s)
         self._leads.append(lead_s)
+        if in_time:
+            # Its own latency, as a read's would be: the clock comes back down at rest,
+            # where the sweeps read every board (a late one teaches the window only).
+            self._matcher.clock.seen(lead_s)
 
     @property
     def _ahead(self) -> int:
