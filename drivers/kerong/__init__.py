@@ -8,7 +8,8 @@ Where things live (each module imports only the ones above it):
     ../serialport.py SerialTransport: the lean reader (add_reader + os.read), open_port
     link.py         Link: the port kept open, the asyncio protocol, reopen with backoff,
                     the silent-link check; BusUnavailable
-    timing.py       ReplyClock: the reply timeout, from the port's kind and the replies seen
+    timing.py       ReplyClock: the reply timeout, from the port's kind and the replies seen;
+                    the pace at rest (REST_INTERVAL_S, ACTIVE_HOLD_S)
     expectation.py  Expectation: what one write may bring back, registered before it
     twins.py        TwinWatch: two boards on one address, told and held
     matcher.py      ReplyMatcher: which write a frame answers (a read, late or not, an

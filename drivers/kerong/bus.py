@@ -85,30 +85,29 @@ class BusTuning:
 class KerongBus:
     """Polls the boards of one bus and sends them commands.
 
-        Built from its validated config section (``config``: every setting, default and
-        bound is ``KerongBusConfig``'s) and ``tuning`` (``BusTuning``: timings no config
-        sets). ``on_status(board, status)`` is called on the loop whenever what is known
-        about a board changes: its first good read, any bit change, ``None`` when it stops
-        answering (``offline_after`` missed polls) or the port goes away, and the status
-        again once it answers again (``online_after`` answers). A board that never answered
-        and cannot be read is reported ``None`` once. ``on_health(board, online)`` follows
-        it when a board goes silent (``False``, also one never heard) and when a silent
-        board answers again (``True``). A change of more than one bit at once is reported
-        once a second read shows it too (an 8-bit sum lets paired bit errors through).
+    Built from its validated config section (``config``: every setting, default and
+    bound is ``KerongBusConfig``'s) and ``tuning`` (``BusTuning``: timings no config
+    sets). ``on_status(board, status)`` is called on the loop whenever what is known
+    about a board changes: its first good read, any bit change, ``None`` when it stops
+    answering (``offline_after`` missed polls) or the port goes away, and the status
+    again once it answers again (``online_after`` answers). A board that never answered
+    and cannot be read is reported ``None`` once. ``on_health(board, online)`` follows
+    it when a board goes silent (``False``, also one never heard) and when a silent
+    board answers again (``True``). A change of more than one bit at once is reported
+    once a second read shows it too (an 8-bit sum lets paired bit errors through).
 
-        Every request says what it may bring back (``matcher.ReplyMatcher``): an unlock's
-        answer, in either ADDR form, at once or once the lock moved, is a fresh reading and
-        never a second board; a late reply is its own request's, counted in
-        ``counts[(board, "late")]``, and makes the bus wait longer (``timing.ReplyClock``,
-        ADR 0014); two boards on one address count in ``counts[(board, "twins")]``, and
-        while their replies disagree the board's last status stands. An unlocked board is
-        read as soon as its pulse is over, whatever ``poll_interval_s``.
-    from drivers.kerong.sweep import BusSweep
+    Every request says what it may bring back (``matcher.ReplyMatcher``): an unlock's
+    answer, in either ADDR form, at once or once the lock moved, is a fresh reading and
+    never a second board; a late reply is its own request's, counted in
+    ``counts[(board, "late")]``, and makes the bus wait longer (``timing.ReplyClock``,
+    ADR 0014); two boards on one address count in ``counts[(board, "twins")]``, and
+    while their replies disagree the board's last status stands. An unlocked board is
+    read as soon as its pulse is over, whatever ``poll_interval_s``.
 
-        The power budget is ``power_budget`` when given (shared with the other drivers on
-        the same supply), else one of the config's ``max_concurrent`` and ``stagger_s``; the
-        stagger also holds between the unlock frames as they go on the wire. ``connect``
-        replaces the opening of the port (tests). Nothing is opened before ``start()``.
+    The power budget is ``power_budget`` when given (shared with the other drivers on
+    the same supply), else one of the config's ``max_concurrent`` and ``stagger_s``; the
+    stagger also holds between the unlock frames as they go on the wire. ``connect``
+    replaces the opening of the port (tests). Nothing is opened before ``start()``.
     """
 
     def __init__(

@@ -4,7 +4,7 @@
 [[buses]]
 name = "rs485"
 driver = "kerong-cu16"
-port = "/dev/serial/by-id/usb-FTDI_..."   # any pyserial URL, socket:// too
+port = "/dev/serial/by-id/usb-FTDI_..."   # a device path, or socket://host:port
 baud = 19200
 boards = [0, 1]
 
@@ -31,7 +31,7 @@ from pydantic import (
 
 from drivers.config import Name, NameRef, StrictModel
 from drivers.kerong.codec import CHANNELS, MAX_BOARD, wire_cycle_s
-from drivers.kerong.poller import ACTIVE_HOLD_S, REST_INTERVAL_S
+from drivers.kerong.timing import ACTIVE_HOLD_S, REST_INTERVAL_S
 
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 """The serial speeds a KR-CU16 can be set to, bit/s."""
@@ -40,8 +40,10 @@ BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
 
 
-NETWORK_SCHEMES = ("socket://", "rfc2217://")
-"""pyserial URLs that reach the line through the network (a TCP serial gateway)."""
+NETWORK_SCHEMES = ("socket://",)
+"""pyserial URLs that reach the line through the network (a TCP serial gateway). The
+only URLs a port may be: any other (``rfc2217://``, ``loop://``...) pyserial opens with
+blocking calls on the event loop (a silent ``rfc2217://`` peer held it 3.3 s a try)."""
 
 SERIAL_REPLY_TIMEOUT_S = 0.1
 """The default reply timeout on a local port (USB adapter, UART): a board answers in a
@@ -49,13 +51,25 @@ few ms, a USB adapter adds up to 16 ms (its latency timer); 0.1 s leaves five ti
 that (ADR 0014)."""
 
 NETWORK_REPLY_TIMEOUT_S = 0.5
-"""The default reply timeout through a ``socket://`` or ``rfc2217://`` gateway, whose
+"""The default reply timeout through a ``socket://`` gateway, whose
 replies take tens to hundreds of ms (``shared/protocols/kerong-cu16.md``; ADR 0014)."""
 
 
 def is_network_port(port: str) -> bool:
     """Whether the pyserial URL ``port`` reaches the line through the network."""
     return port.lower().startswith(NETWORK_SCHEMES)
+
+
+def _supported_port(port: str) -> str:
+    # pyserial takes anything with "://" as a URL; only socket:// is opened without
+    # blocking the loop (drivers/serialport.py open_port).
+    if "://" in port and not is_network_port(port):
+        scheme = port.split("://", 1)[0]
+        raise ValueError(
+            f"{scheme}:// ports are not supported: give a device path "
+            "(/dev/serial/by-id/...) or socket://host:port"
+        )
+    return port
 
 
 def default_reply_timeout_s(port: str, baud: int) -> float:
@@ -100,10 +114,11 @@ Boards = Annotated[
 class KerongBusConfig(StrictModel):
     """One RS-485 line (or TCP serial gateway) with its KR-CU16 lock boards.
 
-    Fields: ``name`` (what doors refer to), ``port`` (a pyserial URL: a device path or
-    ``socket://host:port``), ``baud`` (bit/s, one of ``BAUD_RATES``), ``boards``
-    (addresses 0 to ``MAX_BOARD``, each once), ``reply_timeout_s`` (seconds, no shorter
-    than a status read takes on the wire at ``baud``; default by the port's kind,
+    Fields: ``name`` (what doors refer to), ``port`` (a device path or
+    ``socket://host:port``; no other pyserial URL), ``baud`` (bit/s, one of
+    ``BAUD_RATES``), ``boards`` (addresses 0 to ``MAX_BOARD``, each once),
+    ``reply_timeout_s`` (seconds, no shorter than a status read takes on the wire at
+    ``baud``; default by the port's kind,
     ``default_reply_timeout_s``; the bus waits longer when late replies show it must,
     ADR 0014), ``poll_interval_s`` (seconds between the starts of two poll cycles,
     never shorter than the wire's pace; the default polls back to back at that pace: see
@@ -128,7 +143,11 @@ class KerongBusConfig(StrictModel):
 
     name: Name
     driver: Literal["kerong-cu16"] = "kerong-cu16"
-    port: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
+    port: Annotated[
+        str,
+        Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$"),
+        AfterValidator(_supported_port),
+    ]
     baud: Baud = 19200
     boards: Boards
     reply_timeout_s: float = Field(SERIAL_REPLY_TIMEOUT_S, ge=0.01, le=5)

@@ -28,7 +28,6 @@ class Expectation:
     addrs: frozenset[int]
     reply: asyncio.Future[codec.Frame] | None
     extra_s: float = 0.0  # an unlock: the pulse, during which the lock may move
-    reply_cmd: int = codec.REPLY_STATUS  # 0x36: a board's answer to a bus-wide status
     sent: float = 0.0
     until: float = float("inf")
     answered: bool = False

@@ -103,8 +103,6 @@ class Link:
         self._on_down = on_down
         self._transport: asyncio.WriteTransport | None = None
         self._protocol: _KerongProtocol | None = None
-        # Frames of a command byte taken by someone else while set (a bus-wide sweep's
-        # 0x36 answers): command -> callback.
         self._closing: _KerongProtocol | None = None  # the connection close() ended
         self._closed = False
         self.up = asyncio.Event()  # set while the port is open (only the link sets it)

@@ -100,7 +100,6 @@ class ReplyMatcher:
             while opened and opened[0].until < now:
                 del opened[0]  # its window is over: nothing more can come for it
             expectation = Expectation(next(self._tags), board, STATUS, status_addrs(board), None)
-            expectation.reply_cmd = codec.REPLY_BUS_STATUS
             made[board] = expectation
             opened.append(expectation)
         return made
@@ -226,7 +225,7 @@ class ReplyMatcher:
         status: Expectation | None = None
         unlock: Expectation | None = None
         for expectation in opened:
-            if frame.addr not in expectation.addrs or frame.cmd != expectation.reply_cmd:
+            if frame.addr not in expectation.addrs:
                 continue
             if expectation.kind == STATUS:
                 status = status or expectation  # the oldest: boards answer in order
@@ -244,8 +243,6 @@ class ReplyMatcher:
             self._answer(status, frame, now)
             if not self._resync(board, status, now):
                 self._lost_before(board, status.sent)  # its own reply: the line is in order
-        elif frame.cmd != codec.REPLY_STATUS:
-            log.debug("kerong.unexpected_frame", bus=self._name, frame=frame.raw.hex(" "))
         elif unlock is not None:
             unlock.answered = True
             self._drop(unlock)

@@ -18,6 +18,7 @@ from drivers.kerong.link import BusUnavailable
 from drivers.kerong.matcher import ReplyMatcher
 from drivers.kerong.status import BoardStatus, StatusTracker
 from drivers.kerong.sweep import BusSweep
+from drivers.kerong.timing import ACTIVE_HOLD_S, REST_INTERVAL_S
 from drivers.kerong.transaction import POLL, BoardTimeout
 
 log = structlog.get_logger(__name__)
@@ -25,12 +26,6 @@ log = structlog.get_logger(__name__)
 # A bus with nothing to poll (no boards) still goes round this often, so `polling()`
 # stays true, without spinning a core.
 _IDLE_CYCLE_S = 0.5
-# At rest each board is read this often (seconds): a door that changes at rest is seen
-# within it plus one read (docs/benchmarks.md: 300 ms p99 to the cloud is the aim).
-REST_INTERVAL_S = 0.25
-# After the last command, change or door held open, the bus stays at the wire's pace
-# this long (seconds): a person at a locker acts again within it.
-ACTIVE_HOLD_S = 10.0
 
 
 def _open_mask(status: BoardStatus) -> int:
@@ -101,7 +96,6 @@ class Poller:
         self._seen: dict[int, BoardStatus] = {}  # board -> the status last read
         self._unwired: dict[int, int] = {}  # board -> channels open since its first read
         self._held_open: set[int] = set()  # boards with a door open that was closed
-        self.cycles = 0  # poll cycles begun (for tests and metrics)
         self._sweep = sweep  # the bus-wide status, used at rest while the bus answers it
         self._read_alone: set[int] = set()  # boards whose own read answered this cycle
 
@@ -181,7 +175,6 @@ class Poller:
         the wire's pace and at rest."""
         loop = asyncio.get_running_loop()
         cycle_start = self.last_cycle = loop.time()
-        self.cycles += 1
         # At rest the reads are spread over the rest interval (a door waits at most
         # that plus one read); a wake (activate) reads the rest of them at once.
         boards: Sequence[int] = self._boards

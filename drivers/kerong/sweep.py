@@ -93,9 +93,10 @@ class BusSweep:
         """Send one bus-wide status and collect the 0x36 answers until each board of
         ``boards`` that is not ``deaf`` answered, or ``window_s`` is up. Returns board ->
         frame for the boards that answered in time, once (a board answering twice with
-        different bits is left out: its own read sees the twin). Holds the bus
-        meanwhile. Raises BusUnavailable."""
+        different bits is left out: its own read sees the twin), each counted a reply
+        (``Transactions.replied``). Holds the bus meanwhile. Raises BusUnavailable."""
         loop = asyncio.get_running_loop()
+        started = loop.time()
         async with self._tx.hold(POLL):
             transport = self._link.transport
             if transport is None or transport.is_closing():
@@ -120,6 +121,8 @@ class BusSweep:
                 self._matcher.sweep_over(asked.values(), same_link=same_link)
         for board in current.twins:
             current.frames.pop(board, None)
+        for board in current.frames:
+            self._tx.replied(board, current.heard_at[board] - started)
         return current.frames
 
     def _answer(self, expectation: Expectation | None, frame: codec.Frame) -> None:
@@ -134,17 +137,24 @@ class BusSweep:
             return
         self.deaf.discard(board)  # it does answer the sweeps
         self._misses.pop(board, None)
-        if current is not None and not expectation.timed_out:
+        now = asyncio.get_running_loop().time()
+        in_time = current is not None and not expectation.timed_out
+        if current is not None and in_time:
             frames = current.frames
             ahead = len(frames)
             frames[board] = frame
+            current.heard_at[board] = now
             current.waiting.discard(board)
             if not current.waiting and not current.done.done():
                 current.done.set_result(None)
         else:
             ahead = self._ahead
-        lead_s = asyncio.get_running_loop().time() - expectation.sent - ahead * self._answer_wire_s
-        self._leads.append(max(0.0, lead_s))
+        lead_s = max(0.0, now - expectation.sent - ahead * self._answer_wire_s)
+        self._leads.append(lead_s)
+        if in_time:
+            # Its own latency, as a read's would be: the clock comes back down at rest,
+            # where the sweeps read every board (a late one teaches the window only).
+            self._matcher.clock.seen(lead_s)
 
     @property
     def _ahead(self) -> int:
@@ -184,12 +194,14 @@ class BusSweep:
 
 class _Sweep:
     """One sweep under way: ``done`` once every board ``waiting`` answered; ``frames``
-    the answers in time; ``twins`` the boards that answered twice, differently."""
+    the answers in time, ``heard_at`` the loop time each came; ``twins`` the boards that
+    answered twice, differently."""
 
-    __slots__ = ("done", "frames", "twins", "waiting")
+    __slots__ = ("done", "frames", "heard_at", "twins", "waiting")
 
     def __init__(self, done: asyncio.Future[None], waiting: set[int]) -> None:
         self.done = done
         self.waiting = waiting
         self.frames: dict[int, codec.Frame] = {}
+        self.heard_at: dict[int, float] = {}
         self.twins: set[int] = set()

@@ -1,4 +1,5 @@
-"""How long a bus waits for a reply: the configured start, raised by late replies (bounded)."""
+"""How long a bus waits for a reply: the configured start, raised by late replies (bounded);
+and how often it reads its boards at rest (the poller's pace, which the config defaults to)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ CEILING_S = 2.0
 
 RECENT = 32
 """Replies remembered: the timeout follows the slowest of them."""
+
+# At rest each board is read this often (seconds): a door that changes at rest is seen
+# within it plus one read (docs/benchmarks.md: 300 ms p99 to the cloud is the aim).
+REST_INTERVAL_S = 0.25
+# After the last command, change or door held open, the bus stays at the wire's pace
+# this long (seconds): a person at a locker acts again within it (ADR 0015).
+ACTIVE_HOLD_S = 10.0
 
 
 class ReplyClock:

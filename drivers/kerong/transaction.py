@@ -103,10 +103,15 @@ class Transactions:
         except BoardTimeout:
             self._counts[(board, "timeouts")] += 1
             raise
-        self._counts[(board, "replies")] += 1
-        self._rtt_s[board] += asyncio.get_running_loop().time() - started
+        self.replied(board, asyncio.get_running_loop().time() - started)
         assert frame is not None
         return frame
+
+    def replied(self, board: int, rtt_s: float) -> None:
+        """For metrics: ``board``'s status was read, ``rtt_s`` seconds from the request
+        (waiting for the bus included) to the reply: by its own read, or a sweep's."""
+        self._counts[(board, "replies")] += 1
+        self._rtt_s[board] += rtt_s
 
     @staticmethod
     def _link_time() -> float:

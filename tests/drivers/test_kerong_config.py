@@ -108,7 +108,7 @@ def test_models_are_frozen() -> None:
         ("/dev/serial/by-id/usb-FTDI-if00", 9600, 0.1),
         ("/dev/ttyAMA0", 1200, 0.233),  # never under two reads on the wire
         ("socket://10.0.0.7:5000", 19200, 0.5),  # a TCP gateway: tens to hundreds of ms
-        ("RFC2217://gw:4000", 19200, 0.5),
+        ("SOCKET://gw:4000", 19200, 0.5),  # the scheme in any case
     ],
 )
 def test_reply_timeout_by_the_ports_kind(port: str, baud: int, timeout_s: float) -> None:
@@ -118,3 +118,31 @@ def test_reply_timeout_by_the_ports_kind(port: str, baud: int, timeout_s: float)
     assert (
         KerongBusConfig.model_validate(bus(port=port, reply_timeout_s=0.3)).reply_timeout_s == 0.3
     )
+
+
+@pytest.mark.parametrize("port", ["rfc2217://gw:4000", "RFC2217://gw:4000", "loop://"])
+def test_only_device_paths_and_socket_urls(port: str) -> None:
+    # pyserial opens any other URL with blocking calls on the loop (a silent rfc2217://
+    # peer held it 3.3 s a try, for good).
+    with pytest.raises(ValidationError) as caught:
+        KerongBusConfig.model_validate(bus(port=port))
+    ((error,),) = [caught.value.errors()]
+    assert error["loc"] == ("port",)
+    scheme = port.split("://")[0]
+    assert f"{scheme}:// ports are not supported" in error["msg"]
+    assert "device path" in error["msg"] and "socket://host:port" in error["msg"]
+
+
+def test_config_does_not_import_the_driver_stack() -> None:
+    # The config is read by check-config and doctor: it must not pull in the poller.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, drivers.kerong.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('drivers.kerong.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    for module in ("poller", "sweep", "bus", "link", "transaction", "matcher", "status"):
+        assert f"drivers.kerong.{module}'" not in loaded

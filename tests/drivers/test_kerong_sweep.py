@@ -237,3 +237,46 @@ async def test_a_lost_reply_costs_its_board_no_pause_where_another_board_answere
         assert seen.last(0) is not None
     finally:
         await bus.close()
+
+
+async def test_boards_read_by_the_sweeps_count_their_replies():
+    """Finding: /metrics showed no replies from healthy boards at rest: only a board's
+    own read counted one, and at rest the sweeps read every board."""
+    config = section()
+    bank = KerongBank.for_bus(config)
+    bus = KerongBus(config, Seen(), connect=LinePort(bank), tuning=TUNING)
+    await bus.start()
+    try:
+        sweep = bus._poller._sweep
+        await eventually(lambda: sweep.answered)
+        await at_rest(bus)
+        reads = sum(bank.status_reads.values())
+        replies = {board: bus.counts[(board, "replies")] for board in BOARDS}
+        rtt_s = {board: bus.rtt_s[board] for board in BOARDS}
+        sweeps = sweep.sweeps
+        await eventually(lambda: sweep.sweeps >= sweeps + 3)
+        assert sum(bank.status_reads.values()) == reads  # the sweeps alone read them
+        for board in BOARDS:
+            assert bus.counts[(board, "replies")] >= replies[board] + 2
+            assert bus.rtt_s[board] > rtt_s[board]
+    finally:
+        await bus.close()
+
+
+async def test_the_reply_timeout_comes_back_down_at_rest_once_the_replies_are_fast_again():
+    """Finding: the reply clock learnt only from a board's own reads, and at rest the
+    sweeps read every board: after a slow spell the timeout stayed high for good."""
+    config = section(reply_timeout_s=0.1)
+    bank = KerongBank.for_bus(config, variant=BoardVariant(reply_delay_s=0.15))  # late, < 3x
+    bus = KerongBus(config, Seen(), connect=LinePort(bank), tuning=TUNING)
+    await bus.start()
+    try:
+        await eventually(lambda: bus.clock.timeout_s >= 0.3)  # the slow spell taught it
+        await at_rest(bus)
+        reads = sum(bank.status_reads.values())
+        bank.variant = BoardVariant()  # fast again, the bus at rest
+        await eventually(lambda: bus.clock.timeout_s == config.reply_timeout_s)
+        assert sum(bank.status_reads.values()) == reads  # by the sweeps' answers alone
+        assert not bus._poller.active
+    finally:
+        await bus.close()
