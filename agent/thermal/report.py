@@ -199,13 +199,16 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def main(args: argparse.Namespace, config: Config, now: float | None = None) -> int:
     """Write the sheet for ``args.day``; the exit status."""
+    # Each in its own try: ZoneInfo raises ValueError too (a path, a file not a zone),
+    # which a shared one said was --day's.
     try:
         day = date.fromisoformat(args.day)
-        tz: tzinfo = ZoneInfo(args.tz) if args.tz else local_zone()
     except ValueError:
         print(f"locker-agent thermal report: --day: YYYY-MM-DD, not {args.day!r}", file=sys.stderr)
         return 2
-    except ZoneInfoNotFoundError:
+    try:
+        tz: tzinfo = ZoneInfo(args.tz) if args.tz else local_zone()
+    except (ValueError, ZoneInfoNotFoundError, OSError):
         print(f"locker-agent thermal report: --tz: no time zone {args.tz!r}", file=sys.stderr)
         return 2
     keys = [c.key for c in config.cabinets if c.thermal is not None]

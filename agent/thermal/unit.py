@@ -13,7 +13,8 @@ reads empty; never under ``assume_occupied``) its time out of line is recorded
 apart, labelled ``pull-down`` (cold) or ``pre-heat`` (hot) until it first reaches
 its line in its mode, raising no ``temperature_out_of_band``; ``empty`` after,
 alarmed as any (a unit failing before food goes in). An item sensed while it is
-still out of line starts the excursion then.
+still out of line starts the excursion then; a silent item board whose last reading
+was empty keeps a labelled row going (``silent_empty``), though it alarms as food.
 
 A cabinet that held an item (read for ``FULL_AFTER_S``) is taken as emptied only once
 its item sensor has read empty for ``EMPTY_AFTER_S`` (``reads_empty``, ADR 0023): a
@@ -171,15 +172,29 @@ class Unit:
         sensed = cabinet.occupied_sensed and cabinet.occupied_known
         return not self.assume_occupied and sensed and self.reads_empty
 
+    def silent_empty(self) -> bool:
+        """Whether the cabinet's item sensor has answered since start, its board is
+        silent now and its last reading was empty (``reads_empty``); never under
+        ``assume_occupied``. Not known empty: the alarms treat it as food may be there."""
+        cabinet = self.cabinet
+        sensed = cabinet.occupied_sensed and not cabinet.occupied_known
+        return not self.assume_occupied and sensed and self.reads_empty
+
     def label(self, lines: Lines) -> None:
         """This round's ``coming_up``: None unless the cabinet is known empty, held and
         past its line at a trusted temperature; then ``pull-down`` (chill, freeze) or
-        ``pre-heat`` (heat) until it has reached its line in this mode, ``empty`` after."""
+        ``pre-heat`` (heat) until it has reached its line in this mode, ``empty`` after.
+
+        A labelled row goes on while its item sensor's board is silent and its last
+        reading was empty (``silent_empty``): the record says food only once an item is
+        read (ADR 0021); the alarms still treat the silence as food (``known_empty``)."""
         temp = self.verdict.temperature_c
         out = self.mode != "ambient" and temp is not None and not lines.safe(self.mode, temp)
         if temp is not None and not out:
             self.reached = True
-        if not out or not self.known_empty():
+        labelled = self.excursion and self.excursion_kind is not None  # its open row
+        empty = self.known_empty() or (labelled and self.silent_empty())
+        if not out or not empty:
             self.coming_up = None
         elif self.reached:
             self.coming_up = EMPTY

@@ -233,3 +233,86 @@ def test_a_file_an_older_agent_wrote_is_read_and_brought_up(tmp_path):
         assert len(records.excursions(1)) == 1
     finally:
         records.close()
+
+
+def _sheet(rig, key: int) -> str:
+    """The day sheet of ``key`` for the rig's day (UTC), its records closed first."""
+    rig.thermal.records.close()
+    utc = datetime.fromtimestamp(_wall(rig), UTC)
+    [day] = read_day(rig.tmp_path / RECORDS_FILE, None, [key], utc.date(), UTC)
+    config = rig.config.thermal
+    return render(
+        [day],
+        day=utc.date(),
+        tz=UTC,
+        locker="Canteen",
+        food_code="uk",
+        lines=config.alarm_lines(),
+        bands={m: (b.low, b.high) for m, b in config.held_bands().items()},
+        log_every_s=60,
+        time_limit_s=config.time_limit_s(),
+        made_at=_wall(rig),
+    )
+
+
+async def test_a_silent_item_board_mid_pull_down_is_not_food_in_the_record(rigs):
+    """Review finding: the item sensor's board missing polls during an empty cabinet's
+    pull-down ended the pull-down row and opened a food excursion, and the sheet said
+    "an item was put in". Its last reading was empty: the row goes on."""
+    rig = await rigs({2: "freeze"}, items=True, alarm_raise_s=300)
+    rig.run(600, dt_s=10)
+    assert rig.temp(2) > -15.0  # coming down, still past its line
+    rig.locker.item_sensed(2, None)  # the board silent for a minute (missed polls)
+    rig.run(60, dt_s=10)
+    assert rig.thermal.units[2].coming_up == "pull-down"
+    rig.locker.item_sensed(2, False)  # it answers again: still empty
+    rig.run(3 * 3600, dt_s=30)
+    [(_, end, peak, mode, kind)] = _rows(rig, 2)  # one row, from the room to its line
+    assert (mode, kind, peak) == ("freeze", "pull-down", 22.0) and end is not None
+    assert rig.thermal.records.excursions(2) == []  # the API's: food's only
+    assert rig.thermal.units[2].food.out_s == 0.0
+    db = sqlite3.connect(rig.tmp_path / RECORDS_FILE)
+    try:  # each reading of the pull-down labelled, the silent minute's too
+        notes = db.execute("SELECT note FROM readings WHERE key = 2 AND t < ?", (end,))
+        assert {note for (note,) in notes} == {"pull-down"}
+    finally:
+        db.close()
+    sheet = _sheet(rig, 2)
+    assert "Out of temperature</td><td>0 time(s)" in sheet
+    assert "an item was put in" not in sheet
+    hours = sheet.split("class='hours'")[1].split("</table>")[0]
+    assert "OUT OF LINE" not in hours
+
+
+async def test_a_silent_item_board_still_pages_and_an_item_read_starts_the_excursion(rigs):
+    """The alarms stay cautious (ADR 0021: unknown occupancy may be food), only the
+    record waits for an item to be read; read while still past its line, the
+    pull-down row ends and the food's excursion starts then."""
+    rig = await rigs({2: "freeze"}, items=True, alarm_raise_s=0)
+    rig.run(600, dt_s=10)
+    assert OUT_OF_BAND not in rig.alarms(2)
+    rig.locker.item_sensed(2, None)
+    rig.run(60, dt_s=10)
+    assert OUT_OF_BAND in rig.alarms(2)  # silence pages as before
+    [(_, end, _, _, kind)] = _rows(rig, 2)
+    assert kind == "pull-down" and end is None  # the row goes on
+    put_in = _wall(rig)
+    rig.locker.item_sensed(2, True)  # it answers: an item is in
+    rig.run(10, dt_s=10)
+    [(_, p_end, _, _, p_kind), (e_start, e_end, _, _, e_kind)] = _rows(rig, 2)
+    assert p_kind == "pull-down" and p_end == e_start and put_in <= e_start <= put_in + 10
+    assert e_kind is None and e_end is None
+    assert OUT_OF_BAND in rig.alarms(2)
+
+
+async def test_a_board_silent_with_no_labelled_row_open_records_food(rigs):
+    """Only a labelled row goes on: past its line with the board silent and no row
+    open (or a food row open), the record stays food's, as before."""
+    rig = await rigs({1: "chill"}, 3.0, items=True, alarm_raise_s=0)
+    rig.run(600, dt_s=10)  # in its line, empty
+    rig.locker.item_sensed(1, None)
+    await rig.door(1, True)
+    rig.plant.room_c = 30.0
+    rig.run(1800, dt_s=10)
+    assert OUT_OF_BAND in rig.alarms(1)
+    assert [kind for *_, kind in _rows(rig, 1)] == [None]

@@ -176,6 +176,14 @@ def test_the_sheet_to_stdout_for_one_cabinet_and_the_errors(locker, capsys):
     assert code == 2 and "YYYY-MM-DD" in err
     code, _, err = run("--day", DAY, "--tz", "Mars/Olympus")
     assert code == 2 and "Mars/Olympus" in err
+    # Review finding: a path or a file that is not a zone raised ValueError from
+    # ZoneInfo, and the message blamed --day.
+    for zone in ("/etc/passwd", "../etc/passwd", "zone.tab"):
+        code, out, err = run("--day", DAY, "--tz", zone)
+        assert code == 2 and out == "", zone
+        assert "--tz" in err and repr(zone) in err and "--day" not in err, zone
+    code, _, err = run("--day", "14/07/2026", "--tz", "/etc/passwd")  # --day first
+    assert code == 2 and "--day" in err and "--tz" not in err
     code, _, err = run("--day", DAY, "--key", "5")
     assert code == 2 and "no thermal unit" in err
     # Finding: a day with no records was certified "the food stayed within its line".
