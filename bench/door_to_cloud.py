@@ -37,10 +37,12 @@ from typing import Any
 
 from _rig import FakeCloud, door_floor_s, machine, rig, summary, where
 
+from drivers.kerong.timing import REST_INTERVAL_S
+
 WARMUP = 10
 FSYNCS = 200
 HOLD_S = 0.3  # the wire's pace after a change, in the rest and commanded modes
-REST_S = 0.25  # the agent's default rest interval (drivers/kerong/poller.py)
+REST_S = REST_INTERVAL_S  # the agent's default rest interval
 
 
 async def back_at_rest(rng: random.Random) -> None:

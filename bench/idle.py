@@ -22,7 +22,7 @@ import statistics
 
 from _rig import Rig, cpu_s, machine, rig, rss_mb
 
-from drivers.kerong.poller import ACTIVE_HOLD_S
+from drivers.kerong.timing import ACTIVE_HOLD_S
 
 # After start the bus holds the wire's pace for active_hold_s: a warm-up shorter than
 # that measures the active pace and calls it rest.

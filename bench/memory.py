@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _rig import cpu_s, machine, rig, rss_mb
 
-from drivers.kerong.poller import ACTIVE_HOLD_S
+from drivers.kerong.timing import ACTIVE_HOLD_S
 
 # Native libraries of packages a Kerong-only locker has no use for, by a path fragment.
 UNWANTED = {

@@ -10,8 +10,9 @@ from agent.config.schema import (
     Side,
     StorageConfig,
 )
+from drivers.config import BAUD_RATES
 from drivers.gpio.config import GpioBusConfig, GpioDoorWiring, GpioInputWiring, IndicatorWiring
-from drivers.kerong.config import BAUD_RATES, KerongBusConfig, KerongDoorWiring
+from drivers.kerong.config import KerongBusConfig, KerongDoorWiring
 
 __all__ = [
     "BAUD_RATES",

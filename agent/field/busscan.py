@@ -20,8 +20,8 @@ import serial
 
 from agent.field import probes
 from agent.hardware.ports import HELD, NO_SUCH_FILE, PERMISSION, reason
+from drivers.config import BAUD_RATES
 from drivers.kerong import codec
-from drivers.kerong.config import BAUD_RATES
 
 DEFAULT_BAUD = 19200
 """What a KR-CU16 is set to when it leaves the factory; tried first."""

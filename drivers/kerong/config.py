@@ -29,16 +29,9 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.config import Name, NameRef, StrictModel
+from drivers.config import BAUD_RATES, Baud, Name, NameRef, StrictModel
 from drivers.kerong.codec import CHANNELS, MAX_BOARD, wire_cycle_s
 from drivers.kerong.timing import ACTIVE_HOLD_S, REST_INTERVAL_S
-
-BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-"""The serial speeds a KR-CU16 can be set to, bit/s."""
-
-
-Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
-
 
 NETWORK_SCHEMES = ("socket://",)
 """pyserial URLs that reach the line through the network (a TCP serial gateway). The
