@@ -144,12 +144,8 @@ def check_bus(
     if is_left(port):
         yield skip(what, f"buses[{index}].port is still the example's placeholder (above)")
         return
-    scheme = urlsplit(port).scheme if "://" in port else ""
-    if scheme == "socket":
+    if "://" in port:  # socket://: the config takes no other URL
         yield from _check_gateway(what, port)
-    elif scheme:
-        yield skip(what, f"{port}: only device paths and socket:// are checked")
-        return
     elif not os.path.exists(port):
         yield fail(what, f"{port} does not exist: {_plugged()}")
         return
