@@ -108,7 +108,10 @@ class Dispatch:
 
         fingerprint = f"{key}:{cmd.model_dump_json()}"
         try:
-            answer = await self._commands.run(command_id, act, fingerprint)
+            # Only a command that moves hardware must not act without its intent on
+            # disk: a disable on a full disk must still hold (food past its time).
+            moves = cmd.command in ("open", "close")
+            answer = await self._commands.run(command_id, act, fingerprint, durable=moves)
         except LockerError as err:
             if self.on_command is not None:
                 self.on_command(cmd.command, type(err).__name__)

@@ -65,12 +65,16 @@ class CommandLog:
         command_id: str | None,
         action: Callable[[], Awaitable[dict[str, Any]]],
         fingerprint: str = "",
+        *,
+        durable: bool = True,
     ) -> dict[str, Any]:
         """Run ``action`` unless ``command_id`` already ran; the first answer otherwise.
 
         ``fingerprint`` names what the command does: an id reused for another command
-        is refused (``Invalid``). Raises what ``action`` raises, or the remembered
-        domain error.
+        is refused (``Invalid``). ``durable``: its intent must reach the disk before it
+        acts (``Unavailable`` otherwise), for what acting twice would harm (a pulse);
+        a command safe to repeat (a disable) acts with its intent kept in memory.
+        Raises what ``action`` raises, or the remembered domain error.
         """
         if command_id is None:
             return await action()
@@ -94,7 +98,7 @@ class CommandLog:
         try:
             # The intent, on disk before acting: if the disk refuses it, the command does
             # not act (a crash could otherwise let a resent id act twice).
-            self._save(command_id, (fingerprint, now, "running", {}), durable=True)
+            self._save(command_id, (fingerprint, now, "running", {}), durable=durable)
             result = await action()
         except (Unavailable, Busy) as err:  # a moment, not an answer: it did not act
             self._forget(command_id)

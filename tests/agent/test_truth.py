@@ -128,6 +128,16 @@ async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
     shown = await cabinet(http, 2)
     assert shown == before | {"enabled": False}
     assert "not saved" in said
+    # Review finding: a disable with an id (every cloud command has one) was refused
+    # before acting, its intent not recorded; it holds the same way now.
+    monkeypatch.setattr(sim.agent.store, "save_command", refuse)
+    headers = {"Idempotency-Key": "disable-3"}
+    async with http.put(
+        "/api/lockers/cabinets/3", json={"command": "disable"}, headers=headers
+    ) as resp:
+        assert resp.status == 503
+        assert "not saved" in (await resp.json())["message"]
+    assert (await cabinet(http, 3))["enabled"] is False
 
 
 @field(CABINET, "temperature_c", "thermal")
