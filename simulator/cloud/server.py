@@ -8,6 +8,9 @@ here hand over to it.
 
 from __future__ import annotations
 
+import random
+import socket
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -47,6 +50,8 @@ class FakeCloud:
         received: a cloud that was down and came back."""
         if self._runner is not None:
             return
+        if self._port == 0:
+            self._port = outside_ephemeral(self._host)
         app = web.Application()
         app.router.add_post(FEEDBACK_PATH, self._feedback.handle)
         app.router.add_get("/_sim/feedback", self._feedback.listing)
@@ -251,3 +256,23 @@ class FakeCloud:
 
     async def _shutdown_agents(self, app: web.Application) -> None:
         await self.disconnect_agents()
+
+
+def outside_ephemeral(host: str, tries: int = 50) -> int:
+    """A port free on ``host`` below the kernel's ephemeral range (0 if none is found):
+    a cloud that goes down and comes back on its address finds it free again, where a
+    port from the ephemeral range may meanwhile be any outgoing connection's (a test
+    failed on "address already in use" after a simulated outage)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(tries):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    return 0

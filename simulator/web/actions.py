@@ -286,7 +286,10 @@ class Actions(PickupActions):
         await self.sim.cloud.close()
 
     async def _fate_cloud_up(self, step: dict[str, Any]) -> None:
-        await self.sim.cloud.start()
+        try:
+            await self.sim.cloud.start()
+        except OSError as err:  # its address taken meanwhile: said, never a 500
+            raise StepError(f"the cloud cannot listen on its address again: {err}") from None
 
     async def _fate_cloud_errors(self, step: dict[str, Any]) -> None:
         status = _int(step, "status") if "status" in step else 500

@@ -12,6 +12,9 @@ from simulator.kerong_core import VARIANTS
 def fast(data):
     data["locker"].update(confirm_s=0.4, jam_retry_s=0.1, health_interval_s=0.2)
     data["buses"][0].update(pulse_s=0.1, stagger_s=0.05, max_concurrent=1)
+    # A loaded host must not make a genuine status reply late (the clock now learns
+    # the fast timeout back at rest): late here must mean an unlock answer misread.
+    data["buses"][0]["reply_timeout_s"] = 0.5
 
 
 sim_options = {"adjust": fast}
