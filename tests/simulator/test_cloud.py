@@ -220,3 +220,23 @@ async def test_answer_delay_records_first_then_answers_late(cloud, session):
     assert len(cloud.received) == 1  # taken at once; only the answer was slow
     cloud.heal()
     assert cloud.answer_delay_s == 0.0
+
+
+def ephemeral_low() -> int:
+    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+
+async def test_the_cloud_listens_below_the_ephemeral_range_and_comes_back_there():
+    """A CI run failed when an outgoing connection took the fake cloud's port during a
+    simulated outage (an ephemeral port): "address already in use", a 500 on cloud_up."""
+    low = ephemeral_low()
+    cloud = FakeCloud("k")
+    await cloud.start()
+    try:
+        port = int(cloud.url.rsplit(":", 1)[1])
+        assert 10000 <= port < low
+        await cloud.close()
+        await cloud.start()
+        assert cloud.url.endswith(f":{port}")
+    finally:
+        await cloud.close()
