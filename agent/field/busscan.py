@@ -156,7 +156,7 @@ def open_failure(port: str, err: BaseException) -> str:
                 " locker-agent status says which boards answer)"
             )
         held = probes.holders(port)
-        who = ", ".join(f"pid {p} ({cmd[:60]})" for p, cmd in held) or "another process"
+        who = probes.named(held) if held else "another process"
         return f"{HELD}: {who}: stop it (sudo locker-agent doctor names it too)"
     if why == PERMISSION:
         return f"{PERMISSION}: run it with sudo (the port belongs to the group dialout)"

@@ -138,16 +138,17 @@ def port_holders(port: int) -> list[tuple[int, str]]:
 
 
 def named(found: list[tuple[int, str]], most: int = 3) -> str:
-    """``pid 812 (python3 -m http.server 8080)``, a few of them, comma separated."""
-    text = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in found[:most])
+    """``pid 812 (python3 -m http.server 8080)``, a few of them, comma separated, each
+    command line shortened to 120 characters."""
+    text = ", ".join(f"pid {pid} ({shortened(cmd)})" for pid, cmd in found[:most])
     return text + (f" and {len(found) - most} more" if len(found) > most else "")
 
 
-def command_line(pid: int, limit: int = 120) -> str:
+def command_line(pid: int, limit: int | None = 120) -> str:
     """The command line of process ``pid`` as one printable line; ``?`` when unreadable.
 
-    Control characters escaped, at most ``limit`` characters; its name when the
-    command line is empty.
+    Control characters escaped, at most ``limit`` characters (None: all of it); its name
+    when the command line is empty.
     """
     proc = Path("/proc") / str(pid)
     try:
@@ -155,8 +156,12 @@ def command_line(pid: int, limit: int = 120) -> str:
         text = cmd.decode(errors="replace") or (proc / "comm").read_text().strip()
     except OSError:
         return "?"
-    text = printable(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shortened(printable(text), limit)
+
+
+def shortened(text: str, limit: int | None = 120) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked ``...``; None keeps it whole."""
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 _LISTEN, _TIME_WAIT = "0A", "06"  # /proc/net/tcp states
@@ -172,7 +177,9 @@ def _holding(match: Callable[[str], bool]) -> list[tuple[int, str]]:
             continue
         try:
             if any(match(link) for link in _links(proc)):
-                found.append((pid, command_line(pid)))
+                # Whole: whether it is the agent is judged on all of it (a long path
+                # once cut "locker-agent" off); display shortens it.
+                found.append((pid, command_line(pid, limit=None)))
         except OSError:
             continue  # gone, or not ours to look at
     return found

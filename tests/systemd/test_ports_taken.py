@@ -130,3 +130,32 @@ def test_another_user_sees_only_its_own_processes(taken):
     finally:
         os.close(read)
     assert seen == repr(([os.getpid()], []))
+
+
+@pytest.fixture
+def pty_path():
+    main, secondary = os.openpty()
+    yield os.ttyname(secondary)
+    os.close(main)
+    os.close(secondary)
+
+
+def test_a_holder_is_judged_on_its_whole_command_line(tmp_path, pty_path):
+    """An agent started from a long path (CI's checkout, a deep venv) is still the agent,
+    though its command line is cut for display: the cut once lost "locker-agent"."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    script = deep / "locker-agent"
+    script.write_text(
+        "import serial, sys, time\nport = serial.Serial(sys.argv[1], exclusive=True)\n"
+        "print('held', flush=True)\ntime.sleep(30)\n"
+    )
+    child = subprocess.Popen([sys.executable, script, pty_path], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"held\n"
+        [(pid, command)] = [h for h in probes.holders(pty_path) if h[0] == child.pid]
+        assert len(command) > 120 and probes.agent_holding(pty_path) == child.pid
+        assert probes.named([(pid, command)]).endswith("...)")  # shown cut, judged whole
+    finally:
+        child.kill()
+        child.wait()
