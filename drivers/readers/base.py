@@ -2,7 +2,9 @@
 
 A USB scanner that is unplugged or re-enumerated comes back under the same
 ``/dev/serial/by-id`` or ``/dev/input/by-id`` name: the reader tries again with a
-backoff (``reopen_min_s`` doubling to ``reopen_max_s``) until it opens. Codes pass
+backoff (``reopen_min_s`` doubling to ``reopen_max_s``) until it opens; the backoff starts
+again only after the device stayed open ``STABLE_S``, so one that opens and drops at once
+(a failing hub, a bad cable) is not reopened twice a second for ever. Codes pass
 ``RateLimit`` before they reach ``on_code(name, code)``; what is dropped is counted,
 never logged.
 """
@@ -23,6 +25,7 @@ log = structlog.get_logger(__name__)
 
 OnCode = Callable[[str, str], None]
 GRACE_S = 5.0  # a reader down for less, having never failed to open, is no problem yet
+STABLE_S = 30.0  # open this long, a drop starts the backoff again
 
 
 class Reader:
@@ -54,6 +57,8 @@ class Reader:
         self.reason = "not started"
         self._down_since = clock()
         self._failed = False  # an open failed or the device went since it was last up
+        self._up_since = 0.0
+        self.failures = 0  # drops and failed opens in a row, the last stable session apart
         self.opened = 0  # times the device was opened
         self.codes = 0  # codes handed on
         self.limited = 0  # codes dropped by the rate limit
@@ -100,6 +105,7 @@ class Reader:
 
     def _up(self) -> None:
         self.connected = True
+        self._up_since = self._clock()
         self.opened += 1
         self.reason = "open"
         log.info("reader.open", reader=self.name, kind=self.kind, where=self.where)
@@ -115,7 +121,6 @@ class Reader:
         raise NotImplementedError
 
     async def _run(self) -> None:
-        failures = 0
         rng = random.Random()
         while True:
             try:
@@ -125,11 +130,12 @@ class Reader:
                 raise
             except Exception as exc:  # OSError, SerialException, ImportError, ...
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            was_up = self.connected
+            stable = self.connected and self._clock() - self._up_since >= STABLE_S
             self._down(reason)
-            failures = 1 if was_up else failures + 1
+            self.failures = 1 if stable else self.failures + 1
             delay = rng.uniform(
-                self._reopen_min_s, min(self._reopen_max_s, self._reopen_min_s * 2**failures)
+                self._reopen_min_s,
+                min(self._reopen_max_s, self._reopen_min_s * 2 ** min(self.failures, 32)),
             )
             log.warning("reader.down", reader=self.name, reason=reason, retry_in=round(delay, 2))
             await asyncio.sleep(delay)

@@ -9,7 +9,7 @@ import typing
 
 import pytest
 
-from drivers.readers.base import GRACE_S
+from drivers.readers.base import GRACE_S, STABLE_S, Reader
 from drivers.readers.keys import KEY_ENTER, KEY_LEFTSHIFT, KEYMAP, KeyDecoder
 from drivers.readers.limits import RateLimit
 from drivers.readers.lines import MAX_LINE, LineReader
@@ -358,5 +358,41 @@ async def test_a_keyboard_reader_grabs_decodes_and_reopens_after_vanishing(monke
         assert first.closed and not first.grabbed
         type_("again")
         await until(lambda: got == ["Order-46188", "again"])
+    finally:
+        await reader.close()
+
+
+class Flapping(Reader):
+    """Opens, then drops at once, or after ``held_s`` of its clock."""
+
+    def __init__(self, clock):
+        super().__init__(
+            "front",
+            "flap",
+            lambda n, c: None,
+            reopen_min_s=0.001,
+            reopen_max_s=0.002,
+            clock=lambda: clock[0],
+        )
+        self.clock, self.held_s, self.failed_at = clock, 0.0, []
+
+    async def _session(self):
+        self._up()
+        self.clock[0] += self.held_s
+        self.failed_at.append(self.failures)
+
+
+async def test_a_reader_that_opens_and_drops_at_once_backs_off_further_each_time():
+    """A failing hub: every open succeeds and drops at once. The backoff keeps growing
+    (reopen_max_s bounds it); only a session held ``STABLE_S`` starts it again."""
+    reader = Flapping([0.0])
+    await reader.start()
+    try:
+        await until(lambda: reader.failures >= 5)
+        assert reader.failed_at[:5] == [0, 1, 2, 3, 4]  # never back to 1 for an instant open
+        reader.held_s = STABLE_S
+        mark = len(reader.failed_at)
+        await until(lambda: len(reader.failed_at) > mark + 1)
+        assert reader.failed_at[mark + 1] == 1  # a stable session: the backoff starts again
     finally:
         await reader.close()
