@@ -45,6 +45,13 @@ def shown_changes(log_path):
     return shown
 
 
+async def ready(log_path, times):
+    """Until the log holds ``times`` ``agent.ready`` lines (at most 30 s)."""
+    async with asyncio.timeout(30):
+        while log_path.read_text().count('"event": "agent.ready"') < times:
+            await asyncio.sleep(0.05)
+
+
 def is_subsequence(needle, haystack):
     it = iter(haystack)
     return all(any(x == y for y in it) for x in needle)
@@ -82,6 +89,8 @@ async def crash_rounds(tmp_path, rounds, seed):
                 proc = await asyncio.create_subprocess_exec(
                     *AGENT, "run", "--config", str(config), stderr=log_file
                 )
+                # Killed while it runs, whatever a loaded host makes of its start-up.
+                await ready(log_path, times=n + 1)
                 await asyncio.sleep(rng.uniform(0.8, 2.5))
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()

@@ -69,6 +69,7 @@ def _page(browser, live, request, width=1500, height=900, shot=None):
     page.set_default_timeout(WAIT_MS)
     page.goto(live.view.url)
     page.wait_for_selector("#live.ok")
+    page.wait_for_function("() => state !== null")  # the first state drawn, not only the link
     yield page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"web-{shot or request.node.name}.png"
