@@ -201,6 +201,7 @@ class Agent:
             + channel
             + self.outbox.problems()
             + self.locker.journal.problems()
+            + self.locker.problems()
             + store
         )
 

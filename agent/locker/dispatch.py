@@ -27,6 +27,7 @@ from agent.storage.store import StateStore, StoreError
 
 log = structlog.get_logger(__name__)
 JOIN_STOP_S = 1.0  # at a stop, how long a joined open waits for the open it shares
+RESAVE_S = 5.0  # while a disable is held only in memory, how often the disk is asked again
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Dispatch:
     _stopping: bool
     _running: set[asyncio.Task[dict[str, Any]]]
     _opening: dict[tuple[int, Side], _Open]
+    _unsaved: set[int]  # cabinets disabled in memory whose setting the disk refused
+    _resave: asyncio.TimerHandle | None
 
     def get(self, key: int) -> Cabinet:
         """The cabinet with the cloud's ``key``; ``NotFound`` when there is none."""
@@ -77,6 +80,14 @@ class Dispatch:
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: release())
         return task
+
+    def problems(self) -> list[str]:
+        """Health lines for /healthz: each disable held only in memory."""
+        return [
+            f"cabinet {key}: disabled, but not saved (the disk refuses): a restart now would"
+            " enable it"
+            for key in sorted(self._unsaved)
+        ]
 
     def stop_taking(self) -> None:
         """A stop begins: ``submit`` refuses new commands from now on."""
@@ -290,6 +301,8 @@ class Dispatch:
             log.error("settings.unsaved", key=cabinet.key, error=str(exc), change=change)
             if change == {"enabled": False}:
                 cabinet.enabled = False
+                self._unsaved.add(cabinet.key)
+                self._resave_later()
                 raise Unavailable(
                     f"disabled, but not saved ({exc}): a restart would forget it;"
                     " send it again once the disk takes it"
@@ -297,6 +310,24 @@ class Dispatch:
             raise Unavailable(f"cannot save the setting: {exc}") from None
         for name, value in change.items():
             setattr(cabinet, name, value)
+        self._unsaved.discard(cabinet.key)  # its whole setting is on disk now
+
+    def _resave_later(self) -> None:
+        if self._resave is None:
+            self._resave = asyncio.get_running_loop().call_later(RESAVE_S, self._resaved)
+
+    def _resaved(self) -> None:
+        """Ask the disk again for each disable held only in memory; again later if it
+        still refuses."""
+        self._resave = None
+        for key in sorted(self._unsaved):
+            try:
+                self._store.save_settings(key, **self.cabinets[key].settings())
+            except StoreError:
+                self._resave_later()
+                return
+            self._unsaved.discard(key)
+            log.info("settings.saved_late", key=key)
 
 
 def _retrieved(outcome: asyncio.Future[None]) -> None:

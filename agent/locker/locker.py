@@ -107,6 +107,8 @@ class Locker(Dispatch):
         self._commands = CommandLog(store)
         self.intake = Intake(PER_CABINET, 2 * len(self.cabinets) + SPARE)
         self._opening = {}  # opens in progress, typed and used by Dispatch
+        self._unsaved = set()
+        self._resave = None
         self.on_command: Callable[[str, str], None] | None = None  # (command, result)
         self._started = False
         self._stopping = False  # no new command is taken
@@ -121,8 +123,9 @@ class Locker(Dispatch):
 
     async def close(self) -> None:
         """Stop timers and pending closes (the hardware turns its outputs off itself)."""
-        if self._check is not None:
-            self._check.cancel()
+        for timer in (self._check, self._resave):
+            if timer is not None:
+                timer.cancel()
         self.journal.close()
         self.health.close()
         await self.actions.close()

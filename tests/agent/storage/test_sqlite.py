@@ -154,7 +154,7 @@ def fill_up(disk):
     return filler
 
 
-async def test_a_full_disk_shows_what_is_sensed_marked_and_loses_nothing(small_disk):
+async def test_a_full_disk_shows_what_is_sensed_marked_and_loses_nothing(small_disk, monkeypatch):
     """The real thing: a filesystem that fills. The API shows what the switch says,
     marked as not yet recorded; a setting that cannot be saved is refused (503), not a
     500; once space is back, the cloud hears every change in order."""
@@ -170,6 +170,7 @@ async def test_a_full_disk_shows_what_is_sensed_marked_and_loses_nothing(small_d
         locker.door_sensed(key, "front", False)
     locker.report_startup()
     locker.journal._retry_s = 0.05
+    monkeypatch.setattr("agent.locker.dispatch.RESAVE_S", 0.05)
     filler = fill_up(small_disk)
     for status in (True, False, True):
         locker.door_sensed(1, "front", status)
@@ -183,10 +184,14 @@ async def test_a_full_disk_shows_what_is_sensed_marked_and_loses_nothing(small_d
     with pytest.raises(Unavailable, match="disabled, but not saved"):
         await locker.execute(2, parse_command({"command": "disable"}))
     assert locker.get(2).as_cloud()["enabled"] is False  # the safe way holds at once
+    assert locker.problems() == [  # and /healthz says what a restart would undo
+        "cabinet 2: disabled, but not saved (the disk refuses): a restart now would enable it"
+    ]
     filler.unlink()  # space comes back
     async with asyncio.timeout(5):
-        while locker.journal.waiting:
+        while locker.journal.waiting or locker.problems():  # both retried, unasked
             await asyncio.sleep(0.02)
+    assert store.settings()[2]["enabled"] is False  # a restart keeps it now
     changes = [m.cabinets[0]["front_status"] for m in outbox.pending(100) if m.kind == "change"]
     assert changes == ["open", "closed", "open"]
     shown = locker.get(1).as_cloud()
