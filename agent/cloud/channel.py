@@ -43,8 +43,7 @@ from agent.cloud.link import LinkHealth, duration
 from agent.cloud.messages import Provision, admit, failure
 from agent.cloud.session import RedirectRefused, cloud_session
 from agent.locker.commands import problem
-from agent.locker.errors import Conflict, LockerError
-from agent.locker.idempotency import INTERRUPTED
+from agent.locker.errors import LockerError
 from agent.locker.locker import Locker
 
 log = structlog.get_logger(__name__)
@@ -336,13 +335,8 @@ class CommandChannel:
     ) -> None:
         try:
             answer = {"id": command_id, "ok": True, "cabinet": await asyncio.shield(running)}
-        except LockerError as err:
+        except LockerError as err:  # a command a stop ended too: Dispatch.command says so
             answer = failure(command_id, err)
-        except asyncio.CancelledError:
-            if not running.cancelled():
-                raise  # this answer's own task: the channel is closing
-            # The command was stopped with no word of what it did: never "send again".
-            answer = failure(command_id, Conflict(f"the agent stopped it: {INTERRUPTED}"))
         except Exception:  # a bug in one command must not end the channel
             log.exception("channel.command_failed", id=command_id)
             error = problem(500, "INTERNAL_ERROR", "internal error")

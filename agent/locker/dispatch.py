@@ -112,7 +112,8 @@ class Dispatch:
         self, key: int, cmd: CabinetCommand, command_id: str | None = None
     ) -> dict[str, Any]:
         """Run a command once per id; answers the cabinet object as it was when it
-        finished. Raises the domain errors of ``execute``."""
+        finished. Raises the domain errors of ``execute``, and ``Conflict`` (its outcome
+        unknown) when a stop ends it: every edge answers that, never a cancellation."""
 
         async def act() -> dict[str, Any]:
             return (await self.execute(key, cmd)).as_cloud()
@@ -122,7 +123,13 @@ class Dispatch:
             # Only a command that moves hardware must not act without its intent on
             # disk: a disable on a full disk must still hold (food past its time).
             moves = cmd.command in ("open", "close")
-            answer = await self._commands.run(command_id, act, fingerprint, durable=moves)
+            try:
+                answer = await self._commands.run(command_id, act, fingerprint, durable=moves)
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                # ``drain`` stopped it, with no word of what it did: never "send again".
+                raise Conflict(f"the agent stopped it: {INTERRUPTED}", acted=True) from None
         except LockerError as err:
             if self.on_command is not None:
                 self.on_command(cmd.command, type(err).__name__)

@@ -308,3 +308,27 @@ async def test_a_refused_head_is_answered_even_while_the_client_keeps_sending(ap
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), answer[:80]
     assert json.loads(payload)["type"] == "INVALID_REQUEST"
+
+
+async def test_a_command_a_stop_ends_is_answered_its_outcome_unknown(http, locker, actuator):
+    """A stop ends an open still waiting for its door, and its repeat (the same
+    Idempotency-Key) waiting on it: both are answered 409 with the outcome unknown (read
+    the state, never send it again), neither a dropped request."""
+    actuator.jammed.add((0, "front"))  # the pulse goes, the switch never moves
+    body, headers = {"command": "open"}, {"Idempotency-Key": "k-1"}
+    url = "/api/lockers/cabinets/0"
+    first = asyncio.create_task(http.put(url, json=body, headers=headers))
+    async with asyncio.timeout(3):
+        while not actuator.pulses:
+            await asyncio.sleep(0.01)
+    again = asyncio.create_task(http.put(url, json=body, headers=headers))
+    async with asyncio.timeout(3):
+        while len(locker._running) < 2:
+            await asyncio.sleep(0.01)
+    await locker.drain(0.01)
+    for put in (first, again):
+        async with await put as resp:
+            assert resp.status == 409
+            said = (await resp.json())["message"]
+        assert said.startswith("the agent stopped") and "outcome is unknown" in said
+    assert actuator.pulses == [(0, "front")]  # the stop pulsed nothing more
