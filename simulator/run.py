@@ -28,6 +28,7 @@ from typing import Any, Literal
 from agent.app import Agent
 from agent.config import Config, parse_config
 from simulator.cloud import FakeCloud
+from simulator.cloud.server import outside_ephemeral
 from simulator.food import SPEED, FoodPlant, has_thermal
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.mock_pins import mock_factory
@@ -44,7 +45,11 @@ LOCKERS: dict[str, str] = {
 
 
 def free_port() -> int:
-    """A loopback port free right now (the config rightly refuses port 0)."""
+    """A loopback port free right now (the config rightly refuses port 0), below the
+    ephemeral range when one is free there: bound later, by another process, it is not
+    meanwhile any outgoing connection's."""
+    if port := outside_ephemeral("127.0.0.1"):
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -6,13 +6,13 @@ locker's 0.3 s confirm timeout).
 """
 
 import asyncio
-import socket
 
 import pytest
 from pydantic import SecretStr
 
 from agent.cloud.channel import CommandChannel
 from simulator.cloud import FakeCloud
+from simulator.run import free_port
 
 KEY = "the-api-key"  # what the shared `cloud` fixture accepts
 WAIT = 5.0
@@ -245,9 +245,7 @@ async def test_reconnects_after_the_cloud_drops_it(cloud, channel, actuator):
 
 async def test_waits_for_the_cloud_to_come_up(make_channel, actuator):
     # Nothing listens on the port at first: a connection failure is a problem at once.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     channel = await make_channel(url=f"ws://127.0.0.1:{port}/api/lockers/commands")
     await until(lambda: channel.problems())
     [problem] = channel.problems()
