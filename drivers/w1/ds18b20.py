@@ -18,6 +18,7 @@ module returns it like any other reading, :mod:`drivers.w1.trust` judges it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import re
 import threading
@@ -201,11 +202,11 @@ def in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future[Any]:
 
     def run() -> None:
         try:
-            result = work()
-        except BaseException as exc:  # handed to the loop, raised where awaited
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+            result, exc = work(), None
+        except BaseException as caught:  # handed to the loop, raised where awaited
+            result, exc = None, caught
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(_settle, future, result, exc)
 
     threading.Thread(target=run, name="thermal-read", daemon=True).start()
     return future
