@@ -45,9 +45,10 @@ def _door(wiring: KerongDoorWiring | GpioDoorWiring | None) -> Door | None:
     if wiring is None:
         return None
     if isinstance(wiring, KerongDoorWiring):
-        wired = f"bus {wiring.bus} board {wiring.board} channel {wiring.channel}"
-        return Door(wired=wired)
-    return Door(motorised=wiring.motorised, wired=f"bus {wiring.bus}")
+        board = f"bus {wiring.bus} board {wiring.board}"
+        return Door(wired=f"{board} channel {wiring.channel}", answers=board)
+    bus = f"bus {wiring.bus}"
+    return Door(motorised=wiring.motorised, wired=bus, answers=bus)
 
 
 def _served(config: Config) -> dict[tuple[str, int], tuple[int, ...]]:

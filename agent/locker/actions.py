@@ -144,7 +144,7 @@ class Actions:
                 why := self._actuator.why_unknown(cabinet.key, side)
             ):
                 raise Unavailable(f"cabinet {cabinet.key} {side} door: state unknown: {why}")
-            where = door.wired.rpartition(" channel ")[0] or door.wired or "its board"
+            where = door.answers or "its board"
             raise Unavailable(
                 f"cabinet {cabinet.key} {side} door: state unknown: {where} does not answer"
                 " (nothing was sent): check its power and wiring; /healthz and"

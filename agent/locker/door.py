@@ -71,10 +71,12 @@ class DoorSeen:
 @dataclass(slots=True, eq=False)
 class Door:
     """One door of a cabinet; ``motorised`` doors have a motor and an end switch;
-    ``wired``: what senses and opens it, for people (``bus rs485 board 1 channel 6``)."""
+    ``wired``: what senses and opens it, for people (``bus rs485 board 1 channel 6``);
+    ``answers``: what must answer for its state to be known (``bus rs485 board 1``)."""
 
     motorised: bool = False
     wired: str = ""
+    answers: str = ""
     sensed: bool | None = None
     shown: bool | None = None
     reported: DoorStatus | None = None
