@@ -22,6 +22,7 @@ from agent.config import Config, Side
 from agent.locker.locker import Locker
 from agent.storage.codes import CODES_FILE, CodeStore
 from drivers.readers import KeyboardReader, Reader, SerialReader, SerialReaderConfig
+from drivers.w1.ds18b20 import in_daemon_thread
 
 log = structlog.get_logger(__name__)
 
@@ -121,7 +122,9 @@ class PickupCodes:
     async def _housekeeping(self) -> None:
         while True:
             try:
-                known, _ = await asyncio.to_thread(self._clock_evidence)
+                # A daemon thread: a probe hung on chronyc never holds the process at
+                # its stop (to_thread's pool is joined at exit).
+                known, _ = await in_daemon_thread(self._clock_evidence, "clock-probe")
                 self.held.note_clock(known)
                 self.held.save_unsaved()
                 self.held.prune()

@@ -194,7 +194,7 @@ def read_all(w1_dir: Path, sensors: Iterable[str]) -> dict[str, float | SensorFa
     return out
 
 
-def in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future[Any]:
+def in_daemon_thread(work: Callable[[], Any], name: str = "thermal-read") -> asyncio.Future[Any]:
     """``work()`` in a daemon thread, as a future of the running loop: a read hung in
     the kernel never keeps the process from exiting (``to_thread``'s pool is joined)."""
     loop = asyncio.get_running_loop()
@@ -208,7 +208,7 @@ def in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future[Any]:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
             loop.call_soon_threadsafe(_settle, future, result, exc)
 
-    threading.Thread(target=run, name="thermal-read", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return future
 
 
