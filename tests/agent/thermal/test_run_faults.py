@@ -49,6 +49,24 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+# The clock's sources answering ``{answer}`` whatever this host's own clock says (an
+# NTP-synced laptop's adjtimex would call a faked clock right).
+SOURCES_SAY = """
+import agent.thermal.clock as clock
+
+for name in clock.SOURCES:
+    clock.SOURCES[name] = lambda: {answer}
+"""
+
+
+def clock_says(directory: Path, answer: bool) -> dict[str, str]:
+    """The environment of an agent whose clock sources all answer ``answer``."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(SOURCES_SAY.format(answer=answer))
+    path = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path}
+
+
 def write_sensor(w1: Path, ident: str, celsius: float | None) -> None:
     """The sensor's file as the kernel writes it; None: unplugged (its directory gone)."""
     sensor = SensorFile(w1, ident)
@@ -185,7 +203,8 @@ async def test_a_clockless_power_cut_with_the_clock_set_back(tmp_path, cloud):
     write_sensor(w1, HOT, 22.0)
     write_sensor(w1, COLD, 3.0)
     path = config(tmp_path, cloud, port)
-    async with agent_process(path, port) as agent:
+    synced = clock_says(tmp_path / "synced", True)  # before the cut: network time
+    async with agent_process(path, port, env=synced) as agent:
         assert (await agent.put(1, {"command": "set_thermal_mode", "thermal_mode": "chill"}))[
             0
         ] == 200
@@ -198,6 +217,7 @@ async def test_a_clockless_power_cut_with_the_clock_set_back(tmp_path, cloud):
         "LD_PRELOAD": LIBFAKETIME[0],
         "FAKETIME": "-2400",  # 40 minutes behind the cut
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        **clock_says(tmp_path / "booted", False),  # the network time not in yet
     }
     async with agent_process(path, port, env=faked) as agent:
         await until(lambda: said(cloud, "food_time_exceeded"))
