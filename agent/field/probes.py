@@ -101,14 +101,23 @@ def holders(device: str) -> list[tuple[int, str]]:
     return _holding(lambda link: link == target)
 
 
-def is_agent(command: str) -> bool:
-    """Whether a process's command line is a locker-agent's (the service, or ``-m agent``)."""
-    return "locker-agent" in command or " -m agent" in command
+def is_agent(pid: int) -> bool:
+    """Whether process ``pid`` runs locker-agent, by its argv: the program or the script
+    its interpreter runs is named ``locker-agent`` (the service), or it runs ``-m agent``.
+    Never a mere mention: any program run from ``/opt/locker-agent/`` is not the agent."""
+    try:
+        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # gone, or not ours to look at
+    if any(os.path.basename(arg) == b"locker-agent" for arg in argv[:2]):
+        return True
+    options = argv[1:]
+    return b"-m" in options and options[options.index(b"-m") + 1 :][:1] == [b"agent"]
 
 
 def agent_holding(device: str) -> int | None:
     """The pid of a running locker-agent that holds ``device`` open, by /proc; None."""
-    return next((pid for pid, cmd in holders(device) if is_agent(cmd)), None)
+    return next((pid for pid, _ in holders(device) if is_agent(pid)), None)
 
 
 def port_holders(port: int) -> list[tuple[int, str]]:

@@ -58,7 +58,7 @@ def _serial(
         busscan.open_port(port, reader.baud).close()
     except (serial.SerialException, OSError) as err:
         held = probes.holders(port)
-        if any(probes.is_agent(cmd) for _, cmd in held):
+        if any(probes.is_agent(pid) for pid, _ in held):
             yield "ok", what, f"{port} is open in the running agent (status says how)"
         elif held:
             yield "FAIL", what, f"{port} is held by another process: {probes.named(held)}"

@@ -139,7 +139,7 @@ def port_reason(port: str) -> str | None:
     if access.service_cannot(Path(port), os.R_OK | os.W_OK):
         return f"{PERMISSION} to the service user: {ADVICE[PERMISSION]}"
     # The service holding its own port is as it should be.
-    others = [(pid, cmd) for pid, cmd in probes.holders(port) if not probes.is_agent(cmd)]
+    others = [(pid, cmd) for pid, cmd in probes.holders(port) if not probes.is_agent(pid)]
     if others:
         return f"{HELD}: {probes.named(others)}: stop it before the agent starts"
     return None

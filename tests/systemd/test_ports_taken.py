@@ -140,22 +140,39 @@ def pty_path():
     os.close(secondary)
 
 
-def test_a_holder_is_judged_on_its_whole_command_line(tmp_path, pty_path):
-    """An agent started from a long path (CI's checkout, a deep venv) is still the agent,
-    though its command line is cut for display: the cut once lost "locker-agent"."""
-    deep = tmp_path / ("d" * 100)
-    deep.mkdir()
-    script = deep / "locker-agent"
-    script.write_text(
-        "import serial, sys, time\nport = serial.Serial(sys.argv[1], exclusive=True)\n"
-        "print('held', flush=True)\ntime.sleep(30)\n"
+HOLD = (
+    "import serial, sys, time\nport = serial.Serial(sys.argv[-1], exclusive=True)\n"
+    "print('held', flush=True)\ntime.sleep(30)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("where", "argv", "agent"),
+    [
+        # the service's script, from a long path (CI's checkout cut it off the display)
+        ("d" * 100 + "/locker-agent", ["{script}"], True),
+        ("venv/bin/locker-agent", ["{script}", "run"], True),
+        ("agent/__main__.py", ["-m", "agent"], True),  # python -m agent
+        # any program run from a folder named after it is not the agent
+        ("opt/locker-agent/holder.py", ["{script}"], False),
+        ("locker-agent-tools/holder.py", ["{script}", "--locker-agent"], False),
+    ],
+)
+def test_the_agent_is_known_by_its_argv_never_a_mention(tmp_path, pty_path, where, argv, agent):
+    script = tmp_path / where
+    script.parent.mkdir(parents=True)
+    script.write_text(HOLD)
+    args = [a.format(script=script) for a in argv]
+    child = subprocess.Popen(
+        [sys.executable, *args, pty_path], stdout=subprocess.PIPE, cwd=tmp_path
     )
-    child = subprocess.Popen([sys.executable, script, pty_path], stdout=subprocess.PIPE)
     try:
         assert child.stdout.readline() == b"held\n"
         [(pid, command)] = [h for h in probes.holders(pty_path) if h[0] == child.pid]
-        assert len(command) > 120 and probes.agent_holding(pty_path) == child.pid
-        assert probes.named([(pid, command)]).endswith("...)")  # shown cut, judged whole
+        assert probes.is_agent(pid) is agent
+        assert probes.agent_holding(pty_path) == (child.pid if agent else None)
+        if len(command) > 120:
+            assert probes.named([(pid, command)]).endswith("...)")  # shown cut, judged whole
     finally:
         child.kill()
         child.wait()
