@@ -43,11 +43,14 @@ def test_run_names_api_listen_in_one_line(tmp_path, taken):
     assert holder in failed[0]
 
 
+WEB_ANY = ("--web-port", "0")  # 8000 may be another test's simulator's, or a developer's
+
+
 @pytest.mark.parametrize("option", ["--api-port", "--cloud-port"])
 def test_simulate_names_the_port_option_in_one_line(taken, option):
     other = "--cloud-port" if option == "--api-port" else "--api-port"
     result = subprocess.run(
-        [*AGENT, "simulate", option, str(taken), other, "0"],
+        [*AGENT, "simulate", option, str(taken), other, "0", *WEB_ANY],
         capture_output=True,
         text=True,
         timeout=30,
@@ -58,9 +61,6 @@ def test_simulate_names_the_port_option_in_one_line(taken, option):
         f"locker-agent simulate: {option} {taken}: in use by {holder}: pick another port"
         f" ({option} 0 takes any free one)"
     ]
-
-
-WEB_ANY = ("--web-port", "0")  # 8000 may be another test's simulator's
 
 
 def test_simulate_names_every_taken_port_at_once(taken):
