@@ -59,6 +59,11 @@ class PowerBudget:
         return self._stagger
 
     @property
+    def last_start(self) -> float | None:
+        """When the newest slot was granted, by ``clock`` (seconds); None before any."""
+        return self._last_start
+
+    @property
     def in_use(self) -> int:
         """How many slots are held right now."""
         return self._holders

@@ -15,12 +15,14 @@ WAIT = 5.0  # only bounds how long a broken test hangs
 
 
 async def holders(budget: PowerBudget, count: int, hold_s: float):
-    """Start `count` holders at once; return (start, end, index) per holder in start order."""
+    """Start `count` holders at once; return (start, end, index) per holder in start order.
+    A start is the grant's time as the budget took it (a loaded host may pause the
+    process between the grant and the body's first line)."""
     spans: list[tuple[float, float, int]] = []
 
     async def one(i: int) -> None:
         async with budget.slot():
-            start = time.monotonic()
+            start = budget.last_start
             await asyncio.sleep(hold_s)
             spans.append((start, time.monotonic(), i))
 
@@ -55,9 +57,7 @@ async def test_starts_are_staggered():
     )  # held long past the stagger: overlap survives a loaded machine
     starts = [s for s, _, _ in spans]
     for earlier, later in itertools.pairwise(starts):
-        # The budget spaces its grants by the clock; the body reads the clock a few
-        # microseconds after the grant, hence the tiny slack.
-        assert later - earlier >= stagger - 1e-3
+        assert later - earlier >= stagger - 1e-9  # the grants, by the budget's clock
     assert max_overlap(spans) >= 2  # staggered, yet running together
 
 
