@@ -329,6 +329,10 @@ class KerongBus:
         the tracker asks)."""
         if self._tracker.heard(frame, confirm):
             self._poll_soon(frame.board)
+        elif not self._closed and (status := self._tracker.status(frame.board)) is not None:
+            # Taken as a read: the poller sees it too, or a door whose close came only
+            # in a late reply and that opens again looks unwired to it (no fast pace).
+            self._poller.observe(frame.board, status)
 
     def _port_open(self) -> None:
         """A new connection: every board is polled at the normal rate, the old

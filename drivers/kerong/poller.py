@@ -113,8 +113,9 @@ class Poller:
         if self._nap is not None:
             _wake(self._nap)
 
-    def _observe(self, board: int, status: BoardStatus) -> None:
-        """A read of ``board``: a change or a door held open keeps the pace up."""
+    def observe(self, board: int, status: BoardStatus) -> None:
+        """A read of ``board`` (the poll's, or a frame the bus heard unasked: a late
+        reply, an unlock's answer): a change or a door held open keeps the pace up."""
         previous = self._seen.get(board)
         if previous is status:
             return  # the same reply bytes as last time: the tracker kept the object
@@ -225,7 +226,7 @@ class Poller:
                 break
             swept.add(board)
             self._unsure.pop(board, None)
-            self._observe(board, status)
+            self.observe(board, status)
             self._tries.pop(board, None)
             self._soon.discard(board)
         return frames.keys(), swept
@@ -282,7 +283,7 @@ class Poller:
             else:
                 self._unsure.pop(board, None)
                 self._read_alone.add(board)
-                self._observe(board, status)
+                self.observe(board, status)
                 if self._tries:
                     self._tries.pop(board, None)
                 if self._soon:

@@ -150,6 +150,7 @@ async def test_a_channel_open_from_the_first_read_does_not_keep_the_bus_awake():
         poll_interval_s=0.005,
         rest_poll_interval_s=REST_S,
         active_hold_s=HOLD_S,
+        reply_timeout_s=0.2,  # as the rig's: a loaded host makes replies late
     )
     bus = KerongBus(config, lambda b, s: None)
     try:
@@ -214,3 +215,36 @@ async def test_a_replugged_port_is_read_at_the_wires_pace(rig):
     transport.abort()  # the adapter pulled out and in again
     await eventually(lambda: bus._link.transport not in (None, transport))
     assert bus._poller.active
+
+
+async def test_a_close_heard_only_in_a_late_reply_counts_for_the_pace():
+    """A channel open since the first read closes, and the only frame saying so is a late
+    reply (no read waited for it); it opens again before the next poll. The poller sees
+    what the bus heard: the door counts as wired, and open again it keeps the pace up."""
+    emulator = KerongBoardEmulator([0], has_items=False)
+    emulator.force_open(0, 16)
+    await emulator.start()
+    config = KerongBusConfig(
+        name="pace",
+        port=emulator.port,
+        boards=[0],
+        poll_interval_s=0.005,
+        rest_poll_interval_s=REST_S,
+        active_hold_s=HOLD_S,
+        reply_timeout_s=0.2,  # as the rig's: a loaded host makes replies late
+    )
+    bus = KerongBus(config, lambda b, s: None)
+    try:
+        await bus.start()
+        await asyncio.wait_for(bus.wait_ready(), WAIT)
+        await at_rest(bus)
+        emulator.shut_door(0, 16)
+        [late] = codec.FrameParser().feed(emulator.bank.status_reply(0))  # what it said then
+        emulator.force_open(0, 16)  # ... and open again before any poll
+        bus._heard(late, False)
+        assert bus.status(0).closed[15]  # taken as a read
+        await asyncio.sleep(HOLD_S * 2)
+        assert bus._poller.active  # open again, held open: the wire's pace
+    finally:
+        await bus.close()
+        await emulator.close()
