@@ -18,7 +18,7 @@ simulate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n 4 --dist loadfile  # the tests mostly wait on the wire and the clock: four overlap on two cores; a module (its costly fixture) on one worker
+	$(BIN)/python -m pytest -q -n 6 --dist loadfile  # the tests mostly wait on the wire and the clock (at -n 6 about 1.5 of 2 cores are busy): six overlap; a module (its costly fixture) on one worker
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
