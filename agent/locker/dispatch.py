@@ -311,8 +311,8 @@ class Dispatch:
                 self._unsaved.add(cabinet.key)
                 self._resave_later()
                 raise Unavailable(
-                    f"disabled, but not saved ({exc}): a restart would forget it;"
-                    " send it again once the disk takes it"
+                    f"disabled, but not saved ({exc}): a restart would forget it until the"
+                    " disk takes it (it is saved then, unasked)"
                 ) from None
             raise Unavailable(f"cannot save the setting: {exc}") from None
         for name, value in change.items():
@@ -330,7 +330,9 @@ class Dispatch:
         for key in sorted(self._unsaved):
             try:
                 self._store.save_settings(key, **self.cabinets[key].settings())
-            except StoreError:
+            except Exception as exc:  # StoreError, or a bug: asked again all the same
+                if not isinstance(exc, StoreError):
+                    log.exception("settings.resave_failed", key=key)
                 self._resave_later()
                 return
             self._unsaved.discard(key)

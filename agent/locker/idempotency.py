@@ -118,8 +118,10 @@ class CommandLog:
             raise
         except BaseException:
             # A bug or a cancellation: it may have acted. The intent stays, so a retry
-            # is told the outcome is unknown instead of acting again.
-            future.cancel()
+            # is told the outcome is unknown instead of acting again, as is a repeat
+            # waiting on it now (a cancelled future gave it no answer at all).
+            future.set_exception(Conflict(INTERRUPTED, acted=True))
+            future.exception()
             raise
         finally:
             del self._running[command_id]

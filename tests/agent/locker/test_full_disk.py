@@ -168,3 +168,34 @@ async def test_food_found_unsafe_lights_its_cabinet_before_the_disk_records_it()
         assert not cabinet.alarms  # the record lags; the light does not
     finally:
         journal.close()
+
+
+async def test_a_disable_held_in_memory_is_saved_once_the_disk_takes_it(locker, store, monkeypatch):
+    """The disk refuses a disable: it holds, /healthz names it, and it is asked again
+    until saved, through any error in between (a bug once ended the retries)."""
+    from agent.locker.commands import parse_command
+    from agent.locker.errors import Unavailable
+    from agent.storage.store import StoreError
+
+    monkeypatch.setattr("agent.locker.dispatch.RESAVE_S", 0.01)
+    save = store.save_settings
+    answers = [StoreError("database or disk is full"), RuntimeError("a bug"), StoreError("full")]
+
+    def flaky(key, **settings):
+        if answers:
+            raise answers.pop(0)
+        save(key, **settings)
+
+    monkeypatch.setattr(store, "save_settings", flaky)
+    try:
+        await locker.execute(2, parse_command({"command": "disable"}))
+    except Unavailable as refused:
+        assert "saved then, unasked" in str(refused)
+    else:
+        raise AssertionError("a disable the disk refused answered as saved")
+    assert locker.get(2).as_cloud()["enabled"] is False
+    assert locker.problems() == [
+        "cabinet 2: disabled, but not saved (the disk refuses): a restart now would enable it"
+    ]
+    await until(lambda: not locker.problems())
+    assert answers == [] and store.settings()[2]["enabled"] is False

@@ -91,6 +91,26 @@ async def test_a_bug_inside_is_an_unknown_outcome_not_a_second_try(log):
     assert calls == [1]
 
 
+async def test_a_repeat_waiting_on_a_run_that_hits_a_bug_is_told_the_outcome_is_unknown(log):
+    """A repeat of the id arrives while the first run is in flight; the first then hits a
+    bug. The repeat gets an answer (it was left cancelled: no answer on the channel)."""
+    release = asyncio.Event()
+
+    async def boom():
+        await release.wait()
+        raise RuntimeError("bug")
+
+    first = asyncio.create_task(log.run("a", boom))
+    await asyncio.sleep(0)
+    again = asyncio.create_task(log.run("a", boom))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(RuntimeError):
+        await first
+    with pytest.raises(Conflict, match="outcome is unknown"):
+        await again
+
+
 async def test_a_kill_between_pulse_and_result_never_pulses_again(tmp_path):
     """SIGKILL after the action began and before its result was saved: the intent,
     written first, survives; the resent id is told the outcome is unknown."""
