@@ -16,7 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -102,17 +102,60 @@ def holders(device: str) -> list[tuple[int, str]]:
 
 
 def is_agent(pid: int) -> bool:
-    """Whether process ``pid`` runs locker-agent, by its argv: the program or the script
-    its interpreter runs is named ``locker-agent`` (the service), or it runs ``-m agent``.
-    Never a mere mention: any program run from ``/opt/locker-agent/`` is not the agent."""
+    """Whether process ``pid`` is a running agent (``locker-agent run``), by its argv
+    (:func:`runs_agent`); False when it is gone or not ours to look at."""
     try:
-        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
     except OSError:
-        return False  # gone, or not ours to look at
-    if any(os.path.basename(arg) == b"locker-agent" for arg in argv[:2]):
-        return True
-    options = argv[1:]
-    return b"-m" in options and options[options.index(b"-m") + 1 :][:1] == [b"agent"]
+        return False
+    return runs_agent([arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]])
+
+
+def runs_agent(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs the agent: the program, or the script or module its Python
+    runs, is ``locker-agent`` (``-m agent``), and its command is ``run``. Never a
+    mention: ``python /opt/locker-agent/holder.py``, ``locker-agent bus scan`` and
+    ``python x.py -m agent`` are not the agent; ``python -Im agent run`` is."""
+    if not argv:
+        return False
+    if os.path.basename(argv[0]) == "locker-agent":
+        return _command(argv[1:]) == "run"
+    rest, i = list(argv[1:]), 0
+    while i < len(rest) and rest[i].startswith("-") and rest[i] != "-":
+        arg = rest[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg.startswith("--"):
+            i += 2 if arg == "--check-hash-based-pycs" else 1
+            continue
+        for n, flag in enumerate(arg[1:], start=2):
+            if flag in "cmWX":  # an option with a value: the rest of the word, or the next
+                value = arg[n:] or (rest[i + 1] if i + 1 < len(rest) else "")
+                after = i + (1 if arg[n:] else 2)
+                if flag == "c":
+                    return False
+                if flag == "m":
+                    return value == "agent" and _command(rest[after:]) == "run"
+                i = after
+                break
+        else:
+            i += 1
+    script = rest[i] if i < len(rest) else ""
+    return os.path.basename(script) == "locker-agent" and _command(rest[i + 1 :]) == "run"
+
+
+def _command(args: Sequence[str]) -> str | None:
+    """locker-agent's command in ``args``: the first word past its global options."""
+    value_next = False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg == "--log-level":  # agent/cli.py's one global option with a value
+            value_next = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def agent_holding(device: str) -> int | None:

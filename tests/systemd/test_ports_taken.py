@@ -150,12 +150,14 @@ HOLD = (
     ("where", "argv", "agent"),
     [
         # the service's script, from a long path (CI's checkout cut it off the display)
-        ("d" * 100 + "/locker-agent", ["{script}"], True),
-        ("venv/bin/locker-agent", ["{script}", "run"], True),
-        ("agent/__main__.py", ["-m", "agent"], True),  # python -m agent
-        # any program run from a folder named after it is not the agent
+        ("d" * 100 + "/locker-agent", ["{script}", "run"], True),
+        ("venv/bin/locker-agent", ["-u", "{script}", "--log-level", "debug", "run"], True),
+        ("agent/__main__.py", ["-um", "agent", "run"], True),  # python -um agent run
+        # any program run from a folder named after it is not the agent ...
         ("opt/locker-agent/holder.py", ["{script}"], False),
-        ("locker-agent-tools/holder.py", ["{script}", "--locker-agent"], False),
+        ("tools/holder.py", ["{script}", "-m", "agent", "run"], False),  # its own options
+        # ... nor a technician's tool
+        ("bin/locker-agent", ["{script}", "bus", "scan"], False),
     ],
 )
 def test_the_agent_is_known_by_its_argv_never_a_mention(tmp_path, pty_path, where, argv, agent):
@@ -176,3 +178,27 @@ def test_the_agent_is_known_by_its_argv_never_a_mention(tmp_path, pty_path, wher
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize(
+    ("argv", "agent"),
+    [
+        ("/usr/bin/python3 /opt/locker-agent/bin/locker-agent run --config x", True),
+        ("/opt/locker-agent/bin/locker-agent run", True),
+        ("python -m agent run", True),
+        ("python -magent run", True),
+        ("python -Im agent run", True),
+        ("python -u -X dev -W ignore -m agent --log-level debug run", True),
+        ("python -- /opt/locker-agent/bin/locker-agent run", True),
+        ("python holder.py -m agent run", False),
+        ("python -c pass -m agent run", False),
+        ("pytest -m agent", False),
+        ("python /opt/locker-agent/holder.py", False),
+        ("python /opt/locker-agent/bin/locker-agent bus scan", False),
+        ("python -m agent doctor", False),
+        ("python -m", False),
+        ("", False),
+    ],
+)
+def test_runs_agent_reads_pythons_options(argv, agent):
+    assert probes.runs_agent(argv.split()) is agent

@@ -11,10 +11,10 @@ from tests.agent.field.test_channel import SQUAT, tcp_squatter  # noqa: F401 (a 
 from tests.agent.field.test_doctor import locker, run_doctor  # noqa: F401 (a fixture)
 from tests.conftest import NOBODY, as_user, needs_root
 
-# Holds the serial port as the running agent would (its command line names locker-agent).
+# Holds the serial port as the running agent would (its argv: locker-agent run).
 HOLD = """
 import serial, sys, time
-port = serial.Serial(sys.argv[1], 19200, exclusive=True)
+port = serial.Serial(sys.argv[-1], 19200, exclusive=True)
 print("held", flush=True)
 time.sleep(60)
 """
@@ -43,7 +43,7 @@ async def test_no_agent_on_the_socket_the_tcp_port_is_never_asked(locker, tmp_pa
     script = tmp_path / "locker-agent"
     script.write_text(HOLD)
     holder = await asyncio.create_subprocess_exec(
-        sys.executable, script, boards.port, stdout=asyncio.subprocess.PIPE
+        sys.executable, script, "run", boards.port, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"held\n"
