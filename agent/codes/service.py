@@ -22,7 +22,7 @@ from agent.config import Config, Side
 from agent.locker.locker import Locker
 from agent.storage.codes import CODES_FILE, CodeStore
 from drivers.readers import KeyboardReader, Reader, SerialReader, SerialReaderConfig
-from drivers.w1.ds18b20 import in_daemon_thread
+from drivers.threads import in_daemon_thread
 
 log = structlog.get_logger(__name__)
 

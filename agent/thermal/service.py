@@ -44,7 +44,8 @@ from agent.thermal.outputs import ThermalOutputs
 from agent.thermal.records import Records
 from agent.thermal.stall import Liveness
 from agent.thermal.unit import Unit
-from drivers.w1.ds18b20 import SensorFault, in_daemon_thread, read_all
+from drivers.threads import in_daemon_thread
+from drivers.w1.ds18b20 import SensorFault, read_all
 
 log = structlog.get_logger(__name__)
 
@@ -235,7 +236,7 @@ class Thermal:
         """Ask whether the wall clock is known right, until it is."""
         while not self.outage.clock_right:
             # A daemon thread: a chronyc that hangs never holds up the agent's stop.
-            synced, by = await in_daemon_thread(self.clock_evidence)
+            synced, by = await in_daemon_thread(self.clock_evidence, "clock-probe")
             self.clock_known(synced, by)
             await asyncio.sleep(CLOCK_ASK_S)
 
@@ -254,7 +255,7 @@ class Thermal:
         """
         started = self._clock()
         if self._reading is None or self._reading.done():
-            self._reading = in_daemon_thread(self._read_all)
+            self._reading = in_daemon_thread(self._read_all, "thermal-read")
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation
             # that meets the read finishing, and close() would then wait forever.

@@ -17,14 +17,11 @@ module returns it like any other reading, :mod:`drivers.w1.trust` judges it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import re
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import structlog
 
@@ -192,30 +189,3 @@ def read_all(w1_dir: Path, sensors: Iterable[str]) -> dict[str, float | SensorFa
         except ValueError as exc:  # not a DS18B20 id: the config would have said
             out[sensor] = SensorFault("unreadable", str(exc))
     return out
-
-
-def in_daemon_thread(work: Callable[[], Any], name: str = "thermal-read") -> asyncio.Future[Any]:
-    """``work()`` in a daemon thread, as a future of the running loop: a read hung in
-    the kernel never keeps the process from exiting (``to_thread``'s pool is joined)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def run() -> None:
-        try:
-            result, exc = work(), None
-        except BaseException as caught:  # handed to the loop, raised where awaited
-            result, exc = None, caught
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
-            loop.call_soon_threadsafe(_settle, future, result, exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)

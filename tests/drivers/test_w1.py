@@ -3,7 +3,6 @@ temp directory, the SensorId config type, and the trust rules on a fake clock.""
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import pytest
@@ -421,34 +420,3 @@ def test_never_a_temperature_while_not_ok(sequence, recover_reads, stuck_s):
             good_run += 1
         else:
             bad_since_ok, good_run = True, 0
-
-
-def test_a_read_that_outlives_its_loop_ends_quietly():
-    """A read still in its thread when the agent stops: its answer has nobody to go to,
-    and the thread ends without a traceback (it raised "Event loop is closed")."""
-    import threading
-
-    from drivers.w1.ds18b20 import in_daemon_thread
-
-    release, done, errors = threading.Event(), threading.Event(), []
-    hook = threading.excepthook
-    threading.excepthook = lambda args: errors.append(args.exc_value)
-
-    def slow_read() -> float:
-        release.wait(5)
-        done.set()
-        return 4.0
-
-    async def start() -> None:
-        in_daemon_thread(slow_read)
-
-    try:
-        asyncio.run(start())  # the loop is closed when this returns
-        release.set()
-        assert done.wait(5)
-        for thread in threading.enumerate():
-            if thread.name == "thermal-read":
-                thread.join(5)
-    finally:
-        threading.excepthook = hook
-    assert errors == []
