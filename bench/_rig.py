@@ -172,7 +172,10 @@ class Rig:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         # BENCH_AGENT: another install's locker-agent (a production venv without the
         # test and simulator extras, as a locker has: bench/memory.py --agent).
-        exe = os.environ.get("BENCH_AGENT") or str(Path(sys.executable).parent / "locker-agent")
+        given = os.environ.get("BENCH_AGENT")
+        if given and not os.access(given, os.X_OK):  # never this venv's, timed as another's
+            raise SystemExit(f"BENCH_AGENT={given}: not an executable file")
+        exe = given or str(Path(sys.executable).parent / "locker-agent")
         command = [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "agent"]
         loop = asyncio.get_running_loop()
         try:

@@ -72,6 +72,8 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agent", help="the locker-agent executable (default: this venv's)")
     args = parser.parse_args(argv)
     if args.agent:
+        if not os.access(args.agent, os.X_OK):
+            parser.error(f"--agent {args.agent}: not an executable file")
         os.environ["BENCH_AGENT"] = args.agent
     print(machine())
     print(f"agent: {args.agent or 'this venv'}")

@@ -99,3 +99,19 @@ def test_flood_runs():
 def test_codes_runs():
     out = run("codes.py", "--quick")
     assert "provision 1000 codes" in out and "judge a miss against 1000 codes: p50" in out
+
+
+def test_an_agent_that_is_not_there_is_refused_not_replaced(tmp_path):
+    """--agent names another install's executable: one that is not there is an error,
+    never this venv's agent measured under its name."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "memory.py"), "--agent", str(tmp_path / "nothing")],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"--agent {tmp_path / 'nothing'}: not an executable file" in done.stderr
+    assert done.stdout == ""
