@@ -39,6 +39,7 @@ from agent.field.readers import reader_lines
 from agent.field.running import Health, agent_line, as_the_agent_hears, ask_agent
 from agent.field.technician import DEFAULT_CONFIG
 from agent.field.verdict import is_left, judge
+from agent.hardware.ports import HELD, PERMISSION, reason
 from agent.thermal.sensors import sensor_lines
 
 STATE_DIR = Path("/var/lib/locker-agent")
@@ -178,8 +179,8 @@ def _plugged() -> str:
 
 
 def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
-    text = str(err)
-    if "exclusively lock" in text or "Resource temporarily unavailable" in text:
+    why = reason(err)  # the agent's own words for it (agent/hardware/ports.py)
+    if why == HELD:
         held = probes.holders(port)
         if (agent := probes.agent_holding(port)) is not None:
             return warn(
@@ -190,13 +191,13 @@ def _open_failure(what: str, port: str, err: serial.SerialException) -> Line:
             )
         who = probes.named(held) if held else "a process"
         return fail(what, f"{port} is held by another process: {who}: stop it")
-    if "Permission denied" in text or getattr(err, "errno", None) == 13:
+    if why == PERMISSION:
         return fail(
             what,
             f"permission denied opening {port}: is the service user in dialout?"
             " (and run doctor with sudo)",
         )
-    return fail(what, f"cannot open {port}: {text}")
+    return fail(what, f"cannot open {port}: {err}")
 
 
 def _check_board(what: str, bus: KerongBusConfig, ser: serial.SerialBase, board: int) -> Line:
