@@ -16,9 +16,11 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from agent.config import CloudConfig
@@ -51,7 +53,7 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     port = parts.port or (443 if tls else 80)
     key = cloud.api_key.get_secret_value()
     try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = _resolve(host, port, timeout_s)
     except OSError as err:
         return CloudAnswer(False, "resolve", f"cannot resolve {host}: {err}")
     try:
@@ -88,6 +90,29 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     if status >= 500:
         return CloudAnswer(False, "http", "fails on its side", status)
     return CloudAnswer(True, "http", address, status)
+
+
+def _resolve(host: str, port: int, timeout_s: float) -> list[Any]:
+    """``getaddrinfo`` bounded by ``timeout_s``: it has no timeout of its own, and a DNS
+    server that does not answer holds it for the resolver's tries (20 s and more).
+    Raises ``OSError`` (``TimeoutError`` when no answer came)."""
+    found: list[Any] = []
+
+    def work() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as err:
+            found.append(err)
+
+    # A daemon thread: one stuck in the resolver never holds doctor at its exit.
+    thread = threading.Thread(target=work, name="resolve", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not found:
+        raise TimeoutError(f"no answer from DNS within {timeout_s:g} s")
+    if isinstance(answer := found[0], OSError):
+        raise answer
+    return list(answer)
 
 
 def _redact(text: str, secret: str) -> str:

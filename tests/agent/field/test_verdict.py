@@ -202,3 +202,26 @@ def test_doctor_judges_this_machine_and_claims_nothing_of_check_config(
     assert lines[0].startswith(f"FAIL config: {path} is not valid here: 1 problem")
     assert "check-config" not in lines[0]
     assert lines[1].startswith('FAIL gpio: buses[1].pin_factory: "lgpio" needs')
+
+
+def test_a_dns_server_that_never_answers_is_said_within_the_probes_time(monkeypatch):
+    """getaddrinfo has no timeout: a resolver that does not answer held doctor for its
+    tries. The probe says so within its own time instead."""
+    import threading
+
+    from agent.config import CloudConfig
+
+    held = threading.Event()
+
+    def no_answer(*_a, **_k):
+        held.wait(10)  # the resolver's tries
+        raise OSError("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
+    cloud = CloudConfig.model_validate({"url": "https://cloud.lockers.test", "api_key": "k"})
+    try:
+        answer = probes.probe_cloud(cloud, timeout_s=0.2)
+    finally:
+        held.set()
+    assert (answer.ok, answer.step) == (False, "resolve")
+    assert answer.detail == "cannot resolve cloud.lockers.test: no answer from DNS within 0.2 s"
