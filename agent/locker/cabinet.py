@@ -46,7 +46,6 @@ class Cabinet:
     # technician's reset clears them, never a command.
     thermal_latches: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    arrivals: int = 0  # commands that reached ``Locker.execute``: opens join only in a row
 
     def door(self, side: Side) -> Door | None:
         """The front or rear door; None when the cabinet has no rear door."""

@@ -52,6 +52,7 @@ class Dispatch:
     _stopping: bool
     _running: set[asyncio.Task[dict[str, Any]]]
     _opening: dict[tuple[int, Side], _Open]
+    _arrivals: dict[int, int]  # commands that reached ``execute``, by cabinet: opens join in a row
     _unsaved: set[int]  # cabinets disabled in memory whose setting the disk refused
     _resave: asyncio.TimerHandle | None
 
@@ -150,7 +151,7 @@ class Dispatch:
         """
         cabinet = self.get(key)
         side: Side = "rear" if cmd.rearload else "front"
-        arrival = cabinet.arrivals = cabinet.arrivals + 1
+        arrival = self._arrivals[key] = self._arrivals.get(key, 0) + 1
         if cmd.command != "open":
             await self._execute(cabinet, side, cmd)
             return cabinet

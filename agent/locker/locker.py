@@ -107,6 +107,7 @@ class Locker(Dispatch):
         self._commands = CommandLog(store)
         self.intake = Intake(PER_CABINET, 2 * len(self.cabinets) + SPARE)
         self._opening = {}  # opens in progress, typed and used by Dispatch
+        self._arrivals = {}
         self._unsaved = set()
         self._resave = None
         self.on_command: Callable[[str, str], None] | None = None  # (command, result)
