@@ -175,7 +175,10 @@ class Agent:
             try:
                 await self.locker.execute(key, CabinetCommand(command="disable", reason=reason))
             except LockerError as err:
-                log.error("thermal.disable_failed", key=key, error=str(err))
+                if self.locker.cabinets[key].enabled:
+                    log.error("thermal.disable_failed", key=key, error=str(err))
+                else:  # held in memory, the disk refusing it: /healthz says so
+                    log.warning("thermal.disabled_unsaved", key=key, error=str(err))
 
         return Thermal(
             config.thermal,
