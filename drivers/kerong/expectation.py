@@ -34,6 +34,7 @@ class Expectation:
     timed_out: bool = False
     frame: codec.Frame | None = None  # the frame that answered it
     doubled: bool = False  # a second answer came before the next write
+    teaches: bool = True  # an unlock: whether its answer, or none, says how the board answers
 
 
 def status_addrs(board: int) -> frozenset[int]:

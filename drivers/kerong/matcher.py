@@ -117,7 +117,7 @@ class ReplyMatcher:
         """Register an unlock (ADDR ``addr``) of ``board``: it may bring back one status
         frame in the board's ADDR or the unlock's, at once or within ``pulse_s`` and the
         late window. Its ``reply`` is a future to hold the bus for, unless the board's
-        last unlock went unanswered (then None)."""
+        last unlock (one that ``teaches``) went unanswered (then None)."""
         reply: asyncio.Future[codec.Frame] | None = None
         if self.unlock_answers.get(board, True):
             reply = asyncio.get_running_loop().create_future()
@@ -161,7 +161,7 @@ class ReplyMatcher:
         if reply is not None and not reply.done():
             reply.cancel()
         if expectation.kind == UNLOCK:
-            if expectation.until != float("inf"):
+            if expectation.until != float("inf") and expectation.teaches:
                 self.unlock_answers[expectation.board] = expectation.answered
             return
         if expectation.answered or not same_link or expectation.until == float("inf"):
@@ -246,7 +246,7 @@ class ReplyMatcher:
         elif unlock is not None:
             unlock.answered = True
             self._drop(unlock)
-            if now - unlock.sent <= self.clock.timeout_s:
+            if now - unlock.sent <= self.clock.timeout_s and unlock.teaches:
                 self.unlock_answers[board] = True  # answers at once: hold for it next time
             self._counts[(board, "unlock_replies")] += 1
             if unlock.reply is not None and not unlock.reply.done():

@@ -160,6 +160,8 @@ class Transactions:
                 expectation = self._matcher.expect_status(status_of)
             elif unlock is not None:
                 expectation = self._matcher.expect_unlock(unlock[0], request[1], unlock[1])
+                # A board may leave an unlock-all unanswered and answer single unlocks.
+                expectation.teaches = request[2] == codec.CMD_UNLOCK
             try:
                 await self._send(transport, request, expectation, on_sent)
                 if expectation is None or expectation.reply is None:

@@ -106,6 +106,24 @@ async def test_an_unlock_answered_at_once_holds_the_bus_for_its_answer(variant):
         await bus.close()
 
 
+async def test_an_unanswered_unlock_all_says_nothing_of_single_unlocks():
+    """A board that answers its unlocks may leave an unlock-all unanswered (the emulator
+    does): the next single unlock still holds the bus for its answer."""
+    config = section()
+    bank = KerongBank.for_bus(config, variant=VARIANTS["board-at-once"])
+    doors = Doors()
+    bus = KerongBus(config, doors, connect=LinePort(bank), tuning=TUNING)
+    try:
+        await bus.start()
+        await eventually(lambda: doors.last(1) is not None)
+        await bus.unlock(0, 3)
+        await eventually(lambda: bus.counts[(0, "unlock_replies")] == 1)
+        await bus.unlock_all(0)
+        assert bus._matcher.unlock_answers == {0: True}
+    finally:
+        await bus.close()
+
+
 @pytest.mark.parametrize("variant", ["board-once-moved", "lock-once-moved"])
 async def test_an_answer_once_the_lock_moved_is_a_fresh_reading(variant):
     # Polls far apart, a long pulse: only the board's answer can tell the door opened.
