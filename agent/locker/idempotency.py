@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 MAX_ID_LENGTH = 200  # of the id a client or the cloud gives, before its namespace
 TRIM_EVERY = 100  # saves between two trims of the stored results
 MEMORY_RESULTS = 1000  # results kept in memory when the store cannot save them
+REPEAT_STOP_S = 1.0  # a repeat stopped while its first runs: how long it waits for that answer
 
 Result = tuple[str, float, Outcome, dict[str, Any]]  # fingerprint, wall time, outcome, answer
 INTERRUPTED = (
@@ -81,7 +82,7 @@ class CommandLog:
         running = self._running.get(command_id)
         if running is not None:
             _check(running[0], fingerprint)
-            return await asyncio.shield(running[1])
+            return await _repeat(running[1])
         done = self._remembered(command_id)
         if done is not None:
             _check(done[0], fingerprint)
@@ -178,3 +179,16 @@ class CommandLog:
 def _check(known: str, fingerprint: str) -> None:
     if known != fingerprint:
         raise Invalid("this command id was used for a different command")
+
+
+async def _repeat(first: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+    """A repeat's answer: its first run's. Stopped while it waits (a stop cancels both),
+    it still takes that answer if it comes within ``REPEAT_STOP_S``: one id, one answer
+    (the first may say "send it again", a repeat cut short would say "outcome unknown")."""
+    try:
+        return await asyncio.shield(first)
+    except asyncio.CancelledError:
+        await asyncio.wait({first}, timeout=REPEAT_STOP_S)
+        if not first.done():
+            raise
+        return first.result()

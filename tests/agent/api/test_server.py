@@ -332,3 +332,31 @@ async def test_a_command_a_stop_ends_is_answered_its_outcome_unknown(http, locke
             said = (await resp.json())["message"]
         assert said.startswith("the agent stopped") and "outcome is unknown" in said
     assert actuator.pulses == [(0, "front")]  # the stop pulsed nothing more
+
+
+async def test_a_repeat_stopped_with_its_first_gets_the_firsts_answer(http, locker, actuator):
+    """One id, one answer: a disable waits behind a jammed open, its repeat (the same
+    Idempotency-Key) waits on it, and a stop ends all three. The disable had not acted
+    ("send it again", 503); its repeat says the same, not "outcome unknown"."""
+    actuator.jammed.add((0, "front"))
+    url = "/api/lockers/cabinets/0"
+    opening = asyncio.create_task(http.put(url, json={"command": "open"}))
+    async with asyncio.timeout(3):
+        while not actuator.pulses:
+            await asyncio.sleep(0.01)
+    body, headers = {"command": "disable"}, {"Idempotency-Key": "d-1"}
+    puts = []
+    for running in (2, 3):
+        puts.append(asyncio.create_task(http.put(url, json=body, headers=headers)))
+        async with asyncio.timeout(3):
+            while len(locker._running) < running:
+                await asyncio.sleep(0.01)
+    await locker.drain(0.01)
+    answers = []
+    for put in puts:
+        async with await put as resp:
+            answers.append((resp.status, (await resp.json())["message"]))
+    assert answers[0] == answers[1] and answers[0][0] == 503, answers
+    async with await opening as resp:
+        assert resp.status == 409  # it pulsed: its outcome unknown
+    assert locker.get(0).as_cloud()["enabled"] is True  # the disable never acted
