@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from simulator.web.disk import SmallDisk
 from simulator.web.server import WebView
 
 AUTO_SHUT_S = 5.0  # a simulated person shuts a door this long after it opened
+
+
+def fitted_to(disk_mb: int) -> Callable[[dict[str, Any]], None]:
+    """A config ``adjust`` for storage on a ``disk_mb`` MB disk: an outbox bound that fits
+    it (a quarter), as a technician would set it (doctor fails one that cannot fit)."""
+
+    def fit(data: dict[str, Any]) -> None:
+        data.setdefault("storage", {})["outbox_max_mb"] = max(1, disk_mb // 4)
+
+    return fit
 
 
 async def simulate(
@@ -39,14 +50,16 @@ async def simulate(
     if small_disk_mb:
         disk = SmallDisk(Path(tempfile.mkdtemp(prefix="locker-agent-disk-")), small_disk_mb)
         why_not = disk.mount()
+    small = disk is not None and disk.mounted
     sim = Simulation(
         locker=locker,
         api_port=api_port,
         cloud_port=cloud_port,
         auto_shut_after_s=AUTO_SHUT_S,
         config_data=config_data,
-        storage_dir=disk.path if disk is not None and disk.mounted else None,
+        storage_dir=disk.path if small and disk is not None else None,
         thermal_speed=thermal_speed,
+        adjust=fitted_to(small_disk_mb) if small and small_disk_mb else None,
     )
     view = WebView(sim, port=web_port, disk=disk, disk_why_not=why_not)
     stop = asyncio.Event()

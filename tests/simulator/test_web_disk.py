@@ -58,3 +58,21 @@ async def test_without_a_small_disk_the_fault_says_why(sim):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can mount")
 def test_mounting_says_root_is_needed(tmp_path):
     assert "needs root" in SmallDisk(tmp_path / "d").mount()
+
+
+async def test_the_small_disks_config_passes_doctors_disk_check(disk):
+    """simulate --small-disk 16: its outbox bound fits the disk, so doctor on the
+    simulator's own config does not FAIL storage (a new user's trial found 64 MB)."""
+    from agent.field.doctor import check_disk
+    from simulator.web.main import fitted_to
+
+    found = {}
+    for name, adjust in (("fitted", fitted_to(16)), ("default", None)):
+        sim = Simulation(storage_dir=disk.path, adjust=adjust)
+        await sim.start()
+        try:
+            found[name] = [line.level for line in check_disk(sim._config())]
+        finally:
+            await sim.close()
+    assert found["fitted"] and "FAIL" not in found["fitted"], found
+    assert "FAIL" in found["default"]  # the 64 MB default cannot fit: the check can fail
