@@ -127,7 +127,8 @@ def holders(device: str) -> list[tuple[int, str]]:
 
 
 def is_agent(pid: int) -> bool:
-    """Whether process ``pid`` is a running agent (``locker-agent run``), by its argv
+    """Whether process ``pid`` is a running agent (``locker-agent run``, or ``simulate``,
+    whose agent runs in the same process), by its argv
     (:func:`runs_agent`); False when it is gone or not ours to look at."""
     try:
         raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
@@ -136,15 +137,19 @@ def is_agent(pid: int) -> bool:
     return runs_agent([arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]])
 
 
+RUNS = ("run", "simulate")  # the commands that run an agent
+
+
 def runs_agent(argv: Sequence[str]) -> bool:
     """Whether ``argv`` runs the agent: the program, or the script or module its Python
-    runs, is ``locker-agent`` (``-m agent``), and its command is ``run``. Never a
+    runs, is ``locker-agent`` (``-m agent``), and its command is ``run`` or ``simulate``
+    (the simulator's agent holds the simulated ports in its own process). Never a
     mention: ``python /opt/locker-agent/holder.py``, ``locker-agent bus scan`` and
     ``python x.py -m agent`` are not the agent; ``python -Im agent run`` is."""
     if not argv:
         return False
     if os.path.basename(argv[0]) == "locker-agent":
-        return _command(argv[1:]) == "run"
+        return _command(argv[1:]) in RUNS
     rest, i = list(argv[1:]), 0
     while i < len(rest) and rest[i].startswith("-") and rest[i] != "-":
         arg = rest[i]
@@ -161,13 +166,13 @@ def runs_agent(argv: Sequence[str]) -> bool:
                 if flag == "c":
                     return False
                 if flag == "m":
-                    return value == "agent" and _command(rest[after:]) == "run"
+                    return value == "agent" and _command(rest[after:]) in RUNS
                 i = after
                 break
         else:
             i += 1
     script = rest[i] if i < len(rest) else ""
-    return os.path.basename(script) == "locker-agent" and _command(rest[i + 1 :]) == "run"
+    return os.path.basename(script) == "locker-agent" and _command(rest[i + 1 :]) in RUNS
 
 
 def _command(args: Sequence[str]) -> str | None:
