@@ -247,7 +247,11 @@ def check_cloud(config: Config) -> Line:
     else:
         hint = {
             "resolve": "check DNS (resolvectl status) and the network",
-            "connect": "a firewall, a proxy, or no route to it",
+            "connect": (
+                "nothing listens there (is the URL's port right?)"
+                if "refused" in answer.detail.lower()
+                else "a firewall, a proxy, or no route to it"
+            ),
             "tls": "is the clock right? a private CA goes in cloud.ca_file",
             "http": "check cloud.url",
         }[answer.step]

@@ -306,8 +306,8 @@ class Dispatch:
         try:
             self._store.save_settings(cabinet.key, **(cabinet.settings() | change))
         except StoreError as exc:
-            log.error("settings.unsaved", key=cabinet.key, error=str(exc), change=change)
             if change == {"enabled": False}:
+                log.warning("settings.disable_held_unsaved", key=cabinet.key, error=str(exc))
                 cabinet.enabled = False
                 self._unsaved.add(cabinet.key)
                 self._resave_later()
@@ -315,6 +315,7 @@ class Dispatch:
                     f"disabled, but not saved ({exc}): a restart would forget it until the"
                     " disk takes it (it is saved then, unasked)"
                 ) from None
+            log.error("settings.unsaved", key=cabinet.key, error=str(exc), change=change)
             raise Unavailable(f"cannot save the setting: {exc}") from None
         for name, value in change.items():
             setattr(cabinet, name, value)
