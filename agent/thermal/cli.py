@@ -102,6 +102,14 @@ def reset(key: int, by: str, reason: str | None, call: Call) -> int:
 def main(args: argparse.Namespace, config: Config) -> int:
     """``thermal log``: print the CSV to stdout (``thermal report``: the day sheet); the
     exit status."""
+    path = config.storage.dir / RECORDS_FILE
+    if not path.is_file() and all(c.thermal is None for c in config.cabinets):
+        print(
+            f"locker-agent thermal {args.thermal_cmd}: no cabinet of this locker has a"
+            " thermal unit: it keeps no temperature records",
+            file=sys.stderr,
+        )
+        return 1
     if args.thermal_cmd == "report":
         return report.main(args, config)
     try:
@@ -109,7 +117,6 @@ def main(args: argparse.Namespace, config: Config) -> int:
     except ValueError as exc:
         print(f"locker-agent thermal log: {exc}", file=sys.stderr)
         return 2
-    path = config.storage.dir / RECORDS_FILE
     try:
         table = "excursions" if args.excursions else "readings"
         for line in export_csv(path, args.key, since, table):

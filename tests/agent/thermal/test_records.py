@@ -136,6 +136,21 @@ def test_thermal_log_command(tmp_path):
     (state / RECORDS_FILE).unlink()
     gone = subprocess.run([*agent, str(config)], capture_output=True, text=True)
     assert gone.returncode == 1 and "no temperature records" in gone.stderr
+    # A locker with no thermal unit is told so, not asked whether this is its storage.
+    config.write_text(
+        config.read_text().replace(
+            'thermal = { sensor = "28-00000a1b2c3d", bus = "gpio", heater = 17 }\n', ""
+        )
+    )
+    for command in (
+        [*agent, str(config)],
+        [*agent[:-1], "report", str(config), "--day", "2026-12-05"],
+    ):
+        none = subprocess.run(command, capture_output=True, text=True)
+        assert none.returncode == 1 and none.stderr == (
+            f"locker-agent thermal {command[4]}: no cabinet of this locker has a thermal"
+            " unit: it keeps no temperature records\n"
+        )
 
 
 def test_a_mode_toggled_for_ever_cannot_grow_the_excursions(tmp_path):
