@@ -46,7 +46,9 @@ def add_arguments(
     ``socket_arguments`` adds to ``reset`` how every technician's command finds the
     agent's socket (the field's, which this room does not import). Returns ``log``'s
     parser, for the CLI to add the config file as every command takes it."""
-    thermal = sub.add_parser("thermal", help="food lockers: the temperature records")
+    thermal = sub.add_parser(
+        "thermal", help="food lockers: temperature records (log, report) and latch resets"
+    )
     thermal_sub = thermal.add_subparsers(dest="thermal_cmd", required=True)
     log = thermal_sub.add_parser("log", help="print the temperature log as CSV")
     log.add_argument("--key", type=int, help="one cabinet only (default: every cabinet)")
