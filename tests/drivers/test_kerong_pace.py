@@ -138,8 +138,9 @@ async def test_a_command_brings_the_wire_pace_at_once(rig):
     assert reads >= len(BOARDS) / 0.2
 
 
-async def test_a_channel_open_from_the_first_read_does_not_keep_the_bus_awake():
-    # No door wired to it: it reads open for good, and must not cost the wire's pace.
+async def open_from_the_first_read() -> tuple[KerongBoardEmulator, KerongBus]:
+    """One board whose channel 16 reads open from the first read (no door wired to it),
+    its bus started and at rest; the caller closes both."""
     emulator = KerongBoardEmulator([0], has_items=False)
     emulator.force_open(0, 16)
     await emulator.start()
@@ -153,10 +154,16 @@ async def test_a_channel_open_from_the_first_read_does_not_keep_the_bus_awake():
         reply_timeout_s=0.2,  # as the rig's: a loaded host makes replies late
     )
     bus = KerongBus(config, lambda b, s: None)
+    await bus.start()
+    await asyncio.wait_for(bus.wait_ready(), WAIT)
+    await at_rest(bus)
+    return emulator, bus
+
+
+async def test_a_channel_open_from_the_first_read_does_not_keep_the_bus_awake():
+    # No door wired to it: it reads open for good, and must not cost the wire's pace.
+    emulator, bus = await open_from_the_first_read()
     try:
-        await bus.start()
-        await asyncio.wait_for(bus.wait_ready(), WAIT)
-        await at_rest(bus)
         # Once it closes it counts like any other door: opened again, the pace goes up.
         emulator.shut_door(0, 16)
         await eventually(lambda: bus.status(0).closed[15])
@@ -221,23 +228,8 @@ async def test_a_close_heard_only_in_a_late_reply_counts_for_the_pace():
     """A channel open since the first read closes, and the only frame saying so is a late
     reply (no read waited for it); it opens again before the next poll. The poller sees
     what the bus heard: the door counts as wired, and open again it keeps the pace up."""
-    emulator = KerongBoardEmulator([0], has_items=False)
-    emulator.force_open(0, 16)
-    await emulator.start()
-    config = KerongBusConfig(
-        name="pace",
-        port=emulator.port,
-        boards=[0],
-        poll_interval_s=0.005,
-        rest_poll_interval_s=REST_S,
-        active_hold_s=HOLD_S,
-        reply_timeout_s=0.2,  # as the rig's: a loaded host makes replies late
-    )
-    bus = KerongBus(config, lambda b, s: None)
+    emulator, bus = await open_from_the_first_read()
     try:
-        await bus.start()
-        await asyncio.wait_for(bus.wait_ready(), WAIT)
-        await at_rest(bus)
         emulator.shut_door(0, 16)
         [late] = codec.FrameParser().feed(emulator.bank.status_reply(0))  # what it said then
         emulator.force_open(0, 16)  # ... and open again before any poll
