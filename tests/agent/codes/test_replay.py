@@ -137,15 +137,12 @@ def test_a_refused_code_never_paints_an_open_door():
     assert pattern_for(cabinet, "ok", "code_refused") == "open"
 
 
-async def test_a_code_dropped_while_its_open_was_refused_opens_nothing_after(
-    tmp_path, locker, held, actuator, monkeypatch
-):
-    """Finding: a drop sent while the code was opening was skipped ("settled first, then
-    dropped", but never dropped): an order cancelled during a refused open stayed
-    usable at the locker."""
+async def opening_on_a_silent_board(locker, held, actuator, monkeypatch):
+    """Code "right" scanned and opening on a board that does not answer (nothing sent)
+    until ``go`` is set; returns ``(go, the Pickup, the scan's task)``."""
     go = asyncio.Event()
 
-    async def silent(key, side):  # the board does not answer: nothing is sent
+    async def silent(key, side):
         await go.wait()
         raise Unavailable("bus rs485: port not open")
 
@@ -155,6 +152,16 @@ async def test_a_code_dropped_while_its_open_was_refused_opens_nothing_after(
     async with asyncio.timeout(3):
         while held.match("right").state != "opening":
             await asyncio.sleep(0.01)
+    return go, pickup, task
+
+
+async def test_a_code_dropped_while_its_open_was_refused_opens_nothing_after(
+    tmp_path, locker, held, actuator, monkeypatch
+):
+    """Finding: a drop sent while the code was opening was skipped ("settled first, then
+    dropped", but never dropped): an order cancelled during a refused open stayed
+    usable at the locker."""
+    go, pickup, task = await opening_on_a_silent_board(locker, held, actuator, monkeypatch)
     answer = held.provision(parse_codes({"drop": [put("right")["sha256"]]}))  # cancelled
     assert answer["dropped"] == 1
     go.set()
@@ -191,18 +198,7 @@ async def test_a_cabinet_given_to_another_order_during_a_refused_open_is_not_tak
     """Break pass: a put for the door of a code being opened did not supersede it (only
     held codes are): once its open was refused before any pulse, the older order's code
     went back to held beside the newer order's, and opened the reused cabinet."""
-    go = asyncio.Event()
-
-    async def silent(key, side):  # the board does not answer: nothing is sent
-        await go.wait()
-        raise Unavailable("bus rs485: port not open")
-
-    monkeypatch.setattr(actuator, "release", silent)
-    pickup = Pickup(locker, held, clock=Clock())
-    task = asyncio.create_task(pickup.scanned("front", "right"))
-    async with asyncio.timeout(3):
-        while held.match("right").state != "opening":
-            await asyncio.sleep(0.01)
+    go, pickup, task = await opening_on_a_silent_board(locker, held, actuator, monkeypatch)
     held.provision(parse_codes({"put": [put("newer", order=7)]}))  # cabinet 1 reused
     go.set()
     assert await task == "refused"
