@@ -99,24 +99,10 @@ async def test_the_sheet_labels_the_pull_down_and_the_excursion_after_it(rigs):
     rig.run(900, dt_s=10)
     await rig.item(2, True)
     rig.run(3 * 3600, dt_s=30)
-    rig.thermal.records.close()
-    utc = datetime.fromtimestamp(_wall(rig), UTC)
-    [day] = read_day(rig.tmp_path / RECORDS_FILE, None, [2], utc.date(), UTC)
+    day = _day(rig, 2)
     [(_, _, _, _, _, kind)] = day.empty
     assert kind == "pull-down" and len(day.excursions) == 1
-    config = rig.config.thermal
-    sheet = render(
-        [day],
-        day=utc.date(),
-        tz=UTC,
-        locker="Canteen",
-        food_code="uk",
-        lines=config.alarm_lines(),
-        bands={m: (b.low, b.high) for m, b in config.held_bands().items()},
-        log_every_s=60,
-        time_limit_s=config.time_limit_s(),
-        made_at=_wall(rig),
-    )
+    sheet = _render(rig, day)
     assert "Coming up to temperature, cabinet empty" in sheet
     assert "pull-down, cabinet empty; frozen: at or below -15 C" in sheet
     assert "an item was put in; its time out of temperature began" in sheet
@@ -237,13 +223,23 @@ def test_a_file_an_older_agent_wrote_is_read_and_brought_up(tmp_path):
 
 def _sheet(rig, key: int) -> str:
     """The day sheet of ``key`` for the rig's day (UTC), its records closed first."""
+    return _render(rig, _day(rig, key))
+
+
+def _day(rig, key: int):
+    """``key``'s record of the rig's day (UTC), its records closed first."""
     rig.thermal.records.close()
     utc = datetime.fromtimestamp(_wall(rig), UTC)
     [day] = read_day(rig.tmp_path / RECORDS_FILE, None, [key], utc.date(), UTC)
+    return day
+
+
+def _render(rig, day) -> str:
+    """The sheet of ``day`` as the rig's config would print it, made now."""
     config = rig.config.thermal
     return render(
         [day],
-        day=utc.date(),
+        day=datetime.fromtimestamp(_wall(rig), UTC).date(),
         tz=UTC,
         locker="Canteen",
         food_code="uk",
