@@ -64,6 +64,15 @@ def spent_unsure(codes, outbox) -> bool:
 # --- refused before any pulse: the code is kept ------------------------------------
 
 
+async def scanned_and_pulsed(locker, codes, actuator) -> asyncio.Task:
+    """Code "right" scanned at the front reader; returns its task once the lock pulsed."""
+    task = asyncio.create_task(Pickup(locker, codes).scanned("front", "right"))
+    async with asyncio.timeout(3):
+        while not actuator.pulses:
+            await asyncio.sleep(0.01)
+    return task
+
+
 async def test_a_pulse_gap_refusal_keeps_the_code(locker, codes, actuator, outbox, monkeypatch):
     async def gap(key, side):
         raise Busy(f"cabinet {key} {side} lock: pulsed less than 30 s ago", retry_after_s=20)
@@ -108,11 +117,7 @@ async def test_a_latched_safety_shut_off_keeps_the_code(locker, codes, actuator)
 
 async def test_a_port_lost_before_the_retry_pulse_spends_the_code(locker, codes, actuator, outbox):
     actuator.jammed.add((1, "front"))
-    pickup = Pickup(locker, codes)
-    task = asyncio.create_task(pickup.scanned("front", "right"))
-    async with asyncio.timeout(3):
-        while not actuator.pulses:
-            await asyncio.sleep(0.01)
+    task = await scanned_and_pulsed(locker, codes, actuator)
     actuator.unavailable = True  # the second pulse cannot go: the first did
     assert await task == "unconfirmed"
     assert actuator.pulses == [(1, "front")] and spent_unsure(codes, outbox)
@@ -122,11 +127,7 @@ async def test_an_open_stopped_by_the_agents_stop_after_its_pulse_spends_the_cod
     locker, codes, actuator, outbox
 ):
     actuator.jammed.add((1, "front"))  # it waits for a switch that does not move
-    pickup = Pickup(locker, codes)
-    task = asyncio.create_task(pickup.scanned("front", "right"))
-    async with asyncio.timeout(3):
-        while not actuator.pulses:
-            await asyncio.sleep(0.01)
+    task = await scanned_and_pulsed(locker, codes, actuator)
     await locker.drain(0.01)
     assert await task == "unconfirmed"
     assert actuator.pulses == [(1, "front")] and spent_unsure(codes, outbox)
@@ -142,11 +143,7 @@ async def test_a_stop_during_the_pulse_itself_spends_the_code(
         await asyncio.sleep(5)
 
     monkeypatch.setattr(actuator, "release", long_pulse)
-    pickup = Pickup(locker, codes)
-    task = asyncio.create_task(pickup.scanned("front", "right"))
-    async with asyncio.timeout(3):
-        while not actuator.pulses:
-            await asyncio.sleep(0.01)
+    task = await scanned_and_pulsed(locker, codes, actuator)
     await locker.drain(0.01)
     assert await task == "unconfirmed"
     assert spent_unsure(codes, outbox)
