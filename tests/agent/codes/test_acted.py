@@ -12,8 +12,6 @@ jam once more end to end on the board emulator behind a pseudo-terminal.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from datetime import UTC, datetime
 
 import pytest
 
@@ -24,14 +22,7 @@ from agent.locker.commands import CabinetCommand
 from agent.locker.errors import Busy, Unavailable
 from agent.storage.codes import CodeStore
 from simulator.run import Simulation
-
-NOW = 1_800_000_000.0
-
-
-def put(code: str, key: int = 1, order: int = 46188) -> dict:
-    at = datetime.fromtimestamp(NOW + 3600, UTC).isoformat()
-    sha = hashlib.sha256(code.encode()).hexdigest()
-    return {"key": key, "order_id": order, "sha256": sha, "expires_at": at}
+from tests.agent.codes.orders import NOW, put
 
 
 def held_for(locker, path) -> HeldCodes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-from datetime import UTC, datetime
 
 import pytest
 
@@ -24,14 +23,7 @@ from agent.codes.pickup import Pickup
 from agent.locker.errors import Unavailable
 from agent.storage.codes import CodeStore
 from simulator.run import Simulation
-
-NOW = 1_800_000_000.0
-
-
-def put(code: str, key: int = 1, order: int = 46188, expires: float = NOW + 3600) -> dict:
-    at = datetime.fromtimestamp(expires, UTC).isoformat()
-    sha = hashlib.sha256(code.encode()).hexdigest()
-    return {"key": key, "order_id": order, "sha256": sha, "expires_at": at}
+from tests.agent.codes.orders import NOW, put
 
 
 class Disk:

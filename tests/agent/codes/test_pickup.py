@@ -2,8 +2,6 @@
 codes lock the reader out; what cannot open keeps its code; the cloud hears in order."""
 
 import asyncio
-import hashlib
-from datetime import UTC, datetime
 
 import pytest
 
@@ -11,19 +9,7 @@ from agent.codes.held import HeldCodes
 from agent.codes.message import parse_codes
 from agent.codes.pickup import Pickup
 from agent.storage.codes import CodeStore
-
-NOW = 1_800_000_000.0
-
-
-def put(code, key=1, order=46188, expires=NOW + 3600, **kw):
-    at = datetime.fromtimestamp(expires, UTC).isoformat()
-    return {
-        "key": key,
-        "order_id": order,
-        "sha256": hashlib.sha256(code.encode()).hexdigest(),
-        "expires_at": at,
-        **kw,
-    }
+from tests.agent.codes.orders import NOW, put
 
 
 class Clock:

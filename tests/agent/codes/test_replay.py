@@ -10,8 +10,6 @@ a code put again for another order silently moved to another cabinet.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from datetime import UTC, datetime
 
 import pytest
 
@@ -20,14 +18,7 @@ from agent.codes.message import parse_codes
 from agent.codes.pickup import Pickup
 from agent.locker.errors import Conflict, Invalid, Unavailable
 from agent.storage.codes import CodeStore
-
-NOW = 1_800_000_000.0
-
-
-def put(code: str, key: int = 1, order: int = 46188, expires: float = NOW + 3600) -> dict:
-    at = datetime.fromtimestamp(expires, UTC).isoformat()
-    sha = hashlib.sha256(code.encode()).hexdigest()
-    return {"key": key, "order_id": order, "sha256": sha, "expires_at": at}
+from tests.agent.codes.orders import NOW, put
 
 
 class Clock:
