@@ -50,6 +50,15 @@ def write_config(directory, sock, port):
     return str(path)
 
 
+async def squatting(sock, notes) -> asyncio.subprocess.Process:
+    """The squatter of another user (nobody) serving ``sock``, once it listens; the
+    caller kills it."""
+    argv, kw = as_user(SQUAT, sock, notes)
+    squatter = await asyncio.create_subprocess_exec(*argv, **kw, stdout=asyncio.subprocess.PIPE)
+    assert await asyncio.wait_for(squatter.stdout.readline(), 10) == b"listening\n"
+    return squatter
+
+
 @pytest.fixture
 async def tcp_squatter():
     """Something listening on a loopback port, as anybody may while the agent is down;
@@ -82,10 +91,8 @@ async def test_with_the_agent_down_the_port_squatter_gets_nothing(tmp_path, tcp_
 async def test_a_socket_served_by_another_user_is_refused_and_told_nothing(open_dir, tcp_squatter):
     port, heard, connections = tcp_squatter
     sock, notes = open_dir / "agent.sock", open_dir / "heard"
-    argv, kw = as_user(SQUAT, sock, notes)
-    squatter = await asyncio.create_subprocess_exec(*argv, **kw, stdout=asyncio.subprocess.PIPE)
+    squatter = await squatting(sock, notes)
     try:
-        assert await asyncio.wait_for(squatter.stdout.readline(), 10) == b"listening\n"
         path = write_config(open_dir, sock, port)
         for command in COMMANDS:
             code, out, err = await cli(*command, "--config", path)

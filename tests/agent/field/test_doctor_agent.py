@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.agent.field.test_channel import SQUAT, tcp_squatter  # noqa: F401 (a fixture)
+from tests.agent.field.test_channel import squatting, tcp_squatter  # noqa: F401 (a fixture)
 from tests.agent.field.test_doctor import locker, run_doctor  # noqa: F401 (a fixture)
-from tests.conftest import NOBODY, as_user, needs_root
+from tests.conftest import NOBODY, needs_root
 
 # Holds the serial port as the running agent would (its argv: locker-agent run).
 HOLD = """
@@ -73,10 +73,8 @@ async def test_a_socket_another_user_serves_is_named_and_told_nothing(
     boards, _, bin_dir = locker
     api_port, heard, connections = tcp_squatter
     sock, notes = open_dir / "agent.sock", open_dir / "heard"
-    argv, kw = as_user(SQUAT, sock, notes)
-    squatter = await asyncio.create_subprocess_exec(*argv, **kw, stdout=asyncio.subprocess.PIPE)
+    squatter = await squatting(sock, notes)
     try:
-        assert await asyncio.wait_for(squatter.stdout.readline(), 10) == b"listening\n"
         code, lines = await run_doctor(bin_dir, str(config(open_dir, boards.port, api_port, sock)))
     finally:
         squatter.kill()
