@@ -121,9 +121,10 @@ class Dispatch:
 
         fingerprint = f"{key}:{cmd.model_dump_json()}"
         try:
-            # Only a command that moves hardware must not act without its intent on
-            # disk: a disable on a full disk must still hold (food past its time).
-            moves = cmd.command in ("open", "close")
+            # Every command but a disable needs its intent on disk before it acts (a
+            # resent id must never act twice: an old enable after a food-time disable);
+            # a disable on a full disk must still hold (food past its time).
+            moves = cmd.command != "disable"
             try:
                 answer = await self._commands.run(command_id, act, fingerprint, durable=moves)
             except asyncio.CancelledError:

@@ -199,3 +199,28 @@ async def test_a_disable_held_in_memory_is_saved_once_the_disk_takes_it(locker, 
     ]
     await until(lambda: not locker.problems())
     assert answers == [] and store.settings()[2]["enabled"] is False
+
+
+async def test_an_enable_whose_intent_the_disk_refuses_does_not_act(locker, store, monkeypatch):
+    """Only a disable acts with its intent held in memory: an enable (a resize, a mode)
+    resent after a restart must not act twice, e.g. over a food-time disable since."""
+    from agent.locker.commands import parse_command
+    from agent.locker.errors import Unavailable
+    from agent.storage.store import StoreError
+
+    await locker.execute(2, parse_command({"command": "disable"}))
+
+    def full(*_a, **_k):
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(store, "save_command", full)
+    for body in ({"command": "enable"}, {"command": "resize", "size": "large"}):
+        try:
+            await locker.command(2, parse_command(body), "cloud:c-1")
+        except Unavailable:
+            pass
+        else:
+            raise AssertionError(f"{body} acted without its intent on disk")
+    shown = locker.get(2).as_cloud()
+    assert shown["enabled"] is False and shown["size"] != "large"
+    await locker.command(2, parse_command({"command": "disable"}), "cloud:c-2")  # still holds
