@@ -181,8 +181,9 @@ def _command(args: Sequence[str]) -> str | None:
     for arg in args:
         if value_next:
             value_next = False
-        elif arg == "--log-level":  # agent/cli.py's one global option with a value
-            value_next = True
+        elif len(arg) > 2 and "--log-level".startswith(arg):
+            value_next = True  # agent/cli.py's one global option with a value (argparse
+            # takes any prefix of it: --log debug)
         elif not arg.startswith("-"):
             return arg
     return None

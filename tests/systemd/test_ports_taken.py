@@ -196,6 +196,7 @@ def test_the_agent_is_known_by_its_argv_never_a_mention(tmp_path, pty_path, wher
         ("python /opt/locker-agent/holder.py", False),
         ("python /opt/locker-agent/bin/locker-agent bus scan", False),
         ("python -m agent doctor", False),
+        ("/opt/locker-agent/bin/locker-agent --log debug run", True),  # argparse's prefix
         ("/work/x/.venv/bin/python .venv/bin/locker-agent simulate", True),  # its agent
         ("python -m agent --log-level debug simulate --locker food", True),
         ("python -m", False),
