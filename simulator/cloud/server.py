@@ -267,8 +267,10 @@ def outside_ephemeral(host: str, tries: int = 50) -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
+    if low <= 10000:
+        return 0  # no room below the range: the caller takes any free port
     for _ in range(tries):
-        port = random.randrange(10000, max(low, 10001))
+        port = random.randrange(10000, low)
         with socket.socket() as probe:
             try:
                 probe.bind((host, port))
