@@ -322,8 +322,9 @@ class Agent:
             parts.append(channel[0])
         if self.locker.journal.waiting:
             parts.append(f"{self.locker.journal.waiting} changes waiting for the disk")
-        if thermal := self.thermal.problems() if self.thermal else []:
-            parts.append(thermal[0] + (f" (+{len(thermal) - 1} more)" if len(thermal) > 1 else ""))
+        for lines in (self.locker.problems(), self.thermal.problems() if self.thermal else []):
+            if lines:  # a disable held only in memory; the thermal units
+                parts.append(lines[0] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""))
         return ", ".join(parts)
 
     def _stuck(self) -> str | None:

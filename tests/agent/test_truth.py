@@ -128,6 +128,8 @@ async def settings_the_disk_will_not_keep(sim, http, monkeypatch):
     shown = await cabinet(http, 2)
     assert shown == before | {"enabled": False}
     assert "not saved" in said
+    # systemctl status says what /healthz says: a restart now would enable it
+    assert "cabinet 2: disabled, but not saved" in sim.agent.status_line()
     # Review finding: a disable with an id (every cloud command has one) was refused
     # before acting, its intent not recorded; it holds the same way now.
     monkeypatch.setattr(sim.agent.store, "save_command", refuse)
