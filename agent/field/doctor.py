@@ -147,6 +147,11 @@ def check_bus(
         return
     if "://" in port:  # socket://: the config takes no other URL
         yield from _check_gateway(what, port)
+        if isinstance(health, Health):
+            # A gateway has no exclusive lock: polls of ours would share the line with
+            # the running agent's (collisions, late replies). What it hears instead.
+            yield Line(*as_the_agent_hears(what, health))
+            return
     elif not os.path.exists(port):
         yield fail(what, f"{port} does not exist: {_plugged()}")
         return
