@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,35 @@ async def cloud():
     await fake.start()
     yield fake
     await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def agent_running(
+    *args: object, program: Sequence[str] = AGENT, **kw: object
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``locker-agent ARGS...`` as a process for the block (``program``: another command
+    line before ARGS), SIGTERM at its end unless it already ended.
+
+    Its stderr is kept: a failure in the block carries the exit status and the last
+    stderr lines as a note, so a CI log says why an agent stopped, not only that it did.
+    """
+    with tempfile.TemporaryFile() as stderr:
+        proc = await asyncio.create_subprocess_exec(*program, *map(str, args), stderr=stderr, **kw)
+        try:
+            yield proc
+        except BaseException as err:
+            if proc.returncode is None:
+                with contextlib.suppress(TimeoutError):  # still running: say so
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 0.1)
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace").splitlines()[-15:]
+            err.add_note(f"the agent (pid {proc.pid}, exit {proc.returncode}) said:")
+            err.add_note("\n".join(tail) or "(nothing on stderr)")
+            raise
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
 
 
 def run_agent(*args: object, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess:

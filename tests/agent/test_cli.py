@@ -13,7 +13,7 @@ import pytest
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
-from tests.conftest import AGENT, write_small_config
+from tests.conftest import AGENT, agent_running, write_small_config
 
 SECRET = "do-not-leak-this-key"
 
@@ -106,22 +106,11 @@ async def test_run_stops_cleanly_on_signal(tmp_path, sig):
 async def test_simulate_runs_and_opens_a_cabinet(locker, key):
     api_port, cloud_port = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        *AGENT,
-        "simulate",
-        "--locker",
-        locker,
-        "--api-port",
-        str(api_port),
-        "--cloud-port",
-        str(cloud_port),
-        "--web-port",
-        "0",  # two of these run at once: never both on the page's default 8000
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    try:
+    async with agent_running(
+        "simulate", "--locker", locker, "--api-port", api_port, "--cloud-port", cloud_port,
+        "--web-port", 0,  # two of these run at once: never both on the page's default 8000
+        stdout=asyncio.subprocess.PIPE, env=env,
+    ) as proc:  # fmt: skip
         banner = ""
         async with asyncio.timeout(10):
             while "curl" not in banner:
@@ -154,10 +143,6 @@ async def test_simulate_runs_and_opens_a_cabinet(locker, key):
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(5):
             assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def test_outbox_lists_pending_and_dead_rows(tmp_path):

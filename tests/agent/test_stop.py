@@ -9,6 +9,7 @@ fake cloud's command channel.
 """
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -18,11 +19,12 @@ import aiohttp
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
-from tests.conftest import AGENT, write_small_config
+from tests.conftest import agent_running, write_small_config
 
 KEY = "stop-key"
 
 
+@contextlib.asynccontextmanager
 async def _agent(tmp_path, boards, cloud, api_port):
     path = write_small_config(
         tmp_path,
@@ -32,20 +34,18 @@ async def _agent(tmp_path, boards, cloud, api_port):
         port=boards.port,
         cabinets={0: 1, 1: 2},
     )
-    proc = await asyncio.create_subprocess_exec(
-        *AGENT, "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
-    )
-    async with aiohttp.ClientSession() as http, asyncio.timeout(15):
-        while True:
-            try:
-                async with http.get(f"http://127.0.0.1:{api_port}/healthz") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    await cloud.wait_for_agent(10)
-    return proc
+    async with agent_running("run", "--config", path) as proc:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(15):
+            while True:
+                try:
+                    async with http.get(f"http://127.0.0.1:{api_port}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        await cloud.wait_for_agent(10)
+        yield proc
 
 
 async def test_sigterm_answers_the_open_in_flight_on_both_paths(tmp_path):
@@ -55,9 +55,11 @@ async def test_sigterm_answers_the_open_in_flight_on_both_paths(tmp_path):
     boards.jam(0, 1)  # cabinet 0: pulsed, never opens: the open waits to confirm
     boards.jam(0, 2)  # cabinet 1 likewise, asked over the channel
     api_port = free_port()
-    proc = await _agent(tmp_path, boards, cloud, api_port)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with (
+            _agent(tmp_path, boards, cloud, api_port) as proc,
+            aiohttp.ClientSession() as http,
+        ):
             put = asyncio.create_task(
                 http.put(
                     f"http://127.0.0.1:{api_port}/api/lockers/cabinets/0",
@@ -74,8 +76,8 @@ async def test_sigterm_answers_the_open_in_flight_on_both_paths(tmp_path):
             resp = await put  # an answer, not a dropped connection
             body = await resp.json()
             resp.release()
-        async with asyncio.timeout(5):
-            assert await proc.wait() == 0
+            async with asyncio.timeout(5):
+                assert await proc.wait() == 0
         assert time.monotonic() - stopped < 5
         assert resp.status == 409 and body["type"] == "CONFLICT"
         assert "after it had acted" in body["message"]
@@ -83,8 +85,5 @@ async def test_sigterm_answers_the_open_in_flight_on_both_paths(tmp_path):
         assert answer["ok"] is False and answer["error"]["type"] == "CONFLICT"
         assert "after it had acted" in answer["error"]["message"]
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         await cloud.close()
         await boards.close()

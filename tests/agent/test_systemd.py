@@ -4,12 +4,12 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 
 from agent import systemd
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
+from tests.conftest import agent_running
 
 
 def test_notify_sends_one_datagram(tmp_path, monkeypatch):
@@ -60,30 +60,18 @@ async def test_the_agent_under_systemd(tmp_path):
     sock.bind(str(tmp_path / "notify"))
     sock.setblocking(False)
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        "run",
-        "--config",
-        str(config),
-        env=env,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     loop = asyncio.get_running_loop()
     seen: list[bytes] = []
     try:
-        async with asyncio.timeout(15):
-            while b"WATCHDOG=1" not in seen:
-                seen.append(await loop.sock_recv(sock, 200))
-            proc.send_signal(signal.SIGTERM)
-            while b"STOPPING=1" not in seen:
-                seen.append(await loop.sock_recv(sock, 200))
-            assert await proc.wait() == 0
+        async with agent_running("run", "--config", config, env=env) as proc:
+            async with asyncio.timeout(15):
+                while b"WATCHDOG=1" not in seen:
+                    seen.append(await loop.sock_recv(sock, 200))
+                proc.send_signal(signal.SIGTERM)
+                while b"STOPPING=1" not in seen:
+                    seen.append(await loop.sock_recv(sock, 200))
+                assert await proc.wait() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         sock.close()
         await cloud.close()
         await boards.close()

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from simulator.run import LOCKERS, free_port
+from tests.conftest import agent_running
 
 # What a CLI does with a command, in a subprocess: load it by its entry point, parse, run.
 RUN_COMMAND = """
@@ -83,21 +84,11 @@ def test_importing_the_command_leaves_the_simulation_unloaded():
 
 async def test_main_runs_the_simulation_until_sigint_and_returns_0():
     api_port, cloud_port, web_port = free_port(), free_port(), free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        RUN_COMMAND,
-        "--api-port",
-        str(api_port),
-        "--cloud-port",
-        str(cloud_port),
-        "--web-port",
-        str(web_port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+    async with agent_running(
+        "--api-port", api_port, "--cloud-port", cloud_port, "--web-port", web_port,
+        program=(sys.executable, "-c", RUN_COMMAND), stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
+    ) as proc:  # fmt: skip
         banner = ""
         async with asyncio.timeout(10):
             while "act on it there" not in banner:
@@ -116,10 +107,6 @@ async def test_main_runs_the_simulation_until_sigint_and_returns_0():
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(5):
             assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 @pytest.mark.parametrize("option", ["--api-port", "--cloud-port"])

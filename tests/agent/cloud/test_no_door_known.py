@@ -10,14 +10,13 @@ When the port appears or the boards answer, the real states follow, in order.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
-from tests.conftest import CLOUD_KEY
+from tests.conftest import CLOUD_KEY, agent_running
 
 HEARTBEAT_S = 5  # the config's least
 DOORS = {(0, "front"), (0, "rear"), (1, "front")}
@@ -47,13 +46,6 @@ def one_bus(tmp_path: Path, port: str, cloud_url: str, *, rear_port: str | None 
     )
     path.chmod(0o640)
     return path
-
-
-async def start_agent(path: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "--config", str(path),
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 async def stop_agent(proc: asyncio.subprocess.Process) -> None:
@@ -104,15 +96,17 @@ async def test_a_bus_that_never_opens_still_tells_start_offline_and_heartbeat(tm
     plugged = tmp_path / "usb-FTDI_FT232R_USB_UART_A10K3333-if00-port0"
     boards = KerongBoardEmulator([0])
     await boards.start()
-    proc = await start_agent(one_bus(tmp_path, str(plugged), cloud.url))
     try:
-        await cloud.wait_for(lambda b: b["event"]["type"] == "active", timeout=HEARTBEAT_S + 15)
-        before = bodies(cloud)
-        plugged.symlink_to(boards.port)  # udev makes the by-id link when it is plugged in
-        await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
-        last = await wait_for_states(cloud, DOORS, timeout=10)
+        async with agent_running(
+            "run", "--config", one_bus(tmp_path, str(plugged), cloud.url)
+        ) as proc:
+            await cloud.wait_for(lambda b: b["event"]["type"] == "active", timeout=HEARTBEAT_S + 15)
+            before = bodies(cloud)
+            plugged.symlink_to(boards.port)  # udev makes the by-id link when it is plugged in
+            await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
+            last = await wait_for_states(cloud, DOORS, timeout=10)
+            await stop_agent(proc)
     finally:
-        await stop_agent(proc)
         await boards.close()
 
     events = [b["event"]["type"] for b in before]
@@ -137,14 +131,16 @@ async def test_a_pty_whose_boards_never_answer_is_the_same(tmp_path, cloud):
     await boards.start()
     boards.set_offline(0)
     boards.force_open(0, 1)  # cabinet 0's front stands open
-    proc = await start_agent(one_bus(tmp_path, boards.port, cloud.url))
     try:
-        await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
-        before = bodies(cloud)
-        boards.set_offline(0, False)
-        last = await wait_for_states(cloud, DOORS, timeout=15)
+        async with agent_running(
+            "run", "--config", one_bus(tmp_path, boards.port, cloud.url)
+        ) as proc:
+            await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
+            before = bodies(cloud)
+            boards.set_offline(0, False)
+            last = await wait_for_states(cloud, DOORS, timeout=15)
+            await stop_agent(proc)
     finally:
-        await stop_agent(proc)
         await boards.close()
 
     assert [b["event"]["type"] for b in before][:2] == ["startup", "bus_offline"]
@@ -165,15 +161,19 @@ async def test_a_door_never_known_beside_a_known_one_is_null(tmp_path, cloud):
     await front.start()
     await rear.start()
     plugged = tmp_path / "usb-FTDI_FT232R_USB_UART_A10K4444-if00-port0"
-    proc = await start_agent(one_bus(tmp_path, front.port, cloud.url, rear_port=str(plugged)))
     try:
-        offline = await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
-        before = bodies(cloud)
-        plugged.symlink_to(rear.port)
-        await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
-        await cloud.wait_for(lambda c: c["key"] == 0 and c.get("rear_status"), timeout=10)
+        async with agent_running(
+            "run", "--config", one_bus(tmp_path, front.port, cloud.url, rear_port=str(plugged))
+        ) as proc:
+            offline = await cloud.wait_for(
+                lambda b: b["event"]["type"] == "bus_offline", timeout=15
+            )
+            before = bodies(cloud)
+            plugged.symlink_to(rear.port)
+            await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
+            await cloud.wait_for(lambda c: c["key"] == 0 and c.get("rear_status"), timeout=10)
+            await stop_agent(proc)
     finally:
-        await stop_agent(proc)
         await front.close()
         await rear.close()
 

@@ -10,7 +10,7 @@ import pytest
 from agent.field import busscan
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
-from tests.conftest import AGENT, CLOUD_KEY, write_small_config
+from tests.conftest import AGENT, CLOUD_KEY, agent_running, write_small_config
 
 
 @pytest.fixture
@@ -129,15 +129,9 @@ async def test_a_port_the_service_holds_says_to_stop_the_service(boards, cloud, 
         port=boards.port,
         api_port=free_port(),
     )
-    agent = await asyncio.create_subprocess_exec(
-        *AGENT, "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
+    async with agent_running("run", "--config", path) as agent:
         await cloud.wait_for(lambda c: c == {"key": 0, "front_status": "closed"}, timeout=15)
         code, _, err = await run_cli("--port", boards.port, "--baud", "19200")
-    finally:
-        agent.terminate()
-        await agent.wait()
     assert code == 1
     assert err == (
         f"bus scan: cannot use {boards.port}: held by the running agent (pid {agent.pid}):"

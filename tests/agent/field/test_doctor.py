@@ -22,6 +22,7 @@ from tests.conftest import (
     EXAMPLES,
     EXAMPLES_DIR,
     PLACEHOLDER_KEY,
+    agent_running,
     as_installed,
     run_agent,
     write_small_config,
@@ -412,8 +413,6 @@ async def test_doctor_on_an_unreachable_cloud_and_an_invalid_config(locker, tmp_
 async def test_doctor_beside_the_running_agent_asks_it_on_its_socket(locker, tmp_path):
     """The agent holds the port: doctor asks it as status does, on its Unix socket (never
     on the TCP port), and passes on what it says of the bus: all boards, then a silent one."""
-    import asyncio
-
     from simulator.run import free_port
 
     boards, cloud, bin_dir = locker
@@ -422,18 +421,12 @@ async def test_doctor_beside_the_running_agent_asks_it_on_its_socket(locker, tmp
     path.write_text(
         path.read_text().replace('token = "t"', f'token = "t"\nlisten = "127.0.0.1:{api_port}"')
     )
-    agent = await asyncio.create_subprocess_exec(
-        *AGENT, "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
+    async with agent_running("run", "--config", path) as agent:
         await cloud.wait_for(lambda c: c == {"key": 0, "front_status": "closed"}, timeout=15)
         _, lines = await run_doctor(bin_dir, str(path))
         boards.set_offline(1)
         await cloud.wait_for(lambda b: b["event"]["type"] == "board_offline", timeout=15)
         _, silent = await run_doctor(bin_dir, str(path))
-    finally:
-        agent.terminate()
-        await agent.wait()
     sock = tmp_path / "agent.sock"
     assert f"ok   agent: running, ready (asked on its socket {sock})" in lines
     assert (

@@ -9,15 +9,9 @@ from simulator.cloud import FakeCloud
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
 from tests.agent.field.test_technician import cli
-from tests.conftest import AGENT, write_small_config
+from tests.conftest import agent_running, write_small_config
 
 KEY = "cloud-key-81Xq"
-
-
-async def start_agent(path):
-    return await asyncio.create_subprocess_exec(
-        *AGENT, "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
-    )
 
 
 async def until_ready(channel, proc, timeout=15.0):
@@ -51,48 +45,45 @@ async def test_status_open_and_selftest_on_a_running_agent(tmp_path):
     )
     sock = tmp_path / "agent.sock"  # [storage] dir is tmp_path: the socket is beside it
     channel = AgentChannel(sock)
-    proc = await start_agent(path)
     try:
-        await until_ready(channel, proc)
-        boards.set_item(0, 2, True)  # cabinet 1 holds a parcel
-        code, _ = await asyncio.to_thread(
-            channel.call, "PUT", "/api/lockers/cabinets/3", {"command": "disable"}
-        )
-        assert code == 200
+        async with agent_running("run", "--config", path) as proc:
+            await until_ready(channel, proc)
+            boards.set_item(0, 2, True)  # cabinet 1 holds a parcel
+            code, _ = await asyncio.to_thread(
+                channel.call, "PUT", "/api/lockers/cabinets/3", {"command": "disable"}
+            )
+            assert code == 200
 
-        code, out, err = await cli("open", "0", "--config", str(path))
-        assert code == 0 and "    0  open" in out, err
-        code, out, _ = await cli("status", "--config", str(path))
-        assert code == 0 and "health: ok" in out
-        assert "    1  closed   -        yes      yes" in out  # occupied
-        assert "    3  closed   -        no" in out  # disabled
+            code, out, err = await cli("open", "0", "--config", str(path))
+            assert code == 0 and "    0  open" in out, err
+            code, out, _ = await cli("status", "--config", str(path))
+            assert code == 0 and "health: ok" in out
+            assert "    1  closed   -        yes      yes" in out  # occupied
+            assert "    3  closed   -        no" in out  # disabled
 
-        before = len(boards.bank.unlocked)
-        code, out, err = await cli("selftest", "--yes", "--config", str(path), "--pause-s", "0")
-        assert code == 0, out + err
-        assert "spared: occupied" in out and "spared: disabled" in out
-        assert "selftest: all opened (2 opened, 2 spared, 0 failed)" in out
-        assert sorted(boards.bank.unlocked[before:]) == [(0, 1), (0, 3)]
+            before = len(boards.bank.unlocked)
+            code, out, err = await cli("selftest", "--yes", "--config", str(path), "--pause-s", "0")
+            assert code == 0, out + err
+            assert "spared: occupied" in out and "spared: disabled" in out
+            assert "selftest: all opened (2 opened, 2 spared, 0 failed)" in out
+            assert sorted(boards.bank.unlocked[before:]) == [(0, 1), (0, 3)]
 
-        # A crash leaves the socket behind: the CLI says so, and the next start replaces it.
-        proc.kill()
-        await proc.wait()
+            # A crash leaves the socket behind: the CLI says so, and the next start replaces it.
+            proc.kill()
+            await proc.wait()
         assert sock.is_socket()
         code, _, err = await cli("status", "--config", str(path))
         assert code == 2 and "left by an agent that stopped" in err
-        proc = await start_agent(path)
-        await until_ready(channel, proc)
-        code, out, _ = await cli("status", "--config", str(path))
-        assert code == 0
+        async with agent_running("run", "--config", path) as proc:
+            await until_ready(channel, proc)
+            code, out, _ = await cli("status", "--config", str(path))
+            assert code == 0
 
-        # A clean stop removes it.
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(5):
-            assert await proc.wait() == 0
+            # A clean stop removes it.
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(5):
+                assert await proc.wait() == 0
         assert not sock.exists()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         await cloud.close()
         await boards.close()

@@ -15,7 +15,7 @@ import aiohttp
 
 from simulator.kerong_board import KerongBoardEmulator
 from simulator.run import free_port
-from tests.conftest import CLOUD_KEY, run_agent
+from tests.conftest import CLOUD_KEY, agent_running, run_agent
 
 TOKEN = "t-7Hq2Lw"
 
@@ -147,22 +147,17 @@ async def test_an_adapter_plugged_in_later_is_taken_up_and_the_reason_goes(tmp_p
     path = two_buses(tmp_path, front.port, str(plugged), cloud.url, api_port)
     # bus_online as soon as it is so (not 60 s, the default rate limit, after bus_offline)
     path.write_text("[locker]\nhealth_interval_s = 0.5\n" + path.read_text())
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "--config", str(path),
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
     try:
-        await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
-        plugged.symlink_to(rear.port)  # udev makes the by-id link when it is plugged in
-        online = await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{api_port}/healthz") as resp,
-        ):
-            reasons = (await resp.json())["reasons"]
+        async with agent_running("run", "--config", path):
+            await cloud.wait_for(lambda b: b["event"]["type"] == "bus_offline", timeout=15)
+            plugged.symlink_to(rear.port)  # udev makes the by-id link when it is plugged in
+            online = await cloud.wait_for(lambda b: b["event"]["type"] == "bus_online", timeout=40)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{api_port}/healthz") as resp,
+            ):
+                reasons = (await resp.json())["reasons"]
     finally:
-        proc.terminate()
-        await proc.wait()
         await front.close()
         await rear.close()
     assert online["event"] == {"type": "bus_online", "bus": "rear", "boards": [0]}

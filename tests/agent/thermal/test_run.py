@@ -3,7 +3,6 @@ mock pins, the local API over HTTP and the fake cloud."""
 
 import asyncio
 import json
-import sys
 
 import aiohttp
 import pytest
@@ -14,6 +13,7 @@ from drivers.gpio.mock import mock_factory
 from simulator.cloud import FakeCloud
 from simulator.run import free_port
 from simulator.thermal import SensorFile
+from tests.conftest import agent_running
 
 HOT, COLD = "28-0000000000a1", "28-0000000000b2"
 
@@ -198,13 +198,12 @@ async def test_run_as_a_process_follows_the_sensor_file(tmp_path):
                       "thermal": {"sensor": HOT, "bus": "gpio", "heater": 17}}],
     }  # fmt: skip
     path.write_text(_toml(data))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "--config", str(path),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
     headers = {"Authorization": "Bearer t"}
     try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{api_port}", headers=headers) as http:
+        async with (
+            agent_running("run", "--config", path, stdout=asyncio.subprocess.DEVNULL) as proc,
+            aiohttp.ClientSession(f"http://127.0.0.1:{api_port}", headers=headers) as http,
+        ):
             async with asyncio.timeout(20):
                 while True:
                     try:
@@ -227,9 +226,9 @@ async def test_run_as_a_process_follows_the_sensor_file(tmp_path):
             shown = await cabinet(http, 0)
             assert shown["thermal"]["sensor"] == "failed" and not shown["thermal"]["heating"]
             assert set(shown["thermal"]) == {"mode", "band_c", "heating", "cooling", "sensor"}
+            proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 10) == 0  # SIGTERM: a clean stop
     finally:
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 10) == 0  # SIGTERM: a clean stop
         await cloud.close()
 
 

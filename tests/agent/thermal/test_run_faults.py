@@ -30,7 +30,7 @@ import pytest
 from simulator.cloud import FakeCloud
 from simulator.run import free_port
 from simulator.thermal import SensorFile
-from tests.conftest import run_agent
+from tests.conftest import AGENT, agent_running, run_agent
 
 HOT, COLD = "28-0000000000a1", "28-0000000000b2"
 LIBFAKETIME = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
@@ -142,28 +142,27 @@ async def agent_process(
 ) -> AsyncIterator[Agent]:
     """Start it (``program``: Python source to run instead of ``-m agent``), wait until
     its API is ready, stop it with SIGTERM (a clean stop) unless the test killed it."""
-    argv = ["-c", program] if program else ["-m", "agent"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, "run", "--config", str(path),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    agent = Agent(path, port, proc)
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                assert proc.returncode is None, f"the agent exited {proc.returncode}"
-                with contextlib.suppress(aiohttp.ClientError):
-                    _, health = await agent.get("/healthz")
-                    if health.get("reasons") != ["starting"]:
-                        break
-                await asyncio.sleep(0.1)
-        yield agent
-    finally:
-        await agent.http.close()
-        if proc.returncode is None:
-            proc.terminate()
-            assert await asyncio.wait_for(proc.wait(), 10) == 0  # a clean stop
+    argv = (sys.executable, "-c", program) if program else AGENT
+    async with agent_running(
+        "run", "--config", path, program=argv,
+        stdout=asyncio.subprocess.DEVNULL, env={**os.environ, **(env or {})},
+    ) as proc:  # fmt: skip
+        agent = Agent(path, port, proc)
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    assert proc.returncode is None, f"the agent exited {proc.returncode}"
+                    with contextlib.suppress(aiohttp.ClientError):
+                        _, health = await agent.get("/healthz")
+                        if health.get("reasons") != ["starting"]:
+                            break
+                    await asyncio.sleep(0.1)
+            yield agent
+            if proc.returncode is None:
+                proc.terminate()
+                assert await asyncio.wait_for(proc.wait(), 10) == 0  # a clean stop
+        finally:
+            await agent.http.close()
 
 
 async def until(predicate: Any, timeout: float = 15.0) -> Any:
