@@ -8,8 +8,13 @@ here hand over to it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import socket
+import stat
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -258,11 +263,57 @@ class FakeCloud:
         await self.disconnect_agents()
 
 
+# Not the random module's own: Hypothesis seeds it with 0 for each example, and then
+# every test worker chose the same ports in the same order.
+_CHOICE = random.SystemRandom()
+CLAIM_S = 60.0  # a port chosen is bound within this (an agent's start-up, a cloud's)
+
+
+def claims() -> Path:
+    """This user's folder of ports chosen: ``$TMPDIR/locker-agent-ports-UID``, 0700.
+
+    OSError when it cannot be made, or is not a folder of this user's alone (a link
+    or a folder another user made there first: never written through).
+    """
+    folder = Path(tempfile.gettempdir()) / f"locker-agent-ports-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    found = folder.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise OSError(f"{folder}: not a folder of this user's alone")
+    return folder
+
+
+def claim(port: int) -> bool:
+    """False when another caller of this user's chose ``port`` in the last ``CLAIM_S``;
+    else marks it chosen (a file in :func:`claims`) and gives True.
+
+    A free port is bound later by whoever it was chosen for: two test workers that chose
+    the same one meanwhile both bound it, and one agent stopped at start. True when the
+    folder cannot be used: the choice is then as good as random.
+    """
+    try:
+        marker = claims() / str(port)
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - marker.stat().st_mtime < CLAIM_S:
+                return False
+            os.utime(marker)  # an old choice, long bound or given up: take it again
+            return True
+        except OSError:
+            return False
+    except OSError:
+        return True
+
+
 def outside_ephemeral(host: str, tries: int = 50) -> int:
-    """A port free on ``host`` below the kernel's ephemeral range (0 if none is found):
-    a cloud that goes down and comes back on its address finds it free again, where a
-    port from the ephemeral range may meanwhile be any outgoing connection's (a test
-    failed on "address already in use" after a simulated outage)."""
+    """A port free on ``host`` below the kernel's ephemeral range (0 if none is found),
+    not chosen by another caller in the last minute (:func:`claim`): a cloud that goes
+    down and comes back on its address finds it free again, where a port from the
+    ephemeral range may meanwhile be any outgoing connection's (a test failed on
+    "address already in use" after a simulated outage)."""
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -270,11 +321,12 @@ def outside_ephemeral(host: str, tries: int = 50) -> int:
     if low <= 10000:
         return 0  # no room below the range: the caller takes any free port
     for _ in range(tries):
-        port = random.randrange(10000, low)
+        port = _CHOICE.randrange(10000, low)
         with socket.socket() as probe:
             try:
                 probe.bind((host, port))
             except OSError:
                 continue
-        return port
+        if claim(port):
+            return port
     return 0

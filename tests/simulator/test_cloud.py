@@ -240,3 +240,54 @@ async def test_the_cloud_listens_below_the_ephemeral_range_and_comes_back_there(
         assert cloud.url.endswith(f":{port}")
     finally:
         await cloud.close()
+
+
+def test_a_port_chosen_is_not_chosen_again_by_another_process(tmp_path, monkeypatch):
+    """Two test workers chose the same free port before either bound it: both started
+    on it and one agent stopped at start. A choice is claimed for a minute, for every
+    process of this user's."""
+    import os
+    import subprocess
+    import sys
+
+    from simulator.cloud import server
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the claims folder: here, not in /tmp
+    monkeypatch.setattr(server.tempfile, "tempdir", None)  # read TMPDIR again
+    assert server.claim(20001)
+    ask = "import sys; from simulator.cloud.server import claim; sys.exit(claim(20001))"
+    other = subprocess.run([sys.executable, "-c", ask], env=os.environ, timeout=30)
+    assert other.returncode == 0  # claim() was False in the other process
+    marker = tmp_path / f"locker-agent-ports-{os.getuid()}" / "20001"
+    past = time.time() - server.CLAIM_S - 1
+    os.utime(marker, (past, past))  # a minute on: long bound, or given up
+    other = subprocess.run([sys.executable, "-c", ask], env=os.environ, timeout=30)
+    assert other.returncode == 1
+    assert not server.claim(20001)  # and claimed again by the other
+
+
+def test_the_claims_folder_is_never_written_through_a_link(tmp_path, monkeypatch):
+    import os
+
+    from simulator.cloud import server
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"locker-agent-ports-{os.getuid()}").symlink_to(elsewhere)
+    monkeypatch.setattr(server.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert server.claim(20002)  # as good as random, as before claims
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_seeded_random_module_does_not_choose_the_port(monkeypatch):
+    """Hypothesis seeds the random module with 0 for each example: every worker chose
+    22623, then 23781, at the same time."""
+    import random
+
+    from simulator.cloud import server
+
+    monkeypatch.setattr(server, "claim", lambda port: True)  # choice alone
+    random.seed(0)
+    first = server.outside_ephemeral("127.0.0.1")
+    random.seed(0)
+    assert server.outside_ephemeral("127.0.0.1") != first
