@@ -146,12 +146,13 @@ def check_bus(
         yield skip(what, f"buses[{index}].port is still the example's placeholder (above)")
         return
     if "://" in port:  # socket://: the config takes no other URL
-        yield from _check_gateway(what, port)
         if isinstance(health, Health):
             # A gateway has no exclusive lock: polls of ours would share the line with
-            # the running agent's (collisions, late replies). What it hears instead.
+            # the running agent's, and one that takes a single client may drop the
+            # agent's connection for ours. What the agent hears instead.
             yield Line(*as_the_agent_hears(what, health))
             return
+        yield from _check_gateway(what, port)
     elif not os.path.exists(port):
         yield fail(what, f"{port} does not exist: {_plugged()}")
         return
