@@ -133,12 +133,14 @@ def _config_file(parser: argparse.ArgumentParser) -> None:
     """The config file, as ``FILE`` or ``--config FILE`` (either, on every command)."""
     parser.add_argument("file", nargs="?", help="the TOML config file")
     parser.add_argument("--config", dest="config_flag", metavar="FILE", help="the same")
+    parser.set_defaults(config_parser=parser)  # its own usage, when the file is not given
 
 
 def _config_path(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     given = [p for p in (getattr(args, "file", None), getattr(args, "config_flag", None)) if p]
     if len(given) != 1:
-        parser.error(f"{args.cmd}: give the config file once, as FILE or --config FILE")
+        command = getattr(args, "config_parser", parser)  # "usage: locker-agent run ..."
+        command.error("give the config file once, as FILE or --config FILE")
     return given[0]
 
 

@@ -395,3 +395,17 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path, command):
         os.close(write_end)
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
     assert result.returncode == 141
+
+
+@pytest.mark.parametrize(
+    ("command", "files"), [("run", []), ("check-config", []), ("outbox", ["a", "--config", "b"])]
+)
+def test_a_command_without_its_config_file_once_shows_its_own_usage(command, files):
+    """Not the whole command line's usage (eleven commands) above the one error."""
+    result = subprocess.run([*AGENT, command, *files], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    usage, error = result.stderr.splitlines()[:2]
+    assert usage.startswith(f"usage: locker-agent {command} [-h] [--config FILE]")
+    assert error == (
+        f"locker-agent {command}: error: give the config file once, as FILE or --config FILE"
+    )
