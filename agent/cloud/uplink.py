@@ -39,6 +39,7 @@ RETRY_EMPTY_EVERY = 60  # beats (an hour at 60 s): a cloud that refused an empty
 RETRY_AFTER_MAX_S = 300.0  # a Retry-After beyond this is a cloud bug, not a plan
 ANSWER_BYTES = 512  # of a refusal, for the log; an acceptance is judged by its status alone
 EARLY_TRY_S = 2.0  # during a backoff, fresh news is tried at most this often
+BEAT_RETRY_S = 5.0  # a heartbeat the disk refused is written again this soon, not a beat on
 # Answers that refuse the body itself: isolated to one message, then set aside as dead.
 BODY_REFUSED = frozenset({400, 413, 415, 422})
 EMPTY_REFUSED = (
@@ -175,8 +176,10 @@ class Uplink:
 
     async def _heartbeat_loop(self) -> None:
         beats = 0
+        wait_s = self.heartbeat_s
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            await asyncio.sleep(wait_s)
+            wait_s = self.heartbeat_s
             self._info = locker_info()  # the address may change (DHCP)
             # With no door known (a bus that never opened) the beat still goes, with
             # an empty cabinets list: the cloud must hear the locker is alive (ADR 0019),
@@ -185,8 +188,10 @@ class Uplink:
             beats += 1
             if not snapshot and self._empty_refused and beats % RETRY_EMPTY_EVERY:
                 continue  # one beat in RETRY_EMPTY_EVERY asks again: a cloud may be mended
-            with contextlib.suppress(OutboxError):  # logged there; the next beat tries again
+            try:
                 self._outbox.append("heartbeat", EVENT_HEARTBEAT, snapshot)
+            except OutboxError:  # logged there; soon again, so /healthz and the cloud
+                wait_s = min(BEAT_RETRY_S, self.heartbeat_s)  # know when the disk is back
 
     async def _send_loop(self) -> None:
         while True:

@@ -142,6 +142,38 @@ async def test_heartbeat_carries_the_snapshot(cloud, outbox):
         await uplink.close()
 
 
+async def test_a_heartbeat_the_disk_refused_is_written_again_within_seconds(
+    cloud, outbox, monkeypatch
+):
+    """/healthz said "outbox cannot write" for up to a whole beat after the disk was
+    freed, and the cloud missed that beat: a refused beat is tried again soon."""
+    import sqlite3
+
+    from agent.cloud import uplink as uplink_module
+
+    monkeypatch.setattr(uplink_module, "BEAT_RETRY_S", 0.01)
+    tries = []
+
+    def full(*_a, **_k):
+        tries.append(time.monotonic())
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(outbox, "_make_room", full)
+    snap = [{"key": 0, "front_status": "closed"}]
+    uplink = Uplink(cloud.url, SecretStr(KEY), outbox, lambda: snap, heartbeat_s=2.0)
+    await uplink.start()
+    try:
+        async with asyncio.timeout(3.9):  # a beat (2 s) on: a second try only at 4 s
+            while len(tries) < 3:
+                await asyncio.sleep(0.005)
+        assert outbox.problems() == ["outbox cannot write: database or disk is full"]
+        monkeypatch.undo()  # the disk is freed
+        await cloud.wait_for(lambda b: b["event"]["type"] == "active", timeout=1.5)
+        assert outbox.problems() == []
+    finally:
+        await uplink.close()
+
+
 def test_backoff_is_full_jitter_and_capped():
     assert backoff_delay(0, 0.5, 60, lambda: 1.0) == 0.5
     assert backoff_delay(3, 0.5, 60, lambda: 1.0) == 4.0
