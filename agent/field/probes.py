@@ -57,15 +57,22 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     except OSError as err:
         return CloudAnswer(False, "resolve", f"cannot resolve {host}: {err}")
     try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
+        sock, address = _connect(addresses, timeout_s)
     except OSError as err:
         return CloudAnswer(False, "connect", f"cannot connect to {host}:{port}: {err}")
     conn: http.client.HTTPConnection
-    if tls:
-        context = ssl.create_default_context(cafile=str(cloud.ca_file) if cloud.ca_file else None)
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        if tls:
+            cafile = str(cloud.ca_file) if cloud.ca_file else None
+            context = ssl.create_default_context(cafile=cafile)
+            sock = context.wrap_socket(sock, server_hostname=host)  # the handshake
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    except (ssl.SSLError, OSError) as err:
+        sock.close()
+        return CloudAnswer(False, "tls", _redact(f"TLS with {host} failed: {err}", key))
+    conn.sock = sock  # the address reported is the one asked: no second DNS lookup
     path = (parts.path.rstrip("/") or "") + FEEDBACK_PATH
     headers = {"api-key": key, "Content-Type": "application/json", "Accept": "application/json"}
     try:
@@ -79,7 +86,6 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
         return CloudAnswer(False, "http", _redact(f"{host}:{port}: {err}", key))
     finally:
         conn.close()
-    address = addresses[0][4][0]
     if status in (401, 403):
         return CloudAnswer(False, "http", "refuses the api-key", status)
     if 300 <= status < 400:
@@ -113,6 +119,24 @@ def _resolve(host: str, port: int, timeout_s: float) -> list[Any]:
     if isinstance(answer := found[0], OSError):
         raise answer
     return list(answer)
+
+
+def _connect(addresses: list[Any], timeout_s: float) -> tuple[socket.socket, str]:
+    """A TCP connection to the first of ``addresses`` (``getaddrinfo``'s) that takes
+    one, each tried for ``timeout_s``, and its address: as ``create_connection`` does,
+    without looking the name up again. Raises the last address's ``OSError``."""
+    error: OSError = OSError("no address")
+    for family, kind, proto, _, where in addresses:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(where)
+        except OSError as err:
+            sock.close()
+            error = err
+            continue
+        return sock, str(where[0])
+    raise error
 
 
 def _redact(text: str, secret: str) -> str:
