@@ -262,9 +262,9 @@ class Agent:
         if self.channel is not None:
             await self.channel.close()
         await self.api.close()
-        await self.locker.close()
-        if self.thermal is not None:
+        if self.thermal is not None:  # it disables cabinets through the locker: first
             await self.thermal.close()
+        await self.locker.close()
         await self.hardware.close()
         await self.uplink.close()
         self.outbox.close()

@@ -293,3 +293,28 @@ async def test_a_latch_is_reset_on_the_local_api_only_with_who_and_when(running)
     assert logged["by"] == "the API token's holder at 127.0.0.1, noted as 'Ana': relay replaced"
     await until(lambda: "temperature_over_limit_cleared" in events(cloud))
     assert (await command(http, 0, {"command": "enable"}))[0] == 200
+
+
+async def test_the_thermal_loop_stops_before_the_locker_it_disables_cabinets_through(
+    tmp_path, monkeypatch
+):
+    """A thermal disable between the locker's close and thermal's armed a re-save timer
+    the locker had already cancelled: thermal stops first."""
+    cloud = FakeCloud("k")
+    await cloud.start()
+    agent = Agent(config(tmp_path, cloud.url, free_port()), gpio_factory=mock_factory())
+    order = []
+    for part in ("thermal", "locker"):
+        closing = getattr(agent, part).close
+
+        async def close(part=part, closing=closing) -> None:
+            order.append(part)
+            await closing()
+
+        monkeypatch.setattr(getattr(agent, part), "close", close)
+    await agent.start()
+    try:
+        await agent.close()
+    finally:
+        await cloud.close()
+    assert order == ["thermal", "locker"]
