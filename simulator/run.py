@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from agent.app import Agent
 from agent.config import Config, parse_config
+from agent.field.technician import SIMULATOR_PREFIX
 from simulator.cloud import FakeCloud
 from simulator.cloud.server import outside_ephemeral
 from simulator.food import SPEED, FoodPlant, has_thermal
@@ -113,7 +114,7 @@ class Simulation:
         self._auto_shut_after_s = auto_shut_after_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if storage_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="locker-agent-sim-")
+            self._tmp = tempfile.TemporaryDirectory(prefix=SIMULATOR_PREFIX)
             storage_dir = Path(self._tmp.name)
         self._storage_dir = storage_dir
         self.cloud = FakeCloud(self._data["cloud"]["api_key"], port=cloud_port)

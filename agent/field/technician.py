@@ -32,7 +32,10 @@ socket), 3 when the selftest was not confirmed (nothing opened).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -278,6 +281,8 @@ def socket_path(args: argparse.Namespace) -> Path | None:
     except ConfigError as err:
         say_problems(args.config_flag, err.problems)
         print(SOCKET_HINT, file=sys.stderr)
+        for found in simulators():
+            print(f"  (a simulator runs here: --socket {found})", file=sys.stderr)
         return None
 
 
@@ -285,6 +290,19 @@ SOCKET_HINT = (
     "  (status, open, selftest and thermal reset need only the agent's socket: --socket"
     " /run/locker-agent/agent.sock on a locker)"
 )
+SIMULATOR_PREFIX = "locker-agent-sim-"  # `simulate`'s storage folder, in the temp dir
+
+
+def simulators() -> list[Path]:
+    """The sockets of this machine's simulators that take a connection now (a folder
+    left by one that crashed is not named), in name order."""
+    found = []
+    for path in sorted(Path(tempfile.gettempdir()).glob(f"{SIMULATOR_PREFIX}*/agent.sock")):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(0.5)
+            probe.connect(str(path))
+            found.append(path)
+    return found
 
 
 def run_command(name: str, path: Path, work: Callable[[AgentChannel], int]) -> int:

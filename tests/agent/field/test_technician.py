@@ -216,3 +216,24 @@ def test_a_command_on_a_config_it_cannot_load_says_the_socket_is_enough(tmp_path
     assert cli.main([*command, "--config", str(path), "--socket", str(sock)]) == 2
     err = capsys.readouterr().err
     assert f"the agent does not answer: no socket at {sock}: is it running?" in err
+
+
+def test_with_no_config_a_running_simulator_is_named(tmp_path, monkeypatch, capsys):
+    """Beside `make simulate`, `status` pointed at /etc's config and a locker's socket;
+    the simulator's socket (in its banner only) is named, a dead one's folder is not."""
+    import socket
+    import tempfile
+
+    from agent import cli as agent_cli
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    live, dead = tmp_path / "locker-agent-sim-a1", tmp_path / "locker-agent-sim-b2"
+    live.mkdir()
+    dead.mkdir()
+    with socket.socket(socket.AF_UNIX) as listening, socket.socket(socket.AF_UNIX) as left:
+        listening.bind(str(live / "agent.sock"))
+        listening.listen()
+        left.bind(str(dead / "agent.sock"))  # a crashed simulator's: nobody listens
+        assert agent_cli.main(["status", "--config", str(tmp_path / "agent.toml")]) == 78
+    err = capsys.readouterr().err.splitlines()
+    assert err[2:] == [f"  (a simulator runs here: --socket {live / 'agent.sock'})"]
