@@ -22,6 +22,21 @@ CLOUD_KEY = "the-api-key"  # the api-key the `cloud` fixture accepts
 AGENT = (sys.executable, "-m", "agent")  # ``locker-agent`` as a technician runs it
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """A test that runs ``cli.main()`` in-process leaves the agent's log set-up (its
+    handler on the root logger, the root's level) to every later test of its worker:
+    undone after each test."""
+    import logging
+
+    from agent import log
+
+    level = logging.getLogger().level
+    yield
+    log.reset()
+    logging.getLogger().setLevel(level)
+
+
 @pytest.fixture
 async def cloud():
     """The fake SYNQ cloud on loopback, accepting ``CLOUD_KEY``."""
