@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import sys
 import tempfile
@@ -294,11 +295,14 @@ SIMULATOR_PREFIX = "locker-agent-sim-"  # `simulate`'s storage folder, in the te
 
 
 def simulators() -> list[Path]:
-    """The sockets of this machine's simulators that take a connection now (a folder
-    left by one that crashed is not named), in name order."""
+    """The sockets of this user's simulators that take a connection now, in name order:
+    not one in a folder left by a crash, nor in one another user made (a lure: its
+    answers would be believed)."""
     found = []
     for path in sorted(Path(tempfile.gettempdir()).glob(f"{SIMULATOR_PREFIX}*/agent.sock")):
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            if {path.parent.lstat().st_uid, path.lstat().st_uid} != {os.getuid()}:
+                continue
             probe.settimeout(0.5)
             probe.connect(str(path))
             found.append(path)

@@ -237,3 +237,25 @@ def test_with_no_config_a_running_simulator_is_named(tmp_path, monkeypatch, caps
         assert agent_cli.main(["status", "--config", str(tmp_path / "agent.toml")]) == 78
     err = capsys.readouterr().err.splitlines()
     assert err[2:] == [f"  (a simulator runs here: --socket {live / 'agent.sock'})"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_socket_in_another_users_simulator_folder_is_never_named(tmp_path, monkeypatch, capsys):
+    """A lure: another local user's socket would answer `open` and `selftest` as it
+    likes, and be believed."""
+    import socket
+    import tempfile
+
+    from agent import cli as agent_cli
+    from tests.conftest import NOBODY
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = tmp_path / "locker-agent-sim-zz"
+    planted.mkdir()
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(planted / "agent.sock"))
+        listening.listen()
+        os.chown(planted, NOBODY, NOBODY)
+        os.chown(planted / "agent.sock", NOBODY, NOBODY)
+        assert agent_cli.main(["status", "--config", str(tmp_path / "agent.toml")]) == 78
+    assert "a simulator runs here" not in capsys.readouterr().err
