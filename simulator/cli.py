@@ -77,7 +77,7 @@ class SimulateCommand:
         )
         parser.add_argument(
             "--small-disk",
-            type=int,
+            type=_disk_mb,
             metavar="MB",
             help="the agent's storage on a tmpfs of MB MiB (needs root) that the page can fill",
         )
@@ -275,3 +275,20 @@ def _refuse(option: str, port: int, reason: str) -> int:
 
 
 command = SimulateCommand()
+
+
+SMALLEST_DISK_MB = 4  # the outbox's smallest bound (1 MiB) is then a quarter of it
+
+
+def _disk_mb(value: str) -> int:
+    """``--small-disk``'s MiB; ArgumentTypeError below ``SMALLEST_DISK_MB``."""
+    try:
+        mb = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MiB: {value!r}") from None
+    if mb < SMALLEST_DISK_MB:
+        raise argparse.ArgumentTypeError(
+            f"at least {SMALLEST_DISK_MB} MiB: the outbox's smallest bound (1 MiB) is to"
+            " take a quarter of it, as every size's does"
+        )
+    return mb

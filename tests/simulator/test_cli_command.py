@@ -117,3 +117,15 @@ def test_the_web_port_may_not_be_another_port(option, capsys):
     args = ["--api-port", "0", "--cloud-port", "0", option, "8123", "--web-port", "8123"]
     assert command.main(parser.parse_args(args)) == 1
     assert f"--web-port 8123: the same as {option}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("given", "said"), [("3", "at least 4 MiB"), ("x", "not a whole")])
+def test_a_disk_too_small_for_the_smallest_outbox_is_refused(given, said, capsys):
+    """Below 4 MiB the 1 MiB outbox bound was more than a quarter of the disk: doctor
+    on the simulator's own config then failed its storage."""
+    parser = argparse.ArgumentParser()
+    load_simulate().add_arguments(parser)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--small-disk", given])
+    assert exit_.value.code == 2
+    assert f"argument --small-disk: {said}" in capsys.readouterr().err
