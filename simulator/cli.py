@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import socket
 import sys
 import tomllib
@@ -266,9 +267,11 @@ def port_taken(port: int, host: str = "127.0.0.1") -> str | None:
 
 
 def _refuse(option: str, port: int, reason: str) -> int:
+    # make sets MAKELEVEL for what it runs: `make simulate` passes options in ARGS.
+    how = f'make simulate ARGS="{option} 0"' if os.environ.get("MAKELEVEL") else f"{option} 0"
     print(
         f"locker-agent simulate: {option} {port}: {reason}: pick another port"
-        f" ({option} 0 takes any free one)",
+        f" ({how} takes any free one)",
         file=sys.stderr,
     )
     return 1

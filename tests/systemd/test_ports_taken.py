@@ -46,20 +46,29 @@ def test_run_names_api_listen_in_one_line(tmp_path, taken):
 WEB_ANY = ("--web-port", "0")  # 8000 may be another test's simulator's, or a developer's
 
 
-@pytest.mark.parametrize("option", ["--api-port", "--cloud-port"])
-def test_simulate_names_the_port_option_in_one_line(taken, option):
+@pytest.mark.parametrize(
+    ("option", "make", "advice"),
+    [
+        ("--api-port", None, "--api-port 0"),
+        ("--cloud-port", None, "--cloud-port 0"),
+        ("--api-port", "1", 'make simulate ARGS="--api-port 0"'),  # run by `make simulate`
+    ],
+)
+def test_simulate_names_the_port_option_in_one_line(taken, option, make, advice):
     other = "--cloud-port" if option == "--api-port" else "--api-port"
+    env = {k: v for k, v in os.environ.items() if k != "MAKELEVEL"}  # `make test` sets it
     result = subprocess.run(
         [*AGENT, "simulate", option, str(taken), other, "0", *WEB_ANY],
         capture_output=True,
         text=True,
         timeout=30,
+        env=env | ({"MAKELEVEL": make} if make else {}),
     )
     assert result.returncode == 1
     holder = f"pid {os.getpid()} ({probes.command_line(os.getpid())})"
     assert result.stderr.splitlines() == [
         f"locker-agent simulate: {option} {taken}: in use by {holder}: pick another port"
-        f" ({option} 0 takes any free one)"
+        f" ({advice} takes any free one)"
     ]
 
 
