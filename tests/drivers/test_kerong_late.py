@@ -57,8 +57,10 @@ async def test_a_board_whose_replies_come_late_is_taken_online_and_counted(late,
 
     monkeypatch.setattr(ReplyClock, "seen", seen)
     bus, bank = await run_late(delay_s)
+    # Counted, not silently dropped. Not each board's: the clock learns from the first
+    # late reply, and a board first asked after that (a loaded host's order) is on time.
+    assert sum(bus.counts[(board, "late")] for board in BOARDS) >= 1
     for board in BOARDS:
-        assert bus.counts[(board, "late")] >= 1  # counted, not silently dropped
         accounted(bus, bank, board)
     # The bus now waits long enough for them, and no longer than the slowest it saw
     # asks (a loaded host's replies are slower: the bound is what was seen, not a guess).
@@ -74,7 +76,7 @@ async def test_a_reply_later_than_its_window_is_late_never_a_twin():
     bus, _ = await run_late(delay_s)
     for board in BOARDS:
         assert bus.counts[(board, "twins")] == 0
-        assert bus.counts[(board, "late")] >= 1
+    assert sum(bus.counts[(board, "late")] for board in BOARDS) >= 1  # as above: the bus's
     assert bus.clock.timeout_s >= delay_s
 
 
