@@ -46,6 +46,9 @@ async def cloud():
     await fake.close()
 
 
+TERM_GRACE_S = 10.0  # an agent stops this soon after SIGTERM (systemd waits longer)
+
+
 @contextlib.asynccontextmanager
 async def agent_running(
     *args: object, program: Sequence[str] = AGENT, **kw: object
@@ -55,24 +58,42 @@ async def agent_running(
 
     Its stderr is kept: a failure in the block carries the exit status and the last
     stderr lines as a note, so a CI log says why an agent stopped, not only that it did.
+    An agent still running ``TERM_GRACE_S`` after SIGTERM is killed, and the block fails
+    (AssertionError) if it had not already: the end never waits for ever.
     """
+
+    def said(err: BaseException) -> None:
+        stderr.seek(0)
+        tail = stderr.read().decode(errors="replace").splitlines()[-15:]
+        err.add_note(f"the agent (pid {proc.pid}, exit {proc.returncode}) said:")
+        err.add_note("\n".join(tail) or "(nothing on stderr)")
+
     with tempfile.TemporaryFile() as stderr:
         proc = await asyncio.create_subprocess_exec(*program, *map(str, args), stderr=stderr, **kw)
+        failed = False
         try:
             yield proc
         except BaseException as err:
+            failed = True
             if proc.returncode is None:
                 with contextlib.suppress(TimeoutError):  # still running: say so
                     await asyncio.wait_for(asyncio.shield(proc.wait()), 0.1)
-            stderr.seek(0)
-            tail = stderr.read().decode(errors="replace").splitlines()[-15:]
-            err.add_note(f"the agent (pid {proc.pid}, exit {proc.returncode}) said:")
-            err.add_note("\n".join(tail) or "(nothing on stderr)")
+            said(err)
             raise
         finally:
             if proc.returncode is None:
                 proc.terminate()
-                await proc.wait()
+                try:
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), TERM_GRACE_S)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+                    if not failed:  # a failing block's own error is the one to see
+                        deaf = AssertionError(
+                            f"the agent did not stop within {TERM_GRACE_S:g} s of SIGTERM"
+                        )
+                        said(deaf)
+                        raise deaf from None
 
 
 def run_agent(*args: object, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess:

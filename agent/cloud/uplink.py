@@ -176,22 +176,23 @@ class Uplink:
 
     async def _heartbeat_loop(self) -> None:
         beats = 0
-        wait_s = self.heartbeat_s
+        retry = False  # the last beat the disk refused: this one is it again, not counted
         while True:
-            await asyncio.sleep(wait_s)
-            wait_s = self.heartbeat_s
+            await asyncio.sleep(min(BEAT_RETRY_S, self.heartbeat_s) if retry else self.heartbeat_s)
             self._info = locker_info()  # the address may change (DHCP)
             # With no door known (a bus that never opened) the beat still goes, with
             # an empty cabinets list: the cloud must hear the locker is alive (ADR 0019),
             # unless this cloud said it takes no such body.
             snapshot = self._snapshot()
-            beats += 1
+            if not retry:
+                beats += 1
+            retry = False
             if not snapshot and self._empty_refused and beats % RETRY_EMPTY_EVERY:
                 continue  # one beat in RETRY_EMPTY_EVERY asks again: a cloud may be mended
             try:
                 self._outbox.append("heartbeat", EVENT_HEARTBEAT, snapshot)
             except OutboxError:  # logged there; soon again, so /healthz and the cloud
-                wait_s = min(BEAT_RETRY_S, self.heartbeat_s)  # know when the disk is back
+                retry = True  # know when the disk is back
 
     async def _send_loop(self) -> None:
         while True:

@@ -83,7 +83,7 @@ def doctor(path: Path) -> Iterator[Line]:
     yield Line(*agent_line(health))
     for i, bus in enumerate(config.buses):
         if isinstance(bus, KerongBusConfig):
-            yield from check_bus(i, bus, health)
+            yield from check_bus(i, bus, health, config.api_socket)
     found = sensor_lines(config, access.service_cannot)
     yield from (Line(level, "thermal", says) for level, says in found)
     yield from (Line(*found) for found in reader_lines(config, access.service_cannot))
@@ -136,10 +136,14 @@ def check_secrets(config: Config, path: Path) -> Iterator[Line]:
 
 
 def check_bus(
-    index: int, bus: KerongBusConfig, health: Health | AgentUnreachable
+    index: int,
+    bus: KerongBusConfig,
+    health: Health | AgentUnreachable,
+    agent_socket: Path | None = None,
 ) -> Iterator[Line]:
     """The bus's port, then each of its boards (as the running agent hears them, by its
-    ``health``, when it holds the port)."""
+    ``health``, when it holds the port). A gateway is not reached while someone serves
+    ``agent_socket`` (the agent, not asked: a permission refused, a slow answer)."""
     what = f"bus {bus.name}"
     port = bus.port
     if is_left(port):
@@ -151,6 +155,13 @@ def check_bus(
             # the running agent's, and one that takes a single client may drop the
             # agent's connection for ours. What the agent hears instead.
             yield Line(*as_the_agent_hears(what, health))
+            return
+        if agent_socket is not None and _served(agent_socket):
+            yield skip(
+                what,
+                f"not reached: the agent may be using it (not asked: {health});"
+                " sudo locker-agent doctor says what it hears",
+            )
             return
         yield from _check_gateway(what, port)
     elif not os.path.exists(port):
@@ -170,6 +181,20 @@ def check_bus(
         yield ok(what, f"{port} opens at {bus.baud} baud, held by no other process")
         for board in bus.boards:
             yield _check_board(what, bus, ser, board)
+
+
+def _served(path: Path) -> bool:
+    """Whether a process may serve the Unix socket at ``path``: only no socket, or one
+    nobody serves (left by an agent that stopped), says none does."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError):
+            return False
+        except OSError:  # refused to us, slow, a path too long: it may be the agent
+            return True
+    return True
 
 
 def _check_gateway(what: str, port: str) -> Iterator[Line]:

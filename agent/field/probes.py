@@ -10,6 +10,7 @@ accepted; nothing is recorded. The api-key is never printed, not even from an an
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -27,6 +28,7 @@ from agent.config import CloudConfig
 from agent.config.text import printable
 
 FEEDBACK_PATH = "/api/lockers/cabinet/status"
+ANSWER_BYTES = 65536  # of the answer's body read before the connection is closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +77,34 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     conn.sock = sock  # the address reported is the one asked: no second DNS lookup
     path = (parts.path.rstrip("/") or "") + FEEDBACK_PATH
     headers = {"api-key": key, "Content-Type": "application/json", "Accept": "application/json"}
+    # Each read waits timeout_s at most; the whole answer as long: a server that drips
+    # a byte at a time is cut off (its socket shut from this timer's thread).
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the reads see the end
+
+    timer = threading.Timer(timeout_s, cut_off)
+    timer.daemon = True
+    timer.start()
     try:
         conn.request("POST", path, body=b"{}", headers=headers)
         response = conn.getresponse()
         status, location = response.status, response.getheader("Location") or ""
-        response.read()
+        response.read(ANSWER_BYTES)  # unused: no more than this is read
     except ssl.SSLError as err:
-        return CloudAnswer(False, "tls", _redact(f"TLS with {host} failed: {err}", key))
+        if not cut.is_set():
+            return CloudAnswer(False, "tls", _redact(f"TLS with {host} failed: {err}", key))
     except (OSError, http.client.HTTPException) as err:
-        return CloudAnswer(False, "http", _redact(f"{host}:{port}: {err}", key))
+        if not cut.is_set():
+            return CloudAnswer(False, "http", _redact(f"{host}:{port}: {err}", key))
     finally:
+        timer.cancel()
         conn.close()
+    if cut.is_set():  # what came is cut short (a header, a status): not an answer
+        return CloudAnswer(False, "http", f"{host}:{port}: no whole answer within {timeout_s:g} s")
     if status in (401, 403):
         return CloudAnswer(False, "http", "refuses the api-key", status)
     if 300 <= status < 400:

@@ -9,6 +9,7 @@ here hand over to it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import socket
@@ -293,19 +294,26 @@ def claim(port: int) -> bool:
     folder cannot be used: the choice is then as good as random.
     """
     try:
-        marker = claims() / str(port)
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        return True
-    except FileExistsError:
-        try:
-            if time.time() - marker.stat().st_mtime < CLAIM_S:
-                return False
-            os.utime(marker)  # an old choice, long bound or given up: take it again
-            return True
-        except OSError:
-            return False
+        folder = claims()
+        lock = os.open(folder, os.O_RDONLY)
     except OSError:
         return True
+    marker = folder / str(port)
+    try:
+        # One caller at a time looks and takes: two that found the same old claim each
+        # took it again, and both bound the port.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            age = time.time() - marker.stat().st_mtime
+            # Dated ahead by more than a claim lasts: made before the clock was set back.
+            if -CLAIM_S < age < CLAIM_S:
+                return False
+        marker.touch()  # chosen now, or an old choice (long bound, given up) taken again
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(lock)  # and the lock with it
 
 
 def outside_ephemeral(host: str, tries: int = 50) -> int:

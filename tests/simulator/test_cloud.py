@@ -291,3 +291,58 @@ def test_a_seeded_random_module_does_not_choose_the_port(monkeypatch):
     first = server.outside_ephemeral("127.0.0.1")
     random.seed(0)
     assert server.outside_ephemeral("127.0.0.1") != first
+
+
+def test_a_claim_dated_ahead_by_a_clock_set_back_is_not_held_for_ever(tmp_path, monkeypatch):
+    """A clock set back by an hour (NTP after a boot without RTC) left every claim of
+    the last hour dated in the future: "age < a minute" held those ports for the hour."""
+    import os
+
+    from simulator.cloud import server
+
+    monkeypatch.setattr(server.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert server.claim(20003)
+    marker = server.claims() / "20003"
+    ahead = time.time() + 3600
+    os.utime(marker, (ahead, ahead))
+    assert server.claim(20003)  # stale: taken again, and now dated now
+    assert not server.claim(20003)
+    soon = time.time() + 5  # a few seconds ahead (another host's clock): still a claim
+    os.utime(marker, (soon, soon))
+    assert not server.claim(20003)
+
+
+def test_an_old_claim_is_taken_again_by_one_process_alone(tmp_path, monkeypatch):
+    """Processes that found the same old claim each took it (stat, then utime): both
+    then bound the port. Eight processes race for one old claim: exactly one wins."""
+    import os
+    import subprocess
+    import sys
+
+    from simulator.cloud import server
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(server.tempfile, "tempdir", None)
+    assert server.claim(20004)
+    marker = server.claims() / "20004"
+    go = tmp_path / "go"
+    ask = (
+        "import os, sys, time\n"
+        "from simulator.cloud import server\n"
+        "utime = os.utime\n"
+        "def slow(*a, **k):\n"  # the window between looking and taking, made wide
+        "    time.sleep(0.3)\n"
+        "    utime(*a, **k)\n"
+        "os.utime = slow\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
+        "sys.exit(server.claim(20004))\n"
+    )
+    for _ in range(3):
+        past = time.time() - server.CLAIM_S - 1
+        os.utime(marker, (past, past))
+        go.unlink(missing_ok=True)
+        racers = [subprocess.Popen([sys.executable, "-c", ask]) for _ in range(8)]
+        time.sleep(1.5)  # all of them waiting for the word
+        go.touch()
+        won = [p.wait(timeout=30) for p in racers]
+        assert won.count(1) == 1, won

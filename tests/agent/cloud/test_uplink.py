@@ -301,3 +301,32 @@ async def test_a_cloud_that_refuses_for_good_cannot_grow_the_dead_letters(cloud,
     assert reopened.stats()["dead"] == 100
     assert reopened.stats()["dead_dropped"] == stats["dead_dropped"]
     reopened.close()
+
+
+async def test_a_retried_beat_is_not_counted_as_a_beat(cloud, outbox, monkeypatch):
+    """A beat the disk refused was retried, and the retry counted as a beat: with the
+    cloud refusing empty lists, the one beat in RETRY_EMPTY_EVERY that asks again was
+    retried as a skipped beat, and the next ask came RETRY_EMPTY_EVERY beats later."""
+    import sqlite3
+
+    from agent.cloud import uplink as uplink_module
+
+    monkeypatch.setattr(uplink_module, "BEAT_RETRY_S", 0.01)
+    monkeypatch.setattr(uplink_module, "RETRY_EMPTY_EVERY", 4)
+    tries = []
+
+    def full(*_a, **_k):
+        tries.append(time.monotonic())
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(outbox, "_make_room", full)
+    uplink = Uplink(cloud.url, SecretStr(KEY), outbox, lambda: [], heartbeat_s=0.3)
+    uplink._empty_refused = True  # as a refused empty beat leaves it (test_unknown_doors)
+    await uplink.start()
+    try:
+        async with asyncio.timeout(3):  # the 4th beat, at 1.2 s, then retries within it
+            while len(tries) < 3:
+                await asyncio.sleep(0.005)
+        assert tries[2] - tries[0] < 0.3  # retries, not a beat apart (let alone four)
+    finally:
+        await uplink.close()

@@ -114,3 +114,31 @@ async def test_a_certificate_for_another_name_is_a_tls_failure(dns, tmp_path):
     assert (answer.ok, answer.step) == (False, "tls")
     assert "Hostname mismatch" in answer.detail or "doesn't match" in answer.detail
     assert seen == []  # the api-key was never sent to it
+
+
+async def test_an_answer_that_drips_is_cut_at_the_probe_s_time(dns):
+    """Each read waited at most timeout_s, but a server (a middlebox, a captive portal)
+    that sent a byte a second held doctor for as long as it liked."""
+    addresses, _ = dns
+    addresses.append("127.0.0.1")
+    stop = asyncio.Event()
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 422 Unprocessable\r\nX-Slow: ")
+        while not stop.is_set() and not writer.is_closing():
+            writer.write(b"a")
+            await asyncio.sleep(0.3)
+        writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cloud = CloudConfig.model_validate({"url": f"http://{HOST}:{port}", "api_key": "k-3"})
+    started = asyncio.get_running_loop().time()
+    try:
+        answer = await asyncio.wait_for(asyncio.to_thread(probes.probe_cloud, cloud, 1.0), 30)
+    finally:
+        stop.set()
+        server.close()
+    assert asyncio.get_running_loop().time() - started < 5
+    assert answer == probes.CloudAnswer(False, "http", f"{HOST}:{port}: no whole answer within 1 s")

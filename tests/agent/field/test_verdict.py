@@ -244,3 +244,39 @@ def test_a_gateway_the_running_agent_uses_is_not_polled_by_doctor():
         with pytest.raises(BlockingIOError):  # a connection made is waiting here
             gateway.accept()
     assert lines == ["ok   bus rs485: the running agent hears every board (its health: HTTP 200)"]
+
+
+def test_a_gateway_is_not_reached_when_the_agent_runs_but_could_not_be_asked(tmp_path):
+    """doctor without sudo (the socket refused it) or an agent slow to answer: doctor
+    connected to the gateway the running agent uses, which may drop the agent's
+    connection for doctor's. A socket someone serves says the agent may be running."""
+    from agent.config import KerongBusConfig
+    from agent.field.channel import AgentUnreachable
+
+    path = tmp_path / "agent.sock"
+    with (
+        socket.create_server(("127.0.0.1", 0)) as gateway,
+        socket.socket(socket.AF_UNIX) as agent,
+    ):
+        agent.bind(str(path))
+        agent.listen()  # takes the connection, never answers: as a busy agent's
+        port = gateway.getsockname()[1]
+        bus = KerongBusConfig.model_validate(
+            {"name": "rs485", "port": f"socket://127.0.0.1:{port}", "boards": [0, 1]}
+        )
+        unasked = AgentUnreachable(f"{path}: permission denied")
+        lines = [str(line) for line in doctor.check_bus(0, bus, unasked, path)]
+        gateway.setblocking(False)
+        with pytest.raises(BlockingIOError):  # no connection waits here
+            gateway.accept()
+    assert lines == [
+        f"skip bus rs485: not reached: the agent may be using it (not asked: {unasked});"
+        " sudo locker-agent doctor says what it hears"
+    ]
+    # Nobody serves the socket (the agent stopped): the gateway is tried (now gone).
+    bus = KerongBusConfig.model_validate(
+        {"name": "rs485", "port": f"socket://127.0.0.1:{port}", "boards": [0]}
+    )
+    stopped = AgentUnreachable(f"nobody serves {path}")
+    first = str(next(doctor.check_bus(0, bus, stopped, path)))
+    assert first.startswith(f"FAIL bus rs485: cannot reach the gateway 127.0.0.1:{port}")
