@@ -89,11 +89,13 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     timer = threading.Timer(timeout_s, cut_off)
     timer.daemon = True
     timer.start()
+    whole = False  # the timer may fire just after the last read: then it cut nothing
     try:
         conn.request("POST", path, body=b"{}", headers=headers)
         response = conn.getresponse()
         status, location = response.status, response.getheader("Location") or ""
         response.read(ANSWER_BYTES)  # unused: no more than this is read
+        whole = True
     except ssl.SSLError as err:
         if not cut.is_set():
             return CloudAnswer(False, "tls", _redact(f"TLS with {host} failed: {err}", key))
@@ -103,7 +105,7 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     finally:
         timer.cancel()
         conn.close()
-    if cut.is_set():  # what came is cut short (a header, a status): not an answer
+    if cut.is_set() and not whole:  # what came is cut short (a header, a status): not an answer
         return CloudAnswer(False, "http", f"{host}:{port}: no whole answer within {timeout_s:g} s")
     if status in (401, 403):
         return CloudAnswer(False, "http", "refuses the api-key", status)
