@@ -80,22 +80,27 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     # Each read waits timeout_s at most; the whole answer as long: a server that drips
     # a byte at a time is cut off (its socket shut from this timer's thread).
     cut = threading.Event()
+    ended = threading.Lock()  # the answer read whole, or cut: whichever came first
 
     def cut_off() -> None:
-        cut.set()
+        with ended:
+            if whole:
+                return
+            cut.set()
         with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the reads see the end
 
+    whole = False  # a timer firing just after the last read cut nothing
     timer = threading.Timer(timeout_s, cut_off)
     timer.daemon = True
     timer.start()
-    whole = False  # the timer may fire just after the last read: then it cut nothing
     try:
         conn.request("POST", path, body=b"{}", headers=headers)
         response = conn.getresponse()
         status, location = response.status, response.getheader("Location") or ""
         response.read(ANSWER_BYTES)  # unused: no more than this is read
-        whole = True
+        with ended:
+            whole = not cut.is_set()  # cut meanwhile: what came may be cut short
     except ssl.SSLError as err:
         if not cut.is_set():
             return CloudAnswer(False, "tls", _redact(f"TLS with {host} failed: {err}", key))
@@ -105,7 +110,7 @@ def probe_cloud(cloud: CloudConfig, timeout_s: float = 5.0) -> CloudAnswer:
     finally:
         timer.cancel()
         conn.close()
-    if cut.is_set() and not whole:  # what came is cut short (a header, a status): not an answer
+    if not whole:  # cut short (a header, a status): not an answer
         return CloudAnswer(False, "http", f"{host}:{port}: no whole answer within {timeout_s:g} s")
     if status in (401, 403):
         return CloudAnswer(False, "http", "refuses the api-key", status)
