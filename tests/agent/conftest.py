@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 
 import pytest
 
@@ -59,6 +61,19 @@ class FakeActuator:
             asyncio.get_running_loop().call_later(
                 self.delay, self.locker.door_sensed, key, side, True
             )
+
+
+def refuse_writes(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The outbox's disk is full: every append fails as SQLite fails on ENOSPC. Returns
+    the monotonic time of each try, appended as they come."""
+    tries: list[float] = []
+
+    def full(*_a: object, **_k: object) -> None:
+        tries.append(time.monotonic())
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(outbox, "_make_room", full)
+    return tries
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from agent.cloud.backoff import backoff_delay
 from agent.cloud.uplink import Uplink, retry_after
 from agent.storage.outbox import Outbox
+from tests.agent.conftest import refuse_writes
 
 KEY = "the-api-key"  # what the shared `cloud` fixture accepts
 
@@ -147,18 +148,10 @@ async def test_a_heartbeat_the_disk_refused_is_written_again_within_seconds(
 ):
     """/healthz said "outbox cannot write" for up to a whole beat after the disk was
     freed, and the cloud missed that beat: a refused beat is tried again soon."""
-    import sqlite3
-
     from agent.cloud import uplink as uplink_module
 
     monkeypatch.setattr(uplink_module, "BEAT_RETRY_S", 0.01)
-    tries = []
-
-    def full(*_a, **_k):
-        tries.append(time.monotonic())
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(outbox, "_make_room", full)
+    tries = refuse_writes(outbox, monkeypatch)
     snap = [{"key": 0, "front_status": "closed"}]
     uplink = Uplink(cloud.url, SecretStr(KEY), outbox, lambda: snap, heartbeat_s=2.0)
     await uplink.start()
@@ -307,19 +300,11 @@ async def test_a_retried_beat_is_not_counted_as_a_beat(cloud, outbox, monkeypatc
     """A beat the disk refused was retried, and the retry counted as a beat: with the
     cloud refusing empty lists, the one beat in RETRY_EMPTY_EVERY that asks again was
     retried as a skipped beat, and the next ask came RETRY_EMPTY_EVERY beats later."""
-    import sqlite3
-
     from agent.cloud import uplink as uplink_module
 
     monkeypatch.setattr(uplink_module, "BEAT_RETRY_S", 0.01)
     monkeypatch.setattr(uplink_module, "RETRY_EMPTY_EVERY", 4)
-    tries = []
-
-    def full(*_a, **_k):
-        tries.append(time.monotonic())
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(outbox, "_make_room", full)
+    tries = refuse_writes(outbox, monkeypatch)
     uplink = Uplink(cloud.url, SecretStr(KEY), outbox, lambda: [], heartbeat_s=0.3)
     uplink._empty_refused = True  # as a refused empty beat leaves it (test_unknown_doors)
     await uplink.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,16 @@ def dns(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return addresses, asked
+
+
+def signed_for(name: str, ca_pem: Path) -> ssl.SSLContext:
+    """A server's TLS context with a certificate for ``name`` from a private CA, whose
+    certificate is written to ``ca_pem`` (for ``[cloud] ca_file``)."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(ca_pem))
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(server_tls)
+    return server_tls
 
 
 async def feedback_server(tls: ssl.SSLContext | None = None):
@@ -74,10 +85,7 @@ async def test_the_name_is_looked_up_once_and_the_address_said_is_the_one_asked(
 async def test_tls_is_verified_for_the_name_on_the_connection_asked(dns, tmp_path):
     addresses, asked = dns
     addresses.append("127.0.0.1")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(HOST).configure_cert(server_tls)
+    server_tls = signed_for(HOST, tmp_path / "ca.pem")
     runner, port, seen = await feedback_server(server_tls)
     url = f"https://{HOST}:{port}"
     trusted = CloudConfig.model_validate(
@@ -99,10 +107,7 @@ async def test_tls_is_verified_for_the_name_on_the_connection_asked(dns, tmp_pat
 async def test_a_certificate_for_another_name_is_a_tls_failure(dns, tmp_path):
     addresses, _ = dns
     addresses.append("127.0.0.1")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("other.lockers.test").configure_cert(server_tls)
+    server_tls = signed_for("other.lockers.test", tmp_path / "ca.pem")
     runner, port, seen = await feedback_server(server_tls)
     cloud = CloudConfig.model_validate(
         {"url": f"https://{HOST}:{port}", "api_key": "k", "ca_file": str(tmp_path / "ca.pem")}

@@ -9,18 +9,9 @@ as the disk stayed full (breakit F5).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 from simulator.run import Simulation
-
-
-def refuse_writes(outbox, monkeypatch) -> None:
-    """The outbox's disk is full: every append fails as SQLite fails on ENOSPC."""
-
-    def full(*_a, **_k):
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(outbox, "_make_room", full)
+from tests.agent.conftest import refuse_writes
 
 
 def news(outbox, before: int) -> list[tuple[str, list[dict]]]:
