@@ -32,9 +32,7 @@ socket), 3 when the selftest was not confirmed (nothing opened).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -300,12 +298,14 @@ def simulators() -> list[Path]:
     answers would be believed)."""
     found = []
     for path in sorted(Path(tempfile.gettempdir()).glob(f"{SIMULATOR_PREFIX}*/agent.sock")):
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+        try:
             if {path.parent.lstat().st_uid, path.lstat().st_uid} != {os.getuid()}:
                 continue
-            probe.settimeout(0.5)
-            probe.connect(str(path))
-            found.append(path)
+            # The channel's own check: served, and by the agent's users (its peer's uid).
+            AgentChannel(path, timeout_s=0.5).connect().close()
+        except (OSError, AgentUnreachable):
+            continue
+        found.append(path)
     return found
 
 

@@ -259,3 +259,31 @@ def test_a_socket_in_another_users_simulator_folder_is_never_named(tmp_path, mon
         os.chown(planted / "agent.sock", NOBODY, NOBODY)
         assert agent_cli.main(["status", "--config", str(tmp_path / "agent.toml")]) == 78
     assert "a simulator runs here" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="another user's process needs root")
+async def test_a_socket_in_this_users_folder_served_by_another_user_is_never_named(
+    open_dir, monkeypatch, capsys
+):
+    """The folder and the socket file say this user's; the process serving it is not
+    (its peer's uid): the channel's own check refuses it, as for status itself."""
+    import tempfile
+
+    from agent import cli as agent_cli
+    from tests.agent.field.test_channel import squatting
+
+    monkeypatch.setattr(tempfile, "tempdir", str(open_dir))
+    folder = open_dir / "locker-agent-sim-q1"
+    folder.mkdir()
+    folder.chmod(0o777)  # so nobody can bind there; ours, all the same
+    squatter = await squatting(folder / "agent.sock", open_dir / "heard")
+    try:
+        os.chown(folder / "agent.sock", os.getuid(), os.getgid())  # the file says ours
+        code = await asyncio.to_thread(
+            agent_cli.main, ["status", "--config", str(open_dir / "agent.toml")]
+        )
+    finally:
+        squatter.kill()
+        await squatter.wait()
+    assert code == 78
+    assert "a simulator runs here" not in capsys.readouterr().err
