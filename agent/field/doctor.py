@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import serial
 
+from agent.api.peers import unix_address
 from agent.config import Config, ConfigError, KerongBusConfig, load_config
 from agent.field import access, busscan, probes
 from agent.field.channel import AgentUnreachable
@@ -189,10 +190,11 @@ def _served(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX) as probe:
         probe.settimeout(1.0)
         try:
-            probe.connect(str(path))
+            with unix_address(path) as address:  # a path past AF_UNIX's 108 bytes too
+                probe.connect(address)
         except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError):
             return False
-        except OSError:  # refused to us, slow, a path too long: it may be the agent
+        except OSError:  # refused to us, slow: it may be the agent
             return True
     return True
 
