@@ -267,7 +267,10 @@ class FakeCloud:
 # Not the random module's own: Hypothesis seeds it with 0 for each example, and then
 # every test worker chose the same ports in the same order.
 _CHOICE = random.SystemRandom()
-CLAIM_S = 60.0  # a port chosen is bound within this (an agent's start-up, a cloud's)
+# A port chosen stays its chooser's this long: bound within seconds, but a test restarts
+# its agent or its cloud on the same port for minutes (crash rounds, outages), and a 60 s
+# claim let another worker take it in a gap (seen: "address already in use" at start).
+CLAIM_S = 600.0
 
 
 def claims() -> Path:
@@ -318,7 +321,7 @@ def claim(port: int) -> bool:
 
 def outside_ephemeral(host: str, tries: int = 50) -> int:
     """A port free on ``host`` below the kernel's ephemeral range (0 if none is found),
-    not chosen by another caller in the last minute (:func:`claim`): a cloud that goes
+    not chosen by another caller in the last ``CLAIM_S`` (:func:`claim`): a cloud that goes
     down and comes back on its address finds it free again, where a port from the
     ephemeral range may meanwhile be any outgoing connection's (a test failed on
     "address already in use" after a simulated outage)."""

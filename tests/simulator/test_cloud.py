@@ -244,7 +244,7 @@ async def test_the_cloud_listens_below_the_ephemeral_range_and_comes_back_there(
 
 def test_a_port_chosen_is_not_chosen_again_by_another_process(tmp_path, monkeypatch):
     """Two test workers chose the same free port before either bound it: both started
-    on it and one agent stopped at start. A choice is claimed for a minute, for every
+    on it and one agent stopped at start. A choice is claimed for CLAIM_S, for every
     process of this user's."""
     import os
     import subprocess
@@ -260,7 +260,7 @@ def test_a_port_chosen_is_not_chosen_again_by_another_process(tmp_path, monkeypa
     assert other.returncode == 0  # claim() was False in the other process
     marker = tmp_path / f"locker-agent-ports-{os.getuid()}" / "20001"
     past = time.time() - server.CLAIM_S - 1
-    os.utime(marker, (past, past))  # a minute on: long bound, or given up
+    os.utime(marker, (past, past))  # CLAIM_S on: long bound, or given up
     other = subprocess.run([sys.executable, "-c", ask], env=os.environ, timeout=30)
     assert other.returncode == 1
     assert not server.claim(20001)  # and claimed again by the other
